@@ -1,0 +1,29 @@
+"""ksmbook: a simulated Linux kernel for learning madvise(MADV_MERGEABLE) and KSM.
+
+    import ksmbook as kb
+    k = kb.Kernel(profile="seed", config_ksm=True)
+    p = k.spawn()
+    a = p.mmap(8 * kb.PAGE_SIZE, kb.PROT_READ | kb.PROT_WRITE, kb.MAP_PRIVATE | kb.MAP_ANONYMOUS)
+    p.madvise(a + 2 * kb.PAGE_SIZE, 4 * kb.PAGE_SIZE, kb.MADV_MERGEABLE)
+    print(p.maps())
+"""
+
+from .constants import HPAGE_SIZE, MADV, MAP, MMF, PAGE_SIZE, PROT, VM
+from .kernel import DRIVER_STYLES, KSM_KCONFIG_HELP, Kernel, Process
+from .mm import VMA, File
+from .procfs import MapEntry
+from .profiles import Profile, get_profile
+from .profiles import PROFILES as _PROFILE_TABLE
+from .trace import Trace, errno_name
+
+#: The names of the kernels the simulator can boot.
+PROFILES = tuple(_PROFILE_TABLE)
+
+globals().update({m.name: m for enum_ in (PROT, MAP, MADV, VM, MMF) for m in enum_
+                  if m.name})
+
+__all__ = ["Kernel", "Process", "VMA", "File", "MapEntry", "Trace", "Profile", "PROFILES",
+           "get_profile", "errno_name", "PAGE_SIZE", "HPAGE_SIZE", "PROT", "MAP", "MADV",
+           "VM", "MMF", "DRIVER_STYLES", "KSM_KCONFIG_HELP"]
+__all__ += [m.name for enum_ in (PROT, MAP, MADV, VM, MMF) for m in enum_ if m.name]
+__version__ = "0.1.0"

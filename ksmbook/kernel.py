@@ -1,0 +1,403 @@
+"""The simulated kernel (`Kernel`) and its processes (`Process`), which carry the syscalls.
+
+A syscall builds a `Trace`, runs the kernel functions that model it, stores the trace as
+`Process.last_trace` and in `Kernel.log`, and raises OSError (with the kernel's errno) if the
+result is negative, as Python's own `mmap.madvise` does.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable, Iterable, Sequence
+
+from .constants import MAP, MMF, PAGE_SHIFT, PAGE_SIZE, PROT, VM
+from .ksm import KsmState, ksm_exit, ksm_fork
+from .madvise import advice_name, sys_madvise
+from .mm import MM, VMA, AnonVma, File, Page, flag_names
+from .procfs import format_maps, read_maps
+from .profiles import Profile, get_profile
+from .trace import Trace, errno_name
+
+__all__ = ["Kernel", "Process", "DRIVER_STYLES", "KSM_KCONFIG_HELP"]
+
+#: The Kconfig entry the seed patch adds to mm/Kconfig.
+KSM_KCONFIG_HELP = """config KSM
+	bool "Enable KSM for page merging"
+	depends on MMU
+	help
+	  Enable Kernel Samepage Merging: KSM periodically scans those areas
+	  of an application's address space that an app has advised may be
+	  mergeable.  When it finds pages of identical content, it replaces
+	  the many instances by a single resident page with that content, so
+	  saving memory until one or another app needs to modify the content.
+	  Recommended for use with KVM, or with other duplicative applications."""
+
+#: How drivers of each kind mark the VMAs their ->mmap() sets up.
+DRIVER_STYLES: dict[str, Callable[[Profile], VM]] = {
+    "remap_pfn_range": lambda p: p.remap_pfn_flags,
+    "vm_insert_mixed": lambda p: VM.VM_MIXEDMAP,
+    "vm_insert_page": lambda p: VM.VM_INSERTPAGE,
+    "io": lambda p: VM.VM_IO,
+    "reserved": lambda p: VM.VM_RESERVED,
+    "dontexpand": lambda p: VM.VM_DONTEXPAND,
+    "sao": lambda p: VM.VM_SAO,
+}
+
+_SYSCTL_DEFAULTS = {"max_map_count": 65530, "nr_hugepages": 0}
+_FAULT_POINTS = ("__ksm_enter", "split_vma", "signal_pending", "break_ksm")
+
+
+def _oserror(err: int, what: str) -> OSError:
+    e = -err if err < 0 else err
+    return OSError(e, f"{os.strerror(e)} ({errno_name(e)}) from {what}")
+
+
+class Kernel:
+    """A booted simulated kernel: a profile, CONFIG_KSM, sysctls, processes and KSM state."""
+
+    def __init__(self, profile: str | Profile = "seed", config_ksm: bool = True, *,
+                 max_map_count: int = 65530, nr_hugepages: int = 0) -> None:
+        self.profile = get_profile(profile)
+        self.config_ksm = bool(config_ksm)
+        self.sysctl = {"max_map_count": max_map_count, "nr_hugepages": nr_hugepages}
+        self.hugepages_reserved = 0
+        self.processes: list[Process] = []
+        self.files: dict[str, File] = {}
+        self.log: list[Trace] = []
+        self.ksm = KsmState(self)
+        self._faults: dict[str, int] = {}
+        self._next_pid = 1
+
+    def __repr__(self) -> str:
+        return (f"Kernel(profile={self.profile.name!r}, config_ksm={self.config_ksm}, "
+                f"processes={[p.pid for p in self.processes]})")
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    def spawn(self, name: str = "") -> Process:
+        """A new process with an empty address space."""
+        proc = Process(self, MM(self), name)
+        self.processes.append(proc)
+        return proc
+
+    def create_file(self, name: str, size: int, *, fs: str = "ext4", writable: bool = True,
+                    contents: Sequence[int] | None = None) -> File:
+        """A file of `size` bytes on `fs` ("ext4" or "tmpfs"), opened read-write unless
+        writable=False; contents gives one int per page (default: zeros)."""
+        if fs not in ("ext4", "tmpfs"):
+            raise ValueError("fs must be 'ext4' or 'tmpfs'")
+        if size < 0:
+            raise ValueError("size must not be negative")
+        path = name if name.startswith("/") else f"/tmp/{name}"
+        kind = "shmem" if fs == "tmpfs" else "regular"
+        f = File(path, size, kind=kind, fs=fs, writable=writable)
+        for i, c in enumerate(contents or ()):
+            f.pages[i] = Page(int(c), mapcount=0, anon=False)
+        self.files[path] = f
+        return f
+
+    def create_device(self, name: str, style: str | VM = "remap_pfn_range",
+                      size: int = 1 << 20) -> File:
+        """A character device whose ->mmap() marks VMAs as a driver of `style` would
+        (one of DRIVER_STYLES, or VM flags)."""
+        if isinstance(style, str):
+            if style not in DRIVER_STYLES:
+                raise ValueError(f"unknown driver style {style!r}; "
+                                 f"choose one of {', '.join(DRIVER_STYLES)}")
+            flags = DRIVER_STYLES[style](self.profile)
+        else:
+            flags = VM(style)
+        missing = flags & self.profile.missing_flags
+        if missing:
+            raise ValueError(f"{flag_names(missing)} does not exist in the "
+                             f"{self.profile.name} kernel")
+        f = File(f"/dev/{name}", size, kind="device", fs="devtmpfs", vm_flags=flags)
+        self.files[f.path] = f
+        return f
+
+    def inject(self, point: str, times: int = 1) -> None:
+        """Make the next `times` passes through a fault point fail: "__ksm_enter" and
+        "split_vma" (allocation failure, ENOMEM), "break_ksm" (OOM while unmerging),
+        "signal_pending" (a signal arrives while unmerging)."""
+        if point not in _FAULT_POINTS:
+            raise ValueError(f"unknown fault point {point!r}; choose one of "
+                             f"{', '.join(_FAULT_POINTS)}")
+        self._faults[point] = self._faults.get(point, 0) + times
+
+    def should_fail(self, point: str) -> bool:
+        """True (once per injected failure) if the fault point is to fail now."""
+        if self._faults.get(point, 0) > 0:
+            self._faults[point] -= 1
+            return True
+        return False
+
+    # -- hooks used by the mm code --------------------------------------------------------
+
+    def page_unmapped(self, mm: MM, vpn: int, page: Page) -> None:
+        """A PTE mapping `page` went away (ksmd notices lazily; nothing to do here)."""
+
+    def file_mapped(self, f: File) -> bool:
+        """Whether any VMA of any live process still maps `f`."""
+        return any(v.file is f for p in self.processes for v in p.mm.vmas)
+
+    def drop_file_pages(self, f: File, first: int, last: int) -> None:
+        """Unmap page-cache pages [first, last) of `f` from every process (hole punch)."""
+        for proc in self.processes:
+            for vma in list(proc.mm.vmas):
+                if vma.file is f and vma.flags & VM.VM_SHARED:
+                    lo = max(first, vma.pgoff)
+                    hi = min(last, vma.pgoff + vma.pages)
+                    if lo < hi:
+                        proc.mm.zap_range(vma.start + ((lo - vma.pgoff) << PAGE_SHIFT),
+                                          vma.start + ((hi - vma.pgoff) << PAGE_SHIFT))
+
+    def populate_write(self, mm: MM, vma: VMA, start: int, end: int) -> None:
+        """Write-fault every page of [start, end) without changing its content."""
+        for addr in range(start, end, PAGE_SIZE):
+            handle_write_fault(mm, vma, addr, None)
+
+    def ksmd_exit_mm(self, mm: MM, tr: Trace) -> None:
+        """__ksm_exit() for a kernel with ksmd: drop the mm's slot."""
+        self.ksm.remove(mm)
+        tr.note("__ksm_exit", "mm_slot freed")
+
+
+def file_page(f: File, pgoff: int) -> Page:
+    """find_or_create_page(): the page-cache page of `f` at pgoff (a hole reads as zeros)."""
+    page = f.pages.get(pgoff)
+    if page is None:
+        page = f.pages[pgoff] = Page(0, mapcount=0, anon=False)
+    return page
+
+
+def anon_vma_prepare(vma: VMA) -> None:
+    """anon_vma_prepare(): give the VMA an anon_vma at its first anonymous page."""
+    if vma.anon_vma is None:
+        vma.anon_vma = AnonVma()
+        vma.chain = (vma.anon_vma,)
+
+
+def handle_write_fault(mm: MM, vma: VMA, addr: int, content: int | None) -> None:
+    """do_anonymous_page() / do_wp_page() / a shared write: store `content` at addr
+    (None keeps what is there). KSM pages and pages shared after fork are copied."""
+    vpn = addr >> PAGE_SHIFT
+    if vma.flags & VM.VM_SHARED and vma.file is not None:
+        page = file_page(vma.file, vma.pgoff_at(addr))
+        if content is not None:
+            page.content = content
+        if vpn not in mm.ptes:
+            page.mapcount += 1
+            mm.ptes[vpn] = page
+        return
+    anon_vma_prepare(vma)
+    old = mm.ptes.get(vpn)
+    if old is None:
+        base = file_page(vma.file, vma.pgoff_at(addr)).content if vma.file is not None else 0
+        mm.ptes[vpn] = Page(base if content is None else content)
+        return
+    if old.anon and old.mapcount == 1 and old.ksm is None:
+        if content is not None:
+            old.content = content
+        return
+    old.mapcount -= 1
+    mm.ptes[vpn] = Page(old.content if content is None else content)
+    mm.kernel.page_unmapped(mm, vpn, old)
+
+
+class Process:
+    """A simulated process: its address space and its system calls."""
+
+    def __init__(self, kernel: Kernel, mm: MM, name: str = "") -> None:
+        self.kernel = kernel
+        self.mm = mm
+        self.pid = kernel._next_pid
+        kernel._next_pid += 1
+        self.name = name or f"p{self.pid}"
+        self.alive = True
+        self.last_trace: Trace | None = None
+
+    def __repr__(self) -> str:
+        return f"Process(pid={self.pid}, vmas={len(self.mm.vmas)}{'' if self.alive else ', exited'})"
+
+    @property
+    def vmas(self) -> list[VMA]:
+        """The VMAs, sorted by address (a copy of the list; the VMAs are live objects)."""
+        return list(self.mm.vmas)
+
+    @property
+    def mm_flags(self) -> MMF:
+        return self.mm.flags
+
+    def maps(self) -> str:
+        """/proc/PID/maps with each VMA's smaps VmFlags codes."""
+        return format_maps(read_maps(self.mm))
+
+    # -- system calls -------------------------------------------------------------------
+
+    def _syscall(self, call: str, body: Callable[[Trace], int]) -> int:
+        if not self.alive:
+            raise ProcessLookupError(errno.ESRCH, f"process {self.pid} has exited")
+        tr = Trace(call, self.pid)
+        tr.result = body(tr)
+        self.last_trace = tr
+        self.kernel.log.append(tr)
+        if tr.result < 0:
+            raise _oserror(tr.result, call.split("(")[0])
+        return tr.result
+
+    def mmap(self, length: int, prot: int, flags: int, *, addr: int = 0,
+             file: File | None = None, offset: int = 0) -> int:
+        """mmap(2); returns the start address."""
+        _check_ints(length=length, prot=prot, flags=flags, addr=addr, offset=offset)
+        call = (f"mmap({addr:#x}, {length}, {_prot_text(prot)}, {_map_text(flags)}"
+                f"{', ' + file.path if file else ''}{f', {offset:#x}' if offset else ''})")
+        return self._syscall(call, lambda tr: self.mm.do_mmap(
+            addr, length & 2**64 - 1, prot, flags, file, offset, tr))
+
+    def munmap(self, addr: int, length: int) -> int:
+        """munmap(2)."""
+        _check_ints(addr=addr, length=length)
+        return self._syscall(f"munmap({addr:#x}, {length})",
+                             lambda tr: self.mm.do_munmap(addr, length & 2**64 - 1, tr))
+
+    def mprotect(self, addr: int, length: int, prot: int) -> int:
+        """mprotect(2)."""
+        _check_ints(addr=addr, length=length, prot=prot)
+        return self._syscall(f"mprotect({addr:#x}, {length}, {_prot_text(prot)})",
+                             lambda tr: self.mm.mprotect(addr, length & 2**64 - 1, prot, tr))
+
+    def madvise(self, addr: int, length: int, advice: int) -> int:
+        """madvise(2); raises OSError with the kernel's errno (after applying, for holes)."""
+        _check_ints(addr=addr, length=length, advice=advice)
+        call = f"madvise({addr:#x}, {length}, {advice_name(advice)})"
+        return self._syscall(call, lambda tr: sys_madvise(
+            self.mm, addr & 2**64 - 1, length & 2**64 - 1, advice, tr))
+
+    def fork(self, name: str = "") -> Process:
+        """fork(2): a child with a copy of this address space (dup_mmap())."""
+        child: list[Process] = []
+
+        def body(tr: Trace) -> int:
+            err, proc = self._dup_mmap(tr, name)
+            if proc is not None:
+                child.append(proc)
+                return proc.pid
+            return err
+        self._syscall("fork()", body)
+        return child[0]
+
+    def _dup_mmap(self, tr: Trace, name: str) -> tuple[int, Process | None]:
+        """dup_mmap(): copy the VMAs (not VM_DONTCOPY ones) and the page table."""
+        k = self.kernel
+        p = k.profile
+        mm = MM(k)
+        with tr.enter("dup_mmap"):
+            if p.ksm_fork_first:
+                err = ksm_fork(mm, self.mm, tr)
+                if err:
+                    tr.note("dup_mmap", "ksm_fork failed: fork fails with ENOMEM")
+                    return -errno.ENOMEM, None
+            mm.flags |= self.mm.flags & MMF.MMF_VM_MERGE_ANY
+            for vma in self.mm.vmas:
+                if vma.flags & VM.VM_DONTCOPY:
+                    tr.note("dup_mmap", f"{vma.start:#x}-{vma.end:#x} VM_DONTCOPY: not copied")
+                    continue
+                new = VMA(vma.start, vma.end, vma.flags & ~p.fork_clears, vma.pgoff, vma.file)
+                wipe = bool(vma.flags & VM.VM_WIPEONFORK)
+                if vma.anon_vma is not None and not wipe:
+                    if p.anon_vma_chain:
+                        own = AnonVma()
+                        new.anon_vma, new.chain = own, vma.chain + (own,)
+                    else:
+                        new.anon_vma, new.chain = vma.anon_vma, vma.chain
+                mm.insert(new)
+                if wipe:
+                    tr.note("dup_mmap", f"{vma.start:#x}-{vma.end:#x} VM_WIPEONFORK: copied empty")
+                    continue
+                for vpn in self.mm.ptes.irange(vma.start >> PAGE_SHIFT,
+                                               (vma.end >> PAGE_SHIFT) - 1):
+                    page = self.mm.ptes[vpn]
+                    page.mapcount += 1
+                    mm.ptes[vpn] = page
+            tr.note("dup_mmap", f"{mm.map_count} VMAs copied")
+            child = Process(k, mm, name)
+            if not p.ksm_fork_first:
+                ksm_fork(mm, self.mm, tr)
+            k.processes.append(child)
+            tr.note("copy_process", f"child pid {child.pid}")
+        return 0, child
+
+    def exit(self) -> None:
+        """exit(2): mmput() -> ksm_exit() -> exit_mmap()."""
+        def body(tr: Trace) -> int:
+            with tr.enter("mmput"):
+                ksm_exit(self.mm, tr)
+                with tr.enter("exit_mmap", f"{self.mm.map_count} VMAs"):
+                    for vma in list(self.mm.vmas):
+                        self.mm.zap_range(vma.start, vma.end)
+                        self.mm.remove(vma)
+                        self.mm._release_file(vma)
+                self.mm.mm_users = 0
+            return 0
+        self._syscall("exit()", body)
+        self.alive = False
+        self.kernel.processes.remove(self)
+
+    # -- memory access (page faults) -----------------------------------------------------
+
+    def _fault_vma(self, addr: int, write: bool) -> VMA:
+        vma = self.mm.vma_at(addr)
+        need = VM.VM_WRITE if write else VM.VM_READ
+        if vma is None or not vma.flags & need:
+            what = "unmapped" if vma is None else f"not {'writable' if write else 'readable'}"
+            raise OSError(errno.EFAULT, f"{addr:#x} is {what}: the access would raise SIGSEGV")
+        return vma
+
+    def write_pages(self, addr: int, contents: Iterable[int]) -> None:
+        """Write one page per int (0 = an all-zero page), from addr on. A write to an
+        unmapped or read-only page raises OSError(EFAULT) and writes nothing."""
+        values = [int(c) for c in contents]
+        _check_ints(addr=addr)
+        if addr % PAGE_SIZE:
+            raise ValueError(f"address {addr:#x} is not page aligned")
+        if not self.alive:
+            raise ProcessLookupError(errno.ESRCH, f"process {self.pid} has exited")
+        vmas = [self._fault_vma(addr + i * PAGE_SIZE, True) for i in range(len(values))]
+        for i, (vma, value) in enumerate(zip(vmas, values)):
+            handle_write_fault(self.mm, vma, addr + i * PAGE_SIZE, value)
+
+    def read_page(self, addr: int) -> int:
+        """The content of the page at addr (0 = all zeros)."""
+        _check_ints(addr=addr)
+        vma = self._fault_vma(addr, False)
+        page = self.mm.ptes.get(addr >> PAGE_SHIFT)
+        if page is not None:
+            return page.content
+        if vma.file is not None:
+            cached = vma.file.pages.get(vma.pgoff_at(addr))
+            return cached.content if cached is not None else 0
+        return 0
+
+
+def _check_ints(**values: int) -> None:
+    for name, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError(f"{name} must be an int, not {type(v).__name__}")
+
+
+def _prot_text(prot: int) -> str:
+    if prot == 0:
+        return "PROT_NONE"
+    try:
+        return str(PROT(prot).name) if PROT(prot).name else f"{prot:#x}"
+    except ValueError:
+        return f"{prot:#x}"
+
+
+def _map_text(flags: int) -> str:
+    try:
+        return str(MAP(flags).name) if MAP(flags).name else f"{flags:#x}"
+    except ValueError:
+        return f"{flags:#x}"
+

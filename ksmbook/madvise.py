@@ -1,0 +1,303 @@
+"""The madvise(2) path, function by function as in mm/madvise.c.
+
+2.6.32: sys_madvise() -> madvise_vma() -> madvise_behavior() | madvise_willneed() |
+madvise_dontneed() | madvise_remove(). 6.x: do_madvise() -> madvise_walk_vmas() ->
+madvise_vma_behavior(), with the same entry checks, walk and split/merge. The trace uses each
+kernel's own function names (`Profile.fn`).
+"""
+
+from __future__ import annotations
+
+import errno
+
+from .constants import ERESTARTSYS, MADV, PAGE_SIZE, VM
+from .ksm import ksm_madvise
+from .mm import MM, VMA
+from .trace import Trace, errno_name
+
+__all__ = ["sys_madvise", "madvise_vma", "madvise_behavior"]
+
+_FLAG_ADVICES = frozenset({
+    MADV.MADV_NORMAL, MADV.MADV_RANDOM, MADV.MADV_SEQUENTIAL, MADV.MADV_DONTFORK,
+    MADV.MADV_DOFORK, MADV.MADV_MERGEABLE, MADV.MADV_UNMERGEABLE, MADV.MADV_HUGEPAGE,
+    MADV.MADV_NOHUGEPAGE, MADV.MADV_DONTDUMP, MADV.MADV_DODUMP, MADV.MADV_WIPEONFORK,
+    MADV.MADV_KEEPONFORK,
+})
+_U64 = 2**64 - 1
+
+
+def advice_name(advice: int) -> str:
+    """'MADV_MERGEABLE' for 12; the number itself for an unknown advice."""
+    try:
+        return MADV(advice).name or str(advice)
+    except ValueError:
+        return str(advice)
+
+
+def sys_madvise(mm: MM, start: int, len_in: int, advice: int, tr: Trace) -> int:
+    """sys_madvise() / do_madvise(): entry checks in the kernel's order, then the VMA walk."""
+    p = mm.profile
+    k = mm.kernel
+    fn = p.fn("sys_madvise")
+    with tr.enter(fn):
+        if not p.valid_advice(advice, k.config_ksm):
+            why = ("CONFIG_KSM is not set" if advice in (MADV.MADV_MERGEABLE,
+                                                          MADV.MADV_UNMERGEABLE)
+                   else "not an advice this kernel knows")
+            tr.note("madvise_behavior_valid", f"{advice_name(advice)}: {why}: EINVAL")
+            return -errno.EINVAL
+        if start & (PAGE_SIZE - 1):
+            tr.note(fn, f"start {start:#x} not page aligned: EINVAL")
+            return -errno.EINVAL
+        length = (len_in + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1) & _U64
+        if len_in and not length:
+            tr.note(fn, "len rounds up past 2**64 to 0: EINVAL")
+            return -errno.EINVAL
+        end = start + length
+        if end > _U64:
+            tr.note(fn, "start + len wraps: EINVAL")
+            return -errno.EINVAL
+        if end == start:
+            tr.note(fn, "len 0: nothing to do, 0")
+            return 0
+        if advice in (MADV.MADV_POPULATE_READ, MADV.MADV_POPULATE_WRITE):
+            return madvise_populate(mm, start, end, advice, tr)
+        return madvise_walk(mm, start, end, advice, tr)
+
+
+def madvise_walk(mm: MM, start: int, end: int, advice: int, tr: Trace) -> int:
+    """The VMA walk of sys_madvise() (6.x madvise_walk_vmas()): holes give ENOMEM at the
+    end, any other error stops the walk at once with no rollback."""
+    vma, prev = mm.find_vma_prev(start)
+    if vma is not None and start > vma.start:
+        prev = vma
+    unmapped_error = 0
+    while True:
+        if vma is None:
+            tr.note("find_vma", f"nothing mapped at or above {start:#x}: ENOMEM")
+            return -errno.ENOMEM
+        if start < vma.start:
+            tr.note("find_vma", f"hole [{start:#x}, {min(vma.start, end):#x}): "
+                    "remember ENOMEM, go on")
+            unmapped_error = -errno.ENOMEM
+            start = vma.start
+            if start >= end:
+                return unmapped_error
+        tmp = min(vma.end, end)
+        err, prev = madvise_vma(mm, vma, prev, start, tmp, advice, tr)
+        if err:
+            if err == -ERESTARTSYS:
+                return -errno.EINTR
+            return err
+        start = tmp
+        if prev is not None and start < prev.end:
+            start = prev.end
+        if start >= end:
+            if unmapped_error:
+                tr.note(mm.profile.fn("sys_madvise"), "advice applied where mapped; ENOMEM "
+                        "for the hole")
+            return unmapped_error
+        vma = mm.next_vma(prev) if prev is not None else mm.find_vma(start)
+
+
+def madvise_vma(mm: MM, vma: VMA, prev: VMA | None, start: int, end: int, advice: int,
+                tr: Trace) -> tuple[int, VMA | None]:
+    """madvise_vma(): one VMA piece; returns (error, new prev)."""
+    p = mm.profile
+    label = f"{advice_name(advice)} [{start:#x}, {end:#x}) of VMA {vma.start:#x}-{vma.end:#x}"
+    with tr.enter(p.fn("madvise_vma"), label):
+        if advice == MADV.MADV_REMOVE:
+            return madvise_remove(mm, vma, start, end, tr), None
+        if advice == MADV.MADV_WILLNEED:
+            return madvise_willneed(mm, vma, start, end, tr)
+        if advice in (MADV.MADV_DONTNEED, MADV.MADV_DONTNEED_LOCKED, MADV.MADV_FREE):
+            return madvise_dontneed_free(mm, vma, start, end, advice, tr), vma
+        if advice in (MADV.MADV_COLD, MADV.MADV_PAGEOUT):
+            if vma.flags & (VM.VM_LOCKED | VM.VM_PFNMAP | VM.VM_HUGETLB):
+                tr.note("can_madv_lru_vma", "VM_LOCKED, VM_PFNMAP or VM_HUGETLB: EINVAL")
+                return -errno.EINVAL, vma
+            tr.note("madvise_cold_or_pageout", "pages moved to the inactive list")
+            return 0, vma
+        if advice == MADV.MADV_COLLAPSE:
+            return madvise_collapse(mm, vma, start, end, tr), vma
+        if advice in (MADV.MADV_GUARD_INSTALL, MADV.MADV_GUARD_REMOVE):
+            return madvise_guard(mm, vma, start, end, advice, tr), vma
+        return madvise_behavior(mm, vma, prev, start, end, advice, tr)
+
+
+def madvise_behavior(mm: MM, vma: VMA, prev: VMA | None, start: int, end: int, advice: int,
+                     tr: Trace) -> tuple[int, VMA | None]:
+    """madvise_behavior() (6.x madvise_vma_behavior() + madvise_update_vma()).
+
+    Computes the new flags; equal flags end here (no split, no merge). Otherwise vma_merge()
+    or split_vma() at start and end, then the flags are set. ENOMEM becomes EAGAIN.
+    """
+    new = vma.flags
+    err = 0
+    if advice == MADV.MADV_NORMAL:
+        new &= ~(VM.VM_RAND_READ | VM.VM_SEQ_READ)
+    elif advice == MADV.MADV_SEQUENTIAL:
+        new = (new & ~VM.VM_RAND_READ) | VM.VM_SEQ_READ
+    elif advice == MADV.MADV_RANDOM:
+        new = (new & ~VM.VM_SEQ_READ) | VM.VM_RAND_READ
+    elif advice == MADV.MADV_DONTFORK:
+        new |= VM.VM_DONTCOPY
+    elif advice == MADV.MADV_DOFORK:
+        if vma.flags & VM.VM_IO:
+            tr.note("madvise_behavior", "MADV_DOFORK on a VM_IO VMA: EINVAL")
+            return -errno.EINVAL, prev
+        new &= ~VM.VM_DONTCOPY
+    elif advice in (MADV.MADV_MERGEABLE, MADV.MADV_UNMERGEABLE):
+        err, new = ksm_madvise(mm, vma, start, end, advice, new, tr)
+    elif advice == MADV.MADV_HUGEPAGE:
+        new = (new & ~VM.VM_NOHUGEPAGE) | VM.VM_HUGEPAGE
+    elif advice == MADV.MADV_NOHUGEPAGE:
+        new = (new & ~VM.VM_HUGEPAGE) | VM.VM_NOHUGEPAGE
+    elif advice == MADV.MADV_DONTDUMP:
+        new |= VM.VM_DONTDUMP
+    elif advice == MADV.MADV_DODUMP:
+        if not vma.flags & VM.VM_HUGETLB and new & mm.profile.vm_special:
+            tr.note("madvise_vma_behavior", "MADV_DODUMP on a VM_SPECIAL VMA: EINVAL")
+            return -errno.EINVAL, prev
+        new &= ~VM.VM_DONTDUMP
+    elif advice == MADV.MADV_WIPEONFORK:
+        if vma.file is not None or vma.flags & VM.VM_SHARED:
+            tr.note("madvise_vma_behavior", "MADV_WIPEONFORK needs private anonymous memory: "
+                    "EINVAL")
+            return -errno.EINVAL, prev
+        new |= VM.VM_WIPEONFORK
+    elif advice == MADV.MADV_KEEPONFORK:
+        if vma.flags & VM.VM_DROPPABLE:
+            return -errno.EINVAL, prev
+        new &= ~VM.VM_WIPEONFORK
+    fn = mm.profile.fn("madvise_behavior")
+    if not err:
+        if new == vma.flags:
+            tr.note(fn, "flags unchanged: no split, no merge")
+            return 0, vma
+        err, prev = mm.modify_flags(vma, prev, start, end, new, tr)
+    if err == -errno.ENOMEM:
+        tr.note(fn, "ENOMEM becomes EAGAIN")
+        err = -errno.EAGAIN
+    return err, prev
+
+
+def madvise_willneed(mm: MM, vma: VMA, start: int, end: int,
+                     tr: Trace) -> tuple[int, VMA | None]:
+    """madvise_willneed(): read ahead a file range (6.x: also swap in anonymous memory)."""
+    if vma.file is None:
+        if mm.profile.willneed_anon_ebadf:
+            tr.note("madvise_willneed", "anonymous VMA has no file: EBADF")
+            return -errno.EBADF, None
+        tr.note("madvise_willneed", "anonymous VMA: swap-in readahead")
+        return 0, vma
+    tr.note("madvise_willneed", "force_page_cache_readahead()")
+    return 0, vma
+
+
+def madvise_dontneed_free(mm: MM, vma: VMA, start: int, end: int, advice: int,
+                          tr: Trace) -> int:
+    """madvise_dontneed() (6.x madvise_dontneed_free()): drop the pages of the range."""
+    p = mm.profile
+    name = advice_name(advice).lower()
+    if not p.anon_vma_chain:  # 2.6.32
+        if vma.flags & (VM.VM_LOCKED | VM.VM_HUGETLB | VM.VM_PFNMAP):
+            tr.note("madvise_dontneed", "VM_LOCKED, VM_HUGETLB or VM_PFNMAP: EINVAL")
+            return -errno.EINVAL
+    else:
+        locked_ok = advice == MADV.MADV_DONTNEED_LOCKED
+        if vma.flags & VM.VM_LOCKED and not locked_ok:
+            tr.note("madvise_dontneed_free_valid_vma", "VM_LOCKED: EINVAL")
+            return -errno.EINVAL
+        if vma.flags & VM.VM_HUGETLB:
+            if advice == MADV.MADV_FREE or start % (2 << 20):
+                tr.note("madvise_dontneed_free_valid_vma", "hugetlb: EINVAL")
+                return -errno.EINVAL
+            end = end // (2 << 20) * (2 << 20)
+        elif vma.flags & VM.VM_PFNMAP:
+            tr.note("madvise_dontneed_free_valid_vma", "VM_PFNMAP: EINVAL")
+            return -errno.EINVAL
+        if advice == MADV.MADV_FREE and vma.file is not None:
+            tr.note("madvise_free_single_vma", "not anonymous memory: EINVAL")
+            return -errno.EINVAL
+    dropped = mm.zap_range(start, end)
+    tr.note(f"madvise_{name.removeprefix('madv_')}", f"zap_page_range: {dropped} pages dropped")
+    return 0
+
+
+def madvise_remove(mm: MM, vma: VMA, start: int, end: int, tr: Trace) -> int:
+    """madvise_remove(): punch a hole in the file behind a shared writable mapping."""
+    p = mm.profile
+    bad = VM.VM_LOCKED if p.anon_vma_chain else (VM.VM_LOCKED | VM.VM_NONLINEAR | VM.VM_HUGETLB)
+    if vma.flags & bad:
+        tr.note("madvise_remove", "VM_LOCKED (or nonlinear, hugetlb in 2.6.32): EINVAL")
+        return -errno.EINVAL
+    f = vma.file
+    if f is None:
+        tr.note("madvise_remove", "no file behind the VMA: EINVAL")
+        return -errno.EINVAL
+    need = VM.VM_SHARED | (VM.VM_WRITE if p.remove_needs_write else VM.VM_MAYWRITE)
+    if vma.flags & need != need:
+        tr.note("madvise_remove", f"not {'|'.join(n.name or '' for n in VM if n & need)}: "
+                "EACCES")
+        return -errno.EACCES
+    if f.fs not in p.remove_filesystems:
+        err = -errno.ENOSYS if not p.anon_vma_chain else (
+            -errno.ENODEV if f.kind == "device" else -errno.EOPNOTSUPP)
+        how = "vmtruncate_range" if not p.anon_vma_chain else "vfs_fallocate"
+        tr.note(how, f"{f.fs} cannot punch holes: {errno_name(err)}")
+        return err
+    first, last = vma.pgoff_at(start), vma.pgoff_at(end)
+    for pgoff in [o for o in f.pages if first <= o < last]:
+        del f.pages[pgoff]
+    mm.kernel.drop_file_pages(f, first, last)
+    how = "vmtruncate_range" if not p.anon_vma_chain else "vfs_fallocate(PUNCH_HOLE)"
+    tr.note(how, f"file pages {first}..{last - 1} freed")
+    return 0
+
+
+def madvise_populate(mm: MM, start: int, end: int, advice: int, tr: Trace) -> int:
+    """madvise_populate(): fault the whole range in; a hole or a forbidden VMA stops it."""
+    write = advice == MADV.MADV_POPULATE_WRITE
+    addr = start
+    with tr.enter("madvise_populate", "write" if write else "read"):
+        while addr < end:
+            vma = mm.vma_at(addr)
+            if vma is None:
+                tr.note("faultin_page_range", f"{addr:#x} not mapped: ENOMEM")
+                return -errno.ENOMEM
+            need = VM.VM_WRITE if write else VM.VM_READ
+            if vma.flags & (VM.VM_IO | VM.VM_PFNMAP) or not vma.flags & need:
+                tr.note("check_vma_flags", "VM_IO/VM_PFNMAP or not permitted: EINVAL")
+                return -errno.EINVAL
+            stop = min(end, vma.end)
+            if write:
+                mm.kernel.populate_write(mm, vma, addr, stop)
+            tr.note("faultin_page_range", f"[{addr:#x}, {stop:#x}) faulted in")
+            addr = stop
+    return 0
+
+
+def madvise_collapse(mm: MM, vma: VMA, start: int, end: int, tr: Trace) -> int:
+    """madvise_collapse(): only VMAs that may hold transparent huge pages qualify."""
+    if vma.flags & (mm.profile.vm_special | VM.VM_HUGETLB | VM.VM_NOHUGEPAGE) or (
+            vma.file is not None and vma.file.kind != "shmem"):
+        tr.note("thp_vma_allowable_order", "VMA cannot hold transparent huge pages: EINVAL")
+        return -errno.EINVAL
+    tr.note("madvise_collapse", "no whole huge page range to collapse")
+    return 0
+
+
+def madvise_guard(mm: MM, vma: VMA, start: int, end: int, advice: int, tr: Trace) -> int:
+    """madvise_guard_install() / madvise_guard_remove(): guard markers in the page table."""
+    disallowed = mm.profile.vm_special | VM.VM_HUGETLB
+    if advice == MADV.MADV_GUARD_INSTALL:
+        disallowed |= VM.VM_LOCKED
+    if vma.flags & disallowed:
+        tr.note("is_valid_guard_vma", "special, hugetlb or locked VMA: EINVAL")
+        return -errno.EINVAL
+    if advice == MADV.MADV_GUARD_INSTALL:
+        mm.zap_range(start, end)
+    tr.note(advice_name(advice).lower(), "page table markers updated")
+    return 0
+

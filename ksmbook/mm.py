@@ -1,0 +1,652 @@
+"""Address spaces: VMAs, their lookup, split and merge, and mmap, munmap, mprotect.
+
+Models mm/mmap.c (2.6.32) and mm/mmap.c + mm/vma.c + mm/mprotect.c (6.x): find_vma(),
+split_vma(), vma_merge() with can_vma_merge_before/after(), do_mmap_pgoff() and mmap_region(),
+do_munmap(), mprotect_fixup(). Where the versions differ the code asks the `Profile`.
+
+Kernel functions return 0 or a negative errno, as in C; `Process` turns those into OSError.
+The VMA index is a sorted list (sortedcontainers), so lookup, split and merge cost O(log n).
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from sortedcontainers import SortedDict, SortedKeyList
+
+from .constants import (HPAGE_SIZE, MAP, MMAP_BASE, MMAP_MIN_ADDR, MMF, PAGE_SHIFT,
+                        PAGE_SIZE, PROT, TASK_SIZE, VM)
+from .trace import Trace, errno_name
+
+if TYPE_CHECKING:
+    from .kernel import Kernel
+    from .profiles import Profile
+
+__all__ = ["AnonVma", "File", "Page", "VMA", "MM", "calc_vm_prot_bits", "page_align"]
+
+_ids = itertools.count(1)
+
+
+def page_align(n: int) -> int:
+    """PAGE_ALIGN(): round up to a page boundary, wrapping at 2**64 as in C."""
+    return (n + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1) & (2**64 - 1)
+
+
+def calc_vm_prot_bits(prot: int) -> VM:
+    """calc_vm_prot_bits() (include/linux/mman.h): PROT_* to VM_READ/WRITE/EXEC."""
+    flags = VM(0)
+    if prot & PROT.PROT_READ:
+        flags |= VM.VM_READ
+    if prot & PROT.PROT_WRITE:
+        flags |= VM.VM_WRITE
+    if prot & PROT.PROT_EXEC:
+        flags |= VM.VM_EXEC
+    return flags
+
+
+@dataclass(eq=False)
+class AnonVma:
+    """struct anon_vma: links the anonymous pages of a VMA (and its fork relatives)."""
+
+    id: int = field(default_factory=lambda: next(_ids))
+
+    def __repr__(self) -> str:
+        return f"anon_vma#{self.id}"
+
+
+@dataclass(eq=False)
+class File:
+    """A simulated open file: a regular file, a tmpfs file, a device or a hugetlbfs file.
+
+    kind is "regular", "shmem", "device" or "hugetlb". A device's ->mmap() adds `vm_flags`
+    to every VMA that maps it, as drivers do (remap_pfn_range(), vm_insert_page(), ...).
+    """
+
+    name: str
+    size: int
+    kind: str = "regular"
+    fs: str = "ext4"
+    writable: bool = True
+    vm_flags: VM = VM(0)
+    vm_ops_close: bool = False
+    deleted: bool = False
+    ino: int = field(default_factory=lambda: next(_ids))
+    #: Page cache: page offset -> Page (absent = a hole, all zeros).
+    pages: dict[int, Page] = field(default_factory=dict)
+    huge_reserved: int = 0
+
+    @property
+    def path(self) -> str:
+        """The pathname column of /proc/PID/maps."""
+        return f"{self.name} (deleted)" if self.deleted else self.name
+
+
+@dataclass(eq=False)
+class Page:
+    """A physical page: its content (an int; 0 = all zeros) and how many PTEs map it."""
+
+    content: int
+    mapcount: int = 1
+    anon: bool = True
+    #: Set by ksmd when this page becomes a KSM page (its stable-tree node).
+    ksm: object | None = None
+    id: int = field(default_factory=lambda: next(_ids))
+
+
+@dataclass(eq=False)
+class VMA:
+    """struct vm_area_struct: [start, end) with flags, file and page offset."""
+
+    start: int
+    end: int
+    flags: VM
+    pgoff: int = 0
+    file: File | None = None
+    anon_vma: AnonVma | None = None
+    #: anon_vma_chain: own anon_vma last, ancestors' (after fork) before it.
+    chain: tuple[AnonVma, ...] = ()
+
+    @property
+    def pages(self) -> int:
+        return (self.end - self.start) >> PAGE_SHIFT
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+    @property
+    def kind(self) -> str:
+        """anon, shared-anon, file, shared-file, device or hugetlb."""
+        if self.flags & VM.VM_HUGETLB:
+            return "hugetlb"
+        if self.file is None:
+            return "anon"
+        if self.file.kind == "device":
+            return "device"
+        if self.file.kind == "shmem" and self.file.deleted:
+            return "shared-anon"
+        return "shared-file" if self.flags & VM.VM_MAYSHARE else "file"
+
+    @property
+    def vm_ops_close(self) -> bool:
+        return self.file is not None and self.file.vm_ops_close
+
+    def pgoff_at(self, addr: int) -> int:
+        return self.pgoff + ((addr - self.start) >> PAGE_SHIFT)
+
+    def __repr__(self) -> str:
+        return f"VMA({self.start:#x}-{self.end:#x} {self.flags!r})"
+
+
+class MM:
+    """struct mm_struct: the VMAs of one address space, its page table and its flags."""
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        self.vmas: SortedKeyList = SortedKeyList(key=lambda v: v.start)
+        self.flags = MMF(0)
+        #: Page table: virtual page number -> Page.
+        self.ptes: SortedDict = SortedDict()
+        self.mm_users = 1
+
+    @property
+    def profile(self) -> Profile:
+        return self.kernel.profile
+
+    @property
+    def map_count(self) -> int:
+        return len(self.vmas)
+
+    # -- lookup -----------------------------------------------------------------------
+
+    def find_vma(self, addr: int) -> VMA | None:
+        """find_vma(): the first VMA with end > addr."""
+        i = self.vmas.bisect_key_right(addr) - 1
+        if i >= 0 and self.vmas[i].end > addr:
+            return self.vmas[i]
+        i += 1
+        return self.vmas[i] if i < len(self.vmas) else None
+
+    def find_vma_prev(self, addr: int) -> tuple[VMA | None, VMA | None]:
+        """find_vma_prev(): find_vma() and the VMA before it."""
+        vma = self.find_vma(addr)
+        if vma is None:
+            return None, (self.vmas[-1] if self.vmas else None)
+        return vma, self.prev_vma(vma)
+
+    def prev_vma(self, vma: VMA) -> VMA | None:
+        i = self.vmas.index(vma)
+        return self.vmas[i - 1] if i > 0 else None
+
+    def next_vma(self, vma: VMA) -> VMA | None:
+        i = self.vmas.index(vma) + 1
+        return self.vmas[i] if i < len(self.vmas) else None
+
+    def vma_at(self, addr: int) -> VMA | None:
+        """The VMA that contains addr, if any."""
+        vma = self.find_vma(addr)
+        return vma if vma is not None and vma.start <= addr else None
+
+    # -- structure changes (the only code that edits VMA bounds) ------------------------
+
+    def insert(self, vma: VMA) -> None:
+        self.vmas.add(vma)
+
+    def remove(self, vma: VMA) -> None:
+        self.vmas.remove(vma)
+
+    def resize(self, vma: VMA, start: int, end: int) -> None:
+        """vma_adjust(): move the bounds of `vma`, keeping pgoff right for its first page."""
+        self.vmas.remove(vma)
+        vma.pgoff += (start - vma.start) >> PAGE_SHIFT
+        vma.start, vma.end = start, end
+        self.vmas.add(vma)
+
+    # -- split and merge ----------------------------------------------------------------
+
+    def split_vma(self, vma: VMA, addr: int, new_below: bool, tr: Trace) -> int:
+        """split_vma(): cut `vma` at addr; the new struct is the lower part if new_below."""
+        p = self.profile
+        huge_bad = bool(vma.flags & VM.VM_HUGETLB) and addr % HPAGE_SIZE != 0
+        too_many = self.map_count >= self.kernel.sysctl["max_map_count"]
+        checks = [(too_many, -errno.ENOMEM, f"map_count {self.map_count} >= max_map_count"),
+                  (huge_bad, -errno.EINVAL, "hugetlb VMA, address not huge-page aligned")]
+        if not p.split_checks_count_first:
+            checks.reverse()
+        for failed, err, why in checks:
+            if failed:
+                tr.note("split_vma", f"at {addr:#x}: {why}: {errno_name(err)}")
+                return err
+        new = VMA(vma.start, addr, vma.flags, vma.pgoff, vma.file, vma.anon_vma, vma.chain)
+        if new_below:
+            self.resize(vma, addr, vma.end)
+        else:
+            new.start, new.end, new.pgoff = addr, vma.end, vma.pgoff_at(addr)
+            self.resize(vma, vma.start, addr)
+        self.insert(new)
+        tr.note("split_vma", f"at {addr:#x}: new VMA {new.start:#x}-{new.end:#x} "
+                f"({'below' if new_below else 'above'}), map_count {self.map_count}")
+        tr.event("split", vma.start if not new_below else new.start,
+                 new.end if not new_below else vma.end, f"{addr:#x}")
+        return 0
+
+    def _anon_compatible(self, src: VMA | None, src_anon: AnonVma | None, tgt: VMA) -> bool:
+        """is_mergeable_anon_vma(): may `tgt` and the range from `src` share an anon_vma?"""
+        if src_anon is None or tgt.anon_vma is None:
+            if not self.profile.anon_vma_chain:
+                return True
+            # 6.x: the VMA whose anon_vma would be shared must not have fork parents
+            # (vma_had_uncowed_parents(): its anon_vma_chain is not singular).
+            holder = tgt if tgt.anon_vma is not None else src
+            return holder is None or holder.anon_vma is None or len(holder.chain) == 1
+        return src_anon is tgt.anon_vma
+
+    def _mergeable(self, vma: VMA, flags: VM, file: File | None, ignore_close: bool) -> bool:
+        """is_mergeable_vma(): same flags (bar the ignored ones), same file, no ->close."""
+        ignore = self.profile.merge_ignore
+        if (vma.flags ^ flags) & ~ignore:
+            return False
+        if vma.file is not file:
+            return False
+        return ignore_close or not vma.vm_ops_close
+
+    def vma_merge(self, prev: VMA | None, start: int, end: int, flags: VM, file: File | None,
+                  pgoff: int, anon_vma: AnonVma | None, middle: VMA | None,
+                  tr: Trace) -> VMA | None:
+        """vma_merge(): join [start, end) with prev and/or next instead of splitting.
+
+        `middle` is the VMA the range lies in (None for a new mapping). Returns the VMA that
+        now covers the range, or None when no merge is possible.
+        """
+        p = self.profile
+        fn = "vma_merge" if middle is None else p.fn("vma_merge")
+        if flags & p.vm_special:
+            tr.note(fn, "no merge: VM_SPECIAL flags")
+            return None
+        pages = (end - start) >> PAGE_SHIFT
+        modern = p.close_blocks_only_deletion
+        deletes_middle = middle is not None and middle.start == start and middle.end == end
+        if modern and deletes_middle and middle is not None and middle.vm_ops_close:
+            tr.note(fn, "no merge: the VMA would be deleted and has vm_ops->close")
+            return None
+        left = (prev is not None and prev.end == start
+                and self._mergeable(prev, flags, file, modern)
+                and self._anon_compatible(middle, anon_vma, prev)
+                and prev.pgoff + prev.pages == pgoff)
+        nxt = self.vma_at(end) if middle is None or middle.end == end else None
+        if nxt is not None and nxt.start != end:
+            nxt = None
+        right = (nxt is not None
+                 and self._mergeable(nxt, flags, file, modern)
+                 and self._anon_compatible(middle, anon_vma, nxt)
+                 and nxt.pgoff == pgoff + pages)
+        if left and right and prev is not None and nxt is not None:
+            if not self._anon_compatible(prev, prev.anon_vma, nxt) or (
+                    modern and nxt.vm_ops_close):
+                right = False
+        if left and prev is not None:
+            target = prev
+            new_end = nxt.end if right and nxt is not None else end
+            if middle is not None:
+                if middle.end <= new_end:
+                    self.remove(middle)
+                else:
+                    self.resize(middle, end, middle.end)
+            if right and nxt is not None:
+                self.remove(nxt)
+                self._take_anon(target, nxt)
+            self._take_anon(target, middle, anon_vma)
+            self.resize(target, target.start, new_end)
+            how = "merged with prev and next" if right else "merged with prev"
+        elif right and nxt is not None:
+            target = nxt
+            if middle is not None:
+                if middle.start >= start:
+                    self.remove(middle)
+                else:
+                    self.resize(middle, middle.start, start)
+            self._take_anon(target, middle, anon_vma)
+            self.resize(target, start, target.end)
+            how = "merged with next"
+        else:
+            reasons = []
+            if prev is None or prev.end != start:
+                reasons.append("no adjacent prev")
+            else:
+                reasons.append("prev incompatible")
+            reasons.append("no adjacent next" if nxt is None else "next incompatible")
+            tr.note(fn, f"no merge ({', '.join(reasons)})")
+            return None
+        tr.note(fn, f"{how}: now {target.start:#x}-{target.end:#x}")
+        tr.event("merge", target.start, target.end, how)
+        return target
+
+    def _take_anon(self, target: VMA, other: VMA | None,
+                   anon_vma: AnonVma | None = None) -> None:
+        """Give the merged VMA an anon_vma if a part of it had one (dup_anon_vma())."""
+        if target.anon_vma is None:
+            source = other if other is not None and other.anon_vma is not None else None
+            if source is not None:
+                target.anon_vma, target.chain = source.anon_vma, source.chain
+            elif anon_vma is not None:
+                target.anon_vma, target.chain = anon_vma, (anon_vma,)
+
+    # -- page table -----------------------------------------------------------------------
+
+    def zap_range(self, start: int, end: int) -> int:
+        """zap_page_range(): drop the PTEs of [start, end); returns how many there were."""
+        vpns = list(self.ptes.irange(start >> PAGE_SHIFT, (end >> PAGE_SHIFT) - 1))
+        for vpn in vpns:
+            page = self.ptes.pop(vpn)
+            page.mapcount -= 1
+            self.kernel.page_unmapped(self, vpn, page)
+        return len(vpns)
+
+    # -- mmap, munmap, mprotect -------------------------------------------------------------
+
+    def get_unmapped_area(self, length: int, hint: int, fixed: bool, align: int) -> int:
+        """arch_get_unmapped_area_topdown(): an address for `length` bytes, or -ENOMEM."""
+        if length > TASK_SIZE:
+            return -errno.ENOMEM
+        if fixed:
+            if hint > TASK_SIZE - length:
+                return -errno.ENOMEM
+            if hint % align:
+                return -errno.EINVAL
+            return hint
+        if hint:
+            hint = page_align(hint)
+            if hint % align == 0 and hint <= TASK_SIZE - length and self._free(hint, length):
+                return hint
+        gap = self.profile.stack_guard_gap
+        high = MMAP_BASE
+        for vma in reversed(self.vmas):
+            if vma.start >= MMAP_BASE:
+                continue
+            if vma.end <= high:
+                addr = (high - length) & ~(align - 1)
+                if addr >= vma.end and addr >= MMAP_MIN_ADDR:
+                    return addr
+            high = min(high, vma.start - (gap if vma.flags & VM.VM_GROWSDOWN else 0))
+        addr = (high - length) & ~(align - 1)
+        return addr if addr >= MMAP_MIN_ADDR else -errno.ENOMEM
+
+    def _free(self, addr: int, length: int) -> bool:
+        vma = self.find_vma(addr)
+        return vma is None or vma.start >= addr + length
+
+    def do_munmap(self, start: int, length: int, tr: Trace) -> int:
+        """do_munmap(): remove [start, start+len), splitting the VMAs at its ends."""
+        p = self.profile
+        fn = p.fn("do_munmap")
+        if start % PAGE_SIZE or start > TASK_SIZE or length > TASK_SIZE - start:
+            tr.note(fn, "start unaligned or range beyond TASK_SIZE: EINVAL")
+            return -errno.EINVAL
+        length = page_align(length)
+        if length == 0:
+            tr.note(fn, "len 0: EINVAL")
+            return -errno.EINVAL
+        end = start + length
+        vma = self.find_vma(start)
+        if vma is None or vma.start >= end:
+            tr.note(fn, "nothing mapped in the range: 0")
+            return 0
+        with tr.enter(fn, f"[{start:#x}, {end:#x})"):
+            if start > vma.start:
+                # 2.6.32 split_vma() checks the count itself; 2.6.33 moved the check here so
+                # that a split at the far end which only removes a VMA is not refused.
+                if end < vma.end and self.map_count >= self.kernel.sysctl["max_map_count"]:
+                    tr.note(fn, "splitting at both ends would pass max_map_count: ENOMEM")
+                    return -errno.ENOMEM
+                err = self.split_vma(vma, start, False, tr)
+                if err:
+                    return err
+            last = self.find_vma(end)
+            if last is not None and last.start < end < last.end:
+                err = self.split_vma(last, end, True, tr)
+                if err:
+                    return err
+            while (vma := self.find_vma(start)) is not None and vma.start < end:
+                self.zap_range(vma.start, vma.end)
+                self.remove(vma)
+                self._release_file(vma)
+                tr.note("unmap_region", f"removed {vma.start:#x}-{vma.end:#x}")
+                tr.event("unmap", vma.start, vma.end)
+        return 0
+
+    def _release_file(self, vma: VMA) -> None:
+        f = vma.file
+        if f is not None and f.huge_reserved and not self.kernel.file_mapped(f):
+            self.kernel.hugepages_reserved -= f.huge_reserved
+            f.huge_reserved = 0
+
+    def do_mmap(self, addr: int, length: int, prot: int, flags: int, file: File | None,
+                offset: int, tr: Trace) -> int:
+        """do_mmap_pgoff() + mmap_region(): map a range; returns its address or -errno."""
+        p = self.profile
+        k = self.kernel
+        fn = p.fn("do_mmap_pgoff")
+        if offset % PAGE_SIZE:
+            tr.note("sys_mmap", "offset not page aligned: EINVAL")
+            return -errno.EINVAL
+        if flags & MAP.MAP_ANONYMOUS:
+            file = None
+        elif file is None:
+            tr.note("sys_mmap", "no MAP_ANONYMOUS and no file: EBADF")
+            return -errno.EBADF
+        if flags & MAP.MAP_HUGETLB and file is None:
+            length = (length + HPAGE_SIZE - 1) // HPAGE_SIZE * HPAGE_SIZE
+            file = File("/anon_hugepage", length, kind="hugetlb", fs="hugetlbfs", deleted=True)
+            tr.note("sys_mmap_pgoff", "MAP_HUGETLB: hugetlb_file_setup(), length rounded to 2 MiB")
+        if length == 0:
+            tr.note(fn, "len 0: EINVAL")
+            return -errno.EINVAL
+        length = page_align(length)
+        if length == 0:
+            tr.note(fn, "len wraps when page-aligned: ENOMEM")
+            return -errno.ENOMEM
+        pgoff = offset >> PAGE_SHIFT
+        if pgoff + (length >> PAGE_SHIFT) >= 2**64:
+            return -errno.EOVERFLOW
+        if self.map_count > k.sysctl["max_map_count"]:
+            tr.note(fn, "map_count above max_map_count: ENOMEM")
+            return -errno.ENOMEM
+        fixed = bool(flags & MAP.MAP_FIXED)
+        noreplace = bool(flags & MAP.MAP_FIXED_NOREPLACE) and p.fixed_noreplace
+        if not fixed and not noreplace and addr and addr < MMAP_MIN_ADDR:
+            addr = MMAP_MIN_ADDR  # round_hint_to_min()
+        huge = file is not None and file.kind == "hugetlb"
+        align = HPAGE_SIZE if huge else PAGE_SIZE
+        if huge and (fixed or noreplace) and addr % HPAGE_SIZE:
+            tr.note("hugetlb_get_unmapped_area", "address not huge-page aligned: EINVAL")
+            return -errno.EINVAL
+        got = self.get_unmapped_area(length, addr, fixed or noreplace, PAGE_SIZE if fixed else align)
+        if got < 0:
+            tr.note("get_unmapped_area", f"{errno_name(got)}")
+            return got
+        addr = got
+        if noreplace and not self._free(addr, length):
+            tr.note(fn, "MAP_FIXED_NOREPLACE and the range is in use: EEXIST")
+            return -errno.EEXIST
+        if addr < MMAP_MIN_ADDR:
+            tr.note("security_mmap_addr", f"below mmap_min_addr {MMAP_MIN_ADDR:#x}: EPERM")
+            return -errno.EPERM
+        vm_flags = (calc_vm_prot_bits(prot) | VM.VM_MAYREAD | VM.VM_MAYWRITE | VM.VM_MAYEXEC)
+        if flags & MAP.MAP_GROWSDOWN:
+            vm_flags |= VM.VM_GROWSDOWN
+        if flags & MAP.MAP_LOCKED:
+            vm_flags |= VM.VM_LOCKED
+        # MAP_TYPE is 0xf; MAP_SHARED_VALIDATE (3) arrived with MAP_FIXED_NOREPLACE's kernels.
+        mtype = flags & 0xF
+        if file is not None:
+            if mtype == MAP.MAP_SHARED or (mtype == MAP.MAP_SHARED_VALIDATE and p.fixed_noreplace):
+                if prot & PROT.PROT_WRITE and not file.writable:
+                    tr.note(fn, "MAP_SHARED, PROT_WRITE, file open read-only: EACCES")
+                    return -errno.EACCES
+                vm_flags |= VM.VM_SHARED | VM.VM_MAYSHARE
+                if not file.writable:
+                    vm_flags &= ~(VM.VM_MAYWRITE | VM.VM_SHARED)
+            elif mtype != MAP.MAP_PRIVATE:
+                tr.note(fn, "neither MAP_SHARED nor MAP_PRIVATE: EINVAL")
+                return -errno.EINVAL
+        else:
+            if mtype == MAP.MAP_SHARED or (mtype == MAP.MAP_SHARED_VALIDATE and p.fixed_noreplace):
+                pgoff = 0
+                vm_flags |= VM.VM_SHARED | VM.VM_MAYSHARE
+            elif mtype == MAP.MAP_PRIVATE:
+                pgoff = addr >> PAGE_SHIFT
+            else:
+                tr.note(fn, "neither MAP_SHARED nor MAP_PRIVATE: EINVAL")
+                return -errno.EINVAL
+        if huge and file is not None:
+            need = length // HPAGE_SIZE
+            if k.sysctl["nr_hugepages"] - k.hugepages_reserved < need:
+                tr.note("hugetlb_reserve_pages",
+                        f"{need} huge pages needed, "
+                        f"{k.sysctl['nr_hugepages'] - k.hugepages_reserved} free: ENOMEM")
+                return -errno.ENOMEM
+        return self.mmap_region(file, addr, length, flags, vm_flags, pgoff, tr)
+
+    def mmap_region(self, file: File | None, addr: int, length: int, flags: int, vm_flags: VM,
+                    pgoff: int, tr: Trace) -> int:
+        """mmap_region(): clear old mappings, then merge with a neighbour or add a VMA."""
+        k = self.kernel
+        end = addr + length
+        with tr.enter("mmap_region", f"[{addr:#x}, {end:#x})"):
+            if not self._free(addr, length):
+                if self.do_munmap(addr, length, tr):
+                    return -errno.ENOMEM
+            if flags & MAP.MAP_NORESERVE:
+                vm_flags |= VM.VM_NORESERVE
+            huge = file is not None and file.kind == "hugetlb"
+            if not huge and (vm_flags & (VM.VM_NORESERVE | VM.VM_SHARED | VM.VM_WRITE)) == VM.VM_WRITE:
+                vm_flags |= VM.VM_ACCOUNT  # accountable_mapping()
+            _, prev = self.find_vma_prev(addr)
+            shared_anon = file is None and vm_flags & VM.VM_SHARED
+            if not shared_anon:
+                merged = self.vma_merge(prev, addr, end, vm_flags, file, pgoff, None, None, tr)
+                if merged is not None:
+                    return addr
+            if shared_anon:
+                file = File("/dev/zero", length, kind="shmem", fs="tmpfs", deleted=True)
+                tr.note("shmem_zero_setup", "shared anonymous memory is a tmpfs file")
+            elif file is not None and file.kind == "device":
+                vm_flags |= file.vm_flags
+                tr.note("f_op->mmap", f"driver sets {flag_names(file.vm_flags)}")
+            elif huge and file is not None:
+                vm_flags |= self.profile.hugetlb_flags
+                file.huge_reserved = length // HPAGE_SIZE
+                k.hugepages_reserved += file.huge_reserved
+                tr.note("hugetlbfs_file_mmap", f"sets {flag_names(self.profile.hugetlb_flags)}")
+            vma = VMA(addr, end, vm_flags, pgoff, file)
+            self.insert(vma)
+            tr.note("vma_link", f"new VMA {addr:#x}-{end:#x}, map_count {self.map_count}")
+            tr.event("map", addr, end)
+        return addr
+
+    def mprotect(self, start: int, length: int, prot: int, tr: Trace) -> int:
+        """sys_mprotect() with mprotect_fixup(): change protection up to the first hole."""
+        p = self.profile
+        fn = p.fn("sys_mprotect")
+        if start % PAGE_SIZE:
+            tr.note(fn, "start not page aligned: EINVAL")
+            return -errno.EINVAL
+        if length == 0:
+            tr.note(fn, "len 0: 0")
+            return 0
+        length = page_align(length)
+        end = start + length
+        if length == 0 or end > 2**64 - 1:
+            tr.note(fn, "range wraps: ENOMEM")
+            return -errno.ENOMEM
+        if prot & ~(PROT.PROT_READ | PROT.PROT_WRITE | PROT.PROT_EXEC | PROT.PROT_SEM
+                    | PROT.PROT_GROWSDOWN | PROT.PROT_GROWSUP) or (
+                prot & PROT.PROT_GROWSDOWN and prot & PROT.PROT_GROWSUP):
+            tr.note(fn, "unknown prot bits: EINVAL")
+            return -errno.EINVAL
+        new_prot = calc_vm_prot_bits(prot)
+        vma, prev = self.find_vma_prev(start)
+        if vma is None or vma.start > start:
+            tr.note(fn, "start is not mapped: ENOMEM")
+            return -errno.ENOMEM
+        if start > vma.start:
+            prev = vma
+        nstart = start
+        with tr.enter(fn, f"[{start:#x}, {end:#x})"):
+            while True:
+                rwx = VM.VM_READ | VM.VM_WRITE | VM.VM_EXEC
+                newflags = new_prot | (vma.flags & ~rwx)
+                if (newflags & ~VM(int(newflags) >> 4)) & rwx:
+                    tr.note(fn, "asks for a right the VMA's VM_MAY* bits forbid: EACCES")
+                    return -errno.EACCES
+                tmp = min(vma.end, end)
+                err, prev = self.mprotect_fixup(vma, prev, nstart, tmp, newflags, tr)
+                if err:
+                    return err
+                nstart = tmp
+                if prev is not None and nstart < prev.end:
+                    nstart = prev.end
+                if nstart >= end:
+                    return 0
+                nxt = self.next_vma(prev) if prev is not None else None
+                if nxt is None or nxt.start != nstart:
+                    tr.note(fn, f"hole at {nstart:#x}: ENOMEM (the part before it is changed)")
+                    return -errno.ENOMEM
+                vma = nxt
+
+    def mprotect_fixup(self, vma: VMA, prev: VMA | None, start: int, end: int, newflags: VM,
+                       tr: Trace) -> tuple[int, VMA | None]:
+        """mprotect_fixup(): give [start, end) of `vma` the new flags, merging or splitting."""
+        p = self.profile
+        old = vma.flags
+        if newflags == old:
+            tr.note("mprotect_fixup", "flags unchanged")
+            return 0, vma
+        if newflags & VM.VM_WRITE:
+            if not old & (VM.VM_ACCOUNT | VM.VM_WRITE | VM.VM_HUGETLB | VM.VM_SHARED
+                          | VM.VM_NORESERVE):
+                newflags |= VM.VM_ACCOUNT
+                tr.note("mprotect_fixup", "private mapping made writable: charged, VM_ACCOUNT")
+        elif (p.mprotect_unaccounts and old & VM.VM_ACCOUNT and vma.file is None
+              and vma.anon_vma is None):
+            newflags &= ~VM.VM_ACCOUNT
+            tr.note("mprotect_fixup", "never-faulted anonymous VMA loses write: VM_ACCOUNT dropped")
+        err, vma2 = self.modify_flags(vma, prev, start, end, newflags, tr)
+        return err, vma2
+
+    def modify_flags(self, vma: VMA, prev: VMA | None, start: int, end: int, newflags: VM,
+                     tr: Trace) -> tuple[int, VMA | None]:
+        """vma_merge() or split_vma() x2, then set the flags (madvise_behavior() tail).
+
+        Returns (error, the new prev). On a split failure the flags are left as they were.
+        """
+        merged = self.vma_merge(prev, start, end, newflags, vma.file, vma.pgoff_at(start),
+                                vma.anon_vma, vma, tr)
+        if merged is None:
+            prev = vma
+            if start != vma.start:
+                err = self.split_vma(vma, start, True, tr)
+                if err:
+                    return err, prev
+            if end != vma.end:
+                err = self.split_vma(vma, end, False, tr)
+                if err:
+                    return err, prev
+            merged = vma
+        before = merged.flags
+        merged.flags = newflags
+        if before != newflags:
+            tr.event("flags", merged.start, merged.end,
+                     f"{flag_names(before & ~newflags, '-')} {flag_names(newflags & ~before, '+')}"
+                     .strip())
+        return 0, merged
+
+
+def flag_names(flags: VM, sign: str = "") -> str:
+    """'VM_MERGEABLE|VM_SHARED' (with a sign before each name if given)."""
+    names = [f"{sign}{f.name}" for f in VM if f and flags & f and f.name]
+    return "|".join(names) if not sign else " ".join(names)
+

@@ -1,0 +1,238 @@
+"""The kernel versions the simulator can boot, and every way in which they differ.
+
+This is the only module that knows versions differ: everything else asks a `Profile`.
+Three profiles:
+
+* ``seed``: 2.6.32-rc with commit f8af4da3b4c1 "ksm: the mm interface to ksm", whose
+  mm/ksm.c is a dummy (no ksmd, UNMERGEABLE unmerges nothing).
+* ``2.6.32``: the v2.6.32 release, with the real mm/ksm.c.
+* ``modern``: Linux 6.x as this machine runs it (checked against 6.18; the reference source
+  is 6.12, with later changes noted where they are made).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
+
+from .constants import MADV, VM
+
+__all__ = ["Profile", "PROFILES", "get_profile"]
+
+V = VM
+
+_BASE_ADVICES = frozenset({
+    MADV.MADV_NORMAL, MADV.MADV_RANDOM, MADV.MADV_SEQUENTIAL, MADV.MADV_WILLNEED,
+    MADV.MADV_DONTNEED, MADV.MADV_REMOVE, MADV.MADV_DONTFORK, MADV.MADV_DOFORK,
+})
+_KSM_ADVICES = frozenset({MADV.MADV_MERGEABLE, MADV.MADV_UNMERGEABLE})
+_MODERN_ADVICES = _BASE_ADVICES | frozenset({
+    MADV.MADV_FREE, MADV.MADV_HUGEPAGE, MADV.MADV_NOHUGEPAGE, MADV.MADV_DONTDUMP,
+    MADV.MADV_DODUMP, MADV.MADV_WIPEONFORK, MADV.MADV_KEEPONFORK, MADV.MADV_COLD,
+    MADV.MADV_PAGEOUT, MADV.MADV_POPULATE_READ, MADV.MADV_POPULATE_WRITE,
+    MADV.MADV_DONTNEED_LOCKED, MADV.MADV_COLLAPSE, MADV.MADV_GUARD_INSTALL,
+    MADV.MADV_GUARD_REMOVE,
+})
+
+# The seed's ksm_madvise() "be somewhat over-protective for now" list, kept in v2.6.32.
+_KSM_IGNORE_2632 = (V.VM_MERGEABLE | V.VM_SHARED | V.VM_MAYSHARE | V.VM_PFNMAP | V.VM_IO
+                    | V.VM_DONTEXPAND | V.VM_RESERVED | V.VM_HUGETLB | V.VM_INSERTPAGE
+                    | V.VM_MIXEDMAP | V.VM_SAO)
+# 6.12 vma_ksm_compatible(); VM_MERGEABLE itself is an earlier, separate no-op check.
+_KSM_IGNORE_MODERN = (V.VM_MERGEABLE | V.VM_SHARED | V.VM_MAYSHARE | V.VM_PFNMAP | V.VM_IO
+                      | V.VM_DONTEXPAND | V.VM_HUGETLB | V.VM_MIXEDMAP | V.VM_DROPPABLE)
+
+_OLD_ONLY = (V.VM_EXECUTABLE | V.VM_RESERVED | V.VM_NONLINEAR | V.VM_MAPPED_COPY
+             | V.VM_INSERTPAGE | V.VM_ALWAYSDUMP | V.VM_CAN_NONLINEAR | V.VM_SAO
+             | V.VM_PFN_AT_MMAP | V.VM_DENYWRITE | V.VM_GROWSUP)
+_NEW_ONLY = (V.VM_LOCKONFAULT | V.VM_WIPEONFORK | V.VM_DONTDUMP | V.VM_SOFTDIRTY
+             | V.VM_HUGEPAGE | V.VM_NOHUGEPAGE | V.VM_DROPPABLE | V.VM_SYNC)
+
+# smaps VmFlags codes (fs/proc/task_mmu.c show_smap_vma_flags(); the line appeared in 3.8).
+_CODES_COMMON = {
+    V.VM_READ: "rd", V.VM_WRITE: "wr", V.VM_EXEC: "ex", V.VM_SHARED: "sh",
+    V.VM_MAYREAD: "mr", V.VM_MAYWRITE: "mw", V.VM_MAYEXEC: "me", V.VM_MAYSHARE: "ms",
+    V.VM_GROWSDOWN: "gd", V.VM_PFNMAP: "pf", V.VM_LOCKED: "lo", V.VM_IO: "io",
+    V.VM_SEQ_READ: "sr", V.VM_RAND_READ: "rr", V.VM_DONTCOPY: "dc", V.VM_DONTEXPAND: "de",
+    V.VM_ACCOUNT: "ac", V.VM_NORESERVE: "nr", V.VM_HUGETLB: "ht", V.VM_MIXEDMAP: "mm",
+    V.VM_MERGEABLE: "mg",
+}
+# 2.6.32 printed no VmFlags. Its flags get the 3.8 codes ("dw", "nl"); those that were gone by
+# 3.8 and so never had a code are spelt out.
+_CODES_2632 = {**_CODES_COMMON, V.VM_DENYWRITE: "dw", V.VM_NONLINEAR: "nl",
+               V.VM_GROWSUP: "gu", V.VM_EXECUTABLE: "executable", V.VM_RESERVED: "reserved",
+               V.VM_MAPPED_COPY: "mapped_copy", V.VM_INSERTPAGE: "insertpage",
+               V.VM_ALWAYSDUMP: "alwaysdump", V.VM_CAN_NONLINEAR: "can_nonlinear",
+               V.VM_SAO: "sao", V.VM_PFN_AT_MMAP: "pfn_at_mmap"}
+_CODES_MODERN = {**_CODES_COMMON, V.VM_LOCKONFAULT: "lf", V.VM_SYNC: "sf",
+                 V.VM_WIPEONFORK: "wf", V.VM_DONTDUMP: "dd", V.VM_SOFTDIRTY: "sd",
+                 V.VM_HUGEPAGE: "hg", V.VM_NOHUGEPAGE: "nh", V.VM_DROPPABLE: "dp"}
+
+# Real bit values where they differ from ksmbook's (include/linux/mm.h of 6.12).
+_BITS_MODERN = {V.VM_LOCKONFAULT: 0x80000, V.VM_SYNC: 0x800000, V.VM_WIPEONFORK: 0x2000000,
+                V.VM_DONTDUMP: 0x4000000, V.VM_SOFTDIRTY: 0x8000000,
+                V.VM_HUGEPAGE: 0x20000000, V.VM_NOHUGEPAGE: 0x40000000,
+                V.VM_DROPPABLE: 1 << 40}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One kernel version's behaviour, as data."""
+
+    name: str
+    title: str
+    #: madvise_behavior_valid(): advices other than MERGEABLE/UNMERGEABLE.
+    advices: frozenset[int]
+    #: ksm_madvise(): MADV_MERGEABLE is ignored on a VMA with any of these flags.
+    ksm_ignore: VM
+    #: ksm_madvise(): UNMERGEABLE breaks KSM pages (unmerge_ksm_pages()); the seed's is a comment.
+    unmerge_pages: bool
+    #: mm/ksm.c has ksmd, sysfs knobs and counters.
+    has_ksmd: bool
+    #: ksm_fork() runs before dup_mmap() copies the VMAs and its failure fails fork().
+    ksm_fork_first: bool
+    #: VM_SPECIAL: vma_merge() never merges such a VMA.
+    vm_special: VM
+    #: Flags vma_merge() leaves out of the comparison (VM_CAN_NONLINEAR; later VM_SOFTDIRTY).
+    merge_ignore: VM
+    #: anon_vma_chain (2.6.34+): a fork child's VMA links to its own and its parent's anon_vma,
+    #: and a VMA without anon_vma merges only with one whose chain is singular.
+    anon_vma_chain: bool
+    #: vm_ops->close blocks only merges that would delete that VMA (6.x), not every merge.
+    close_blocks_only_deletion: bool
+    #: mprotect_fixup() drops VM_ACCOUNT when a never-faulted private anonymous VMA loses write.
+    mprotect_unaccounts: bool
+    #: split_vma() checks max_map_count before the hugetlb alignment (6.x), not after.
+    split_checks_count_first: bool
+    #: MADV_WILLNEED on an anonymous VMA: EBADF (2.6.32) or swap-in readahead, 0 (6.x).
+    willneed_anon_ebadf: bool
+    #: VM flags fork clears in the child (VM_LOCKED; later VM_LOCKED_MASK).
+    fork_clears: VM
+    #: Flags set by hugetlbfs_file_mmap().
+    hugetlb_flags: VM
+    #: Flags set by remap_pfn_range(), the usual way a driver maps device memory.
+    remap_pfn_flags: VM
+    #: Flags this kernel does not have.
+    missing_flags: VM
+    smaps_codes: Mapping[VM, str]
+    #: /proc/PID/smaps prints a VmFlags line (3.8+).
+    smaps_vmflags: bool
+    #: MAP_FIXED_NOREPLACE exists (4.17); older kernels ignore the bit, so it is only a hint.
+    fixed_noreplace: bool
+    #: Stack guard gap kept below a VM_GROWSDOWN VMA by placement (4.12: 256 pages; 0 before).
+    stack_guard_gap: int
+    #: MADV_REMOVE needs VM_SHARED|VM_WRITE (2.6.32) rather than VM_SHARED|VM_MAYWRITE (6.x),
+    #: and works only where the filesystem can punch holes: tmpfs (2.6.32 truncate_range),
+    #: or any fallocate(PUNCH_HOLE) filesystem (6.x).
+    remove_needs_write: bool
+    remove_filesystems: frozenset[str]
+    #: Kernel function names that this kernel calls by another name.
+    renamed: Mapping[str, str] = field(default_factory=dict)
+    real_bits: Mapping[VM, int] = field(default_factory=dict)
+
+    def fn(self, name: str) -> str:
+        """`name` as this kernel spells the function."""
+        return self.renamed.get(name, name)
+
+    def valid_advice(self, advice: int, config_ksm: bool) -> bool:
+        """madvise_behavior_valid()."""
+        return advice in self.advices or (config_ksm and advice in _KSM_ADVICES)
+
+    def all_advices(self, config_ksm: bool) -> list[MADV]:
+        """The advices this kernel accepts, in numeric order."""
+        return sorted(MADV(a) for a in self.advices | (_KSM_ADVICES if config_ksm else set()))
+
+    def codes(self, flags: VM) -> list[str]:
+        """smaps VmFlags codes of `flags`, in bit order as the kernel prints them."""
+        return [code for flag, code in sorted(self.smaps_codes.items(),
+                                              key=lambda kv: self.real_bit(kv[0]))
+                if flags & flag]
+
+    def real_bit(self, flag: VM) -> int:
+        """The flag's bit value in this kernel's include/linux/mm.h."""
+        return self.real_bits.get(flag, int(flag))
+
+    def real_value(self, flags: VM) -> int:
+        """vm_flags as this kernel would store them."""
+        return sum(self.real_bit(f) for f in VM if f and flags & f)
+
+
+_SEED = Profile(
+    name="seed",
+    title="2.6.32-rc, seed commit f8af4da3b4c1 (dummy mm/ksm.c)",
+    advices=_BASE_ADVICES,
+    ksm_ignore=_KSM_IGNORE_2632,
+    unmerge_pages=False,
+    has_ksmd=False,
+    ksm_fork_first=True,
+    vm_special=V.VM_IO | V.VM_DONTEXPAND | V.VM_RESERVED | V.VM_PFNMAP,
+    merge_ignore=V.VM_CAN_NONLINEAR,
+    anon_vma_chain=False,
+    close_blocks_only_deletion=False,
+    mprotect_unaccounts=False,
+    split_checks_count_first=False,
+    willneed_anon_ebadf=True,
+    fork_clears=V.VM_LOCKED,
+    hugetlb_flags=V.VM_HUGETLB | V.VM_RESERVED,
+    remap_pfn_flags=V.VM_IO | V.VM_RESERVED | V.VM_PFNMAP,
+    missing_flags=_NEW_ONLY,
+    smaps_codes=MappingProxyType(_CODES_2632),
+    smaps_vmflags=False,
+    fixed_noreplace=False,
+    stack_guard_gap=0,
+    remove_needs_write=True,
+    remove_filesystems=frozenset({"tmpfs"}),
+)
+
+_V2632 = Profile(**{**_SEED.__dict__, "name": "2.6.32",
+                    "title": "Linux 2.6.32 (mm/ksm.c with ksmd)",
+                    "unmerge_pages": True, "has_ksmd": True})
+
+_MODERN = Profile(
+    name="modern",
+    title="Linux 6.x (as on this machine)",
+    advices=_MODERN_ADVICES,
+    ksm_ignore=_KSM_IGNORE_MODERN,
+    unmerge_pages=True,
+    has_ksmd=True,
+    ksm_fork_first=False,
+    # 6.x VM_SPECIAL: VM_RESERVED is gone (3.7), VM_MIXEDMAP joined.
+    vm_special=V.VM_IO | V.VM_DONTEXPAND | V.VM_PFNMAP | V.VM_MIXEDMAP,
+    merge_ignore=V.VM_SOFTDIRTY,
+    anon_vma_chain=True,
+    close_blocks_only_deletion=True,
+    mprotect_unaccounts=True,
+    split_checks_count_first=True,
+    willneed_anon_ebadf=False,
+    fork_clears=V.VM_LOCKED | V.VM_LOCKONFAULT,
+    hugetlb_flags=V.VM_HUGETLB | V.VM_DONTEXPAND,
+    remap_pfn_flags=V.VM_IO | V.VM_PFNMAP | V.VM_DONTEXPAND | V.VM_DONTDUMP,
+    missing_flags=_OLD_ONLY,
+    smaps_codes=MappingProxyType(_CODES_MODERN),
+    smaps_vmflags=True,
+    fixed_noreplace=True,
+    stack_guard_gap=256 << 12,
+    remove_needs_write=False,
+    remove_filesystems=frozenset({"tmpfs", "ext4", "hugetlbfs"}),
+    renamed=MappingProxyType({
+        "sys_madvise": "do_madvise", "madvise_vma": "madvise_vma_behavior",
+        "madvise_behavior": "madvise_update_vma", "vma_merge": "vma_modify_flags",
+        "sys_mprotect": "do_mprotect_pkey", "do_mmap_pgoff": "do_mmap",
+        "sys_munmap": "do_vmi_munmap", "do_munmap": "do_vmi_align_munmap",
+    }),
+    real_bits=MappingProxyType(_BITS_MODERN),
+)
+
+PROFILES: Mapping[str, Profile] = MappingProxyType(
+    {p.name: p for p in (_SEED, _V2632, _MODERN)})
+
+
+def get_profile(name: str | Profile) -> Profile:
+    """The profile called `name` (one of ``PROFILES``)."""
+    if isinstance(name, Profile):
+        return name
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}") from None

@@ -1,0 +1,96 @@
+"""The record of what the simulated kernel did during one system call.
+
+Each `Step` names the kernel function it models and the decision taken there, nested as the
+calls nest. `Event` records the structural changes (a split, a merge, a flag change, a VMA
+added or removed) that the diagrams annotate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from .constants import ERRNO_NAMES
+
+__all__ = ["Step", "Event", "Trace", "errno_name"]
+
+
+def errno_name(err: int) -> str:
+    """'EINVAL' for 22 (the sign is ignored)."""
+    return ERRNO_NAMES.get(abs(err), f"errno {abs(err)}")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One decision inside one kernel function."""
+
+    depth: int
+    function: str
+    message: str
+
+    def __str__(self) -> str:
+        text = f"{'  ' * self.depth}{self.function}"
+        return f"{text}: {self.message}" if self.message else text
+
+
+@dataclass(frozen=True)
+class Event:
+    """A change to the address space: kind is split, merge, flags, map, unmap or resize."""
+
+    kind: str
+    start: int
+    end: int
+    detail: str = ""
+
+
+@dataclass
+class Trace:
+    """What one system call did, in order; `result` is its return value or -errno."""
+
+    call: str
+    pid: int = 0
+    steps: list[Step] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    result: int | None = None
+    _depth: int = 0
+
+    @contextlib.contextmanager
+    def enter(self, function: str, message: str = "") -> Iterator[None]:
+        """Record entering `function`; steps recorded inside are nested under it."""
+        self.steps.append(Step(self._depth, function, message))
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+
+    def note(self, function: str, message: str) -> None:
+        """Record a decision taken in `function`."""
+        self.steps.append(Step(self._depth, function, message))
+
+    def event(self, kind: str, start: int, end: int, detail: str = "") -> None:
+        """Record a change to the address space."""
+        self.events.append(Event(kind, start, end, detail))
+
+    @property
+    def errno(self) -> int | None:
+        """The errno the call failed with, or None."""
+        return -self.result if self.result is not None and self.result < 0 else None
+
+    def functions(self) -> list[str]:
+        """The kernel functions visited, in order."""
+        return [s.function for s in self.steps]
+
+    def outcome(self) -> str:
+        """'= 0', '= 0x7ffff7ff7000' or '= -1 EINVAL'."""
+        if self.result is None:
+            return "(running)"
+        if self.result < 0:
+            return f"= -1 {errno_name(self.result)}"
+        return f"= {self.result:#x}" if self.result > 0xFFFF else f"= {self.result}"
+
+    def __str__(self) -> str:
+        lines = [f"{self.call} {self.outcome()}"]
+        lines += [f"  {s}" for s in self.steps]
+        return "\n".join(lines)
