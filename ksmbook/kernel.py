@@ -171,10 +171,11 @@ def file_page(f: File, pgoff: int) -> Page:
     return page
 
 
-def anon_vma_prepare(vma: VMA) -> None:
-    """anon_vma_prepare(): give the VMA an anon_vma at its first anonymous page."""
+def anon_vma_prepare(mm: MM, vma: VMA) -> None:
+    """anon_vma_prepare(): give the VMA an anon_vma at its first anonymous page, shared
+    with a neighbour it could later merge with (find_mergeable_anon_vma())."""
     if vma.anon_vma is None:
-        vma.anon_vma = AnonVma()
+        vma.anon_vma = mm.find_mergeable_anon_vma(vma) or AnonVma()
         vma.chain = (vma.anon_vma,)
 
 
@@ -190,7 +191,7 @@ def handle_write_fault(mm: MM, vma: VMA, addr: int, content: int | None) -> None
             page.mapcount += 1
             mm.ptes[vpn] = page
         return
-    anon_vma_prepare(vma)
+    anon_vma_prepare(mm, vma)
     old = mm.ptes.get(vpn)
     if old is None:
         base = file_page(vma.file, vma.pgoff_at(addr)).content if vma.file is not None else 0

@@ -334,6 +334,25 @@ class MM:
             elif anon_vma is not None:
                 target.anon_vma, target.chain = anon_vma, (anon_vma,)
 
+    def find_mergeable_anon_vma(self, vma: VMA) -> AnonVma | None:
+        """find_mergeable_anon_vma(): the anon_vma of a neighbour `vma` could merge with
+        later (flags equal but for read/write/exec), so that an mprotect can re-merge them."""
+        access = VM.VM_READ | VM.VM_WRITE | VM.VM_EXEC | self.profile.merge_ignore
+        for near in (self.next_vma(vma), self.prev_vma(vma)):
+            if near is None or near.anon_vma is None or near.file is not vma.file:
+                continue
+            lo, hi = (vma, near) if near.start >= vma.end else (near, vma)
+            if lo.end != hi.start or hi.pgoff != lo.pgoff + lo.pages:
+                continue
+            if (vma.flags ^ near.flags) & ~access:
+                continue
+            if self.profile.anon_vma_chain and len(near.chain) != 1:
+                continue  # reusable_anon_vma(): the neighbour's chain must be singular
+            if not self.profile.anon_vma_chain and near.vm_ops_close:
+                continue
+            return near.anon_vma
+        return None
+
     # -- page table -----------------------------------------------------------------------
 
     def zap_range(self, start: int, end: int) -> int:
