@@ -1,0 +1,85 @@
+# ksmbook: `make lab` opens the book, `make test` runs every test.
+#
+# Everything runs from a local virtualenv (.venv). It is (re)installed only when pyproject.toml
+# is newer than its stamp file, so a second `make test` starts at once. The package is installed
+# editable, so edits under ksmbook/ need no reinstall; a change to pyproject.toml (a dependency,
+# an entry point) does, and happens by itself on the next make.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-ksmbook
+PIP_FLAGS ?= -qq --progress-bar off
+
+# make lab: LAB_IP=0.0.0.0 LAB_PORT=9999 LAB_ARGS='...' make lab
+LAB_IP   ?= 127.0.0.1
+LAB_PORT ?= 8888
+LAB_ARGS ?=
+LAB_FLAGS := --ip=$(LAB_IP) --port=$(LAB_PORT) \
+	$(if $(filter 0,$(shell id -u)),--allow-root,) \
+	$(if $(DISPLAY),,--no-browser) \
+	$(LAB_ARGS)
+
+# One pytest run covers tests/ and the notebooks, so its closing summary line counts them all.
+# --nbval collects only .ipynb files (strict: every stored output is compared, after the
+# sanitizers); .py tests are collected as usual. --nbval-current-env runs each notebook's kernel
+# on this venv's Python whatever kernelspec the notebook names.
+PYTEST_PATHS := $(wildcard tests notebooks)
+NBVAL_FLAGS  := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
+PYTEST_ARGS  ?=
+
+.PHONY: all install lab test lint typecheck pytest html bench strip check-env clean
+
+all: test
+
+install: $(STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install $(PIP_FLAGS) -e '.[test]'
+	@touch $@
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab $(LAB_FLAGS) notebooks/
+
+# Lint, type check and pytest all run even if an earlier one fails, so the pytest summary is
+# always printed; the target fails if any of them failed.
+test: $(STAMP)
+	@status=0; \
+	echo "== ruff check ksmbook tests"; \
+	$(VENV)/bin/ruff check ksmbook tests || status=1; \
+	echo "== mypy ksmbook"; \
+	$(VENV)/bin/mypy ksmbook || status=1; \
+	echo "== pytest $(PYTEST_PATHS)"; \
+	$(PY) -m pytest $(PYTEST_PATHS) $(NBVAL_FLAGS) $(PYTEST_ARGS) || status=$$?; \
+	if [ $$status -ne 0 ]; then echo "make test: FAILED (ruff, mypy or pytest; see above)"; fi; \
+	exit $$status
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check ksmbook tests
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy ksmbook
+
+pytest: $(STAMP)
+	$(PY) -m pytest $(PYTEST_PATHS) $(NBVAL_FLAGS) $(PYTEST_ARGS)
+
+html: $(STAMP)
+	$(PY) -m ksmbook.book html
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py
+
+# Strip widget state and execution noise from the committed notebooks (outputs are kept).
+strip: $(STAMP)
+	$(PY) scripts/strip_notebooks.py notebooks/*.ipynb
+
+check-env: $(STAMP)
+	$(PY) scripts/check_env_agree.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -type d -prune -not -path './.git/*' -exec rm -rf {} +
+	find . -name .ipynb_checkpoints -type d -prune -not -path './.git/*' -exec rm -rf {} +

@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Strip run-to-run noise from notebooks in place, KEEPING their outputs (nbval compares them).
+
+Removed:
+- notebook ``metadata.widgets`` (saved ipywidgets state) and ``metadata.signature``;
+- per-cell execution timing (``metadata.execution`` from JupyterLab, ``metadata.ExecuteTime``)
+  and view-only cell metadata (``collapsed``, ``scrolled``);
+- execution-count noise: the counts of the code cells that ran are renumbered 1, 2, 3, ... in
+  cell order (and their ``execute_result`` outputs with them), so re-running a cell by hand or
+  restarting the kernel does not churn the diff. They are NOT nulled: nbval fails a cell whose
+  stored count is null but that has outputs ("Unrun reference cell has outputs"), which is what
+  ``nbstripout --keep-output`` without ``--keep-count`` does.
+
+Kept: every output, cell tags (``nbval-ignore-output`` and friends), cell ids, kernelspec.
+
+Usage:
+    python scripts/strip_notebooks.py notebooks/*.ipynb          # rewrite in place
+    python scripts/strip_notebooks.py --check notebooks/*.ipynb  # exit 1 if any would change
+
+The file is written as JupyterLab writes it (nbformat's JSON layout), so a notebook saved from
+JupyterLab and then stripped differs only by the noise above.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["strip_notebook", "strip_file", "main"]
+
+NOTEBOOK_METADATA_KEYS = ("widgets", "signature")
+CELL_METADATA_KEYS = ("execution", "ExecuteTime", "collapsed", "scrolled")
+
+
+def strip_notebook(nb: dict[str, Any]) -> dict[str, Any]:
+    """Strip ``nb`` (a parsed .ipynb) in place and return it."""
+    meta = nb.get("metadata", {})
+    for key in NOTEBOOK_METADATA_KEYS:
+        meta.pop(key, None)
+    count = 0
+    for cell in nb.get("cells", []):
+        cmeta = cell.get("metadata", {})
+        for key in CELL_METADATA_KEYS:
+            cmeta.pop(key, None)
+        if cell.get("cell_type") != "code":
+            continue
+        if cell.get("execution_count") is None and not cell.get("outputs"):
+            continue  # never run: stays unrun
+        count += 1
+        cell["execution_count"] = count
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "execute_result":
+                out["execution_count"] = count
+    return nb
+
+
+def dumps(nb: dict[str, Any]) -> str:
+    """Serialise like nbformat.writes (indent 1, sorted keys, UTF-8, final newline)."""
+    return json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def strip_file(path: str | Path, *, check: bool = False) -> bool:
+    """Strip one notebook file; return True if it changed (or, with check, would change)."""
+    path = Path(path)
+    before = path.read_text(encoding="utf-8")
+    after = dumps(strip_notebook(json.loads(before)))
+    if after == before:
+        return False
+    if not check:
+        path.write_text(after, encoding="utf-8")
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("notebooks", nargs="*", help=".ipynb files (default: notebooks/*.ipynb)")
+    parser.add_argument(
+        "--check", action="store_true", help="change nothing; exit 1 if a notebook needs stripping"
+    )
+    args = parser.parse_args(argv)
+    paths = [Path(p) for p in args.notebooks]
+    if not paths:
+        paths = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+    # An unmatched shell glob (no notebooks yet) arrives literally: nothing to do.
+    paths = [p for p in paths if p.exists() or "*" not in str(p)]
+    changed = [p for p in paths if p.suffix == ".ipynb" and strip_file(p, check=args.check)]
+    for p in changed:
+        print(f"{'needs stripping' if args.check else 'stripped'}: {p}")
+    return 1 if (args.check and changed) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
