@@ -22,16 +22,18 @@ from .trace import Trace, errno_name
 __all__ = ["Kernel", "Process", "DRIVER_STYLES", "KSM_KCONFIG_HELP"]
 
 #: The Kconfig entry the seed patch adds to mm/Kconfig.
-KSM_KCONFIG_HELP = """config KSM
-	bool "Enable KSM for page merging"
-	depends on MMU
-	help
-	  Enable Kernel Samepage Merging: KSM periodically scans those areas
-	  of an application's address space that an app has advised may be
-	  mergeable.  When it finds pages of identical content, it replaces
-	  the many instances by a single resident page with that content, so
-	  saving memory until one or another app needs to modify the content.
-	  Recommended for use with KVM, or with other duplicative applications."""
+KSM_KCONFIG_HELP = "\n".join((
+    'config KSM',
+    '\tbool "Enable KSM for page merging"',
+    '\tdepends on MMU',
+    '\thelp',
+    '\t  Enable Kernel Samepage Merging: KSM periodically scans those areas',
+    "\t  of an application's address space that an app has advised may be",
+    '\t  mergeable.  When it finds pages of identical content, it replaces',
+    '\t  the many instances by a single resident page with that content, so',
+    '\t  saving memory until one or another app needs to modify the content.',
+    '\t  Recommended for use with KVM, or with other duplicative applications.',
+))
 
 #: How drivers of each kind mark the VMAs their ->mmap() sets up.
 DRIVER_STYLES: dict[str, Callable[[Profile], VM]] = {
@@ -219,7 +221,8 @@ class Process:
         self.last_trace: Trace | None = None
 
     def __repr__(self) -> str:
-        return f"Process(pid={self.pid}, vmas={len(self.mm.vmas)}{'' if self.alive else ', exited'})"
+        state = "" if self.alive else ", exited"
+        return f"Process(pid={self.pid}, vmas={len(self.mm.vmas)}{state})"
 
     @property
     def vmas(self) -> list[VMA]:
@@ -365,7 +368,7 @@ class Process:
         if not self.alive:
             raise ProcessLookupError(errno.ESRCH, f"process {self.pid} has exited")
         vmas = [self._fault_vma(addr + i * PAGE_SIZE, True) for i in range(len(values))]
-        for i, (vma, value) in enumerate(zip(vmas, values)):
+        for i, (vma, value) in enumerate(zip(vmas, values, strict=True)):
             handle_write_fault(self.mm, vma, addr + i * PAGE_SIZE, value)
 
     def read_page(self, addr: int) -> int:

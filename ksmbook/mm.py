@@ -17,8 +17,18 @@ from typing import TYPE_CHECKING
 
 from sortedcontainers import SortedDict, SortedKeyList
 
-from .constants import (HPAGE_SIZE, MAP, MMAP_BASE, MMAP_MIN_ADDR, MMF, PAGE_SHIFT,
-                        PAGE_SIZE, PROT, TASK_SIZE, VM)
+from .constants import (
+    HPAGE_SIZE,
+    MAP,
+    MMAP_BASE,
+    MMAP_MIN_ADDR,
+    MMF,
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    PROT,
+    TASK_SIZE,
+    VM,
+)
 from .trace import Trace, errno_name
 
 if TYPE_CHECKING:
@@ -482,7 +492,8 @@ class MM:
         if huge and (fixed or noreplace) and addr % HPAGE_SIZE:
             tr.note("hugetlb_get_unmapped_area", "address not huge-page aligned: EINVAL")
             return -errno.EINVAL
-        got = self.get_unmapped_area(length, addr, fixed or noreplace, PAGE_SIZE if fixed else align)
+        got = self.get_unmapped_area(length, addr, fixed or noreplace,
+                                     PAGE_SIZE if fixed else align)
         if got < 0:
             tr.note("get_unmapped_area", f"{errno_name(got)}")
             return got
@@ -541,7 +552,8 @@ class MM:
             if flags & MAP.MAP_NORESERVE:
                 vm_flags |= VM.VM_NORESERVE
             huge = file is not None and file.kind == "hugetlb"
-            if not huge and (vm_flags & (VM.VM_NORESERVE | VM.VM_SHARED | VM.VM_WRITE)) == VM.VM_WRITE:
+            charged = vm_flags & (VM.VM_NORESERVE | VM.VM_SHARED | VM.VM_WRITE)
+            if not huge and charged == VM.VM_WRITE:
                 vm_flags |= VM.VM_ACCOUNT  # accountable_mapping()
             _, prev = self.find_vma_prev(addr)
             shared_anon = file is None and vm_flags & VM.VM_SHARED

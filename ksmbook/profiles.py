@@ -12,9 +12,9 @@ Three profiles:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
 
 from .constants import MADV, VM
 

@@ -377,7 +377,7 @@ def format_op(op: Op) -> str:
         if k == "mprotect":
             body += f" {_prot_text(a['prot'])}"  # type: ignore[arg-type]
         elif k == "madvise":
-            adv = a["advice"]
+            adv = int(a["advice"])  # type: ignore[call-overload]
             try:
                 name = (MADV(adv).name or "").removeprefix("MADV_")
             except ValueError:
