@@ -12,8 +12,8 @@ from .constants import HPAGE_SIZE, MADV, MAP, MMF, PAGE_SIZE, PROT, VM
 from .kernel import DRIVER_STYLES, KSM_KCONFIG_HELP, Kernel, Process
 from .mm import VMA, File
 from .procfs import MapEntry
-from .profiles import Profile, get_profile
 from .profiles import PROFILES as _PROFILE_TABLE
+from .profiles import Profile, get_profile
 from .trace import Trace, errno_name
 
 #: The names of the kernels the simulator can boot.

@@ -8,6 +8,7 @@ kernel's own function names (`Profile.fn`).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 
 from .constants import ERESTARTSYS, MADV, PAGE_SIZE, VM
@@ -132,6 +133,15 @@ def madvise_behavior(mm: MM, vma: VMA, prev: VMA | None, start: int, end: int, a
     Computes the new flags; equal flags end here (no split, no merge). Otherwise vma_merge()
     or split_vma() at start and end, then the flags are set. ENOMEM becomes EAGAIN.
     """
+    # 2.6.32 does all of this in madvise_behavior(); 6.x computes the flags in
+    # madvise_vma_behavior() and applies them in madvise_update_vma().
+    legacy = mm.profile.fn("madvise_behavior") == "madvise_behavior"
+    with tr.enter("madvise_behavior") if legacy else contextlib.nullcontext():
+        return _behavior(mm, vma, prev, start, end, advice, legacy, tr)
+
+
+def _behavior(mm: MM, vma: VMA, prev: VMA | None, start: int, end: int, advice: int,
+              legacy: bool, tr: Trace) -> tuple[int, VMA | None]:
     new = vma.flags
     err = 0
     if advice == MADV.MADV_NORMAL:
@@ -175,7 +185,8 @@ def madvise_behavior(mm: MM, vma: VMA, prev: VMA | None, start: int, end: int, a
         if new == vma.flags:
             tr.note(fn, "flags unchanged: no split, no merge")
             return 0, vma
-        err, prev = mm.modify_flags(vma, prev, start, end, new, tr)
+        with contextlib.nullcontext() if legacy else tr.enter(fn):
+            err, prev = mm.modify_flags(vma, prev, start, end, new, tr)
     if err == -errno.ENOMEM:
         tr.note(fn, "ENOMEM becomes EAGAIN")
         err = -errno.EAGAIN
