@@ -1,0 +1,35 @@
+"""The README's examples are run as written, so that they keep matching the simulator."""
+
+from __future__ import annotations
+
+import doctest
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_readme_python_examples() -> None:
+    result = doctest.testfile(str(README), module_relative=False,
+                              optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 5
+    assert result.failed == 0
+
+
+def test_readme_shell_example() -> None:
+    text = README.read_text()
+    block = re.search(r"```console\n\$ printf '(.*?)' \| python -m ksmbook run -\n(.*?)```",
+                      text, re.S)
+    assert block is not None
+    script = block.group(1).encode().decode("unicode_escape")
+    out = subprocess.run([sys.executable, "-m", "ksmbook", "run", "-"], input=script,
+                         capture_output=True, text=True, check=True).stdout
+    assert out == block.group(2)
+
+
+def test_readme_starts_with_the_two_commands() -> None:
+    lines = [line for line in README.read_text().splitlines() if line.strip()][:4]
+    assert any("make lab" in line for line in lines)
+    assert any("make test" in line for line in lines)
