@@ -1,0 +1,985 @@
+"""The live ksmd of this machine, driven one full scan at a time (mm/ksm.c, /sys/kernel/mm/ksm).
+
+The simulator's ksmd must give the same counters as the real one. This module is the oracle: it
+puts pages with chosen contents into helper *processes*, lets the real ksmd make an exact number
+of full scans over them, and reads every counter of /sys/kernel/mm/ksm.
+
+Nothing here runs in the caller's process: every page lives in a helper process started with
+``python3 -I live_ksmd.py --worker`` and spoken to over a pipe, so a test runner never gets
+VM_MERGEABLE areas, KSM pages or an mm_slot of its own. Standard library only.
+
+The protocol that gives reproducible counters (see ``Ksmd`` and ``measure``):
+
+1. Stop ksmd (run=0), then unmerge everything (run=2). run=2 frees every rmap_item, breaks every
+   KSM page and sets full_scans to 0, and leaves the scan cursor at the list head. Writing run=2
+   when run is already 2 does nothing (run_store() acts only on a change), hence the 0 first.
+2. With ksmd stopped, the helper processes write their pages and madvise(MADV_MERGEABLE), one
+   after the other. __ksm_enter() puts each new mm_slot just before the cursor, which is the list
+   head, so the slots sit in registration order at the end of the list and the *first* pass
+   visits every page: nothing is half-scanned, no alignment pass is needed.
+3. pages_to_scan is set far above the number of pages, so one batch of ksm_do_scan() is exactly
+   the rest of a pass (a pass end always ends the batch). sleep_millisecs is set to an hour, so
+   after each pass ksmd parks in ksm_scan_thread()'s timed wait and no counter moves.
+4. One more pass = write a *different* sleep_millisecs (sleep_millisecs_store() wakes the timed
+   wait; the first pass also needs run=1), then poll full_scans until it goes up by one, then
+   wait until ksmd is parked again (state S, wchan ksm_scan_thread) before reading counters.
+   Waking ksmd only when it is parked avoids the one race: a new sleep value written after the
+   pass ended but before ksmd read the old one would be lost and ksmd would sleep an hour.
+
+The counters pages_scanned and pages_skipped are never reset (not even by run=2); ``measure``
+reports them as differences over the experiment. ksm_zero_pages is reset only when the zero-page
+ptes go away (run=2 breaks them).
+
+What can go wrong:
+
+- ksmd is machine-wide. Any other process registered with KSM while ksmd runs here is scanned
+  too, and its pages are counted (other test suites' madvise workers, for instance). ``measure``
+  checks that the global counters equal the sums of its own processes' /proc/PID/ksm_stat and
+  repeats the experiment otherwise; it reports "foreign_mms" and "contamination".
+- Users of this module serialize on an flock (/run/lock/ksmbook-live-ksmd.lock); other programs
+  that write /sys/kernel/mm/ksm do not.
+- max_page_sharing and merge_across_nodes give EBUSY while a KSM page exists, even briefly
+  after run=2 if a process is exiting right then; writes of them unmerge first and retry.
+- If no mm is registered, ksmd does not run and full_scans never moves: ``Ksmd.scan`` raises
+  ``KsmdIdle`` instead of waiting.
+
+Linux versions: written against Linux 6.18 (x86-64). KsmKnobs reads whatever writable files the
+kernel has, so older kernels without smart_scan/advisor_* work too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno as _errno
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+__all__ = [
+    "KSM_DIR", "PAGE_SIZE", "COUNTERS", "KNOB_ORDER", "PARK_MS", "READ", "UNTOUCHED",
+    "page_bytes", "ksm_available", "read_counters", "KsmKnobs", "Ksmd", "KsmdIdle", "LiveProcess",
+    "session", "measure", "time_scans", "mergeable_mms", "ksm_stat",
+]
+
+KSM_DIR = "/sys/kernel/mm/ksm"
+PAGE_SIZE = 4096
+#: Read-only files of /sys/kernel/mm/ksm on Linux 6.18 (general_profit may be negative).
+COUNTERS = (
+    "full_scans", "pages_shared", "pages_sharing", "pages_unshared", "pages_volatile",
+    "pages_scanned", "pages_skipped", "ksm_zero_pages", "stable_node_chains",
+    "stable_node_dups", "general_profit",
+)
+#: Restore order of the writable knobs. advisor_mode first (writing it resets pages_to_scan to a
+#: default, set_advisor_defaults()), pages_to_scan after it (EINVAL unless advisor_mode is none),
+#: max_page_sharing / merge_across_nodes need no KSM pages (EBUSY), run last.
+KNOB_ORDER = (
+    "max_page_sharing", "merge_across_nodes",
+    "advisor_mode", "advisor_max_cpu", "advisor_min_pages_to_scan", "advisor_max_pages_to_scan",
+    "advisor_target_scan_time",
+    "pages_to_scan", "use_zero_pages", "smart_scan", "stable_node_chains_prune_millisecs",
+    "sleep_millisecs", "run",
+)
+#: Knobs that the kernel refuses to change (EBUSY) while any KSM page exists.
+_NEEDS_UNMERGE = ("max_page_sharing", "merge_across_nodes")
+#: sleep_millisecs while ksmd is parked between stepped passes (one hour).
+PARK_MS = 3_600_000
+#: Budget per batch while stepping: far above any page count used here.
+_BIG_BUDGET = 10_000_000
+#: Page content markers besides ints: never touched (no page), touched by a read (zero page).
+UNTOUCHED = None
+READ = "read"
+
+_LOCK_PATH = os.path.join("/run/lock" if os.path.isdir("/run/lock") else "/tmp",
+                          "ksmbook-live-ksmd.lock")
+_lock_depth = 0
+_lock_fd = -1
+
+
+# --------------------------------------------------------------------------- page contents
+
+_PAGE_CACHE: dict[int, bytes] = {}
+
+
+def page_bytes(content: int) -> bytes:
+    """The 4096 bytes of page content *content*: 0 is an all-zero page, any other int in
+    [1, 2**64) a pattern that no other int gives (its 8-byte little-endian value followed by
+    b"ksmbook.", repeated 256 times). The simulator and the tests use the same mapping."""
+    if not isinstance(content, int) or isinstance(content, bool):
+        raise TypeError(f"page content must be an int, not {content!r}")
+    if not 0 <= content < 1 << 64:
+        raise ValueError(f"page content out of range [0, 2**64): {content}")
+    page = _PAGE_CACHE.get(content)
+    if page is None:
+        if content == 0:
+            page = bytes(PAGE_SIZE)
+        else:
+            page = (content.to_bytes(8, "little") + b"ksmbook.") * (PAGE_SIZE // 16)
+        if len(_PAGE_CACHE) < 4096:
+            _PAGE_CACHE[content] = page
+    return page
+
+
+# --------------------------------------------------------------------------- sysfs helpers
+
+def _path(name: str) -> str:
+    return os.path.join(KSM_DIR, name)
+
+
+def _read(name: str) -> str:
+    with open(_path(name)) as f:
+        return f.read().strip()
+
+
+def _write(name: str, value: object) -> None:
+    """Write one knob; the kernel's errno comes back as OSError (EBUSY, EINVAL, ...)."""
+    fd = os.open(_path(name), os.O_WRONLY)
+    try:
+        os.write(fd, f"{value}\n".encode())
+    finally:
+        os.close(fd)
+
+
+def _knob_value(name: str, text: str) -> str:
+    if name == "advisor_mode":  # "[none] scan-time" -> "none"
+        for word in text.split():
+            if word.startswith("["):
+                return word.strip("[]")
+    return text
+
+
+def read_counters() -> dict[str, int]:
+    """Every read-only counter of /sys/kernel/mm/ksm as an int."""
+    out: dict[str, int] = {}
+    for name in sorted(os.listdir(KSM_DIR)):
+        if name in COUNTERS or not os.stat(_path(name)).st_mode & 0o200:
+            with contextlib.suppress(OSError, ValueError):
+                out[name] = int(_read(name))
+    return out
+
+
+def ksm_available() -> tuple[bool, str]:
+    """(True, "") when the live ksmd can be driven here, else (False, why not)."""
+    if not sys.platform.startswith("linux"):
+        return False, f"not Linux ({sys.platform})"
+    if not os.path.isdir(KSM_DIR):
+        return False, f"{KSM_DIR} missing (kernel built without CONFIG_KSM or no sysfs)"
+    if not os.path.exists(_path("run")):
+        return False, f"{KSM_DIR}/run missing"
+    if os.geteuid() != 0:
+        return False, "not root: the knobs in /sys/kernel/mm/ksm cannot be written"
+    try:
+        fd = os.open(_path("run"), os.O_WRONLY)  # opening writes nothing
+        os.close(fd)
+    except OSError as e:
+        return False, f"cannot open {KSM_DIR}/run for writing: {os.strerror(e.errno or 0)}"
+    if _ksmd_pid() is None:
+        return False, "no ksmd kernel thread found"
+    return True, ""
+
+
+def mergeable_mms(exclude: Sequence[int] = ()) -> list[int]:
+    """PIDs (thread-group leaders) whose mm is registered with KSM, from /proc/PID/ksm_stat."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in exclude:
+            continue
+        st = ksm_stat(int(entry))
+        if st.get("ksm_mergeable") == "yes" or st.get("ksm_rmap_items", 0):
+            pids.append(int(entry))
+    return pids
+
+
+def ksm_stat(pid: int) -> dict[str, Any]:
+    """/proc/PID/ksm_stat as a dict (ints where numeric); {} if unreadable.
+    Adds "ksm_merging_pages_file" from /proc/PID/ksm_merging_pages."""
+    out: dict[str, Any] = {}
+    try:
+        with open(f"/proc/{pid}/ksm_stat") as f:
+            for line in f:
+                key, _, val = line.partition(" ")
+                key = key.rstrip(":")
+                val = val.strip()
+                out[key] = int(val) if val.lstrip("-").isdigit() else val
+        with open(f"/proc/{pid}/ksm_merging_pages") as f:
+            text = f.read().strip()
+        if text:
+            out["ksm_merging_pages_file"] = int(text)
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+def _write_unmerged(name: str, value: object, tries: int = 40) -> None:
+    """Write max_page_sharing or merge_across_nodes, which give EBUSY while any KSM page exists:
+    unmerge first (run 0 -> 2 -> 0, run stays 0) and retry on EBUSY, which a process exiting
+    right then (between ksm_exit() and exit_mmap(), see remove_stable_node()) can still cause."""
+    for attempt in range(tries):
+        _write("run", 0)
+        _write("run", 2)
+        _write("run", 0)
+        try:
+            _write(name, value)
+            return
+        except OSError as e:
+            if e.errno != _errno.EBUSY or attempt == tries - 1:
+                raise
+            time.sleep(0.05)
+
+
+# --------------------------------------------------------------------------- locking
+
+@contextlib.contextmanager
+def _global_lock() -> Iterator[None]:
+    """Serialize users of the global knobs (pytest-xdist workers, notebooks) with flock;
+    re-entrant within one process."""
+    import fcntl  # POSIX only: imported here so that this module imports anywhere
+
+    global _lock_depth, _lock_fd
+    if _lock_depth == 0:
+        _lock_fd = os.open(_LOCK_PATH, os.O_RDWR | os.O_CREAT, 0o666)
+        fcntl.flock(_lock_fd, fcntl.LOCK_EX)
+    _lock_depth += 1
+    try:
+        yield
+    finally:
+        _lock_depth -= 1
+        if _lock_depth == 0:
+            fcntl.flock(_lock_fd, fcntl.LOCK_UN)
+            os.close(_lock_fd)
+            _lock_fd = -1
+
+
+# --------------------------------------------------------------------------- knobs
+
+class KsmKnobs:
+    """Snapshot every writable knob of /sys/kernel/mm/ksm on enter, restore them all on exit.
+
+    ``with KsmKnobs() as k: k.set(pages_to_scan=1000, smart_scan=0); k.counters()``
+
+    Restoring (also when the body raised) goes: run=0; if max_page_sharing or merge_across_nodes
+    differ, unmerge (run=2) and write them; advisor_mode, advisor_*, pages_to_scan, the other
+    knobs, sleep_millisecs; run last, back to its original value. If the original advisor_mode
+    was scan-time, pages_to_scan cannot be written (EINVAL) and is left to the advisor.
+    """
+
+    def __init__(self) -> None:
+        self.saved: dict[str, str] = {}
+        self._ctx: contextlib.ExitStack | None = None
+
+    # snapshot / restore
+    @staticmethod
+    def writable() -> list[str]:
+        """Names of the writable files, in restore order (unknown future knobs before run)."""
+        names = [n for n in os.listdir(KSM_DIR)
+                 if os.stat(_path(n)).st_mode & 0o200 and n not in COUNTERS]
+        known = [n for n in KNOB_ORDER if n in names]
+        extra = sorted(n for n in names if n not in KNOB_ORDER)
+        return known[:-1] + extra + known[-1:] if known and known[-1] == "run" else known + extra
+
+    @staticmethod
+    def snapshot() -> dict[str, str]:
+        """Current value of every writable knob, as text (advisor_mode as "none"/"scan-time")."""
+        return {n: _knob_value(n, _read(n)) for n in KsmKnobs.writable()}
+
+    def __enter__(self) -> KsmKnobs:
+        stack = contextlib.ExitStack()
+        stack.enter_context(_global_lock())
+        self._ctx = stack
+        self.saved = self.snapshot()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.restore()
+        finally:
+            if self._ctx is not None:
+                self._ctx.close()
+                self._ctx = None
+
+    def restore(self) -> None:
+        """Put every knob back to the snapshot; raise the first error after trying them all."""
+        errors: list[BaseException] = []
+
+        def attempt(name: str, value: str) -> None:
+            try:
+                _write(name, value)
+            except OSError as e:
+                errors.append(OSError(e.errno, f"restoring {name}={value}: {e.strerror}"))
+
+        saved = self.saved
+        attempt("run", "0")
+        for n in _NEEDS_UNMERGE:
+            if n in saved and _knob_value(n, _read(n)) != saved[n]:
+                try:
+                    _write_unmerged(n, saved[n])
+                except OSError as e:
+                    errors.append(OSError(e.errno, f"restoring {n}={saved[n]}: {e.strerror}"))
+        for n in self.writable():
+            if n in _NEEDS_UNMERGE or n == "run" or n not in saved:
+                continue
+            if n == "pages_to_scan" and saved.get("advisor_mode", "none") != "none":
+                continue  # advisor-managed: writes give EINVAL
+            if _knob_value(n, _read(n)) != saved[n]:
+                attempt(n, saved[n])
+        if saved.get("run", "0") != "0":
+            attempt("run", saved["run"])
+        if errors:
+            raise errors[0]
+
+    # use
+    def read(self, name: str) -> str:
+        return _knob_value(name, _read(name))
+
+    def write(self, name: str, value: object) -> None:
+        """One raw write; the kernel's refusal comes back as OSError."""
+        _write(name, value)
+
+    def set(self, **knobs: object) -> None:
+        """Write knobs in a safe order: advisor_mode first; max_page_sharing and
+        merge_across_nodes, if they change, after an unmerge (run 0 -> 2 -> 0; run then stays
+        0); run last. None values are ignored."""
+        knobs = {k: v for k, v in knobs.items() if v is not None}
+        unknown = set(knobs) - set(self.writable())
+        if unknown:
+            raise KeyError(f"not a writable KSM knob here: {sorted(unknown)}")
+        for n in _NEEDS_UNMERGE:
+            if n in knobs and self.read(n) != str(knobs[n]):
+                _write_unmerged(n, knobs[n])
+        for n in KsmKnobs.writable():
+            if n in knobs and n not in _NEEDS_UNMERGE and n != "run":
+                _write(n, knobs[n])
+        if "run" in knobs:
+            _write("run", knobs["run"])
+
+    def counters(self) -> dict[str, int]:
+        return read_counters()
+
+
+# --------------------------------------------------------------------------- ksmd
+
+_ksmd_pid_cache: int | None = None
+
+
+def _ksmd_pid() -> int | None:
+    global _ksmd_pid_cache
+    if _ksmd_pid_cache is not None and os.path.exists(f"/proc/{_ksmd_pid_cache}"):
+        return _ksmd_pid_cache
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm") as f:
+                    if f.read().strip() == "ksmd":
+                        _ksmd_pid_cache = int(entry)
+                        return _ksmd_pid_cache
+            except OSError:
+                continue
+    return None
+
+
+def _ksmd_parked() -> bool:
+    """ksmd sleeps in one of ksm_scan_thread()'s two waits (state S, wchan ksm_scan_thread)."""
+    pid = _ksmd_pid()
+    if pid is None:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        with open(f"/proc/{pid}/wchan") as f:
+            wchan = f.read().strip()
+    except OSError:
+        return True
+    if wchan in ("", "0"):  # no wchan support: state alone
+        return state in ("S", "I")
+    return state in ("S", "I") and wchan == "ksm_scan_thread"
+
+
+def _full_scans() -> int:
+    return int(_read("full_scans"))
+
+
+class KsmdIdle(RuntimeError):
+    """No mm is registered with KSM (ksmd_should_run() is false): no full scan will come."""
+
+
+class Ksmd:
+    """Drive the live ksmd exactly one full scan at a time (see the module docstring).
+
+    Use inside ``KsmKnobs``: ``Ksmd(knobs).reset()``, register pages, then ``scan(n)``.
+    """
+
+    def __init__(self, knobs: KsmKnobs, *, timeout: float = 120.0) -> None:
+        self.knobs = knobs
+        self.timeout = timeout
+        self.scan_seconds: list[float] = []
+        self.history: list[dict[str, int]] = []
+        self.processes: list[LiveProcess] = []
+        self.base: dict[str, int] = {}
+        self._park = PARK_MS
+
+    def reset(self) -> None:
+        """run 0 -> 2 -> 0: unmerge all, free every rmap_item, full_scans 0, cursor at head;
+        advisor off, pages_to_scan huge, sleep_millisecs parked."""
+        _write("run", 0)
+        _write("run", 2)
+        _write("run", 0)
+        self.knobs.set(advisor_mode="none")
+        _write("pages_to_scan", _BIG_BUDGET)
+        self._park = PARK_MS if int(_read("sleep_millisecs")) != PARK_MS else PARK_MS + 1
+        _write("sleep_millisecs", self._park)
+        self.history.clear()
+        self.scan_seconds.clear()
+
+    def _wait_parked(self, deadline: float) -> None:
+        while not _ksmd_parked():
+            if time.monotonic() > deadline:
+                raise TimeoutError("ksmd did not go back to sleep")
+            time.sleep(0.0005)
+
+    def _go(self) -> None:
+        self._park = PARK_MS + 1 if self._park == PARK_MS else PARK_MS
+        _write("sleep_millisecs", self._park)  # wakes the timed wait (ksm_iter_wait)
+        if _read("run") != "1":
+            _write("run", 1)  # wakes the idle wait (ksm_thread_wait)
+
+    def scan(self, n: int = 1) -> dict[str, int]:
+        """Let ksmd make exactly *n* more full scans; return the counters after the last one,
+        pages_scanned / pages_skipped relative to ``base`` (each scan's raw counters are
+        appended to ``history``, its wall time to ``scan_seconds``)."""
+        for _ in range(n):
+            deadline = time.monotonic() + self.timeout
+            self._wait_parked(deadline)
+            target = _full_scans() + 1
+            t0 = time.monotonic()
+            self._go()
+            parked_since: float | None = None
+            delay = 0.0002
+            while _full_scans() < target:
+                now = time.monotonic()
+                if now > deadline:
+                    raise TimeoutError(f"ksmd made no full scan in {self.timeout} s")
+                if _ksmd_parked():  # still (or again) asleep and no progress
+                    parked_since = parked_since or now
+                    if now - parked_since > 0.3:
+                        if not mergeable_mms():
+                            raise KsmdIdle("no mm is registered with KSM: ksmd has nothing "
+                                           "to scan and full_scans stays")
+                        self._go()  # a wake-up lost to the race in the module docstring
+                        parked_since = None
+                else:
+                    parked_since = None
+                time.sleep(delay)
+                delay = min(delay * 1.5, 0.005)
+            self.scan_seconds.append(time.monotonic() - t0)
+            self._wait_parked(deadline)
+            self.history.append(read_counters())
+        return _relative(self.history[-1] if self.history else read_counters(), self.base)
+
+    def batch(self, pages_to_scan: int) -> dict[str, int]:
+        """Let ksmd run exactly one batch of ksm_do_scan(pages_to_scan): it stops early at a
+        pass end. Leaves the cursor mid-pass (a later ``scan()`` finishes that pass). Returns
+        the counters after it. A batch that changes no counter at all times out."""
+        deadline = time.monotonic() + self.timeout
+        self._wait_parked(deadline)
+        _write("pages_to_scan", pages_to_scan)
+        try:
+            keys = ("full_scans", "pages_scanned", "pages_skipped")
+            before = {k: int(_read(k)) for k in keys}
+            self._go()
+            while all(int(_read(k)) == before[k] for k in keys):
+                if time.monotonic() > deadline:
+                    raise TimeoutError("ksmd ran no batch")
+                time.sleep(0.0005)
+            self._wait_parked(deadline)
+        finally:
+            _write("pages_to_scan", _BIG_BUDGET)
+        return self.counters()
+
+    def stop(self) -> None:
+        """run=0 (ksmd stays asleep; counters keep their values)."""
+        _write("run", 0)
+
+    def counters(self) -> dict[str, Any]:
+        """Counters now, pages_scanned / pages_skipped relative to ``base`` (the reset)."""
+        return _relative(read_counters(), self.base)
+
+    def live_processes(self) -> list[LiveProcess]:
+        """This session's processes still running, forked children included."""
+        out: list[LiveProcess] = []
+        todo = list(self.processes)
+        while todo:
+            p = todo.pop(0)
+            if not p.closed:
+                out.append(p)
+                todo.extend(p.children)
+        return out
+
+    def contamination(self) -> str:
+        """"" when the global counters are exactly the sums over this session's running
+        processes (their /proc/PID/ksm_stat), else what differs: pages of another process (or
+        of one that exited and ksmd has not cleaned up yet) are being counted."""
+        stats = [p.ksm_stat() for p in self.live_processes()]
+        c = read_counters()
+        mine = {
+            "rmap_items": sum(s.get("ksm_rmap_items", 0) for s in stats),
+            "merging_pages": sum(s.get("ksm_merging_pages", 0) for s in stats),
+            "zero_pages": sum(s.get("ksm_zero_pages", 0) for s in stats),
+        }
+        glob = {
+            "rmap_items": c["pages_shared"] + c["pages_sharing"] + c["pages_unshared"]
+            + c["pages_volatile"],
+            "merging_pages": c["pages_shared"] + c["pages_sharing"],
+            "zero_pages": c.get("ksm_zero_pages", 0),
+        }
+        return "; ".join(f"{k}: global {glob[k]} != this session's {mine[k]}"
+                         for k in mine if mine[k] != glob[k])
+
+    def foreign_mms(self) -> list[int]:
+        """PIDs of other processes registered with KSM right now (ksmd scans them too)."""
+        return mergeable_mms(exclude=[p.pid for p in self.live_processes()])
+
+    def relative_history(self) -> list[dict[str, Any]]:
+        return [_relative(h, self.base) for h in self.history]
+
+    def spawn(self, contents: Sequence[Any] | None = None, *, madvise: bool = True
+              ) -> LiveProcess:
+        """A new helper process (closed with this session), optionally mapping *contents*."""
+        p = LiveProcess()
+        self.processes.append(p)
+        if contents is not None:
+            p.map(contents, madvise=madvise)
+        return p
+
+    def close(self) -> None:
+        """Stop ksmd, end the processes, unmerge everything (run 0 -> 2 -> 0)."""
+        with contextlib.suppress(OSError):
+            _write("run", 0)
+        for p in self.processes:
+            with contextlib.suppress(Exception):
+                p.close()
+        self.processes.clear()
+        _write("run", 2)
+        _write("run", 0)
+
+
+# --------------------------------------------------------------------------- helper processes
+
+class _Channel:
+    """JSON lines to a helper process, directly (a subprocess) or through its parent (a fork)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes] | None = None,
+                 parent: _Channel | None = None, child: int = -1) -> None:
+        self.proc, self.parent, self.child = proc, parent, child
+
+    def call(self, cmd: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
+        if self.parent is not None:
+            return self.parent.call({"op": "child", "child": self.child, "cmd": cmd}, timeout)
+        assert self.proc is not None and self.proc.stdin and self.proc.stdout
+        self.proc.stdin.write(json.dumps(cmd).encode() + b"\n")
+        self.proc.stdin.flush()
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            raise TimeoutError(f"helper process gave no answer to {cmd.get('op')}")
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"helper process died (exit {self.proc.wait()})")
+        return dict(json.loads(line))
+
+
+class LiveProcess:
+    """A helper process holding pages for ksmd (all syscalls happen there, not here).
+
+    Regions are mapped inside a PROT_NONE reservation (one guard page each side), so they never
+    merge with an unrelated neighbour VMA. ``contents`` items: an int (``page_bytes``), READ
+    (read-touched: maps the shared zero page, never a KSM candidate) or None (never touched).
+    """
+
+    def __init__(self, _channel: _Channel | None = None, pid: int | None = None) -> None:
+        if _channel is None:
+            proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", os.path.abspath(__file__), "--worker"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
+            _channel = _Channel(proc)
+            pid = proc.pid
+            self._check(_channel.call({"op": "hello"}))
+        self._ch = _channel
+        assert pid is not None
+        self.pid: int = pid
+        self.regions: list[tuple[int, int]] = []  # (start address, pages)
+        self.children: list[LiveProcess] = []
+        self.closed = False
+
+    @staticmethod
+    def _check(reply: dict[str, Any]) -> dict[str, Any]:
+        if not reply.get("ok"):
+            err = int(reply.get("errno") or 0)
+            raise OSError(err, reply.get("error") or os.strerror(err))
+        return reply
+
+    def _call(self, op: str, **kw: Any) -> dict[str, Any]:
+        return self._check(self._ch.call({"op": op, **kw}))
+
+    def map(self, contents: Sequence[int | str | None], *, madvise: bool = True) -> int:
+        """mmap a private anonymous region, write each page, then (by default)
+        madvise(MADV_MERGEABLE). Returns the region's index."""
+        for c in contents:
+            if c is not None and c != READ:
+                page_bytes(c)  # type: ignore[arg-type]  # validate here: a readable error
+        r = self._call("map", contents=list(contents), madvise=madvise)
+        self.regions.append((int(r["addr"]), len(contents)))
+        return len(self.regions) - 1
+
+    def madvise(self, region: int, advice: int, first: int = 0, pages: int | None = None) -> None:
+        start, n = self.regions[region]
+        npages = n - first if pages is None else pages
+        self._call("madvise", addr=start + first * PAGE_SIZE, length=npages * PAGE_SIZE,
+                   advice=advice)
+
+    def write(self, region: int, index: int, content: int) -> None:
+        """Write page *index* of *region* with ``page_bytes(content)`` (a COW fault if KSM)."""
+        page_bytes(content)
+        start, _ = self.regions[region]
+        self._call("write", addr=start + index * PAGE_SIZE, content=content)
+
+    def unmap(self, region: int) -> None:
+        start, n = self.regions[region]
+        self._call("munmap", addr=start, length=n * PAGE_SIZE)
+
+    def prctl(self, option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0,
+              arg5: int = 0) -> int:
+        """prctl() in the helper; returns its result or raises OSError."""
+        return int(self._call("prctl", args=[option, arg2, arg3, arg4, arg5])["result"])
+
+    def fork(self) -> LiveProcess:
+        """fork() the helper; the child serves the same commands (through its parent)."""
+        r = self._call("fork")
+        child = LiveProcess(_Channel(parent=self._ch, child=int(r["child"])), pid=int(r["pid"]))
+        child.regions = list(self.regions)
+        self.children.append(child)
+        return child
+
+    def smaps_flags(self) -> list[tuple[int, int, str, list[str]]]:
+        """(start, end, name, VmFlags) of every VMA, from /proc/PID/smaps (read here)."""
+        out: list[tuple[int, int, str, list[str]]] = []
+        with open(f"/proc/{self.pid}/smaps") as f:
+            cur: list[Any] | None = None
+            for line in f:
+                head = line.split()
+                if head and "-" in head[0] and not head[0].endswith(":"):
+                    a, b = head[0].split("-")
+                    cur = [int(a, 16), int(b, 16), head[5] if len(head) > 5 else ""]
+                elif line.startswith("VmFlags:") and cur is not None:
+                    out.append((cur[0], cur[1], cur[2], line.split()[1:]))
+        return out
+
+    def ksm_stat(self) -> dict[str, Any]:
+        return ksm_stat(self.pid)
+
+    def close(self) -> None:
+        """Exit (children first). Its mm goes; counters lag until ksmd's next visit or run=2."""
+        if self.closed:
+            return
+        for c in self.children:
+            c.close()
+        self.closed = True
+        if self._ch.parent is not None:
+            with contextlib.suppress(Exception):
+                self._ch.parent.call({"op": "reap", "child": self._ch.child})
+            return
+        proc = self._ch.proc
+        assert proc is not None
+        with contextlib.suppress(Exception):
+            self._ch.call({"op": "exit"}, timeout=10)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        for s in (proc.stdin, proc.stdout):
+            if s:
+                s.close()
+
+    def __enter__(self) -> LiveProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------- experiments
+
+def _per_process(contents: Any, processes: Any) -> list[list[Any]]:
+    if isinstance(processes, list):
+        return [list(p) for p in processes]
+    if contents and isinstance(contents[0], (list, tuple)):
+        return [list(p) for p in contents]
+    return [list(contents) for _ in range(int(processes))]
+
+
+@contextlib.contextmanager
+def session(*, timeout: float = 300.0, **knobs: object) -> Iterator[Ksmd]:
+    """A clean live-ksmd experiment: knobs snapshotted (``KsmKnobs``), ksmd reset (run 0 -> 2
+    -> 0), the given knobs set (None = leave), then yield a ``Ksmd``; create processes with
+    ``ksmd.spawn(contents)`` and step with ``ksmd.scan(n)``. On exit the processes exit, a final
+    run=2 leaves no KSM state behind, and every knob is restored, also after an exception.
+
+    ``with session(smart_scan=0) as ksmd: p = ksmd.spawn([1, 1, 2]); c = ksmd.scan(2)``
+    """
+    with KsmKnobs() as k:
+        ksmd = Ksmd(k, timeout=timeout)
+        try:
+            ksmd.reset()
+            k.set(**knobs)
+            ksmd.base = read_counters()
+            yield ksmd
+        finally:
+            ksmd.close()
+
+
+def measure(contents: Sequence[Any] | None, *, use_zero_pages: int = 0,
+            max_page_sharing: int | None = None, smart_scan: int | None = None,
+            scans: int = 2, processes: int | list[list[Any]] = 1,
+            timeout: float = 300.0, retries: int = 3) -> dict[str, Any]:
+    """Counters of the live ksmd after exactly *scans* full scans of the given pages.
+
+    *contents*: one list of page contents (see ``LiveProcess``), mapped by each of *processes*
+    helper processes, or a list of lists (one per process; or pass that list as *processes*).
+    Processes register in list order, after a reset, with ksmd stopped, so scan 1 is a full
+    first visit of every page. Knobs are restored afterwards and a final run=2 leaves no KSM
+    state behind.
+
+    Returns the counters after the last scan (pages_scanned / pages_skipped as differences over
+    the experiment), plus: "history" (the counters after each scan), "scan_seconds", "elapsed"
+    (their sum), "ksm_stat" (one dict per process, before they exit), "foreign_mms" (other PIDs
+    registered with KSM during the run) and "contamination" ("" when the global counters equal
+    the sums of the processes' own ksm_stat). ksmd is global: if another process's pages were
+    counted, the experiment is repeated up to *retries* times; check "contamination".
+    """
+    plan = _per_process(contents, processes)
+    result: dict[str, Any] = {}
+    for attempt in range(retries + 1):
+        with session(timeout=timeout, use_zero_pages=use_zero_pages,
+                     max_page_sharing=max_page_sharing, smart_scan=smart_scan) as ksmd:
+            procs = [ksmd.spawn(pages) for pages in plan]
+            foreign = set(ksmd.foreign_mms())
+            ksmd.scan(scans)
+            ksmd.stop()
+            foreign |= set(ksmd.foreign_mms())
+            dirty = ksmd.contamination()
+            stats = [p.ksm_stat() for p in procs]
+            history = ksmd.relative_history()
+            seconds = list(ksmd.scan_seconds)
+        result = dict(history[-1]) if history else {}
+        result["history"] = history
+        result["scan_seconds"] = seconds
+        result["elapsed"] = sum(seconds)
+        result["ksm_stat"] = stats
+        result["foreign_mms"] = sorted(foreign)
+        result["contamination"] = dirty
+        result["attempts"] = attempt + 1
+        if not dirty and not foreign:
+            break
+        time.sleep(0.2)
+    return result
+
+
+def _relative(counters: dict[str, int], base: dict[str, int]) -> dict[str, Any]:
+    out: dict[str, Any] = dict(counters)
+    for name in ("pages_scanned", "pages_skipped"):
+        if name in counters:
+            out[name] = counters[name] - base.get(name, 0)
+    return out
+
+
+def time_scans(contents: Sequence[Any], *, scans: int = 3, pages_to_scan: int = 100_000,
+               sleep_millisecs: int = 0, smart_scan: int | None = None,
+               timeout: float = 600.0) -> dict[str, Any]:
+    """Wall time of *scans* full scans with ksmd running freely (no parking) at the given
+    pages_to_scan / sleep_millisecs, from run=1 to full_scans reaching *scans*.
+    Returns {"elapsed", "scan_ends" (seconds at each full_scans step), "pages"}."""
+    with KsmKnobs() as knobs:
+        _write("run", 0)
+        _write("run", 2)
+        _write("run", 0)
+        knobs.set(advisor_mode="none", smart_scan=smart_scan)
+        _write("pages_to_scan", pages_to_scan)
+        p = LiveProcess()
+        try:
+            p.map(list(contents))
+            deadline = time.monotonic() + timeout
+            ends: list[float] = []
+            t0 = time.monotonic()
+            _write("sleep_millisecs", sleep_millisecs)  # also ends a parked (timed) sleep
+            _write("run", 1)
+            seen = 0
+            while seen < scans:
+                fs = _full_scans()
+                if fs > seen:
+                    ends.extend([time.monotonic() - t0] * (fs - seen))
+                    seen = fs
+                    continue
+                if time.monotonic() > deadline:
+                    raise TimeoutError("full scans too slow")
+                time.sleep(0.0005)
+            _write("run", 0)
+        finally:
+            p.close()
+            with contextlib.suppress(OSError):
+                _write("run", 0)
+                _write("run", 2)
+                _write("run", 0)
+    return {"elapsed": ends[-1], "scan_ends": ends, "pages": len(contents)}
+
+
+# --------------------------------------------------------------------------- the worker side
+
+def _worker_main() -> None:  # pragma: no cover - runs in the helper process
+    """Serve JSON commands on stdin/stdout (or on inherited pipe fds after a fork)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                           ctypes.c_ulong]
+    prot_rw, prot_none = 3, 0
+    map_private, map_anon, map_fixed, map_noreserve = 0x02, 0x20, 0x10, 0x4000
+    map_failed = ctypes.c_void_p(-1).value
+
+    def fail() -> dict[str, Any]:
+        e = ctypes.get_errno()
+        return {"ok": False, "errno": e, "error": os.strerror(e)}
+
+    children: dict[int, tuple[int, int, int]] = {}  # id -> (pid, cmd fd, reply fd)
+
+    def handle(cmd: dict[str, Any]) -> dict[str, Any] | None:
+        op = cmd["op"]
+        if op == "hello":
+            return {"ok": True, "pid": os.getpid()}
+        if op == "map":
+            contents = cmd["contents"]
+            n = len(contents)
+            base = libc.mmap(None, (n + 2) * PAGE_SIZE, prot_none,
+                             map_private | map_anon | map_noreserve, -1, 0)
+            if base in (None, map_failed):
+                return fail()
+            addr = libc.mmap(base + PAGE_SIZE, n * PAGE_SIZE, prot_rw,
+                             map_private | map_anon | map_fixed, -1, 0)
+            if addr in (None, map_failed):
+                return fail()
+            for i, c in enumerate(contents):
+                a = addr + i * PAGE_SIZE
+                if c is None:
+                    continue
+                if c == READ:
+                    ctypes.string_at(a, 1)  # read fault: the shared zero page
+                else:
+                    ctypes.memmove(a, page_bytes(int(c)), PAGE_SIZE)
+            if cmd.get("madvise") and libc.madvise(ctypes.c_void_p(addr), n * PAGE_SIZE, 12):
+                return fail()
+            return {"ok": True, "addr": addr}
+        if op == "madvise":
+            if libc.madvise(ctypes.c_void_p(cmd["addr"]), cmd["length"], cmd["advice"]):
+                return fail()
+            return {"ok": True}
+        if op == "munmap":
+            if libc.munmap(ctypes.c_void_p(cmd["addr"]), cmd["length"]):
+                return fail()
+            return {"ok": True}
+        if op == "write":
+            ctypes.memmove(cmd["addr"], page_bytes(int(cmd["content"])), PAGE_SIZE)
+            return {"ok": True}
+        if op == "prctl":
+            r = libc.prctl(*[int(a) for a in cmd["args"]])
+            return fail() if r == -1 else {"ok": True, "result": r}
+        if op == "fork":
+            c_r, c_w = os.pipe()  # commands to the child
+            r_r, r_w = os.pipe()  # replies from the child
+            pid = os.fork()
+            if pid == 0:
+                os.close(c_w)
+                os.close(r_r)
+                for _, fd1, fd2 in children.values():
+                    os.close(fd1)
+                    os.close(fd2)
+                children.clear()
+                _READ_BUFFERS.clear()
+                devnull = os.open(os.devnull, os.O_RDWR)
+                os.dup2(devnull, 0)
+                os.dup2(devnull, 1)
+                serve(c_r, r_w)
+                os._exit(0)
+            os.close(c_r)
+            os.close(r_w)
+            cid = len(children) + 1
+            while cid in children:
+                cid += 1
+            children[cid] = (pid, c_w, r_r)
+            return {"ok": True, "pid": pid, "child": cid}
+        if op == "child":
+            pid, cw, rr = children[cmd["child"]]
+            os.write(cw, json.dumps(cmd["cmd"]).encode() + b"\n")
+            return dict(json.loads(_readline(rr) or b'{"ok": false, "error": "child died"}'))
+        if op == "reap":
+            pid, cw, rr = children.pop(cmd["child"])
+            with contextlib.suppress(OSError):
+                os.write(cw, b'{"op": "exit"}\n')
+                _readline(rr)
+            os.close(cw)
+            os.close(rr)
+            _READ_BUFFERS.pop(rr, None)
+            os.waitpid(pid, 0)
+            return {"ok": True}
+        if op == "exit":
+            for cid in list(children):
+                handle({"op": "reap", "child": cid})
+            return None
+        return {"ok": False, "errno": _errno.EINVAL, "error": f"unknown op {op}"}
+
+    def serve(rfd: int, wfd: int) -> None:
+        while True:
+            line = _readline(rfd)
+            if not line:
+                reply: dict[str, Any] | None = None
+                handle({"op": "exit"})
+                return
+            try:
+                reply = handle(json.loads(line))
+            except Exception as e:  # report, keep serving
+                reply = {"ok": False, "errno": 0, "error": f"{type(e).__name__}: {e}"}
+            if reply is None:
+                os.write(wfd, b'{"ok": true}\n')
+                return
+            os.write(wfd, json.dumps(reply).encode() + b"\n")
+
+    serve(0, 1)
+
+
+_READ_BUFFERS: dict[int, bytearray] = {}
+
+
+def _readline(fd: int) -> bytes:
+    """One line from a pipe fd (buffered per fd; b"" at EOF)."""
+    buf = _READ_BUFFERS.setdefault(fd, bytearray())
+    while True:
+        nl = buf.find(b"\n")
+        if nl >= 0:
+            line = bytes(buf[:nl + 1])
+            del buf[:nl + 1]
+            return line
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            line = bytes(buf)
+            buf.clear()
+            return line
+        buf += chunk
+
+
+if __name__ == "__main__" and "--worker" in sys.argv:  # pragma: no cover
+    _worker_main()
