@@ -1,0 +1,305 @@
+"""Tests of ksmbook.live itself: the worker, the arena, its refusals and its clean-up.
+
+The live tests need Linux with KSM and /proc (they skip elsewhere with available()'s reason).
+They touch no sysctl and no /sys/kernel/mm/ksm knob.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import time
+
+import pytest
+
+from ksmbook import constants
+from ksmbook import live as lv
+
+P = 4096
+RW = constants.PROT.PROT_READ | constants.PROT.PROT_WRITE
+ANON = constants.MAP.MAP_PRIVATE | constants.MAP.MAP_ANONYMOUS
+M, U = constants.MADV.MADV_MERGEABLE, constants.MADV.MADV_UNMERGEABLE
+
+
+@pytest.fixture
+def session():
+    ok, why = lv.available()
+    if not ok:
+        pytest.skip(why)
+    with lv.LiveSession(timeout=10) as s:
+        yield s
+
+
+def _gone(pid: int) -> bool:
+    """True when pid no longer exists (or is a zombie nobody will see as a worker)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+# -- pure helpers (no live kernel needed) ------------------------------------------------------
+
+# Lines as the kernel prints them, trailing blanks included.
+SMAPS = "".join(line + "\n" for line in [
+    "200000010000-200000011000 rw-p 00000000 00:00 0 ",
+    "Size:                  4 kB",
+    "Rss:                   4 kB",
+    "KSM:                   0 kB",
+    "THPeligible:           0",
+    "VmFlags: rd wr mr mw me ac mg ",
+    "7f0000000000-7f0000001000 rw-s 00000000 00:01 1234                       /dev/zero (deleted)",
+    "Size:                  4 kB",
+    "VmFlags: rd wr sh mr mw me ms ",
+])
+
+
+def test_parse_smaps():
+    a, b = lv.parse_smaps(SMAPS)
+    assert (a.start, a.end, a.perms, a.path, a.vmflags) == (
+        0x200000010000, 0x200000011000, "rw-p", "", ("rd", "wr", "mr", "mw", "me", "ac", "mg"))
+    assert a.counters == {"Size": 4, "Rss": 4, "KSM": 0, "THPeligible": 0}
+    assert b.path == "/dev/zero (deleted)" and b.inode == 1234 and "sh" in b.vmflags
+
+
+def test_arena_translation_and_refusal():
+    arena = lv.Arena()
+    top = lv.SIM_MMAP_TOP
+    assert arena.to_sim(arena.to_live(top)) == top
+    assert (arena.to_live(top) - top) % (1 << 30) == 0  # alignment survives translation
+    with pytest.raises(lv.LiveRefused, match="outside the live arena"):
+        arena.to_live(0x10000)
+    low = lv.Arena.for_sim_range(0x10000, 0x20000)
+    assert low.base <= low.to_live(0x10000) < low.end
+    with pytest.raises(lv.LiveRefused):
+        lv.Arena.for_sim_range(0x10000, top)
+
+
+def test_private_constants_agree_with_ksmbook_constants():
+    assert lv._PAGE == constants.PAGE_SIZE
+    assert lv._MAP_PRIVATE == constants.MAP.MAP_PRIVATE
+    assert lv._MAP_SHARED == constants.MAP.MAP_SHARED
+    assert lv._MAP_FIXED == constants.MAP.MAP_FIXED
+    assert lv._MAP_ANONYMOUS == constants.MAP.MAP_ANONYMOUS
+    assert lv._MAP_NORESERVE == constants.MAP.MAP_NORESERVE
+    assert lv._MAP_FIXED_NOREPLACE == constants.MAP.MAP_FIXED_NOREPLACE
+    assert lv._MAP_GROWSDOWN == constants.MAP.MAP_GROWSDOWN
+    assert lv._MAP_LOCKED == constants.MAP.MAP_LOCKED
+    assert lv._MAP_HUGETLB == constants.MAP.MAP_HUGETLB
+    assert lv.FORBIDDEN_ADVICE == {constants.MADV.MADV_HWPOISON, constants.MADV.MADV_SOFT_OFFLINE}
+    assert lv.SIM_MMAP_TOP == constants.MMAP_BASE
+
+
+def test_page_bytes():
+    assert lv.page_bytes(0) == bytes(P)
+    assert lv.page_bytes(7) == (7).to_bytes(8, "little") * 512
+    assert lv.page_bytes(1) != lv.page_bytes(2)
+
+
+# -- live --------------------------------------------------------------------------------------
+
+@pytest.mark.live
+def test_available_says_why():
+    ok, why = lv.available()
+    assert isinstance(ok, bool) and why
+
+
+@pytest.mark.live
+def test_map_madvise_layout(session):
+    w = session.spawn()
+    a = session.arena.base + 0x10000
+    assert w.mmap(a, 4 * P, RW, ANON) == a
+    assert [v.flags for v in w.layout()] == ["rd wr mr mw me ac"]
+    assert w.madvise(a + P, 2 * P, M) == 0
+    got = [(v.start - a, v.end - a, v.flags) for v in w.layout()]
+    assert got == [(0, P, "rd wr mr mw me ac"), (P, 3 * P, "rd wr mr mw me ac mg"),
+                   (3 * P, 4 * P, "rd wr mr mw me ac")]
+    assert w.madvise(a + P, 2 * P, U) == 0
+    assert [(v.start, v.end) for v in w.layout()] == [(a, a + 4 * P)]
+    # a hole: advice applied to the mapped part, then ENOMEM
+    w.munmap(a + 3 * P, P)
+    with pytest.raises(OSError) as e:
+        w.madvise(a, 4 * P, M)
+    assert e.value.errno == errno.ENOMEM
+    assert [v.flags for v in w.layout()] == ["rd wr mr mw me ac mg"]
+    # entry checks reach the kernel even with a wrapping length (no VMA is examined)
+    with pytest.raises(OSError) as e:
+        w.madvise(a, 2**64 - 1, M)
+    assert e.value.errno == errno.EINVAL
+
+
+@pytest.mark.live
+def test_fork_child_layout(session):
+    w = session.spawn()
+    a = session.arena.base + 0x10000
+    w.mmap(a, 8 * P, RW, ANON)
+    w.write_pages(a, [b"x"] * 8)
+    w.madvise(a, 2 * P, M)
+    w.madvise(a + 4 * P, 2 * P, constants.MADV.MADV_DONTFORK)
+    c = w.fork()
+    with open(f"/proc/{c.pid}/status") as f:
+        assert f"PPid:\t{w.pid}\n" in f.read()  # a real fork() child of the worker
+    parent = w.layout()
+    expect = [v for v in parent if "dc" not in v.vmflags]
+    assert len(expect) == len(parent) - 1
+    assert c.layout() == expect
+    assert "mg" in c.layout()[0].vmflags
+    assert c.read(a, 1) == b"x"
+    c.exit()
+    assert w.read(a, 1) == b"x"  # the parent is unaffected by the child's exit
+
+
+@pytest.mark.live
+def test_write_efault_keeps_worker_alive(session):
+    w = session.spawn()
+    a = session.arena.base + 0x10000
+    w.mmap(a, 2 * P, RW, ANON)
+    w.write(a, b"hello")
+    w.mprotect(a, P, constants.PROT.PROT_READ)
+    with pytest.raises(OSError) as e:
+        w.write(a, b"x")
+    assert e.value.errno == errno.EFAULT
+    with pytest.raises(OSError) as e:
+        w.write(a + 2 * P, b"x")  # unmapped
+    assert e.value.errno == errno.EFAULT
+    w.mprotect(a + P, P, constants.PROT.PROT_NONE)
+    with pytest.raises(OSError) as e:
+        w.read(a + P, 1)
+    assert e.value.errno == errno.EFAULT
+    assert w.read(a, 5) == b"hello" and w.alive
+
+
+@pytest.mark.live
+def test_refuses_outside_arena(session):
+    w = session.spawn()
+    lo, hi = session.arena.base, session.arena.end
+    w.mmap(lo, P, RW, ANON)
+    for call in (lambda: w.madvise(lo - P, P, M), lambda: w.munmap(hi, P),
+                 lambda: w.mprotect(lo, hi - lo + P, RW), lambda: w.mmap(hi - P, 2 * P, RW, ANON),
+                 lambda: w.madvise(lo, 2**46, M),  # huge but not wrapping: would reach Python
+                 lambda: w.write(hi - 2, b"abcd"), lambda: w.prctl(constants.MADV.MADV_DONTNEED)):
+        with pytest.raises(lv.LiveRefused):
+            call()
+    assert [v.start for v in w.layout()] == [lo] and w.alive
+
+
+@pytest.mark.live
+def test_refuses_hwpoison(session):
+    w = session.spawn()
+    a = session.arena.base
+    w.mmap(a, P, RW, ANON)
+    for advice in (100, 101):
+        with pytest.raises(lv.LiveRefused, match="HWPOISON"):
+            w.madvise(a, P, advice)
+        with pytest.raises(lv.LiveRefused, match="HWPOISON"):  # the worker refuses too
+            w._call("madvise", addr=a, length=P, advice=advice)
+    assert w.alive
+
+
+@pytest.mark.live
+def test_python_allocations_stay_out_of_the_arena(session):
+    w = session.spawn()
+    w._call("allocate", nbytes=64 << 20)
+    assert w.layout() == []
+    lo, hi = session.arena.base, session.arena.end
+    near = [v for v in w.layout(lo - 2 * P, hi + 2 * P)]
+    # only the two guard pages, each one page away from the arena
+    assert [(v.start, v.end, v.perms) for v in near] == [
+        (lo - 2 * P, lo - P, "---p"), (hi + P, hi + 2 * P, "---p")]
+
+
+@pytest.mark.live
+def test_arena_in_use_refuses_to_start(session):
+    with open("/proc/self/maps") as f:
+        exe = int(f.read().split("-", 1)[0], 16)  # a PIE python sits at 0x55..-0x56..
+    if not 0x550000000000 <= exe < 0x570000000000:
+        pytest.skip("python is not a PIE mapped at 0x55..-0x56..")
+    busy = lv.Arena(base=0x550000000000, size=0x20000000000, sim_origin=0x550000000000)
+    with lv.LiveSession(busy) as s, pytest.raises(lv.LiveError, match="is not free"):
+        s.spawn()
+
+
+@pytest.mark.live
+def test_prctl_memory_merge(session):
+    w = session.spawn()
+    a = session.arena.base
+    assert w.prctl(68) == 0
+    assert w.prctl(67, 1) == 0 and w.prctl(68) == 1
+    w.mmap(a, P, RW, ANON)
+    assert "mg" in w.layout()[0].vmflags
+    with pytest.raises(OSError) as e:
+        w.prctl(67, 1, 1)
+    assert e.value.errno == errno.EINVAL
+
+
+@pytest.mark.live
+def test_cleanup_leaves_no_workers():
+    ok, why = lv.available()
+    if not ok:
+        pytest.skip(why)
+    with pytest.raises(RuntimeError, match="boom"):
+        with lv.LiveSession() as s:
+            w = s.spawn()
+            c = w.fork()
+            gc = c.fork()
+            pids = s.pids()
+            assert len(pids) == 3 and all(not _gone(p) for p in pids)
+            assert gc.alive
+            raise RuntimeError("boom")
+    deadline = time.monotonic() + 5
+    while not all(_gone(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert all(_gone(p) for p in pids)
+
+
+@pytest.mark.live
+def test_dead_or_stuck_worker_gives_clear_errors():
+    ok, why = lv.available()
+    if not ok:
+        pytest.skip(why)
+    with lv.LiveSession(timeout=0.5) as s:
+        w = s.spawn()
+        os.kill(w.pid, signal.SIGKILL)
+        with pytest.raises(lv.WorkerDied, match="SIGKILL"):
+            w.madvise(s.arena.base, P, M)
+        w2 = s.spawn()
+        os.kill(w2.pid, signal.SIGSTOP)
+        t = time.monotonic()
+        with pytest.raises(lv.WorkerTimeout):
+            w2.mmap(s.arena.base, P, RW, ANON)
+        assert time.monotonic() - t < 5
+        assert not w2.alive
+
+
+@pytest.mark.live
+def test_replay_scenario(session):
+    pytest.importorskip("ksmbook.scenario")
+    text = """\
+kernel modern ksm=y
+map A 4p rw private anon
+madvise A+1p 2p MERGEABLE
+write A 1 2
+fork child
+child: madvise A 4p UNMERGEABLE
+munmap A+3p 1p
+madvise A 4p MERGEABLE
+child: exit
+"""
+    res = lv.replay(text, session=session)
+    assert [r.result for r in res[1:]] == [
+        lv.SIM_MMAP_TOP - 4 * P, 0, 0, 2, 0, 0, -errno.ENOMEM, 0]
+    after_fork = res[4].maps
+    assert set(after_fork) == {"p1", "child"}
+    assert [e.vmflags[-1] for e in after_fork["child"]] == ["ac", "mg", "ac"]
+    # The child's three pieces do not merge back. Pages A and A+1p were first written after the
+    # split, when their VMAs' flags differed, so each piece got an anon_vma of its own
+    # (anon_vma_prepare() reuses a neighbour's only if the flags match); in the child, fork()
+    # gave every copied VMA a new anon_vma anyway, and the untouched third piece cannot join one
+    # whose anon_vma chain is not singular.
+    assert [len(r.maps.get("child", [])) for r in res[5:]] == [3, 3, 3, 0]
+    # Same reason in the parent: both pieces are mergeable again, yet they stay two VMAs.
+    assert [(e.end - e.start, e.vmflags[-1]) for e in res[-1].maps["p1"]] == [
+        (P, "mg"), (2 * P, "mg")]
+    assert session.workers == [session._workers[0]]  # the child has exited
