@@ -141,6 +141,7 @@ class VM(enum.IntFlag):
     VM_NOHUGEPAGE = 1 << 37
     VM_DROPPABLE = 1 << 38
     VM_SYNC = 1 << 39
+    VM_MAYBE_GUARD = 1 << 41
 
 
 class MMF(enum.IntFlag):

@@ -319,6 +319,8 @@ class Process:
                 if wipe:
                     tr.note("dup_mmap", f"{vma.start:#x}-{vma.end:#x} VM_WIPEONFORK: copied empty")
                     continue
+                mm.guards.update(v for v in range(vma.start >> PAGE_SHIFT,
+                                                  vma.end >> PAGE_SHIFT) if v in self.mm.guards)
                 for vpn in self.mm.ptes.irange(vma.start >> PAGE_SHIFT,
                                                (vma.end >> PAGE_SHIFT) - 1):
                     page = self.mm.ptes[vpn]
@@ -353,6 +355,9 @@ class Process:
     def _fault_vma(self, addr: int, write: bool) -> VMA:
         vma = self.mm.vma_at(addr)
         need = VM.VM_WRITE if write else VM.VM_READ
+        if addr >> PAGE_SHIFT in self.mm.guards:
+            raise OSError(errno.EFAULT, f"{addr:#x} is a guard page: the access would raise "
+                          "SIGSEGV")
         if vma is None or not vma.flags & need:
             what = "unmapped" if vma is None else f"not {'writable' if write else 'readable'}"
             raise OSError(errno.EFAULT, f"{addr:#x} is {what}: the access would raise SIGSEGV")

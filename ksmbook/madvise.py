@@ -290,25 +290,45 @@ def madvise_populate(mm: MM, start: int, end: int, advice: int, tr: Trace) -> in
 
 
 def madvise_collapse(mm: MM, vma: VMA, start: int, end: int, tr: Trace) -> int:
-    """madvise_collapse(): only VMAs that may hold transparent huge pages qualify."""
-    if vma.flags & (mm.profile.vm_special | VM.VM_HUGETLB | VM.VM_NOHUGEPAGE) or (
-            vma.file is not None and vma.file.kind != "shmem"):
-        tr.note("thp_vma_allowable_order", "VMA cannot hold transparent huge pages: EINVAL")
+    """madvise_collapse(): collapse each whole, populated 2 MiB range into a huge page.
+
+    thp_vma_allowable_order() first: the VMA must be able to hold an aligned huge page.
+    A huge-page range that is not fully populated fails (madvise_collapse_errno(): EINVAL).
+    """
+    huge = 2 << 20
+    first_huge = (vma.start + huge - 1) // huge * huge
+    if (vma.flags & (mm.profile.vm_special | VM.VM_HUGETLB | VM.VM_NOHUGEPAGE)
+            or (vma.file is not None and vma.file.kind != "shmem")
+            or first_huge + huge > vma.end):
+        tr.note("thp_vma_allowable_order", "VMA cannot hold an aligned huge page: EINVAL")
         return -errno.EINVAL
-    tr.note("madvise_collapse", "no whole huge page range to collapse")
+    hstart, hend = (start + huge - 1) // huge * huge, end // huge * huge
+    for h in range(hstart, hend, huge):
+        present = len(list(mm.ptes.irange(h >> 12, ((h + huge) >> 12) - 1)))
+        if present < huge >> 12:
+            tr.note("hpage_collapse_scan_pmd", f"{h:#x}: {present} of 512 pages present: EINVAL")
+            return -errno.EINVAL
+    tr.note("madvise_collapse", f"{(hend - hstart) // huge if hend > hstart else 0} huge pages")
     return 0
 
 
 def madvise_guard(mm: MM, vma: VMA, start: int, end: int, advice: int, tr: Trace) -> int:
-    """madvise_guard_install() / madvise_guard_remove(): guard markers in the page table."""
+    """madvise_guard_install() / madvise_guard_remove() (6.13+): guard markers in the page
+    table. Installing marks the whole VMA VM_MAYBE_GUARD (6.18), without a split."""
     disallowed = mm.profile.vm_special | VM.VM_HUGETLB
     if advice == MADV.MADV_GUARD_INSTALL:
         disallowed |= VM.VM_LOCKED
     if vma.flags & disallowed:
         tr.note("is_valid_guard_vma", "special, hugetlb or locked VMA: EINVAL")
         return -errno.EINVAL
+    vpns = range(start >> 12, end >> 12)
     if advice == MADV.MADV_GUARD_INSTALL:
+        if mm.profile.sticky_flags & VM.VM_MAYBE_GUARD:
+            vma.flags |= VM.VM_MAYBE_GUARD
         mm.zap_range(start, end)
-    tr.note(advice_name(advice).lower(), "page table markers updated")
+        mm.guards.update(vpns)
+        tr.note("madvise_guard_install", f"{len(vpns)} guard markers installed")
+    else:
+        mm.guards.difference_update(vpns)
+        tr.note("madvise_guard_remove", "guard markers removed")
     return 0
-

@@ -160,6 +160,8 @@ class MM:
         self.flags = MMF(0)
         #: Page table: virtual page number -> Page.
         self.ptes: SortedDict = SortedDict()
+        #: Guard markers (MADV_GUARD_INSTALL): virtual page numbers that fault with SIGSEGV.
+        self.guards: set[int] = set()
         self.mm_users = 1
 
     @property
@@ -330,6 +332,10 @@ class MM:
             reasons.append("no adjacent next" if nxt is None else "next incompatible")
             tr.note(fn, f"no merge ({', '.join(reasons)})")
             return None
+        sticky = p.sticky_flags & (flags | (middle.flags if middle else VM(0))
+                                   | (prev.flags if left and prev else VM(0))
+                                   | (nxt.flags if right and nxt else VM(0)))
+        target.flags |= sticky
         tr.note(fn, f"{how}: now {target.start:#x}-{target.end:#x}")
         tr.event("merge", target.start, target.end, how)
         return target
@@ -440,6 +446,8 @@ class MM:
                     return err
             while (vma := self.find_vma(start)) is not None and vma.start < end:
                 self.zap_range(vma.start, vma.end)
+                self.guards.difference_update(range(vma.start >> PAGE_SHIFT,
+                                                    vma.end >> PAGE_SHIFT))
                 self.remove(vma)
                 self._release_file(vma)
                 tr.note("unmap_region", f"removed {vma.start:#x}-{vma.end:#x}")
@@ -668,7 +676,7 @@ class MM:
                     return err, prev
             merged = vma
         before = merged.flags
-        merged.flags = newflags
+        merged.flags = newflags | (before & self.profile.sticky_flags)
         if before != newflags:
             tr.event("flags", merged.start, merged.end,
                      f"{flag_names(before & ~newflags, '-')} {flag_names(newflags & ~before, '+')}"

@@ -47,7 +47,8 @@ _OLD_ONLY = (V.VM_EXECUTABLE | V.VM_RESERVED | V.VM_NONLINEAR | V.VM_MAPPED_COPY
              | V.VM_INSERTPAGE | V.VM_ALWAYSDUMP | V.VM_CAN_NONLINEAR | V.VM_SAO
              | V.VM_PFN_AT_MMAP | V.VM_DENYWRITE | V.VM_GROWSUP)
 _NEW_ONLY = (V.VM_LOCKONFAULT | V.VM_WIPEONFORK | V.VM_DONTDUMP | V.VM_SOFTDIRTY
-             | V.VM_HUGEPAGE | V.VM_NOHUGEPAGE | V.VM_DROPPABLE | V.VM_SYNC)
+             | V.VM_HUGEPAGE | V.VM_NOHUGEPAGE | V.VM_DROPPABLE | V.VM_SYNC
+             | V.VM_MAYBE_GUARD)
 
 # smaps VmFlags codes (fs/proc/task_mmu.c show_smap_vma_flags(); the line appeared in 3.8).
 _CODES_COMMON = {
@@ -67,13 +68,14 @@ _CODES_2632 = {**_CODES_COMMON, V.VM_DENYWRITE: "dw", V.VM_NONLINEAR: "nl",
                V.VM_SAO: "sao", V.VM_PFN_AT_MMAP: "pfn_at_mmap"}
 _CODES_MODERN = {**_CODES_COMMON, V.VM_LOCKONFAULT: "lf", V.VM_SYNC: "sf",
                  V.VM_WIPEONFORK: "wf", V.VM_DONTDUMP: "dd", V.VM_SOFTDIRTY: "sd",
-                 V.VM_HUGEPAGE: "hg", V.VM_NOHUGEPAGE: "nh", V.VM_DROPPABLE: "dp"}
+                 V.VM_HUGEPAGE: "hg", V.VM_NOHUGEPAGE: "nh", V.VM_DROPPABLE: "dp",
+                 V.VM_MAYBE_GUARD: "gu"}
 
 # Real bit values where they differ from ksmbook's (include/linux/mm.h of 6.12).
 _BITS_MODERN = {V.VM_LOCKONFAULT: 0x80000, V.VM_SYNC: 0x800000, V.VM_WIPEONFORK: 0x2000000,
                 V.VM_DONTDUMP: 0x4000000, V.VM_SOFTDIRTY: 0x8000000,
                 V.VM_HUGEPAGE: 0x20000000, V.VM_NOHUGEPAGE: 0x40000000,
-                V.VM_DROPPABLE: 1 << 40}
+                V.VM_DROPPABLE: 1 << 40, V.VM_MAYBE_GUARD: 0x800}
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,8 @@ class Profile:
     vm_special: VM
     #: Flags vma_merge() leaves out of the comparison (VM_CAN_NONLINEAR; later VM_SOFTDIRTY).
     merge_ignore: VM
+    #: Flags a merged VMA keeps if any part had them (6.18 VM_STICKY: VM_MAYBE_GUARD).
+    sticky_flags: VM
     #: anon_vma_chain (2.6.34+): a fork child's VMA links to its own and its parent's anon_vma,
     #: and a VMA without anon_vma merges only with one whose chain is singular.
     anon_vma_chain: bool
@@ -168,6 +172,7 @@ _SEED = Profile(
     ksm_fork_first=True,
     vm_special=V.VM_IO | V.VM_DONTEXPAND | V.VM_RESERVED | V.VM_PFNMAP,
     merge_ignore=V.VM_CAN_NONLINEAR,
+    sticky_flags=V.VM_NONE,
     anon_vma_chain=False,
     close_blocks_only_deletion=False,
     mprotect_unaccounts=False,
@@ -199,7 +204,10 @@ _MODERN = Profile(
     ksm_fork_first=False,
     # 6.x VM_SPECIAL: VM_RESERVED is gone (3.7), VM_MIXEDMAP joined.
     vm_special=V.VM_IO | V.VM_DONTEXPAND | V.VM_PFNMAP | V.VM_MIXEDMAP,
-    merge_ignore=V.VM_SOFTDIRTY,
+    # 6.18: MADV_GUARD_INSTALL marks the whole VMA VM_MAYBE_GUARD ("gu"); it never blocks a
+    # merge and survives one.
+    merge_ignore=V.VM_SOFTDIRTY | V.VM_MAYBE_GUARD,
+    sticky_flags=V.VM_MAYBE_GUARD,
     anon_vma_chain=True,
     close_blocks_only_deletion=True,
     mprotect_unaccounts=True,
