@@ -10,6 +10,7 @@ each kernel's real numbers and the smaps code of each flag.
 from __future__ import annotations
 
 import enum
+import functools
 
 __all__ = [
     "PAGE_SHIFT", "PAGE_SIZE", "HPAGE_SIZE", "TASK_SIZE", "MMAP_BASE", "MMAP_MIN_ADDR",
@@ -142,6 +143,30 @@ class VM(enum.IntFlag):
     VM_DROPPABLE = 1 << 38
     VM_SYNC = 1 << 39
     VM_MAYBE_GUARD = 1 << 41
+
+    # enum's own bit operators build each result through Enum.__call__, which dominates the
+    # cost of a madvise call; these look results up in a cache instead.
+    def __and__(self, other: object) -> VM:
+        return _vm(int(self) & int(other))  # type: ignore[call-overload]
+
+    def __or__(self, other: object) -> VM:
+        return _vm(int(self) | int(other))  # type: ignore[call-overload]
+
+    def __xor__(self, other: object) -> VM:
+        return _vm(int(self) ^ int(other))  # type: ignore[call-overload]
+
+    __rand__, __ror__, __rxor__ = __and__, __or__, __xor__
+
+    def __invert__(self) -> VM:
+        return _vm(~int(self) & _VM_ALL)
+
+
+_VM_ALL = (1 << 64) - 1
+
+
+@functools.cache
+def _vm(value: int) -> VM:
+    return VM(value & _VM_ALL)
 
 
 class MMF(enum.IntFlag):

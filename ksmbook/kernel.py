@@ -7,6 +7,7 @@ result is negative, as Python's own `mmap.madvise` does.
 
 from __future__ import annotations
 
+import collections
 import errno
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -66,7 +67,8 @@ class Kernel:
         self.hugepages_reserved = 0
         self.processes: list[Process] = []
         self.files: dict[str, File] = {}
-        self.log: list[Trace] = []
+        #: The most recent system calls' traces, oldest first.
+        self.log: collections.deque[Trace] = collections.deque(maxlen=10_000)
         self.ksm = KsmState(self)
         self._faults: dict[str, int] = {}
         self._next_pid = 1

@@ -11,6 +11,7 @@ The VMA index is a sorted list (sortedcontainers), so lookup, split and merge co
 from __future__ import annotations
 
 import errno
+import functools
 import itertools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -332,10 +333,10 @@ class MM:
             reasons.append("no adjacent next" if nxt is None else "next incompatible")
             tr.note(fn, f"no merge ({', '.join(reasons)})")
             return None
-        sticky = p.sticky_flags & (flags | (middle.flags if middle else VM(0))
-                                   | (prev.flags if left and prev else VM(0))
-                                   | (nxt.flags if right and nxt else VM(0)))
-        target.flags |= sticky
+        if p.sticky_flags:
+            for part in (middle, prev if left else None, nxt if right else None):
+                if part is not None:
+                    target.flags |= part.flags & p.sticky_flags
         tr.note(fn, f"{how}: now {target.start:#x}-{target.end:#x}")
         tr.event("merge", target.start, target.end, how)
         return target
@@ -676,7 +677,8 @@ class MM:
                     return err, prev
             merged = vma
         before = merged.flags
-        merged.flags = newflags | (before & self.profile.sticky_flags)
+        merged.flags = newflags | (before & self.profile.sticky_flags
+                                   if self.profile.sticky_flags else newflags)
         if before != newflags:
             tr.event("flags", merged.start, merged.end,
                      f"{flag_names(before & ~newflags, '-')} {flag_names(newflags & ~before, '+')}"
@@ -685,7 +687,12 @@ class MM:
 
 
 def flag_names(flags: VM, sign: str = "") -> str:
-    """'VM_MERGEABLE|VM_SHARED' (with a sign before each name if given)."""
+    """'VM_SHARED|VM_MERGEABLE' (with a sign before each name if given)."""
+    return _flag_names(int(flags), sign)
+
+
+@functools.lru_cache(maxsize=4096)
+def _flag_names(flags: int, sign: str) -> str:
     names = [f"{sign}{f.name}" for f in VM if f and flags & f and f.name]
     return "|".join(names) if not sign else " ".join(names)
 

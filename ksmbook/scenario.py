@@ -521,8 +521,8 @@ def run(scenario: Scenario | str, kernel: Kernel | None = None) -> list[StepResu
     r = _Runner(k)
     results = []
     for op in scenario.ops:
-        before = len(k.log)
+        last = k.log[-1] if k.log else None
         result = r.step(op)
-        trace = k.log[-1] if len(k.log) > before else None
+        trace = k.log[-1] if k.log and k.log[-1] is not last else None
         results.append(StepResult(op, result, trace, r.snapshot()))
     return results

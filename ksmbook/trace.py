@@ -7,8 +7,6 @@ added or removed) that the diagrams annotate.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .constants import ERRNO_NAMES
@@ -44,6 +42,21 @@ class Event:
     detail: str = ""
 
 
+class _Scope:
+    """The `with` block of Trace.enter(): one level deeper while inside."""
+
+    __slots__ = ("trace",)
+
+    def __init__(self, trace: Trace) -> None:
+        self.trace = trace
+
+    def __enter__(self) -> None:
+        self.trace._depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self.trace._depth -= 1
+
+
 @dataclass
 class Trace:
     """What one system call did, in order; `result` is its return value or -errno."""
@@ -55,15 +68,10 @@ class Trace:
     result: int | None = None
     _depth: int = 0
 
-    @contextlib.contextmanager
-    def enter(self, function: str, message: str = "") -> Iterator[None]:
-        """Record entering `function`; steps recorded inside are nested under it."""
+    def enter(self, function: str, message: str = "") -> _Scope:
+        """Record entering `function`; steps recorded inside the `with` nest under it."""
         self.steps.append(Step(self._depth, function, message))
-        self._depth += 1
-        try:
-            yield
-        finally:
-            self._depth -= 1
+        return _Scope(self)
 
     def note(self, function: str, message: str) -> None:
         """Record a decision taken in `function`."""
