@@ -161,6 +161,23 @@ class Kernel:
         for addr in range(start, end, PAGE_SIZE):
             handle_write_fault(mm, vma, addr, None)
 
+    def mm_populate(self, mm: MM, start: int, end: int) -> None:
+        """mm_populate() (2.6.32 make_pages_present()): fault in a MAP_LOCKED or MAP_POPULATE
+        range; private writable VMAs take write faults (their pages become anonymous)."""
+        addr = start
+        while addr < end and (vma := mm.vma_at(addr)) is not None:
+            stop = min(end, vma.end)
+            private_write = vma.flags & (VM.VM_WRITE | VM.VM_SHARED) == VM.VM_WRITE
+            if private_write:
+                self.populate_write(mm, vma, addr, stop)
+            elif vma.file is not None and vma.flags & VM.VM_READ and vma.file.kind != "device":
+                for a in range(addr, stop, PAGE_SIZE):
+                    if a >> PAGE_SHIFT not in mm.ptes:
+                        page = file_page(vma.file, vma.pgoff_at(a))
+                        page.mapcount += 1
+                        mm.ptes[a >> PAGE_SHIFT] = page
+            addr = stop
+
     def ksmd_exit_mm(self, mm: MM, tr: Trace) -> None:
         """__ksm_exit() for a kernel with ksmd: drop the mm's slot."""
         self.ksm.remove(mm)

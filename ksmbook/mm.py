@@ -547,7 +547,12 @@ class MM:
                         f"{need} huge pages needed, "
                         f"{k.sysctl['nr_hugepages'] - k.hugepages_reserved} free: ENOMEM")
                 return -errno.ENOMEM
-        return self.mmap_region(file, addr, length, flags, vm_flags, pgoff, tr)
+        got = self.mmap_region(file, addr, length, flags, vm_flags, pgoff, tr)
+        if got >= 0 and (flags & MAP.MAP_LOCKED or (
+                flags & MAP.MAP_POPULATE and not flags & MAP.MAP_NONBLOCK)):
+            k.mm_populate(self, got, got + length)
+            tr.note("mm_populate", "MAP_LOCKED or MAP_POPULATE: pages faulted in")
+        return got
 
     def mmap_region(self, file: File | None, addr: int, length: int, flags: int, vm_flags: VM,
                     pgoff: int, tr: Trace) -> int:
