@@ -37,6 +37,11 @@ install: $(STAMP)
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
+# The offline HTML book serves the widget manager and requirejs from npm (package-lock.json).
+NODE_STAMP := node_modules/.package-lock.json
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install $(PIP_FLAGS) -e '.[test]'
 	@touch $@
@@ -46,7 +51,7 @@ lab: $(STAMP)
 
 # Lint, type check and pytest all run even if an earlier one fails, so the pytest summary is
 # always printed; the target fails if any of them failed.
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
 	@status=0; \
 	echo "== ruff check ksmbook tests"; \
 	$(VENV)/bin/ruff check ksmbook tests || status=1; \
@@ -63,10 +68,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy ksmbook
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest $(PYTEST_PATHS) $(NBVAL_FLAGS) $(PYTEST_ARGS)
 
-html: $(STAMP)
+html: $(STAMP) $(NODE_STAMP)
 	$(PY) -m ksmbook.book html
 
 bench: $(STAMP)

@@ -43,12 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_run.add_argument("--profile", choices=list(PROFILES), help="override the kernel line")
     p_run.add_argument("--no-ksm", action="store_true", help="boot with CONFIG_KSM=n")
     p_run.set_defaults(func=_run)
-    try:
-        from .exercises.cli import add_quiz_parser
-    except ImportError:
-        pass
-    else:
-        add_quiz_parser(sub)
+    from .exercises.cli import add_quiz_parser
+    add_quiz_parser(sub)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

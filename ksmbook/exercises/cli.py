@@ -1,0 +1,145 @@
+"""`python -m ksmbook quiz`: problem sets for a classroom, with or without their answers."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from ..profiles import PROFILES
+from ..scenario import ScenarioError, parse
+from .core import Exercise
+from .sets import CHAPTERS, QUIZ_POOLS, QUIZ_VERSION, problem_set, student_seed
+
+__all__ = ["add_quiz_parser", "quiz"]
+
+SECRET_ENV = "KSMBOOK_QUIZ_SECRET"
+
+#: --ask for --replay: (exercise kind, measure, question).
+_ASK = {
+    "result": ("result", "", "What does the last operation return?"),
+    "vmas": ("count", "vmas", "How many VMAs does {proc} have at the end?"),
+    "splits": ("count", "splits", "How many times does the last operation call split_vma()?"),
+    "merges": ("count", "merges", "How many times does the last operation merge VMAs?"),
+    "mmf": ("yesno", "mmf", "Is MMF_VM_MERGEABLE set in {proc}'s mm at the end?"),
+    "layout": ("layout", "", "What are {proc}'s VMAs at the end?"),
+    "advice": ("advice", "", "Which advice did the last madvise give?"),
+}
+
+_DESCRIPTION = """\
+Print a set of problems about madvise(MADV_MERGEABLE) and the VMAs, generated from a seed:
+the same seed always gives the same problems. --solve prints each problem with its answer
+and the step trace (the maps after every operation, and the kernel path of the asked one).
+Every answer is computed by the simulator."""
+
+_EPILOG = f"""\
+one set per student:
+  A teacher can give every student a different set that only the teacher can
+  regenerate: --student ID --secret S derives the seed as the first 8 bytes of
+  HMAC-SHA256(key=S, message="ksmbook-quiz/" + ID). Without S, nobody can tell
+  which seed belongs to which student; with it, the teacher re-runs the same command
+  with --solve to get the answer key. The secret may also be given in the
+  environment variable {SECRET_ENV} (so it stays out of the shell history).
+
+    python -m ksmbook quiz --student alice --secret 'our class 2026' -n 6
+    python -m ksmbook quiz --student alice --secret 'our class 2026' -n 6 --solve
+
+replaying a problem:
+  --replay FILE asks one question (--ask) about the last operation of a scenario
+  file (the language of 'python -m ksmbook run'), e.g. to check a problem written
+  by hand:  python -m ksmbook quiz --replay s.txt --ask layout --solve
+
+chapters: {"; ".join(f"{n} {t}" for n, t in CHAPTERS.items())}.
+Problem sets are versioned (--quiz-version, now {QUIZ_VERSION}); a published
+seed gives the same problems in every later release."""
+
+
+def add_quiz_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the `quiz` command to the `python -m ksmbook` parser."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "quiz", help="print a seeded problem set (with --solve: and its answers)",
+        description=_DESCRIPTION, epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    who = p.add_mutually_exclusive_group()
+    who.add_argument("-s", "--seed", type=int, default=0, help="the set's seed (default 0)")
+    who.add_argument("--student", metavar="ID",
+                     help="derive the seed from this student id and --secret (HMAC-SHA256)")
+    p.add_argument("--secret", metavar="S",
+                   help=f"the teacher's secret for --student (default: ${SECRET_ENV})")
+    p.add_argument("-n", "--count", type=int, default=5, help="number of problems (default 5)")
+    p.add_argument("--profile", choices=list(PROFILES),
+                   help="the kernel the problems run on (default: seed; with --replay, the "
+                        "scenario's own kernel line)")
+    p.add_argument("--chapter", type=int, action="append", choices=sorted(CHAPTERS),
+                   help="only problems on this chapter's topics (repeatable)")
+    p.add_argument("--quiz-version", type=int, default=QUIZ_VERSION,
+                   choices=sorted(QUIZ_POOLS), help="problem-set version (default: latest)")
+    p.add_argument("-c", "--solve", action="store_true",
+                   help="print the answers and step traces too")
+    p.add_argument("--replay", metavar="FILE",
+                   help="one problem from a scenario file ('-' for standard input)")
+    p.add_argument("--ask", choices=list(_ASK), default="result",
+                   help="with --replay: what to ask about the last operation (default result)")
+    p.add_argument("--proc", default="p1", help="with --replay: the process asked about")
+    p.set_defaults(func=quiz)
+    return p
+
+
+def _replay(args: argparse.Namespace) -> list[Exercise]:
+    text = sys.stdin.read() if args.replay == "-" else open(args.replay, encoding="utf-8").read()
+    kind, measure, question = _ASK[args.ask]
+    ex = Exercise(kind, parse(text), question.format(proc=args.proc), measure=measure,
+                  proc=args.proc, profile=args.profile, base=_lowest(text),
+                  codes=("mg", "dc", "rr", "sr") if kind == "advice" else ("mg",),
+                  title="Problem 1", ident=os.path.basename(args.replay))
+    return [ex]
+
+
+def _lowest(text: str) -> int:
+    """The start of the scenario's lowest mapping, page 0 of a replayed layout."""
+    from ..scenario import boot, run
+
+    sc = parse(text)
+    starts = [e.start for r in run(sc, boot(sc)) for es in r.maps.values() for e in es]
+    return min(starts, default=0)
+
+
+def quiz(args: argparse.Namespace) -> int:
+    """Print the problem set (and its answers with --solve)."""
+    try:
+        if args.replay:
+            problems = _replay(args)
+            header = f"ksmbook problem from {args.replay}"
+        else:
+            if args.student is not None:
+                secret = args.secret or os.environ.get(SECRET_ENV, "")
+                if not secret:
+                    print(f"quiz: --student needs --secret (or ${SECRET_ENV})", file=sys.stderr)
+                    return 2
+                seed, who = student_seed(args.student, secret), f"student {args.student}"
+            else:
+                if args.secret:
+                    print("quiz: --secret is only used with --student", file=sys.stderr)
+                    return 2
+                seed, who = args.seed, f"seed {args.seed}"
+            chapters = tuple(args.chapter) if args.chapter else None
+            problems = problem_set(seed, args.count, profile=args.profile or "seed",
+                                   chapters=chapters,
+                                   version=args.quiz_version)
+            n = len(problems)
+            header = (f"ksmbook quiz v{args.quiz_version}, {who}: {n} problem"
+                      + ("" if n == 1 else "s") + (" with answers" if args.solve else ""))
+    except (ScenarioError, ValueError, OSError) as e:
+        print(f"quiz: {e}", file=sys.stderr)
+        return 2
+    print(header)
+    for ex in problems:
+        print()
+        print("=" * 72)
+        print(ex.text())
+        if args.solve:
+            print()
+            print("Solution")
+            print(ex.solution_text())
+    return 0

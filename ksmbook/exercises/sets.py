@@ -1,0 +1,122 @@
+"""Problem sets: the exercises at the end of each chapter, and classroom quizzes.
+
+Both are frozen lists of (generator, seed): adding a generator never changes a published set.
+A new quiz pool gets a new QUIZ_VERSION; the chapter sets are what the notebooks print, so a
+change there shows up as a notebook diff.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import random
+
+from ..profiles import get_profile
+from .core import Exercise
+from .generators import generate
+
+__all__ = ["CHAPTERS", "CHAPTER_SETS", "QUIZ_VERSION", "QUIZ_POOLS", "chapter_exercises",
+           "problem_set", "student_seed"]
+
+#: The book's chapters, by number.
+CHAPTERS = {
+    0: "How to use this book",
+    1: "Address spaces and VMAs",
+    2: "The madvise path",
+    3: "The KSM mm interface",
+    4: "Errors as design",
+    5: "fork, exit and the mm flag",
+    6: "Then and now",
+    7: "What ksmd does with the advice",
+    8: "Security: the deduplication side channel",
+}
+
+#: Each chapter's exercises: (generator, seed, profile or None for the default "seed").
+#: Chapters 7 and 8 have none yet; their generators go here when they exist.
+CHAPTER_SETS: dict[int, tuple[tuple[str, int, str | None], ...]] = {
+    0: (("warmup", 0, None),),
+    1: (("mmap-merge", 2, None), ("munmap-count", 8, None), ("munmap-count", 0, None),
+        ("mprotect-layout", 6, None)),
+    2: (("hole-result", 0, None), ("split-layout", 5, None), ("split-count", 3, None),
+        ("remerge-count", 1, None), ("partial-layout", 1, None), ("reverse-advice", 5, None)),
+    3: (("ignored-count", 0, None), ("mmf-flag", 5, None), ("mmf-flag", 2, None),
+        ("repeat-splits", 5, None), ("repeat-splits", 0, None), ("reverse-advice", 33, None)),
+    4: (("entry-errors", 9, None), ("entry-errors", 8, None), ("entry-errors", 0, None),
+        ("entry-errors", 2, None), ("hole-result", 1, None), ("eagain", 3, None),
+        ("eagain", 4, None), ("eagain", 1, None)),
+    5: (("fork-layout", 6, None), ("fork-count", 1, None), ("fork-mmf", 1, None),
+        ("fork-mmf", 0, None), ("fork-mmf", 2, None)),
+    6: (("then-now-willneed", 0, "seed"), ("then-now-willneed", 0, "modern"),
+        ("then-now-free", 0, "2.6.32"), ("then-now-free", 0, "modern"),
+        ("then-now-account", 0, "2.6.32"), ("then-now-account", 0, "modern")),
+    7: (),
+    8: (),
+}
+
+#: The generators a quiz draws from, by quiz version. Never edit a published pool.
+QUIZ_POOLS: dict[int, tuple[str, ...]] = {
+    1: ("mmap-merge", "munmap-count", "mprotect-layout", "hole-result", "split-layout",
+        "split-count", "remerge-count", "reverse-advice", "ignored-count", "mmf-flag",
+        "repeat-splits", "entry-errors", "partial-layout", "eagain", "fork-layout",
+        "fork-mmf", "fork-count"),
+}
+QUIZ_VERSION = max(QUIZ_POOLS)
+
+
+def chapter_exercises(chapter: int, *, seed: int = 0, profile: str | None = None
+                      ) -> list[Exercise]:
+    """The exercises that end `chapter` (0-8), titled "Exercise C.N".
+
+    seed 0 gives the book's published problems; another seed gives other problems of the same
+    kinds. `profile` runs them all on that kernel instead of each one's own.
+    """
+    if chapter not in CHAPTER_SETS:
+        raise ValueError(f"no chapter {chapter}; chapters are {min(CHAPTERS)}-{max(CHAPTERS)}")
+    if profile is not None:
+        get_profile(profile)
+    out = []
+    for n, (name, published, own) in enumerate(CHAPTER_SETS[chapter], 1):
+        s = published if seed == 0 else random.Random(
+            f"ksmbook/chapter/{chapter}/{n}/{seed}").getrandbits(32)
+        ex = generate(name, s, profile or own or "seed")
+        ex.title = f"Exercise {chapter}.{n}"
+        out.append(ex)
+    return out
+
+
+def student_seed(student: str, secret: str) -> int:
+    """The quiz seed of one student: HMAC-SHA256 keyed with the teacher's secret over the
+    student id, first 8 bytes. Without the secret, a student cannot find another's seed."""
+    if not secret:
+        raise ValueError("the secret must not be empty")
+    mac = hmac.new(secret.encode(), f"ksmbook-quiz/{student}".encode(), hashlib.sha256)
+    return int.from_bytes(mac.digest()[:8], "big")
+
+
+def problem_set(seed: int, count: int = 5, *, profile: str = "seed",
+                chapters: tuple[int, ...] | None = None,
+                version: int = QUIZ_VERSION) -> list[Exercise]:
+    """A quiz of `count` problems drawn from quiz pool `version` (only generators of
+    `chapters`, if given), each from its own seed derived from `seed`. A longer quiz from the
+    same seed starts with the problems of a shorter one."""
+    if count < 1:
+        raise ValueError("a quiz has at least one problem")
+    if version not in QUIZ_POOLS:
+        raise ValueError(f"no quiz version {version}; versions: {sorted(QUIZ_POOLS)}")
+    from .generators import GENERATORS
+
+    pool = [g for g in QUIZ_POOLS[version]
+            if chapters is None or set(GENERATORS[g].chapters) & set(chapters)]
+    if not pool:
+        raise ValueError(f"no quiz problems for chapters {chapters}")
+    rng = random.Random(f"ksmbook/quiz/v{version}/{seed}")
+    names: list[str] = []
+    while len(names) < count:
+        names += rng.sample(pool, len(pool))
+    out = []
+    for n, name in enumerate(names[:count], 1):
+        sub = random.Random(f"ksmbook/quiz/v{version}/{seed}/{n}").getrandbits(32)
+        ex = generate(name, sub, profile)
+        ex.title = f"Problem {n}"
+        out.append(ex)
+    return out
