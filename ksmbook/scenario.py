@@ -30,7 +30,7 @@ from .procfs import MapEntry, read_maps
 from .profiles import PROFILES
 from .trace import Trace, errno_name
 
-__all__ = ["Addr", "Op", "Scenario", "ScenarioError", "StepResult", "parse",
+__all__ = ["Addr", "Op", "Runner", "Scenario", "ScenarioError", "StepResult", "parse",
            "format_scenario", "format_op", "run", "boot"]
 
 _U64 = 2**64 - 1
@@ -409,7 +409,11 @@ def boot(scenario: Scenario, profile: str | None = None,
     return Kernel(profile or prof, ksm if config_ksm is None else config_ksm)
 
 
-class _Runner:
+class Runner:
+    """Runs statements one at a time on a kept kernel: `step(op)` returns the result or
+    -errno; `procs` and `labels` map names to processes and addresses; `snapshot()` reads
+    every live process's maps."""
+
     def __init__(self, kernel: Kernel) -> None:
         self.k = kernel
         self.procs: dict[str, Process] = {}
@@ -518,7 +522,7 @@ def run(scenario: Scenario | str, kernel: Kernel | None = None) -> list[StepResu
     if isinstance(scenario, str):
         scenario = parse(scenario)
     k = kernel if kernel is not None else boot(scenario)
-    r = _Runner(k)
+    r = Runner(k)
     results = []
     for op in scenario.ops:
         last = k.log[-1] if k.log else None

@@ -1,0 +1,486 @@
+"""Address-space diagrams: VMAs as bars along the address axis, coloured by kind, with a lane
+under each row for the flags the book is about (VM_MERGEABLE first).
+
+Every VMA of every row goes into one `PolyCollection`, every flag mark into another, so a figure
+holds a handful of artists whether it shows 3 VMAs or 3,000. `SpaceFigure` builds its figure
+once and `update()` changes the collections' data and replaces the few text labels, which is
+what the explorer widget does on every click. Figures come from `matplotlib.figure.Figure`,
+not pyplot: no global state, and a figure shown as a cell's value appears once.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+
+from matplotlib.collections import LineCollection, PolyCollection
+from matplotlib.figure import Figure
+from matplotlib.legend import Legend
+from matplotlib.patches import Patch
+from matplotlib.text import Text
+
+from ..trace import Trace
+from .layout import Layout
+from .snapshot import KINDS, Region, Snapshot
+from .text import Changes, addr_text, changes, outcome_text, size_text
+
+__all__ = ["KIND_COLORS", "KIND_LABELS", "LANES", "LABEL_LIMIT", "RASTER_LIMIT", "Lane",
+           "SpaceFigure",
+           "view_of"]
+
+#: Okabe-Ito colours, one per kind of VMA (safe for the common colour-vision deficiencies).
+KIND_COLORS = {
+    "anon": "#0072B2", "shared-anon": "#56B4E9", "file": "#E69F00",
+    "shared-file": "#D55E00", "device": "#CC79A7", "hugetlb": "#F0E442",
+}
+KIND_LABELS = {
+    "anon": "private anonymous", "shared-anon": "shared anonymous", "file": "private file",
+    "shared-file": "shared file", "device": "driver (special)", "hugetlb": "hugetlb",
+}
+_TEXT_ON = {"anon": "white"}
+
+
+def _tint(color: str, amount: float = 0.28) -> str:
+    rgb = [int(color[i:i + 2], 16) for i in (1, 3, 5)]
+    return "#" + "".join(f"{round(c + (255 - c) * amount):02x}" for c in rgb)
+
+
+_TINTS = {k: _tint(c) for k, c in KIND_COLORS.items()}
+#: Per-VMA labels (addresses, sizes) are drawn for rows of at most this many VMAs.
+LABEL_LIMIT = 24
+#: Rows of more VMAs than this are drawn as a bitmap inside SVG and PDF output.
+RASTER_LIMIT = 400
+_ERR, _OK, _GREY, _INK = "#D55E00", "#009E73", "#6b6b6b", "#222222"
+
+
+@dataclass(frozen=True)
+class Lane:
+    """A row of marks under the bars: the VMAs whose VmFlags show one of `codes`."""
+
+    name: str
+    codes: tuple[str, ...]
+    label: str
+    color: str
+
+
+LANES = (
+    Lane("mg", ("mg",), "mergeable", _OK),
+    Lane("dc", ("dc",), "dontcopy", _INK),
+    Lane("sr/rr", ("sr", "rr"), "seq/rand read", _INK),
+    Lane("lo", ("lo",), "locked", _INK),
+    Lane("special", ("io", "pf", "de", "mm", "reserved", "insertpage", "sao"),
+         "special", _INK),
+)
+
+# Vertical geometry, in inches (the axes' y unit is one inch, downwards from 0).
+_TITLE, _BAR, _LANE, _LANE_MARK, _ROW_GAP, _BAND = 0.27, 0.46, 0.14, 0.09, 0.14, 0.40
+_LEFT, _RIGHT, _WIDTH = 1.15, 0.5, 9.6
+_CHAR_IN = 7.5 * 0.6 / 72  # width of one 7.5 pt character, in inches
+_ADDR_CHAR_IN = 6.8 * 0.6 / 72
+_TRACE_PT = 6.6
+_NBSP = "\u00a0"
+
+
+def _lanes_for(rows: Sequence[Snapshot]) -> list[Lane]:
+    """The mergeable lane always; the others when some VMA has the flag."""
+    codes = {c for snap in rows for r in snap.vmas for c in r.codes}
+    return [lane for lane in LANES if lane.name == "mg" or codes & set(lane.codes)]
+
+
+def _common_prefix(texts: list[str]) -> str:
+    """The leading digits all addresses share (at least 4 digits are left to each)."""
+    if len(texts) < 2 or len({len(t) for t in texts}) != 1:
+        return ""
+    n = 0
+    while n < len(texts[0]) - 4 and len({t[n] for t in texts}) == 1:
+        n += 1
+    return texts[0][:n]
+
+
+def _rect(x0: float, x1: float, y0: float, y1: float) -> list[tuple[float, float]]:
+    return [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+
+
+class SpaceFigure:
+    """A figure of one or more address-space rows on a shared axis; with `before_after`, two
+    rows (before, after) with the changes annotated and a panel for the kernel trace."""
+
+    def __init__(self, *, trace_panel: bool = False, width: float = _WIDTH) -> None:
+        self.figure = Figure(figsize=(width, 2.0), dpi=100)
+        self.figure._ksmbook_view = self  # type: ignore[attr-defined]
+        self.trace_panel = trace_panel
+        self.width = width
+        self.diagram_width = width * (0.64 if trace_panel else 1.0)
+        self.ax = self.figure.add_axes((0, 0, self.diagram_width / width, 1))
+        self.ax.set_axis_off()
+        #: One collection of bars per row (gid "ksm-row-N" in SVG output), made as needed.
+        self.row_bars: list[PolyCollection] = []
+        self.lane_marks = PolyCollection([], linewidths=0, zorder=2)
+        self.guides = LineCollection([], linewidths=1.3, zorder=3)
+        self.breaks = LineCollection([], linewidths=1.1, colors=_INK, zorder=3)
+        for artist in (self.lane_marks, self.guides, self.breaks):
+            self.ax.add_collection(artist)
+        self.trace_ax = None
+        if trace_panel:
+            self.trace_ax = self.figure.add_axes((self.diagram_width / width, 0,
+                                                  1 - self.diagram_width / width, 1))
+            self.trace_ax.set_axis_off()
+        self._texts: list[Text] = []
+        self._legend: Legend | None = None
+        #: What the last update drew, for tests and for the explorer's caption.
+        self.rows: list[Snapshot] = []
+        self.layout = Layout([])
+        self.notes: list[str] = []
+        self.annotations: list[tuple[str, int]] = []
+        #: The changes drawn by the last show_change() (None after show_rows()).
+        self.changes: Changes | None = None
+        self.header = ""
+
+    # -- text helpers --------------------------------------------------------------------
+
+    def _text(self, ax: object, x: float, y: float, s: str, **kw: object) -> None:
+        kw.setdefault("fontsize", 7.5)
+        kw.setdefault("color", _INK)
+        self._texts.append(ax.text(x, y, s, **kw))  # type: ignore[attr-defined]
+
+    def _clear(self) -> None:
+        for t in self._texts:
+            t.remove()
+        self._texts = []
+        if self._legend is not None:
+            self._legend.remove()
+            self._legend = None
+
+    # -- public updates ------------------------------------------------------------------
+
+    def show_rows(self, rows: Sequence[Snapshot], *, title: str | None = None) -> Figure:
+        """Draw each snapshot as a row (one process, or several after fork)."""
+        self._clear()
+        self.changes = None
+        self.header = title if title is not None else ""
+        top = 0.62 if self.header else 0.36
+        self._draw(list(rows), [r.label for r in rows], top, None, None)
+        return self.figure
+
+    def show_change(self, before: Snapshot, after: Snapshot, trace: Trace | None = None,
+                    *, title: str | None = None) -> Figure:
+        """Draw before and after of one call, its changes, its outcome and its trace."""
+        self._clear()
+        ch = self.changes = changes(before, after, trace)
+        self.header = title if title is not None else (outcome_text(trace) or "")
+        self._draw([before, after], [f"before: {before.label}", f"after: {after.label}"],
+                   0.95, ch, trace)
+        return self.figure
+
+    # -- drawing ---------------------------------------------------------------------------
+
+    def _draw(self, rows: list[Snapshot], names: list[str], top: float,
+              ch: Changes | None, trace: Trace | None) -> None:
+        self.rows = rows
+        self.layout = layout = Layout((r.start, r.end) for snap in rows for r in snap.vmas)
+        lanes = _lanes_for(rows)
+        bar_in = self.diagram_width - _LEFT - _RIGHT
+        upi = layout.total / bar_in  # display units per inch
+        self.notes = []
+        self.annotations = []
+        verts: list[list] = []
+        colors: list[list[str]] = []
+        lane_verts: list = []
+        lane_colors: list[str] = []
+        breaks: list = []
+        guides: list = []
+        guide_colors: list[str] = []
+        y = -top
+        kinds: set[str] = set()
+        aggregated = 0
+        for i, (snap, name) in enumerate(zip(rows, names, strict=True)):
+            if ch is not None and i == 1:
+                y = self._draw_band(rows[0], snap, ch, y, upi, guides, guide_colors)
+            was = rows[0].mergeable if ch is not None and i == 1 else None
+            verts.append([])
+            colors.append([])
+            y, agg = self._draw_row(snap, name, y, lanes, upi, verts[-1], colors[-1],
+                                    lane_verts, lane_colors, breaks, was)
+            aggregated += agg
+            kinds |= {r.kind for r in snap.vmas}
+        while len(self.row_bars) < len(rows):
+            bars = PolyCollection([], edgecolors="white", zorder=2)
+            bars.set_gid(f"ksm-row-{len(self.row_bars)}")
+            self.ax.add_collection(bars)
+            self.row_bars.append(bars)
+        for i, bars in enumerate(self.row_bars):
+            row_verts = verts[i] if i < len(rows) else []
+            bars.set_verts(row_verts)
+            bars.set_facecolor(colors[i] if i < len(rows) else [])
+            bars.set_linewidth(1.2 if len(row_verts) <= LABEL_LIMIT else 0.0)
+            # Vector output (SVG, PDF) embeds a bitmap of a row of very many VMAs.
+            bars.set_rasterized(len(row_verts) > RASTER_LIMIT)
+        self.lane_marks.set_verts(lane_verts)
+        self.lane_marks.set_facecolor(lane_colors)
+        self.lane_marks.set_rasterized(len(lane_verts) > RASTER_LIMIT)
+        self.breaks.set_segments(breaks)
+        self.guides.set_segments(guides)
+        self.guides.set_color(guide_colors)
+        if layout.compressed:
+            self.notes.append("widths grow with the square root of the size (sizes differ "
+                              "too much for one scale)")
+        elif layout.widened:
+            self.notes.append("small VMAs are drawn wider than to scale")
+        if layout.shortened:
+            self.notes.append("long holes are shortened (marked //, with their real size)")
+        if aggregated:
+            self.notes.append(f"per-VMA labels left out in rows of more than {LABEL_LIMIT} "
+                              "VMAs (the maps table lists every VMA)")
+        if self.notes:
+            width = int((self.diagram_width - 0.2) / (7 * 0.55 / 72))
+            lines = textwrap.wrap("Note: " + "; ".join(self.notes) + ".", width)
+            self._text(self.ax, -_LEFT * upi + 0.05 * upi, y - 0.04, "\n".join(lines),
+                       fontsize=7, color=_GREY, va="top", style="italic")
+            y -= 0.1 + 0.135 * len(lines)
+        height = -y + 0.08
+        trace_lines = self._trace_lines(trace) if self.trace_ax is not None else []
+        if self.trace_ax is not None:
+            height = max(height, top + 0.2 + 0.118 * min(len(trace_lines), 60))
+        self.figure.set_size_inches(self.width, height)
+        self.ax.set_xlim(-_LEFT * upi, layout.total + _RIGHT * upi)
+        self.ax.set_ylim(-height, 0)
+        self._draw_header(kinds, ch, trace, upi, top)
+        if self.trace_ax is not None:
+            self._draw_trace(trace_lines, height, top)
+
+    def _draw_header(self, kinds: set[str], ch: Changes | None, trace: Trace | None,
+                     upi: float, top: float) -> None:
+        x0 = -_LEFT * upi + 0.05 * upi
+        if ch is not None and trace is not None:
+            self._text(self.ax, x0, -0.1, trace.call, fontsize=9, family="monospace",
+                       va="top")
+            failed = trace.errno is not None
+            self._text(self.ax, x0, -0.36, trace.outcome() + (
+                f"  ({outcome_text(trace).rsplit('(', 1)[-1]}" if failed else ""),
+                fontsize=14, weight="bold", color=_ERR if failed else _OK, va="top")
+        elif self.header:
+            self._text(self.ax, x0, -0.1, self.header, fontsize=10, weight="bold", va="top")
+        handles = [Patch(facecolor=KIND_COLORS[k], label=KIND_LABELS[k])
+                   for k in KINDS if k in kinds]
+        if handles:
+            self._legend = self.ax.legend(
+                handles=handles, loc="upper right", ncol=len(handles), fontsize=7.5,
+                frameon=False, handlelength=1.2, columnspacing=1.0, borderaxespad=0.1,
+                bbox_to_anchor=(1, 1 - (0.28 if (ch is None and self.header) else 0) /
+                                self.figure.get_figheight()))
+
+    def _draw_row(self, snap: Snapshot, name: str, y: float, lanes: list[Lane], upi: float,
+                  verts: list, colors: list[str], lane_verts: list, lane_colors: list[str],
+                  breaks: list, was_mergeable: bool | None = None) -> tuple[float, int]:
+        """One process: title, bars, lanes, addresses. Returns the y below it."""
+        layout = self.layout
+        n = len(snap.vmas)
+        title = f"{name}: {n} VMA{'s' if n != 1 else ''}"
+        self._text(self.ax, -_LEFT * upi + 0.05 * upi, y - 0.04, title, fontsize=8.5,
+                   weight="bold", va="top")
+        if snap.mergeable is not None:
+            on = snap.mergeable
+            was = "" if was_mergeable in (None, on) else (" (was clear)" if on else " (was set)")
+            self._text(self.ax, -_LEFT * upi + 0.05 * upi + (len(title) * 0.085 + 0.25) * upi,
+                       y - 0.045, "MMF_VM_MERGEABLE " + ("set" if on else "clear") + was,
+                       fontsize=7.5, va="top", color=_OK if on else _GREY,
+                       weight="bold" if on else "normal", family="monospace")
+        y -= _TITLE
+        bar_top, bar_bot = y, y - _BAR
+        if not snap.vmas:
+            self._text(self.ax, layout.total / 2, (bar_top + bar_bot) / 2,
+                       "(no mappings)" if snap.alive else "(exited)", ha="center",
+                       va="center", color=_GREY, fontsize=8)
+        xs0 = layout.xs_of(r.start for r in snap.vmas)
+        xs1 = layout.xs_of(r.end for r in snap.vmas)
+        prev: Region | None = None
+        alt = False
+        dense = n > LABEL_LIMIT
+        for r, x0, x1 in zip(snap.vmas, xs0, xs1, strict=True):
+            verts.append(_rect(x0, x1, bar_bot, bar_top))
+            # In a row too dense for the white separators to show, touching VMAs of one kind
+            # alternate between the colour and a tint of it.
+            alt = (not alt) if dense and prev is not None and prev.end == r.start and \
+                prev.kind == r.kind else False
+            colors.append((_TINTS if alt else KIND_COLORS).get(r.kind, _GREY))
+            prev = r
+        labelled = n <= LABEL_LIMIT
+        if labelled:
+            for r, x0, x1 in zip(snap.vmas, xs0, xs1, strict=True):
+                self._bar_label(r, x0, x1, bar_top, bar_bot, upi)
+        lo, hi = (snap.vmas[0].start, snap.vmas[-1].end) if snap.vmas else (0, 0)
+        for gap in layout.gaps:
+            if not lo <= gap.start < gap.end <= hi:
+                continue
+            self._gap_mark(gap.x0, gap.x1, gap.size, gap.shortened, bar_top, bar_bot, upi,
+                           breaks)
+        y = bar_bot
+        for lane in lanes:
+            y -= _LANE
+            for r, x0, x1 in zip(snap.vmas, xs0, xs1, strict=True):
+                if any(c in r.codes for c in lane.codes):
+                    lane_verts.append(_rect(x0, x1, y, y + _LANE_MARK))
+                    lane_colors.append(lane.color)
+            self._text(self.ax, -0.08 * upi, y + _LANE_MARK / 2, f"{lane.label}  {lane.name}",
+                       fontsize=6.8, ha="right", va="center",
+                       color=lane.color if lane.name == "mg" else _GREY)
+        y = self._addresses(snap, labelled, y, upi)
+        return y - _ROW_GAP, 0 if labelled else 1
+
+    def _bar_label(self, r: Region, x0: float, x1: float, top: float, bot: float,
+                   upi: float) -> None:
+        width_in = (x1 - x0) / upi
+        size = size_text(r.size)
+        color = _TEXT_ON.get(r.kind, "black")
+        mid = (x0 + x1) / 2
+        if width_in >= (len(size) + 1) * _CHAR_IN and width_in >= 4 * _CHAR_IN:
+            two = width_in >= 5 * _CHAR_IN
+            self._text(self.ax, mid, (top + bot) / 2 + (0.07 if two else 0), size,
+                       ha="center", va="center", color=color, fontsize=7.5, weight="bold")
+            if two:
+                self._text(self.ax, mid, (top + bot) / 2 - 0.09, r.perms, ha="center",
+                           va="center", color=color, fontsize=6.8, family="monospace")
+
+    def _gap_mark(self, x0: float, x1: float, size: int, shortened: bool, top: float,
+                  bot: float, upi: float, breaks: list) -> None:
+        mid = (x0 + x1) / 2
+        if shortened:
+            d = 0.04 * upi
+            for off in (-d, d):
+                breaks.append([(mid + off - d, top - 0.2), (mid + off + d, top - 0.02)])
+        text = size_text(size)
+        if (x1 - x0) / upi >= len(text) * _CHAR_IN * 0.9 or shortened:
+            self._text(self.ax, mid, bot + 0.06, text, ha="center", va="bottom",
+                       fontsize=6.5, color=_GREY, style="italic")
+
+    def _addresses(self, snap: Snapshot, labelled: bool, y: float, upi: float) -> float:
+        """Boundary addresses under the row: level, staggered or upright as room allows."""
+        if not snap.vmas:
+            return y - 0.1
+        if labelled:
+            addrs = sorted({a for r in snap.vmas for a in (r.start, r.end)})
+        else:
+            addrs = sorted({snap.vmas[0].start, snap.vmas[-1].end}
+                           | {a for g in self.layout.shortened for a in (g.start, g.end)
+                              if snap.vmas[0].start <= a <= snap.vmas[-1].end})
+        xs = self.layout.xs_of(addrs)
+        gaps = [(b - a) / upi for a, b in pairwise(xs)]
+        full = [addr_text(a) for a in addrs]
+        prefix = _common_prefix(full)
+        least = min(gaps) if gaps else 10.0
+        y -= 0.05
+        for texts, pre in ((full, ""), ([t[len(prefix):] for t in full], prefix)):
+            need = (max(len(t) for t in texts) + 1) * _ADDR_CHAR_IN
+            if least >= need / 2:
+                stagger = least < need
+                if pre:
+                    self._text(self.ax, -0.08 * upi, y, f"{pre}…", ha="right", va="top",
+                               fontsize=6.8, family="monospace", color=_GREY)
+                for i, (t, x) in enumerate(zip(texts, xs, strict=True)):
+                    self._text(self.ax, x, y - 0.14 * (i % 2 if stagger else 0), t,
+                               ha="center", va="top", fontsize=6.8, family="monospace")
+                return y - (0.30 if stagger else 0.16)
+        if prefix:
+            self._text(self.ax, -0.08 * upi, y, f"{prefix}…", ha="right", va="top",
+                       fontsize=6.8, family="monospace", color=_GREY)
+        last = None
+        for t, x in zip(texts, xs, strict=True):
+            if last is not None and (x - last) / upi < 0.12:
+                continue
+            last = x
+            self._text(self.ax, x, y, t, ha="center", va="top", fontsize=6.8, rotation=90,
+                       family="monospace")
+        return y - 0.1 - 0.075 * max(len(t) for t in texts)
+
+    def _draw_band(self, before: Snapshot, after: Snapshot, ch: Changes, y: float, upi: float,
+                   guides: list, guide_colors: list[str]) -> float:
+        """The band between the before and after rows: what changed, and where."""
+        layout = self.layout
+        y -= 0.04
+        band_top, band_bot = y, y - _BAND
+        bar_bot = band_bot - _TITLE - _BAR
+        after_bounds = {a for r in after.vmas for a in (r.start, r.end)}
+        before_bounds = {a for r in before.vmas for a in (r.start, r.end)}
+        placed: list[tuple[float, float, float]] = []  # (x0, x1, y) of labels drawn
+
+        def label(x: float, yy: float, text: str, **kw: object) -> bool:
+            half = (len(text) + 1) * _CHAR_IN * upi / 2
+            if len(placed) >= LABEL_LIMIT or any(
+                    abs(py - yy) < 0.1 and x - half < px1 and px0 < x + half
+                    for px0, px1, py in placed):
+                return False
+            placed.append((x - half, x + half, yy))
+            self._text(self.ax, x, yy, text, ha="center", **kw)
+            return True
+
+        marks = [("split", cut, _ERR) for c in ch.split for cut in sorted(after_bounds)
+                 if c.start < cut < c.end and cut not in before_bounds]
+        marks += [("merged", gone, _OK) for c in ch.merged for gone in sorted(before_bounds)
+                  if c.start < gone < c.end and gone not in after_bounds]
+        unlabelled = 0
+        for what, addr, color in marks:
+            x = layout.x(addr)
+            guides.append([(x, band_top - 0.16), (x, bar_bot)])
+            guide_colors.append(color)
+            self.annotations.append((what, addr))
+            if not label(x, band_top - 0.02, what, va="top", fontsize=7, color=color,
+                         weight="bold"):
+                unlabelled += 1
+        yb = band_bot + 0.08
+        tick = 0.05
+        for c in ch.flags + ch.mapped + ch.unmapped + ch.of("replaced"):
+            x0, x1 = layout.x(c.start), layout.x(c.end)
+            guides += [[(x0, yb), (x1, yb)], [(x0, yb - tick), (x0, yb + tick)],
+                       [(x1, yb - tick), (x1, yb + tick)]]
+            guide_colors += [_INK] * 3
+            text = c.detail if c.kind == "flags" else c.kind
+            self.annotations.append((f"{c.kind} {text}".strip(), c.start))
+            if not label((x0 + x1) / 2, yb + 0.04, text, va="bottom", fontsize=7.5,
+                         weight="bold", family="monospace",
+                         color=_OK if "+mg" in text else _INK):
+                unlabelled += 1
+        if unlabelled:
+            self.notes.append(f"{unlabelled} more changes are marked without a label "
+                              "(see the changes text)")
+        if ch.empty:
+            self._text(self.ax, layout.total / 2, (band_top + band_bot) / 2,
+                       "no change to the address space", ha="center", va="center",
+                       fontsize=8, color=_GREY, style="italic")
+        return band_bot
+
+    def _trace_lines(self, trace: Trace | None) -> list[str]:
+        if trace is None:
+            return ["(no kernel trace)"]
+        columns = int((self.width - self.diagram_width - 0.1) * 72 / (_TRACE_PT * 0.6))
+        lines: list[str] = []
+        for step in trace.steps:
+            text = str(step)
+            depth = len(text) - len(text.lstrip())
+            wrapped = textwrap.wrap(text.lstrip(), columns - depth - 2,
+                                    break_on_hyphens=False) or [""]
+            # No-break spaces: an SVG viewer would collapse ordinary leading spaces.
+            lines += [_NBSP * depth + wrapped[0]] + [_NBSP * (depth + 2) + w for w in wrapped[1:]]
+        return lines
+
+    def _draw_trace(self, lines: list[str], height: float, top: float) -> None:
+        ax = self.trace_ax
+        assert ax is not None
+        ax.set_xlim(0, 1)
+        ax.set_ylim(-height, 0)
+        limit = max(int((height - top - 0.25) / 0.118), 4)
+        shown = lines if len(lines) <= limit else lines[:limit - 1] + [
+            f"... {len(lines) - limit + 1} more lines"]
+        self._text(ax, 0.02, -top + 0.02, "kernel trace", fontsize=8, weight="bold",
+                   va="bottom")
+        self._text(ax, 0.02, -top - 0.08, "\n".join(shown), fontsize=_TRACE_PT,
+                   family="monospace", va="top", linespacing=1.25)
+
+
+def view_of(fig: Figure) -> SpaceFigure:
+    """The `SpaceFigure` that drew `fig` (its rows, layout, annotations and artists)."""
+    view = getattr(fig, "_ksmbook_view", None)
+    if not isinstance(view, SpaceFigure):
+        raise ValueError("not a figure drawn by ksmbook.render")
+    return view

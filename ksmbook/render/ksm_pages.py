@@ -1,0 +1,625 @@
+"""Page-level views of KSM: every page of the mergeable areas, what ksmd made of it, its two
+trees and its counters, as diagrams and as their text twins.
+
+`page_state()` freezes what the simulated ksmd shows through its read-only API
+(``Ksmd.pages``, ``rmap_items``, ``stable_tree``, ``unstable_tree``, ``counters``, ``cursor``)
+into a `PageState`; everything else here draws or prints that state and never touches the
+kernel. A page is in one of these states (mm/ksm.c):
+
+* ``untouched``: no page is mapped (ksmd skips the address for free);
+* ``not mergeable``: a page in an area without VM_MERGEABLE (ksmd never looks at it);
+* ``unscanned``: a page of a mergeable area that has no rmap_item yet;
+* ``volatile``: it has an rmap_item in neither tree (its checksum changed since the last visit,
+  or smart_scan skipped it, or it waits for its second visit);
+* ``unstable``: its rmap_item is a node of this pass's unstable tree;
+* ``KSM page shared by N``: the address maps a KSM page that N page-table entries map;
+* ``KSM zero page``: use_zero_pages replaced it by the shared zero page.
+
+Colours are the Okabe-Ito palette (safe for the common colour-vision deficiencies), and every
+cell also carries its content's name and a state code, so no information is in colour alone.
+Figures are built without pyplot; `show_pages` and `show_counters` display them as PNG (see
+`use_png`) and print the text twin, which is what a notebook's stored output is checked
+against.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from matplotlib.collections import LineCollection, PolyCollection
+from matplotlib.figure import Figure
+
+from ..constants import PAGE_SHIFT, PAGE_SIZE, VM
+from .snapshot import snapshot
+from .text import addr_text
+
+if TYPE_CHECKING:
+    from ..kernel import Kernel, Process
+    from ..sidechannel import Probe
+
+__all__ = ["PageRow", "AreaView", "KsmNode", "UnstableNode", "PageState", "page_state",
+           "pages_text", "counters_text", "counters_table", "page_diagram", "counters_plot",
+           "PageFigure", "view_of", "show_pages", "show_counters", "use_png", "png_bytes",
+           "probe_plot", "show_probe",
+           "STATES", "STATE_CODES", "CONTENT_COLORS", "COUNTER_STYLES"]
+
+#: The states of a page, in legend order, and the code printed under each cell.
+STATE_CODES = {
+    "untouched": "",
+    "not mergeable": "-",
+    "unscanned": "new",
+    "volatile": "V",
+    "unstable": "U",
+    "KSM page": "K",
+    "KSM zero page": "Z0",
+}
+STATES = tuple(STATE_CODES)
+#: Okabe-Ito colours for page contents (black left out: it carries the text), in order of
+#: first appearance; zero pages are light grey. Beyond 7 contents the colours repeat with a
+#: hatch.
+CONTENT_COLORS = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7")
+_ZERO_COLOR = "#DDDDDD"
+_HATCHES = ("", "///", "...", "xxx", "\\\\\\")
+_DARK_TEXT = {"#0072B2", "#D55E00", "#009E73", "#CC79A7"}
+_INK, _GREY, _STABLE, _UNSTABLE = "#222222", "#777777", "#0072B2", "#D55E00"
+#: How each counter is drawn by `counters_plot`: (label, colour, line style, marker).
+COUNTER_STYLES = {
+    "pages_shared": ("pages_shared", "#0072B2", "-", "o"),
+    "pages_sharing": ("pages_sharing", "#009E73", "--", "s"),
+    "pages_unshared": ("pages_unshared", "#E69F00", "-.", "^"),
+    "pages_volatile": ("pages_volatile", "#D55E00", ":", "v"),
+    "ksm_zero_pages": ("ksm_zero_pages", "#CC79A7", (0, (5, 1, 1, 1)), "D"),
+}
+#: Pages shown per area before the rest is summarised.
+MAX_PAGES = 32
+
+
+@dataclass(frozen=True)
+class PageRow:
+    """One page of an area: where, what it holds, which physical page, and its state."""
+
+    process: str
+    pid: int
+    address: int
+    content: int | None
+    page: int | None        # physical page, numbered #1, #2, ... in order of appearance
+    state: str              # one of STATES ("KSM page" also carries `sharers`)
+    sharers: int            # page-table entries mapping the page (0 when untouched)
+
+    @property
+    def label(self) -> str:
+        """The state as the table prints it."""
+        if self.state == "KSM page":
+            return f"KSM page shared by {self.sharers}"
+        if self.state in ("volatile", "unstable", "unscanned", "not mergeable") \
+                and self.sharers > 1:
+            return f"{self.state} (mapped {self.sharers} times)"
+        return self.state
+
+
+@dataclass(frozen=True)
+class AreaView:
+    """One VMA shown page by page."""
+
+    process: str
+    pid: int
+    start: int
+    end: int
+    perms: str
+    mergeable: bool
+    rows: tuple[PageRow, ...]
+    hidden: int             # pages of the area not shown (beyond max_pages)
+
+    @property
+    def header(self) -> str:
+        return (f"{self.process} (pid {self.pid})  {addr_text(self.start)}-{addr_text(self.end)}"
+                f" {self.perms}{' mg' if self.mergeable else ''}")
+
+
+@dataclass(frozen=True)
+class KsmNode:
+    """A KSM page in the stable tree: its content, physical page and the items linked to it."""
+
+    content: int
+    page: int
+    sharers: tuple[tuple[str, int], ...]   # (process name, address) of each rmap_item
+    mapcount: int
+    chain: int              # dups in its stable_node chain (0: no chain)
+
+
+@dataclass(frozen=True)
+class UnstableNode:
+    """An rmap_item in this pass's unstable tree."""
+
+    content: int
+    process: str
+    address: int
+
+
+@dataclass(frozen=True)
+class PageState:
+    """Everything a page diagram shows, frozen."""
+
+    profile: str
+    areas: tuple[AreaView, ...]
+    stable: tuple[KsmNode, ...]
+    unstable: tuple[UnstableNode, ...]
+    counters: Mapping[str, int]
+    cursor: tuple[str | None, int]
+    names: Mapping[int, str] = field(default_factory=dict)
+    has_ksmd: bool = True
+
+    def name(self, content: int | None) -> str:
+        """A content as the views print it."""
+        if content is None:
+            return "-"
+        return self.names.get(content, str(content))
+
+    @property
+    def rows(self) -> tuple[PageRow, ...]:
+        return tuple(r for a in self.areas for r in a.rows)
+
+
+def _process_name(proc: Any) -> str:
+    return str(getattr(proc, "name", "") or f"p{proc.pid}")
+
+
+def page_state(kernel: Kernel, processes: Sequence[Process] | None = None, *,
+               names: Mapping[int, str] | None = None, mergeable_only: bool = False,
+               max_pages: int = MAX_PAGES) -> PageState:
+    """Freeze the pages of `processes` (default: every live process) and ksmd's view of them.
+
+    Areas shown: every VMA with VM_MERGEABLE, and (unless `mergeable_only`) every private
+    anonymous one; at most `max_pages` pages of each are listed.
+    """
+    procs = list(processes) if processes is not None else list(kernel.processes)
+    has_ksmd = kernel.profile.has_ksmd and kernel.config_ksm
+    ksmd = kernel.ksmd if has_ksmd else None
+    numbers: dict[int, int] = {}
+
+    def number(page_id: int) -> int:
+        return numbers.setdefault(page_id, len(numbers) + 1)
+
+    pid_names = {p.pid: _process_name(p) for p in kernel.processes}
+    pid_names.update({p.pid: _process_name(p) for p in procs})
+    areas = []
+    for proc in procs:
+        if not proc.alive:
+            continue
+        name = _process_name(proc)
+        pages = {}
+        items: dict[int, str] = {}
+        if ksmd is not None:
+            pages = {v.address: v for v in ksmd.pages(proc)}
+            items = {i.address: i.state for i in ksmd.rmap_items(proc)}
+        else:
+            pages = {vpn << PAGE_SHIFT: pg for vpn, pg in proc.mm.ptes.items()}
+        for region, vma in zip(snapshot(proc).vmas, proc.vmas, strict=True):
+            mergeable = bool(vma.flags & VM.VM_MERGEABLE)
+            if not mergeable and (mergeable_only or region.kind != "anon"):
+                continue
+            rows = []
+            for addr in range(vma.start, min(vma.end, vma.start + max_pages * PAGE_SIZE),
+                              PAGE_SIZE):
+                rows.append(_row(name, proc.pid, addr, pages.get(addr), items.get(addr),
+                                 mergeable, number))
+            areas.append(AreaView(name, proc.pid, vma.start, vma.end, region.perms, mergeable,
+                                  tuple(rows), max(0, vma.pages - max_pages)))
+    stable: list[KsmNode] = []
+    unstable: list[UnstableNode] = []
+    counters: dict[str, int] = {}
+    cursor: tuple[str | None, int] = (None, 0)
+    if ksmd is not None:
+        for node in ksmd.stable_tree():
+            stable.append(KsmNode(node.content, number(node.page),
+                                  tuple((pid_names.get(s.pid or 0, f"pid {s.pid}"), s.address)
+                                        for s in node.sharers),
+                                  node.mapcount, node.chain_dups))
+        unstable = [UnstableNode(u.content, pid_names.get(u.pid or 0, f"pid {u.pid}"),
+                                 u.address) for u in ksmd.unstable_tree()]
+        counters = dict(ksmd.counters())
+        pid, address = ksmd.cursor()
+        cursor = (pid_names.get(pid, f"pid {pid}") if pid is not None else None, address)
+    return PageState(kernel.profile.name, tuple(areas), tuple(stable), tuple(unstable),
+                     counters, cursor, dict(names or {}), has_ksmd)
+
+
+def _row(process: str, pid: int, addr: int, page: Any, item: str | None, mergeable: bool,
+         number: Any) -> PageRow:
+    if page is None:
+        return PageRow(process, pid, addr, None, None, "untouched", 0)
+    if hasattr(page, "kind"):  # a PageView from ksmd
+        kind, page_id = page.kind, page.page
+    else:  # a page-table entry of a kernel without ksmd
+        kind, page_id = ("anon" if page.anon else "file"), page.id
+    content, mapcount = page.content, page.mapcount
+    if kind == "ksm-zero":
+        state = "KSM zero page"
+    elif kind == "ksm":
+        state = "KSM page"
+    elif not mergeable:
+        state = "not mergeable"
+    elif item is None:
+        state = "unscanned"
+    else:
+        state = "unstable" if item == "unstable" else "volatile"
+    return PageRow(process, pid, addr, content, number(page_id), state, mapcount)
+
+
+# -- text twins -----------------------------------------------------------------------------
+
+def counters_text(counters: Mapping[str, int]) -> str:
+    """The counters of /sys/kernel/mm/ksm, four to a line."""
+    items = [f"{k} {v}" for k, v in counters.items()]
+    return "\n".join("  " + ", ".join(items[i:i + 4]) for i in range(0, len(items), 4))
+
+
+def pages_text(state: PageState) -> str:
+    """The text twin of `page_diagram`: each area's pages, the two trees and the counters."""
+    out = []
+    for area in state.areas:
+        out.append(area.header)
+        for r in area.rows:
+            page = f"#{r.page}" if r.page is not None else "-"
+            out.append(f"  {addr_text(r.address)}  {state.name(r.content):<6} {page:<5} {r.label}")
+        if area.hidden:
+            out.append(f"  ... {area.hidden} more pages")
+    if not state.has_ksmd:
+        out.append("(this kernel has no ksmd: nothing is ever merged)")
+        return "\n".join(out)
+    n = len(state.stable)
+    out.append(f"stable tree: {n} KSM page{'s' if n != 1 else ''}")
+    for node in state.stable:
+        who = ", ".join(f"{p} {addr_text(a)}" for p, a in node.sharers)
+        chain = f" (dup of a chain of {node.chain})" if node.chain else ""
+        out.append(f"  {state.name(node.content):<6} #{node.page:<4} {len(node.sharers)} "
+                   f"rmap_items{chain}: {who}")
+    n = len(state.unstable)
+    out.append(f"unstable tree: {n} item{'s' if n != 1 else ''}")
+    for u in state.unstable:
+        out.append(f"  {state.name(u.content):<6} {u.process} {addr_text(u.address)}")
+    proc, address = state.cursor
+    out.append("cursor: at the list head (between passes)" if proc is None
+               else f"cursor: in {proc}, next address {addr_text(address)}")
+    out.append("counters:")
+    out.append(counters_text(state.counters))
+    return "\n".join(out)
+
+
+def counters_table(history: Sequence[Mapping[str, int]],
+                   keys: Sequence[str] | None = None) -> str:
+    """The text twin of `counters_plot`: one line per entry of `history`."""
+    if not history:
+        return "(no scans yet)"
+    keys = list(keys) if keys is not None else _plot_keys(history)
+    cols = ["full_scans"] + [k for k in keys if k != "full_scans"]
+    widths = [max(len(c), 6) for c in cols]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(cols, widths, strict=True))]
+    for h in history:
+        lines.append("  ".join(str(h.get(c, "")).rjust(w) for c, w in zip(cols, widths,
+                                                                           strict=True)))
+    return "\n".join(lines)
+
+
+def _plot_keys(history: Sequence[Mapping[str, int]]) -> list[str]:
+    keys = ["pages_shared", "pages_sharing", "pages_unshared", "pages_volatile"]
+    if any(h.get("ksm_zero_pages") for h in history):
+        keys.append("ksm_zero_pages")
+    if any("pages_skipped" in h for h in history):
+        keys.append("pages_skipped")
+    return keys
+
+
+# -- diagrams -------------------------------------------------------------------------------
+
+_CELL, _GAP, _ROW, _LEFT, _RIGHT, _TOP = 0.40, 0.06, 0.78, 1.55, 0.25, 0.45
+_TREE_ROW, _NODE_W, _NODE_H = 0.85, 0.62, 0.36
+_MAX_NODES = 24
+
+
+class PageFigure:
+    """The figure of one `PageState`: pages as cells, the stable and unstable trees as boxes
+    linked to the pages that use them. `update()` redraws the same figure for a new state.
+
+    Tests read `cells` (address -> (x, y)), `cell_colors`, `links` (("stable" | "unstable",
+    address, content) per drawn link), `nodes` and `notes`, not pixels.
+    """
+
+    def __init__(self, width: float = 7.0) -> None:
+        self.width = width
+        self.figure = Figure(figsize=(width, 3.0), dpi=100)
+        self.figure._ksmbook_view = self  # type: ignore[attr-defined]
+        self.ax = self.figure.add_axes((0, 0, 1, 1))
+        self.cells: dict[tuple[str, int], tuple[float, float]] = {}
+        self.cell_colors: dict[tuple[str, int], str] = {}
+        self.links: list[tuple[str, str, int, int]] = []
+        self.nodes: list[tuple[str, int]] = []
+        self.notes: list[str] = []
+        self.state: PageState | None = None
+
+    def _colors(self, state: PageState) -> dict[int, tuple[str, str]]:
+        seen: dict[int, tuple[str, str]] = {}
+        contents = [r.content for r in state.rows if r.content is not None]
+        contents += [n.content for n in state.stable] + [u.content for u in state.unstable]
+        for c in contents:
+            if c in seen:
+                continue
+            if c == 0:
+                seen[c] = (_ZERO_COLOR, "")
+                continue
+            i = sum(1 for k in seen if k != 0)
+            seen[c] = (CONTENT_COLORS[i % len(CONTENT_COLORS)],
+                       _HATCHES[(i // len(CONTENT_COLORS)) % len(_HATCHES)])
+        return seen
+
+    def update(self, state: PageState, title: str | None = None) -> Figure:
+        """Draw `state` (replacing whatever was drawn)."""
+        ax = self.ax
+        ax.clear()
+        ax.set_axis_off()
+        self.state = state
+        self.cells, self.cell_colors, self.links, self.nodes, self.notes = {}, {}, [], [], []
+        colors = self._colors(state)
+        ncols = max([len(a.rows) for a in state.areas] + [1])
+        nodes = max(len(state.stable), len(state.unstable)) if state.has_ksmd else 0
+        width = max(self.width, _LEFT + ncols * (_CELL + _GAP) + _RIGHT,
+                    _LEFT + min(nodes, _MAX_NODES) * (_NODE_W + 0.25) + _RIGHT)
+        trees = state.has_ksmd
+        height = _TOP + len(state.areas) * _ROW + (2 * _TREE_ROW + 0.6 if trees else 0.55)
+        self.figure.set_size_inches(width, height)
+        ax.set_xlim(0, width)
+        ax.set_ylim(height, 0)
+        ax.text(0.1, 0.28, title or "Pages of the mergeable areas and ksmd's trees",
+                fontsize=10, weight="bold", color=_INK)
+
+        by_hatch: dict[str, list[list[tuple[float, float]]]] = {}
+        faces: dict[str, list[str]] = {}
+        empty: list[list[tuple[float, float]]] = []
+        y = _TOP
+        cursor_proc, cursor_addr = state.cursor
+        for area in state.areas:
+            ax.text(_LEFT - 0.1, y + _CELL / 2, f"{area.process}\n{addr_text(area.start)}"
+                    + (" mg" if area.mergeable else ""), ha="right", va="center",
+                    fontsize=7, family="monospace", color=_INK)
+            for i, r in enumerate(area.rows):
+                x = _LEFT + i * (_CELL + _GAP)
+                box = [(x, y), (x + _CELL, y), (x + _CELL, y + _CELL), (x, y + _CELL)]
+                key = (r.process, r.address)
+                self.cells[key] = (x + _CELL / 2, y + _CELL / 2)
+                if r.content is None:
+                    empty.append(box)
+                    self.cell_colors[key] = "none"
+                else:
+                    color, hatch = colors[r.content]
+                    by_hatch.setdefault(hatch, []).append(box)
+                    faces.setdefault(hatch, []).append(color)
+                    self.cell_colors[key] = color
+                    ax.text(x + _CELL / 2, y + _CELL / 2, state.name(r.content)[:4],
+                            ha="center", va="center", fontsize=7,
+                            color="white" if color in _DARK_TEXT else _INK, weight="bold")
+                code = STATE_CODES[r.state]
+                if r.state == "KSM page":
+                    code = f"K{r.sharers}"
+                if code:
+                    ax.text(x + _CELL / 2, y + _CELL + 0.1, code, ha="center", va="center",
+                            fontsize=6.5, color=_INK)
+                if r.process == cursor_proc and r.address == cursor_addr - PAGE_SIZE:
+                    ax.annotate("", (x + _CELL / 2, y - 0.02), (x + _CELL / 2, y - 0.2),
+                                arrowprops={"arrowstyle": "-|>", "color": _INK, "lw": 1})
+                    self.notes.append(f"cursor after {r.process} {addr_text(r.address)}")
+            if area.hidden:
+                ax.text(_LEFT + len(area.rows) * (_CELL + _GAP), y + _CELL / 2,
+                        f"+{area.hidden}", fontsize=7, va="center", color=_GREY)
+                self.notes.append(f"{area.hidden} pages of {area.process} "
+                                  f"{addr_text(area.start)} not drawn")
+            y += _ROW
+        for hatch, boxes in by_hatch.items():
+            ax.add_collection(PolyCollection(boxes, facecolors=faces[hatch], edgecolors=_INK,
+                                             linewidths=0.6, hatch=hatch or None, zorder=2))
+        if empty:
+            ax.add_collection(PolyCollection(empty, facecolors="white", edgecolors=_GREY,
+                                             linewidths=0.6, linestyles="--", zorder=2))
+        if trees:
+            self._draw_trees(state, colors, y + 0.15)
+        self._legend(state, height)
+        return self.figure
+
+    def _draw_trees(self, state: PageState, colors: dict[int, tuple[str, str]],
+                    y: float) -> None:
+        ax = self.ax
+        ncols = max([len(a.rows) for a in state.areas] + [1])
+        span = max(ncols * (_CELL + _GAP), 6 * (_NODE_W + 0.2))
+        segs: dict[str, list[list[tuple[float, float]]]] = {"stable": [], "unstable": []}
+        tree_rows: tuple[tuple[str, Sequence[KsmNode | UnstableNode], float, str], ...] = (
+            ("stable tree", state.stable, y, _STABLE),
+            ("unstable tree", state.unstable, y + _TREE_ROW, _UNSTABLE))
+        for label, nodes, yy, color in tree_rows:
+            ax.text(_LEFT - 0.1, yy + _NODE_H / 2, label, ha="right", va="center", fontsize=8,
+                    color=color, weight="bold")
+            if not nodes:
+                ax.text(_LEFT, yy + _NODE_H / 2, "(empty)", va="center", fontsize=7,
+                        color=_GREY)
+                continue
+            step = min(_NODE_W + 0.25, span / max(min(len(nodes), _MAX_NODES), 1))
+            if len(nodes) > _MAX_NODES:
+                ax.text(_LEFT + _MAX_NODES * step, yy + _NODE_H / 2,
+                        f"+{len(nodes) - _MAX_NODES}", va="center", fontsize=7, color=_GREY)
+                self.notes.append(f"{len(nodes) - _MAX_NODES} {label} nodes not drawn")
+            for i, node in enumerate(nodes[:_MAX_NODES]):
+                x = _LEFT + i * step
+                face, hatch = colors.get(node.content, ("white", ""))
+                ax.add_patch(_box(x, yy, min(_NODE_W, step - 0.05), face, hatch, color))
+                if isinstance(node, KsmNode):
+                    text = f"{state.name(node.content)[:4]} #{node.page}"
+                    if node.chain:
+                        ax.text(x + 0.03, yy + _NODE_H + 0.12, f"dup of {node.chain}",
+                                fontsize=6, color=_INK)
+                    self.nodes.append(("stable", node.page))
+                    targets = node.sharers
+                    kind = "stable"
+                else:
+                    text = state.name(node.content)
+                    self.nodes.append(("unstable", node.content))
+                    targets = ((node.process, node.address),)
+                    kind = "unstable"
+                ax.text(x + min(_NODE_W, step - 0.05) / 2, yy + _NODE_H / 2, text,
+                        ha="center", va="center", fontsize=7, weight="bold",
+                        color="white" if face in _DARK_TEXT else _INK)
+                top = (x + min(_NODE_W, step - 0.05) / 2, yy)
+                for proc, addr in targets:
+                    cell = self.cells.get((proc, addr))
+                    if cell is None:
+                        continue
+                    segs[kind].append([(cell[0], cell[1] + _CELL / 2), top])
+                    self.links.append((kind, proc, addr, node.content))
+        ax.add_collection(LineCollection(segs["stable"], colors=_STABLE, linewidths=0.8,
+                                         alpha=0.7, zorder=1))
+        ax.add_collection(LineCollection(segs["unstable"], colors=_UNSTABLE, linewidths=0.8,
+                                         linestyles="--", alpha=0.8, zorder=1))
+
+    def _legend(self, state: PageState, height: float) -> None:
+        codes = ",  ".join(f"{c} {s}" for s, c in STATE_CODES.items() if c and s != "KSM page")
+        text = (f"under each page: KN = KSM page mapped N times,  {codes};  dashed box: untouched,"
+                "  grey: zero-filled")
+        if state.has_ksmd:
+            text += ("\nsolid blue line: page merged into that KSM page (stable tree);  "
+                     "dashed orange line: page waiting in the unstable tree")
+        self.ax.text(0.1, height - 0.1, text, fontsize=6.5, color=_GREY, va="bottom")
+
+
+def _box(x: float, y: float, w: float, face: str, hatch: str, edge: str) -> Any:
+    from matplotlib.patches import FancyBboxPatch
+
+    return FancyBboxPatch((x, y), w, _NODE_H, boxstyle="round,pad=0.02,rounding_size=0.05",
+                          facecolor=face, edgecolor=edge, linewidth=1.2, hatch=hatch or None,
+                          zorder=2)
+
+
+def view_of(fig: Figure) -> PageFigure:
+    """The PageFigure that drew `fig`."""
+    view = getattr(fig, "_ksmbook_view", None)
+    if not isinstance(view, PageFigure):
+        raise ValueError("this figure was not drawn by ksm_pages.page_diagram")
+    return view
+
+
+def page_diagram(state: PageState | Kernel, *, title: str | None = None,
+                 names: Mapping[int, str] | None = None) -> Figure:
+    """A new figure of the pages and ksmd's trees (a `PageState`, or a kernel to freeze)."""
+    if not isinstance(state, PageState):
+        state = page_state(state, names=names)
+    return PageFigure().update(state, title)
+
+
+def counters_plot(history: Sequence[Mapping[str, int]], *, title: str | None = None,
+                  keys: Sequence[str] | None = None) -> Figure:
+    """The counters after each entry of `history` (dicts of /sys/kernel/mm/ksm counters, one
+    per full scan), against full_scans."""
+    keys = [k for k in (keys if keys is not None else _plot_keys(history))
+            if k in COUNTER_STYLES]
+    fig = Figure(figsize=(6.4, 3.0), dpi=100)
+    ax = fig.add_axes((0.1, 0.16, 0.6, 0.72))
+    xs = [h.get("full_scans", i) for i, h in enumerate(history)]
+    for k in keys:
+        label, color, style, marker = COUNTER_STYLES[k]
+        ax.plot(xs, [h.get(k, 0) for h in history], color=color, linestyle=style,
+                marker=marker, label=label, linewidth=1.6, markersize=5)
+    ax.set_xlabel("full_scans")
+    ax.set_ylabel("pages")
+    if xs:
+        ax.set_xticks(sorted(set(xs)))
+    ax.set_title(title or "ksmd's counters after each full scan", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
+    return fig
+
+
+def probe_plot(probe: Probe, *, names: Mapping[int, str] | None = None,
+               title: str | None = None) -> Figure:
+    """The modelled time of each of a probe's writes (``ksmbook.sidechannel.probe``), with
+    the attacker's threshold: slow bars are guesses that another mapping holds."""
+    fig = Figure(figsize=(6.4, 2.8), dpi=100)
+    ax = fig.add_axes((0.1, 0.2, 0.86, 0.66))
+    labels = [names.get(r.guess, str(r.guess)) if names else str(r.guess) for r in probe.rows]
+    xs = list(range(len(probe.rows)))
+    colors = [_UNSTABLE if r.slow else _STABLE for r in probe.rows]
+    ax.bar(xs, [r.latency_us for r in probe.rows], color=colors, edgecolor=_INK,
+           linewidth=0.5, hatch=None)
+    for x, r in zip(xs, probe.rows, strict=True):
+        if r.slow:
+            ax.text(x, r.latency_us, "slow", ha="center", va="bottom", fontsize=7, color=_INK)
+    ax.axhline(probe.threshold_us, color=_INK, linestyle="--", linewidth=1)
+    ax.text(len(xs) - 0.5, probe.threshold_us, " threshold", va="bottom", ha="right",
+            fontsize=7, color=_INK)
+    ax.set_xticks(xs, labels, fontsize=7)
+    ax.set_xlabel("guess (the content the attacker wrote to its page)")
+    ax.set_ylabel("write time (us, modelled)")
+    ax.set_title(title or f"Timing one write per guess after {probe.scans} full scans",
+                 fontsize=10)
+    return fig
+
+
+# -- showing in a notebook ------------------------------------------------------------------
+
+def png_bytes(fig: Figure, dpi: int = 80) -> bytes:
+    """The figure as PNG (no creation-software metadata, so the bytes depend only on it)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def use_png() -> bool:
+    """Make IPython show every matplotlib Figure as PNG.
+
+    A Figure built without pyplot has no image representation of its own, so a notebook would
+    show only "<Figure size ...>"; this registers a PNG formatter for it with the running
+    IPython's display_formatter. Returns False outside IPython.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    ip = get_ipython()
+    if ip is None:
+        return False
+    ip.display_formatter.formatters["image/png"].for_type(Figure, png_bytes)
+    return True
+
+
+def _display(fig: Figure) -> None:
+    if use_png():
+        from IPython.display import display
+
+        display(fig)
+
+
+def show_pages(kernel: Kernel | PageState, *, title: str | None = None,
+               names: Mapping[int, str] | None = None) -> PageState:
+    """Display the page diagram (PNG) and print its text twin; returns the state shown."""
+    state = kernel if isinstance(kernel, PageState) else page_state(kernel, names=names)
+    _display(page_diagram(state, title=title))
+    print(pages_text(state))
+    return state
+
+
+def show_counters(history: Sequence[Mapping[str, int]], *, title: str | None = None,
+                  keys: Sequence[str] | None = None, kernel: Kernel | None = None) -> None:
+    """Display the counters plot (PNG) and print its table; with `kernel`, also the mergeable
+    areas that the counters count."""
+    _display(counters_plot(history, title=title, keys=keys))
+    print(counters_table(history, keys))
+    if kernel is not None:
+        state = page_state(kernel, mergeable_only=True, max_pages=0)
+        print("over the mergeable areas:")
+        for area in state.areas:
+            print(f"  {area.header} ({(area.end - area.start) // PAGE_SIZE} pages)")
+
+
+def show_probe(probe: Probe, *, names: Mapping[int, str] | None = None,
+               title: str | None = None) -> None:
+    """Display a probe's timing plot (PNG) and print its table."""
+    _display(probe_plot(probe, names=names, title=title))
+    print(probe.text(dict(names) if names else None))

@@ -1,0 +1,209 @@
+"""The explorer in a real JupyterLab, driven by Debian's Chromium through playwright.
+
+A JupyterLab server is started on 127.0.0.1 (a free port, a random token) over a temporary copy
+of notebooks/explorer.ipynb, so the committed notebook is never executed or saved. The test
+runs all cells from the Run menu, maps a region, advises its middle MADV_MERGEABLE, sees three
+VMAs in the diagram and in the maps table, switches CONFIG_KSM off, advises again and sees
+EINVAL. Screenshots go to build/screenshots/. Every wait is on a selector or a condition.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = ROOT / "build" / "screenshots"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+TIMEOUT_MS = 30_000
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_for_server(url: str, proc: subprocess.Popen, deadline: float) -> None:
+    """Poll the server's status API until it answers (or the server dies, or time is up)."""
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"jupyter lab exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"jupyter lab did not answer {url}")
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """A JupyterLab server over a copy of the explorer notebook: (base URL, token)."""
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's browser with "
+                    "`apt-get install chromium` (playwright's own download cannot work here)")
+    pytest.importorskip("playwright.sync_api", reason="pip install playwright (the package only)")
+    pytest.importorskip("jupyterlab", reason="pip install jupyterlab")
+    work = tmp_path_factory.mktemp("lab")
+    root = work / "root"
+    root.mkdir()
+    shutil.copy(ROOT / "notebooks" / "explorer.ipynb", root / "explorer.ipynb")
+    port, token = _free_port(), secrets.token_hex(16)
+    env = dict(os.environ)
+    env.update({
+        "PYTHONPATH": os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+        "JUPYTER_RUNTIME_DIR": str(work / "runtime"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(work / "workspaces"),
+        "JUPYTERLAB_SETTINGS_DIR": str(work / "settings"),
+        "MPLBACKEND": "agg",
+    })
+    # No "get notified about Jupyter news?" pop-up, and no "Select Kernel" dialog: the
+    # notebook's own kernel starts by itself.
+    settings = work / "settings" / "@jupyterlab"
+    for plugin, value in (("apputils-extension/notification", {"fetchNews": "false"}),
+                          ("notebook-extension/tracker", {"autoStartDefaultKernel": True})):
+        path = settings / f"{plugin}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value))
+    log = open(work / "lab.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root",
+         "--ip=127.0.0.1", f"--port={port}", f"--IdentityProvider.token={token}",
+         f"--ServerApp.root_dir={root}", "--ServerApp.open_browser=False",
+         "--LabApp.news_url=", "--LabApp.check_for_updates_class="
+         "jupyterlab.NeverCheckForUpdate"],
+        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for_server(f"{base}/api/status?token={token}", proc, time.monotonic() + 90)
+        yield base, token
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        # The kernel's own notebook copy is thrown away with the temporary directory.
+        stored = json.loads((root / "explorer.ipynb").read_text())
+        assert stored["cells"], "the served notebook copy is a notebook"
+
+
+def _run_all_cells(page) -> None:  # type: ignore[no-untyped-def]
+    """Run > Run All Cells, then wait for the explorer to be drawn.
+
+    Right after a kernel starts, JupyterLab can run nothing (the code cell keeps its empty
+    prompt) or show "Error displaying widget: model not found" (the widget manager was not
+    yet listening when the widget's comm opened). A reader would run the cells again; so does
+    this, at most three times. The test's end checks that no such error text remains.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    prompt = page.locator(".jp-CodeCell .jp-InputPrompt").first
+    for attempt in range(3):
+        ran = prompt.inner_text().strip()
+        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+        try:  # until the cell has run again ([N] changed) and shows the explorer or an error
+            state = page.wait_for_function(
+                """([prompt, ran]) => {
+                    const now = prompt.textContent.trim();
+                    if (now === ran || now.includes('*')) return null;
+                    if (document.querySelector('.ksmbook-explorer')) return 'ok';
+                    return document.body.innerText.includes('Error displaying widget')
+                        ? 'error' : null;
+                }""", arg=[prompt.element_handle(), ran], timeout=20_000).json_value()
+        except PlaywrightTimeout:
+            state = "nothing ran"
+        if state == "ok":
+            return
+        if attempt == 2:
+            raise AssertionError(f"the explorer did not appear after Run All Cells: {state}")
+
+
+def _bars(page, row: int):  # type: ignore[no-untyped-def]
+    """The VMA bars of a diagram row: one <path>, or one <use> of a <path> kept in <defs>,
+    per VMA (matplotlib's SVG writer picks either)."""
+    return page.locator(f".ksmbook-diagram g#ksm-row-{row} > path, "
+                        f".ksmbook-diagram g#ksm-row-{row} use")
+
+
+def test_explorer_in_jupyterlab(lab: tuple[str, str]) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    base, token = lab
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            page.set_default_timeout(TIMEOUT_MS)
+            expect.set_options(timeout=TIMEOUT_MS)
+            page.goto(f"{base}/lab/tree/explorer.ipynb?reset&token={token}")
+            page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for()
+
+            _run_all_cells(page)
+            expect(page.locator(".ksm-map-button")).to_be_visible()
+            page.screenshot(path=str(SHOTS / "explorer-1-start.png"), full_page=True)
+
+            # Map 16 pages, private anonymous, read-write (the defaults), with length typed in.
+            page.locator(".ksm-map-length input").fill("16p")
+            page.locator(".ksm-map-button").click()
+            expect(page.locator(".ksmbook-outcome")).to_contain_text("mmap(")
+            expect(page.locator(".ksmbook-text")).to_contain_text("[p1 (pid 1)]")
+            expect(_bars(page, 1)).to_have_count(1)
+
+            # MADV_MERGEABLE on the middle half: three VMAs, the middle one "mg".
+            page.locator(".ksm-range-start input").fill("A+4p")
+            page.locator(".ksm-range-length input").fill("8p")
+            page.locator(".ksm-advice select").select_option(label="MADV_MERGEABLE (12)")
+            page.locator(".ksm-apply-button").click()
+            expect(page.locator(".ksmbook-outcome")).to_contain_text("MADV_MERGEABLE")
+            expect(page.locator(".ksmbook-outcome")).to_contain_text("= 0")
+            expect(_bars(page, 1)).to_have_count(3)
+            expect(_bars(page, 0)).to_have_count(1)
+            maps = page.locator(".ksmbook-text pre").inner_text()
+            rows = [line for line in maps.splitlines() if "VmFlags:" in line]
+            assert len(rows) == 3, maps
+            assert [r.split("VmFlags:")[1].split().count("mg") for r in rows] == [0, 1, 0]
+            expect(page.locator(".ksmbook-diagram")).to_contain_text("split")
+            page.locator(".ksmbook-diagram").screenshot(
+                path=str(SHOTS / "explorer-2-mergeable.png"))
+
+            # CONFIG_KSM off: the kernel is rebuilt without KSM and the history replayed.
+            page.locator(".ksm-config-ksm input").click()
+            expect(page.locator(".ksmbook-message")).to_contain_text("CONFIG_KSM=n")
+            page.locator(".ksm-apply-button").click()
+            expect(page.locator(".ksmbook-outcome")).to_contain_text("EINVAL")
+            expect(page.locator(".ksmbook-diagram")).to_contain_text("EINVAL")
+            page.screenshot(path=str(SHOTS / "explorer-3-einval.png"), full_page=True)
+
+            body = page.locator("body").inner_text()
+            assert "Error displaying widget" not in body
+            assert "Loading widget" not in body
+        except Exception:
+            page.screenshot(path=str(SHOTS / "explorer-failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()

@@ -1,0 +1,185 @@
+"""Structure of the chapter notebooks (notebooks/NN-*.ipynb), checked without running them.
+
+nbval re-runs each notebook and compares its outputs; these tests check what nbval cannot: that
+every chapter has the parts a chapter needs (a title, learning goals, exercises, a summary,
+references to the kernel sources), that the committed notebooks are executed and clean, that
+every diagram prints its text twin (nbval never compares images), and that the outputs nbval
+cannot compare (widget views, the live kernel) are tagged so that it does not try.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+CHAPTERS = sorted(NOTEBOOKS.glob("[0-9][0-9]-*.ipynb"))
+#: The chapters this book must have; later ones are checked too when they exist.
+REQUIRED = range(7)
+
+IGNORE_TAGS = {"nbval-ignore-output", "nbval-skip"}
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+#: Calls of ksmbook.render that draw a figure.
+DIAGRAM_CALL = re.compile(r"\bkr\.(show|show_change|address_space|before_after|processes)\(")
+#: A text twin: a maps-style range (as /proc/PID/maps prints it) or a changes_text summary.
+TWIN = re.compile(r"\b[0-9a-f]{8,}-[0-9a-f]{8,}\b|^VMAs: ", re.M)
+#: A kernel source file, as the chapters cite them: mm/madvise.c, include/linux/ksm.h, ...
+KERNEL_FILE = re.compile(r"\b(?:mm|kernel|include|fs|arch)/[\w/.-]+\.[ch]\b")
+
+
+def load(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def source(cell: dict[str, Any]) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else src
+
+
+def tags(cell: dict[str, Any]) -> set[str]:
+    return set(cell.get("metadata", {}).get("tags", []))
+
+
+def markdown(nb: dict[str, Any]) -> str:
+    return "\n\n".join(source(c) for c in nb["cells"] if c["cell_type"] == "markdown")
+
+
+def headings(cell: dict[str, Any]) -> list[str]:
+    """The heading lines of a markdown cell (not lines of its fenced code blocks)."""
+    out, fenced = [], False
+    for line in source(cell).splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and re.match(r"#+ ", line):
+            out.append(line)
+    return out if cell["cell_type"] == "markdown" else []
+
+
+def section(nb: dict[str, Any], heading: str) -> list[dict[str, Any]]:
+    """The cells from the markdown heading `heading` to the next heading of the same or a
+    higher level."""
+    level = len(heading.split(" ", 1)[0])
+    cells = nb["cells"]
+    for i, c in enumerate(cells):
+        if heading in headings(c):
+            out = [c]
+            for d in cells[i + 1:]:
+                if any(len(h.split(" ", 1)[0]) <= level for h in headings(d)):
+                    break
+                out.append(d)
+            return out
+    return []
+
+
+def bullets(cells: list[dict[str, Any]]) -> int:
+    return sum(1 for c in cells if c["cell_type"] == "markdown"
+               for line in source(c).splitlines() if re.match(r"- \S", line))
+
+
+def stdout(cell: dict[str, Any]) -> str:
+    return "".join(
+        "".join(o["text"]) if isinstance(o["text"], list) else o["text"]
+        for o in cell.get("outputs", []) if o["output_type"] == "stream")
+
+
+def has_figure(cell: dict[str, Any]) -> bool:
+    for o in cell.get("outputs", []):
+        data = o.get("data", {})
+        if any(k.startswith("image/") for k in data):
+            return True
+        plain = data.get("text/plain", "")
+        if "".join(plain).startswith("<Figure"):
+            return True
+    return False
+
+
+def number(path: Path) -> int:
+    return int(path.name[:2])
+
+
+chapter = pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+
+
+def test_required_chapters_exist() -> None:
+    assert {number(p) for p in CHAPTERS} >= set(REQUIRED)
+
+
+@chapter
+def test_title(path: Path) -> None:
+    first = load(path)["cells"][0]
+    assert first["cell_type"] == "markdown"
+    title = source(first).splitlines()[0]
+    assert re.fullmatch(rf"# Chapter {number(path)}: \S.*", title), title
+
+
+@chapter
+def test_learning_goals(path: Path) -> None:
+    goals = section(load(path), "## What you will learn")
+    assert goals, "no '## What you will learn' section"
+    assert bullets(goals) >= 2
+
+
+@chapter
+def test_summary(path: Path) -> None:
+    summary = section(load(path), "## Summary")
+    assert summary, "no '## Summary' section"
+    assert bullets(summary) >= 2
+
+
+@chapter
+def test_exercises(path: Path) -> None:
+    cells = section(load(path), "## Exercises")
+    assert cells, "no '## Exercises' section"
+    checks = [c for c in cells if c["cell_type"] == "code" and ".check(" in source(c)]
+    assert checks, "the exercises section has no cell that checks an answer"
+
+
+@chapter
+def test_cites_kernel_sources(path: Path) -> None:
+    assert KERNEL_FILE.search(markdown(load(path))), "no kernel source file is cited"
+
+
+@chapter
+def test_executed_and_clean(path: Path) -> None:
+    nb = load(path)
+    assert "widgets" not in nb["metadata"], "widget state committed: run scripts/strip_notebooks.py"
+    for c in nb["cells"]:
+        if c["cell_type"] != "code":
+            continue
+        assert "execution" not in c.get("metadata", {}), f"timing metadata in {c.get('id')}"
+        if "nbval-skip" in tags(c):
+            continue
+        assert c.get("execution_count") is not None, f"cell {c.get('id')} was not executed"
+        errors = [o for o in c.get("outputs", []) if o["output_type"] == "error"]
+        assert not errors, f"cell {c.get('id')} raised {errors[0].get('ename')}"
+
+
+@chapter
+def test_diagrams_print_text_twins(path: Path) -> None:
+    for c in load(path)["cells"]:
+        if c["cell_type"] != "code" or tags(c) & IGNORE_TAGS:
+            continue
+        if DIAGRAM_CALL.search(source(c)) or has_figure(c):
+            assert c.get("outputs"), f"diagram cell {c.get('id')} has no stored output"
+            assert TWIN.search(stdout(c)), f"diagram cell {c.get('id')} prints no text twin"
+
+
+@chapter
+def test_widget_cells_are_not_compared(path: Path) -> None:
+    for c in load(path)["cells"]:
+        if c["cell_type"] != "code":
+            continue
+        shows_widget = any(WIDGET_MIME in o.get("data", {}) for o in c.get("outputs", []))
+        if shows_widget or re.search(r"\bExplorer\(", source(c)):
+            assert tags(c) & IGNORE_TAGS, f"widget cell {c.get('id')} is not nbval-ignore-output"
+
+
+@chapter
+def test_live_cells_are_not_compared(path: Path) -> None:
+    for c in load(path)["cells"]:
+        if c["cell_type"] == "code" and re.search(r"\blive\.\w+\(", source(c)):
+            assert tags(c) & IGNORE_TAGS, f"live cell {c.get('id')} depends on the machine"

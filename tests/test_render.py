@@ -1,0 +1,339 @@
+"""ksmbook.render: snapshots, the text twins and the diagrams' drawn data (never pixels)."""
+
+from __future__ import annotations
+
+import pytest
+from matplotlib.colors import to_hex
+
+import ksmbook as kb
+import ksmbook.render as kr
+from ksmbook.procfs import read_maps
+
+P = kb.PAGE_SIZE
+RW = kb.PROT_READ | kb.PROT_WRITE
+ANON = kb.MAP_PRIVATE | kb.MAP_ANONYMOUS
+
+
+def one_region(profile: str = "seed", pages: int = 16) -> tuple[kb.Kernel, kb.Process, int]:
+    k = kb.Kernel(profile)
+    p = k.spawn()
+    return k, p, p.mmap(pages * P, RW, ANON)
+
+
+def every_kind(profile: str) -> kb.Process:
+    """A process with one VMA of each kind the diagrams tell apart."""
+    k = kb.Kernel(profile, nr_hugepages=2)
+    p = k.spawn()
+    f = k.create_file("data.bin", 8 * P)
+    dev = k.create_device("fb0", "remap_pfn_range")
+    p.mmap(4 * P, RW, ANON)
+    p.mmap(4 * P, RW, kb.MAP_SHARED | kb.MAP_ANONYMOUS)
+    p.mmap(4 * P, kb.PROT_READ, kb.MAP_PRIVATE, file=f)
+    p.mmap(4 * P, RW, kb.MAP_SHARED, file=f)
+    p.mmap(4 * P, RW, kb.MAP_SHARED, file=dev)
+    p.mmap(kb.HPAGE_SIZE, RW, ANON | kb.MAP_HUGETLB)
+    return p
+
+
+# -- snapshots and the maps table ---------------------------------------------------------
+
+@pytest.mark.parametrize("profile", kb.PROFILES)
+def test_maps_text_is_the_process_maps(profile: str) -> None:
+    p = every_kind(profile)
+    snap = kr.snapshot(p)
+    assert kr.maps_text(snap) == p.maps()
+    assert {r.kind for r in snap.vmas} == set(kr.KINDS)
+    assert [r.kind for r in snap.vmas] == [v.kind for v in p.vmas]
+
+
+@pytest.mark.parametrize("profile", kb.PROFILES)
+def test_kind_from_maps_lines_agrees_with_the_simulator(profile: str) -> None:
+    p = every_kind(profile)
+    live_like = kr.from_entries(read_maps(p.mm), "p1")
+    assert [r.kind for r in live_like.vmas] == [v.kind for v in p.vmas]
+    assert live_like.mm_flags is None and live_like.mergeable is None
+    assert kr.maps_text(live_like) == p.maps()
+
+
+def test_snapshot_is_frozen() -> None:
+    _, p, a = one_region()
+    snap = kr.snapshot(p)
+    text = kr.maps_text(snap)
+    p.madvise(a + 4 * P, 8 * P, kb.MADV_MERGEABLE)
+    assert kr.maps_text(snap) == text and len(snap) == 1
+    assert snap.mergeable is False and kr.snapshot(p).mergeable is True
+
+
+def test_snapshot_cache_gives_the_same_snapshot() -> None:
+    _, p, a = one_region()
+    cache: dict = {}
+    first = kr.snapshot(p, cache)
+    p.madvise(a + 4 * P, 8 * P, kb.MADV_MERGEABLE)
+    assert kr.snapshot(p, cache) == kr.snapshot(p)
+    assert kr.snapshot(p, cache).vmas[0] is kr.snapshot(p, cache).vmas[0]
+    assert first.vmas[0] not in kr.snapshot(p, cache).vmas
+
+
+def test_exited_process_has_no_vmas() -> None:
+    k, p, _ = one_region()
+    c = p.fork()
+    c.exit()
+    snap = kr.snapshot(c)
+    assert not snap.alive and snap.vmas == ()
+    assert kr.maps_text(snap) == "(no mappings)"
+    assert [s.name for s in kr.snapshots(k)] == ["p1"]
+
+
+# -- the changes of one call ----------------------------------------------------------------
+
+def test_mergeable_in_the_middle_splits_and_flags() -> None:
+    _, p, a = one_region()
+    before = kr.snapshot(p)
+    p.madvise(a + 4 * P, 8 * P, kb.MADV_MERGEABLE)
+    ch = kr.changes(before, kr.snapshot(p), p.last_trace)
+    assert (ch.before, ch.after) == (1, 3)
+    assert [(c.start, c.end) for c in ch.split] == [(a, a + 16 * P)]
+    assert ch.split[0].detail == f"at {a + 4 * P:08x}, {a + 12 * P:08x}"
+    assert [(c.start, c.end, c.detail) for c in ch.flags] == [(a + 4 * P, a + 12 * P, "+mg")]
+    assert ch.merged == [] and ch.mm_flags == "+MMF_VM_MERGEABLE"
+    text = kr.changes_text(before, kr.snapshot(p), p.last_trace)
+    assert text.splitlines() == [
+        f"madvise({a + 4 * P:#x}, {8 * P}, MADV_MERGEABLE) = 0",
+        "VMAs: 1 -> 3",
+        f"split    {a:08x}-{a + 16 * P:08x} at {a + 4 * P:08x}, {a + 12 * P:08x}",
+        f"flags    {a + 4 * P:08x}-{a + 12 * P:08x} +mg",
+        "mm       +MMF_VM_MERGEABLE",
+    ]
+
+
+def test_unmergeable_merges_back() -> None:
+    _, p, a = one_region()
+    p.madvise(a + 4 * P, 8 * P, kb.MADV_MERGEABLE)
+    before = kr.snapshot(p)
+    p.madvise(a + 4 * P, 8 * P, kb.MADV_UNMERGEABLE)
+    ch = kr.changes(before, kr.snapshot(p), p.last_trace)
+    assert [(c.start, c.end, c.detail) for c in ch.merged] == [(a, a + 16 * P, "from 3 VMAs")]
+    assert [c.detail for c in ch.flags] == ["-mg"] and ch.split == []
+
+
+def test_boundary_moved_by_a_merge_with_next() -> None:
+    """kernel-semantics §3: V=[0x10000,0x14000) next to mergeable W; advising V's top half
+    moves the boundary (vma_merge() 'merged with next'); the count stays 2."""
+    k = kb.Kernel("seed")
+    p = k.spawn()
+    p.mmap(4 * P, RW, ANON | kb.MAP_FIXED, addr=0x10000)
+    p.mmap(4 * P, RW, ANON | kb.MAP_FIXED, addr=0x14000)
+    p.madvise(0x14000, 4 * P, kb.MADV_MERGEABLE)
+    before = kr.snapshot(p)
+    p.madvise(0x12000, 2 * P, kb.MADV_MERGEABLE)
+    ch = kr.changes(before, kr.snapshot(p), p.last_trace)
+    assert (ch.before, ch.after) == (2, 2)
+    assert [(c.start, c.detail) for c in ch.split] == [(0x10000, "at 00012000")]
+    assert [(c.start, c.end) for c in ch.merged] == [(0x12000, 0x18000)]
+    assert [(c.start, c.end, c.detail) for c in ch.flags] == [(0x12000, 0x14000, "+mg")]
+
+
+def test_munmap_in_the_middle_and_a_merging_mmap() -> None:
+    _, p, a = one_region()
+    before = kr.snapshot(p)
+    p.munmap(a + 4 * P, 2 * P)
+    ch = kr.changes(before, kr.snapshot(p), p.last_trace)
+    assert ch.split[0].detail == f"at {a + 4 * P:08x}, {a + 6 * P:08x}"
+    assert [(c.start, c.end) for c in ch.unmapped] == [(a + 4 * P, a + 6 * P)]
+    before = kr.snapshot(p)
+    b = p.mmap(4 * P, RW, ANON)  # lands just below, merges with the lowest VMA
+    ch = kr.changes(before, kr.snapshot(p), p.last_trace)
+    assert b + 4 * P == a
+    assert [(c.start, c.end) for c in ch.mapped] == [(b, a)]
+    assert ch.merged[0].detail == "from 1 VMA and the new mapping"
+
+
+def test_failed_call_changes_nothing_and_says_why() -> None:
+    k = kb.Kernel("seed", config_ksm=False)
+    p = k.spawn()
+    a = p.mmap(16 * P, RW, ANON)
+    before = kr.snapshot(p)
+    with pytest.raises(OSError):
+        p.madvise(a + 4 * P, 8 * P, kb.MADV_MERGEABLE)
+    ch = kr.changes(before, kr.snapshot(p), p.last_trace)
+    assert ch.empty
+    assert kr.changes_text(before, kr.snapshot(p), p.last_trace).splitlines() == [
+        f"madvise({a + 4 * P:#x}, {8 * P}, MADV_MERGEABLE) = -1 EINVAL (Invalid argument)",
+        "VMAs: 1 -> 1",
+        "no change to the address space",
+    ]
+
+
+def test_mapping_over_a_mapping_is_replaced() -> None:
+    k, p, a = one_region()
+    f = k.create_file("f", 4 * P)
+    before = kr.snapshot(p)
+    p.mmap(4 * P, kb.PROT_READ, kb.MAP_PRIVATE | kb.MAP_FIXED, addr=a + 4 * P, file=f)
+    ch = kr.changes(before, kr.snapshot(p), p.last_trace)
+    assert [(c.start, c.end, c.detail) for c in ch.of("replaced")] == [
+        (a + 4 * P, a + 8 * P, "/tmp/f")]
+
+
+def test_changes_text_is_deterministic() -> None:
+    def once() -> str:
+        _, p, a = one_region()
+        before = kr.snapshot(p)
+        p.madvise(a + 4 * P, 8 * P, kb.MADV_MERGEABLE)
+        return kr.changes_text(before, kr.snapshot(p), p.last_trace)
+    assert once() == once()
+
+
+def test_size_text() -> None:
+    assert [kr.size_text(n) for n in (P, 255 * P, 256 * P, 3 << 19, 100, 1 << 40)] == [
+        "1p", "255p", "1 MiB", "1.5 MiB", "100 B", "1 TiB"]
+
+
+# -- the layout -------------------------------------------------------------------------------
+
+def test_layout_shortens_long_holes_and_keeps_small_vmas_visible() -> None:
+    lay = kr.Layout([(0x10000, 0x11000), (0x11000, 0x211000), (0x7F0000000000, 0x7F0000002000)])
+    xs = [lay.x(a) for a in lay.bounds]
+    assert xs == sorted(xs) and xs[0] == 0 and xs[-1] == lay.total
+    (gap,) = lay.gaps
+    assert gap.shortened and lay.shortened == [gap]
+    assert gap.x1 - gap.x0 < 0.1 * lay.total
+    # 1 page next to 512 pages: widths grow as the square root of the size.
+    assert lay.compressed
+    assert lay.x(0x211000) - lay.x(0x11000) == pytest.approx(
+        (lay.x(0x11000) - lay.x(0x10000)) * 512 ** 0.5)
+    assert lay.x(0x12000) == pytest.approx((lay.x(0x11000) * 511 + lay.x(0x211000)) / 512)
+
+
+def test_layout_is_linear_for_similar_sizes() -> None:
+    lay = kr.Layout([(0, 4 * P), (4 * P, 12 * P), (12 * P, 16 * P)])
+    assert not lay.compressed and not lay.widened and lay.gaps == []
+    assert [lay.x(a) for a in lay.bounds] == [0, 4, 12, 16]
+
+
+def test_layout_draws_a_one_page_hole() -> None:
+    lay = kr.Layout([(0, 1024 * P), (1025 * P, 2048 * P)])
+    (gap,) = lay.gaps
+    assert not gap.shortened and gap.size == P
+    assert gap.x1 - gap.x0 >= 0.01 * lay.total
+
+
+# -- the diagrams' data ---------------------------------------------------------------------
+
+def test_address_space_draws_one_bar_per_vma_coloured_by_kind() -> None:
+    p = every_kind("modern")
+    view = kr.view_of(kr.address_space(p))
+    (bars,) = view.row_bars
+    snap = kr.snapshot(p)
+    assert len(bars.get_paths()) == len(snap)
+    assert [to_hex(c) for c in bars.get_facecolors()] == [
+        kr.KIND_COLORS[r.kind].lower() for r in snap.vmas]
+    legend = [t.get_text() for t in view.ax.get_legend().get_texts()]
+    assert legend == [kr.KIND_LABELS[k] for k in kr.KINDS]
+    # The "special" lane marks the driver's VMA (VM_IO | VM_PFNMAP ...), the hugetlb one
+    # (VM_DONTEXPAND in 6.x) too; no VMA is mergeable yet, so that lane is empty.
+    texts = [t.get_text() for t in view.ax.texts]
+    assert "mergeable  mg" in texts and "special  special" in texts
+    assert len(view.lane_marks.get_paths()) == 2
+    assert f"{snap.vmas[0].start:08x}" in " ".join(texts) or any(
+        t.endswith(f"{snap.vmas[0].start:08x}"[-5:]) for t in texts)
+
+
+def test_mergeable_lane_marks_exactly_the_mg_vmas() -> None:
+    _, p, a = one_region()
+    p.madvise(a + 4 * P, 8 * P, kb.MADV_MERGEABLE)
+    view = kr.view_of(kr.address_space(p))
+    (mark,) = view.lane_marks.get_paths()
+    xs = mark.vertices[:, 0]
+    assert (xs.min(), xs.max()) == (view.layout.x(a + 4 * P), view.layout.x(a + 12 * P))
+    assert any("MMF_VM_MERGEABLE set" in t.get_text() for t in view.ax.texts)
+
+
+def test_before_after_annotates_splits_flags_and_outcome() -> None:
+    _, p, a = one_region()
+    before = kr.snapshot(p)
+    p.madvise(a + 4 * P, 8 * P, kb.MADV_MERGEABLE)
+    view = kr.view_of(kr.before_after(before, kr.snapshot(p), p.last_trace))
+    assert [len(b.get_paths()) for b in view.row_bars] == [1, 3]
+    assert view.annotations == [("split", a + 4 * P), ("split", a + 12 * P),
+                                ("flags +mg", a + 4 * P)]
+    texts = [t.get_text() for t in view.ax.texts]
+    assert "= 0" in texts and texts.count("split") == 2 and "+mg" in texts
+    assert any("MMF_VM_MERGEABLE set (was clear)" in t for t in texts)
+    trace_text = "\n".join(t.get_text() for t in view.trace_ax.texts)
+    assert "split_vma" in trace_text and "__ksm_enter" in trace_text
+
+
+def test_before_after_shows_the_errno() -> None:
+    k = kb.Kernel("seed", config_ksm=False)
+    p = k.spawn()
+    a = p.mmap(16 * P, RW, ANON)
+    before = kr.snapshot(p)
+    with pytest.raises(OSError):
+        p.madvise(a, P, kb.MADV_MERGEABLE)
+    view = kr.view_of(kr.before_after(before, kr.snapshot(p), p.last_trace))
+    texts = [t.get_text() for t in view.ax.texts]
+    assert "= -1 EINVAL  (Invalid argument)" in texts
+    assert "no change to the address space" in texts and view.annotations == []
+
+
+def test_processes_after_fork_show_the_mm_flag_of_each() -> None:
+    k, p, a = one_region("2.6.32")
+    p.madvise(a, 4 * P, kb.MADV_MERGEABLE)
+    p.madvise(a + 8 * P, 4 * P, kb.MADV_DONTFORK)
+    p.fork("child")
+    k.spawn("other").mmap(P, RW, ANON)
+    view = kr.view_of(kr.processes(k))
+    assert [len(b.get_paths()) for b in view.row_bars] == [4, 3, 1]
+    texts = [t.get_text() for t in view.ax.texts]
+    assert texts.count("MMF_VM_MERGEABLE set") == 2 and texts.count("MMF_VM_MERGEABLE clear") == 1
+    assert "dontcopy  dc" in texts
+    assert [r.name for r in view.rows] == ["p1", "child", "other"]
+
+
+def test_thousands_of_vmas_use_a_few_artists_and_say_what_is_aggregated() -> None:
+    k = kb.Kernel("seed")
+    p = k.spawn()
+    a = p.mmap(3000 * P, RW, ANON)
+    for i in range(0, 3000, 2):
+        p.mprotect(a + i * P, P, kb.PROT_READ)
+    p.madvise(a + 100 * P, 50 * P, kb.MADV_MERGEABLE)
+    assert len(p.vmas) >= 2000
+    view = kr.view_of(kr.address_space(p))
+    assert len(view.row_bars[0].get_paths()) == len(p.vmas)
+    assert len(view.ax.get_children()) < 40 and len(view.ax.texts) < 15
+    assert any("per-VMA labels left out" in n for n in view.notes)
+    # Touching VMAs alternate colour and tint, so the boundaries show without edges.
+    colors = {to_hex(c) for c in view.row_bars[0].get_facecolors()}
+    assert len(colors) == 2
+
+
+def test_empty_and_exited_rows() -> None:
+    k = kb.Kernel("seed")
+    p = k.spawn()
+    view = kr.view_of(kr.address_space(p))
+    assert "(no mappings)" in [t.get_text() for t in view.ax.texts]
+
+
+def test_svg_is_stable_and_keeps_text() -> None:
+    _, p, a = one_region()
+    before = kr.snapshot(p)
+    p.madvise(a + 4 * P, 8 * P, kb.MADV_MERGEABLE)
+    after = kr.snapshot(p)
+    fig = kr.before_after(before, after, p.last_trace)
+    svg = kr.to_svg(fig)
+    assert svg.startswith("<svg") and 'id="ksm-row-1"' in svg and ">split<" in svg
+    assert "dc:date" not in svg and 'width="100%"' in svg
+    assert kr.to_svg(kr.before_after(before, after, p.last_trace)) == svg
+
+
+def test_a_figure_updates_in_place() -> None:
+    """The explorer's habit: one figure, its collections' data replaced on every update."""
+    _, p, a = one_region()
+    view = kr.SpaceFigure(trace_panel=True)
+    before = kr.snapshot(p)
+    view.show_change(before, before)
+    bars = list(view.row_bars)
+    p.madvise(a + 4 * P, 8 * P, kb.MADV_MERGEABLE)
+    fig = view.show_change(before, kr.snapshot(p), p.last_trace)
+    assert fig is view.figure and view.row_bars == bars
+    assert len(bars[1].get_paths()) == 3

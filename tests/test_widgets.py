@@ -1,0 +1,345 @@
+"""The explorer, headless: every control driven by setting `.value` and `Button.click()`;
+assertions on the kernel, the history, the messages and the drawn data, never on an Output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import ksmbook as kb
+import ksmbook.render as kr
+from ksmbook.scenario import format_scenario, parse
+from ksmbook.widgets import MAP_KINDS, Explorer
+
+P = kb.PAGE_SIZE
+
+
+def mapped(profile: str = "seed", config_ksm: bool = True, length: str = "16p") -> Explorer:
+    ex = Explorer(profile=profile, config_ksm=config_ksm)
+    ex.map_length.value = length
+    ex.map_button.click()
+    assert not ex.errors and ex.message == ""
+    return ex
+
+
+def madvise(ex: Explorer, start: str, length: str, advice: int) -> None:
+    ex.range_start.value = start
+    ex.range_length.value = length
+    ex.advice.value = advice
+    ex.apply_button.click()
+
+
+def vmas(ex: Explorer, name: str = "p1") -> list[tuple[int, int, tuple[str, ...]]]:
+    proc = next(p for p in ex.kernel.processes if p.name == name)
+    snap = kr.snapshot(proc)
+    return [(r.start, r.end, r.codes) for r in snap.vmas]
+
+
+def test_map_then_mergeable_in_the_middle() -> None:
+    ex = mapped()
+    (p,) = ex.kernel.processes
+    (a0,) = [v.start for v in p.vmas]
+    assert p.vmas[0].size == 16 * P
+    assert ex.script_text == "kernel seed ksm=y\nmap A 16p rw private anon\n"
+    madvise(ex, "A+4p", "8p", int(kb.MADV_MERGEABLE))
+    assert [(v.start - a0, v.end - a0) for v in p.vmas] == [(0, 4 * P), (4 * P, 12 * P),
+                                                            (12 * P, 16 * P)]
+    assert [bool(v.flags & kb.VM_MERGEABLE) for v in p.vmas] == [False, True, False]
+    assert p.mm_flags & kb.MMF_VM_MERGEABLE
+    assert ex.trace is p.last_trace and ex.trace.result == 0
+    assert "split" in ex.changes_text and "+mg" in ex.changes_text
+    assert ex.maps_text == p.maps()
+    assert [len(b.get_paths()) for b in ex.view.row_bars[:2]] == [1, 3]
+    assert ex.diagram_svg.count("<use") + ex.diagram_svg.count("<path") > 4
+    assert "= 0" in ex.outcome.value
+    assert ex.script_text.endswith("madvise A+4p 8p MERGEABLE\n")
+
+
+def test_the_slider_and_the_vma_menu_write_the_range_fields() -> None:
+    ex = mapped()
+    a0 = ex.kernel.processes[0].vmas[0].start
+    lo = ex._window()[0]
+    ex.range_pages.value = ((a0 - lo) // P + 2, (a0 - lo) // P + 5)
+    assert (ex.range_start.value, ex.range_length.value) == ("A+2p", "3p")
+    assert "3p" in ex.range_readout.value
+    ex.range_vma.value = 0
+    assert (ex.range_start.value, ex.range_length.value) == ("A", "16p")
+    assert ex.range_pages.value == ((a0 - lo) // P, (a0 - lo) // P + 16)
+    ex.range_start.value = f"{a0 + 4 * P:#x}"
+    ex.range_length.value = "0x2000"
+    assert ex.range_pages.value == ((a0 - lo) // P + 4, (a0 - lo) // P + 6)
+    ex.apply_button.click()
+    assert ex.trace is not None and ex.trace.call.startswith(f"madvise({a0 + 4 * P:#x}, 8192")
+
+
+def test_config_ksm_off_reboots_replays_and_gives_einval() -> None:
+    ex = mapped()
+    madvise(ex, "A+4p", "8p", int(kb.MADV_MERGEABLE))
+    assert len(ex.kernel.processes[0].vmas) == 3
+    ex.config_ksm.value = False
+    assert ex.kernel.config_ksm is False
+    assert ex.script_text.startswith("kernel seed ksm=n\n")
+    # The same history on a kernel without KSM: the madvise fails, nothing is split.
+    assert len(ex.kernel.processes[0].vmas) == 1
+    assert ex.steps[-1].result == -22
+    assert "CONFIG_KSM=n" in ex.message and ex.config_ksm.description == "CONFIG_KSM=n"
+    assert "Enable KSM for page merging" in ex.kconfig.value
+    label = dict((v, k) for k, v in ex.advice.options)[int(kb.MADV_MERGEABLE)]
+    assert "CONFIG_KSM=n" in label
+    before = ex.kernel.processes[0].maps()
+    ex.apply_button.click()
+    assert ex.trace is not None and ex.trace.errno == 22
+    assert ex.kernel.processes[0].maps() == before
+    assert "EINVAL" in ex.outcome.value and "EINVAL" in ex.changes_text
+    ex.config_ksm.value = True
+    assert len(ex.kernel.processes[0].vmas) == 3 and ex.steps[-1].result == 0
+
+
+@pytest.mark.parametrize("profile", kb.PROFILES)
+def test_every_advice_of_the_profile(profile: str) -> None:
+    ex = mapped(profile, length="64p")
+    prof = kb.get_profile(profile)
+    offered = [v for _, v in ex.advice.options]
+    assert offered == [int(a) for a in prof.all_advices(True)]
+    for i, advice in enumerate(offered):
+        madvise(ex, f"A+{i % 60}p", "2p", advice)
+        assert not ex.errors, ex.errors
+        assert ex.trace is not None and ex.trace.call.startswith("madvise(")
+        assert ex.steps[-1].result in (0, -9, -13, -22, -38, -12, -11)
+    assert len(ex.steps) == 1 + len(offered)
+
+
+def test_profile_selector_replays_on_another_kernel() -> None:
+    ex = mapped()
+    ex.profile.value = "modern"
+    assert ex.kernel.profile.name == "modern"
+    assert ex.script_text.startswith("kernel modern ksm=y\n")
+    assert int(kb.MADV_COLD) in [v for _, v in ex.advice.options]
+    assert len(ex.kernel.processes[0].vmas) == 1
+
+
+@pytest.mark.parametrize("kind", list(MAP_KINDS))
+def test_every_kind_of_mapping(kind: str) -> None:
+    ex = Explorer(profile="2.6.32")
+    ex.map_kind.value = kind
+    ex.map_length.value = "2M" if "hugetlb" in kind else "8p"
+    ex.map_button.click()
+    assert not ex.errors
+    (p,) = ex.kernel.processes
+    (v,) = p.vmas
+    expected = {"private anonymous": "anon", "shared anonymous": "shared-anon",
+                "private file": "file", "shared file": "shared-file",
+                "hugetlb (2 MiB pages)": "hugetlb"}.get(kind, "device")
+    assert v.kind == expected
+    if expected == "hugetlb":
+        assert "sysctl nr_hugepages=1" in ex.script_text and "huge pages" in ex.message
+    assert parse(ex.script_text) == ex.history
+
+
+def test_driver_style_missing_from_a_kernel_is_a_message() -> None:
+    ex = Explorer(profile="modern")
+    ex.map_kind.value = "driver: reserved"
+    ex.map_button.click()
+    assert "does not exist in the modern kernel" in ex.message
+    assert ex.kernel.processes == [] or not ex.kernel.processes[0].vmas
+    assert ex.script_text == "kernel modern ksm=y\n" and not ex.errors
+
+
+def test_mprotect_munmap_fork_exit() -> None:
+    ex = mapped()
+    a0 = ex.kernel.processes[0].vmas[0].start
+    ex.range_start.value, ex.range_length.value = "A+2p", "2p"
+    ex.mprotect_prot.value = "r"
+    ex.mprotect_button.click()
+    assert [v.end - v.start for v in ex.kernel.processes[0].vmas] == [2 * P, 2 * P, 12 * P]
+    ex.range_start.value, ex.range_length.value = "A+8p", "4p"
+    ex.munmap_button.click()
+    assert (a0 + 8 * P) not in [v.start for v in ex.kernel.processes[0].vmas]
+    assert "unmapped" in ex.changes_text
+    ex.fork_button.click()
+    assert list(ex.process.options) == ["p1", "c1"]
+    assert ex.procs_diagram.layout.display is None
+    assert [s.name for s in ex.procs_view.rows] == ["p1", "c1"]
+    ex.process.value = "c1"
+    ex.exit_button.click()
+    assert list(ex.process.options) == ["p1"] and ex.process.value == "p1"
+    assert ex.procs_diagram.layout.display == "none"
+    assert "c1: exit" in ex.script_text
+
+
+def test_undo_redo_reset() -> None:
+    ex = mapped()
+    madvise(ex, "A+4p", "8p", int(kb.MADV_MERGEABLE))
+    assert not ex.undo_button.disabled and ex.redo_button.disabled
+    ex.undo_button.click()
+    assert len(ex.kernel.processes[0].vmas) == 1
+    assert ex.script_text == "kernel seed ksm=y\nmap A 16p rw private anon\n"
+    assert not ex.redo_button.disabled
+    ex.redo_button.click()
+    assert len(ex.kernel.processes[0].vmas) == 3
+    assert ex.before is not None and len(ex.before) == 1 and len(ex.after or ()) == 3
+    ex.reset_button.click()
+    assert ex.kernel.processes == [] and ex.script_text == "kernel seed ksm=y\n"
+    assert ex.undo_button.disabled
+    ex.undo_button.click()
+    assert ex.message == "Nothing to undo." and not ex.errors
+
+
+def test_the_script_round_trips_and_replays() -> None:
+    ex = mapped()
+    madvise(ex, "A+4p", "8p", int(kb.MADV_MERGEABLE))
+    ex.fork_button.click()
+    shown = ex.script.value
+    assert "# = -1" not in shown and "# = 0" in shown
+    assert parse(shown) == ex.history
+    other = Explorer()
+    other.script.value = shown
+    other.replay_button.click()
+    assert format_scenario(other.history) == ex.script_text
+    assert [p.maps() for p in other.kernel.processes] == [p.maps() for p in ex.kernel.processes]
+    assert list(other.process.options) == ["p1", "c1"]
+    # Pasting a script sets the kernel controls from its kernel line.
+    other.script.value = "kernel modern ksm=n\nmap A 4p rw private anon\n"
+    other.replay_button.click()
+    assert (other.profile.value, other.config_ksm.value) == ("modern", False)
+
+
+def test_a_bad_script_changes_nothing() -> None:
+    ex = mapped()
+    text, maps = ex.script_text, ex.kernel.processes[0].maps()
+    for bad, says in (("map A 4q rw private anon", "line 1, column 7"),
+                      ("madvise B 4p MERGEABLE", "no mapping labelled 'B'"),
+                      ("kernel nonsense", "unknown profile")):
+        ex.script.value = bad
+        ex.replay_button.click()
+        assert says in ex.message, ex.message
+        assert ex.script_text == text and ex.kernel.processes[0].maps() == maps
+    assert not ex.errors
+
+
+@pytest.mark.parametrize("start, length, says", [
+    ("A+4p", "abc", "Length 'abc' is not a number"),
+    ("A+4p", "4 p", "must be one word"),
+    ("A+4p", "", "Enter a length"),
+    ("", "4p", "Enter a start address"),
+    ("A+4p", "99999999999999999999999", "does not fit in 64 bits"),
+    ("0xZZ", "4p", "is not a number"),
+    ("A+2q", "4p", "is not a number"),
+    ("Q", "4p", "No mapping labelled 'Q' yet"),
+    ("A+4p", "4p\nmap X 1p rw private anon", "must be one word"),
+    ("A#+4p", "4p", "must be one word"),
+    ("p1:", "4p", "must be one word"),
+])
+def test_bad_input_is_a_message_and_changes_nothing(start: str, length: str, says: str) -> None:
+    ex = mapped()
+    text, maps = ex.script_text, ex.kernel.processes[0].maps()
+    madvise(ex, start, length, int(kb.MADV_MERGEABLE))
+    assert says in ex.message, ex.message
+    assert ex.script_text == text and ex.kernel.processes[0].maps() == maps
+    assert not ex.errors
+
+
+@pytest.mark.parametrize("length, err", [("-4096", "EINVAL"), ("-1", "EINVAL"), ("0", None)])
+def test_lengths_the_kernel_judges(length: str, err: str | None) -> None:
+    """A negative length wraps as in C and the kernel gives its errno; len 0 is a no-op."""
+    ex = mapped()
+    maps = ex.kernel.processes[0].maps()
+    madvise(ex, "A+4p", length, int(kb.MADV_MERGEABLE))
+    assert ex.trace is not None
+    assert (kb.errno_name(ex.trace.errno) if ex.trace.errno else None) == err
+    assert ex.kernel.processes[0].maps() == maps and not ex.errors
+
+
+def test_unaligned_start_is_einval() -> None:
+    ex = mapped()
+    madvise(ex, "A+100", "4p", int(kb.MADV_MERGEABLE))
+    assert ex.trace is not None and ex.trace.errno == 22
+    assert "EINVAL" in ex.outcome.value
+
+
+def test_map_input_errors() -> None:
+    ex = Explorer()
+    for length, says in (("ten", "is not a number"), ("", "Enter a length")):
+        ex.map_length.value = length
+        ex.map_button.click()
+        assert says in ex.message
+    ex.map_length.value = "4p"
+    ex.map_fixed.value = True
+    ex.map_button.click()
+    assert "MAP_FIXED needs an address" in ex.message
+    assert ex.kernel.processes == [] and ex.script_text == "kernel seed ksm=y\n"
+    ex.map_at.value = "0x10000000"
+    ex.map_button.click()
+    assert [v.start for v in ex.kernel.processes[0].vmas] == [0x10000000]
+    assert "map A 4p rw private anon at 0x10000000 fixed" in ex.script_text
+
+
+def test_nothing_typed_is_evaluated(tmp_path: Path) -> None:
+    ex = mapped()
+    marker = tmp_path / "evaluated"
+    for text in (f"__import__('pathlib').Path('{marker}').touch()", "1+1", "len([])"):
+        madvise(ex, text, "4p", int(kb.MADV_MERGEABLE))
+        madvise(ex, "A", text, int(kb.MADV_MERGEABLE))
+    assert not marker.exists()
+    assert len(ex.steps) == 1
+
+
+def test_a_callback_error_is_shown_and_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    ex = mapped()
+    text, maps = ex.script_text, ex.kernel.processes[0].maps()
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("boom")
+    monkeypatch.setattr(ex._machine, "run", broken)
+    madvise(ex, "A+4p", "8p", int(kb.MADV_MERGEABLE))
+    assert "could not do that (RuntimeError: boom)" in ex.message
+    assert "Traceback" not in ex.message_box.value
+    assert ex.script_text == text and ex.kernel.processes[0].maps() == maps
+    assert len(ex.errors) == 1
+    madvise(ex, "A+4p", "8p", int(kb.MADV_MERGEABLE))  # the rebuilt kernel works
+    assert ex.steps[-1].result == 0
+
+
+def test_explorer_starts_from_a_script() -> None:
+    ex = Explorer(script="kernel 2.6.32 ksm=y\nmap A 8p rw private anon\n"
+                         "madvise A+2p 4p MERGEABLE\n")
+    assert ex.profile.value == "2.6.32" and len(ex.kernel.processes[0].vmas) == 3
+    assert "+mg" in ex.changes_text
+
+
+@pytest.mark.live
+def test_live_button_compares_with_the_real_kernel() -> None:
+    from ksmbook import live
+
+    ok, why = live.available()
+    if not ok:
+        pytest.skip(why)
+    ex = mapped("modern")
+    madvise(ex, "A+4p", "8p", int(kb.MADV_MERGEABLE))
+    ex.live_button.click()
+    assert not ex.errors
+    assert "Same results and the same VMAs." in ex.live_box.value, ex.live_box.value
+    assert ex.live_box.value.count("VmFlags: rd wr mr mw me ac mg") == 2
+
+
+def test_live_button_explains_a_refusal() -> None:
+    """A kernel without KSM cannot be replayed live; the reason is shown, not raised."""
+    ex = mapped(config_ksm=False)
+    ex.live_button.click()
+    assert not ex.errors
+    assert ex.live_box.value.startswith("<pre") and (
+        "refused" in ex.live_box.value or "cannot run here" in ex.live_box.value)
+
+
+def test_a_history_another_kernel_cannot_run_keeps_the_kernel() -> None:
+    """VM_RESERVED (a 2.6.32 driver style) does not exist in modern Linux."""
+    ex = Explorer(profile="seed")
+    ex.map_kind.value = "driver: reserved"
+    ex.map_button.click()
+    assert ex.kernel.processes[0].vmas[0].kind == "device"
+    ex.profile.value = "modern"
+    assert "does not run on that kernel" in ex.message
+    assert ex.profile.value == "seed" and ex.kernel.profile.name == "seed"
+    assert ex.script_text.startswith("kernel seed ksm=y\ndevice d1 reserved\n")
+    assert not ex.errors
