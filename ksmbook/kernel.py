@@ -13,11 +13,21 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 
 from .constants import MAP, MMF, PAGE_SHIFT, PAGE_SIZE, PROT, VM
-from .ksm import KsmState, ksm_exit, ksm_fork
+from .ksm import (
+    PR_GET_MEMORY_MERGE,
+    PR_SET_MEMORY_MERGE,
+    KsmState,
+    ksm_exit,
+    ksm_fork,
+    ksm_vma_flags,
+    sys_prctl_memory_merge,
+)
+from .ksmd import Ksmd, KsmdUnavailable
 from .madvise import advice_name, sys_madvise
 from .mm import MM, VMA, AnonVma, File, Page, flag_names
 from .procfs import format_maps, read_maps
 from .profiles import Profile, get_profile
+from .sysfs import KsmSysfs
 from .trace import Trace, errno_name
 
 __all__ = ["Kernel", "Process", "DRIVER_STYLES", "KSM_KCONFIG_HELP"]
@@ -76,6 +86,37 @@ class Kernel:
     def __repr__(self) -> str:
         return (f"Kernel(profile={self.profile.name!r}, config_ksm={self.config_ksm}, "
                 f"processes={[p.pid for p in self.processes]})")
+
+    # -- ksmd and /sys/kernel/mm/ksm (2.6.32 and later) ---------------------------------
+
+    def _no_ksmd(self) -> KsmdUnavailable | None:
+        if not self.profile.has_ksmd:
+            return KsmdUnavailable(
+                f"the {self.profile.name} kernel ({self.profile.title}) has no ksmd and no "
+                "/sys/kernel/mm/ksm: its mm/ksm.c only records the advice; boot "
+                "Kernel(profile='2.6.32') or Kernel(profile='modern') to watch pages merge")
+        if not self.config_ksm:
+            return KsmdUnavailable("CONFIG_KSM is not set: this kernel has no ksmd and no "
+                                   "/sys/kernel/mm/ksm")
+        return None
+
+    @property
+    def ksmd(self) -> Ksmd:
+        """The ksmd thread (step it with .batch(), .full_scans(n), .run_for(ms))."""
+        missing = self._no_ksmd()
+        if missing is not None:
+            raise missing
+        if self.ksm.daemon is None:
+            self.ksm.daemon = Ksmd(self)
+        return self.ksm.daemon
+
+    @property
+    def sysfs(self) -> KsmSysfs:
+        """/sys/kernel/mm/ksm: ksmd's knobs and counters by file name."""
+        daemon = self.ksmd
+        if self.ksm.sysfs is None:
+            self.ksm.sysfs = KsmSysfs(self, daemon)
+        return self.ksm.sysfs
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -139,7 +180,9 @@ class Kernel:
     # -- hooks used by the mm code --------------------------------------------------------
 
     def page_unmapped(self, mm: MM, vpn: int, page: Page) -> None:
-        """A PTE mapping `page` went away (ksmd notices lazily; nothing to do here)."""
+        """A PTE mapping `page` went away. ksmd notices KSM pages lazily; only a KSM-placed
+        zero page is accounted at once (ksm_might_unmap_zero_page())."""
+        self.ksm.page_unmapped(mm, page)
 
     def file_mapped(self, f: File) -> bool:
         """Whether any VMA of any live process still maps `f`."""
@@ -179,9 +222,14 @@ class Kernel:
             addr = stop
 
     def ksmd_exit_mm(self, mm: MM, tr: Trace) -> None:
-        """__ksm_exit() for a kernel with ksmd: drop the mm's slot."""
-        self.ksm.remove(mm)
-        tr.note("__ksm_exit", "mm_slot freed")
+        """__ksm_exit() for a kernel with ksmd: free the mm's slot now or leave it to ksmd."""
+        self.ksm.exit_mm(mm, tr)
+
+    def ksm_vma_flags(self, mm: MM, file: File | None, vm_flags: VM, tr: Trace) -> VM:
+        """ksm_vma_flags(): a new mapping of an MMF_VM_MERGE_ANY mm is VM_MERGEABLE."""
+        if not self.config_ksm:
+            return vm_flags
+        return ksm_vma_flags(mm, file, vm_flags, tr)
 
 
 def file_page(f: File, pgoff: int) -> Page:
@@ -296,6 +344,20 @@ class Process:
         call = f"madvise({addr:#x}, {length}, {advice_name(advice)})"
         return self._syscall(call, lambda tr: sys_madvise(
             self.mm, addr & 2**64 - 1, length & 2**64 - 1, advice, tr))
+
+    def prctl(self, option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0,
+              arg5: int = 0) -> int:
+        """prctl(2) with PR_SET_MEMORY_MERGE (67) or PR_GET_MEMORY_MERGE (68), the options this
+        book models; returns the result (PR_GET: 0 or 1) or raises OSError."""
+        _check_ints(option=option, arg2=arg2, arg3=arg3, arg4=arg4, arg5=arg5)
+        if option not in (PR_SET_MEMORY_MERGE, PR_GET_MEMORY_MERGE):
+            raise ValueError(f"prctl option {option} is not modelled: only "
+                             f"PR_SET_MEMORY_MERGE ({PR_SET_MEMORY_MERGE}) and "
+                             f"PR_GET_MEMORY_MERGE ({PR_GET_MEMORY_MERGE})")
+        name = "PR_SET_MEMORY_MERGE" if option == PR_SET_MEMORY_MERGE else "PR_GET_MEMORY_MERGE"
+        args = (arg2, arg3, arg4, arg5)
+        return self._syscall(f"prctl({name}, {arg2}, {arg3}, {arg4}, {arg5})",
+                             lambda tr: sys_prctl_memory_merge(self.mm, option, args, tr))
 
     def fork(self, name: str = "") -> Process:
         """fork(2): a child with a copy of this address space (dup_mmap())."""

@@ -569,6 +569,13 @@ class MM:
             charged = vm_flags & (VM.VM_NORESERVE | VM.VM_SHARED | VM.VM_WRITE)
             if not huge and charged == VM.VM_WRITE:
                 vm_flags |= VM.VM_ACCOUNT  # accountable_mapping()
+            # prctl(PR_SET_MEMORY_MERGE): ksm_vma_flags(), before the merge attempt where
+            # can_set_ksm_flags_early() (anonymous and shmem mappings, 6.17), else after it.
+            merge_any = bool(self.flags & MMF.MMF_VM_MERGE_ANY)
+            early = self.profile.merge_any_flags_before_merge and (
+                file is None or file.fs == "tmpfs")
+            if merge_any and early:
+                vm_flags = k.ksm_vma_flags(self, file, vm_flags, tr)
             _, prev = self.find_vma_prev(addr)
             shared_anon = file is None and vm_flags & VM.VM_SHARED
             if not shared_anon:
@@ -586,6 +593,8 @@ class MM:
                 file.huge_reserved = length // HPAGE_SIZE
                 k.hugepages_reserved += file.huge_reserved
                 tr.note("hugetlbfs_file_mmap", f"sets {flag_names(self.profile.hugetlb_flags)}")
+            if merge_any and not early:
+                vm_flags = k.ksm_vma_flags(self, file, vm_flags, tr)
             vma = VMA(addr, end, vm_flags, pgoff, file)
             self.insert(vma)
             tr.note("vma_link", f"new VMA {addr:#x}-{end:#x}, map_count {self.map_count}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 from .constants import MADV, VM
 
@@ -134,6 +135,44 @@ class Profile:
     #: Kernel function names that this kernel calls by another name.
     renamed: Mapping[str, str] = field(default_factory=dict)
     real_bits: Mapping[VM, int] = field(default_factory=dict)
+    # -- ksmd (mm/ksm.c); the seed has none ------------------------------------------------
+    #: Writable files of /sys/kernel/mm/ksm with their boot values, in ksm_attrs[] order.
+    #: None stands for "totalram_pages / 4" (2.6.32 max_kernel_pages).
+    ksm_knobs: Mapping[str, int | str | None] = field(default_factory=dict)
+    #: Read-only files of /sys/kernel/mm/ksm (the counters), in ksm_attrs[] order.
+    ksm_counters: tuple[str, ...] = ()
+    #: How the *_store() functions parse numbers: "strict_strtoul" (2.6.32: digits and one
+    #: trailing newline) or "kstrtox" (kstrtouint() & co: an optional "+", ERANGE on overflow).
+    ksm_number_parser: str = "kstrtox"
+    #: calc_checksum(): jhash2(seed 17) in 2.6.32, xxhash(seed 0) truncated to 32 bits later.
+    ksm_checksum: str = "xxhash"
+    #: sizeof(struct ksm_rmap_item), the cost that general_profit subtracts per item.
+    rmap_item_size: int = 64
+    #: cmp_and_merge_page() computes the checksum of a non-KSM page *before* searching the
+    #: stable tree (6.12 and 6.18; 6.1 and 2.6.32 searched the stable tree first).
+    checksum_before_stable_search: bool = False
+    #: Separate struct stable_node objects (2.6.33); in 2.6.32 a stable-tree node is the first
+    #: rmap_item of the KSM page, and nodes are found stale through their items' addresses.
+    stable_node_objects: bool = True
+    #: The scanned page itself becomes the KSM page (2.6.33); 2.6.32 copies it into a newly
+    #: allocated kernel page, limited by max_kernel_pages.
+    ksm_page_in_place: bool = True
+    #: ksm_do_scan() rule of 2.6.32: a KSM page whose item is in the stable tree and that is
+    #: mapped only once is broken back into a normal page. Later kernels keep it a KSM page.
+    break_unshared_ksm_page: bool = False
+    #: get_next_rmap_item() unlinks a reused item from the unstable tree (2.6.32); later kernels
+    #: leave that to cmp_and_merge_page() or should_skip_rmap_item().
+    unlink_unstable_on_revisit: bool = False
+    #: prctl(PR_SET_MEMORY_MERGE / PR_GET_MEMORY_MERGE) exist (6.4).
+    prctl_memory_merge: bool = False
+    #: Under MMF_VM_MERGE_ANY a new anonymous or shmem mmap gets VM_MERGEABLE *before*
+    #: vma_merge(), so it merges with mergeable neighbours (6.17, "mm: prevent KSM from
+    #: breaking VMA merging for new VMAs"); before 6.17 ksm_add_vma() marked it afterwards.
+    merge_any_flags_before_merge: bool = False
+    #: ksmd dropping a slot clears only MMF_VM_MERGEABLE, keeping MMF_VM_MERGE_ANY, and a later
+    #: mmap re-registers the mm ("mm/ksm: fix exec/fork inheritance support for prctl",
+    #: 6.19, in 6.18.y stable; 6.12 cleared both bits).
+    slot_drop_keeps_merge_any: bool = False
 
     def fn(self, name: str) -> str:
         """`name` as this kernel spells the function."""
@@ -190,9 +229,24 @@ _SEED = Profile(
     remove_filesystems=frozenset({"tmpfs"}),
 )
 
+# 2.6.32 mm/ksm.c: ksm_attrs[] and the store functions' strict_strtoul().
+_KSM_2632: dict[str, Any] = {
+    "ksm_knobs": MappingProxyType({"sleep_millisecs": 20, "pages_to_scan": 100, "run": 0,
+                                   "max_kernel_pages": None}),
+    "ksm_counters": ("pages_shared", "pages_sharing", "pages_unshared", "pages_volatile",
+                     "full_scans"),
+    "ksm_number_parser": "strict_strtoul",
+    "ksm_checksum": "jhash2",
+    "checksum_before_stable_search": False,
+    "stable_node_objects": False,
+    "ksm_page_in_place": False,
+    "break_unshared_ksm_page": True,
+    "unlink_unstable_on_revisit": True,
+}
+
 _V2632 = Profile(**{**_SEED.__dict__, "name": "2.6.32",
                     "title": "Linux 2.6.32 (mm/ksm.c with ksmd)",
-                    "unmerge_pages": True, "has_ksmd": True})
+                    "unmerge_pages": True, "has_ksmd": True, **_KSM_2632})
 
 _MODERN = Profile(
     name="modern",
@@ -230,6 +284,28 @@ _MODERN = Profile(
         "sys_munmap": "do_vmi_munmap", "do_munmap": "do_vmi_align_munmap",
     }),
     real_bits=MappingProxyType(_BITS_MODERN),
+    # 6.18 mm/ksm.c ksm_attrs[] (checked against /sys/kernel/mm/ksm of this machine).
+    ksm_knobs=MappingProxyType({
+        "sleep_millisecs": 20, "pages_to_scan": 100, "run": 0, "merge_across_nodes": 1,
+        "max_page_sharing": 256, "stable_node_chains_prune_millisecs": 2000,
+        "use_zero_pages": 0, "smart_scan": 1, "advisor_mode": "none", "advisor_max_cpu": 70,
+        "advisor_min_pages_to_scan": 500, "advisor_max_pages_to_scan": 30000,
+        "advisor_target_scan_time": 200,
+    }),
+    ksm_counters=("pages_scanned", "pages_shared", "pages_sharing", "pages_unshared",
+                  "pages_volatile", "pages_skipped", "ksm_zero_pages", "full_scans",
+                  "stable_node_chains", "stable_node_dups", "general_profit"),
+    ksm_number_parser="kstrtox",
+    ksm_checksum="xxhash",
+    rmap_item_size=64,
+    checksum_before_stable_search=True,
+    stable_node_objects=True,
+    ksm_page_in_place=True,
+    break_unshared_ksm_page=False,
+    unlink_unstable_on_revisit=False,
+    prctl_memory_merge=True,
+    merge_any_flags_before_merge=True,
+    slot_drop_keeps_merge_any=True,
 )
 
 PROFILES: Mapping[str, Profile] = MappingProxyType(
