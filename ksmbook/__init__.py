@@ -10,6 +10,8 @@
 
 from .constants import HPAGE_SIZE, MADV, MAP, MMF, PAGE_SIZE, PROT, VM
 from .kernel import DRIVER_STYLES, KSM_KCONFIG_HELP, Kernel, Process
+from .ksm import PR_GET_MEMORY_MERGE, PR_SET_MEMORY_MERGE
+from .ksmd import KsmdIdle, KsmdUnavailable
 from .mm import VMA, File
 from .procfs import MapEntry
 from .profiles import PROFILES as _PROFILE_TABLE
@@ -24,6 +26,7 @@ globals().update({m.name: m for enum_ in (PROT, MAP, MADV, VM, MMF) for m in enu
 
 __all__ = ["Kernel", "Process", "VMA", "File", "MapEntry", "Trace", "Profile", "PROFILES",
            "get_profile", "errno_name", "PAGE_SIZE", "HPAGE_SIZE", "PROT", "MAP", "MADV",
-           "VM", "MMF", "DRIVER_STYLES", "KSM_KCONFIG_HELP"]
+           "VM", "MMF", "DRIVER_STYLES", "KSM_KCONFIG_HELP", "PR_SET_MEMORY_MERGE",
+           "PR_GET_MEMORY_MERGE", "KsmdIdle", "KsmdUnavailable"]
 __all__ += [m.name for enum_ in (PROT, MAP, MADV, VM, MMF) for m in enum_ if m.name]
 __version__ = "0.1.0"

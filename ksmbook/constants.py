@@ -179,7 +179,7 @@ class MMF(enum.IntFlag):
 
 #: errno values of x86-64 Linux, with their names.
 ERRNO_NAMES = {
-    1: "EPERM", 4: "EINTR", 9: "EBADF", 11: "EAGAIN", 12: "ENOMEM", 13: "EACCES",
-    14: "EFAULT", 16: "EBUSY", 17: "EEXIST", 19: "ENODEV", 22: "EINVAL", 38: "ENOSYS",
-    75: "EOVERFLOW", 95: "EOPNOTSUPP",
+    1: "EPERM", 3: "ESRCH", 4: "EINTR", 9: "EBADF", 11: "EAGAIN", 12: "ENOMEM",
+    13: "EACCES", 14: "EFAULT", 16: "EBUSY", 17: "EEXIST", 19: "ENODEV", 22: "EINVAL",
+    34: "ERANGE", 38: "ENOSYS", 75: "EOVERFLOW", 95: "EOPNOTSUPP",
 }

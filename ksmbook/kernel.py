@@ -82,6 +82,7 @@ class Kernel:
         self.ksm = KsmState(self)
         self._faults: dict[str, int] = {}
         self._next_pid = 1
+        self._ino = 0
 
     def __repr__(self) -> str:
         return (f"Kernel(profile={self.profile.name!r}, config_ksm={self.config_ksm}, "
@@ -136,7 +137,7 @@ class Kernel:
             raise ValueError("size must not be negative")
         path = name if name.startswith("/") else f"/tmp/{name}"
         kind = "shmem" if fs == "tmpfs" else "regular"
-        f = File(path, size, kind=kind, fs=fs, writable=writable)
+        f = File(path, size, kind=kind, fs=fs, writable=writable, ino=self.next_ino())
         for i, c in enumerate(contents or ()):
             f.pages[i] = Page(int(c), mapcount=0, anon=False)
         self.files[path] = f
@@ -157,9 +158,15 @@ class Kernel:
         if missing:
             raise ValueError(f"{flag_names(missing)} does not exist in the "
                              f"{self.profile.name} kernel")
-        f = File(f"/dev/{name}", size, kind="device", fs="devtmpfs", vm_flags=flags)
+        f = File(f"/dev/{name}", size, kind="device", fs="devtmpfs", vm_flags=flags,
+                 ino=self.next_ino())
         self.files[f.path] = f
         return f
+
+    def next_ino(self) -> int:
+        """A new inode number (each kernel counts its own, so equal histories print alike)."""
+        self._ino += 1
+        return self._ino
 
     def inject(self, point: str, times: int = 1) -> None:
         """Make the next `times` passes through a fault point fail: "__ksm_enter" and

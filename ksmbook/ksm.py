@@ -331,7 +331,9 @@ def __ksm_enter(mm: MM, tr: Trace) -> int:
     k = mm.kernel
     with tr.enter("__ksm_enter"):
         if k.should_fail("__ksm_enter"):
-            tr.note("__ksm_enter", "alloc_mm_slot() failed: ENOMEM")
+            why = ("injected failure (the seed's dummy cannot fail)" if not k.profile.has_ksmd
+                   else "alloc_mm_slot() failed")
+            tr.note("__ksm_enter", f"{why}: ENOMEM")
             return -errno.ENOMEM
         if k.profile.has_ksmd:
             was_empty = not k.ksm.slots

@@ -84,7 +84,7 @@ class File:
     vm_flags: VM = VM(0)
     vm_ops_close: bool = False
     deleted: bool = False
-    ino: int = field(default_factory=lambda: next(_ids))
+    ino: int = 0
     #: Page cache: page offset -> Page (absent = a hole, all zeros).
     pages: dict[int, Page] = field(default_factory=dict)
     huge_reserved: int = 0
@@ -477,7 +477,8 @@ class MM:
             return -errno.EBADF
         if flags & MAP.MAP_HUGETLB and file is None:
             length = (length + HPAGE_SIZE - 1) // HPAGE_SIZE * HPAGE_SIZE
-            file = File("/anon_hugepage", length, kind="hugetlb", fs="hugetlbfs", deleted=True)
+            file = File("/anon_hugepage", length, kind="hugetlb", fs="hugetlbfs", deleted=True,
+                        ino=k.next_ino())
             tr.note("sys_mmap_pgoff", "MAP_HUGETLB: hugetlb_file_setup(), length rounded to 2 MiB")
         if length == 0:
             tr.note(fn, "len 0: EINVAL")
@@ -520,6 +521,10 @@ class MM:
             vm_flags |= VM.VM_LOCKED
         # MAP_TYPE is 0xf; MAP_SHARED_VALIDATE (3) arrived with MAP_FIXED_NOREPLACE's kernels.
         mtype = flags & 0xF
+        if (p.growsdown_private_anon_only and vm_flags & VM.VM_GROWSDOWN
+                and (file is not None or mtype != MAP.MAP_PRIVATE)):
+            tr.note(fn, "MAP_GROWSDOWN on a shared or file mapping: EINVAL")
+            return -errno.EINVAL
         if file is not None:
             if mtype == MAP.MAP_SHARED or (mtype == MAP.MAP_SHARED_VALIDATE and p.fixed_noreplace):
                 if prot & PROT.PROT_WRITE and not file.writable:
@@ -583,7 +588,8 @@ class MM:
                 if merged is not None:
                     return addr
             if shared_anon:
-                file = File("/dev/zero", length, kind="shmem", fs="tmpfs", deleted=True)
+                file = File("/dev/zero", length, kind="shmem", fs="tmpfs", deleted=True,
+                            ino=k.next_ino())
                 tr.note("shmem_zero_setup", "shared anonymous memory is a tmpfs file")
             elif file is not None and file.kind == "device":
                 vm_flags |= file.vm_flags

@@ -79,6 +79,9 @@ _BITS_MODERN = {V.VM_LOCKONFAULT: 0x80000, V.VM_SYNC: 0x800000, V.VM_WIPEONFORK:
                 V.VM_DROPPABLE: 1 << 40, V.VM_MAYBE_GUARD: 0x800}
 
 
+_CODES_CACHE: dict[tuple[str, int], tuple[str, ...]] = {}
+
+
 @dataclass(frozen=True)
 class Profile:
     """One kernel version's behaviour, as data."""
@@ -127,6 +130,8 @@ class Profile:
     fixed_noreplace: bool
     #: Stack guard gap kept below a VM_GROWSDOWN VMA by placement (4.12: 256 pages; 0 before).
     stack_guard_gap: int
+    #: MAP_GROWSDOWN is refused (EINVAL) on shared and file mappings (6.x do_mmap()).
+    growsdown_private_anon_only: bool
     #: MADV_REMOVE needs VM_SHARED|VM_WRITE (2.6.32) rather than VM_SHARED|VM_MAYWRITE (6.x),
     #: and works only where the filesystem can punch holes: tmpfs (2.6.32 truncate_range),
     #: or any fallocate(PUNCH_HOLE) filesystem (6.x).
@@ -188,9 +193,11 @@ class Profile:
 
     def codes(self, flags: VM) -> list[str]:
         """smaps VmFlags codes of `flags`, in bit order as the kernel prints them."""
-        return [code for flag, code in sorted(self.smaps_codes.items(),
-                                              key=lambda kv: self.real_bit(kv[0]))
-                if flags & flag]
+        key = (self.name, int(flags))
+        if key not in _CODES_CACHE:
+            order = sorted(self.smaps_codes.items(), key=lambda kv: self.real_bit(kv[0]))
+            _CODES_CACHE[key] = tuple(code for flag, code in order if flags & flag)
+        return list(_CODES_CACHE[key])
 
     def real_bit(self, flag: VM) -> int:
         """The flag's bit value in this kernel's include/linux/mm.h."""
@@ -225,6 +232,7 @@ _SEED = Profile(
     smaps_vmflags=False,
     fixed_noreplace=False,
     stack_guard_gap=0,
+    growsdown_private_anon_only=False,
     remove_needs_write=True,
     remove_filesystems=frozenset({"tmpfs"}),
 )
@@ -275,6 +283,7 @@ _MODERN = Profile(
     smaps_vmflags=True,
     fixed_noreplace=True,
     stack_guard_gap=256 << 12,
+    growsdown_private_anon_only=True,
     remove_needs_write=False,
     remove_filesystems=frozenset({"tmpfs", "ext4", "hugetlbfs"}),
     renamed=MappingProxyType({
