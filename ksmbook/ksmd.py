@@ -1384,7 +1384,8 @@ def predict(contents: Sequence[Any] | None, *, profile: str = "modern", scans: i
                 i += 1
         p.madvise(a, len(pages) * PAGE_SIZE, MADV.MADV_MERGEABLE)
     sysfs = k.sysfs
-    sysfs["use_zero_pages"] = use_zero_pages
+    if use_zero_pages or "use_zero_pages" in sysfs:
+        sysfs["use_zero_pages"] = use_zero_pages
     if max_page_sharing is not None:
         sysfs["max_page_sharing"] = max_page_sharing
     if smart_scan is not None:

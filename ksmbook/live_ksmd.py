@@ -534,7 +534,7 @@ class Ksmd:
             "rmap_items": c["pages_shared"] + c["pages_sharing"] + c["pages_unshared"]
             + c["pages_volatile"],
             "merging_pages": c["pages_shared"] + c["pages_sharing"],
-            "zero_pages": c.get("ksm_zero_pages", 0),
+            "zero_pages": c.get("ksm_zero_pages", 0) - self.base.get("ksm_zero_pages", 0),
         }
         return "; ".join(f"{k}: global {glob[k]} != this session's {mine[k]}"
                          for k in mine if mine[k] != glob[k])
@@ -789,10 +789,16 @@ def measure(contents: Sequence[Any] | None, *, use_zero_pages: int = 0,
 
 
 def _relative(counters: dict[str, int], base: dict[str, int]) -> dict[str, Any]:
+    """Counters with what the reset did not clear taken out: pages_scanned and pages_skipped
+    are never reset, and ksm_zero_pages can carry KSM zero pages that no process owns (6.18's
+    ksm_fork() counts a parent's zero pages in VM_DONTCOPY areas for the child too, and
+    nothing takes them off again), which also shifts general_profit."""
     out: dict[str, Any] = dict(counters)
-    for name in ("pages_scanned", "pages_skipped"):
+    for name in ("pages_scanned", "pages_skipped", "ksm_zero_pages"):
         if name in counters:
             out[name] = counters[name] - base.get(name, 0)
+    if "general_profit" in counters:
+        out["general_profit"] = counters["general_profit"] - base.get("ksm_zero_pages", 0) * 4096
     return out
 
 

@@ -14,6 +14,7 @@
 from .answers import AnswerError, LayoutEntry, parse_layout, parse_result
 from .core import BASE, KINDS, Exercise, Feedback
 from .generators import GENERATORS, Generator, generate, register
+from .ksmd import KSMD_GENERATORS, KsmdExercise, generate_ksmd
 from .sets import (
     CHAPTER_SETS,
     CHAPTERS,
@@ -27,4 +28,4 @@ from .sets import (
 __all__ = ["Exercise", "Feedback", "AnswerError", "LayoutEntry", "BASE", "KINDS", "GENERATORS",
            "Generator", "generate", "register", "chapter_exercises", "problem_set",
            "student_seed", "CHAPTERS", "CHAPTER_SETS", "QUIZ_POOLS", "QUIZ_VERSION",
-           "parse_layout", "parse_result"]
+           "parse_layout", "parse_result", "KsmdExercise", "KSMD_GENERATORS", "generate_ksmd"]

@@ -14,6 +14,7 @@ import random
 from ..profiles import get_profile
 from .core import Exercise
 from .generators import generate
+from .ksmd import KSMD_GENERATORS, KsmdExercise, generate_ksmd
 
 __all__ = ["CHAPTERS", "CHAPTER_SETS", "QUIZ_VERSION", "QUIZ_POOLS", "chapter_exercises",
            "problem_set", "student_seed"]
@@ -32,7 +33,7 @@ CHAPTERS = {
 }
 
 #: Each chapter's exercises: (generator, seed, profile or None for the default "seed").
-#: Chapters 7 and 8 have none yet; their generators go here when they exist.
+#: Chapters 7 and 8 use the ksmd generators of ``ksmbook.exercises.ksmd``.
 CHAPTER_SETS: dict[int, tuple[tuple[str, int, str | None], ...]] = {
     0: (("warmup", 0, None),),
     1: (("mmap-merge", 2, None), ("munmap-count", 8, None), ("munmap-count", 0, None),
@@ -49,8 +50,11 @@ CHAPTER_SETS: dict[int, tuple[tuple[str, int, str | None], ...]] = {
     6: (("then-now-willneed", 0, "seed"), ("then-now-willneed", 0, "modern"),
         ("then-now-free", 0, "2.6.32"), ("then-now-free", 0, "modern"),
         ("then-now-account", 0, "2.6.32"), ("then-now-account", 0, "modern")),
-    7: (),
-    8: (),
+    7: (("ksmd-mix", 0, "modern"), ("ksmd-mix", 6, "modern"), ("ksmd-cow", 0, "2.6.32"),
+        ("ksmd-cow", 0, "modern"), ("ksmd-max-sharing", 2, "modern"),
+        ("ksmd-profit", 0, "modern"), ("ksmd-smart-scan", 1, "modern")),
+    8: (("slow-writes", 0, "modern"), ("probe-guess", 7, "modern"),
+        ("probe-guess", 1, "modern"), ("probe-guess", 0, "modern"), ("probe-scans", 0, "modern")),
 }
 
 #: The generators a quiz draws from, by quiz version. Never edit a published pool.
@@ -64,7 +68,7 @@ QUIZ_VERSION = max(QUIZ_POOLS)
 
 
 def chapter_exercises(chapter: int, *, seed: int = 0, profile: str | None = None
-                      ) -> list[Exercise]:
+                      ) -> list[Exercise | KsmdExercise]:
     """The exercises that end `chapter` (0-8), titled "Exercise C.N".
 
     seed 0 gives the book's published problems; another seed gives other problems of the same
@@ -74,11 +78,12 @@ def chapter_exercises(chapter: int, *, seed: int = 0, profile: str | None = None
         raise ValueError(f"no chapter {chapter}; chapters are {min(CHAPTERS)}-{max(CHAPTERS)}")
     if profile is not None:
         get_profile(profile)
-    out = []
+    out: list[Exercise | KsmdExercise] = []
     for n, (name, published, own) in enumerate(CHAPTER_SETS[chapter], 1):
         s = published if seed == 0 else random.Random(
             f"ksmbook/chapter/{chapter}/{n}/{seed}").getrandbits(32)
-        ex = generate(name, s, profile or own or "seed")
+        make = generate_ksmd if name in KSMD_GENERATORS else generate
+        ex = make(name, s, profile or own or "seed")
         ex.title = f"Exercise {chapter}.{n}"
         out.append(ex)
     return out

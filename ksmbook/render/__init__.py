@@ -13,6 +13,16 @@ which is what a notebook's stored output is checked against.
 from __future__ import annotations
 
 from .diagram import KIND_COLORS, KIND_LABELS, LABEL_LIMIT, LANES, Lane, SpaceFigure, view_of
+from .ksm_pages import (
+    counters_plot,
+    page_diagram,
+    page_state,
+    pages_text,
+    show_counters,
+    show_pages,
+    show_probe,
+    use_png,
+)
 from .layout import Gap, Layout
 from .show import address_space, before_after, processes, show, show_change, to_svg
 from .snapshot import KINDS, Region, Snapshot, from_entries, kind_of, snapshot, snapshots
@@ -32,5 +42,6 @@ __all__ = [
     "maps_text", "changes", "changes_text", "Change", "Changes", "addr_text", "size_text",
     "outcome_text", "to_svg", "address_space", "before_after", "processes", "show", "show_change",
     "SpaceFigure", "view_of", "Layout", "Gap", "Lane", "LANES", "KIND_COLORS", "KIND_LABELS",
-    "LABEL_LIMIT",
+    "LABEL_LIMIT", "page_state", "pages_text", "page_diagram", "counters_plot", "show_pages",
+    "show_counters", "show_probe", "use_png",
 ]

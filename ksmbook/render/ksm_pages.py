@@ -11,6 +11,8 @@ kernel. A page is in one of these states (mm/ksm.c):
 * ``unscanned``: a page of a mergeable area that has no rmap_item yet;
 * ``volatile``: it has an rmap_item in neither tree (its checksum changed since the last visit,
   or smart_scan skipped it, or it waits for its second visit);
+* ``stale``: its rmap_item still hangs in the stable tree, but the address no longer maps that
+  KSM page (it was written since: ksmd notices at its next visit);
 * ``unstable``: its rmap_item is a node of this pass's unstable tree;
 * ``KSM page shared by N``: the address maps a KSM page that N page-table entries map;
 * ``KSM zero page``: use_zero_pages replaced it by the shared zero page.
@@ -53,6 +55,7 @@ STATE_CODES = {
     "unscanned": "new",
     "volatile": "V",
     "unstable": "U",
+    "stale": "S",
     "KSM page": "K",
     "KSM zero page": "Z0",
 }
@@ -94,10 +97,12 @@ class PageRow:
         """The state as the table prints it."""
         if self.state == "KSM page":
             return f"KSM page shared by {self.sharers}"
-        if self.state in ("volatile", "unstable", "unscanned", "not mergeable") \
-                and self.sharers > 1:
-            return f"{self.state} (mapped {self.sharers} times)"
-        return self.state
+        label = self.state
+        if self.state == "stale":
+            label = "stale: written since, its rmap_item is still in the stable tree"
+        if self.state != "untouched" and self.sharers > 1:
+            label += f" (mapped {self.sharers} times)"
+        return label
 
 
 @dataclass(frozen=True)
@@ -245,7 +250,7 @@ def _row(process: str, pid: int, addr: int, page: Any, item: str | None, mergeab
     elif item is None:
         state = "unscanned"
     else:
-        state = "unstable" if item == "unstable" else "volatile"
+        state = {"unstable": "unstable", "stable": "stale"}.get(item, "volatile")
     return PageRow(process, pid, addr, content, number(page_id), state, mapcount)
 
 
@@ -397,12 +402,15 @@ class PageFigure:
                     by_hatch.setdefault(hatch, []).append(box)
                     faces.setdefault(hatch, []).append(color)
                     self.cell_colors[key] = color
-                    ax.text(x + _CELL / 2, y + _CELL / 2, state.name(r.content)[:4],
-                            ha="center", va="center", fontsize=7,
+                    label, size = _cell_label(state.name(r.content))
+                    ax.text(x + _CELL / 2, y + _CELL / 2, label, ha="center", va="center",
+                            fontsize=size, linespacing=0.9,
                             color="white" if color in _DARK_TEXT else _INK, weight="bold")
                 code = STATE_CODES[r.state]
                 if r.state == "KSM page":
                     code = f"K{r.sharers}"
+                elif r.sharers > 1:
+                    code += f" x{r.sharers}"
                 if code:
                     ax.text(x + _CELL / 2, y + _CELL + 0.1, code, ha="center", va="center",
                             fontsize=6.5, color=_INK)
@@ -453,7 +461,7 @@ class PageFigure:
                 face, hatch = colors.get(node.content, ("white", ""))
                 ax.add_patch(_box(x, yy, min(_NODE_W, step - 0.05), face, hatch, color))
                 if isinstance(node, KsmNode):
-                    text = f"{state.name(node.content)[:4]} #{node.page}"
+                    text = f"{_cell_label(state.name(node.content))[0]} #{node.page}"
                     if node.chain:
                         ax.text(x + 0.03, yy + _NODE_H + 0.12, f"dup of {node.chain}",
                                 fontsize=6, color=_INK)
@@ -466,7 +474,8 @@ class PageFigure:
                     targets = ((node.process, node.address),)
                     kind = "unstable"
                 ax.text(x + min(_NODE_W, step - 0.05) / 2, yy + _NODE_H / 2, text,
-                        ha="center", va="center", fontsize=7, weight="bold",
+                        ha="center", va="center", fontsize=7 if len(text) < 9 else 6,
+                        linespacing=0.9, weight="bold",
                         color="white" if face in _DARK_TEXT else _INK)
                 top = (x + min(_NODE_W, step - 0.05) / 2, yy)
                 for proc, addr in targets:
@@ -482,12 +491,21 @@ class PageFigure:
 
     def _legend(self, state: PageState, height: float) -> None:
         codes = ",  ".join(f"{c} {s}" for s, c in STATE_CODES.items() if c and s != "KSM page")
-        text = (f"under each page: KN = KSM page mapped N times,  {codes};  dashed box: untouched,"
-                "  grey: zero-filled")
+        text = (f"under each page: KN = KSM page mapped N times,  {codes},  xN: mapped N times\n"
+                "dashed box: untouched,  grey: zero-filled")
         if state.has_ksmd:
-            text += ("\nsolid blue line: page merged into that KSM page (stable tree);  "
-                     "dashed orange line: page waiting in the unstable tree")
+            text += (";  solid blue line: merged into that KSM page (stable tree);  "
+                     "dashed orange line: in the unstable tree")
         self.ax.text(0.1, height - 0.1, text, fontsize=6.5, color=_GREY, va="bottom")
+
+
+def _cell_label(name: str) -> tuple[str, float]:
+    """A content's name as it fits in a cell: up to 4 characters as they are, longer names
+    broken at spaces (at most 2 lines of 5) in a smaller font."""
+    if len(name) <= 4:
+        return name, 7
+    lines = name.split(" ", 1) if " " in name else [name[:5], name[5:10]]
+    return "\n".join(line[:5] for line in lines if line), 5.5
 
 
 def _box(x: float, y: float, w: float, face: str, hatch: str, edge: str) -> Any:
@@ -597,12 +615,11 @@ def _display(fig: Figure) -> None:
 
 
 def show_pages(kernel: Kernel | PageState, *, title: str | None = None,
-               names: Mapping[int, str] | None = None) -> PageState:
-    """Display the page diagram (PNG) and print its text twin; returns the state shown."""
+               names: Mapping[int, str] | None = None) -> None:
+    """Display the page diagram (PNG) and print its text twin."""
     state = kernel if isinstance(kernel, PageState) else page_state(kernel, names=names)
     _display(page_diagram(state, title=title))
     print(pages_text(state))
-    return state
 
 
 def show_counters(history: Sequence[Mapping[str, int]], *, title: str | None = None,

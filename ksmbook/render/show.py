@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 
 from ..trace import Trace
 from .diagram import SpaceFigure
+from .ksm_pages import use_png
 from .snapshot import Snapshot, snapshot, snapshots
 from .text import changes_text, maps_text
 
@@ -49,21 +50,7 @@ def processes(kernel_or_list: Kernel | Iterable[Process | Snapshot], *,
     return SpaceFigure().show_rows(rows, title=title)
 
 
-def _enable_inline_png() -> None:
-    """Show a Figure as a PNG in IPython, as ``%matplotlib inline`` would: figures here are
-    made without pyplot, which would otherwise leave only their text repr in a notebook."""
-    try:
-        from IPython import get_ipython
-        from IPython.core.pylabtools import print_figure
-    except ImportError:
-        return
-    shell = get_ipython()
-    if shell is not None:
-        shell.display_formatter.formatters["image/png"].for_type(
-            Figure, lambda fig: print_figure(fig, "png", bbox_inches="tight"))
-
-
-_enable_inline_png()
+use_png()
 
 
 def _display(fig: Figure) -> None:

@@ -1,4 +1,5 @@
-"""Jupyter widgets that drive the simulated kernel: `Explorer`.
+"""Jupyter widgets that drive the simulated kernel: `Explorer` (address spaces and
+madvise) and `KsmdStepper` (ksmd, page by page).
 
     from ksmbook.widgets import Explorer
     Explorer(profile="seed", config_ksm=True)
@@ -7,5 +8,6 @@
 from __future__ import annotations
 
 from .explorer import MAP_KINDS, PROTS, Explorer, InputError, Step
+from .ksmd import KsmdStepper
 
-__all__ = ["Explorer", "InputError", "Step", "MAP_KINDS", "PROTS"]
+__all__ = ["Explorer", "KsmdStepper", "InputError", "Step", "MAP_KINDS", "PROTS"]

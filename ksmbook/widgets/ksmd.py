@@ -39,7 +39,7 @@ __all__ = ["KsmdStepper", "InputError", "demo_kernel", "DEMO_NAMES"]
 
 #: Names of the demo's page contents.
 DEMO_NAMES = {1: "X", 2: "Y", 3: "Z"}
-_TRACE_LINES = 60
+_TRACE_LINES = 120
 _NUMBER = re.compile(r"(0x[0-9a-fA-F]+|\d+)\Z")
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -98,7 +98,8 @@ class KsmdStepper:
     ``setup`` makes the kernel to start from (and again on Reset); default `demo_kernel`.
     ``names`` gives page contents names (default: X, Y, Z for 1, 2, 3). Display it as a cell's
     last value. For tests: `kernel`, `history` (counters after each full scan), `state`,
-    `pages_text`, `view`, `message`, `last_write` (the fault kind of the last write).
+    `pages_text`, `view`, `message`, `last_write` (the fault kind of the last write), `traces`
+    (ksmd's traces of the last step).
     """
 
     def __init__(self, setup: Callable[[], Kernel] | None = None, *,
@@ -108,6 +109,7 @@ class KsmdStepper:
         self.errors: list[Exception] = []
         self.message = ""
         self.last_write: str | None = None
+        self.traces: list[Any] = []
         self.view = PageFigure()
         self.state: PageState | None = None
         self._syncing = False
@@ -198,6 +200,7 @@ class KsmdStepper:
         self._kernel = self._setup()
         self.history: list[dict[str, int]] = [dict(self._kernel.ksmd.counters())]
         self.last_write = None
+        self.traces = []
         modern = "smart_scan" in self._kernel.sysfs
         for name in ("smart_scan", "use_zero_pages", "max_page_sharing"):
             getattr(self, name).layout.display = None if modern else "none"
@@ -213,6 +216,7 @@ class KsmdStepper:
         k = self.kernel
         before = k.ksmd.counters()["full_scans"]
         report = k.ksmd.batch()
+        self.traces = [report.trace] if report.trace is not None else []
         self._record(before)
         if not report.ran:
             self._say("ksmd waited: ksmd_should_run() is false (run is not 1, or no mm is "
@@ -226,7 +230,9 @@ class KsmdStepper:
     @_guarded
     def _on_scan(self, _: object = None) -> None:
         k = self.kernel
+        batches = k.ksmd.batches
         counters = k.ksmd.full_scans(1)
+        self.traces = list(k.ksmd.log)[-(k.ksmd.batches - batches):]
         self.history.append(dict(counters))
         self._say(f"Full scan {counters['full_scans']} done.")
         self._refresh()
@@ -343,11 +349,10 @@ class KsmdStepper:
         self.table.value = _pre(pages_text(self.state), "ksmbook-text")
         self.counters_diagram.value = to_svg(counters_plot(self.history))
         self.counters_box.value = _pre(counters_table(self.history))
-        trace = k.ksmd.last_trace
-        if trace is None:
-            self.trace_box.value = _pre("(ksmd has not run yet)")
+        if not self.traces:
+            self.trace_box.value = _pre("(no ksmd step yet)")
         else:
-            lines = str(trace).splitlines()
+            lines = "\n".join(str(t) for t in self.traces).splitlines()
             more = len(lines) - _TRACE_LINES
             self.trace_box.value = _pre("\n".join(lines[:_TRACE_LINES])
                                         + (f"\n... {more} more lines" if more > 0 else ""))

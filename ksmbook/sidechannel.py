@@ -1,0 +1,484 @@
+"""Deduplication as a side channel: what a write costs, and what that tells another process.
+
+A page that KSM has merged is mapped read-only into every process that shares it. A write to it
+takes a page fault and gets a private copy: do_wp_page() never reuses a KSM page for a write
+(2.6.32 mm/memory.c: the reuse branch requires ``!PageKsm(old_page)``; 6.x:
+wp_can_reuse_anon_folio() refuses KSM folios), so it goes on to wp_page_copy(), which allocates
+a page, copies 4 KiB and changes the page table. A write to a private page that is mapped only
+once needs no fault at all. The difference is large and easy to time, and it only exists
+because *some other mapping had the same content*: that is the side channel.
+
+`classify` says which fault a write to a simulated page would take (it reads the simulated
+kernel's page tables, it does not change them); `LATENCY_US` gives each kind of fault the
+latency measured on this machine; `timed_write` performs a write on the simulator and returns
+a modelled latency for it, with noise from a seeded `random.Random`, so a notebook that uses it
+prints the same numbers on every run; `probe` is the attack: map pages holding guesses,
+advise them MERGEABLE, let ksmd scan, and time a write to each.
+
+Calibration: this machine (Linux 6.18.44 x86-64, AMD EPYC, 2 vCPUs), measured with::
+
+    python3 -m ksmbook.sidechannel --calibrate --pages 2048   (root, KSM built in)
+
+A helper process maps 2048 pages of each kind and forks a child that keeps the fork-shared
+ones; the live ksmd merges the mergeable ones (two exact full scans through
+``ksmbook.live_ksmd.session``: pages_to_scan 10,000,000, use_zero_pages 1, smart_scan 0, ksmd
+parked between scans and stopped while timing; every knob restored afterwards); the merges are
+checked in /proc/PID/ksm_stat; then the helper writes one byte to each page, in a shuffled
+order, between two ``time.perf_counter_ns()``. Microseconds; "- none" subtracts the first row,
+which is the cost of the timing itself (a ctypes call) plus a write that needs no fault::
+
+    kind          median    p10    p90  - none    p99   what the write does
+    none            0.86   0.73   1.03    0.00   2.79   private page mapped once: no fault
+    first-touch     2.90   2.64   3.21    2.04  10.67   do_anonymous_page(): a zeroed page
+    read-zero       3.21   2.96   3.58    2.35  10.91   wp_page_copy() from the zero page
+    cow             3.58   3.33   4.14    2.72  11.01   wp_page_copy(): page shared by fork()
+    cow-ksm         3.85   3.40   4.71    2.99  11.38   wp_page_copy(): a KSM page
+    cow-ksm-zero    3.21   2.96   3.62    2.35  10.78   wp_page_copy(): a KSM-placed zero page
+
+Over twelve runs (1024 and 2048 pages per kind) the medians moved by less than 0.25 us and the
+ratio cow-ksm / none stayed between 4.3 and 5.2; the p99 (interrupts and the like) between 6
+and 11 us. A write to a merged page costs about 4.5 times a write to a private one here (3 us
+more). It costs a little more than a copy after fork() (0.3 us), so the attacker's real signal
+is "fault or no fault": the attacker's own pages were written before, so any fault on them
+means ksmd merged them. With use_zero_pages=1, a zero page that ksmd replaced by the zero page
+costs what any zero page costs (cow-ksm-zero = read-zero): the write tells only that the page
+was all zeros and had been scanned.
+
+What the model leaves out: THP, swap, NUMA, caches that a real attacker must also defeat, the
+cost of a write fault that reuses its page (a page COW-shared after fork() whose other mapping
+is gone is counted here as "none"), and everything before the write: the attacker also pays
+for waiting until ksmd has scanned its pages twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import inspect
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .constants import MADV, MAP, PAGE_SHIFT, PAGE_SIZE, PROT, VM
+
+if TYPE_CHECKING:
+    from .kernel import Kernel, Process
+
+__all__ = ["NONE", "FIRST_TOUCH", "COW", "COW_KSM", "COW_KSM_ZERO", "KINDS", "KIND_TEXT",
+           "LATENCY_US", "SPREAD", "CALIBRATION", "classify", "model_latency",
+           "WriteTiming", "timed_write", "ProbeRow", "Probe", "probe", "threshold_us",
+           "measure_write_latency", "calibration_text", "main"]
+
+#: The kinds of fault a write can take (mm/memory.c handle_pte_fault()).
+NONE = "none"
+FIRST_TOUCH = "first-touch"
+COW = "cow"
+COW_KSM = "cow-ksm"
+COW_KSM_ZERO = "cow-ksm-zero"
+KINDS = (NONE, FIRST_TOUCH, COW, COW_KSM, COW_KSM_ZERO)
+#: What each kind of fault does, in the kernel's words.
+KIND_TEXT = {
+    NONE: "no fault: the page is private and mapped once",
+    FIRST_TOUCH: "do_anonymous_page(): a new zeroed page",
+    COW: "do_wp_page() -> wp_page_copy(): copy a page shared after fork()",
+    COW_KSM: "do_wp_page() -> wp_page_copy(): copy a KSM page",
+    COW_KSM_ZERO: "do_wp_page() -> wp_page_copy(): a new page for a KSM-placed zero page",
+}
+
+#: The measured calibration (microseconds): kind -> (median, p10, p90); see the module
+#: docstring for the command and the machine. "read-zero" is a page only read before (the
+#: shared zero page), which the simulator treats as untouched (FIRST_TOUCH).
+CALIBRATION: dict[str, tuple[float, float, float]] = {
+    NONE: (0.86, 0.73, 1.03),
+    FIRST_TOUCH: (2.90, 2.64, 3.21),
+    "read-zero": (3.21, 2.96, 3.58),
+    COW: (3.58, 3.33, 4.14),
+    COW_KSM: (3.85, 3.40, 4.71),
+    COW_KSM_ZERO: (3.21, 2.96, 3.62),
+}
+#: Modelled typical latency of each kind of write fault (the measured medians), microseconds.
+LATENCY_US = {kind: CALIBRATION[kind][0] for kind in KINDS}
+#: The spread of each kind: sigma of a log-normal fitted to the measured median and p90.
+SPREAD = {kind: math.log(CALIBRATION[kind][2] / CALIBRATION[kind][0]) / 1.2816
+          for kind in KINDS}
+
+
+# -- the cost model -------------------------------------------------------------------------
+
+def _vma_for_write(process: Process, addr: int) -> Any:
+    """The VMA a write at addr faults in, or OSError(EFAULT) as the write itself would give
+    (unmapped, not writable, or a guard page: SIGSEGV)."""
+    mm = process.mm
+    vma = mm.vma_at(addr)
+    if addr >> PAGE_SHIFT in mm.guards:
+        raise OSError(errno.EFAULT, f"{addr:#x} is a guard page: the write would raise SIGSEGV")
+    if vma is None or not vma.flags & VM.VM_WRITE:
+        what = "unmapped" if vma is None else "not writable"
+        raise OSError(errno.EFAULT, f"{addr:#x} is {what}: the write would raise SIGSEGV")
+    return vma
+
+
+def classify(process: Process, addr: int) -> str:
+    """The fault a write to `addr` would take now (handle_pte_fault(), do_anonymous_page(),
+    do_wp_page(), wp_page_copy() in mm/memory.c); reads the page tables, changes nothing.
+
+    One of KINDS. A shared mapping's page is written in place (NONE once it is mapped); an
+    absent page is FIRST_TOUCH (a page only read maps the shared zero page on a real kernel;
+    the simulator maps nothing on a read, and the two cost the same, see CALIBRATION).
+    """
+    vma = _vma_for_write(process, addr)
+    page = process.mm.ptes.get(addr >> PAGE_SHIFT)
+    if page is None:
+        return FIRST_TOUCH
+    if vma.flags & VM.VM_SHARED:
+        return NONE
+    kernel = process.kernel
+    if kernel.profile.has_ksmd and page is kernel.ksm.zero_page:
+        return COW_KSM_ZERO
+    if page.ksm is not None:
+        return COW_KSM
+    if not page.anon or page.mapcount > 1:
+        return COW
+    return NONE
+
+
+def model_latency(kind: str, rng: random.Random | None = None) -> float:
+    """A modelled latency (us) for a write taking fault `kind`: the measured median, or with
+    `rng` a draw from a log-normal around it with the measured spread."""
+    median = LATENCY_US[kind]
+    if rng is None:
+        return median
+    return median * math.exp(SPREAD[kind] * rng.gauss(0.0, 1.0))
+
+
+def threshold_us() -> float:
+    """Where an attacker puts the line between "no fault" and "some fault": the geometric mean
+    of the two medians."""
+    return math.sqrt(LATENCY_US[NONE] * LATENCY_US[FIRST_TOUCH])
+
+
+@dataclass(frozen=True)
+class WriteTiming:
+    """One timed write: where, the fault it took and its modelled latency (us)."""
+
+    pid: int
+    address: int
+    kind: str
+    latency_us: float
+
+
+def timed_write(process: Process, addr: int, content: int,
+                rng: random.Random | None = None) -> WriteTiming:
+    """Write one page with `content` on the simulator (Process.write_pages) and return the
+    fault it took with a modelled latency (a seeded `rng` adds noise)."""
+    kind = classify(process, addr)
+    process.write_pages(addr, [content])
+    return WriteTiming(process.pid, addr, kind, model_latency(kind, rng))
+
+
+@dataclass(frozen=True)
+class ProbeRow:
+    """One guess of a probe: the page that held it, the write's fault and time, the verdict."""
+
+    guess: int
+    address: int
+    kind: str
+    latency_us: float
+    slow: bool
+
+
+@dataclass(frozen=True)
+class Probe:
+    """The result of `probe`: one row per guess, the passes ksmd made and the threshold."""
+
+    rows: tuple[ProbeRow, ...]
+    scans: int
+    threshold_us: float
+    counters_before_writes: dict[str, int]
+    area: tuple[int, int]
+
+    @property
+    def found(self) -> list[int]:
+        """The guesses whose write was slow: contents that some other mapping holds."""
+        return [r.guess for r in self.rows if r.slow]
+
+    def text(self, names: dict[int, str] | None = None) -> str:
+        """The probe as a table (the text twin of its plot)."""
+        def name(c: int) -> str:
+            return names.get(c, str(c)) if names else str(c)
+        start, end = self.area
+        lines = [f"probe area {start:08x}-{end:08x} ({len(self.rows)} pages, one guess each)",
+                 f"{'guess':>8}  {'address':>12}  {'fault':<13} {'time':>8}  verdict"]
+        for r in self.rows:
+            lines.append(f"{name(r.guess):>8}  {r.address:>12x}  {r.kind:<13} "
+                         f"{r.latency_us:6.2f}us  {'SLOW: someone has it' if r.slow else 'fast'}")
+        lines.append(f"threshold {self.threshold_us:.2f}us after {self.scans} full scans; "
+                     f"found: {', '.join(name(c) for c in self.found) or 'nothing'}")
+        return "\n".join(lines)
+
+
+def probe(attacker: Process, guesses: Sequence[int], *, scans: int = 2,
+          rng: random.Random | None = None) -> Probe:
+    """The attack of Suzaki et al. on the simulator: `attacker` maps one page per guess,
+    writes the guesses, advises them MADV_MERGEABLE, lets ksmd make `scans` full scans, then
+    writes every page once and times it. A slow write means the page had been merged: some
+    other mergeable mapping holds the same content. ksmd must be running (run=1).
+
+    Guesses must differ from each other (equal guesses would merge with each other).
+    """
+    if len(set(guesses)) != len(guesses):
+        raise ValueError("the guesses must differ from each other: equal pages of the "
+                         "attacker merge with each other and would all look slow")
+    if not guesses:
+        raise ValueError("no guesses")
+    kernel: Kernel = attacker.kernel
+    n = len(guesses)
+    base = attacker.mmap(n * PAGE_SIZE, PROT.PROT_READ | PROT.PROT_WRITE,
+                         MAP.MAP_PRIVATE | MAP.MAP_ANONYMOUS)
+    attacker.write_pages(base, list(guesses))
+    attacker.madvise(base, n * PAGE_SIZE, MADV.MADV_MERGEABLE)
+    kernel.ksmd.full_scans(scans)
+    before = dict(kernel.ksmd.counters())
+    line = threshold_us()
+    rows = []
+    for i, guess in enumerate(guesses):
+        t = timed_write(attacker, base + i * PAGE_SIZE, guess ^ 0x5A5A, rng)
+        rows.append(ProbeRow(guess, t.address, t.kind, t.latency_us, t.latency_us > line))
+    return Probe(tuple(rows), scans, line, before, (base, base + n * PAGE_SIZE))
+
+
+# -- measuring the real thing ----------------------------------------------------------------
+
+def _latency_worker() -> None:  # pragma: no cover - runs in a helper process
+    """A helper process that maps pages of every kind, waits for ksmd, and times one write to
+    each (JSON lines on stdin/stdout). Standard library only: it runs as ``python3 -I -S``."""
+    import ctypes
+    import gc
+    import json
+    import os
+    import random
+    import signal
+    import sys
+    import time
+
+    page = 4096
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    madv_mergeable, madv_dontfork = 12, 10
+    regions: dict[str, int] = {}
+    child = 0
+
+    def reply(obj: dict) -> None:
+        sys.stdout.write(json.dumps(obj) + "\n")
+        sys.stdout.flush()
+
+    def region(n: int, mergeable: bool, dontfork: bool) -> int:
+        # A PROT_NONE reservation with a guard page each side keeps neighbours away.
+        base = libc.mmap(None, (n + 2) * page, 0, 0x22 | 0x4000, -1, 0)
+        addr = libc.mmap(base + page, n * page, 3, 0x22 | 0x10, -1, 0)
+        if mergeable and libc.madvise(ctypes.c_void_p(addr), n * page, madv_mergeable):
+            raise OSError(ctypes.get_errno(), "madvise(MADV_MERGEABLE)")
+        if dontfork and libc.madvise(ctypes.c_void_p(addr), n * page, madv_dontfork):
+            raise OSError(ctypes.get_errno(), "madvise(MADV_DONTFORK)")
+        return int(addr)
+
+    def fill(addr: int, contents: list) -> None:
+        for i, c in enumerate(contents):
+            a = addr + i * page
+            if c is None:
+                continue
+            if c == "read":
+                ctypes.string_at(a, 1)
+            elif c == 0:
+                ctypes.memset(a, 0, page)
+            else:
+                ctypes.memmove(a, (int(c).to_bytes(8, "little") + b"ksmbook.") * (page // 16),
+                               page)
+
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        op = cmd["op"]
+        if op == "setup":
+            n, tag = int(cmd["pages"]), int(cmd["tag"])
+            # Contents: tag * 2**32 + i keeps them apart from any other process's pages.
+            plan: dict[str, tuple[list, bool, bool]] = {
+                "cow-ksm": ([tag * 2**32 + i // 2 for i in range(2 * n)], True, True),
+                "none": ([tag * 2**32 + 2**20 + i for i in range(n)], True, True),
+                "first-touch": ([None] * n, True, True),
+                "read-zero": (["read"] * n, True, True),
+                "cow": ([tag * 2**32 + 2**21 + i for i in range(n)], False, False),
+                "cow-ksm-zero": ([0] * n, True, True),
+            }
+            for kind, (contents, mergeable, dontfork) in plan.items():
+                addr = region(len(contents), False, dontfork)
+                fill(addr, contents)
+                if mergeable:
+                    libc.madvise(ctypes.c_void_p(addr), len(contents) * page, madv_mergeable)
+                regions[kind] = addr
+            reply({"ok": True, "pid": os.getpid()})
+        elif op == "fork":
+            r, w = os.pipe()
+            child = os.fork()
+            if child == 0:
+                os.close(w)
+                os.read(r, 1)  # holds the fork-shared pages until the parent is done
+                os._exit(0)
+            os.close(r)
+            regions["_pipe"] = w
+            reply({"ok": True, "child": child})
+        elif op == "time":
+            n = int(cmd["pages"])
+            targets = [(kind, regions[kind] + i * page) for kind in
+                       ("none", "first-touch", "read-zero", "cow", "cow-ksm", "cow-ksm-zero")
+                       for i in range(n)]
+            random.Random(cmd.get("seed", 0)).shuffle(targets)
+            clock = time.perf_counter_ns
+            memset = ctypes.memset
+            for _ in range(2000):  # warm the interpreter's path up
+                clock()
+            gc.disable()
+            out: dict[str, list[int]] = {}
+            for kind, a in targets:
+                t0 = clock()
+                memset(a, 0x5A, 1)
+                t1 = clock()
+                out.setdefault(kind, []).append(t1 - t0)
+            gc.enable()
+            reply({"ok": True, "ns": out})
+        elif op == "exit":
+            if child:
+                os.close(regions["_pipe"])
+                os.waitpid(child, 0)
+            reply({"ok": True})
+            return
+        else:
+            reply({"ok": False, "error": f"unknown op {op}"})
+    if child:
+        os.kill(child, signal.SIGKILL)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
+
+
+def measure_write_latency(pages: int = 1024, *, seed: int = 0) -> dict[str, Any]:
+    """Time one write to each of `pages` pages of every kind on the live kernel (root, KSM
+    built in): private pages, untouched ones, read-only-touched ones (the zero page), pages
+    shared after fork(), KSM pages, and zero pages that ksmd replaced by the zero page.
+
+    A helper process maps and fills the pages, advises them MADV_MERGEABLE and forks a child
+    that keeps the fork-shared pages; the live ksmd (``ksmbook.live_ksmd.session``: knobs
+    saved, everything unmerged, use_zero_pages=1, smart_scan=0) makes two full scans and is
+    stopped; then the helper times its writes. The merges are checked with /proc/PID/ksm_stat
+    before the timing. Every knob is restored afterwards. Returns {kind: {"median", "p10",
+    "p90", "mean", "n"} in us, ..., "ksm_stat": ..., "machine": ...}.
+    """
+    from . import live_ksmd
+
+    ok, why = live_ksmd.ksm_available()
+    if not ok:
+        raise OSError(errno.EOPNOTSUPP, f"cannot drive the live ksmd here: {why}")
+    source = inspect.getsource(_latency_worker) + "\n_latency_worker()\n"
+    with live_ksmd.session(use_zero_pages=1, smart_scan=0) as ksmd:
+        proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", source],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert proc.stdin is not None and proc.stdout is not None
+
+        def call(**cmd: Any) -> dict[str, Any]:
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(json.dumps(cmd) + "\n")
+            proc.stdin.flush()
+            reply = json.loads(proc.stdout.readline() or '{"ok": false, "error": "died"}')
+            if not reply.get("ok"):
+                raise RuntimeError(f"latency helper: {reply.get('error')}")
+            return reply
+
+        try:
+            pid = call(op="setup", pages=pages, tag=os.getpid() & 0xFFFF)["pid"]
+            # fork() before ksmd places any zero page: 6.18's ksm_fork() adds the parent's
+            # whole ksm_zero_pages count to the global counter, also for zero pages in
+            # MADV_DONTFORK areas that the child never gets, and nothing takes it back.
+            call(op="fork")
+            ksmd.scan(2)
+            ksmd.stop()
+            stat = live_ksmd.ksm_stat(pid)
+            if stat.get("ksm_merging_pages", 0) < 2 * pages or \
+                    stat.get("ksm_zero_pages", 0) < pages:
+                raise RuntimeError(f"ksmd did not merge the helper's pages: {stat}")
+            ns = call(op="time", pages=pages, seed=seed)["ns"]
+            call(op="exit")
+        finally:
+            with contextlib.suppress(Exception):
+                proc.stdin.close()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+    result: dict[str, Any] = {}
+    for kind, values in ns.items():
+        us = [v / 1000 for v in values]
+        result[kind] = {"median": _percentile(us, 0.5), "p10": _percentile(us, 0.1),
+                        "p90": _percentile(us, 0.9), "p99": _percentile(us, 0.99),
+                        "mean": sum(us) / len(us), "n": len(us)}
+    result["ksm_stat"] = stat
+    result["machine"] = f"{os.uname().sysname} {os.uname().release} {os.uname().machine}, " \
+                        f"{os.cpu_count()} CPUs"
+    return result
+
+
+_ORDER = (NONE, FIRST_TOUCH, "read-zero", COW, COW_KSM, COW_KSM_ZERO)
+
+
+def calibration_text(result: dict[str, Any] | None = None) -> str:
+    """A table of latencies (us): `result` from measure_write_latency(), or the model's."""
+    def row(kind: str) -> tuple[float, float, float]:
+        if result is None:
+            return CALIBRATION[kind]
+        r = result[kind]
+        return r["median"], r["p10"], r["p90"]
+
+    base = row(NONE)[0]
+    lines = [f"{'kind':<13} {'median':>7} {'p10':>7} {'p90':>7} {'- none':>7}"
+             + ("     p99" if result is not None else "")]
+    for kind in _ORDER:
+        med, p10, p90 = row(kind)
+        lines.append(f"{kind:<13} {med:7.2f} {p10:7.2f} {p90:7.2f} {med - base:7.2f}"
+                     + (f" {result[kind]['p99']:7.2f}" if result is not None else ""))
+    lines.append(f"cow-ksm / none: {row(COW_KSM)[0] / base:.1f} times")
+    return "\n".join(lines)
+
+
+def main(argv: Iterable[str] | None = None) -> int:
+    """``python3 -m ksmbook.sidechannel --calibrate [--pages N]``: measure this machine."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python3 -m ksmbook.sidechannel",
+                                     description="Write latency of merged and unmerged pages.")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="measure on the live kernel (root, KSM built in)")
+    parser.add_argument("--pages", type=int, default=1024, help="pages per kind")
+    parser.add_argument("--json", action="store_true", help="print the raw result as JSON")
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    if not args.calibrate:
+        print("the model's latencies (us), measured with --calibrate:")
+        print(calibration_text())
+        return 0
+    result = measure_write_latency(args.pages)
+    print(json.dumps(result, indent=1) if args.json else calibration_text(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

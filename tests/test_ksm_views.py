@@ -1,0 +1,292 @@
+"""The page-level views of KSM (ksmbook.render.ksm_pages) and the ksmd stepping widget.
+
+The views only read the simulated kernel through ksmd's read-only API; these tests compare what
+they show (the text twin, the figure's recorded cells, colours and links) with the kernel's own
+state, and drive the widget headless: set `.value`, `click()`, then assert on the kernel and on
+the rendered data, never on an Output widget.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+import ksmbook as kb
+from ksmbook.render import ksm_pages as kp
+from ksmbook.sidechannel import probe
+from ksmbook.widgets.ksmd import KsmdStepper, demo_kernel
+
+P = kb.PAGE_SIZE
+RW = kb.PROT_READ | kb.PROT_WRITE
+ANON = kb.MAP_PRIVATE | kb.MAP_ANONYMOUS
+NAMES = {1: "X", 2: "Y", 3: "Z"}
+OKABE_ITO = {"#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7"}
+
+
+def offer(k: kb.Kernel, contents: list[int], name: str = "", advise: bool = True
+          ) -> tuple[kb.Process, int]:
+    p = k.spawn(name)
+    a = p.mmap(len(contents) * P, RW, ANON)
+    p.write_pages(a, contents)
+    if advise:
+        p.madvise(a, len(contents) * P, kb.MADV_MERGEABLE)
+    return p, a
+
+
+def example(profile: str = "modern") -> tuple[kb.Kernel, kb.Process, kb.Process, int, int]:
+    """p1 [X, X, Y, Z] and p2 [X, Y], advised, ksmd running."""
+    k = kb.Kernel(profile=profile)
+    p1, a1 = offer(k, [1, 1, 2, 3], "p1")
+    p2, a2 = offer(k, [1, 2], "p2")
+    k.sysfs["run"] = 1
+    return k, p1, p2, a1, a2
+
+
+def states(state: kp.PageState) -> dict[tuple[str, int], str]:
+    return {(r.process, r.address): r.label for r in state.rows}
+
+
+# -- the frozen state ------------------------------------------------------------------------
+
+def test_states_follow_the_passes() -> None:
+    k, p1, p2, a1, a2 = example()
+    assert set(states(kp.page_state(k)).values()) == {"unscanned"}
+    k.ksmd.full_scans(1)
+    assert set(states(kp.page_state(k)).values()) == {"volatile"}
+    k.ksmd.full_scans(1)
+    s = states(kp.page_state(k))
+    assert s[("p1", a1)] == s[("p1", a1 + P)] == s[("p2", a2)] == "KSM page shared by 3"
+    assert s[("p1", a1 + 2 * P)] == s[("p2", a2 + P)] == "KSM page shared by 2"
+    assert s[("p1", a1 + 3 * P)] == "unstable"
+
+
+def test_state_agrees_with_ksmd() -> None:
+    k, p1, p2, a1, a2 = example()
+    k.ksmd.full_scans(2)
+    state = kp.page_state(k, names=NAMES)
+    assert state.counters == k.ksmd.counters()
+    assert [(n.content, len(n.sharers)) for n in state.stable] == \
+        [(v.content, len(v.sharers)) for v in k.ksmd.stable_tree()]
+    assert [(u.content, u.address) for u in state.unstable] == \
+        [(u.content, u.address) for u in k.ksmd.unstable_tree()]
+    # Pages are renumbered in order of appearance; equal numbers are one physical page.
+    rows = {(r.process, r.address): r.page for r in state.rows}
+    assert rows[("p1", a1)] == rows[("p2", a2)] == 1
+    assert rows[("p1", a1 + 2 * P)] == rows[("p2", a2 + P)] == 2
+    assert state.stable[0].page == 1
+
+
+def test_untouched_not_mergeable_stale_and_zero_pages() -> None:
+    k = kb.Kernel(profile="modern")
+    k.sysfs["use_zero_pages"] = 1
+    p = k.spawn("p")
+    a = p.mmap(4 * P, RW, ANON)
+    p.write_pages(a, [0, 1])
+    p.madvise(a, 3 * P, kb.MADV_MERGEABLE)        # page 3 stays without VM_MERGEABLE
+    p.write_pages(a + 3 * P, [1])
+    _, b = offer(k, [1], "q")
+    k.sysfs["run"] = 1
+    k.ksmd.full_scans(2)
+    s = states(kp.page_state(k))
+    assert s[("p", a)] == "KSM zero page"
+    assert s[("p", a + P)] == "KSM page shared by 2"
+    assert s[("p", a + 2 * P)] == "untouched"
+    assert s[("p", a + 3 * P)] == "not mergeable"
+    q = next(x for x in k.processes if x.name == "q")
+    q.write_pages(b, [5])                          # COW: the item is now stale
+    assert states(kp.page_state(k))[("q", b)].startswith("stale")
+    k.ksmd.full_scans(1)
+    assert states(kp.page_state(k))[("q", b)] == "volatile"
+
+
+def test_fork_shared_pages_say_how_often_they_are_mapped() -> None:
+    k = kb.Kernel(profile="modern")
+    p, a = offer(k, [7], "p")
+    p.fork("c")
+    assert states(kp.page_state(k))[("p", a)] == "unscanned (mapped 2 times)"
+
+
+def test_text_twin_is_deterministic_and_complete() -> None:
+    texts = []
+    for _ in range(2):
+        k, *_ = example()
+        k.ksmd.full_scans(2)
+        texts.append(kp.pages_text(kp.page_state(k, names=NAMES)))
+    assert texts[0] == texts[1]
+    text = texts[0]
+    # The nbval checks need a maps-style range in every diagram's twin.
+    assert re.search(r"\b[0-9a-f]{8,}-[0-9a-f]{8,}\b", text)
+    assert "stable tree: 2 KSM pages" in text
+    assert "unstable tree: 1 item" in text
+    assert "pages_sharing 3" in text and "general_profit 11904" in text
+    assert "cursor: at the list head" in text
+
+
+def test_long_areas_are_cut_and_kernels_without_ksmd_are_shown() -> None:
+    k = kb.Kernel(profile="modern")
+    offer(k, list(range(1, 41)), "big")
+    state = kp.page_state(k, max_pages=8)
+    assert len(state.rows) == 8 and state.areas[0].hidden == 32
+    assert "... 32 more pages" in kp.pages_text(state)
+    seed = kb.Kernel(profile="seed")
+    offer(seed, [1, 1], "p")
+    text = kp.pages_text(kp.page_state(seed))
+    assert "no ksmd" in text and "unscanned" in text
+
+
+# -- figures ---------------------------------------------------------------------------------
+
+def test_figure_links_are_the_trees() -> None:
+    k, p1, p2, a1, a2 = example()
+    k.ksmd.full_scans(2)
+    state = kp.page_state(k, names=NAMES)
+    view = kp.view_of(kp.page_diagram(state))
+    stable = sorted((proc, addr) for kind, proc, addr, _ in view.links if kind == "stable")
+    want = sorted((s[0], s[1]) for n in state.stable for s in n.sharers)
+    assert stable == want
+    assert [(proc, addr) for kind, proc, addr, _ in view.links if kind == "unstable"] == \
+        [("p1", a1 + 3 * P)]
+    assert set(view.cells) == {(r.process, r.address) for r in state.rows}
+
+
+def test_colours_are_okabe_ito_and_follow_content() -> None:
+    k = kb.Kernel(profile="modern")
+    _, a = offer(k, [1, 2, 1, 0, 3], "p")
+    view = kp.view_of(kp.page_diagram(kp.page_state(k)))
+    c = [view.cell_colors[("p", a + i * P)] for i in range(5)]
+    assert c[0] == c[2] and len({c[0], c[1], c[4]}) == 3
+    assert {c[0], c[1], c[4]} <= OKABE_ITO and set(kp.CONTENT_COLORS) == OKABE_ITO
+    assert c[3] not in OKABE_ITO                      # zero pages are grey
+
+
+def test_update_redraws_the_same_figure() -> None:
+    k, *_ = example()
+    view = kp.PageFigure()
+    fig = view.update(kp.page_state(k))
+    k.ksmd.full_scans(2)
+    assert view.update(kp.page_state(k)) is fig
+    assert any(kind == "stable" for kind, *_ in view.links)
+
+
+def test_counters_plot_and_table() -> None:
+    k, *_ = example()
+    history = [k.ksmd.counters()] + [k.ksmd.full_scans(1) for _ in range(3)]
+    fig = kp.counters_plot(history)
+    assert [line.get_label() for line in fig.axes[0].lines] == \
+        ["pages_shared", "pages_sharing", "pages_unshared", "pages_volatile", "pages_skipped"][:4]
+    table = kp.counters_table(history).splitlines()
+    assert table[0].split()[:5] == ["full_scans", "pages_shared", "pages_sharing",
+                                    "pages_unshared", "pages_volatile"]
+    assert table[2].split()[:5] == ["1", "0", "0", "0", "6"]
+    assert table[3].split()[:5] == ["2", "2", "3", "1", "0"]
+
+
+def test_probe_plot_marks_the_slow_writes() -> None:
+    import random
+
+    k = kb.Kernel(profile="modern")
+    offer(k, [101], "victim")
+    k.sysfs["run"] = 1
+    result = probe(k.spawn("attacker"), [100, 101, 102], rng=random.Random(1))
+    fig = kp.probe_plot(result)
+    bars = fig.axes[0].patches
+    assert len(bars) == 3
+    assert [b.get_height() for b in bars] == [r.latency_us for r in result.rows]
+    assert "probe area" in result.text() and re.search(r"[0-9a-f]{8}-[0-9a-f]{8}", result.text())
+
+
+def test_png_formatter_for_ipython(capsys: pytest.CaptureFixture[str]) -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    k, *_ = example()
+    fig = kp.page_diagram(k)
+    assert kp.png_bytes(fig) == kp.png_bytes(fig)        # stable bytes
+    assert kp.png_bytes(fig)[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not kp.use_png()                              # no IPython running
+    shell = InteractiveShell.instance()
+    try:
+        assert kp.use_png()
+        data, _ = shell.display_formatter.format(fig)
+        assert "image/png" in data and data["text/plain"].startswith("<Figure size")
+        kp.show_pages(k, names=NAMES)
+        assert "p1 (pid 1)" in capsys.readouterr().out
+    finally:
+        InteractiveShell.clear_instance()
+
+
+# -- the widget ------------------------------------------------------------------------------
+
+def test_widget_steps_ksmd() -> None:
+    w = KsmdStepper()
+    assert w.kernel.sysfs["pages_to_scan"] == 2 and w.pages_to_scan.value == 2
+    w.batch_button.click()
+    assert w.kernel.ksmd.counters()["pages_scanned"] == 2
+    assert "2 pages scanned" in w.message
+    w.scan_button.click()
+    w.scan_button.click()
+    assert w.kernel.ksmd.counters()["pages_sharing"] == 3
+    assert [h["full_scans"] for h in w.history] == [0, 1, 2]
+    assert "stable tree: 2 KSM pages" in w.pages_text
+    assert "<svg" in w.diagram.value and "<svg" in w.counters_diagram.value
+    assert "cmp_and_merge_page" in w.trace_box.value
+    assert not w.errors
+
+
+def test_widget_write_breaks_a_merge() -> None:
+    w = KsmdStepper()
+    w.scan_button.click()
+    w.scan_button.click()
+    w.process.value = "p2"
+    addr = w.page.options[0][1]
+    w.page.value = addr
+    w.content.value = "Y"
+    w.write_button.click()
+    p2 = next(p for p in w.kernel.processes if p.name == "p2")
+    assert p2.read_page(addr) == 2
+    assert w.last_write == "cow-ksm"
+    assert "copy a KSM page" in w.message
+    assert "stale" in w.pages_text                       # ksmd has not looked yet
+    w.content.value = "Q"                                # a new name: a new content
+    w.write_button.click()
+    assert w.last_write == "none" and w.names[p2.read_page(addr)] == "Q"
+    assert not w.errors
+
+
+@pytest.mark.parametrize("typed", ["__import__('os').system('true')", "1+1", "X Y", "",
+                                   str(2**64)])
+def test_widget_never_evaluates_input(typed: str) -> None:
+    w = KsmdStepper()
+    before = w.pages_text
+    w.content.value = typed
+    w.write_button.click()
+    assert w.message.startswith("Cannot use")
+    assert w.pages_text == before and not w.errors
+
+
+def test_widget_knobs_show_the_kernels_errno() -> None:
+    w = KsmdStepper()
+    w.scan_button.click()
+    w.scan_button.click()
+    w.max_page_sharing.value = 10                        # KSM pages exist: EBUSY
+    assert "EBUSY" in w.message
+    assert w.max_page_sharing.value == 256 == w.kernel.sysfs["max_page_sharing"]
+    w.run.value = 0
+    w.scan_button.click()
+    assert "does not scan" in w.message
+    w.run.value = 2
+    assert w.kernel.ksmd.counters()["pages_sharing"] == 0
+    assert w.history[-1]["full_scans"] == 0
+    w.reset_button.click()
+    assert w.kernel.sysfs["run"] == 1 and w.run.value == 1
+    assert w.kernel.ksmd.counters()["full_scans"] == 0
+    assert not w.errors
+
+
+def test_widget_on_2632_hides_the_modern_knobs() -> None:
+    w = KsmdStepper(lambda: demo_kernel("2.6.32"))
+    assert w.smart_scan.layout.display == "none" and w.max_page_sharing.layout.display == "none"
+    w.scan_button.click()
+    w.scan_button.click()
+    assert w.kernel.ksmd.counters()["pages_sharing"] == 3
+    assert not w.errors

@@ -1,0 +1,196 @@
+"""The exercises of chapters 7 and 8 (ksmbook.exercises.ksmd): published problems never change,
+every answer is what the simulator computes (checked here against an independent replay), and
+check/hint/solution behave as in the other chapters."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+import ksmbook as kb
+from ksmbook.exercises import KSMD_GENERATORS, KsmdExercise, chapter_exercises, generate_ksmd
+from ksmbook.ksmd import predict
+
+#: The published problems (seed 0 sets): their steps and answers. Never edit: a changed
+#: generator gets a new version.
+GOLDEN = {
+    7: [
+        ("ksmd-mix/v1 seed 0", ["p1: mmap 4 pages, write [B B B B], madvise(MADV_MERGEABLE)",
+                                "p2: mmap 4 pages, write [B B B B], madvise(MADV_MERGEABLE)",
+                                "ksmd: 1 full scan"], "(0, 0, 0, 8)"),
+        ("ksmd-mix/v1 seed 6", ["p1: mmap 4 pages, write [C C A B], madvise(MADV_MERGEABLE)",
+                                "p2: mmap 3 pages, write [A C A], madvise(MADV_MERGEABLE)",
+                                "ksmd: 2 full scans"], "(2, 4, 1, 0)"),
+        ("ksmd-cow/v1 seed 0", ["p1: mmap 2 pages, write [A B], madvise(MADV_MERGEABLE)",
+                                "p2: mmap 1 page, write [A], madvise(MADV_MERGEABLE)",
+                                "ksmd: 2 full scans", "p1: write J to its page 0",
+                                "ksmd: 1 full scan"], "(0, 0, 1, 2)"),
+        ("ksmd-cow/v1 seed 0", ["p1: mmap 2 pages, write [A B], madvise(MADV_MERGEABLE)",
+                                "p2: mmap 1 page, write [A], madvise(MADV_MERGEABLE)",
+                                "ksmd: 2 full scans", "p1: write J to its page 0",
+                                "ksmd: 1 full scan"], "(1, 0, 1, 1)"),
+        ("ksmd-max-sharing/v1 seed 2", ["echo 2 > /sys/kernel/mm/ksm/max_page_sharing",
+                                        "p1: mmap 7 pages, write [A A A A A A A], "
+                                        "madvise(MADV_MERGEABLE)", "ksmd: 2 full scans"],
+         "(3, 3, 1, 1, 3)"),
+        ("ksmd-profit/v1 seed 0", ["echo 1 > /sys/kernel/mm/ksm/use_zero_pages",
+                                   "p1: mmap 8 pages, write [A A 0 A B A B A], "
+                                   "madvise(MADV_MERGEABLE)", "ksmd: 2 full scans"], "24064"),
+        ("ksmd-smart-scan/v1 seed 1", ["p1: mmap 3 pages, write [A B C], madvise(MADV_MERGEABLE)",
+                                       "ksmd: 7 full scans"], "(0, 3, 6)"),
+    ],
+    8: [
+        ("slow-writes/v1 seed 0", ["victim: mmap 3 pages, write [A B C], madvise(MADV_MERGEABLE)",
+                                   "attacker: mmap 4 pages, write [C D . A], "
+                                   "madvise(MADV_MERGEABLE)", "attacker: fork() -> child",
+                                   "ksmd: 2 full scans", "(a) attacker: write K to its page 1",
+                                   "(b) attacker: write L to its page 2",
+                                   "(c) attacker: write M to its page 0",
+                                   "(d) attacker: write N to its page 3"], "c d"),
+        ("probe-guess/v1 seed 7", ["victim: mmap 2 pages, write [B G], madvise(MADV_MERGEABLE)",
+                                   "attacker: probe [A B C D E F]: mmap, write the guesses, "
+                                   "madvise, ksmd makes 2 full scans, then time a write to each"],
+         "B"),
+        ("probe-guess/v1 seed 1", ["victim: mmap 2 pages, write [E G] (no madvise)",
+                                   "victim: prctl(PR_SET_MEMORY_MERGE, 1)",
+                                   "attacker: probe [A B C D E F]: mmap, write the guesses, "
+                                   "madvise, ksmd makes 2 full scans, then time a write to each"],
+         "E"),
+        ("probe-guess/v1 seed 0", ["victim: mmap 2 pages, write [C G] (no madvise)",
+                                   "attacker: probe [A B C D E F]: mmap, write the guesses, "
+                                   "madvise, ksmd makes 2 full scans, then time a write to each"],
+         "none"),
+        ("probe-scans/v1 seed 0", ["victim: mmap 1 page, write [A], madvise(MADV_MERGEABLE)",
+                                   "ksmd: 6 full scans",
+                                   "attacker: probe [A B C]: mmap, write the guesses, madvise, "
+                                   "ksmd makes some full scans, then time a write to each"], "3"),
+    ],
+}
+
+
+@pytest.mark.parametrize("chapter", [7, 8])
+def test_published_problems_never_change(chapter: int) -> None:
+    exercises = chapter_exercises(chapter)
+    got = [(e.ident, [op.text() for op in e.ops], e.answer_text()) for e in exercises]
+    assert got == GOLDEN[chapter]
+    assert [e.title for e in exercises] == [f"Exercise {chapter}.{n}"
+                                            for n in range(1, len(exercises) + 1)]
+
+
+def test_other_seeds_give_other_problems_the_same_way() -> None:
+    for name in KSMD_GENERATORS:
+        a, b = generate_ksmd(name, 11), generate_ksmd(name, 11)
+        assert a.text() == b.text() and a.answer == b.answer
+    texts = {generate_ksmd("ksmd-mix", s).text() for s in range(8)}
+    assert len(texts) > 4
+    assert [e.text() for e in chapter_exercises(7, seed=3)] == \
+        [e.text() for e in chapter_exercises(7, seed=3)]
+
+
+def test_counter_answers_agree_with_predict() -> None:
+    """ksmd-mix answers against ksmbook.ksmd.predict (a separate path through the model)."""
+    for seed in range(10):
+        ex = generate_ksmd("ksmd-mix", seed)
+        maps = [list(op.args[0]) for op in ex.ops if op.kind == "map"]
+        scans = next(op.args[0] for op in ex.ops if op.kind == "scan")
+        got = predict(None, processes=maps, scans=scans)
+        assert ex.answer == tuple(got[f] for f in ex.fields), seed
+
+
+def test_cow_differs_between_kernels() -> None:
+    old, new = generate_ksmd("ksmd-cow", 0, "2.6.32"), generate_ksmd("ksmd-cow", 0, "modern")
+    assert old.answer[:2] == (0, 0) and new.answer[:2] == (1, 0)
+
+
+def test_max_sharing_answer_is_the_qr_rule() -> None:
+    for seed in range(10):
+        ex = generate_ksmd("ksmd-max-sharing", seed)
+        m = next(op.args[1] for op in ex.ops if op.kind == "knob")
+        n = len(next(op.args[0] for op in ex.ops if op.kind == "map"))
+        q, r = divmod(n, m)
+        nodes = q + (r >= 2)
+        assert ex.answer == (nodes, n - nodes - (r == 1), int(r == 1),
+                             int(nodes >= 2), nodes if nodes >= 2 else 0), seed
+
+
+def test_slow_writes_are_the_cow_faults_of_ksm_pages() -> None:
+    ex = generate_ksmd("slow-writes", 0)
+    assert ex.run.faults == {"a": "cow", "b": "first-touch", "c": "cow-ksm", "d": "cow-ksm"}
+
+
+def test_probe_guess_follows_the_victims_choice() -> None:
+    for seed in range(12):
+        ex = generate_ksmd("probe-guess", seed)
+        victim = ex.ops[0].args[0]
+        offered = ex.ops[0].args[1] or any(op.kind == "prctl" for op in ex.ops)
+        expected = ("ABCDEF"[victim[0] - 1],) if offered else ()
+        assert ex.answer == expected, seed
+
+
+def test_grading() -> None:
+    ex = chapter_exercises(7)[1]                       # (2, 4, 1, 0)
+    assert ex.grade(...).status == "unattempted"
+    for good in ((2, 4, 1, 0), [2, 4, 1, 0], "2 4 1 0", "(2, 4, 1, 0)",
+                 {"shared": 2, "sharing": 4, "unshared": 1, "volatile": 0},
+                 {"pages_shared": 2, "pages_sharing": 4, "pages_unshared": 1,
+                  "pages_volatile": 0}):
+        assert ex.grade(good).correct is True, good
+    wrong = ex.grade((2, 6, 1, 0))
+    assert wrong.correct is False and "pages_sharing" in wrong.message
+    for bad in ("two", (1, 2), {"shared": 1}, 3.5, True, "__import__('os')"):
+        assert ex.grade(bad).status == "unreadable", bad
+    choice = chapter_exercises(8)[0]                   # c d
+    assert choice.grade("c d").correct and choice.grade(["d", "c"]).correct
+    assert choice.grade("C,D").correct
+    assert choice.grade("a c").correct is False
+    assert choice.grade("z").status == "unreadable"
+    none = chapter_exercises(8)[3]
+    assert none.grade("none").correct and none.grade([]).correct
+    assert none.grade("B").correct is False
+    assert chapter_exercises(7)[5].grade(24064).correct
+    assert chapter_exercises(7)[5].grade("-64").correct is False
+
+
+def test_check_hint_solution_print(capsys: pytest.CaptureFixture[str]) -> None:
+    ex = chapter_exercises(7)[2]
+    ex.check(...)
+    assert capsys.readouterr().out.startswith("Not answered yet")
+    ex.check((0, 0, 1, 2))
+    assert capsys.readouterr().out.startswith("Correct.")
+    hints = []
+    for _ in range(len(ex.hints()) + 1):
+        ex.hint()
+        hints.append(capsys.readouterr().out)
+    assert hints[0].startswith("Hint 1/") and "last hint" in hints[-1]
+    ex.solution()
+    out = capsys.readouterr().out
+    assert out.startswith("Answer: (0, 0, 1, 2)")
+    assert "stable tree:" in out and "counters:" in out
+
+
+def test_features_a_kernel_lacks_are_refused_clearly() -> None:
+    for name in ("ksmd-max-sharing", "ksmd-profit", "ksmd-smart-scan"):
+        with pytest.raises(ValueError, match="modern kernel"):
+            generate_ksmd(name, 0, "2.6.32")
+    with pytest.raises(ValueError, match="no ksmd"):
+        chapter_exercises(7, profile="seed")
+    assert all(e.profile == "2.6.32" for e in
+               [generate_ksmd("ksmd-mix", 0, "2.6.32"), generate_ksmd("probe-guess", 1, "2.6.32")])
+
+
+def test_random_answers_never_crash() -> None:
+    rng = random.Random(0)
+    junk: list[object] = [None, ..., 0, -1, "", " ", "none", "a", [1], (1, 2, 3, 4, 5), {},
+                          {"x": 1}, 1.5, object(), "9" * 40]
+    for chapter in (7, 8):
+        for ex in chapter_exercises(chapter):
+            assert isinstance(ex, KsmdExercise)
+            for answer in junk + [rng.randrange(-5, 50) for _ in range(5)]:
+                assert ex.grade(answer).status in ("correct", "incorrect", "unreadable",
+                                                   "unattempted")
+
+
+def test_the_exercise_kernel_is_the_book_kernel() -> None:
+    ex = chapter_exercises(8)[0]
+    assert isinstance(ex.run.kernel, kb.Kernel) and ex.run.kernel.profile.name == "modern"
