@@ -65,23 +65,16 @@ def mix(n: int, seed: int, zero: float = 0.2, repeated: float = 0.4,
     return out
 
 
-def _compared(counters: dict[str, Any], zero_base: int = 0) -> dict[str, Any]:
-    """The compared counters; `zero_base` is subtracted from ksm_zero_pages (and its share
-    of general_profit)."""
+def _compared(counters: dict[str, Any]) -> dict[str, Any]:
+    """The compared counters (live ones come relative to the reset from live_ksmd)."""
     got = {k: counters[k] for k in COMPARED}
-    got["ksm_zero_pages"] -= zero_base
-    got["general_profit"] -= zero_base * P
     got["unshared+volatile"] = counters["pages_unshared"] + counters["pages_volatile"]
     return got
 
 
 def measure(contents: list[Any] | None, **kw: Any) -> dict[str, Any]:
-    """live_ksmd.measure() plus "zero_base", the live ksm_zero_pages nobody owns (read just
-    before: the reset inside measure() cannot change it)."""
-    zero_base = L.read_counters().get("ksm_zero_pages", 0)
-    result = L.measure(contents, **kw)
-    result["zero_base"] = zero_base
-    return result
+    """live_ksmd.measure(): counters after each pass, relative to the reset."""
+    return L.measure(contents, **kw)
 
 
 def _skip_if_foreign(foreign: list[int]) -> None:
@@ -93,7 +86,7 @@ def _assert_same(live: dict[str, Any], sim: dict[str, Any]) -> None:
     _skip_if_foreign(live["foreign_mms"])
     assert len(live["history"]) == len(sim["history"])
     for i, (lv, sv) in enumerate(zip(live["history"], sim["history"], strict=True), 1):
-        assert _compared(lv, live["zero_base"]) == _compared(sv), f"after pass {i}"
+        assert _compared(lv) == _compared(sv), f"after pass {i}"
     for lstat, sstat in zip(live["ksm_stat"], sim["ksm_stat"], strict=True):
         assert {k: lstat[k] for k in STAT} == {k: sstat[k] for k in STAT}
 
@@ -211,7 +204,7 @@ class Twins:
             if foreign:  # the live pass also scanned another process's pages
                 raise _Foreign(foreign)
             sim = self.k.ksmd.full_scans(1)
-            assert _compared(live, self.live.base.get("ksm_zero_pages", 0)) == _compared(sim)
+            assert _compared(live) == _compared(sim)
             for lp, sp, _ in self.pairs:
                 if sp.alive:
                     lstat, sstat = lp.ksm_stat(), self.k.ksmd.ksm_stat(sp)
