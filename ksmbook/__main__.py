@@ -12,7 +12,15 @@ from .scenario import ScenarioError, boot, format_op, parse, run
 
 
 def _run(args: argparse.Namespace) -> int:
-    text = sys.stdin.read() if args.file == "-" else open(args.file, encoding="utf-8").read()
+    try:
+        if args.file == "-":
+            text = sys.stdin.read()
+        else:
+            with open(args.file, encoding="utf-8") as f:
+                text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        print(f"{args.file}: cannot read the scenario: {e}", file=sys.stderr)
+        return 2
     try:
         scenario = parse(text)
         kernel = boot(scenario, args.profile, False if args.no_ksm else None)
