@@ -21,12 +21,14 @@ from .trace import Trace, errno_name
 #: The names of the kernels the simulator can boot.
 PROFILES = tuple(_PROFILE_TABLE)
 
-globals().update({m.name: m for enum_ in (PROT, MAP, MADV, VM, MMF) for m in enum_
-                  if m.name})
+# __members__, not iteration: an IntFlag iterates neither its zero member (PROT_NONE, VM_NONE)
+# nor multi-bit ones (MAP_SHARED_VALIDATE).
+globals().update({name: m for enum_ in (PROT, MAP, MADV, VM, MMF)
+                  for name, m in enum_.__members__.items()})
 
 __all__ = ["Kernel", "Process", "VMA", "File", "MapEntry", "Trace", "Profile", "PROFILES",
            "get_profile", "errno_name", "PAGE_SIZE", "HPAGE_SIZE", "PROT", "MAP", "MADV",
            "VM", "MMF", "DRIVER_STYLES", "KSM_KCONFIG_HELP", "PR_SET_MEMORY_MERGE",
            "PR_GET_MEMORY_MERGE", "KsmdIdle", "KsmdUnavailable"]
-__all__ += [m.name for enum_ in (PROT, MAP, MADV, VM, MMF) for m in enum_ if m.name]
+__all__ += [name for enum_ in (PROT, MAP, MADV, VM, MMF) for name in enum_.__members__]
 __version__ = "0.1.0"

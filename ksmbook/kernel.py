@@ -248,11 +248,8 @@ def file_page(f: File, pgoff: int) -> Page:
 
 
 def anon_vma_prepare(mm: MM, vma: VMA) -> None:
-    """anon_vma_prepare(): give the VMA an anon_vma at its first anonymous page, shared
-    with a neighbour it could later merge with (find_mergeable_anon_vma())."""
-    if vma.anon_vma is None:
-        vma.anon_vma = mm.find_mergeable_anon_vma(vma) or AnonVma()
-        vma.chain = (vma.anon_vma,)
+    """anon_vma_prepare() at a VMA's first anonymous page (see MM.anon_vma_prepare)."""
+    mm.anon_vma_prepare(vma)
 
 
 def handle_write_fault(mm: MM, vma: VMA, addr: int, content: int | None) -> None:

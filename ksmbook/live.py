@@ -372,6 +372,11 @@ class _Server:
     def __init__(self, sock: socket.socket, base: int, size: int) -> None:
         self.sock, self.base, self.end = sock, base, base + size
         self.c = _Libc()
+        #: One open file per (path, read-only): every mmap of a scenario file shares one
+        #: struct file, as in a program that maps one fd several times. vma_merge() compares
+        #: vm_file pointers, so separate opens of one file never merge. A fork child inherits
+        #: these descriptors, as it would in C.
+        self.files: dict[tuple[str, bool], int] = {}
 
     # -- arena -------------------------------------------------------------------------------
     def reserve_arena(self) -> None:
@@ -414,13 +419,12 @@ class _Server:
             flags |= _MAP_FIXED_NOREPLACE  # placement is the caller's; keep it in the arena
         fd = -1
         if path is not None:
-            fd = os.open(path, os.O_RDONLY if readonly else os.O_RDWR)
-        try:
-            got = self.c.mmap(addr, length, prot, flags, fd, offset)
-            err = ctypes.get_errno()
-        finally:
-            if fd >= 0:
-                os.close(fd)
+            fd = self.files.get((path, readonly), -1)
+            if fd < 0:
+                fd = self.files[(path, readonly)] = os.open(
+                    path, os.O_RDONLY if readonly else os.O_RDWR)
+        got = self.c.mmap(addr, length, prot, flags, fd, offset)
+        err = ctypes.get_errno()
         if got is None or got == 2**64 - 1:
             raise OSError(err, f"mmap: {os.strerror(err)}")
         if got != addr:

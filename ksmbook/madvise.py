@@ -323,6 +323,8 @@ def madvise_guard(mm: MM, vma: VMA, start: int, end: int, advice: int, tr: Trace
         return -errno.EINVAL
     vpns = range(start >> 12, end >> 12)
     if advice == MADV.MADV_GUARD_INSTALL:
+        if vma.file is None:  # vma_is_anonymous(): page tables need an anon_vma
+            mm.anon_vma_prepare(vma)
         if mm.profile.sticky_flags & VM.VM_MAYBE_GUARD:
             vma.flags |= VM.VM_MAYBE_GUARD
         mm.zap_range(start, end)

@@ -220,11 +220,13 @@ class MM:
 
     # -- split and merge ----------------------------------------------------------------
 
-    def split_vma(self, vma: VMA, addr: int, new_below: bool, tr: Trace) -> int:
-        """split_vma(): cut `vma` at addr; the new struct is the lower part if new_below."""
+    def split_vma(self, vma: VMA, addr: int, new_below: bool, tr: Trace,
+                  check_count: bool = True) -> int:
+        """split_vma(): cut `vma` at addr; the new struct is the lower part if new_below.
+        With check_count False it is __split_vma(), which leaves max_map_count to the caller."""
         p = self.profile
         huge_bad = bool(vma.flags & VM.VM_HUGETLB) and addr % HPAGE_SIZE != 0
-        too_many = self.map_count >= self.kernel.sysctl["max_map_count"]
+        too_many = check_count and self.map_count >= self.kernel.sysctl["max_map_count"]
         checks = [(too_many, -errno.ENOMEM, f"map_count {self.map_count} >= max_map_count"),
                   (huge_bad, -errno.EINVAL, "hugetlb VMA, address not huge-page aligned")]
         if not p.split_checks_count_first:
@@ -233,6 +235,9 @@ class MM:
             if failed:
                 tr.note("split_vma", f"at {addr:#x}: {why}: {errno_name(err)}")
                 return err
+        if self.kernel.should_fail("split_vma"):
+            tr.note("split_vma", f"at {addr:#x}: vm_area_dup() failed: ENOMEM")
+            return -errno.ENOMEM
         new = VMA(vma.start, addr, vma.flags, vma.pgoff, vma.file, vma.anon_vma, vma.chain)
         if new_below:
             self.resize(vma, addr, vma.end)
@@ -351,6 +356,13 @@ class MM:
             elif anon_vma is not None:
                 target.anon_vma, target.chain = anon_vma, (anon_vma,)
 
+    def anon_vma_prepare(self, vma: VMA) -> None:
+        """anon_vma_prepare(): give the VMA an anon_vma (at its first anonymous page, or when
+        guard markers go in), shared with a neighbour it could later merge with."""
+        if vma.anon_vma is None:
+            vma.anon_vma = self.find_mergeable_anon_vma(vma) or AnonVma()
+            vma.chain = (vma.anon_vma,)
+
     def find_mergeable_anon_vma(self, vma: VMA) -> AnonVma | None:
         """find_mergeable_anon_vma(): the anon_vma of a neighbour `vma` could merge with
         later (flags equal but for read/write/exec), so that an mprotect can re-merge them."""
@@ -437,12 +449,12 @@ class MM:
                 if end < vma.end and self.map_count >= self.kernel.sysctl["max_map_count"]:
                     tr.note(fn, "splitting at both ends would pass max_map_count: ENOMEM")
                     return -errno.ENOMEM
-                err = self.split_vma(vma, start, False, tr)
+                err = self.split_vma(vma, start, False, tr, p.munmap_split_checks_count)
                 if err:
                     return err
             last = self.find_vma(end)
             if last is not None and last.start < end < last.end:
-                err = self.split_vma(last, end, True, tr)
+                err = self.split_vma(last, end, True, tr, p.munmap_split_checks_count)
                 if err:
                     return err
             while (vma := self.find_vma(start)) is not None and vma.start < end:
@@ -521,10 +533,6 @@ class MM:
             vm_flags |= VM.VM_LOCKED
         # MAP_TYPE is 0xf; MAP_SHARED_VALIDATE (3) arrived with MAP_FIXED_NOREPLACE's kernels.
         mtype = flags & 0xF
-        if (p.growsdown_private_anon_only and vm_flags & VM.VM_GROWSDOWN
-                and (file is not None or mtype != MAP.MAP_PRIVATE)):
-            tr.note(fn, "MAP_GROWSDOWN on a shared or file mapping: EINVAL")
-            return -errno.EINVAL
         if file is not None:
             if mtype == MAP.MAP_SHARED or (mtype == MAP.MAP_SHARED_VALIDATE and p.fixed_noreplace):
                 if prot & PROT.PROT_WRITE and not file.writable:
@@ -536,8 +544,15 @@ class MM:
             elif mtype != MAP.MAP_PRIVATE:
                 tr.note(fn, "neither MAP_SHARED nor MAP_PRIVATE: EINVAL")
                 return -errno.EINVAL
+            # After the MAP_SHARED checks (EACCES first), as the MAP_PRIVATE case they fall into.
+            if p.growsdown_private_anon_only and vm_flags & VM.VM_GROWSDOWN:
+                tr.note(fn, "MAP_GROWSDOWN on a file mapping: EINVAL")
+                return -errno.EINVAL
         else:
             if mtype == MAP.MAP_SHARED or (mtype == MAP.MAP_SHARED_VALIDATE and p.fixed_noreplace):
+                if p.growsdown_private_anon_only and vm_flags & VM.VM_GROWSDOWN:
+                    tr.note(fn, "MAP_GROWSDOWN on a shared anonymous mapping: EINVAL")
+                    return -errno.EINVAL
                 pgoff = 0
                 vm_flags |= VM.VM_SHARED | VM.VM_MAYSHARE
             elif mtype == MAP.MAP_PRIVATE:
@@ -545,13 +560,6 @@ class MM:
             else:
                 tr.note(fn, "neither MAP_SHARED nor MAP_PRIVATE: EINVAL")
                 return -errno.EINVAL
-        if huge and file is not None:
-            need = length // HPAGE_SIZE
-            if k.sysctl["nr_hugepages"] - k.hugepages_reserved < need:
-                tr.note("hugetlb_reserve_pages",
-                        f"{need} huge pages needed, "
-                        f"{k.sysctl['nr_hugepages'] - k.hugepages_reserved} free: ENOMEM")
-                return -errno.ENOMEM
         got = self.mmap_region(file, addr, length, flags, vm_flags, pgoff, tr)
         if got >= 0 and (flags & MAP.MAP_LOCKED or (
                 flags & MAP.MAP_POPULATE and not flags & MAP.MAP_NONBLOCK)):
@@ -587,6 +595,10 @@ class MM:
                 merged = self.vma_merge(prev, addr, end, vm_flags, file, pgoff, None, None, tr)
                 if merged is not None:
                     return addr
+            if file is not None and vm_flags & VM.VM_GROWSDOWN:
+                tr.note("mmap_region", "MAP_GROWSDOWN on a file mapping: EINVAL "
+                        "(the old mappings are gone already)")
+                return -errno.EINVAL
             if shared_anon:
                 file = File("/dev/zero", length, kind="shmem", fs="tmpfs", deleted=True,
                             ino=k.next_ino())
@@ -595,9 +607,17 @@ class MM:
                 vm_flags |= file.vm_flags
                 tr.note("f_op->mmap", f"driver sets {flag_names(file.vm_flags)}")
             elif huge and file is not None:
+                # hugetlbfs_file_mmap() -> hugetlb_reserve_pages(), after the old mappings
+                # are gone: a failure leaves the range unmapped. VM_NORESERVE reserves none.
+                need = 0 if vm_flags & VM.VM_NORESERVE else length // HPAGE_SIZE
+                free = k.sysctl["nr_hugepages"] - k.hugepages_reserved
+                if free < need:
+                    tr.note("hugetlb_reserve_pages",
+                            f"{need} huge pages needed, {free} free: ENOMEM")
+                    return -errno.ENOMEM
                 vm_flags |= self.profile.hugetlb_flags
-                file.huge_reserved = length // HPAGE_SIZE
-                k.hugepages_reserved += file.huge_reserved
+                file.huge_reserved = need
+                k.hugepages_reserved += need
                 tr.note("hugetlbfs_file_mmap", f"sets {flag_names(self.profile.hugetlb_flags)}")
             if merge_any and not early:
                 vm_flags = k.ksm_vma_flags(self, file, vm_flags, tr)
@@ -608,9 +628,17 @@ class MM:
         return addr
 
     def mprotect(self, start: int, length: int, prot: int, tr: Trace) -> int:
-        """sys_mprotect() with mprotect_fixup(): change protection up to the first hole."""
+        """sys_mprotect() with mprotect_fixup(): change protection up to the first hole.
+
+        PROT_GROWSDOWN extends the change down to the start of a VM_GROWSDOWN VMA;
+        PROT_GROWSUP needs VM_GROWSUP, which x86 never sets."""
         p = self.profile
         fn = p.fn("sys_mprotect")
+        grows = prot & (PROT.PROT_GROWSDOWN | PROT.PROT_GROWSUP)
+        prot &= ~grows
+        if grows == PROT.PROT_GROWSDOWN | PROT.PROT_GROWSUP:
+            tr.note(fn, "PROT_GROWSDOWN and PROT_GROWSUP together: EINVAL")
+            return -errno.EINVAL
         if start % PAGE_SIZE:
             tr.note(fn, "start not page aligned: EINVAL")
             return -errno.EINVAL
@@ -622,16 +650,25 @@ class MM:
         if length == 0 or end > 2**64 - 1:
             tr.note(fn, "range wraps: ENOMEM")
             return -errno.ENOMEM
-        if prot & ~(PROT.PROT_READ | PROT.PROT_WRITE | PROT.PROT_EXEC | PROT.PROT_SEM
-                    | PROT.PROT_GROWSDOWN | PROT.PROT_GROWSUP) or (
-                prot & PROT.PROT_GROWSDOWN and prot & PROT.PROT_GROWSUP):
+        if prot & ~(PROT.PROT_READ | PROT.PROT_WRITE | PROT.PROT_EXEC | PROT.PROT_SEM):
             tr.note(fn, "unknown prot bits: EINVAL")
             return -errno.EINVAL
         new_prot = calc_vm_prot_bits(prot)
         vma, prev = self.find_vma_prev(start)
-        if vma is None or vma.start > start:
+        if vma is None or (vma.start > start and not grows & PROT.PROT_GROWSDOWN) or (
+                grows & PROT.PROT_GROWSDOWN and vma.start >= end):
             tr.note(fn, "start is not mapped: ENOMEM")
             return -errno.ENOMEM
+        if grows & PROT.PROT_GROWSDOWN:
+            start = vma.start
+            if not vma.flags & VM.VM_GROWSDOWN:
+                tr.note(fn, "PROT_GROWSDOWN on a VMA that is not VM_GROWSDOWN: EINVAL")
+                return -errno.EINVAL
+        elif grows & PROT.PROT_GROWSUP:
+            end = vma.end
+            if not vma.flags & VM.VM_GROWSUP:
+                tr.note(fn, "PROT_GROWSUP on a VMA that is not VM_GROWSUP: EINVAL")
+                return -errno.EINVAL
         if start > vma.start:
             prev = vma
         nstart = start

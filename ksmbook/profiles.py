@@ -128,6 +128,9 @@ class Profile:
     smaps_vmflags: bool
     #: MAP_FIXED_NOREPLACE exists (4.17); older kernels ignore the bit, so it is only a hint.
     fixed_noreplace: bool
+    #: do_munmap() splits with split_vma(), which refuses at max_map_count (2.6.32); from
+    #: 2.6.33 it calls __split_vma() and checks the count only when it cuts a VMA in two.
+    munmap_split_checks_count: bool
     #: Stack guard gap kept below a VM_GROWSDOWN VMA by placement (4.12: 256 pages; 0 before).
     stack_guard_gap: int
     #: MAP_GROWSDOWN is refused (EINVAL) on shared and file mappings (6.x do_mmap()).
@@ -231,6 +234,7 @@ _SEED = Profile(
     smaps_codes=MappingProxyType(_CODES_2632),
     smaps_vmflags=False,
     fixed_noreplace=False,
+    munmap_split_checks_count=True,
     stack_guard_gap=0,
     growsdown_private_anon_only=False,
     remove_needs_write=True,
@@ -282,6 +286,7 @@ _MODERN = Profile(
     smaps_codes=MappingProxyType(_CODES_MODERN),
     smaps_vmflags=True,
     fixed_noreplace=True,
+    munmap_split_checks_count=False,
     stack_guard_gap=256 << 12,
     growsdown_private_anon_only=True,
     remove_needs_write=False,

@@ -303,7 +303,9 @@ def _statement(line: _Line) -> Op:
     elif word == "fork":
         args["child"] = _label(line, "the child's name")
     line.done()
-    return Op(word, proc, tuple(args.items()), line.number)
+    # Fields in name order, so that options written in any order give equal Ops and
+    # parse(format_scenario(s)) == s.
+    return Op(word, proc, tuple(sorted(args.items(), key=lambda kv: kv[0])), line.number)
 
 
 def _label(line: _Line, what: str, allow_dots: bool = False) -> str:
@@ -478,7 +480,10 @@ class Runner:
         if op.kind == "madvise":
             return p.madvise(self.addr(op, a["addr"]), int(a["len"]), int(a["advice"]))  # type: ignore[arg-type, call-overload]
         if op.kind == "write":
-            p.write_pages(self.addr(op, a["addr"]), a["values"])  # type: ignore[arg-type]
+            addr = self.addr(op, a["addr"])  # type: ignore[arg-type]
+            if addr % PAGE_SIZE:
+                raise self.fail(op, f"write: address {addr:#x} is not page aligned")
+            p.write_pages(addr, a["values"])  # type: ignore[arg-type]
             return 0
         if op.kind == "fork":
             child = str(a["child"])

@@ -1,0 +1,201 @@
+"""Cost of one madvise pair on the simulator and on this machine's kernel, by VMA count.
+
+The pair: MADV_MERGEABLE on one page in the middle of a 4-page VMA (split_vma() twice: the
+VMA becomes three), then MADV_UNMERGEABLE on the same page (vma_merge() with both
+neighbours: one VMA again). The address space holds N VMAs, made by alternating protections
+(read-write, read-only) over one big private anonymous mapping, as a program would get them.
+
+The live side runs in a child process (ctypes madvise on a real mapping, timed in the
+child), so this process is never registered with KSM. It needs Linux with CONFIG_KSM and
+vm.max_map_count above N plus the child's own mappings; rows that cannot run say why. No
+sysctl and no /sys/kernel/mm/ksm knob is touched.
+
+    python benchmarks/madvise_pair.py [--counts 64,1024,16384,60000] [--profile modern]
+                                      [--pairs 2000] [--rounds 3] [--cprofile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import pstats
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import ksmbook as kb  # noqa: E402
+
+P = kb.PAGE_SIZE
+CHUNK = 4  # pages per VMA
+COUNTS = (64, 1024, 16384, 60000)
+
+# The child: build N VMAs, check the split and the merge, time R pairs. Prints JSON.
+LIVE_CHILD = r"""
+import ctypes, json, sys, time
+N, R, CHUNK, ROUNDS = (int(a) for a in sys.argv[1:5])
+P = 4096
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                      ctypes.c_int, ctypes.c_long]
+for f in (libc.mprotect, libc.madvise):
+    f.restype, f.argtypes = ctypes.c_int, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+
+def count():
+    with open("/proc/self/maps") as f:
+        return sum(1 for _ in f)
+
+before = count()
+a = libc.mmap(None, N * CHUNK * P, 3, 0x22 | 0x4000, -1, 0)   # PRIVATE|ANON|NORESERVE
+if a in (None, 2**64 - 1):
+    print(json.dumps({"error": f"mmap failed: errno {ctypes.get_errno()}"})); sys.exit()
+for i in range(1, N, 2):
+    if libc.mprotect(a + i * CHUNK * P, CHUNK * P, 1):
+        print(json.dumps({"error": f"mprotect failed at VMA {i}: errno {ctypes.get_errno()} "
+                                   "(vm.max_map_count too low?)"})); sys.exit()
+built = count() - before
+mid = a + (N // 2) * CHUNK * P + P
+madvise = libc.madvise
+if madvise(mid, P, 12):
+    print(json.dumps({"error": f"MADV_MERGEABLE failed: errno {ctypes.get_errno()}"})); sys.exit()
+split = count() - before
+madvise(mid, P, 13)
+merged = count() - before
+def best(length):
+    times = []
+    for _ in range(ROUNDS):
+        t = time.perf_counter()
+        for _ in range(R):
+            madvise(mid, length, 12)
+            madvise(mid, length, 13)
+        times.append((time.perf_counter() - t) / R)
+    return min(times)
+pair, empty = best(P), best(0)
+print(json.dumps({"vmas": built, "after_split": split, "after_merge": merged,
+                  "pair": pair, "empty_pair": empty}))
+"""
+
+
+def sim_pair(profile: str, n: int, pairs: int, rounds: int,
+             profiler: cProfile.Profile | None) -> dict:
+    """Build n VMAs in a simulated process; the best of `rounds` timings of `pairs` pairs."""
+    k = kb.Kernel(profile)
+    p = k.spawn()
+    t = time.perf_counter()
+    a = p.mmap(n * CHUNK * P, kb.PROT_READ | kb.PROT_WRITE,
+               kb.MAP_PRIVATE | kb.MAP_ANONYMOUS | kb.MAP_NORESERVE)
+    for i in range(1, n, 2):
+        p.mprotect(a + i * CHUNK * P, CHUNK * P, kb.PROT_READ)
+    build = time.perf_counter() - t
+    mid = a + (n // 2) * CHUNK * P + P
+    p.madvise(mid, P, kb.MADV_MERGEABLE)
+    split = p.mm.map_count
+    p.madvise(mid, P, kb.MADV_UNMERGEABLE)
+    merged = p.mm.map_count
+    times = []
+    for _ in range(rounds):
+        if profiler is not None:
+            profiler.enable()
+        t = time.perf_counter()
+        for _ in range(pairs):
+            p.madvise(mid, P, kb.MADV_MERGEABLE)
+            p.madvise(mid, P, kb.MADV_UNMERGEABLE)
+        times.append((time.perf_counter() - t) / pairs)
+        if profiler is not None:
+            profiler.disable()
+    pair = min(times)
+    return {"vmas": n, "after_split": split, "after_merge": merged, "pair": pair,
+            "build": build}
+
+
+def live_pair(n: int, pairs: int, rounds: int) -> dict:
+    """The best of `rounds` timings of the same pair on this machine's kernel, in a child."""
+    if not sys.platform.startswith("linux"):
+        return {"error": "not Linux"}
+    if not os.path.isdir("/sys/kernel/mm/ksm"):
+        return {"error": "no KSM (/sys/kernel/mm/ksm missing)"}
+    try:
+        limit = int(Path("/proc/sys/vm/max_map_count").read_text())
+    except OSError:
+        limit = 65530
+    if n + 1000 > limit:
+        return {"error": f"vm.max_map_count is {limit}: too low for {n} VMAs"}
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", LIVE_CHILD, str(n), str(pairs),
+                          str(CHUNK), str(rounds)], capture_output=True, text=True, timeout=600)
+    if out.returncode:
+        return {"error": f"child failed: {out.stderr.strip().splitlines()[-1:]}"}
+    return json.loads(out.stdout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--counts", default=",".join(map(str, COUNTS)),
+                    help="VMA counts, comma separated")
+    ap.add_argument("--profile", default="modern", choices=list(kb.PROFILES))
+    ap.add_argument("--pairs", type=int, default=2000, help="pairs timed on the simulator")
+    ap.add_argument("--live-pairs", type=int, default=20000, help="pairs timed live")
+    ap.add_argument("--rounds", type=int, default=3, help="timings per side; the best counts")
+    ap.add_argument("--cprofile", action="store_true",
+                    help="profile the simulator's pairs at the largest count")
+    args = ap.parse_args(argv)
+    counts = [int(c) for c in args.counts.split(",")]
+
+    print(f"madvise pair (MERGEABLE on one page mid-VMA, then UNMERGEABLE), {CHUNK}-page VMAs")
+    print(f"simulator profile {args.profile!r}, {args.pairs} pairs; live kernel "
+          f"{os.uname().release}, {args.live_pairs} pairs; best of {args.rounds} rounds\n")
+    head = (f"{'VMAs':>7} {'sim µs/pair':>12} {'live µs/pair':>13} {'ratio':>7} "
+            f"{'sim vs first':>13} {'live vs first':>14} {'live len 0':>11}  checks")
+    print(head)
+    print("-" * len(head))
+    profiler = cProfile.Profile() if args.cprofile else None
+    first: tuple[float, float | None] | None = None
+    worst_ratio = 0.0
+    status = 0
+    for n in counts:
+        prof = profiler if profiler is not None and n == max(counts) else None
+        sim = sim_pair(args.profile, n, args.pairs, args.rounds, prof)
+        live = live_pair(n, args.live_pairs, args.rounds)
+        sim_us = sim["pair"] * 1e6
+        live_us = live["pair"] * 1e6 if "pair" in live else None
+        if first is None:
+            first = (sim_us, live_us)
+        checks = [f"sim {sim['vmas']}->{sim['after_split']}->{sim['after_merge']}"]
+        if live_us is not None:
+            # The child also has its own mappings (Python, libc): only the differences count.
+            base = live["vmas"]
+            checks.append(f"live +{live['after_split'] - base}/+{live['after_merge'] - base}")
+            ratio = sim_us / live_us
+            worst_ratio = max(worst_ratio, ratio)
+            live_col, ratio_col = f"{live_us:13.2f}", f"{ratio:6.1f}x"
+            live_growth = (f"{live_us / first[1]:13.2f}x" if first[1] else f"{'':>14}")
+            floor = f"{live['empty_pair'] * 1e6:11.2f}"
+        else:
+            live_col, ratio_col, live_growth = f"{'-':>13}", f"{'-':>7}", f"{'-':>14}"
+            floor = f"{'-':>11}"
+            checks.append(f"live skipped: {live['error']}")
+        print(f"{n:>7} {sim_us:12.2f} {live_col} {ratio_col} {sim_us / first[0]:12.2f}x "
+              f"{live_growth} {floor}  {'; '.join(checks)}")
+        ok_sim = (sim["after_split"], sim["after_merge"]) == (n + 2, n)
+        ok_live = live_us is None or (live["after_split"] - live["vmas"],
+                                      live["after_merge"] - live["vmas"]) == (2, 0)
+        if not (ok_sim and ok_live):
+            print("  !! the pair did not split into three and merge back")
+            status = 1
+    if live_us is not None:
+        print(f"\nsimulator/live at {counts[-1]} VMAs: {ratio:.1f}x "
+              f"(aim: within 10x); worst ratio {worst_ratio:.1f}x")
+    print("(live times include the ctypes call overhead, about the 'live len 0' column: the "
+          "same pair with length 0;\n the simulator's include building each call's trace)")
+    if profiler is not None:
+        print(f"\nprofile of the simulator at {max(counts)} VMAs:")
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

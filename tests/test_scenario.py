@@ -1,0 +1,211 @@
+"""The scenario language: parsing, canonical printing, errors with line and column, and the
+runner (results, errnos, maps after each step)."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import E, P
+
+import ksmbook as kb
+from ksmbook import scenario as sc
+
+DOC_EXAMPLE = """\
+kernel modern ksm=y
+file data.bin 16p
+map A 8p rw private anon
+madvise A+2p 4p MERGEABLE        # addresses: a label, plus/minus pages (p) or bytes
+map B 4p r private file=data.bin offset=2p
+fork child
+child: madvise A 8p UNMERGEABLE
+child: exit
+"""
+
+
+def op(text: str) -> sc.Op:
+    (only,) = sc.parse(text).ops
+    return only
+
+
+# -- parsing -------------------------------------------------------------------------------------
+
+def test_the_module_docstring_example_parses_and_runs() -> None:
+    s = sc.parse(DOC_EXAMPLE)
+    assert [o.kind for o in s.ops] == ["kernel", "file", "map", "madvise", "map", "fork",
+                                       "madvise", "exit"]
+    assert [o.proc for o in s.ops][-2:] == ["child", "child"]
+    results = sc.run(s)
+    assert [r.errno for r in results] == [None] * 8
+    assert "child" not in results[-1].maps          # exited
+    assert [e.vmflags[-1] for e in results[3].maps["p1"]] == ["ac", "mg", "ac"]
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("4096", 4096), ("0x1000", 4096), ("4p", 4 * P), ("16k", 16384), ("16K", 16384),
+    ("2M", 2 << 20), ("1G", 1 << 30), ("0", 0), ("-1", 2**64 - 1), ("-4096", 2**64 - 4096),
+])
+def test_lengths(text: str, value: int) -> None:
+    assert op(f"munmap 0x10000 {text}").get("len") == value
+
+
+def test_addresses_are_labels_with_offsets_or_numbers() -> None:
+    assert op("munmap A 1p").get("addr") == sc.Addr("A", 0)
+    assert op("munmap A+2p 1p").get("addr") == sc.Addr("A", 2 * P)
+    assert op("munmap A-0x10 1p").get("addr") == sc.Addr("A", -16)
+    assert op("munmap 0x7fff0000 1p").get("addr") == sc.Addr(None, 0x7FFF0000)
+    assert str(sc.Addr("A", -3 * P)) == "A-3p"
+
+
+def test_advice_by_name_prefix_case_or_number() -> None:
+    for text in ("MERGEABLE", "mergeable", "MADV_MERGEABLE", "madv_mergeable", "12"):
+        assert op(f"madvise A 1p {text}").get("advice") == kb.MADV_MERGEABLE
+    assert op("madvise A 1p 77").get("advice") == 77  # not an advice: the kernel says EINVAL
+
+
+def test_comments_blank_lines_and_line_numbers() -> None:
+    s = sc.parse("# a comment\n\nmap A 1p rw private anon   # trailing\n   \nexit\n")
+    assert [(o.kind, o.line) for o in s.ops] == [("map", 3), ("exit", 5)]
+
+
+def test_protections() -> None:
+    assert [op(f"map A 1p {t} private anon").get("prot") for t in ("none", "r", "rw", "wr",
+                                                                    "rwx", "x")] == [
+        0, 1, 3, 3, 7, 4]
+
+
+def test_map_options() -> None:
+    o = op("map A 2p rw shared file=f at 0x20000 fixed noreserve locked offset=4p")
+    assert dict(o.args) == {"name": "A", "len": 2 * P, "prot": 3, "type": "shared",
+                            "backing": "file=f", "at": sc.Addr(None, 0x20000), "fixed": True,
+                            "noreserve": True, "locked": True, "offset": 4 * P}
+
+
+def test_canonical_text() -> None:
+    text = ("kernel 2.6.32 ksm=n\nsysctl max_map_count=100\nfile f 4p tmpfs ro\n"
+            "device d0 io\ninject __ksm_enter 2\nmap A 4p rw private anon at 0x10000 fixed\n"
+            "madvise A+1p 4097 DONTFORK\nmprotect A 1p none\nwrite A 1 2 3\nfork c\n"
+            "c: munmap A 4p\nc: exit\n")
+    assert sc.format_scenario(sc.parse(text)) == text
+
+
+def test_format_is_canonical_whatever_the_spelling() -> None:
+    s = sc.parse("madvise A 4096 madv_mergeable\nmap B 0x2000 wr private anon\n"
+                 "sysctl nr_hugepages=0x10\n")
+    assert sc.format_scenario(s) == ("madvise A 1p MERGEABLE\nmap B 2p rw private anon\n"
+                                     "sysctl nr_hugepages=16\n")
+
+
+def test_options_in_any_order_parse_to_the_same_scenario() -> None:
+    a = sc.parse("map A 4p rw private file=f offset=2p fixed at 0x10000 locked\n")
+    b = sc.parse("map A 4p rw private file=f at 0x10000 fixed locked offset=2p\n")
+    assert a == b
+    assert sc.parse(sc.format_scenario(a)) == a
+
+
+# -- errors with line and column -----------------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "line", "column", "words"), [
+    ("frobnicate", 1, 1, "unknown statement"),
+    ("map A 8p rw private", 1, 20, "expected anon"),
+    ("map A 8x rw private anon", 1, 7, "is not a number"),
+    ("map A 8p rwq private anon", 1, 10, "protection 'rwq'"),
+    ("map A 8p rw public anon", 1, 13, "unknown mapping type"),
+    ("map A 8p rw private anon fixed", 1, 31, "need 'at ADDR'"),
+    ("map A 8p rw private anon bogus", 1, 26, "unknown map option"),
+    ("\n\nmadvise A 4p MERGABLE", 3, 14, "did you mean MERGEABLE"),
+    ("madvise A 4p", 1, 13, "expected an advice"),
+    ("kernel linux", 1, 8, "unknown profile"),
+    ("kernel modern ksm=maybe", 1, 15, "unknown kernel option"),
+    ("p1 madvise A 4p MERGEABLE", 1, 1, "unknown statement"),
+    ("p-1: exit", 1, 1, "not a process name"),
+    ("c: kernel modern", 1, 4, "unknown operation"),
+    ("write A", 1, 8, "at least one page content"),
+    ("sysctl max_map_count=-1", 1, 8, "must not be negative"),
+    ("sysctl swappiness=1", 1, 8, "unknown sysctl"),
+    ("file f 4p btrfs", 1, 11, "unknown file option"),
+    ("munmap 0x1000 99999999999999999999999", 1, 15, "does not fit in 64 bits"),
+    ("inject nothing", 1, 8, "unknown fault point"),
+    ("device d0 teleport", 1, 11, "unknown driver style"),
+    ("exit now", 1, 6, "unexpected 'now'"),
+])
+def test_parse_errors_say_where(text: str, line: int, column: int, words: str) -> None:
+    with pytest.raises(sc.ScenarioError) as exc:
+        sc.parse(text)
+    e = exc.value
+    assert (e.line, e.column) == (line, column)
+    assert words in e.message
+    assert str(e).startswith(f"line {line}, column {column}: ")
+
+
+@pytest.mark.parametrize(("text", "line", "words"), [
+    ("map A 4p rw private anon\nmadvise B 4p MERGEABLE", 2, "no mapping labelled 'B'"),
+    ("c: exit", 1, "no process named 'c'"),
+    ("map A 1p rw private anon\nexit\nmadvise A 1p NORMAL", 3, "has exited"),
+    ("map A 1p rw private anon\nfork c\nc: fork c", 3, "exists already"),
+    ("map A 1p rw private file=nope", 1, "no file named 'nope'"),
+    ("kernel modern\ndevice d0 vm_insert_page", 2, "does not exist in the modern kernel"),
+])
+def test_run_errors_say_which_line(text: str, line: int, words: str) -> None:
+    with pytest.raises(sc.ScenarioError) as exc:
+        sc.run(text)
+    assert exc.value.line == line and words in exc.value.message
+
+
+def test_unaligned_write_is_a_scenario_error_not_a_crash() -> None:
+    with pytest.raises(sc.ScenarioError) as exc:
+        sc.run("map A 4p rw private anon\nwrite A+1 5\n")
+    assert exc.value.line == 2 and "aligned" in exc.value.message
+
+
+# -- running -------------------------------------------------------------------------------------
+
+def test_boot_reads_the_kernel_line_or_the_arguments() -> None:
+    s = sc.parse("kernel 2.6.32 ksm=n\n")
+    k = sc.boot(s)
+    assert (k.profile.name, k.config_ksm) == ("2.6.32", False)
+    k = sc.boot(s, "modern", True)
+    assert (k.profile.name, k.config_ksm) == ("modern", True)
+    assert sc.boot(sc.parse("")).profile.name == "seed"
+
+
+def test_failed_syscalls_become_results_not_exceptions() -> None:
+    results = sc.run("map A 4p rw private anon\nmadvise A+1 4p MERGEABLE\n"
+                     "madvise A 8p MERGEABLE\nmunmap A 0\nwrite A+8p 1\n")
+    assert [r.errno for r in results] == [None, E.EINVAL, E.ENOMEM, E.EINVAL, E.EFAULT]
+    assert [r.outcome() for r in results][1:] == ["-1 EINVAL", "-1 ENOMEM", "-1 EINVAL",
+                                                   "-1 EFAULT"]
+
+
+def test_results_carry_maps_after_each_step_and_the_trace() -> None:
+    results = sc.run("kernel modern\nmap A 4p rw private anon\nmadvise A+1p 2p MERGEABLE\n"
+                     "fork c\nc: madvise A 4p UNMERGEABLE\n")
+    kernel_line, mapped, advised, forked, unmerged = results
+    assert kernel_line.trace is None and kernel_line.maps == {}
+    assert len(mapped.maps["p1"]) == 1 and len(advised.maps["p1"]) == 3
+    assert advised.trace is not None and "ksm_madvise" in advised.trace.functions()
+    assert forked.result == 2 and set(forked.maps) == {"p1", "c"}
+    assert [len(unmerged.maps[n]) for n in ("p1", "c")] == [3, 1]
+    assert mapped.result == mapped.maps["p1"][0].start
+
+
+def test_setup_statements_take_effect() -> None:
+    results = sc.run("kernel 2.6.32\nsysctl max_map_count=1\nmap A 4p rw private anon\n"
+                     "madvise A+1p 1p DONTFORK\ninject __ksm_enter\nmadvise A 4p MERGEABLE\n"
+                     "madvise A 4p MERGEABLE\nfile ro.bin 4p ro\n"
+                     "map B 1p rw shared file=ro.bin\nmap C 2M rw private hugetlb\n"
+                     "sysctl nr_hugepages=1\nmap D 2M rw private hugetlb\n")
+    assert [r.errno for r in results[3:]] == [E.EAGAIN, None, E.EAGAIN, None, None, E.EACCES,
+                                              E.ENOMEM, None, None]
+
+
+def test_devices_map_with_their_drivers_flags() -> None:
+    results = sc.run("kernel 2.6.32\ndevice mem remap_pfn_range\nmap D 4p rw shared device=mem\n"
+                     "madvise D 4p MERGEABLE\n")
+    (entry,) = results[-1].maps["p1"]
+    assert {"io", "pf", "reserved"} <= set(entry.vmflags) and "mg" not in entry.vmflags
+
+
+def test_run_accepts_text_or_a_scenario_and_an_existing_kernel() -> None:
+    k = kb.Kernel("modern")
+    results = sc.run("map A 1p rw private anon\n", k)
+    assert results[0].result == k.processes[0].vmas[0].start
+    assert len(k.log) == 1
