@@ -509,7 +509,7 @@ class Ksmd:
             return
         ptes = mm.ptes
         get = ptes.get
-        for vma in mm.vmas.islice(mm.vmas.index(first)):
+        for vma in mm.vmas_from(first):
             if not vma.flags & VM.VM_MERGEABLE:
                 continue
             if ks.address < vma.start:

@@ -13,10 +13,11 @@ from __future__ import annotations
 import errno
 import functools
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from sortedcontainers import SortedDict, SortedKeyList
+from sortedcontainers import SortedDict
 
 from .constants import (
     HPAGE_SIZE,
@@ -157,7 +158,10 @@ class MM:
 
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
-        self.vmas: SortedKeyList = SortedKeyList(key=lambda v: v.start)
+        #: The VMAs by start address (the kernel's maple tree); `vmas` is its live,
+        #: address-ordered view of the VMAs (len, [i], iteration, reversed).
+        self._by_start: SortedDict = SortedDict()
+        self.vmas = self._by_start.values()
         self.flags = MMF(0)
         #: Page table: virtual page number -> Page.
         self.ptes: SortedDict = SortedDict()
@@ -177,11 +181,14 @@ class MM:
 
     def find_vma(self, addr: int) -> VMA | None:
         """find_vma(): the first VMA with end > addr."""
-        i = self.vmas.bisect_key_right(addr) - 1
-        if i >= 0 and self.vmas[i].end > addr:
-            return self.vmas[i]
+        by_start = self._by_start
+        i = by_start.bisect_right(addr) - 1
+        if i >= 0:
+            vma: VMA = by_start.peekitem(i)[1]
+            if vma.end > addr:
+                return vma
         i += 1
-        return self.vmas[i] if i < len(self.vmas) else None
+        return by_start.peekitem(i)[1] if i < len(by_start) else None
 
     def find_vma_prev(self, addr: int) -> tuple[VMA | None, VMA | None]:
         """find_vma_prev(): find_vma() and the VMA before it."""
@@ -191,12 +198,17 @@ class MM:
         return vma, self.prev_vma(vma)
 
     def prev_vma(self, vma: VMA) -> VMA | None:
-        i = self.vmas.index(vma)
-        return self.vmas[i - 1] if i > 0 else None
+        i = self._by_start.bisect_left(vma.start)
+        return self._by_start.peekitem(i - 1)[1] if i > 0 else None
 
     def next_vma(self, vma: VMA) -> VMA | None:
-        i = self.vmas.index(vma) + 1
-        return self.vmas[i] if i < len(self.vmas) else None
+        i = self._by_start.bisect_right(vma.start)
+        return self._by_start.peekitem(i)[1] if i < len(self._by_start) else None
+
+    def vmas_from(self, vma: VMA) -> Iterator[VMA]:
+        """`vma` and the VMAs above it, in address order."""
+        for start in self._by_start.irange(vma.start):
+            yield self._by_start[start]
 
     def vma_at(self, addr: int) -> VMA | None:
         """The VMA that contains addr, if any."""
@@ -206,17 +218,19 @@ class MM:
     # -- structure changes (the only code that edits VMA bounds) ------------------------
 
     def insert(self, vma: VMA) -> None:
-        self.vmas.add(vma)
+        self._by_start[vma.start] = vma
 
     def remove(self, vma: VMA) -> None:
-        self.vmas.remove(vma)
+        del self._by_start[vma.start]
 
     def resize(self, vma: VMA, start: int, end: int) -> None:
         """vma_adjust(): move the bounds of `vma`, keeping pgoff right for its first page."""
-        self.vmas.remove(vma)
-        vma.pgoff += (start - vma.start) >> PAGE_SHIFT
-        vma.start, vma.end = start, end
-        self.vmas.add(vma)
+        if start != vma.start:
+            del self._by_start[vma.start]
+            vma.pgoff += (start - vma.start) >> PAGE_SHIFT
+            vma.start = start
+            self._by_start[start] = vma
+        vma.end = end
 
     # -- split and merge ----------------------------------------------------------------
 
