@@ -11,23 +11,25 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from ..profiles import get_profile
 from .core import BASE, Exercise
 
 __all__ = ["Generator", "GENERATORS", "register", "generate"]
 
+E = TypeVar("E")
 Make = Callable[[random.Random, str], Exercise]
 
 
 @dataclass(frozen=True)
-class Generator:
+class Generator(Generic[E]):
     """A named, versioned problem generator and the chapters whose topics it drills."""
 
     name: str
     version: int
     chapters: tuple[int, ...]
-    make: Make
+    make: Callable[[random.Random, str], E]
 
     @property
     def ident(self) -> str:
@@ -35,7 +37,7 @@ class Generator:
 
 
 #: Every generator, by name.
-GENERATORS: dict[str, Generator] = {}
+GENERATORS: dict[str, Generator[Exercise]] = {}
 
 
 def register(name: str, *, chapters: tuple[int, ...], version: int = 1) -> Callable[[Make], Make]:

@@ -28,6 +28,7 @@ from ..render.ksm_pages import page_state, pages_text
 from ..sidechannel import COW_KSM, KIND_TEXT, classify, probe
 from .answers import AnswerError
 from .core import Feedback
+from .generators import Generator
 
 __all__ = ["KOp", "KsmdExercise", "KsmdGenerator", "KSMD_GENERATORS", "register_ksmd",
            "generate_ksmd", "content_name", "COUNTER_SHORT"]
@@ -406,19 +407,8 @@ COUNTER_SHORT_REV = {v: k for k, v in COUNTER_SHORT.items()}
 Make = Callable[[random.Random, str], KsmdExercise]
 
 
-@dataclass(frozen=True)
-class KsmdGenerator:
-    """A named, versioned generator of ksmd problems and the chapters it drills."""
-
-    name: str
-    version: int
-    chapters: tuple[int, ...]
-    make: Make
-
-    @property
-    def ident(self) -> str:
-        return f"{self.name}/v{self.version}"
-
+#: A named, versioned generator of ksmd problems and the chapters it drills.
+KsmdGenerator = Generator[KsmdExercise]
 
 #: Every ksmd generator, by name.
 KSMD_GENERATORS: dict[str, KsmdGenerator] = {}
