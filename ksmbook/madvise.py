@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 
 from .constants import ERESTARTSYS, MADV, PAGE_SIZE, VM
 from .ksm import ksm_madvise
@@ -27,6 +28,7 @@ _FLAG_ADVICES = frozenset({
 _U64 = 2**64 - 1
 
 
+@functools.lru_cache(maxsize=512)
 def advice_name(advice: int) -> str:
     """'MADV_MERGEABLE' for 12; the number itself for an unknown advice."""
     try:

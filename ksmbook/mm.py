@@ -158,6 +158,7 @@ class MM:
 
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
+        self._profile = kernel.profile
         #: The VMAs by start address (the kernel's maple tree); `vmas` is its live,
         #: address-ordered view of the VMAs (len, [i], iteration, reversed).
         self._by_start: SortedDict = SortedDict()
@@ -171,7 +172,7 @@ class MM:
 
     @property
     def profile(self) -> Profile:
-        return self.kernel.profile
+        return self._profile
 
     @property
     def map_count(self) -> int:

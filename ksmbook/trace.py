@@ -8,6 +8,7 @@ added or removed) that the diagrams annotate.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .constants import ERRNO_NAMES
 
@@ -19,8 +20,7 @@ def errno_name(err: int) -> str:
     return ERRNO_NAMES.get(abs(err), f"errno {abs(err)}")
 
 
-@dataclass(frozen=True)
-class Step:
+class Step(NamedTuple):
     """One decision inside one kernel function."""
 
     depth: int
@@ -32,8 +32,7 @@ class Step:
         return f"{text}: {self.message}" if self.message else text
 
 
-@dataclass(frozen=True)
-class Event:
+class Event(NamedTuple):
     """A change to the address space: kind is split, merge, flags, map, unmap or resize."""
 
     kind: str
