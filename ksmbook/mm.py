@@ -183,13 +183,14 @@ class MM:
     def find_vma(self, addr: int) -> VMA | None:
         """find_vma(): the first VMA with end > addr."""
         by_start = self._by_start
-        i = by_start.bisect_right(addr) - 1
-        if i >= 0:
-            vma: VMA = by_start.peekitem(i)[1]
+        for start in by_start.irange(maximum=addr, reverse=True):
+            vma: VMA = by_start[start]
             if vma.end > addr:
                 return vma
-        i += 1
-        return by_start.peekitem(i)[1] if i < len(by_start) else None
+            break
+        for start in by_start.irange(minimum=addr, inclusive=(False, True)):
+            return by_start[start]  # type: ignore[no-any-return]
+        return None
 
     def find_vma_prev(self, addr: int) -> tuple[VMA | None, VMA | None]:
         """find_vma_prev(): find_vma() and the VMA before it."""
@@ -199,12 +200,15 @@ class MM:
         return vma, self.prev_vma(vma)
 
     def prev_vma(self, vma: VMA) -> VMA | None:
-        i = self._by_start.bisect_left(vma.start)
-        return self._by_start.peekitem(i - 1)[1] if i > 0 else None
+        for start in self._by_start.irange(maximum=vma.start, inclusive=(True, False),
+                                                  reverse=True):
+            return self._by_start[start]  # type: ignore[no-any-return]
+        return None
 
     def next_vma(self, vma: VMA) -> VMA | None:
-        i = self._by_start.bisect_right(vma.start)
-        return self._by_start.peekitem(i)[1] if i < len(self._by_start) else None
+        for start in self._by_start.irange(minimum=vma.start, inclusive=(False, True)):
+            return self._by_start[start]  # type: ignore[no-any-return]
+        return None
 
     def vmas_from(self, vma: VMA) -> Iterator[VMA]:
         """`vma` and the VMAs above it, in address order."""
