@@ -189,7 +189,7 @@ class MM:
                 return vma
             break
         for start in by_start.irange(minimum=addr, inclusive=(False, True)):
-            return by_start[start]  # type: ignore[no-any-return]
+            return by_start[start]
         return None
 
     def find_vma_prev(self, addr: int) -> tuple[VMA | None, VMA | None]:
@@ -202,12 +202,12 @@ class MM:
     def prev_vma(self, vma: VMA) -> VMA | None:
         for start in self._by_start.irange(maximum=vma.start, inclusive=(True, False),
                                                   reverse=True):
-            return self._by_start[start]  # type: ignore[no-any-return]
+            return self._by_start[start]
         return None
 
     def next_vma(self, vma: VMA) -> VMA | None:
         for start in self._by_start.irange(minimum=vma.start, inclusive=(False, True)):
-            return self._by_start[start]  # type: ignore[no-any-return]
+            return self._by_start[start]
         return None
 
     def vmas_from(self, vma: VMA) -> Iterator[VMA]:
