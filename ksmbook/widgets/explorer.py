@@ -166,6 +166,13 @@ def _advice_label(advice: MADV, accepted: bool) -> str:
     return text if accepted else f"{text} (CONFIG_KSM=n: invalid)"
 
 
+
+def message_html(text: str, error: bool = False) -> str:
+    """A widget's message line as HTML (escaped; orange for errors); "" for no message."""
+    color = "#b34700" if error else "#444"
+    return (f'<div class="ksmbook-message" style="color:{color}">{html.escape(text)}</div>'
+            if text else "")
+
 class Explorer:
     """Widgets to drive one simulated kernel and see its address spaces change.
 
@@ -697,9 +704,7 @@ class Explorer:
 
     def _say(self, text: str, error: bool = False) -> None:
         self.message = text
-        color = "#b34700" if error else "#444"
-        self.message_box.value = (f'<div class="ksmbook-message" style="color:{color}">'
-                                  f"{html.escape(text)}</div>") if text else ""
+        self.message_box.value = message_html(text, error)
 
     def _refresh(self) -> None:
         """Bring every view in line with the kernel and the history."""

@@ -34,6 +34,7 @@ from ..render.ksm_pages import (
 )
 from ..render.text import addr_text
 from ..sidechannel import KIND_TEXT, LATENCY_US, classify
+from .explorer import message_html
 
 __all__ = ["KsmdStepper", "InputError", "demo_kernel", "DEMO_NAMES"]
 
@@ -300,9 +301,7 @@ class KsmdStepper:
 
     def _say(self, text: str, error: bool = False) -> None:
         self.message = text
-        color = "#b34700" if error else "#444"
-        self.message_box.value = (f'<div class="ksmbook-message" style="color:{color}">'
-                                  f"{html.escape(text)}</div>") if text else ""
+        self.message_box.value = message_html(text, error)
 
     def _sync_knobs(self) -> None:
         sysfs = self.kernel.sysfs
