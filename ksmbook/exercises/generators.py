@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from ..profiles import get_profile
 from .core import BASE, Exercise
@@ -40,12 +40,18 @@ class Generator(Generic[E]):
 GENERATORS: dict[str, Generator[Exercise]] = {}
 
 
-def register(name: str, *, chapters: tuple[int, ...], version: int = 1) -> Callable[[Make], Make]:
-    """Add a generator to GENERATORS (a decorator)."""
-    def add(make: Make) -> Make:
-        if name in GENERATORS:
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def register(name: str, *, chapters: tuple[int, ...], version: int = 1,
+             registry: dict[str, Generator[Any]] | None = None) -> Callable[[F], F]:
+    """Add a generator to `registry` (GENERATORS unless given); a decorator."""
+    table = GENERATORS if registry is None else registry
+
+    def add(make: F) -> F:
+        if name in table:
             raise ValueError(f"generator {name!r} is registered twice")
-        GENERATORS[name] = Generator(name, version, chapters, make)
+        table[name] = Generator(name, version, chapters, make)
         return make
     return add
 

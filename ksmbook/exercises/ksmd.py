@@ -28,7 +28,7 @@ from ..render.ksm_pages import page_state, pages_text
 from ..sidechannel import COW_KSM, KIND_TEXT, classify, probe
 from .answers import AnswerError
 from .core import Feedback
-from .generators import Generator
+from .generators import Generator, register
 
 __all__ = ["KOp", "KsmdExercise", "KsmdGenerator", "KSMD_GENERATORS", "register_ksmd",
            "generate_ksmd", "content_name", "COUNTER_SHORT"]
@@ -417,12 +417,7 @@ KSMD_GENERATORS: dict[str, KsmdGenerator] = {}
 def register_ksmd(name: str, *, chapters: tuple[int, ...], version: int = 1
                   ) -> Callable[[Make], Make]:
     """Add a generator to KSMD_GENERATORS (a decorator)."""
-    def add(make: Make) -> Make:
-        if name in KSMD_GENERATORS:
-            raise ValueError(f"generator {name!r} is registered twice")
-        KSMD_GENERATORS[name] = KsmdGenerator(name, version, chapters, make)
-        return make
-    return add
+    return register(name, chapters=chapters, version=version, registry=KSMD_GENERATORS)
 
 
 def generate_ksmd(name: str, seed: int, profile: str = "modern") -> KsmdExercise:
