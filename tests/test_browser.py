@@ -1,16 +1,22 @@
-"""The explorer in a real JupyterLab, driven by Debian's Chromium through playwright.
+"""The widgets in a real JupyterLab, driven by Debian's Chromium through playwright.
 
-A JupyterLab server is started on 127.0.0.1 (a free port, a random token) over a temporary copy
-of notebooks/explorer.ipynb, so the committed notebook is never executed or saved. The test
-runs all cells from the Run menu, maps a region, advises its middle MADV_MERGEABLE, sees three
-VMAs in the diagram and in the maps table, switches CONFIG_KSM off, advises again and sees
-EINVAL. Screenshots go to build/screenshots/. Every wait is on a selector or a condition.
+A JupyterLab server is started on 127.0.0.1 (a free port, a random token) over temporary copies
+of notebooks/explorer.ipynb and notebooks/ksmd-stepper.ipynb, so the committed notebooks are
+never executed or saved. Each test runs all cells from the Run menu.
+
+The explorer test maps a region, advises its middle MADV_MERGEABLE, sees three VMAs in the
+diagram and in the maps table, switches CONFIG_KSM off, advises again and sees EINVAL. The
+ksmd test steps two full scans, writes a new content into a merged page and steps again; the
+counters the page shows must be those the simulator gives for the notebook's own set-up, run
+here through the ksmbook API. Screenshots go to build/screenshots/. Every wait is on a selector
+or a condition.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -21,6 +27,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,6 +39,7 @@ SHOTS = ROOT / "build" / "screenshots"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 TIMEOUT_MS = 30_000
+NOTEBOOKS = ("explorer.ipynb", "ksmd-stepper.ipynb")
 
 
 def _free_port() -> int:
@@ -58,7 +66,7 @@ def _wait_for_server(url: str, proc: subprocess.Popen, deadline: float) -> None:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """A JupyterLab server over a copy of the explorer notebook: (base URL, token)."""
+    """A JupyterLab server over copies of the widget notebooks: (base URL, token)."""
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"{CHROMIUM} is missing: install Debian's browser with "
                     "`apt-get install chromium` (playwright's own download cannot work here)")
@@ -67,7 +75,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     work = tmp_path_factory.mktemp("lab")
     root = work / "root"
     root.mkdir()
-    shutil.copy(ROOT / "notebooks" / "explorer.ipynb", root / "explorer.ipynb")
+    for name in NOTEBOOKS:
+        shutil.copy(ROOT / "notebooks" / name, root / name)
     port, token = _free_port(), secrets.token_hex(16)
     env = dict(os.environ)
     env.update({
@@ -105,13 +114,15 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
             proc.kill()
             proc.wait()
         log.close()
-        # The kernel's own notebook copy is thrown away with the temporary directory.
-        stored = json.loads((root / "explorer.ipynb").read_text())
-        assert stored["cells"], "the served notebook copy is a notebook"
+        # The kernels' own notebook copies are thrown away with the temporary directory.
+        for name in NOTEBOOKS:
+            stored = json.loads((root / name).read_text())
+            assert stored["cells"], f"the served copy of {name} is a notebook"
 
 
-def _run_all_cells(page) -> None:  # type: ignore[no-untyped-def]
-    """Run > Run All Cells, then wait for the explorer to be drawn.
+def _run_all_cells(page,  # type: ignore[no-untyped-def]
+                   widget: str = ".ksmbook-explorer") -> None:
+    """Run > Run All Cells, then wait for the widget (a CSS selector) to be drawn.
 
     Right after a kernel starts, JupyterLab can run nothing (the code cell keeps its empty
     prompt) or show "Error displaying widget: model not found" (the widget manager was not
@@ -125,21 +136,21 @@ def _run_all_cells(page) -> None:  # type: ignore[no-untyped-def]
         ran = prompt.inner_text().strip()
         page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
         page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
-        try:  # until the cell has run again ([N] changed) and shows the explorer or an error
+        try:  # until the cell has run again ([N] changed) and shows the widget or an error
             state = page.wait_for_function(
-                """([prompt, ran]) => {
+                """([prompt, ran, widget]) => {
                     const now = prompt.textContent.trim();
                     if (now === ran || now.includes('*')) return null;
-                    if (document.querySelector('.ksmbook-explorer')) return 'ok';
+                    if (document.querySelector(widget)) return 'ok';
                     return document.body.innerText.includes('Error displaying widget')
                         ? 'error' : null;
-                }""", arg=[prompt.element_handle(), ran], timeout=20_000).json_value()
+                }""", arg=[prompt.element_handle(), ran, widget], timeout=20_000).json_value()
         except PlaywrightTimeout:
             state = "nothing ran"
         if state == "ok":
             return
         if attempt == 2:
-            raise AssertionError(f"the explorer did not appear after Run All Cells: {state}")
+            raise AssertionError(f"{widget} did not appear after Run All Cells: {state}")
 
 
 def _bars(page, row: int):  # type: ignore[no-untyped-def]
@@ -204,6 +215,121 @@ def test_explorer_in_jupyterlab(lab: tuple[str, str]) -> None:
             assert "Loading widget" not in body
         except Exception:
             page.screenshot(path=str(SHOTS / "explorer-failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
+
+
+def _notebook_setup(name: str) -> dict[str, Any]:
+    """The names the first code cell of notebooks/`name` defines, run here (not in the lab)."""
+    nb = json.loads((ROOT / "notebooks" / name).read_text(encoding="utf-8"))
+    cell = next(c for c in nb["cells"] if c["cell_type"] == "code")
+    namespace: dict[str, Any] = {}
+    exec(compile("".join(cell["source"]), f"{name}[setup]", "exec"), namespace)
+    return namespace
+
+
+def _shown_counters(text: str) -> dict[str, int]:
+    """The counters the pages text prints after its "counters:" line, by name."""
+    return {name: int(value) for name, value in
+            re.findall(r"(\w+) (-?\d+)", text.split("counters:", 1)[1])}
+
+
+def _table_row(text: str) -> dict[str, int]:
+    """The last row of a counters table (one column per counter), by column name."""
+    lines = text.strip().splitlines()
+    return dict(zip(lines[0].split(), map(int, lines[-1].split()), strict=True))
+
+
+def test_ksmd_stepper_in_jupyterlab(lab: tuple[str, str]) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    from ksmbook.render.ksm_pages import page_state
+    from ksmbook.render.text import addr_text
+    from ksmbook.sidechannel import KIND_TEXT, classify
+
+    # What the simulator predicts for the notebook's set-up: two full scans, a write of a new
+    # content into p2's first (merged) page, one more full scan.
+    setup = _notebook_setup("ksmd-stepper.ipynb")
+    k = setup["two_processes"]()
+    k.ksmd.full_scans(2)
+    merged = dict(k.ksmd.counters())
+    assert merged["pages_sharing"] > 0, merged
+    rows = page_state(k).rows
+    p1_rows = [r for r in rows if r.process == "p1"]
+    p2_rows = [r for r in rows if r.process == "p2"]
+    assert len(p1_rows) != len(p2_rows), "the page list must show which process is picked"
+    target = p2_rows[0]
+    assert target.label.startswith("KSM page"), target
+    p2 = next(p for p in k.processes if p.name == "p2")
+    fault = KIND_TEXT[classify(p2, target.address)]
+    fresh = 1 + max(max(contents) for contents in setup["CONTENTS"])
+    p2.write_pages(target.address, [fresh])
+    written = dict(k.ksmd.counters())
+    k.ksmd.full_scans(1)
+    stepped = dict(k.ksmd.counters())
+    assert stepped["pages_sharing"] < merged["pages_sharing"], (merged, stepped)
+
+    base, token = lab
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        try:
+            page.set_default_timeout(TIMEOUT_MS)
+            expect.set_options(timeout=TIMEOUT_MS)
+            page.goto(f"{base}/lab/tree/ksmd-stepper.ipynb?reset&token={token}")
+            page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for()
+
+            _run_all_cells(page, ".ksmbook-ksmd")
+            widget = page.locator(".ksmbook-ksmd")
+            message = widget.locator(".ksmbook-message")
+            text = widget.locator("pre.ksmbook-text")
+            expect(widget.locator(".ksmd-scan-button")).to_be_visible()
+            expect(text).to_contain_text("pages_sharing 0,")
+            page.screenshot(path=str(SHOTS / "ksmd-1-start.png"), full_page=True)
+
+            # Two full scans: the first only takes checksums, the second merges.
+            for n in (1, 2):
+                widget.locator(".ksmd-scan-button").click()
+                expect(message).to_have_text(f"Full scan {n} done.")
+            expect(text).to_contain_text(f"pages_sharing {merged['pages_sharing']},")
+            assert _shown_counters(text.inner_text()) == merged
+            widget.screenshot(path=str(SHOTS / "ksmd-2-merged.png"))
+
+            # p2 writes a new content W into its first page, a KSM page: copy-on-write.
+            widget.locator(".ksmd-process select").select_option(label="p2")
+            expect(widget.locator(".ksmd-page select option")).to_have_count(len(p2_rows))
+            option = widget.locator(".ksmd-page select option",
+                                    has_text=f"{target.address:x}")
+            widget.locator(".ksmd-page select").select_option(
+                value=option.get_attribute("value"))
+            widget.locator(".ksmd-content input").fill("W")
+            widget.locator(".ksmd-write-button").click()
+            expect(message).to_contain_text(
+                f"p2 wrote W at {addr_text(target.address)}: {fault}")
+            assert _shown_counters(text.inner_text()) == written  # ksmd has not looked yet
+
+            # One more full scan: ksmd finds the page changed and drops it from the KSM page.
+            widget.locator(".ksmd-scan-button").click()
+            expect(message).to_have_text("Full scan 3 done.")
+            expect(text).to_contain_text(f"pages_sharing {stepped['pages_sharing']},")
+            assert _shown_counters(text.inner_text()) == stepped
+            p2_text = text.inner_text().split("p2 (pid", 1)[1]
+            assert re.search(rf"\b{target.address:x}\s+W\b", p2_text), p2_text
+            widget.get_by_role("tab", name="Counters over scans").click()
+            table = widget.locator("pre", has_text=re.compile(r"^\s*full_scans\s+pages_shared"))
+            expect(table).to_be_visible()
+            shown = _table_row(table.inner_text())
+            assert shown == {key: stepped[key] for key in shown}, shown
+            assert shown["full_scans"] == 3, shown
+            widget.screenshot(path=str(SHOTS / "ksmd-3-cow.png"))
+
+            body = page.locator("body").inner_text()
+            assert "Error displaying widget" not in body
+            assert "Loading widget" not in body
+        except Exception:
+            page.screenshot(path=str(SHOTS / "ksmd-failure.png"), full_page=True)
             raise
         finally:
             browser.close()

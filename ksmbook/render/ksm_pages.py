@@ -488,13 +488,20 @@ class PageFigure:
                                          alpha=0.7, zorder=1))
         ax.add_collection(LineCollection(segs["unstable"], colors=_UNSTABLE, linewidths=0.8,
                                          linestyles="--", alpha=0.8, zorder=1))
+        # A dot where each link leaves its page: a line that only passes behind another
+        # page's cell is not read as leaving it.
+        for kind, color in (("stable", _STABLE), ("unstable", _UNSTABLE)):
+            if segs[kind]:
+                ax.scatter([s[0][0] for s in segs[kind]], [s[0][1] for s in segs[kind]],
+                           s=9, color=color, zorder=3, linewidths=0)
 
     def _legend(self, state: PageState, height: float) -> None:
         codes = ",  ".join(f"{c} {s}" for s, c in STATE_CODES.items() if c and s != "KSM page")
-        text = (f"under each page: KN = KSM page mapped N times,  {codes},  xN: mapped N times\n"
-                "dashed box: untouched,  grey: zero-filled")
+        text = (f"under each page: {codes}\n"
+                "KN = KSM page mapped N times,  xN: mapped N times,  dashed box: untouched,  "
+                "grey: zero-filled")
         if state.has_ksmd:
-            text += (";  solid blue line: merged into that KSM page (stable tree);  "
+            text += ("\nsolid blue line: merged into that KSM page (stable tree);  "
                      "dashed orange line: in the unstable tree")
         self.ax.text(0.1, height - 0.1, text, fontsize=6.5, color=_GREY, va="bottom")
 
