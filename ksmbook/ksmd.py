@@ -452,6 +452,21 @@ class Ksmd:
         finally:
             ks.pages_scanned += scanned
 
+    def _checksum_gate(self, item: RmapItem, page: Page, tr: Trace | None) -> int | None:
+        """calc_checksum() against item->oldchecksum: a page whose content changed since the
+        last visit is volatile (its new checksum is remembered; None); else its checksum."""
+        checksum = self._checksum(page.content)
+        if item.oldchecksum != checksum:
+            if tr is not None:
+                tr.steps.append(Step(1, "calc_checksum",
+                                     f"{checksum:#010x} != oldchecksum "
+                                     f"{item.oldchecksum:#010x}: volatile, remembered"))
+            item.oldchecksum = checksum
+            return None
+        if tr is not None:
+            tr.steps.append(Step(1, "calc_checksum", f"{checksum:#010x} unchanged"))
+        return checksum
+
     def scan_get_next_rmap_item(self) -> tuple[RmapItem, Page] | None:
         """scan_get_next_rmap_item(): the next candidate page and its rmap_item, or None at
         the end of a pass (full_scans+1) or when no mm is registered."""
@@ -1000,16 +1015,9 @@ class Ksmd:
         else:
             if item.flags:
                 self.remove_rmap_item_from_tree(item)
-            checksum = self._checksum(page.content)
-            if item.oldchecksum != checksum:
-                if tr is not None:
-                    tr.steps.append(Step(1, "calc_checksum",
-                                         f"{checksum:#010x} != oldchecksum "
-                                         f"{item.oldchecksum:#010x}: volatile, remembered"))
-                item.oldchecksum = checksum
+            checksum = self._checksum_gate(item, page, tr)
+            if checksum is None:
                 return
-            if tr is not None:
-                tr.steps.append(Step(1, "calc_checksum", f"{checksum:#010x} unchanged"))
             if (ks.knobs.get("use_zero_pages") and checksum == self.zero_checksum
                     and not self.try_to_merge_with_zero_page(item, page)):
                 return
@@ -1060,16 +1068,8 @@ class Ksmd:
             # "A ksm page might have got here by fork, but its other references have
             # already been removed from the stable tree": break it.
             self.break_cow(item)
-        checksum = self._checksum(page.content)
-        if item.oldchecksum != checksum:
-            if tr is not None:
-                tr.steps.append(Step(1, "calc_checksum",
-                                     f"{checksum:#010x} != oldchecksum "
-                                     f"{item.oldchecksum:#010x}: volatile, remembered"))
-            item.oldchecksum = checksum
+        if self._checksum_gate(item, page, tr) is None:
             return
-        if tr is not None:
-            tr.steps.append(Step(1, "calc_checksum", f"{checksum:#010x} unchanged"))
         got = self.unstable_tree_search_insert(item, page)
         if got is None:
             return
