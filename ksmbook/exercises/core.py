@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..constants import MADV, MMF
 from ..kernel import Kernel
@@ -133,6 +134,17 @@ def _events(trace: Trace | None, kind: str) -> int:
 def _indent(text: str, by: str = "    ") -> str:
     return "\n".join(by + line if line else line for line in text.splitlines())
 
+
+
+def read_answer(answer: object, parse: Callable[[object], Any], example: str) -> Any:
+    """The parsed answer, or the Feedback for an unattempted or unreadable one."""
+    if answer is None or answer is Ellipsis:
+        return Feedback("unattempted", "Not answered yet: replace ... with your answer "
+                        f"({example}) and run the cell again.")
+    try:
+        return parse(answer)
+    except AnswerError as e:
+        return Feedback("unreadable", f"Cannot read that answer: {e}")
 
 class Exercise:
     """A question about the last operation of a scenario, answered by the simulator.
@@ -291,13 +303,9 @@ class Exercise:
 
     def grade(self, answer: object) -> Feedback:
         """Judge `answer` without printing; `check()` prints this."""
-        if answer is None or answer is Ellipsis:
-            return Feedback("unattempted", "Not answered yet: replace ... with your answer "
-                            f"({_EXAMPLES[self.kind]}) and run the cell again.")
-        try:
-            given = self._parse(answer)
-        except AnswerError as e:
-            return Feedback("unreadable", f"Cannot read that answer: {e}")
+        given = read_answer(answer, self._parse, _EXAMPLES[self.kind])
+        if isinstance(given, Feedback):
+            return given
         if self.kind == "advice":
             return self._grade_advice(given)
         expected = self.answer

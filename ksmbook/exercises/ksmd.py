@@ -27,7 +27,7 @@ from ..profiles import get_profile
 from ..render.ksm_pages import page_state, pages_text
 from ..sidechannel import COW_KSM, KIND_TEXT, classify, probe
 from .answers import AnswerError
-from .core import Feedback
+from .core import Feedback, read_answer
 from .generators import Generator, register
 
 __all__ = ["KOp", "KsmdExercise", "KsmdGenerator", "KSMD_GENERATORS", "register_ksmd",
@@ -313,13 +313,9 @@ class KsmdExercise:
 
     def grade(self, answer: object) -> Feedback:
         """Judge `answer` without printing; `check()` prints this."""
-        if answer is None or answer is Ellipsis:
-            return Feedback("unattempted", "Not answered yet: replace ... with your answer "
-                            f"({_EXAMPLES[self.kind]}) and run the cell again.")
-        try:
-            given = self._parse(answer)
-        except AnswerError as e:
-            return Feedback("unreadable", f"Cannot read that answer: {e}")
+        given = read_answer(answer, self._parse, _EXAMPLES[self.kind])
+        if isinstance(given, Feedback):
+            return given
         if given == self.answer:
             return Feedback("correct", f"Correct. {self.facts[0] if self.facts else ''}".strip())
         return Feedback("incorrect", "Not quite. " + self._misconception(given)
