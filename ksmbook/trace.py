@@ -3,12 +3,18 @@
 Each `Step` names the kernel function it models and the decision taken there, nested as the
 calls nest. `Event` records the structural changes (a split, a merge, a flag change, a VMA
 added or removed) that the diagrams annotate.
+
+A step stores a `str.format` template and its arguments, not text: ``tr.note("f", "{} pages",
+n)`` costs one tuple, and the message is formatted only when someone reads it (``step.message``,
+``str(step)``, ``str(trace)``). The arguments are values taken when the step is recorded (ints,
+strings), so a step reads the same whenever it is formatted. A template without arguments is
+the message as it stands (braces in it are not special).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .constants import ERRNO_NAMES
 
@@ -21,15 +27,22 @@ def errno_name(err: int) -> str:
 
 
 class Step(NamedTuple):
-    """One decision inside one kernel function."""
+    """One decision inside one kernel function: `template` formatted with `args`."""
 
     depth: int
     function: str
-    message: str
+    template: str
+    args: tuple[Any, ...] = ()
+
+    @property
+    def message(self) -> str:
+        """The decision, as text."""
+        return self.template.format(*self.args) if self.args else self.template
 
     def __str__(self) -> str:
         text = f"{'  ' * self.depth}{self.function}"
-        return f"{text}: {self.message}" if self.message else text
+        message = self.message
+        return f"{text}: {message}" if message else text
 
 
 class Event(NamedTuple):
@@ -67,14 +80,14 @@ class Trace:
     result: int | None = None
     _depth: int = 0
 
-    def enter(self, function: str, message: str = "") -> _Scope:
+    def enter(self, function: str, template: str = "", *args: Any) -> _Scope:
         """Record entering `function`; steps recorded inside the `with` nest under it."""
-        self.steps.append(Step(self._depth, function, message))
+        self.steps.append(Step(self._depth, function, template, args))
         return _Scope(self)
 
-    def note(self, function: str, message: str) -> None:
-        """Record a decision taken in `function`."""
-        self.steps.append(Step(self._depth, function, message))
+    def note(self, function: str, template: str, *args: Any) -> None:
+        """Record a decision taken in `function` (`template` formatted with `args` when read)."""
+        self.steps.append(Step(self._depth, function, template, args))
 
     def event(self, kind: str, start: int, end: int, detail: str = "") -> None:
         """Record a change to the address space."""

@@ -722,6 +722,17 @@ def test_trace_names_ksmd_functions() -> None:
     assert list(k.ksmd.log)[-1] is tr
 
 
+def test_trace_steps_format_when_read() -> None:
+    """A step keeps its template and arguments; the text is made when it is read."""
+    tr = kb.Trace("call")
+    with tr.enter("outer", "{} of {:#x}", 3, 4096):
+        tr.note("inner", "braces {kept} without arguments")
+    tr.result = 0
+    assert tr.steps[0].template == "{} of {:#x}" and tr.steps[0].args == (3, 4096)
+    assert [s.message for s in tr.steps] == ["3 of 0x1000", "braces {kept} without arguments"]
+    assert str(tr) == "call = 0\n  outer: 3 of 0x1000\n    inner: braces {kept} without arguments"
+
+
 def test_views_of_the_trees() -> None:
     k = boot("modern")
     p1, p2 = k.spawn(), k.spawn()
