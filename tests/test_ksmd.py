@@ -17,6 +17,7 @@ import ksmbook as kb
 from ksmbook.kernel import Process
 from ksmbook.ksm import STABLE_FLAG, UNSTABLE_FLAG, StableChain, StableNode
 from ksmbook.ksmd import KsmdIdle, KsmdUnavailable, calc_checksum, predict
+from ksmbook.pages import memcmp_key, page_bytes
 
 P = kb.PAGE_SIZE
 RW = kb.PROT_READ | kb.PROT_WRITE
@@ -720,6 +721,22 @@ def test_trace_names_ksmd_functions() -> None:
         assert fn in tr.functions(), fn
     assert "ksm_do_scan(100)" in str(tr)
     assert list(k.ksmd.log)[-1] is tr
+
+
+@given(st.lists(st.integers(0, 2**64 - 1), min_size=2, max_size=8))
+@settings(max_examples=50, deadline=None)
+def test_memcmp_key_orders_pages_as_memcmp(contents: list[int]) -> None:
+    assert sorted(contents, key=memcmp_key) == sorted(contents, key=page_bytes)
+
+
+def test_page_bytes_rule() -> None:
+    assert page_bytes(0) == bytes(P)
+    assert page_bytes(0x0102) == (b"\x02\x01" + bytes(6) + b"ksmbook.") * 256
+    assert len({page_bytes(c) for c in (1, 2, 256, 2**64 - 1)}) == 4
+    with pytest.raises(ValueError):
+        page_bytes(2**64)
+    with pytest.raises(TypeError):
+        memcmp_key(True)
 
 
 def test_trace_steps_format_when_read() -> None:
