@@ -158,8 +158,10 @@ class Kernel:
         if missing:
             raise ValueError(f"{flag_names(missing)} does not exist in the "
                              f"{self.profile.name} kernel")
-        f = File(f"/dev/{name}", size, kind="device", fs="devtmpfs", vm_flags=flags,
-                 ino=self.next_ino())
+        ino = self.next_ino()
+        # Device memory of each device at its own physical frames, above 3.75 GiB.
+        f = File(f"/dev/{name}", size, kind="device", fs="devtmpfs", vm_flags=flags, ino=ino,
+                 remap_pfn=style == "remap_pfn_range", pfn=0xF0000 + (ino << 8))
         self.files[f.path] = f
         return f
 
@@ -195,16 +197,27 @@ class Kernel:
         """Whether any VMA of any live process still maps `f`."""
         return any(v.file is f for p in self.processes for v in p.mm.vmas)
 
-    def drop_file_pages(self, f: File, first: int, last: int) -> None:
-        """Unmap page-cache pages [first, last) of `f` from every process (hole punch)."""
+    def drop_file_pages(self, f: File, first: int, last: int, even_cows: bool) -> None:
+        """unmap_mapping_range(): unmap file pages [first, last) of `f` from every process
+        (hole punch). Private mappings lose the page-cache pages they map; with even_cows
+        (v2.6.32 vmtruncate_range()) also their private COW copies, which then read zeros."""
         for proc in self.processes:
-            for vma in list(proc.mm.vmas):
-                if vma.file is f and vma.flags & VM.VM_SHARED:
-                    lo = max(first, vma.pgoff)
-                    hi = min(last, vma.pgoff + vma.pages)
-                    if lo < hi:
-                        proc.mm.zap_range(vma.start + ((lo - vma.pgoff) << PAGE_SHIFT),
-                                          vma.start + ((hi - vma.pgoff) << PAGE_SHIFT))
+            mm = proc.mm
+            for vma in list(mm.vmas):
+                if vma.file is not f:
+                    continue
+                lo = max(first, vma.pgoff)
+                hi = min(last, vma.pgoff + vma.pages)
+                if lo >= hi:
+                    continue
+                start = vma.start + ((lo - vma.pgoff) << PAGE_SHIFT)
+                end = vma.start + ((hi - vma.pgoff) << PAGE_SHIFT)
+                if vma.flags & VM.VM_SHARED or even_cows:
+                    mm.zap_range(start, end)
+                    continue
+                for vpn in list(mm.ptes.irange(start >> PAGE_SHIFT, (end >> PAGE_SHIFT) - 1)):
+                    if not mm.ptes[vpn].anon:
+                        mm.zap_range(vpn << PAGE_SHIFT, (vpn + 1) << PAGE_SHIFT)
 
     def populate_write(self, mm: MM, vma: VMA, start: int, end: int) -> None:
         """Write-fault every page of [start, end) without changing its content."""
@@ -377,47 +390,56 @@ class Process:
         return child[0]
 
     def _dup_mmap(self, tr: Trace, name: str) -> tuple[int, Process | None]:
-        """dup_mmap(): copy the VMAs (not VM_DONTCOPY ones) and the page table."""
+        """copy_process() -> copy_mm() -> dup_mm() -> dup_mmap() (kernel/fork.c): copy the
+        VMAs (not VM_DONTCOPY ones) and the page table, then give the child its pid."""
+        with tr.enter("copy_process"):
+            with tr.enter("copy_mm"), tr.enter("dup_mm"), tr.enter("dup_mmap"):
+                err, mm = self._copy_vmas(tr)
+            if mm is None:
+                return err, None
+            child = Process(self.kernel, mm, name)
+            self.kernel.processes.append(child)
+            tr.note("copy_process", f"child pid {child.pid}")
+        return 0, child
+
+    def _copy_vmas(self, tr: Trace) -> tuple[int, MM | None]:
+        """dup_mmap(): ksm_fork() (first in 2.6.32) and the VMA and page-table copy."""
         k = self.kernel
         p = k.profile
         mm = MM(k)
-        with tr.enter("dup_mmap"):
-            if p.ksm_fork_first:
-                err = ksm_fork(mm, self.mm, tr)
-                if err:
-                    tr.note("dup_mmap", "ksm_fork failed: fork fails with ENOMEM")
-                    return -errno.ENOMEM, None
-            mm.flags |= self.mm.flags & MMF.MMF_VM_MERGE_ANY
-            for vma in self.mm.vmas:
-                if vma.flags & VM.VM_DONTCOPY:
-                    tr.note("dup_mmap", f"{vma.start:#x}-{vma.end:#x} VM_DONTCOPY: not copied")
-                    continue
-                new = VMA(vma.start, vma.end, vma.flags & ~p.fork_clears, vma.pgoff, vma.file)
-                wipe = bool(vma.flags & VM.VM_WIPEONFORK)
-                if vma.anon_vma is not None and not wipe:
-                    if p.anon_vma_chain:
-                        own = AnonVma()
-                        new.anon_vma, new.chain = own, vma.chain + (own,)
-                    else:
-                        new.anon_vma, new.chain = vma.anon_vma, vma.chain
-                mm.insert(new)
-                if wipe:
-                    tr.note("dup_mmap", f"{vma.start:#x}-{vma.end:#x} VM_WIPEONFORK: copied empty")
-                    continue
-                mm.guards.update(v for v in range(vma.start >> PAGE_SHIFT,
-                                                  vma.end >> PAGE_SHIFT) if v in self.mm.guards)
-                for vpn in self.mm.ptes.irange(vma.start >> PAGE_SHIFT,
-                                               (vma.end >> PAGE_SHIFT) - 1):
-                    page = self.mm.ptes[vpn]
-                    page.mapcount += 1
-                    mm.ptes[vpn] = page
-            tr.note("dup_mmap", f"{mm.map_count} VMAs copied")
-            child = Process(k, mm, name)
-            if not p.ksm_fork_first:
-                ksm_fork(mm, self.mm, tr)
-            k.processes.append(child)
-            tr.note("copy_process", f"child pid {child.pid}")
-        return 0, child
+        if p.ksm_fork_first:
+            err = ksm_fork(mm, self.mm, tr)
+            if err:
+                tr.note("dup_mmap", "ksm_fork failed: fork fails with ENOMEM")
+                return -errno.ENOMEM, None
+        mm.flags |= self.mm.flags & MMF.MMF_VM_MERGE_ANY
+        for vma in self.mm.vmas:
+            if vma.flags & VM.VM_DONTCOPY:
+                tr.note("dup_mmap", f"{vma.start:#x}-{vma.end:#x} VM_DONTCOPY: not copied")
+                continue
+            new = VMA(vma.start, vma.end, vma.flags & ~p.fork_clears, vma.pgoff, vma.file)
+            wipe = bool(vma.flags & VM.VM_WIPEONFORK)
+            if vma.anon_vma is not None and not wipe:
+                if p.anon_vma_chain:
+                    own = AnonVma()
+                    new.anon_vma, new.chain = own, vma.chain + (own,)
+                else:
+                    new.anon_vma, new.chain = vma.anon_vma, vma.chain
+            mm.insert(new)
+            if wipe:
+                tr.note("dup_mmap", f"{vma.start:#x}-{vma.end:#x} VM_WIPEONFORK: copied empty")
+                continue
+            mm.guards.update(v for v in range(vma.start >> PAGE_SHIFT,
+                                              vma.end >> PAGE_SHIFT) if v in self.mm.guards)
+            for vpn in self.mm.ptes.irange(vma.start >> PAGE_SHIFT,
+                                           (vma.end >> PAGE_SHIFT) - 1):
+                page = self.mm.ptes[vpn]
+                page.mapcount += 1
+                mm.ptes[vpn] = page
+        tr.note("dup_mmap", f"{mm.map_count} VMAs copied")
+        if not p.ksm_fork_first:
+            ksm_fork(mm, self.mm, tr)
+        return 0, mm
 
     def exit(self) -> None:
         """exit(2): mmput() -> ksm_exit() -> exit_mmap()."""

@@ -335,14 +335,17 @@ def __ksm_enter(mm: MM, tr: Trace) -> int:
                    else "alloc_mm_slot() failed")
             tr.note("__ksm_enter", f"{why}: ENOMEM")
             return -errno.ENOMEM
+        # v2.6.32 mm/ksm.c __ksm_enter(): list_add_tail() of the mm_slot, set_bit(
+        # MMF_VM_MERGEABLE), atomic_inc(&mm->mm_count), then wake_up_interruptible() if the
+        # list was empty (6.x: the same order, mmgrab() for the atomic_inc()).
+        was_empty = not k.ksm.slots
         if k.profile.has_ksmd:
-            was_empty = not k.ksm.slots
             k.ksm.insert_before_cursor(mm)
             tr.note("__ksm_enter", "mm_slot added just before the scan cursor")
-            if was_empty:
-                tr.note("__ksm_enter", "first mm: wake up ksmd")
         mm.flags |= MMF.MMF_VM_MERGEABLE
         tr.note("__ksm_enter", "set MMF_VM_MERGEABLE")
+        if k.profile.has_ksmd and was_empty:
+            tr.note("__ksm_enter", "first mm: wake up ksmd")
     return 0
 
 
@@ -392,13 +395,16 @@ def unmerge_ksm_pages(mm: MM, vma: VMA, start: int, end: int, tr: Trace | None) 
     ctx = (tr.enter("unmerge_ksm_pages", f"[{start:#x}, {end:#x})") if tr is not None
            else contextlib.nullcontext())
     with ctx:
+        # The loop tests signal_pending() at every address before break_ksm() (v2.6.32 and
+        # 6.18 alike), so a pending signal stops it at the first address, mapped or not.
+        if start < end and mm.mm_users and k.should_fail("signal_pending"):
+            if tr is not None:
+                tr.note("unmerge_ksm_pages", f"{start:#x}: signal pending: ERESTARTSYS "
+                        "(user sees EINTR)")
+            return -ERESTARTSYS
         for vpn in list(mm.ptes.irange(start >> PAGE_SHIFT, (end >> PAGE_SHIFT) - 1)):
             if mm.mm_users == 0:
                 break
-            if k.should_fail("signal_pending"):
-                if tr is not None:
-                    tr.note("unmerge_ksm_pages", "signal pending: ERESTARTSYS (user sees EINTR)")
-                return -ERESTARTSYS
             got = break_ksm(mm, vma, vpn, tr)
             if got < 0:
                 return got

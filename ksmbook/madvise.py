@@ -38,10 +38,15 @@ def advice_name(advice: int) -> str:
 
 
 def sys_madvise(mm: MM, start: int, len_in: int, advice: int, tr: Trace) -> int:
-    """sys_madvise() / do_madvise(): entry checks in the kernel's order, then the VMA walk."""
+    """sys_madvise() / do_madvise(): entry checks in the kernel's order, then the VMA walk.
+
+    The advice is the syscall's `int behavior` (SYSCALL_DEFINE3(madvise, unsigned long,
+    start, size_t, len_in, int, behavior) in v2.6.32 and 6.x): only its low 32 bits count,
+    as a signed int, so (1 << 32) | 12 is MADV_MERGEABLE."""
     p = mm.profile
     k = mm.kernel
     fn = p.fn("sys_madvise")
+    advice = ((advice & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000
     with tr.enter(fn):
         if not p.valid_advice(advice, k.config_ksm):
             why = ("CONFIG_KSM is not set" if advice in (MADV.MADV_MERGEABLE,
@@ -263,7 +268,7 @@ def madvise_remove(mm: MM, vma: VMA, start: int, end: int, tr: Trace) -> int:
     first, last = vma.pgoff_at(start), vma.pgoff_at(end)
     for pgoff in [o for o in f.pages if first <= o < last]:
         del f.pages[pgoff]
-    mm.kernel.drop_file_pages(f, first, last)
+    mm.kernel.drop_file_pages(f, first, last, even_cows=p.remove_zaps_cows)
     how = "vmtruncate_range" if not p.anon_vma_chain else "vfs_fallocate(PUNCH_HOLE)"
     tr.note(how, f"file pages {first}..{last - 1} freed")
     return 0

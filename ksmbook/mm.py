@@ -89,6 +89,9 @@ class File:
     #: Page cache: page offset -> Page (absent = a hole, all zeros).
     pages: dict[int, Page] = field(default_factory=dict)
     huge_reserved: int = 0
+    #: A device whose ->mmap() calls remap_pfn_range(), and its first page frame number.
+    remap_pfn: bool = False
+    pfn: int = 0
 
     @property
     def path(self) -> str:
@@ -255,7 +258,7 @@ class MM:
                 tr.note("split_vma", f"at {addr:#x}: {why}: {errno_name(err)}")
                 return err
         if self.kernel.should_fail("split_vma"):
-            tr.note("split_vma", f"at {addr:#x}: vm_area_dup() failed: ENOMEM")
+            tr.note("split_vma", f"at {addr:#x}: {p.fn('kmem_cache_alloc')}() failed: ENOMEM")
             return -errno.ENOMEM
         new = VMA(vma.start, addr, vma.flags, vma.pgoff, vma.file, vma.anon_vma, vma.chain)
         if new_below:
@@ -465,7 +468,8 @@ class MM:
             if start > vma.start:
                 # 2.6.32 split_vma() checks the count itself; 2.6.33 moved the check here so
                 # that a split at the far end which only removes a VMA is not refused.
-                if end < vma.end and self.map_count >= self.kernel.sysctl["max_map_count"]:
+                if (not p.munmap_split_checks_count and end < vma.end
+                        and self.map_count >= self.kernel.sysctl["max_map_count"]):
                     tr.note(fn, "splitting at both ends would pass max_map_count: ENOMEM")
                     return -errno.ENOMEM
                 err = self.split_vma(vma, start, False, tr, p.munmap_split_checks_count)
@@ -506,17 +510,20 @@ class MM:
         elif file is None:
             tr.note("sys_mmap", "no MAP_ANONYMOUS and no file: EBADF")
             return -errno.EBADF
-        if flags & MAP.MAP_HUGETLB and file is None:
-            length = (length + HPAGE_SIZE - 1) // HPAGE_SIZE * HPAGE_SIZE
-            file = File("/anon_hugepage", length, kind="hugetlb", fs="hugetlbfs", deleted=True,
-                        ino=k.next_ino())
-            tr.note("sys_mmap_pgoff", "MAP_HUGETLB: hugetlb_file_setup(), length rounded to 2 MiB")
+        if not p.hugetlb_in_do_mmap and flags & MAP.MAP_HUGETLB:
+            # 6.x ksys_mmap_pgoff(): before do_mmap(), a file must be on hugetlbfs.
+            if file is not None and file.kind != "hugetlb":
+                tr.note("ksys_mmap_pgoff", "MAP_HUGETLB with a file not on hugetlbfs: EINVAL")
+                return -errno.EINVAL
+            if file is None:
+                length, file = self._hugetlb_file_setup(length, "ksys_mmap_pgoff", tr)
         if length == 0:
             tr.note(fn, "len 0: EINVAL")
             return -errno.EINVAL
         length = page_align(length)
-        if length == 0:
-            tr.note(fn, "len wraps when page-aligned: ENOMEM")
+        if length == 0 or (p.mmap_len_checked_in_do_mmap and length > TASK_SIZE):
+            # v2.6.32 do_mmap_pgoff(): "if (!len || len > TASK_SIZE) return -ENOMEM;"
+            tr.note(fn, "len wraps when page-aligned or exceeds TASK_SIZE: ENOMEM")
             return -errno.ENOMEM
         pgoff = offset >> PAGE_SHIFT
         if pgoff + (length >> PAGE_SHIFT) >= 2**64:
@@ -524,6 +531,13 @@ class MM:
         if self.map_count > k.sysctl["max_map_count"]:
             tr.note(fn, "map_count above max_map_count: ENOMEM")
             return -errno.ENOMEM
+        if p.hugetlb_in_do_mmap and flags & MAP.MAP_HUGETLB:
+            # v2.6.32 do_mmap_pgoff(): "if (flags & MAP_HUGETLB) { ... if (file) return
+            # -EINVAL; ... file = hugetlb_file_setup(...)".
+            if file is not None:
+                tr.note(fn, "MAP_HUGETLB with a file: EINVAL")
+                return -errno.EINVAL
+            length, file = self._hugetlb_file_setup(length, fn, tr)
         fixed = bool(flags & MAP.MAP_FIXED)
         noreplace = bool(flags & MAP.MAP_FIXED_NOREPLACE) and p.fixed_noreplace
         if not fixed and not noreplace and addr and addr < MMAP_MIN_ADDR:
@@ -543,7 +557,7 @@ class MM:
             tr.note(fn, "MAP_FIXED_NOREPLACE and the range is in use: EEXIST")
             return -errno.EEXIST
         if addr < MMAP_MIN_ADDR:
-            tr.note("security_mmap_addr", f"below mmap_min_addr {MMAP_MIN_ADDR:#x}: EPERM")
+            tr.note(p.fn("security_file_mmap"), f"below mmap_min_addr {MMAP_MIN_ADDR:#x}: EPERM")
             return -errno.EPERM
         vm_flags = (calc_vm_prot_bits(prot) | VM.VM_MAYREAD | VM.VM_MAYWRITE | VM.VM_MAYEXEC)
         if flags & MAP.MAP_GROWSDOWN:
@@ -582,9 +596,21 @@ class MM:
         got = self.mmap_region(file, addr, length, flags, vm_flags, pgoff, tr)
         if got >= 0 and (flags & MAP.MAP_LOCKED or (
                 flags & MAP.MAP_POPULATE and not flags & MAP.MAP_NONBLOCK)):
-            k.mm_populate(self, got, got + length)
-            tr.note("mm_populate", "MAP_LOCKED or MAP_POPULATE: pages faulted in")
+            vma = self.vma_at(got)
+            if vma is None or not vma.flags & (VM.VM_IO | VM.VM_PFNMAP):
+                k.mm_populate(self, got, got + length)
+                tr.note(p.fn("make_pages_present"), "MAP_LOCKED or MAP_POPULATE: pages "
+                        "faulted in")
         return got
+
+    def _hugetlb_file_setup(self, length: int, fn: str, tr: Trace) -> tuple[int, File]:
+        """hugetlb_file_setup() for MAP_HUGETLB: an unlinked hugetlbfs file, the length
+        rounded up to whole huge pages."""
+        length = (length + HPAGE_SIZE - 1) // HPAGE_SIZE * HPAGE_SIZE
+        file = File("/anon_hugepage", length, kind="hugetlb", fs="hugetlbfs", deleted=True,
+                    ino=self.kernel.next_ino())
+        tr.note(fn, "MAP_HUGETLB: hugetlb_file_setup(), length rounded to 2 MiB")
+        return length, file
 
     def mmap_region(self, file: File | None, addr: int, length: int, flags: int, vm_flags: VM,
                     pgoff: int, tr: Trace) -> int:
@@ -625,6 +651,11 @@ class MM:
             elif file is not None and file.kind == "device":
                 vm_flags |= file.vm_flags
                 tr.note("f_op->mmap", f"driver sets {flag_names(file.vm_flags)}")
+                if file.remap_pfn:
+                    vm_flags, pgoff = self._remap_pfn_range(file, vm_flags, pgoff, tr)
+            elif file is not None and not huge and self.profile.file_mmap_flags:
+                vm_flags |= self.profile.file_mmap_flags
+                tr.note("f_op->mmap", f"sets {flag_names(self.profile.file_mmap_flags)}")
             elif huge and file is not None:
                 # hugetlbfs_file_mmap() -> hugetlb_reserve_pages(), after the old mappings
                 # are gone: a failure leaves the range unmapped. VM_NORESERVE reserves none.
@@ -644,7 +675,25 @@ class MM:
             self.insert(vma)
             tr.note("vma_link", f"new VMA {addr:#x}-{end:#x}, map_count {self.map_count}")
             tr.event("map", addr, end)
+            refused = vm_flags & self.profile.mlock_refused
+            if vm_flags & VM.VM_LOCKED and refused:
+                vma.flags &= ~VM.VM_LOCKED
+                tr.note(self.profile.fn("mlock_vma_pages_range"),
+                        f"{flag_names(refused)}: VM_LOCKED cleared (\"and don't come back!\")")
         return addr
+
+    def _remap_pfn_range(self, file: File, vm_flags: VM, pgoff: int,
+                         tr: Trace) -> tuple[VM, int]:
+        """remap_pfn_range() of the whole VMA from the driver's ->mmap(): pfn is the device's
+        first frame plus the file offset. v2.6.32 sets vm_pgoff = pfn and VM_PFN_AT_MMAP
+        (already in the profile's remap_pfn_flags); 6.x sets vm_pgoff = pfn only on a COW
+        mapping (is_cow_mapping(): private with VM_MAYWRITE)."""
+        pfn = file.pfn + pgoff
+        cow = vm_flags & (VM.VM_SHARED | VM.VM_MAYWRITE) == VM.VM_MAYWRITE
+        if self.profile.remap_pfn_pgoff_always or cow:
+            tr.note("remap_pfn_range", f"vm_pgoff = pfn {pfn:#x}")
+            return vm_flags, pfn
+        return vm_flags, pgoff
 
     def mprotect(self, start: int, length: int, prot: int, tr: Trace) -> int:
         """sys_mprotect() with mprotect_fixup(): change protection up to the first hole.

@@ -142,6 +142,28 @@ class Profile:
     remove_filesystems: frozenset[str]
     #: Kernel function names that this kernel calls by another name.
     renamed: Mapping[str, str] = field(default_factory=dict)
+    # -- v2.6.32 source reading (mm/mmap.c, mm/memory.c, mm/mlock.c, mm/filemap.c) ----------
+    #: MADV_REMOVE zaps every mapping of the punched range, private COW copies included:
+    #: 2.6.32 vmtruncate_range() -> unmap_mapping_range(mapping, offset, len, 1) (even_cows);
+    #: 6.x shmem_fallocate(PUNCH_HOLE) passes even_cows = 0, so COW copies keep their data.
+    remove_zaps_cows: bool = False
+    #: mmap_region() drops VM_LOCKED again for these VMAs and for hugetlb ones: 2.6.32
+    #: mlock_vma_pages_range() ("and don't come back!"), 6.x the VM_SPECIAL test after
+    #: the mapping is set up.
+    mlock_refused: VM = VM(0)
+    #: MAP_HUGETLB is handled inside do_mmap_pgoff() after the length and map_count checks and
+    #: refuses any file with EINVAL (2.6.32); 6.x ksys_mmap_pgoff() handles it before do_mmap()
+    #: and accepts a hugetlbfs file.
+    hugetlb_in_do_mmap: bool = False
+    #: do_mmap_pgoff() itself returns ENOMEM for len > TASK_SIZE (2.6.32); 6.x leaves that to
+    #: __get_unmapped_area().
+    mmap_len_checked_in_do_mmap: bool = False
+    #: Flags generic_file_mmap()/ext4_file_mmap()/shmem_mmap() set on a file VMA (2.6.32:
+    #: VM_CAN_NONLINEAR; gone with remap_file_pages() emulation in 4.0).
+    file_mmap_flags: VM = VM(0)
+    #: remap_pfn_range() of the whole VMA sets vm_pgoff = pfn and VM_PFN_AT_MMAP (2.6.32);
+    #: 6.x sets vm_pgoff = pfn only on a COW (private, VM_MAYWRITE) mapping.
+    remap_pfn_pgoff_always: bool = False
     real_bits: Mapping[VM, int] = field(default_factory=dict)
     # -- ksmd (mm/ksm.c); the seed has none ------------------------------------------------
     #: Writable files of /sys/kernel/mm/ksm with their boot values, in ksm_attrs[] order.
@@ -229,7 +251,7 @@ _SEED = Profile(
     willneed_anon_ebadf=True,
     fork_clears=V.VM_LOCKED,
     hugetlb_flags=V.VM_HUGETLB | V.VM_RESERVED,
-    remap_pfn_flags=V.VM_IO | V.VM_RESERVED | V.VM_PFNMAP,
+    remap_pfn_flags=V.VM_IO | V.VM_RESERVED | V.VM_PFNMAP | V.VM_PFN_AT_MMAP,
     missing_flags=_NEW_ONLY,
     smaps_codes=MappingProxyType(_CODES_2632),
     smaps_vmflags=False,
@@ -239,6 +261,22 @@ _SEED = Profile(
     growsdown_private_anon_only=False,
     remove_needs_write=True,
     remove_filesystems=frozenset({"tmpfs"}),
+    # v2.6.32 mm/memory.c vmtruncate_range(): unmap_mapping_range(mapping, offset,
+    # 1 + end - offset, 1).
+    remove_zaps_cows=True,
+    # v2.6.32 mm/mlock.c mlock_vma_pages_range(): VM_IO|VM_PFNMAP go to no_mlock at once;
+    # VM_DONTEXPAND|VM_RESERVED and hugetlb are made present, then lose VM_LOCKED too.
+    mlock_refused=V.VM_IO | V.VM_PFNMAP | V.VM_DONTEXPAND | V.VM_RESERVED | V.VM_HUGETLB,
+    # v2.6.32 mm/mmap.c do_mmap_pgoff(): "if (flags & MAP_HUGETLB) { ... if (file) return
+    # -EINVAL;" after "if (!len || len > TASK_SIZE) return -ENOMEM;".
+    hugetlb_in_do_mmap=True,
+    mmap_len_checked_in_do_mmap=True,
+    # v2.6.32 mm/filemap.c generic_file_mmap(), fs/ext4/file.c ext4_file_mmap(),
+    # mm/shmem.c shmem_mmap(): vma->vm_flags |= VM_CAN_NONLINEAR.
+    file_mmap_flags=V.VM_CAN_NONLINEAR,
+    # v2.6.32 mm/memory.c remap_pfn_range(): "if (addr == vma->vm_start && end ==
+    # vma->vm_end) { vma->vm_pgoff = pfn; vma->vm_flags |= VM_PFN_AT_MMAP; }".
+    remap_pfn_pgoff_always=True,
 )
 
 # 2.6.32 mm/ksm.c: ksm_attrs[] and the store functions' strict_strtoul().
@@ -291,11 +329,25 @@ _MODERN = Profile(
     growsdown_private_anon_only=True,
     remove_needs_write=False,
     remove_filesystems=frozenset({"tmpfs", "ext4", "hugetlbfs"}),
+    # 6.12 mm/shmem.c shmem_fallocate(): unmap_mapping_range(mapping, ..., 0).
+    remove_zaps_cows=False,
+    # 6.12 mm/vma.c __mmap_region(): "if ((vm_flags & VM_SPECIAL) || vma_is_dax(vma) ||
+    # is_vm_hugetlb_page(vma) || ...) vm_flags_clear(vma, VM_LOCKED_MASK);".
+    mlock_refused=V.VM_IO | V.VM_DONTEXPAND | V.VM_PFNMAP | V.VM_MIXEDMAP | V.VM_HUGETLB,
+    hugetlb_in_do_mmap=False,
+    mmap_len_checked_in_do_mmap=False,
+    file_mmap_flags=V(0),
+    remap_pfn_pgoff_always=False,
     renamed=MappingProxyType({
         "sys_madvise": "do_madvise", "madvise_vma": "madvise_vma_behavior",
         "madvise_behavior": "madvise_update_vma", "vma_merge": "vma_modify_flags",
         "sys_mprotect": "do_mprotect_pkey", "do_mmap_pgoff": "do_mmap",
         "sys_munmap": "do_vmi_munmap", "do_munmap": "do_vmi_align_munmap",
+        # 2.6.32 names of the mmap path and of fork's VMA copy (v2.6.32 mm/mmap.c
+        # do_mmap_pgoff(), security_file_mmap(), make_pages_present(), split_vma()'s
+        # kmem_cache_alloc(vm_area_cachep)).
+        "security_file_mmap": "security_mmap_addr", "make_pages_present": "mm_populate",
+        "kmem_cache_alloc": "vm_area_dup", "mlock_vma_pages_range": "__mmap_region",
     }),
     real_bits=MappingProxyType(_BITS_MODERN),
     # 6.18 mm/ksm.c ksm_attrs[] (checked against /sys/kernel/mm/ksm of this machine).
