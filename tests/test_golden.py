@@ -367,4 +367,5 @@ def test_ksm_enter_order_and_fork_nesting(profile: str) -> None:
     p.fork()
     steps = [(s.depth, s.function) for s in p.last_trace.steps[:4]]  # type: ignore[union-attr]
     assert steps == [(0, "copy_process"), (1, "copy_mm"), (2, "dup_mm"), (3, "dup_mmap")]
-    assert p.last_trace.steps[-1] == (1, "copy_process", "child pid 2")  # type: ignore
+    last = p.last_trace.steps[-1]  # type: ignore[union-attr]
+    assert (last.depth, last.function, last.message) == (1, "copy_process", "child pid 2")
