@@ -89,7 +89,6 @@ __all__ = [
     "WorkerDied",
     "WorkerTimeout",
     "available",
-    "page_bytes",
     "parse_smaps",
     "read_ksm_sysfs",
     "replay",
@@ -111,6 +110,8 @@ _PR_SET_MEMORY_MERGE = 67
 _PR_GET_MEMORY_MERGE = 68
 _ALLOWED_PRCTL = frozenset({_PR_SET_MEMORY_MERGE, _PR_GET_MEMORY_MERGE})
 _U64 = 1 << 64
+_NR_MOVE_PAGES = 279  # arch/x86/entry/syscalls/syscall_64.tbl
+_MPOL_MF_MOVE = 1 << 1
 _EFAULT, _ENOMEM = 14, 12
 
 #: Advice values a worker refuses: they poison or offline *physical* pages.
@@ -357,6 +358,8 @@ class _Libc:
         self.vm_writev.restype, self.vm_writev.argtypes = ss, [i, iov, ul, iov, ul, ul]
         self.vm_readv = libc.process_vm_readv
         self.vm_readv.restype, self.vm_readv.argtypes = ss, [i, iov, ul, iov, ul, ul]
+        self.syscall = libc.syscall
+        self.syscall.restype = lg
 
 
 def _check(ret: int, what: str) -> int:
@@ -366,12 +369,26 @@ def _check(ret: int, what: str) -> int:
     return ret
 
 
+def _load_page_bytes() -> Any:
+    """ksmbook.pages.page_bytes for the worker, which runs this file with ``-I -S``: the
+    package's directory stands in for ``ksmbook`` without running its ``__init__`` (the whole
+    simulator), so only pages.py and what it imports (constants.py, standard library) load."""
+    import importlib
+    import types
+
+    package = types.ModuleType("ksmbook")
+    package.__path__ = [os.path.dirname(os.path.abspath(__file__))]
+    sys.modules.setdefault("ksmbook", package)
+    return importlib.import_module("ksmbook.pages").page_bytes
+
+
 class _Server:
     """Worker side: executes one request at a time, never touching memory outside the arena."""
 
     def __init__(self, sock: socket.socket, base: int, size: int) -> None:
         self.sock, self.base, self.end = sock, base, base + size
         self.c = _Libc()
+        self.page_bytes = _load_page_bytes()
         #: One open file per (path, read-only): every mmap of a scenario file shares one
         #: struct file, as in a program that maps one fd several times. vma_merge() compares
         #: vm_file pointers, so separate opens of one file never merge. A fork child inherits
@@ -454,7 +471,9 @@ class _Server:
         return _check(self.c.prctl(option, arg2, arg3, arg4, arg5), "prctl")
 
     def op_write(self, addr: int, data: Any) -> int:
-        raw = _decode_bytes(data)
+        return self._write(addr, _decode_bytes(data))
+
+    def _write(self, addr: int, raw: bytes) -> int:
         self._range(addr, len(raw), "write")
         buf = ctypes.create_string_buffer(raw, len(raw))
         local = _IOVec(ctypes.addressof(buf), len(raw))
@@ -473,6 +492,68 @@ class _Server:
         if n != length:
             raise OSError(_EFAULT, f"process_vm_readv: read {n} of {length} bytes, then EFAULT")
         return buf.raw[:n]
+
+    def op_fill(self, addr: int, contents: list[Any]) -> int:
+        """Give consecutive pages from ``addr`` their contents: an int is written with
+        ``page_bytes`` (process_vm_writev, one call per run of ints), "read" is read-faulted
+        (an anonymous page maps the shared zero page), None is left untouched."""
+        self._range(addr, len(contents) * _PAGE, "fill")
+        i = 0
+        while i < len(contents):
+            j = i
+            while j < len(contents) and isinstance(contents[j], int):
+                j += 1
+            if j > i:
+                self._write(addr + i * _PAGE, b"".join(self.page_bytes(c)
+                                                       for c in contents[i:j]))
+                i = j
+                continue
+            if contents[i] == "read":
+                self.op_read(addr + i * _PAGE, 1)
+            elif contents[i] is not None:
+                raise LiveRefused(f"page content must be an int, 'read' or None: {contents[i]!r}")
+            i += 1
+        return len(contents)
+
+    def op_drain(self, addr: int) -> int:
+        """move_pages() of one present page of this worker to node 0 (where it is already):
+        the call drains every CPU's LRU caches first (lru_cache_disable() in do_pages_move()),
+        dropping the extra page references that make ksmd refuse a just-written page."""
+        self._range(addr, _PAGE, "drain")
+        pages = (ctypes.c_void_p * 1)(addr)
+        nodes = (ctypes.c_int * 1)(0)
+        status = (ctypes.c_int * 1)(0)
+        _check(self.c.syscall(_NR_MOVE_PAGES, 0, 1, pages, nodes, status, _MPOL_MF_MOVE),
+               "move_pages")
+        if status[0] < 0:
+            raise OSError(-status[0], f"move_pages: page status {os.strerror(-status[0])}")
+        return status[0]
+
+    def op_time_writes(self, addrs: list[int], seed: int = 0) -> list[int]:
+        """Write one byte to each address, in a shuffled order, and time each write with
+        time.perf_counter_ns() (nanoseconds, in the order given). The pages must be mapped
+        writable: this is the one call that touches memory directly."""
+        import gc
+        import random
+        import time
+
+        for a in addrs:
+            self._range(a, 1, "time_writes")
+        order = list(range(len(addrs)))
+        random.Random(seed).shuffle(order)
+        clock, memset = time.perf_counter_ns, ctypes.memset
+        for _ in range(2000):  # warm the interpreter's path up
+            clock()
+        out = [0] * len(addrs)
+        gc.disable()
+        try:
+            for i in order:
+                t0 = clock()
+                memset(addrs[i], 0x5A, 1)
+                out[i] = clock() - t0
+        finally:
+            gc.enable()
+        return out
 
     def op_smaps(self) -> str:
         return self._read_proc("/proc/self/smaps")
@@ -669,10 +750,19 @@ class Worker:
         """Write ``data`` at ``addr`` with process_vm_writev: EFAULT, never SIGSEGV."""
         return self._call("write", addr=addr, data=bytes(data))
 
-    def write_pages(self, addr: int, pages: Sequence[bytes]) -> None:
-        """Fill consecutive pages from ``addr``; each item is repeated to fill its 4096 bytes."""
-        blob = b"".join(_fill_page(p) for p in pages)
-        self.write(addr, blob)
+    def fill(self, addr: int, contents: Sequence[int | str | None]) -> int:
+        """Give consecutive pages their contents (``ksmbook.pages.page_bytes`` for an int, a
+        read fault for "read", nothing for None); EFAULT, never SIGSEGV."""
+        return self._call("fill", addr=addr, contents=list(contents))
+
+    def drain(self, addr: int) -> int:
+        """Drain every CPU's LRU caches (move_pages() on this worker's present page ``addr``)."""
+        return self._call("drain", addr=addr)
+
+    def time_writes(self, addrs: Sequence[int], seed: int = 0) -> list[int]:
+        """Nanoseconds of a one-byte write to each address (shuffled order, timed in the
+        worker). The pages must be mapped writable, else the worker dies (WorkerDied)."""
+        return self._call("time_writes", addrs=list(addrs), seed=seed)
 
     def read(self, addr: int, length: int = _PAGE) -> bytes:
         """Read ``length`` bytes at ``addr`` with process_vm_readv: EFAULT, never SIGSEGV."""
@@ -781,13 +871,6 @@ class Worker:
             self.pidfd = None
 
 
-def _fill_page(item: bytes) -> bytes:
-    if not item:
-        return bytes(_PAGE)
-    reps = -(-_PAGE // len(item))
-    return (bytes(item) * reps)[:_PAGE]
-
-
 class LiveSession:
     """Owns the workers and scratch files of one live replay; use it as a context manager.
 
@@ -884,13 +967,6 @@ _MAP_GROWSDOWN = 0x0100
 _MAP_LOCKED = 0x2000
 _MAP_HUGETLB = 0x40000
 _MMAP_MIN_ADDR = 0x10000  # /proc/sys/vm/mmap_min_addr default, as the simulator
-
-
-def page_bytes(value: int) -> bytes:
-    """The 4096 bytes a replay writes for a simulator page content (0 = an all-zero page)."""
-    if value == 0:
-        return bytes(_PAGE)
-    return (value % _U64).to_bytes(8, "little") * (_PAGE // 8)
 
 
 def _scenario_arena(scenario: Scenario) -> Arena:
@@ -1026,7 +1102,7 @@ class _Replayer:
         for page in range(start, end, _PAGE):
             if not any(v.start <= page < v.end and "w" in v.perms for v in vmas):
                 return -_EFAULT
-        w.write(start, b"".join(page_bytes(v) for v in values))
+        w.fill(start, values)
         return 0
 
     def _map(self, w: Worker, op: Op, a: dict[str, Any]) -> int:
@@ -1147,7 +1223,10 @@ def replay(scenario: Scenario | str, session: LiveSession | None = None) -> list
 
 @functools.lru_cache(maxsize=1)
 def available() -> tuple[bool, str]:
-    """Whether live replay can run here, and if not, why (the reason is fit for pytest.skip)."""
+    """Whether live replay can run here, and if not, why (the reason is fit for pytest.skip).
+
+    Looks only at the platform and /proc: it starts no worker and opens nothing under
+    /sys/kernel/mm/ksm. A worker that then cannot start raises LiveError."""
     if not sys.platform.startswith("linux"):
         return False, f"not Linux (platform {sys.platform})"
     machine = os.uname().machine
@@ -1155,24 +1234,8 @@ def available() -> tuple[bool, str]:
         return False, f"live replay uses x86_64 ABI values; this machine is {machine}"
     if not os.path.exists("/proc/self/smaps"):
         return False, "no /proc/self/smaps (procfs not mounted?)"
-    if not os.path.isdir("/sys/kernel/mm/ksm"):
-        return False, "KSM not built in: /sys/kernel/mm/ksm missing"
-    try:
-        with LiveSession(timeout=10) as s:
-            w = s.spawn()
-            a = s.arena.base
-            w.mmap(a, _PAGE, 3, _MAP_PRIVATE | _MAP_ANONYMOUS)
-            try:
-                w.madvise(a, _PAGE, 12)  # MADV_MERGEABLE
-            except OSError as e:
-                if e.errno == 22:
-                    return False, ("madvise(MADV_MERGEABLE) gives EINVAL: "
-                                   "kernel built with CONFIG_KSM=n")
-                return False, f"madvise(MADV_MERGEABLE) failed on a probe page: {e}"
-            if "mg" not in w.layout()[0].vmflags:
-                return False, "MADV_MERGEABLE accepted but smaps shows no 'mg' in VmFlags"
-    except (LiveError, OSError) as e:
-        return False, f"cannot start a live worker: {e}"
+    if not os.path.exists("/proc/self/ksm_stat"):
+        return False, "no /proc/self/ksm_stat: kernel built without CONFIG_KSM (or older than 6.1)"
     return True, "ok"
 
 

@@ -1,41 +1,48 @@
-"""The live ksmd of this machine, driven one full scan at a time (mm/ksm.c, /sys/kernel/mm/ksm).
+"""The live ksmd of this machine, driven one full scan or one batch at a time (mm/ksm.c,
+/sys/kernel/mm/ksm).
 
 The simulator's ksmd must give the same counters as the real one. This module is the oracle: it
-puts pages with chosen contents into helper *processes*, lets the real ksmd make an exact number
-of full scans over them, and reads every counter of /sys/kernel/mm/ksm.
+puts pages with chosen contents into worker processes of ``ksmbook.live`` (the one live harness:
+the same workers, arena and page bytes, ``ksmbook.pages.page_bytes``, as the scenario replay),
+lets the real ksmd make an exact number of full scans or batches over them, and reads every
+counter of /sys/kernel/mm/ksm and every worker's /proc/PID/ksm_stat.
 
-Nothing here runs in the caller's process: every page lives in a helper process started with
-``python3 -I live_ksmd.py --worker`` and spoken to over a pipe, so a test runner never gets
-VM_MERGEABLE areas, KSM pages or an mm_slot of its own. Standard library only.
+Nothing here runs in the caller's process: no test runner or notebook kernel gets VM_MERGEABLE
+areas, KSM pages or an mm_slot of its own.
 
 The protocol that gives reproducible counters (see ``Ksmd`` and ``measure``):
 
 1. Stop ksmd (run=0), then unmerge everything (run=2). run=2 frees every rmap_item, breaks every
    KSM page and sets full_scans to 0, and leaves the scan cursor at the list head. Writing run=2
    when run is already 2 does nothing (run_store() acts only on a change), hence the 0 first.
-2. With ksmd stopped, the helper processes write their pages and madvise(MADV_MERGEABLE), one
-   after the other. __ksm_enter() puts each new mm_slot just before the cursor, which is the list
-   head, so the slots sit in registration order at the end of the list and the *first* pass
-   visits every page: nothing is half-scanned, no alignment pass is needed.
-3. pages_to_scan is set far above the number of pages, so one batch of ksm_do_scan() is exactly
-   the rest of a pass (a pass end always ends the batch). sleep_millisecs is set to an hour, so
-   after each pass ksmd parks in ksm_scan_thread()'s timed wait and no counter moves.
-4. One more pass = write a *different* sleep_millisecs (sleep_millisecs_store() wakes the timed
-   wait; the first pass also needs run=1), then poll full_scans until it goes up by one, then
-   wait until ksmd is parked again (state S, wchan ksm_scan_thread) before reading counters.
-   Waking ksmd only when it is parked avoids the one race: a new sleep value written after the
-   pass ended but before ksmd read the old one would be lost and ksmd would sleep an hour.
+2. With ksmd stopped, the workers write their pages and madvise(MADV_MERGEABLE), one after the
+   other. __ksm_enter() puts each new mm_slot just before the cursor, which is the list head,
+   so the slots sit in registration order and the *first* pass visits every page.
+3. ``scan()``: pages_to_scan far above the number of pages, so one batch of ksm_do_scan() is
+   exactly the rest of a pass (a pass end always ends the batch). ``batch()``: pages_to_scan
+   N, so a batch is N pages or the rest of the pass. sleep_millisecs is an hour, so after each
+   batch ksmd parks in ksm_scan_thread()'s timed wait and no counter moves.
+4. One more batch = write a *different* sleep_millisecs (alternating two values;
+   sleep_millisecs_store() wakes the timed wait; the first batch also needs run=1), then poll
+   until pages_scanned grew by N or full_scans grew, then wait until ksmd is parked again
+   (state S, wchan ksm_scan_thread) before reading counters. Waking ksmd only when it is parked
+   avoids the one race: a new sleep value written after the batch ended but before ksmd read
+   the old one would be lost and ksmd would sleep an hour.
+5. Stepping batches while the world changes (``Ksmd.stepping``): one *keeper* worker holds an
+   untouched mergeable page, so ksmd's mm list never empties (ksmd_should_run() stays true and
+   an exit or munmap does not idle it), and before each batch a move_pages() call on one of the
+   keeper's own pages drains every CPU's LRU caches: a page just copied on write still holds a
+   per-CPU cache reference, and the kernel refuses to merge a page with extra references.
 
-The counters pages_scanned and pages_skipped are never reset (not even by run=2); ``measure``
-reports them as differences over the experiment. ksm_zero_pages is reset only when the zero-page
-ptes go away (run=2 breaks them).
+The counters pages_scanned and pages_skipped are never reset (not even by run=2); they are
+reported relative to the reset, as is ksm_zero_pages (see ``_relative``).
 
 What can go wrong:
 
 - ksmd is machine-wide. Any other process registered with KSM while ksmd runs here is scanned
-  too, and its pages are counted (other test suites' madvise workers, for instance). ``measure``
-  checks that the global counters equal the sums of its own processes' /proc/PID/ksm_stat and
-  repeats the experiment otherwise; it reports "foreign_mms" and "contamination".
+  too, and its pages are counted. ``measure`` checks that the global counters equal the sums of
+  its own workers' /proc/PID/ksm_stat and repeats the experiment otherwise; it reports
+  "foreign_mms" and "contamination".
 - Users of this module serialize on an flock (/run/lock/ksmbook-live-ksmd.lock); other programs
   that write /sys/kernel/mm/ksm do not.
 - max_page_sharing and merge_across_nodes give EBUSY while a KSM page exists, even briefly
@@ -50,25 +57,23 @@ kernel has, so older kernels without smart_scan/advisor_* work too.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno as _errno
-import json
 import os
-import select
-import subprocess
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from . import live
+from .ksmd import KsmdIdle
+from .pages import PAGE_SIZE
+
 __all__ = [
-    "KSM_DIR", "PAGE_SIZE", "COUNTERS", "KNOB_ORDER", "PARK_MS", "READ", "UNTOUCHED",
-    "page_bytes", "ksm_available", "read_counters", "KsmKnobs", "Ksmd", "KsmdIdle", "LiveProcess",
-    "session", "measure", "time_scans", "mergeable_mms", "ksm_stat",
+    "KSM_DIR", "COUNTERS", "KNOB_ORDER", "PARK_MS", "ksm_available", "read_counters",
+    "KsmKnobs", "Ksmd", "KsmdIdle", "LiveProcess", "session", "measure", "time_scans",
+    "mergeable_mms", "ksm_stat",
 ]
 
 KSM_DIR = "/sys/kernel/mm/ksm"
-PAGE_SIZE = 4096
 #: Read-only files of /sys/kernel/mm/ksm on Linux 6.18 (general_profit may be negative).
 COUNTERS = (
     "full_scans", "pages_shared", "pages_sharing", "pages_unshared", "pages_volatile",
@@ -89,40 +94,15 @@ KNOB_ORDER = (
 _NEEDS_UNMERGE = ("max_page_sharing", "merge_across_nodes")
 #: sleep_millisecs while ksmd is parked between stepped passes (one hour).
 PARK_MS = 3_600_000
-#: Budget per batch while stepping: far above any page count used here.
+#: Budget per batch while stepping whole passes: far above any page count used here.
 _BIG_BUDGET = 10_000_000
-#: Page content markers besides ints: never touched (no page), touched by a read (zero page).
-UNTOUCHED = None
-READ = "read"
+_MADV_MERGEABLE = 12
+_PROT_RW, _MAP_ANON_PRIVATE = 3, 0x22
 
 _LOCK_PATH = os.path.join("/run/lock" if os.path.isdir("/run/lock") else "/tmp",
                           "ksmbook-live-ksmd.lock")
 _lock_depth = 0
 _lock_fd = -1
-
-
-# --------------------------------------------------------------------------- page contents
-
-_PAGE_CACHE: dict[int, bytes] = {}
-
-
-def page_bytes(content: int) -> bytes:
-    """The 4096 bytes of page content *content*: 0 is an all-zero page, any other int in
-    [1, 2**64) a pattern that no other int gives (its 8-byte little-endian value followed by
-    b"ksmbook.", repeated 256 times). The simulator and the tests use the same mapping."""
-    if not isinstance(content, int) or isinstance(content, bool):
-        raise TypeError(f"page content must be an int, not {content!r}")
-    if not 0 <= content < 1 << 64:
-        raise ValueError(f"page content out of range [0, 2**64): {content}")
-    page = _PAGE_CACHE.get(content)
-    if page is None:
-        if content == 0:
-            page = bytes(PAGE_SIZE)
-        else:
-            page = (content.to_bytes(8, "little") + b"ksmbook.") * (PAGE_SIZE // 16)
-        if len(_PAGE_CACHE) < 4096:
-            _PAGE_CACHE[content] = page
-    return page
 
 
 # --------------------------------------------------------------------------- sysfs helpers
@@ -154,30 +134,20 @@ def _knob_value(name: str, text: str) -> str:
 
 
 def read_counters() -> dict[str, int]:
-    """Every read-only counter of /sys/kernel/mm/ksm as an int."""
-    out: dict[str, int] = {}
-    for name in sorted(os.listdir(KSM_DIR)):
-        if name in COUNTERS or not os.stat(_path(name)).st_mode & 0o200:
-            with contextlib.suppress(OSError, ValueError):
-                out[name] = int(_read(name))
-    return out
+    """Every counter of /sys/kernel/mm/ksm (COUNTERS) as an int."""
+    return {n: int(v) for n, v in live.read_ksm_sysfs().items() if n in COUNTERS}
 
 
 def ksm_available() -> tuple[bool, str]:
-    """(True, "") when the live ksmd can be driven here, else (False, why not)."""
-    if not sys.platform.startswith("linux"):
-        return False, f"not Linux ({sys.platform})"
-    if not os.path.isdir(KSM_DIR):
-        return False, f"{KSM_DIR} missing (kernel built without CONFIG_KSM or no sysfs)"
+    """(True, "") when the live ksmd can be driven here, else (False, why not). Opens nothing
+    for writing; call it only where a live test or measurement is about to run."""
+    ok, why = live.available()
+    if not ok:
+        return False, why
     if not os.path.exists(_path("run")):
-        return False, f"{KSM_DIR}/run missing"
-    if os.geteuid() != 0:
+        return False, f"{KSM_DIR}/run missing (kernel built without CONFIG_KSM or no sysfs)"
+    if os.geteuid() != 0 or not os.access(_path("run"), os.W_OK):
         return False, "not root: the knobs in /sys/kernel/mm/ksm cannot be written"
-    try:
-        fd = os.open(_path("run"), os.O_WRONLY)  # opening writes nothing
-        os.close(fd)
-    except OSError as e:
-        return False, f"cannot open {KSM_DIR}/run for writing: {os.strerror(e.errno or 0)}"
     if _ksmd_pid() is None:
         return False, "no ksmd kernel thread found"
     return True, ""
@@ -196,22 +166,21 @@ def mergeable_mms(exclude: Sequence[int] = ()) -> list[int]:
 
 
 def ksm_stat(pid: int) -> dict[str, Any]:
-    """/proc/PID/ksm_stat as a dict (ints where numeric); {} if unreadable.
-    Adds "ksm_merging_pages_file" from /proc/PID/ksm_merging_pages."""
-    out: dict[str, Any] = {}
+    """/proc/PID/ksm_stat as a dict (ints where numeric); {} if unreadable."""
     try:
         with open(f"/proc/{pid}/ksm_stat") as f:
-            for line in f:
-                key, _, val = line.partition(" ")
-                key = key.rstrip(":")
-                val = val.strip()
-                out[key] = int(val) if val.lstrip("-").isdigit() else val
-        with open(f"/proc/{pid}/ksm_merging_pages") as f:
-            text = f.read().strip()
-        if text:
-            out["ksm_merging_pages_file"] = int(text)
-    except (OSError, ValueError):
-        pass
+            return parse_ksm_stat(f.read())
+    except OSError:
+        return {}
+
+
+def parse_ksm_stat(text: str) -> dict[str, Any]:
+    """The text of /proc/PID/ksm_stat (``proc_pid_ksm_stat()``) as a dict."""
+    out: dict[str, Any] = {}
+    for line in text.splitlines():
+        key, _, val = line.partition(" ")
+        val = val.strip()
+        out[key.rstrip(":")] = int(val) if val.lstrip("-").isdigit() else val
     return out
 
 
@@ -399,27 +368,29 @@ def _ksmd_parked() -> bool:
     return state in ("S", "I") and wchan == "ksm_scan_thread"
 
 
-def _full_scans() -> int:
-    return int(_read("full_scans"))
-
-
-class KsmdIdle(RuntimeError):
-    """No mm is registered with KSM (ksmd_should_run() is false): no full scan will come."""
+def _progress() -> tuple[int, int]:
+    """(full_scans, pages_scanned): what moves when ksmd runs a batch."""
+    return int(_read("full_scans")), int(_read("pages_scanned"))
 
 
 class Ksmd:
-    """Drive the live ksmd exactly one full scan at a time (see the module docstring).
+    """Drive the live ksmd one full scan (``scan``) or one batch (``batch``) at a time, over
+    the pages of worker processes (see the module docstring).
 
-    Use inside ``KsmKnobs``: ``Ksmd(knobs).reset()``, register pages, then ``scan(n)``.
+    Use through ``session()``: ``ksmd.spawn(contents)`` registers a worker's pages, then
+    ``scan(n)`` or, after ``stepping(n)``, ``batch()``.
     """
 
     def __init__(self, knobs: KsmKnobs, *, timeout: float = 120.0) -> None:
         self.knobs = knobs
         self.timeout = timeout
+        self.live = live.LiveSession(timeout=timeout)
         self.scan_seconds: list[float] = []
         self.history: list[dict[str, int]] = []
         self.processes: list[LiveProcess] = []
         self.base: dict[str, int] = {}
+        self.keeper: LiveProcess | None = None
+        self._budget = _BIG_BUDGET
         self._park = PARK_MS
 
     def reset(self) -> None:
@@ -435,6 +406,24 @@ class Ksmd:
         self.history.clear()
         self.scan_seconds.clear()
 
+    def stepping(self, pages_to_scan: int) -> LiveProcess:
+        """Prepare batch stepping: pages_to_scan = N for every batch, and the keeper worker
+        (registered now, so call this before spawning the others): one untouched mergeable
+        page keeps ksmd's list non-empty, one private written page serves ``drain()``.
+        Returns the keeper."""
+        self._budget = pages_to_scan
+        _write("pages_to_scan", pages_to_scan)
+        keeper = self.spawn()
+        keeper.map([None])
+        keeper.map([1], madvise=False)
+        self.keeper = keeper
+        return keeper
+
+    def drain(self) -> None:
+        """Drain every CPU's LRU caches (move_pages() on the keeper's private page)."""
+        if self.keeper is not None:
+            self.keeper.worker.drain(self.keeper.address(1))
+
     def _wait_parked(self, deadline: float) -> None:
         while not _ksmd_parked():
             if time.monotonic() > deadline:
@@ -447,57 +436,54 @@ class Ksmd:
         if _read("run") != "1":
             _write("run", 1)  # wakes the idle wait (ksm_thread_wait)
 
+    def _one_batch(self, deadline: float, done: Any) -> None:
+        """Wake ksmd once and wait until ``done(before, now)`` holds and ksmd is parked."""
+        self._wait_parked(deadline)
+        before = _progress()
+        self._go()
+        parked_since: float | None = None
+        delay = 0.0002
+        while not done(before, _progress()):
+            now = time.monotonic()
+            if now > deadline:
+                raise TimeoutError(f"ksmd made no progress in {self.timeout} s")
+            if _ksmd_parked():  # still (or again) asleep and no progress
+                parked_since = parked_since or now
+                if now - parked_since > 0.3:
+                    if not mergeable_mms():
+                        raise KsmdIdle("no mm is registered with KSM: ksmd has nothing "
+                                       "to scan and full_scans stays")
+                    self._go()  # a wake-up lost to the race in the module docstring
+                    parked_since = None
+            else:
+                parked_since = None
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.005)
+        self._wait_parked(deadline)
+
     def scan(self, n: int = 1) -> dict[str, int]:
         """Let ksmd make exactly *n* more full scans; return the counters after the last one,
-        pages_scanned / pages_skipped relative to ``base`` (each scan's raw counters are
-        appended to ``history``, its wall time to ``scan_seconds``)."""
+        relative to ``base`` (each scan's raw counters are appended to ``history``, its wall
+        time to ``scan_seconds``)."""
+        if self._budget != _BIG_BUDGET:
+            self._budget = _BIG_BUDGET
+            _write("pages_to_scan", _BIG_BUDGET)
         for _ in range(n):
-            deadline = time.monotonic() + self.timeout
-            self._wait_parked(deadline)
-            target = _full_scans() + 1
             t0 = time.monotonic()
-            self._go()
-            parked_since: float | None = None
-            delay = 0.0002
-            while _full_scans() < target:
-                now = time.monotonic()
-                if now > deadline:
-                    raise TimeoutError(f"ksmd made no full scan in {self.timeout} s")
-                if _ksmd_parked():  # still (or again) asleep and no progress
-                    parked_since = parked_since or now
-                    if now - parked_since > 0.3:
-                        if not mergeable_mms():
-                            raise KsmdIdle("no mm is registered with KSM: ksmd has nothing "
-                                           "to scan and full_scans stays")
-                        self._go()  # a wake-up lost to the race in the module docstring
-                        parked_since = None
-                else:
-                    parked_since = None
-                time.sleep(delay)
-                delay = min(delay * 1.5, 0.005)
+            self._one_batch(t0 + self.timeout, lambda b, now: now[0] > b[0])
             self.scan_seconds.append(time.monotonic() - t0)
-            self._wait_parked(deadline)
             self.history.append(read_counters())
         return _relative(self.history[-1] if self.history else read_counters(), self.base)
 
-    def batch(self, pages_to_scan: int) -> dict[str, int]:
-        """Let ksmd run exactly one batch of ksm_do_scan(pages_to_scan): it stops early at a
-        pass end. Leaves the cursor mid-pass (a later ``scan()`` finishes that pass). Returns
-        the counters after it. A batch that changes no counter at all times out."""
-        deadline = time.monotonic() + self.timeout
-        self._wait_parked(deadline)
-        _write("pages_to_scan", pages_to_scan)
-        try:
-            keys = ("full_scans", "pages_scanned", "pages_skipped")
-            before = {k: int(_read(k)) for k in keys}
-            self._go()
-            while all(int(_read(k)) == before[k] for k in keys):
-                if time.monotonic() > deadline:
-                    raise TimeoutError("ksmd ran no batch")
-                time.sleep(0.0005)
-            self._wait_parked(deadline)
-        finally:
-            _write("pages_to_scan", _BIG_BUDGET)
+    def batch(self) -> dict[str, Any]:
+        """Let ksmd run exactly one batch of ksm_do_scan(pages_to_scan) (``stepping(n)`` set
+        the budget): over when pages_scanned grew by N or full_scans grew (a pass end ends a
+        batch early). Every CPU's LRU caches are drained first. Returns the counters after it,
+        relative to ``base``."""
+        n = self._budget
+        self.drain()
+        self._one_batch(time.monotonic() + self.timeout,
+                        lambda b, now: now[0] > b[0] or now[1] >= b[1] + n)
         return self.counters()
 
     def stop(self) -> None:
@@ -505,11 +491,11 @@ class Ksmd:
         _write("run", 0)
 
     def counters(self) -> dict[str, Any]:
-        """Counters now, pages_scanned / pages_skipped relative to ``base`` (the reset)."""
+        """Counters now, relative to ``base`` (the reset)."""
         return _relative(read_counters(), self.base)
 
     def live_processes(self) -> list[LiveProcess]:
-        """This session's processes still running, forked children included."""
+        """This session's workers still running, forked children included."""
         out: list[LiveProcess] = []
         todo = list(self.processes)
         while todo:
@@ -521,7 +507,7 @@ class Ksmd:
 
     def contamination(self) -> str:
         """"" when the global counters are exactly the sums over this session's running
-        processes (their /proc/PID/ksm_stat), else what differs: pages of another process (or
+        workers (their /proc/PID/ksm_stat), else what differs: pages of another process (or
         of one that exited and ksmd has not cleaned up yet) are being counted."""
         stats = [p.ksm_stat() for p in self.live_processes()]
         c = read_counters()
@@ -548,167 +534,97 @@ class Ksmd:
 
     def spawn(self, contents: Sequence[Any] | None = None, *, madvise: bool = True
               ) -> LiveProcess:
-        """A new helper process (closed with this session), optionally mapping *contents*."""
-        p = LiveProcess()
+        """A new worker (ended with this session), optionally mapping *contents*."""
+        p = LiveProcess(self.live.spawn())
         self.processes.append(p)
         if contents is not None:
             p.map(contents, madvise=madvise)
         return p
 
     def close(self) -> None:
-        """Stop ksmd, end the processes, unmerge everything (run 0 -> 2 -> 0)."""
+        """Stop ksmd, end the workers, unmerge everything (run 0 -> 2 -> 0)."""
         with contextlib.suppress(OSError):
             _write("run", 0)
-        for p in self.processes:
-            with contextlib.suppress(Exception):
-                p.close()
+        self.live.close()
         self.processes.clear()
+        self.keeper = None
         _write("run", 2)
         _write("run", 0)
 
 
-# --------------------------------------------------------------------------- helper processes
-
-class _Channel:
-    """JSON lines to a helper process, directly (a subprocess) or through its parent (a fork)."""
-
-    def __init__(self, proc: subprocess.Popen[bytes] | None = None,
-                 parent: _Channel | None = None, child: int = -1) -> None:
-        self.proc, self.parent, self.child = proc, parent, child
-
-    def call(self, cmd: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
-        if self.parent is not None:
-            return self.parent.call({"op": "child", "child": self.child, "cmd": cmd}, timeout)
-        assert self.proc is not None and self.proc.stdin and self.proc.stdout
-        self.proc.stdin.write(json.dumps(cmd).encode() + b"\n")
-        self.proc.stdin.flush()
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        if not ready:
-            raise TimeoutError(f"helper process gave no answer to {cmd.get('op')}")
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"helper process died (exit {self.proc.wait()})")
-        return dict(json.loads(line))
-
+# --------------------------------------------------------------------------- worker processes
 
 class LiveProcess:
-    """A helper process holding pages for ksmd (all syscalls happen there, not here).
+    """A ``ksmbook.live`` worker holding pages for ksmd, in regions it numbers 0, 1, ...
 
-    Regions are mapped inside a PROT_NONE reservation (one guard page each side), so they never
-    merge with an unrelated neighbour VMA. ``contents`` items: an int (``page_bytes``), READ
-    (read-touched: maps the shared zero page, never a KSM candidate) or None (never touched).
+    Region i is mapped private anonymous at a fixed place inside the worker's arena, one page
+    of hole after the region before it, so regions never merge with each other or with any
+    unrelated VMA. ``contents`` items: an int (``ksmbook.pages.page_bytes``), READ (read-touched:
+    maps the shared zero page, never a KSM candidate) or None (never touched).
     """
 
-    def __init__(self, _channel: _Channel | None = None, pid: int | None = None) -> None:
-        if _channel is None:
-            proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", os.path.abspath(__file__), "--worker"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
-            _channel = _Channel(proc)
-            pid = proc.pid
-            self._check(_channel.call({"op": "hello"}))
-        self._ch = _channel
-        assert pid is not None
-        self.pid: int = pid
-        self.regions: list[tuple[int, int]] = []  # (start address, pages)
+    def __init__(self, worker: live.Worker, regions: Sequence[tuple[int, int]] = ()) -> None:
+        self.worker = worker
+        self.pid: int = worker.pid
+        self.regions: list[tuple[int, int]] = list(regions)  # (start address, pages)
         self.children: list[LiveProcess] = []
-        self.closed = False
 
-    @staticmethod
-    def _check(reply: dict[str, Any]) -> dict[str, Any]:
-        if not reply.get("ok"):
-            err = int(reply.get("errno") or 0)
-            raise OSError(err, reply.get("error") or os.strerror(err))
-        return reply
+    @property
+    def closed(self) -> bool:
+        return self.worker.exited
 
-    def _call(self, op: str, **kw: Any) -> dict[str, Any]:
-        return self._check(self._ch.call({"op": op, **kw}))
+    def address(self, region: int, index: int = 0) -> int:
+        """The live address of page *index* of *region*."""
+        return self.regions[region][0] + index * PAGE_SIZE
 
     def map(self, contents: Sequence[int | str | None], *, madvise: bool = True) -> int:
-        """mmap a private anonymous region, write each page, then (by default)
+        """mmap a private anonymous region, give each page its content, then (by default)
         madvise(MADV_MERGEABLE). Returns the region's index."""
-        for c in contents:
-            if c is not None and c != READ:
-                page_bytes(c)  # type: ignore[arg-type]  # validate here: a readable error
-        r = self._call("map", contents=list(contents), madvise=madvise)
-        self.regions.append((int(r["addr"]), len(contents)))
+        start = self.worker.arena.base + PAGE_SIZE
+        if self.regions:
+            last, n = max(self.regions)
+            start = last + (n + 1) * PAGE_SIZE
+        length = len(contents) * PAGE_SIZE
+        self.worker.mmap(start, length, _PROT_RW, _MAP_ANON_PRIVATE)
+        self.regions.append((start, len(contents)))
+        self.worker.fill(start, contents)
+        if madvise:
+            self.worker.madvise(start, length, _MADV_MERGEABLE)
         return len(self.regions) - 1
 
     def madvise(self, region: int, advice: int, first: int = 0, pages: int | None = None) -> None:
-        start, n = self.regions[region]
+        n = self.regions[region][1]
         npages = n - first if pages is None else pages
-        self._call("madvise", addr=start + first * PAGE_SIZE, length=npages * PAGE_SIZE,
-                   advice=advice)
+        self.worker.madvise(self.address(region, first), npages * PAGE_SIZE, advice)
 
     def write(self, region: int, index: int, content: int) -> None:
         """Write page *index* of *region* with ``page_bytes(content)`` (a COW fault if KSM)."""
-        page_bytes(content)
-        start, _ = self.regions[region]
-        self._call("write", addr=start + index * PAGE_SIZE, content=content)
+        self.worker.fill(self.address(region, index), [content])
 
-    def unmap(self, region: int) -> None:
-        start, n = self.regions[region]
-        self._call("munmap", addr=start, length=n * PAGE_SIZE)
+    def unmap(self, region: int, first: int = 0, pages: int | None = None) -> None:
+        n = self.regions[region][1]
+        npages = n - first if pages is None else pages
+        self.worker.munmap(self.address(region, first), npages * PAGE_SIZE)
 
     def prctl(self, option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0,
               arg5: int = 0) -> int:
-        """prctl() in the helper; returns its result or raises OSError."""
-        return int(self._call("prctl", args=[option, arg2, arg3, arg4, arg5])["result"])
+        """prctl() in the worker; returns its result or raises OSError."""
+        return self.worker.prctl(option, arg2, arg3, arg4, arg5)
 
     def fork(self) -> LiveProcess:
-        """fork() the helper; the child serves the same commands (through its parent)."""
-        r = self._call("fork")
-        child = LiveProcess(_Channel(parent=self._ch, child=int(r["child"])), pid=int(r["pid"]))
-        child.regions = list(self.regions)
+        """fork() the worker; the child is a worker too, with the same regions."""
+        child = LiveProcess(self.worker.fork(), self.regions)
         self.children.append(child)
         return child
-
-    def smaps_flags(self) -> list[tuple[int, int, str, list[str]]]:
-        """(start, end, name, VmFlags) of every VMA, from /proc/PID/smaps (read here)."""
-        out: list[tuple[int, int, str, list[str]]] = []
-        with open(f"/proc/{self.pid}/smaps") as f:
-            cur: list[Any] | None = None
-            for line in f:
-                head = line.split()
-                if head and "-" in head[0] and not head[0].endswith(":"):
-                    a, b = head[0].split("-")
-                    cur = [int(a, 16), int(b, 16), head[5] if len(head) > 5 else ""]
-                elif line.startswith("VmFlags:") and cur is not None:
-                    out.append((cur[0], cur[1], cur[2], line.split()[1:]))
-        return out
 
     def ksm_stat(self) -> dict[str, Any]:
         return ksm_stat(self.pid)
 
     def close(self) -> None:
         """Exit (children first). Its mm goes; counters lag until ksmd's next visit or run=2."""
-        if self.closed:
-            return
         for c in self.children:
             c.close()
-        self.closed = True
-        if self._ch.parent is not None:
-            with contextlib.suppress(Exception):
-                self._ch.parent.call({"op": "reap", "child": self._ch.child})
-            return
-        proc = self._ch.proc
-        assert proc is not None
-        with contextlib.suppress(Exception):
-            self._ch.call({"op": "exit"}, timeout=10)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        for s in (proc.stdin, proc.stdout):
-            if s:
-                s.close()
-
-    def __enter__(self) -> LiveProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self.worker.exit()
 
 
 # --------------------------------------------------------------------------- experiments
@@ -724,8 +640,8 @@ def _per_process(contents: Any, processes: Any) -> list[list[Any]]:
 @contextlib.contextmanager
 def session(*, timeout: float = 300.0, **knobs: object) -> Iterator[Ksmd]:
     """A clean live-ksmd experiment: knobs snapshotted (``KsmKnobs``), ksmd reset (run 0 -> 2
-    -> 0), the given knobs set (None = leave), then yield a ``Ksmd``; create processes with
-    ``ksmd.spawn(contents)`` and step with ``ksmd.scan(n)``. On exit the processes exit, a final
+    -> 0), the given knobs set (None = leave), then yield a ``Ksmd``; create workers with
+    ``ksmd.spawn(contents)`` and step with ``ksmd.scan(n)``. On exit the workers exit, a final
     run=2 leaves no KSM state behind, and every knob is restored, also after an exception.
 
     ``with session(smart_scan=0) as ksmd: p = ksmd.spawn([1, 1, 2]); c = ksmd.scan(2)``
@@ -814,9 +730,9 @@ def time_scans(contents: Sequence[Any], *, scans: int = 3, pages_to_scan: int = 
         _write("run", 0)
         knobs.set(advisor_mode="none", smart_scan=smart_scan)
         _write("pages_to_scan", pages_to_scan)
-        p = LiveProcess()
+        workers = live.LiveSession(timeout=timeout)
         try:
-            p.map(list(contents))
+            LiveProcess(workers.spawn()).map(list(contents))
             deadline = time.monotonic() + timeout
             ends: list[float] = []
             t0 = time.monotonic()
@@ -824,7 +740,7 @@ def time_scans(contents: Sequence[Any], *, scans: int = 3, pages_to_scan: int = 
             _write("run", 1)
             seen = 0
             while seen < scans:
-                fs = _full_scans()
+                fs = _progress()[0]
                 if fs > seen:
                     ends.extend([time.monotonic() - t0] * (fs - seen))
                     seen = fs
@@ -834,158 +750,9 @@ def time_scans(contents: Sequence[Any], *, scans: int = 3, pages_to_scan: int = 
                 time.sleep(0.0005)
             _write("run", 0)
         finally:
-            p.close()
+            workers.close()
             with contextlib.suppress(OSError):
                 _write("run", 0)
                 _write("run", 2)
                 _write("run", 0)
     return {"elapsed": ends[-1], "scan_ends": ends, "pages": len(contents)}
-
-
-# --------------------------------------------------------------------------- the worker side
-
-def _worker_main() -> None:  # pragma: no cover - runs in the helper process
-    """Serve JSON commands on stdin/stdout (or on inherited pipe fds after a fork)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mmap.restype = ctypes.c_void_p
-    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
-                          ctypes.c_int, ctypes.c_long]
-    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
-                           ctypes.c_ulong]
-    prot_rw, prot_none = 3, 0
-    map_private, map_anon, map_fixed, map_noreserve = 0x02, 0x20, 0x10, 0x4000
-    map_failed = ctypes.c_void_p(-1).value
-
-    def fail() -> dict[str, Any]:
-        e = ctypes.get_errno()
-        return {"ok": False, "errno": e, "error": os.strerror(e)}
-
-    children: dict[int, tuple[int, int, int]] = {}  # id -> (pid, cmd fd, reply fd)
-
-    def handle(cmd: dict[str, Any]) -> dict[str, Any] | None:
-        op = cmd["op"]
-        if op == "hello":
-            return {"ok": True, "pid": os.getpid()}
-        if op == "map":
-            contents = cmd["contents"]
-            n = len(contents)
-            base = libc.mmap(None, (n + 2) * PAGE_SIZE, prot_none,
-                             map_private | map_anon | map_noreserve, -1, 0)
-            if base in (None, map_failed):
-                return fail()
-            addr = libc.mmap(base + PAGE_SIZE, n * PAGE_SIZE, prot_rw,
-                             map_private | map_anon | map_fixed, -1, 0)
-            if addr in (None, map_failed):
-                return fail()
-            for i, c in enumerate(contents):
-                a = addr + i * PAGE_SIZE
-                if c is None:
-                    continue
-                if c == READ:
-                    ctypes.string_at(a, 1)  # read fault: the shared zero page
-                else:
-                    ctypes.memmove(a, page_bytes(int(c)), PAGE_SIZE)
-            if cmd.get("madvise") and libc.madvise(ctypes.c_void_p(addr), n * PAGE_SIZE, 12):
-                return fail()
-            return {"ok": True, "addr": addr}
-        if op == "madvise":
-            if libc.madvise(ctypes.c_void_p(cmd["addr"]), cmd["length"], cmd["advice"]):
-                return fail()
-            return {"ok": True}
-        if op == "munmap":
-            if libc.munmap(ctypes.c_void_p(cmd["addr"]), cmd["length"]):
-                return fail()
-            return {"ok": True}
-        if op == "write":
-            ctypes.memmove(cmd["addr"], page_bytes(int(cmd["content"])), PAGE_SIZE)
-            return {"ok": True}
-        if op == "prctl":
-            r = libc.prctl(*[int(a) for a in cmd["args"]])
-            return fail() if r == -1 else {"ok": True, "result": r}
-        if op == "fork":
-            c_r, c_w = os.pipe()  # commands to the child
-            r_r, r_w = os.pipe()  # replies from the child
-            pid = os.fork()
-            if pid == 0:
-                os.close(c_w)
-                os.close(r_r)
-                for _, fd1, fd2 in children.values():
-                    os.close(fd1)
-                    os.close(fd2)
-                children.clear()
-                _READ_BUFFERS.clear()
-                devnull = os.open(os.devnull, os.O_RDWR)
-                os.dup2(devnull, 0)
-                os.dup2(devnull, 1)
-                serve(c_r, r_w)
-                os._exit(0)
-            os.close(c_r)
-            os.close(r_w)
-            cid = len(children) + 1
-            while cid in children:
-                cid += 1
-            children[cid] = (pid, c_w, r_r)
-            return {"ok": True, "pid": pid, "child": cid}
-        if op == "child":
-            pid, cw, rr = children[cmd["child"]]
-            os.write(cw, json.dumps(cmd["cmd"]).encode() + b"\n")
-            return dict(json.loads(_readline(rr) or b'{"ok": false, "error": "child died"}'))
-        if op == "reap":
-            pid, cw, rr = children.pop(cmd["child"])
-            with contextlib.suppress(OSError):
-                os.write(cw, b'{"op": "exit"}\n')
-                _readline(rr)
-            os.close(cw)
-            os.close(rr)
-            _READ_BUFFERS.pop(rr, None)
-            os.waitpid(pid, 0)
-            return {"ok": True}
-        if op == "exit":
-            for cid in list(children):
-                handle({"op": "reap", "child": cid})
-            return None
-        return {"ok": False, "errno": _errno.EINVAL, "error": f"unknown op {op}"}
-
-    def serve(rfd: int, wfd: int) -> None:
-        while True:
-            line = _readline(rfd)
-            if not line:
-                reply: dict[str, Any] | None = None
-                handle({"op": "exit"})
-                return
-            try:
-                reply = handle(json.loads(line))
-            except Exception as e:  # report, keep serving
-                reply = {"ok": False, "errno": 0, "error": f"{type(e).__name__}: {e}"}
-            if reply is None:
-                os.write(wfd, b'{"ok": true}\n')
-                return
-            os.write(wfd, json.dumps(reply).encode() + b"\n")
-
-    serve(0, 1)
-
-
-_READ_BUFFERS: dict[int, bytearray] = {}
-
-
-def _readline(fd: int) -> bytes:
-    """One line from a pipe fd (buffered per fd; b"" at EOF)."""
-    buf = _READ_BUFFERS.setdefault(fd, bytearray())
-    while True:
-        nl = buf.find(b"\n")
-        if nl >= 0:
-            line = bytes(buf[:nl + 1])
-            del buf[:nl + 1]
-            return line
-        chunk = os.read(fd, 1 << 16)
-        if not chunk:
-            line = bytes(buf)
-            buf.clear()
-            return line
-        buf += chunk
-
-
-if __name__ == "__main__" and "--worker" in sys.argv:  # pragma: no cover
-    _worker_main()

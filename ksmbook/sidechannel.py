@@ -19,11 +19,11 @@ Calibration: this machine (Linux 6.18.44 x86-64, AMD EPYC, 2 vCPUs), measured wi
 
     python3 -m ksmbook.sidechannel --calibrate --pages 2048   (root, KSM built in)
 
-A helper process maps 2048 pages of each kind and forks a child that keeps the fork-shared
-ones; the live ksmd merges the mergeable ones (two exact full scans through
+A ``ksmbook.live`` worker maps 2048 pages of each kind and forks a child that keeps the
+fork-shared ones; the live ksmd merges the mergeable ones (two exact full scans through
 ``ksmbook.live_ksmd.session``: pages_to_scan 10,000,000, use_zero_pages 1, smart_scan 0, ksmd
 parked between scans and stopped while timing; every knob restored afterwards); the merges are
-checked in /proc/PID/ksm_stat; then the helper writes one byte to each page, in a shuffled
+checked in /proc/PID/ksm_stat; then the worker writes one byte to each page, in a shuffled
 order, between two ``time.perf_counter_ns()``. Microseconds; "- none" subtracts the first row,
 which is the cost of the timing itself (a ctypes call) plus a write that needs no fault::
 
@@ -52,14 +52,11 @@ for waiting until ksmd has scanned its pages twice.
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import inspect
 import json
 import math
 import os
 import random
-import subprocess
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -255,117 +252,6 @@ def probe(attacker: Process, guesses: Sequence[int], *, scans: int = 2,
 
 # -- measuring the real thing ----------------------------------------------------------------
 
-def _latency_worker() -> None:  # pragma: no cover - runs in a helper process
-    """A helper process that maps pages of every kind, waits for ksmd, and times one write to
-    each (JSON lines on stdin/stdout). Standard library only: it runs as ``python3 -I -S``."""
-    import ctypes
-    import gc
-    import json
-    import os
-    import random
-    import signal
-    import sys
-    import time
-
-    page = 4096
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mmap.restype = ctypes.c_void_p
-    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
-                          ctypes.c_int, ctypes.c_long]
-    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    madv_mergeable, madv_dontfork = 12, 10
-    regions: dict[str, int] = {}
-    child = 0
-
-    def reply(obj: dict) -> None:
-        sys.stdout.write(json.dumps(obj) + "\n")
-        sys.stdout.flush()
-
-    def region(n: int, mergeable: bool, dontfork: bool) -> int:
-        # A PROT_NONE reservation with a guard page each side keeps neighbours away.
-        base = libc.mmap(None, (n + 2) * page, 0, 0x22 | 0x4000, -1, 0)
-        addr = libc.mmap(base + page, n * page, 3, 0x22 | 0x10, -1, 0)
-        if mergeable and libc.madvise(ctypes.c_void_p(addr), n * page, madv_mergeable):
-            raise OSError(ctypes.get_errno(), "madvise(MADV_MERGEABLE)")
-        if dontfork and libc.madvise(ctypes.c_void_p(addr), n * page, madv_dontfork):
-            raise OSError(ctypes.get_errno(), "madvise(MADV_DONTFORK)")
-        return int(addr)
-
-    def fill(addr: int, contents: list) -> None:
-        for i, c in enumerate(contents):
-            a = addr + i * page
-            if c is None:
-                continue
-            if c == "read":
-                ctypes.string_at(a, 1)
-            elif c == 0:
-                ctypes.memset(a, 0, page)
-            else:
-                ctypes.memmove(a, (int(c).to_bytes(8, "little") + b"ksmbook.") * (page // 16),
-                               page)
-
-    for line in sys.stdin:
-        cmd = json.loads(line)
-        op = cmd["op"]
-        if op == "setup":
-            n, tag = int(cmd["pages"]), int(cmd["tag"])
-            # Contents: tag * 2**32 + i keeps them apart from any other process's pages.
-            plan: dict[str, tuple[list, bool, bool]] = {
-                "cow-ksm": ([tag * 2**32 + i // 2 for i in range(2 * n)], True, True),
-                "none": ([tag * 2**32 + 2**20 + i for i in range(n)], True, True),
-                "first-touch": ([None] * n, True, True),
-                "read-zero": (["read"] * n, True, True),
-                "cow": ([tag * 2**32 + 2**21 + i for i in range(n)], False, False),
-                "cow-ksm-zero": ([0] * n, True, True),
-            }
-            for kind, (contents, mergeable, dontfork) in plan.items():
-                addr = region(len(contents), False, dontfork)
-                fill(addr, contents)
-                if mergeable:
-                    libc.madvise(ctypes.c_void_p(addr), len(contents) * page, madv_mergeable)
-                regions[kind] = addr
-            reply({"ok": True, "pid": os.getpid()})
-        elif op == "fork":
-            r, w = os.pipe()
-            child = os.fork()
-            if child == 0:
-                os.close(w)
-                os.read(r, 1)  # holds the fork-shared pages until the parent is done
-                os._exit(0)
-            os.close(r)
-            regions["_pipe"] = w
-            reply({"ok": True, "child": child})
-        elif op == "time":
-            n = int(cmd["pages"])
-            targets = [(kind, regions[kind] + i * page) for kind in
-                       ("none", "first-touch", "read-zero", "cow", "cow-ksm", "cow-ksm-zero")
-                       for i in range(n)]
-            random.Random(cmd.get("seed", 0)).shuffle(targets)
-            clock = time.perf_counter_ns
-            memset = ctypes.memset
-            for _ in range(2000):  # warm the interpreter's path up
-                clock()
-            gc.disable()
-            out: dict[str, list[int]] = {}
-            for kind, a in targets:
-                t0 = clock()
-                memset(a, 0x5A, 1)
-                t1 = clock()
-                out.setdefault(kind, []).append(t1 - t0)
-            gc.enable()
-            reply({"ok": True, "ns": out})
-        elif op == "exit":
-            if child:
-                os.close(regions["_pipe"])
-                os.waitpid(child, 0)
-            reply({"ok": True})
-            return
-        else:
-            reply({"ok": False, "error": f"unknown op {op}"})
-    if child:
-        os.kill(child, signal.SIGKILL)
-
-
 def _percentile(values: list[float], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
@@ -376,8 +262,8 @@ def measure_write_latency(pages: int = 1024, *, seed: int = 0) -> dict[str, Any]
     built in): private pages, untouched ones, read-only-touched ones (the zero page), pages
     shared after fork(), KSM pages, and zero pages that ksmd replaced by the zero page.
 
-    A helper process maps and fills the pages, advises them MADV_MERGEABLE and forks a child
-    that keeps the fork-shared pages; the live ksmd (``ksmbook.live_ksmd.session``: knobs
+    A ``ksmbook.live`` worker maps and fills the pages, advises them MADV_MERGEABLE and forks
+    a child that keeps the fork-shared pages; the live ksmd (``ksmbook.live_ksmd.session``: knobs
     saved, everything unmerged, use_zero_pages=1, smart_scan=0) makes two full scans and is
     stopped; then the helper times its writes. The merges are checked with /proc/PID/ksm_stat
     before the timing. Every knob is restored afterwards. Returns {kind: {"median", "p10",
@@ -388,44 +274,40 @@ def measure_write_latency(pages: int = 1024, *, seed: int = 0) -> dict[str, Any]
     ok, why = live_ksmd.ksm_available()
     if not ok:
         raise OSError(errno.EOPNOTSUPP, f"cannot drive the live ksmd here: {why}")
-    source = inspect.getsource(_latency_worker) + "\n_latency_worker()\n"
+    tag = os.getpid() & 0xFFFF  # keeps the contents apart from any other process's pages
+    # kind -> (contents, MADV_MERGEABLE); every region but "cow" is MADV_DONTFORK
+    plan: dict[str, tuple[list[int | str | None], bool]] = {
+        COW_KSM: ([tag * 2**32 + i // 2 for i in range(2 * pages)], True),
+        NONE: ([tag * 2**32 + 2**20 + i for i in range(pages)], True),
+        FIRST_TOUCH: ([None] * pages, True),
+        "read-zero": (["read"] * pages, True),
+        COW: ([tag * 2**32 + 2**21 + i for i in range(pages)], False),
+        COW_KSM_ZERO: ([0] * pages, True),
+    }
     with live_ksmd.session(use_zero_pages=1, smart_scan=0) as ksmd:
-        proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", source],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert proc.stdin is not None and proc.stdout is not None
-
-        def call(**cmd: Any) -> dict[str, Any]:
-            assert proc.stdin is not None and proc.stdout is not None
-            proc.stdin.write(json.dumps(cmd) + "\n")
-            proc.stdin.flush()
-            reply = json.loads(proc.stdout.readline() or '{"ok": false, "error": "died"}')
-            if not reply.get("ok"):
-                raise RuntimeError(f"latency helper: {reply.get('error')}")
-            return reply
-
-        try:
-            pid = call(op="setup", pages=pages, tag=os.getpid() & 0xFFFF)["pid"]
-            # fork() before ksmd places any zero page: 6.18's ksm_fork() adds the parent's
-            # whole ksm_zero_pages count to the global counter, also for zero pages in
-            # MADV_DONTFORK areas that the child never gets, and nothing takes it back.
-            call(op="fork")
-            ksmd.scan(2)
-            ksmd.stop()
-            stat = live_ksmd.ksm_stat(pid)
-            if stat.get("ksm_merging_pages", 0) < 2 * pages or \
-                    stat.get("ksm_zero_pages", 0) < pages:
-                raise RuntimeError(f"ksmd did not merge the helper's pages: {stat}")
-            ns = call(op="time", pages=pages, seed=seed)["ns"]
-            call(op="exit")
-        finally:
-            with contextlib.suppress(Exception):
-                proc.stdin.close()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            proc.stdout.close()
+        helper = ksmd.spawn()
+        regions = {}
+        for kind, (contents, mergeable) in plan.items():
+            regions[kind] = helper.map(contents, madvise=mergeable)
+            if kind != COW:
+                helper.madvise(regions[kind], MADV.MADV_DONTFORK)
+        # fork() before ksmd places any zero page: 6.18's ksm_fork() adds the parent's
+        # whole ksm_zero_pages count to the global counter, also for zero pages in
+        # MADV_DONTFORK areas that the child never gets, and nothing takes it back. The
+        # child keeps the fork-shared pages until the session ends.
+        helper.fork()
+        ksmd.scan(2)
+        ksmd.stop()
+        stat = helper.ksm_stat()
+        if stat.get("ksm_merging_pages", 0) < 2 * pages or \
+                stat.get("ksm_zero_pages", 0) < pages:
+            raise RuntimeError(f"ksmd did not merge the helper's pages: {stat}")
+        targets = [(kind, helper.address(regions[kind], i)) for kind in _ORDER
+                   for i in range(pages)]
+        times = helper.worker.time_writes([a for _, a in targets], seed=seed)
+    ns: dict[str, list[int]] = {}
+    for (kind, _), t in zip(targets, times, strict=True):
+        ns.setdefault(kind, []).append(t)
     result: dict[str, Any] = {}
     for kind, values in ns.items():
         us = [v / 1000 for v in values]

@@ -9,7 +9,7 @@ and split_vma(), mm/ksm.c ksm_madvise()), not from the simulator's output.
 from __future__ import annotations
 
 import pytest
-from conftest import ANON, RW, E, P, errno_of, mapfix
+from helpers import ANON, RW, E, P, errno_of, mapfix
 
 import ksmbook as kb
 from ksmbook.constants import TASK_SIZE

@@ -8,7 +8,7 @@ __ksm_enter(), __ksm_exit(); kernel/fork.c dup_mmap(); 6.x include/linux/ksm.h k
 from __future__ import annotations
 
 import pytest
-from conftest import ANON, RW, A, E, P, errno_of, mapfix
+from helpers import ANON, RW, A, E, P, errno_of, mapfix
 
 import ksmbook as kb
 from ksmbook.kernel import Process

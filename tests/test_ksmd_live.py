@@ -31,10 +31,7 @@ from ksmbook import live_ksmd as L
 from ksmbook.kernel import Process
 from ksmbook.ksmd import READ, KsmdIdle, predict
 
-pytestmark = pytest.mark.live
-
-AVAILABLE, WHY_NOT = L.ksm_available()
-needs_ksm = pytest.mark.skipif(not AVAILABLE, reason=f"live ksmd unavailable: {WHY_NOT}")
+pytestmark = [pytest.mark.live, pytest.mark.usefixtures("live_ksmd")]
 
 P = kb.PAGE_SIZE
 #: The counters compared after every pass (the sum unshared + volatile is compared as well).
@@ -94,7 +91,6 @@ def _assert_same(live: dict[str, Any], sim: dict[str, Any]) -> None:
 # ------------------------------------------------------------------ static mixes
 
 
-@needs_ksm
 @pytest.mark.parametrize("use_zero_pages", [0, 1])
 @pytest.mark.parametrize("n", [4096, 65536])
 def test_random_mix_equals_the_prediction(n: int, use_zero_pages: int) -> None:
@@ -105,7 +101,6 @@ def test_random_mix_equals_the_prediction(n: int, use_zero_pages: int) -> None:
     assert sim["pages_sharing"] > 0 and sim["pages_unshared"] > 0
 
 
-@needs_ksm
 @pytest.mark.parametrize("use_zero_pages", [0, 1])
 def test_three_processes_with_read_and_untouched_pages(use_zero_pages: int) -> None:
     plan = [mix(700, seed=1) + [READ] * 20 + [None] * 20,
@@ -116,7 +111,6 @@ def test_three_processes_with_read_and_untouched_pages(use_zero_pages: int) -> N
     _assert_same(live, sim)
 
 
-@needs_ksm
 @settings(max_examples=4, deadline=None, derandomize=True)
 @given(n=st.integers(1, 3000), seed=st.integers(0, 10**6),
        zero=st.floats(0, 0.5), repeated=st.floats(0, 0.5), patterns=st.integers(1, 600),
@@ -218,8 +212,6 @@ class _Foreign(Exception):
 def on_twins(scenario: Callable[[Twins], None], attempts: int = 3, **knobs: int) -> None:
     """Run the scenario on a fresh live session and simulator; start again (up to `attempts`
     times) if another process used KSM meanwhile, then skip."""
-    if not AVAILABLE:
-        pytest.skip(f"live ksmd unavailable: {WHY_NOT}")
     foreign: list[int] = []
     for _ in range(attempts):
         try:
@@ -280,7 +272,6 @@ def _smart_scan_schedule_with_a_fork(twins: Twins) -> None:
     twins.scan(12)
 
 
-@needs_ksm
 @settings(max_examples=5, deadline=None, derandomize=True)
 @given(use_zero_pages=st.integers(0, 1), seed=st.integers(0, 2**32 - 1),
        steps=st.integers(3, 10))

@@ -9,12 +9,16 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
+from helpers import WATCHED_PYTEST
 
 from ksmbook import constants
 from ksmbook import live as lv
+from ksmbook.pages import page_bytes
 
 P = 4096
 RW = constants.PROT.PROT_READ | constants.PROT.PROT_WRITE
@@ -23,10 +27,7 @@ M, U = constants.MADV.MADV_MERGEABLE, constants.MADV.MADV_UNMERGEABLE
 
 
 @pytest.fixture
-def session():
-    ok, why = lv.available()
-    if not ok:
-        pytest.skip(why)
+def session(live_kernel):
     with lv.LiveSession(timeout=10) as s:
         yield s
 
@@ -92,15 +93,19 @@ def test_private_constants_agree_with_ksmbook_constants():
     assert lv.SIM_MMAP_TOP == constants.MMAP_BASE
 
 
-def test_page_bytes():
-    assert lv.page_bytes(0) == bytes(P)
-    assert lv.page_bytes(7) == (7).to_bytes(8, "little") * 512
-    assert lv.page_bytes(1) != lv.page_bytes(2)
+def test_page_bytes_is_the_one_rule():
+    assert page_bytes(0) == bytes(P)
+    assert page_bytes(7) == ((7).to_bytes(8, "little") + b"ksmbook.") * 256
+    assert page_bytes(2**64 - 1)[:16] == b"\xff" * 8 + b"ksmbook."
+    pages = {page_bytes(c) for c in (1, 2, 3, 255, 256, 2**32, 2**64 - 1)}
+    assert len(pages) == 7 and all(len(p) == P and any(p) for p in pages)
+    for bad, error in ((-1, ValueError), (2**64, ValueError), ("1", TypeError)):
+        with pytest.raises(error):
+            page_bytes(bad)
 
 
 # -- live --------------------------------------------------------------------------------------
 
-@pytest.mark.live
 def test_available_says_why():
     ok, why = lv.available()
     assert isinstance(ok, bool) and why
@@ -135,7 +140,7 @@ def test_fork_child_layout(session):
     w = session.spawn()
     a = session.arena.base + 0x10000
     w.mmap(a, 8 * P, RW, ANON)
-    w.write_pages(a, [b"x"] * 8)
+    w.fill(a, [1] * 8)
     w.madvise(a, 2 * P, M)
     w.madvise(a + 4 * P, 2 * P, constants.MADV.MADV_DONTFORK)
     c = w.fork()
@@ -146,9 +151,9 @@ def test_fork_child_layout(session):
     assert len(expect) == len(parent) - 1
     assert c.layout() == expect
     assert "mg" in c.layout()[0].vmflags
-    assert c.read(a, 1) == b"x"
+    assert c.read(a, 16) == page_bytes(1)[:16]
     c.exit()
-    assert w.read(a, 1) == b"x"  # the parent is unaffected by the child's exit
+    assert w.read(a, 16) == page_bytes(1)[:16]  # the parent is unaffected by the child's exit
 
 
 @pytest.mark.live
@@ -235,10 +240,7 @@ def test_prctl_memory_merge(session):
 
 
 @pytest.mark.live
-def test_cleanup_leaves_no_workers():
-    ok, why = lv.available()
-    if not ok:
-        pytest.skip(why)
+def test_cleanup_leaves_no_workers(live_kernel):
     with pytest.raises(RuntimeError, match="boom"):
         with lv.LiveSession() as s:
             w = s.spawn()
@@ -255,10 +257,7 @@ def test_cleanup_leaves_no_workers():
 
 
 @pytest.mark.live
-def test_dead_or_stuck_worker_gives_clear_errors():
-    ok, why = lv.available()
-    if not ok:
-        pytest.skip(why)
+def test_dead_or_stuck_worker_gives_clear_errors(live_kernel):
     with lv.LiveSession(timeout=0.5) as s:
         w = s.spawn()
         os.kill(w.pid, signal.SIGKILL)
@@ -303,3 +302,80 @@ child: exit
     assert [(e.end - e.start, e.vmflags[-1]) for e in res[-1].maps["p1"]] == [
         (P, "mg"), (2 * P, "mg")]
     assert session.workers == [session._workers[0]]  # the child has exited
+
+
+@pytest.mark.live
+def test_fill_writes_reads_and_leaves_pages(session):
+    """An int is its page_bytes, "read" read-faults the page (it maps the shared zero page,
+    which smaps does not count: vm_normal_page() gives no page for it), None leaves the page
+    absent; a bad content is refused before the write."""
+    w = session.spawn()
+    a = session.arena.base + 0x10000
+    w.mmap(a, 4 * P, RW, ANON)
+    assert w.fill(a, [5, 0, "read", None]) == 4
+    assert w.read(a, 2 * P) == page_bytes(5) + page_bytes(0)
+    (vma,) = w.layout()
+    assert vma.counters["Rss"] == 8 and vma.counters["Anonymous"] == 8
+    assert w.read(a + 2 * P, P) == bytes(P)
+    with pytest.raises(lv.LiveRefused, match="page content"):
+        w.fill(a, [[1]])
+    with pytest.raises(OSError) as e:
+        w.fill(a + 3 * P, [1, 2])  # the second page is unmapped
+    assert e.value.errno == errno.EFAULT
+
+
+@pytest.mark.live
+def test_drain_and_time_writes(session):
+    w = session.spawn()
+    a = session.arena.base + 0x10000
+    w.mmap(a, 2 * P, RW, ANON)
+    w.fill(a, [1, None])
+    assert w.drain(a) == 0  # the page is on node 0 already
+    with pytest.raises(OSError) as e:
+        w.drain(a + P)  # not present: move_pages() reports -ENOENT for the page
+    assert e.value.errno == errno.ENOENT
+    ns = w.time_writes([a, a + P])
+    assert len(ns) == 2 and all(t > 0 for t in ns)
+    assert w.read(a, 1) == b"\x5a" and w.read(a + P, 1) == b"\x5a"
+
+
+def _watched(args: list[str], prefix: str, tmp_path) -> tuple[int, list[str]]:
+    """Run pytest in a subprocess under the audit hook of helpers.WATCHED_PYTEST."""
+    log = tmp_path / "touched.log"
+    env = dict(os.environ, WATCH_PREFIX=prefix, WATCH_LOG=str(log))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", WATCHED_PYTEST, *args], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=240)
+    touched = log.read_text().splitlines() if log.exists() else []
+    return done.returncode, touched
+
+
+def test_not_live_never_touches_ksm_sysfs_or_starts_a_worker(tmp_path):
+    """`-m "not live"` collects every test module and runs the tests that lie next to the live
+    ones, and nothing opens, lists or stats /sys/kernel/mm/ksm or starts a live worker."""
+    here = "tests/test_live.py::test_not_live_never_touches_ksm_sysfs_or_starts_a_worker"
+    rc, touched = _watched(["-q", "-p", "no:cacheprovider", "-m", "not live", "--collect-only",
+                            "tests"], "/sys/kernel/mm/ksm", tmp_path)
+    assert rc == 0 and touched == []
+    rc, touched = _watched(
+        ["-q", "-p", "no:cacheprovider", "-m", "not live", "--deselect", here,
+         "tests/test_live.py", "tests/test_live_ksmd.py", "tests/test_ksmd_live.py",
+         "tests/test_sidechannel.py", "tests/test_differential.py",
+         "tests/test_widgets.py::test_live_button_explains_a_refusal"],
+        "/sys/kernel/mm/ksm", tmp_path)
+    assert rc == 0 and touched == []
+
+
+def test_the_watch_sees_what_it_looks_for(tmp_path):
+    """The audit hook of the test above does catch a touch and a worker (a control run: the
+    watched prefix is a scratch directory, and the "worker" is a Python that does nothing)."""
+    (tmp_path / "knob").write_text("0")
+    probe = tmp_path / "test_probe.py"
+    probe.write_text("import subprocess, sys\n"
+                     "def test_touch():\n"
+                     f"    open({str(tmp_path / 'knob')!r}).read()\n"
+                     "    subprocess.run([sys.executable, '-c', 'pass', '--worker'])\n")
+    rc, touched = _watched(["-q", "-p", "no:cacheprovider", str(probe)], str(tmp_path / "kn"),
+                           tmp_path)
+    assert rc == 0 and len(touched) == 2
+    assert touched[0] == f"open {tmp_path / 'knob'}" and touched[1].startswith("worker ")

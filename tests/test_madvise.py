@@ -9,7 +9,7 @@ do_madvise(), madvise_walk_vmas(), madvise_vma_behavior()), mm/ksm.c ksm_madvise
 from __future__ import annotations
 
 import pytest
-from conftest import ANON, RW, VALID, A, E, P, bounds, errno_of, layout, mapfix, state
+from helpers import ANON, RW, VALID, A, E, P, bounds, errno_of, layout, mapfix, state
 
 import ksmbook as kb
 from ksmbook.kernel import Process

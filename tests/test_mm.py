@@ -9,7 +9,7 @@ kernel/fork.c dup_mmap().
 from __future__ import annotations
 
 import pytest
-from conftest import ANON, RW, A, E, P, bounds, errno_of, layout, mapfix, state
+from helpers import ANON, RW, A, E, P, bounds, errno_of, layout, mapfix, state
 
 import ksmbook as kb
 from ksmbook.constants import MMAP_BASE, MMAP_MIN_ADDR

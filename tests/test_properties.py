@@ -26,7 +26,7 @@ import errno
 import re
 from collections.abc import Callable
 
-from conftest import ANON, VALID, A, P, state
+from helpers import ANON, VALID, A, P, state
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 

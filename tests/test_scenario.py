@@ -4,7 +4,7 @@ runner (results, errnos, maps after each step)."""
 from __future__ import annotations
 
 import pytest
-from conftest import E, P
+from helpers import E, P
 
 import ksmbook as kb
 from ksmbook import scenario as sc

@@ -147,12 +147,9 @@ def test_smart_scan_can_keep_identical_pages_apart() -> None:
 
 
 @pytest.mark.live
+@pytest.mark.usefixtures("live_ksmd")
 def test_live_calibration_orders_the_faults_and_restores_everything() -> None:
     from ksmbook import live_ksmd
-
-    ok, why = live_ksmd.ksm_available()
-    if not ok:
-        pytest.skip(f"live ksmd unavailable: {why}")
     knobs = live_ksmd.KsmKnobs.snapshot()
     zero_before = live_ksmd.read_counters().get("ksm_zero_pages", 0)
     result = sc.measure_write_latency(128)

@@ -1,0 +1,84 @@
+"""Helpers the test modules share (imported as ``from helpers import ...``): page and protection
+shorthands, MAP_FIXED mappings, layouts, errnos and the state a failed call must leave alone."""
+
+from __future__ import annotations
+
+import errno as E  # E.EINVAL, E.ENOMEM, ... for the tests
+from collections.abc import Callable
+
+import ksmbook as kb
+from ksmbook.kernel import Process
+
+__all__ = ["A", "ANON", "E", "P", "RW", "VALID", "bounds", "errno_of", "layout", "mapfix",
+           "state"]
+
+P = kb.PAGE_SIZE
+RW = kb.PROT_READ | kb.PROT_WRITE
+ANON = kb.MAP_PRIVATE | kb.MAP_ANONYMOUS
+#: A low, free address for MAP_FIXED mappings (far from the top-down mmap area).
+A = 0x10000000
+#: Advice values each kernel accepts besides MERGEABLE/UNMERGEABLE (reference §1 and §4),
+#: written out here rather than taken from the profile, so that a wrong profile fails.
+VALID = {"seed": frozenset({0, 1, 2, 3, 4, 9, 10, 11}),
+         "2.6.32": frozenset({0, 1, 2, 3, 4, 9, 10, 11}),
+         "modern": frozenset({0, 1, 2, 3, 4, 8, 9, 10, 11, *range(14, 26), 102, 103})}
+
+
+def mapfix(p: Process, start: int, length: int, prot: int = RW, flags: int = ANON,
+           file: kb.File | None = None, offset: int = 0) -> int:
+    """mmap(start, length, prot, flags | MAP_FIXED); returns the address."""
+    got = p.mmap(length, prot, flags | kb.MAP_FIXED, addr=start, file=file, offset=offset)
+    assert got == start
+    return got
+
+
+def layout(p: Process) -> list[tuple[int, int, kb.VM]]:
+    """The VMAs as (start, end, flags)."""
+    return [(v.start, v.end, v.flags) for v in p.vmas]
+
+
+def bounds(p: Process) -> list[tuple[int, int]]:
+    """The VMAs as (start, end)."""
+    return [(v.start, v.end) for v in p.vmas]
+
+
+def errno_of(call: Callable[[], object]) -> int:
+    """0 if the call returns, else the errno of the OSError it raises."""
+    try:
+        call()
+    except OSError as e:
+        assert e.errno is not None
+        return e.errno
+    return 0
+
+
+def state(p: Process) -> tuple:
+    """Everything a failed call must leave unchanged: VMAs (with file, pgoff, anon_vma),
+    the mm flags and the page table."""
+    return (tuple((v.start, v.end, v.flags, v.pgoff, v.file, v.anon_vma) for v in p.vmas),
+            p.mm_flags, tuple(p.mm.ptes.items()))
+
+
+#: A Python program that runs pytest with the given arguments under an audit hook
+#: (sys.addaudithook) recording every open, listdir or stat of a path under $WATCH_PREFIX and
+#: every process started with "--worker" among its arguments (a live worker), one per line in
+#: $WATCH_LOG.
+WATCHED_PYTEST = '''
+import os, sys
+prefix, log = os.environ["WATCH_PREFIX"], os.environ["WATCH_LOG"]
+
+def hook(event, args):
+    hit = None
+    if event in ("open", "os.listdir", "os.scandir", "os.stat") and args and \\
+            str(args[0]).startswith(prefix):
+        hit = f"{event} {args[0]}"
+    elif event == "subprocess.Popen" and "--worker" in [str(a) for a in (args[1] or ())]:
+        hit = f"worker {args[1]}"
+    if hit:
+        with open(log, "a") as f:
+            f.write(hit + "\\n")
+
+sys.addaudithook(hook)
+import pytest
+sys.exit(pytest.main(sys.argv[1:]))
+'''
