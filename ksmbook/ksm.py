@@ -301,6 +301,7 @@ def ksm_madvise(mm: MM, vma: VMA, start: int, end: int, advice: int, flags: VM,
             blocking = flags & p.ksm_ignore
             if blocking:
                 tr.note("ksm_madvise", f"ignored: {flag_names(blocking)}")
+                tr.event("ignored", start, end, flag_names(blocking))
                 return 0, flags
             if not mm.flags & MMF.MMF_VM_MERGEABLE:
                 err = __ksm_enter(mm, tr)
@@ -312,6 +313,7 @@ def ksm_madvise(mm: MM, vma: VMA, start: int, end: int, advice: int, flags: VM,
             return 0, flags | VM.VM_MERGEABLE
         if not flags & VM.VM_MERGEABLE:
             tr.note("ksm_madvise", "ignored: VMA is not VM_MERGEABLE")
+            tr.event("ignored", start, end, "VMA is not VM_MERGEABLE")
             return 0, flags
         if p.unmerge_pages and vma.anon_vma is not None:
             err = unmerge_ksm_pages(mm, vma, start, end, tr)
@@ -334,6 +336,7 @@ def __ksm_enter(mm: MM, tr: Trace) -> int:
             why = ("injected failure (the seed's dummy cannot fail)" if not k.profile.has_ksmd
                    else "alloc_mm_slot() failed")
             tr.note("__ksm_enter", f"{why}: ENOMEM")
+            tr.event("fail", 0, 0, "__ksm_enter")
             return -errno.ENOMEM
         # v2.6.32 mm/ksm.c __ksm_enter(): list_add_tail() of the mm_slot, set_bit(
         # MMF_VM_MERGEABLE), atomic_inc(&mm->mm_count), then wake_up_interruptible() if the

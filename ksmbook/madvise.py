@@ -49,24 +49,28 @@ def sys_madvise(mm: MM, start: int, len_in: int, advice: int, tr: Trace) -> int:
     advice = ((advice & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000
     with tr.enter(fn):
         if not p.valid_advice(advice, k.config_ksm):
-            why = ("CONFIG_KSM is not set" if advice in (MADV.MADV_MERGEABLE,
-                                                          MADV.MADV_UNMERGEABLE)
-                   else "not an advice this kernel knows")
+            no_ksm = advice in (MADV.MADV_MERGEABLE, MADV.MADV_UNMERGEABLE)
+            why = "CONFIG_KSM is not set" if no_ksm else "not an advice this kernel knows"
             tr.note("madvise_behavior_valid", f"{advice_name(advice)}: {why}: EINVAL")
+            tr.event("fail", start, start, "config_ksm" if no_ksm else "advice")
             return -errno.EINVAL
         if start & (PAGE_SIZE - 1):
             tr.note(fn, f"start {start:#x} not page aligned: EINVAL")
+            tr.event("fail", start, start, "unaligned")
             return -errno.EINVAL
         length = (len_in + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1) & _U64
         if len_in and not length:
             tr.note(fn, "len rounds up past 2**64 to 0: EINVAL")
+            tr.event("fail", start, start, "len")
             return -errno.EINVAL
         end = start + length
         if end > _U64:
             tr.note(fn, "start + len wraps: EINVAL")
+            tr.event("fail", start, start, "wrap")
             return -errno.EINVAL
         if end == start:
             tr.note(fn, "len 0: nothing to do, 0")
+            tr.event("empty", start, start)
             return 0
         if advice in (MADV.MADV_POPULATE_READ, MADV.MADV_POPULATE_WRITE):
             return madvise_populate(mm, start, end, advice, tr)
@@ -83,10 +87,12 @@ def madvise_walk(mm: MM, start: int, end: int, advice: int, tr: Trace) -> int:
     while True:
         if vma is None:
             tr.note("find_vma", f"nothing mapped at or above {start:#x}: ENOMEM")
+            tr.event("hole", start, end)
             return -errno.ENOMEM
         if start < vma.start:
             tr.note("find_vma", f"hole [{start:#x}, {min(vma.start, end):#x}): "
                     "remember ENOMEM, go on")
+            tr.event("hole", start, min(vma.start, end))
             unmapped_error = -errno.ENOMEM
             start = vma.start
             if start >= end:
@@ -191,6 +197,7 @@ def _behavior(mm: MM, vma: VMA, prev: VMA | None, start: int, end: int, advice: 
     if not err:
         if new == vma.flags:
             tr.note(fn, "flags unchanged: no split, no merge")
+            tr.event("unchanged", start, end)
             return 0, vma
         with contextlib.nullcontext() if legacy else tr.enter(fn):
             err, prev = mm.modify_flags(vma, prev, start, end, new, tr)

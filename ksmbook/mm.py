@@ -256,9 +256,12 @@ class MM:
         for failed, err, why in checks:
             if failed:
                 tr.note("split_vma", f"at {addr:#x}: {why}: {errno_name(err)}")
+                tr.event("fail", addr, addr, "max_map_count" if err == -errno.ENOMEM
+                         else "hugetlb_align")
                 return err
         if self.kernel.should_fail("split_vma"):
             tr.note("split_vma", f"at {addr:#x}: {p.fn('kmem_cache_alloc')}() failed: ENOMEM")
+            tr.event("fail", addr, addr, "vm_area_dup")
             return -errno.ENOMEM
         new = VMA(vma.start, addr, vma.flags, vma.pgoff, vma.file, vma.anon_vma, vma.chain)
         if new_below:
@@ -471,6 +474,7 @@ class MM:
                 if (not p.munmap_split_checks_count and end < vma.end
                         and self.map_count >= self.kernel.sysctl["max_map_count"]):
                     tr.note(fn, "splitting at both ends would pass max_map_count: ENOMEM")
+                    tr.event("fail", start, end, "max_map_count")
                     return -errno.ENOMEM
                 err = self.split_vma(vma, start, False, tr, p.munmap_split_checks_count)
                 if err:

@@ -46,7 +46,14 @@ class Step(NamedTuple):
 
 
 class Event(NamedTuple):
-    """A change to the address space: kind is split, merge, flags, map, unmap or resize."""
+    """What a call did, for readers that need more than the text of its steps.
+
+    A change to the address space: split, merge, flags, map, unmap or resize. A decision:
+    fail (a check refused the call; detail names it: advice, config_ksm, unaligned, len, wrap,
+    max_map_count, hugetlb_align, vm_area_dup, __ksm_enter), hole (nothing mapped in
+    [start, end)), ignored (ksm_madvise() left the flags alone; detail says why), unchanged
+    (the flags were already as asked) or empty (len 0).
+    """
 
     kind: str
     start: int

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import ast
 import errno
+import io
 import random
+import re
 
 import pytest
 
 import ksmbook as kb
+from ksmbook.__main__ import main
 from ksmbook.exercises import (
     BASE,
     CHAPTER_SETS,
     CHAPTERS,
     GENERATORS,
+    VERSIONS,
+    AdviceProblem,
     AnswerError,
-    Exercise,
+    CountProblem,
     LayoutEntry,
+    LayoutProblem,
+    Problem,
+    ResultProblem,
+    ScenarioProblem,
     chapter_exercises,
     generate,
 )
@@ -33,48 +43,56 @@ from ksmbook.scenario import Op, format_scenario, run
 # Published problems: these scenarios must never change for these seeds. A generator whose
 # output has to change gets a new version (or name); it does not edit these lines.
 GOLDEN_SEED_0 = {
-    "warmup": "map A 6p rw private anon at 0x10000000 fixed\nmadvise A+4p 1p MERGEABLE\n",
-    "mmap-merge": "map A 3p r private anon at 0x10000000 fixed\nmap B 3p rw private anon at "
+    "warmup/v1": "map A 6p rw private anon at 0x10000000 fixed\nmadvise A+4p 1p MERGEABLE\n",
+    "mmap-merge/v1": "map A 3p r private anon at 0x10000000 fixed\nmap B 3p rw private anon at "
                   "A+3p fixed\nmap C 4p rw private anon at A+7p fixed\nmap D 3p rw private "
                   "anon at A+11p fixed\n",
-    "mprotect-layout": "map A 6p rw private anon at 0x10000000 fixed\nmprotect A+3p 2p r\n"
+    "mprotect-layout/v1": "map A 6p rw private anon at 0x10000000 fixed\nmprotect A+3p 2p r\n"
                        "mprotect A+3p 3p none\n",
-    "munmap-count": "map A 4p rw private anon at 0x10000000 fixed\nmunmap A+2p 1p\nmap B 1p rw "
+    "munmap-count/v1": "map A 4p rw private anon at 0x10000000 fixed\nmunmap A+2p 1p\nmap B 1p rw "
                     "private anon at A+2p fixed\n",
-    "hole-result": "map A 2p rw private anon at 0x10000000 fixed\nmap B 5p rw private anon at "
+    "hole-result/v1": "map A 2p rw private anon at 0x10000000 fixed\nmap B 5p rw private anon at "
                    "A+3p fixed\nmadvise A+1p 2p MERGEABLE\n",
-    "split-layout": "map A 5p rw private anon at 0x10000000 fixed\nmadvise A 4p MERGEABLE\n",
-    "split-count": "map A 10p rw private anon at 0x10000000 fixed\nmadvise A+5p 1p MERGEABLE\n",
-    "remerge-count": "map A 8p rw private anon at 0x10000000 fixed\nmadvise A+1p 6p MERGEABLE\n"
+    "split-layout/v1": "map A 5p rw private anon at 0x10000000 fixed\nmadvise A 4p MERGEABLE\n",
+    "split-count/v1": "map A 10p rw private anon at 0x10000000 fixed\nmadvise A+5p 1p MERGEABLE\n",
+    "remerge-count/v1": "map A 8p rw private anon at 0x10000000 fixed\nmadvise A+1p 6p MERGEABLE\n"
                      "madvise A+2p 5p UNMERGEABLE\n",
-    "reverse-advice": "map A 7p rw private anon at 0x10000000 fixed\nmadvise A+1p 2p RANDOM\n"
+    "reverse-advice/v1": "map A 7p rw private anon at 0x10000000 fixed\nmadvise A+1p 2p RANDOM\n"
                       "madvise A+1p 4p RANDOM\n",
-    "ignored-count": "map A 4p rw private anon at 0x10000000 fixed\nmap S 5p rw shared anon at "
+    "ignored-count/v1": "map A 4p rw private anon at 0x10000000 fixed\nmap S 5p rw shared anon at "
                      "A+4p fixed\nmadvise A+1p 5p MERGEABLE\n",
-    "mmf-flag": "map A 3p rw private anon at 0x10000000 fixed\nmadvise A 3p UNMERGEABLE\n"
+    "mmf-flag/v1": "map A 3p rw private anon at 0x10000000 fixed\nmadvise A 3p UNMERGEABLE\n"
                 "madvise A 3p DONTFORK\n",
-    "repeat-splits": "map A 7p rw private anon at 0x10000000 fixed\nmadvise A+5p 1p MERGEABLE\n"
+    "repeat-splits/v1": "map A 7p rw private anon at 0x10000000 fixed\nmadvise A+5p 1p MERGEABLE\n"
                      "madvise A+5p 2p MERGEABLE\n",
-    "entry-errors": "map A 2p rw private anon at 0x10000000 fixed\nmadvise A+512 1p MERGEABLE\n",
-    "partial-layout": "map A 2p rw private anon at 0x10000000 fixed\nmap B 3p rw private anon "
+    "entry-errors/v1": "map A 2p rw private anon at 0x10000000 fixed\nmadvise A+512 1p MERGEABLE\n",
+    "partial-layout/v1": "map A 2p rw private anon at 0x10000000 fixed\nmap B 3p rw private anon "
                       "at A+4p fixed\nmadvise A 5p MERGEABLE\n",
-    "eagain": "map A 8p rw private anon at 0x10000000 fixed\nsysctl max_map_count=1\n"
+    "eagain/v1": "map A 8p rw private anon at 0x10000000 fixed\nsysctl max_map_count=1\n"
               "madvise A 8p MERGEABLE\n",
-    "fork-layout": "map A 7p rw private anon at 0x10000000 fixed\nmadvise A 3p DONTFORK\n"
+    "eagain/v2": "map A 7p rw private anon at 0x10000000 fixed\nsysctl max_map_count=1\n"
+                 "madvise A 7p MERGEABLE\n",
+    "fork-layout/v1": "map A 7p rw private anon at 0x10000000 fixed\nmadvise A 3p DONTFORK\n"
                    "madvise A+4p 2p MERGEABLE\nfork child\n",
-    "fork-mmf": "map A 8p rw private anon at 0x10000000 fixed\nmap S 2p rw shared anon at A+9p "
+    "fork-mmf/v1": "map A 8p rw private anon at 0x10000000 fixed\nmap S 2p rw shared anon at A+9p "
                 "fixed\nmadvise S 2p MERGEABLE\nfork child\n",
-    "fork-count": "map A 6p rw private anon at 0x10000000 fixed\nmadvise A+2p 4p DONTFORK\n"
+    "fork-count/v1": "map A 6p rw private anon at 0x10000000 fixed\nmadvise A+2p 4p DONTFORK\n"
                   "madvise A+3p 1p MERGEABLE\nfork child\n",
-    "then-now-willneed": "map A 3p rw private anon at 0x10000000 fixed\nmadvise A+2p 1p "
+    "then-now-willneed/v1": "map A 3p rw private anon at 0x10000000 fixed\nmadvise A+2p 1p "
                          "WILLNEED\n",
-    "then-now-free": "map A 7p rw private anon at 0x10000000 fixed\nmadvise A+6p 1p FREE\n",
-    "then-now-account": "map A 5p rw private anon at 0x10000000 fixed\nmprotect A 5p r\n"
+    "then-now-free/v1": "map A 7p rw private anon at 0x10000000 fixed\nmadvise A+6p 1p FREE\n",
+    "then-now-account/v1": "map A 5p rw private anon at 0x10000000 fixed\nmprotect A 5p r\n"
                         "map B 2p r private anon at A+5p fixed\n",
 }
 
 
-def body(ex: Exercise) -> str:
+#: Every version of every generator of a scenario problem (chapters 0-6).
+SCENARIO_GENERATORS = sorted(g for g in VERSIONS if g in GOLDEN_SEED_0)
+#: The latest versions of those.
+LATEST = sorted(n for n, g in GENERATORS.items() if g.ident in GOLDEN_SEED_0)
+
+
+def body(ex: ScenarioProblem) -> str:
     """The scenario without its kernel line."""
     return format_scenario(ex.scenario).split("\n", 1)[1]
 
@@ -87,10 +105,22 @@ def test_published_problems_never_change(name: str) -> None:
 
 
 def test_every_generator_is_pinned() -> None:
-    assert set(GENERATORS) == set(GOLDEN_SEED_0)
+    """Every version of a scenario generator is pinned here, every ksmd one in
+    test_ksmd_exercises; the registry holds nothing else."""
+    from test_ksmd_exercises import GOLDEN
+
+    ksmd = {ident.split(" ")[0] for chapter in GOLDEN.values() for ident, _, _ in chapter}
+    assert set(VERSIONS) == set(GOLDEN_SEED_0) | ksmd
+    assert all(isinstance(generate(g, 0), ScenarioProblem) for g in GOLDEN_SEED_0)
 
 
-@pytest.mark.parametrize("name", sorted(GENERATORS))
+def test_versions_and_latest() -> None:
+    assert GENERATORS["eagain"].version == 2
+    assert generate("eagain", 0).ident == "eagain/v2 seed 0"
+    assert body(generate("eagain/v1", 1)) != body(generate("eagain/v2", 1))
+
+
+@pytest.mark.parametrize("name", LATEST)
 def test_same_seed_same_problem_other_seed_other_problems(name: str) -> None:
     a, b = generate(name, 7), generate(name, 7)
     assert a.text() == b.text() and a.answer == b.answer
@@ -98,16 +128,21 @@ def test_same_seed_same_problem_other_seed_other_problems(name: str) -> None:
     assert len(texts) >= 4, f"{name}: 12 seeds gave only {len(texts)} distinct problems"
 
 
-@pytest.mark.parametrize("name", sorted(GENERATORS))
+def options(ex: ScenarioProblem) -> dict[str, object]:
+    """The kind's own options of `ex` (measure, codes)."""
+    return {k: getattr(ex, k) for k in ("measure", "codes") if hasattr(ex, k)}
+
+
+@pytest.mark.parametrize("name", SCENARIO_GENERATORS)
 @pytest.mark.parametrize("profile", kb.PROFILES)
 def test_generators_make_valid_problems_on_every_profile(name: str, profile: str) -> None:
     for seed in range(6):
         ex = generate(name, seed, profile)
-        assert ex.profile == profile
+        assert isinstance(ex, ScenarioProblem) and ex.profile == profile
         assert format_scenario(ex.scenario).startswith(f"kernel {profile} ")
         # The scenario text is self-contained: parsing and running it again gives the answer.
-        again = Exercise(ex.kind, format_scenario(ex.scenario), ex.question, measure=ex.measure,
-                         proc=ex.proc, codes=ex.codes)
+        again = type(ex)(format_scenario(ex.scenario), ex.question, proc=ex.proc,
+                         **options(ex))
         assert again.answer == ex.answer
         ex.text()
         ex.solution_text()
@@ -122,26 +157,27 @@ def test_unknown_generator_and_profile() -> None:
 
 def test_exercise_needs_a_last_operation() -> None:
     with pytest.raises(ValueError, match="last operation"):
-        Exercise("result", "kernel seed ksm=y\n", "?")
+        ResultProblem("kernel seed ksm=y\n", "?")
     with pytest.raises(ValueError, match="ends with madvise"):
-        Exercise("advice", "map A 1p rw private anon\n", "?")
+        AdviceProblem("map A 1p rw private anon\n", "?")
     with pytest.raises(ValueError, match="measures"):
-        Exercise("count", "map A 1p rw private anon\n", "?", measure="pages")
+        CountProblem("map A 1p rw private anon\n", "?", measure="pages")
 
 
 # -- answers are the simulator's, and match the kernel semantics -------------------------------
 
 def test_answers_are_what_the_scenario_runs_to() -> None:
-    for name in GENERATORS:
+    for name in SCENARIO_GENERATORS:
         for seed in range(4):
             ex = generate(name, seed)
+            assert isinstance(ex, ScenarioProblem)
             results = run(ex.scenario)
             last = results[-1]
             if ex.kind == "result":
                 assert ex.answer == last.result
-            elif ex.kind == "count" and ex.measure == "vmas":
+            elif isinstance(ex, CountProblem) and ex.measure == "vmas":
                 assert ex.answer == len(last.maps[ex.proc])
-            elif ex.kind == "count":
+            elif isinstance(ex, CountProblem):
                 assert ex.answer == sum(e.kind == "split" for e in last.trace.events)
             elif ex.kind == "layout":
                 got = [(e.start, e.end, "mg" in e.vmflags) for e in last.maps[ex.proc]]
@@ -316,32 +352,69 @@ def test_check_prints_correct(capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.parametrize("name, seed, answer, phrase", [
     # answered 0 where the range had a hole
-    ("hole-result", 0, 0, "a hole in the range makes madvise return ENOMEM"),
-    ("hole-result", 0, "EINVAL", "Memory that is not mapped gives ENOMEM"),
+    ("hole-result", 0, 0, "0 would mean every page of the range is mapped"),
+    ("hole-result", 0, "EINVAL", "these arguments pass sys_madvise()'s entry checks"),
+    ("hole-result", 0, "EAGAIN", "nothing here is short of memory"),
     # answered as if the ignored advice had split the shared VMA
-    ("ignored-count", 0, 4, "ignored (VM_SHARED|VM_MAYSHARE)"),
+    ("ignored-count", 0, 4, "4 VMAs is too many: does the advice change every VMA"),
     # forgot the re-merge after UNMERGEABLE
-    ("remerge-count", 1, 3, "You forgot the re-merge"),
+    ("remerge-count", 1, 3, "can two pieces with equal flags become one VMA again"),
     # adjacent anonymous mmaps merge
-    ("mmap-merge", 2, 4, "mmap_region() calls vma_merge()"),
+    ("mmap-merge", 2, 4, "does a new anonymous mapping always make a new VMA"),
     # vma_merge before split_vma
-    ("split-count", 3, 1, "vma_merge() is tried before split_vma()"),
+    ("split-count", 3, 1, "1 split is too many: a neighbour that already has the new flags"),
     # EINVAL vs ENOMEM, the other way round
-    ("entry-errors", 0, "ENOMEM", "start 0x10000200 not page aligned"),
-    ("entry-errors", 9, 0, "without CONFIG_KSM"),
-    ("eagain", 3, "ENOMEM", "is turned into EAGAIN"),
-    ("mmf-flag", 2, False, "not MMF_VM_MERGEABLE on the mm"),
-    ("mmf-flag", 5, True, "__ksm_enter() runs only when a VMA actually becomes VM_MERGEABLE"),
-    ("fork-mmf", 1, "no", "ksm_fork() registers the child"),
+    ("entry-errors", 0, "ENOMEM", "ENOMEM would mean the call got past sys_madvise()'s entry"),
+    ("entry-errors", 9, 0, "a kernel built with CONFIG_KSM=n"),
+    ("eagain/v1", 3, "ENOMEM", "reported to user space differently"),
+    ("mmf-flag", 2, False, "which flag does it clear, VM_MERGEABLE or MMF_VM_MERGEABLE"),
+    ("mmf-flag", 5, True, "True would mean __ksm_enter() ran"),
+    ("fork-mmf", 1, "no", "False would mean ksm_fork() did not register the child"),
     ("partial-layout", 1, [(0, 1, ""), (1, 3, "mg"), (6, 7, ""), (7, 8, "")],
-     "mapped parts of the range were advised"),
-    ("partial-layout", 1, [(0, 1, ""), (1, 3, "mg"), (6, 8, "")], "fewer VMAs"),
+     "does it leave the mapped parts of the range alone?"),
+    ("partial-layout", 1, [(0, 1, ""), (1, 3, "mg"), (6, 8, "")], "a layout of 3 VMAs is too few"),
 ])
 def test_feedback_names_the_misconception(name: str, seed: int, answer: object,
                                           phrase: str) -> None:
     fb = generate(name, seed).grade(answer)
     assert fb.status == "incorrect"
     assert phrase in fb.message
+
+
+def test_feedback_is_about_the_answer_given_and_keeps_the_answer_back() -> None:
+    """Each wrong result gets its own message, and none names the expected errno."""
+    wrong = ("0", "EINVAL", "ENOMEM", "EAGAIN", "EPERM")
+    for name in ("hole-result", "entry-errors", "eagain/v1", "eagain/v2", "then-now-willneed"):
+        for seed in range(6):
+            ex = generate(name, seed)
+            expected = ex.answer_text()
+            messages = [str(ex.grade(g)) for g in wrong if g != expected]
+            assert len(set(messages)) >= len(messages) - 1, (ex.ident, messages)
+            if expected != "0":
+                assert not any(expected in m for m in messages), (ex.ident, messages)
+
+
+def test_minus_one_asks_for_an_errno_name() -> None:
+    ex = chapter_exercises(2)[0]
+    for c_return in (-1, "-1", " -1 "):
+        fb = ex.grade(c_return)
+        assert fb.status == "unreadable" and fb.correct is None
+        assert "errno name" in str(fb) and "-1 is what the C call returns" in str(fb)
+    assert ex.grade("-1 ENOMEM").correct is True
+
+
+def test_feedback_reads_the_trace_events() -> None:
+    """The facts behind the feedback are the kernel's structured events."""
+    hole = generate("hole-result", 0)
+    assert [e.kind for e in hole.last.trace.events if e.kind == "hole"] == ["hole"]
+    assert hole.facts.hole and not hole.facts.failed
+    unaligned = generate("entry-errors", 0)
+    assert unaligned.facts.failed == "unaligned"
+    assert "not page aligned" in unaligned.solution_text().split("\n")[1]
+    ignored = generate("ignored-count", 0)
+    assert ignored.facts.ignored == ("VM_SHARED|VM_MAYSHARE",)
+    enter = chapter_exercises(4)[7]
+    assert enter.facts.failed == "__ksm_enter"
 
 
 def test_layout_answers_as_maps_text() -> None:
@@ -360,7 +433,7 @@ def test_advice_answers_are_judged_by_simulation() -> None:
     assert ex.grade("madvise Q 1p MERGEABLE").status == "unreadable"
     # Another advice with the same effect is right too: on a VMA that is already
     # VM_MERGEABLE, UNMERGEABLE twice is the same as once.
-    twin = Exercise("advice", "map A 4p rw private anon at 0x10000000 fixed\n"
+    twin = AdviceProblem("map A 4p rw private anon at 0x10000000 fixed\n"
                     "madvise A 4p NORMAL\n", "?")
     assert twin.grade("UNMERGEABLE").correct is True
     assert "same effect" in twin.grade("UNMERGEABLE").message
@@ -431,3 +504,48 @@ def test_exercise_scenarios_replay_identically_on_the_live_kernel() -> None:
                 assert ({k: layout_of(v, BASE) for k, v in sim.maps.items()}
                         == {k: layout_of(v, BASE) for k, v in got.maps.items()}), ex.ident
     assert replayed >= 30
+
+
+# -- what the questions show --------------------------------------------------------------------
+
+def test_the_solution_shows_a_runnable_replay(capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    ex = generate("hole-result", 0)
+    text = ex.solution_text()
+    assert "run FILE" not in text
+    m = re.search(r"^    (python -m ksmbook run - --maps --trace) <<'EOF'\n(.*?)^    EOF$", text,
+                  flags=re.M | re.S)
+    assert m is not None, text
+    script = "".join(line.removeprefix("    ") + "\n" for line in m.group(2).splitlines())
+    monkeypatch.setattr("sys.stdin", io.StringIO(script))
+    assert main(m.group(1).split()[3:]) == 0
+    out = capsys.readouterr().out
+    assert "= -1 ENOMEM" in out and "find_vma: hole" in out
+
+
+def test_exercise_4_8_fails_in_ksm_enter_on_a_kernel_where_it_can() -> None:
+    ex = chapter_exercises(4)[7]
+    assert ex.ident == "eagain/v2 seed 3" and ex.profile == "2.6.32"
+    assert "inject __ksm_enter" in body(ex)
+    assert ex.answer == -errno.EAGAIN
+    # Version 2 never injects into the seed's dummy __ksm_enter(), which cannot fail.
+    for seed in range(40):
+        assert "inject __ksm_enter" not in body(generate("eagain/v2", seed, "seed"))
+    assert any("inject __ksm_enter" in body(generate("eagain/v2", s, "modern"))
+               for s in range(40))
+
+
+@pytest.mark.parametrize("chapter", sorted(CHAPTERS))
+def test_every_example_is_an_answer_of_the_asked_form(chapter: int) -> None:
+    """The Example line of each question is readable as an answer to it, and a layout's
+    example uses only the codes that are compared."""
+    for ex in chapter_exercises(chapter):
+        line = ex.text().splitlines()[-1]
+        assert line.startswith("Example: answer = ")
+        literal = line.removeprefix("Example: answer = ").split("   ")[0]
+        value = ast.literal_eval(literal)
+        ex.parse(value)  # raises AnswerError if the example has the wrong form
+        if isinstance(ex, LayoutProblem):
+            used = {c for _, _, codes in value for c in codes.split()}
+            assert used <= set(ex.codes), (ex.title, used, ex.codes)
+        assert isinstance(ex, Problem)

@@ -12,12 +12,15 @@ from pathlib import Path
 import pytest
 
 from ksmbook.__main__ import main
-from ksmbook.exercises import GENERATORS, problem_set, student_seed
+from ksmbook.exercises import GENERATORS, QUIZ_POOLS, generator, problem_set, student_seed
 
-# The published quiz v1 of seed 0: which generator and which problem seed each problem is.
+# The published quizzes of seed 0: which generator and which problem seed each problem is.
 QUIZ_V1_SEED_0 = ["remerge-count/v1 seed 433993408", "entry-errors/v1 seed 3121160858",
                   "ignored-count/v1 seed 1106870685", "mmap-merge/v1 seed 2184519318",
                   "mprotect-layout/v1 seed 3913091813", "partial-layout/v1 seed 4242787417"]
+QUIZ_V2_SEED_0 = ["mprotect-layout/v1 seed 406259866", "entry-errors/v1 seed 1427335718",
+                  "probe-guess/v1 seed 331423106", "then-now-account/v1 seed 3939483538",
+                  "ksmd-cow/v1 seed 1462692759", "ksmd-max-sharing/v1 seed 716798340"]
 
 
 def quiz(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -31,14 +34,28 @@ def problems(out: str) -> list[str]:
 
 
 def test_published_quiz_never_changes() -> None:
-    assert [e.ident for e in problem_set(0, 6)] == QUIZ_V1_SEED_0
+    assert [e.ident for e in problem_set(0, 6, version=1)] == QUIZ_V1_SEED_0
+    assert [e.ident for e in problem_set(0, 6, version=2)] == QUIZ_V2_SEED_0
+    assert [e.ident for e in problem_set(0, 6)] == QUIZ_V2_SEED_0
+
+
+def test_quiz_v2_covers_every_chapter(capsys: pytest.CaptureFixture[str]) -> None:
+    covered = {c for g in QUIZ_POOLS[2] for c in generator(g).chapters}
+    assert covered == set(range(1, 9))
+    for chapter in range(1, 9):
+        code, out, err = quiz(capsys, "--seed", "2", "-n", "3", "--chapter", str(chapter),
+                              "--solve")
+        assert code == 0 and err == "", err
+        assert len(problems(out)) == 3 and out.count("Answer: ") == 3
+        for p in problems(out):
+            assert chapter in GENERATORS[p.split("/")[0]].chapters
 
 
 def test_seed_gives_the_same_set(capsys: pytest.CaptureFixture[str]) -> None:
     code, a, err = quiz(capsys, "--seed", "3", "-n", "4")
     assert code == 0 and err == ""
     assert quiz(capsys, "--seed", "3", "-n", "4")[1] == a
-    assert a.startswith("ksmbook quiz v1, seed 3: 4 problems\n")
+    assert a.startswith("ksmbook quiz v2, seed 3: 4 problems\n")
     assert len(problems(a)) == 4 and a.count("Question:") == 4
     assert "Answer:" not in a and "Step trace" not in a
     other = quiz(capsys, "--seed", "4", "-n", "4")[1]
@@ -57,8 +74,8 @@ def test_longer_set_starts_with_the_shorter(capsys: pytest.CaptureFixture[str]) 
 def test_solve_prints_answers_and_traces(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = quiz(capsys, "--seed", "3", "-n", "4", "--solve")
     assert code == 0 and out.count("Answer: ") == 4
-    assert out.count("Step trace") == 4
-    assert "sys_madvise" in out or "do_munmap" in out or "sys_mprotect" in out
+    runs = out.count("Step trace; replay it with:") + out.count("The simulator's run")
+    assert runs == 4
     plain = quiz(capsys, "--seed", "3", "-n", "4")[1]
     for name in problems(plain):
         assert name in out
@@ -71,7 +88,7 @@ def test_student_sets_from_hmac(capsys: pytest.CaptureFixture[str],
     mac = hmac.new(b"s3cret", b"ksmbook-quiz/alice", hashlib.sha256).digest()
     assert student_seed("alice", "s3cret") == int.from_bytes(mac[:8], "big")
     code, alice, _ = quiz(capsys, "--student", "alice", "--secret", "s3cret")
-    assert code == 0 and alice.startswith("ksmbook quiz v1, student alice: 5 problems")
+    assert code == 0 and alice.startswith("ksmbook quiz v2, student alice: 5 problems")
     assert "seed " + str(student_seed("alice", "s3cret")) not in alice.splitlines()[0]
     assert problems(alice) == [e.ident for e in problem_set(student_seed("alice", "s3cret"))]
     assert quiz(capsys, "--student", "alice", "--secret", "s3cret")[1] == alice
@@ -106,7 +123,12 @@ def test_help_documents_the_student_derivation(capsys: pytest.CaptureFixture[str
 
 def test_profile_chapter_and_count(capsys: pytest.CaptureFixture[str]) -> None:
     out = quiz(capsys, "--seed", "5", "-n", "3", "--profile", "modern")[1]
-    assert out.count("Kernel: Linux 6.x") == 3 and out.count("kernel modern ksm=y") == 3
+    assert out.count("Kernel: Linux 6.x") == 3
+    out = quiz(capsys, "--seed", "5", "-n", "20", "--profile", "2.6.32")[1]
+    assert out.count("Kernel: Linux 2.6.32") == 20
+    # Only problems that run on the seed kernel (no ksmd there).
+    out = quiz(capsys, "--seed", "5", "-n", "30", "--profile", "seed")[1]
+    assert out.count("kernel seed ksm=") == 30 and "ksmd" not in "".join(problems(out))
     out = quiz(capsys, "--seed", "5", "-n", "6", "--chapter", "5")[1]
     assert {p.split("/")[0] for p in problems(out)} == {"fork-layout", "fork-mmf", "fork-count"}
     out = quiz(capsys, "--seed", "5", "-n", "4", "--chapter", "1", "--chapter", "6")[1]
@@ -114,8 +136,10 @@ def test_profile_chapter_and_count(capsys: pytest.CaptureFixture[str]) -> None:
                or 1 in GENERATORS[p.split("/")[0]].chapters for p in problems(out))
     code, _, err = quiz(capsys, "--seed", "5", "-n", "0")
     assert code == 2 and "at least one problem" in err
-    code, _, err = quiz(capsys, "--chapter", "7")
+    code, _, err = quiz(capsys, "--chapter", "7", "--quiz-version", "1")
     assert code == 2 and "no quiz problems" in err
+    code, _, err = quiz(capsys, "--chapter", "7", "--profile", "seed")
+    assert code == 2 and "no quiz problems for chapters (7,) on the seed kernel" in err
 
 
 def test_replay_a_scenario_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -143,5 +167,5 @@ def test_module_entry_point() -> None:
                            "--solve"], capture_output=True, text=True, timeout=120,
                           cwd=Path(__file__).resolve().parent.parent)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("ksmbook quiz v1, seed 1: 1 problem with answers")
+    assert done.stdout.startswith("ksmbook quiz v2, seed 1: 1 problem with answers")
     assert "Answer: " in done.stdout

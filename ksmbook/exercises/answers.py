@@ -64,16 +64,21 @@ def parse_result(answer: object) -> int:
     """A syscall result as the kernel returns it: 0, or -errno.
 
     Accepts 0, an errno name ("ENOMEM", "-ENOMEM", "-1 ENOMEM"), its strerror text ("Cannot
-    allocate memory"), a negative number (-12) or a positive errno number (errno.ENOMEM).
+    allocate memory"), a negative number (-12) or a positive errno number (errno.ENOMEM); not
+    -1 alone, which is the C return value of every error.
     """
     if isinstance(answer, bool):
         raise AnswerError("a result is 0 or an errno name such as 'ENOMEM', not True/False")
-    if isinstance(answer, int):
-        return -abs(answer)
-    if not isinstance(answer, str):
+    if not isinstance(answer, (int, str)):
         raise AnswerError(f"a result is 0 or an errno name such as 'ENOMEM', not "
                           f"{type(answer).__name__}")
-    text = answer.strip()
+    text = str(answer).strip()
+    if text == "-1":
+        raise AnswerError("-1 is what the C call returns for every error (and sets errno); "
+                          "the question asks which error: answer the errno name, such as "
+                          "'ENOMEM' (or 0 if the call succeeds)")
+    if isinstance(answer, int):
+        return -abs(answer)
     m = re.fullmatch(r"(?:-1\s+|-\s*)?([A-Za-z][A-Za-z0-9]*)", text)
     if m and m.group(1).upper() in _ERRNOS:
         return -_ERRNOS[m.group(1).upper()]

@@ -8,30 +8,40 @@ import sys
 from typing import Any
 
 from ..profiles import PROFILES
-from ..scenario import ScenarioError, parse
-from .core import Exercise
+from ..scenario import ScenarioError, boot, parse, run
+from .problem import Problem
 from .sets import CHAPTERS, QUIZ_POOLS, QUIZ_VERSION, problem_set, student_seed
+from .vma import (
+    AdviceProblem,
+    CountProblem,
+    LayoutProblem,
+    MmfProblem,
+    ResultProblem,
+    ScenarioProblem,
+)
 
 __all__ = ["add_quiz_parser", "quiz"]
 
 SECRET_ENV = "KSMBOOK_QUIZ_SECRET"
 
-#: --ask for --replay: (exercise kind, measure, question).
-_ASK = {
-    "result": ("result", "", "What does the last operation return?"),
-    "vmas": ("count", "vmas", "How many VMAs does {proc} have at the end?"),
-    "splits": ("count", "splits", "How many times does the last operation call split_vma()?"),
-    "merges": ("count", "merges", "How many times does the last operation merge VMAs?"),
-    "mmf": ("yesno", "mmf", "Is MMF_VM_MERGEABLE set in {proc}'s mm at the end?"),
-    "layout": ("layout", "", "What are {proc}'s VMAs at the end?"),
-    "advice": ("advice", "", "Which advice did the last madvise give?"),
+#: --ask for --replay: (problem class, its options, question).
+_ASK: dict[str, tuple[type[ScenarioProblem], dict[str, Any], str]] = {
+    "result": (ResultProblem, {}, "What does the last operation return?"),
+    "vmas": (CountProblem, {"measure": "vmas"}, "How many VMAs does {proc} have at the end?"),
+    "splits": (CountProblem, {"measure": "splits"},
+               "How many times does the last operation call split_vma()?"),
+    "merges": (CountProblem, {"measure": "merges"},
+               "How many times does the last operation merge VMAs?"),
+    "mmf": (MmfProblem, {}, "Is MMF_VM_MERGEABLE set in {proc}'s mm at the end?"),
+    "layout": (LayoutProblem, {}, "What are {proc}'s VMAs at the end?"),
+    "advice": (AdviceProblem, {}, "Which advice did the last madvise give?"),
 }
 
 _DESCRIPTION = """\
-Print a set of problems about madvise(MADV_MERGEABLE) and the VMAs, generated from a seed:
-the same seed always gives the same problems. --solve prints each problem with its answer
-and the step trace (the maps after every operation, and the kernel path of the asked one).
-Every answer is computed by the simulator."""
+Print a set of problems about madvise(MADV_MERGEABLE), the VMAs and ksmd, generated from a
+seed: the same seed always gives the same problems. --solve prints each problem with its
+answer and the simulator's run (the maps after every operation and the kernel path of the
+asked one, or ksmd's counters after each step). Every answer is computed by the simulator."""
 
 _EPILOG = f"""\
 one set per student:
@@ -69,8 +79,8 @@ def add_quiz_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help=f"the teacher's secret for --student (default: ${SECRET_ENV})")
     p.add_argument("-n", "--count", type=int, default=5, help="number of problems (default 5)")
     p.add_argument("--profile", choices=list(PROFILES),
-                   help="the kernel the problems run on (default: seed; with --replay, the "
-                        "scenario's own kernel line)")
+                   help="the kernel the problems run on (default: each problem's own; with "
+                        "--replay, the scenario's kernel line)")
     p.add_argument("--chapter", type=int, action="append", choices=sorted(CHAPTERS),
                    help="only problems on this chapter's topics (repeatable)")
     p.add_argument("--quiz-version", type=int, default=QUIZ_VERSION,
@@ -86,20 +96,16 @@ def add_quiz_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def _replay(args: argparse.Namespace) -> list[Exercise]:
+def _replay(args: argparse.Namespace) -> list[Problem]:
     text = sys.stdin.read() if args.replay == "-" else open(args.replay, encoding="utf-8").read()
-    kind, measure, question = _ASK[args.ask]
-    ex = Exercise(kind, parse(text), question.format(proc=args.proc), measure=measure,
-                  proc=args.proc, profile=args.profile, base=_lowest(text),
-                  codes=("mg", "dc", "rr", "sr") if kind == "advice" else ("mg",),
-                  title="Problem 1", ident=os.path.basename(args.replay))
-    return [ex]
+    cls, options, question = _ASK[args.ask]
+    return [cls(parse(text), question.format(proc=args.proc), proc=args.proc,
+                profile=args.profile, base=_lowest(text), title="Problem 1",
+                ident=os.path.basename(args.replay), **options)]
 
 
 def _lowest(text: str) -> int:
     """The start of the scenario's lowest mapping, page 0 of a replayed layout."""
-    from ..scenario import boot, run
-
     sc = parse(text)
     starts = [e.start for r in run(sc, boot(sc)) for es in r.maps.values() for e in es]
     return min(starts, default=0)
@@ -124,7 +130,7 @@ def quiz(args: argparse.Namespace) -> int:
                     return 2
                 seed, who = args.seed, f"seed {args.seed}"
             chapters = tuple(args.chapter) if args.chapter else None
-            problems = problem_set(seed, args.count, profile=args.profile or "seed",
+            problems = problem_set(seed, args.count, profile=args.profile,
                                    chapters=chapters,
                                    version=args.quiz_version)
             n = len(problems)

@@ -1,73 +1,24 @@
-"""Seeded problem generators, as in OSTEP's simulators: a seed gives a problem, always the same.
-
-`generate(name, seed, profile)` seeds `random.Random` with the generator's name, its version and
-the seed, so a published problem never changes: a generator whose output must change gets a new
-version number (or a new name), and tests pin a few seeds' problems. The generators only choose
-a scenario and a question; the answers come from running the simulator (`Exercise`).
+"""The generators of chapters 0-6: scenarios of mmap, mprotect, munmap, madvise and fork, and a
+question about their last operation (answered by `ksmbook.exercises.vma`).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
 
 from ..profiles import get_profile
-from .core import BASE, Exercise
+from .registry import register
+from .vma import (
+    BASE,
+    AdviceProblem,
+    CountProblem,
+    LayoutProblem,
+    MmfProblem,
+    ResultProblem,
+    ScenarioProblem,
+)
 
-__all__ = ["Generator", "GENERATORS", "register", "generate"]
-
-E = TypeVar("E")
-Make = Callable[[random.Random, str], Exercise]
-
-
-@dataclass(frozen=True)
-class Generator(Generic[E]):
-    """A named, versioned problem generator and the chapters whose topics it drills."""
-
-    name: str
-    version: int
-    chapters: tuple[int, ...]
-    make: Callable[[random.Random, str], E]
-
-    @property
-    def ident(self) -> str:
-        return f"{self.name}/v{self.version}"
-
-
-#: Every generator, by name.
-GENERATORS: dict[str, Generator[Exercise]] = {}
-
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def register(name: str, *, chapters: tuple[int, ...], version: int = 1,
-             registry: dict[str, Generator[Any]] | None = None) -> Callable[[F], F]:
-    """Add a generator to `registry` (GENERATORS unless given); a decorator."""
-    table = GENERATORS if registry is None else registry
-
-    def add(make: F) -> F:
-        if name in table:
-            raise ValueError(f"generator {name!r} is registered twice")
-        table[name] = Generator(name, version, chapters, make)
-        return make
-    return add
-
-
-def generate(name: str, seed: int, profile: str = "seed") -> Exercise:
-    """The problem that generator `name` makes from `seed`, on `profile`."""
-    try:
-        g = GENERATORS[name]
-    except KeyError:
-        raise ValueError(f"unknown generator {name!r}; choose one of "
-                         f"{', '.join(sorted(GENERATORS))}") from None
-    get_profile(profile)
-    rng = random.Random(f"ksmbook/{g.ident}/{seed}")
-    ex = g.make(rng, profile)
-    ex.ident = f"{g.ident} seed {seed}"
-    return ex
+__all__: list[str] = []
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -110,11 +61,11 @@ _ENTRY = ("sys_madvise() checks its arguments in a fixed order before it looks a
 # -- chapter 0: how to use the book -----------------------------------------------------------
 
 @register("warmup", chapters=(0,))
-def _warmup(rng: random.Random, profile: str) -> Exercise:
+def _warmup(rng: random.Random, profile: str) -> ScenarioProblem:
     n = rng.randrange(4, 9)
     i, j = _range(rng, n)
     sc = [_kernel(profile), _first("A", n), f"madvise {_at('A', i)} {j}p MERGEABLE"]
-    return Exercise("result", "\n".join(sc), "What does the madvise call return?",
+    return ResultProblem("\n".join(sc), "What does the madvise call return?",
                     intro="A process maps anonymous memory and offers part of it to KSM.",
                     hints=("All of the range lies inside the mapping A.",))
 
@@ -122,7 +73,7 @@ def _warmup(rng: random.Random, profile: str) -> Exercise:
 # -- chapter 1: address spaces and VMAs -------------------------------------------------------
 
 @register("mmap-merge", chapters=(1,))
-def _mmap_merge(rng: random.Random, profile: str) -> Exercise:
+def _mmap_merge(rng: random.Random, profile: str) -> ScenarioProblem:
     n = rng.randrange(3, 5)
     sc = [_kernel(profile)]
     offset = 0
@@ -135,7 +86,7 @@ def _mmap_merge(rng: random.Random, profile: str) -> Exercise:
             offset += rng.choice((0, 0, 1))
             sc.append(f"map {name} {pages}p {prot} private anon at {_at('A', offset)} fixed")
         offset += pages
-    return Exercise("count", "\n".join(sc), "How many VMAs does p1 have after these mmaps?",
+    return CountProblem("\n".join(sc), "How many VMAs does p1 have after these mmaps?",
                     measure="vmas", show_before=False,
                     intro="Each map line asks for anonymous memory at a fixed address "
                           "(MAP_FIXED); nothing was mapped there before.",
@@ -144,14 +95,14 @@ def _mmap_merge(rng: random.Random, profile: str) -> Exercise:
 
 
 @register("mprotect-layout", chapters=(1,))
-def _mprotect_layout(rng: random.Random, profile: str) -> Exercise:
+def _mprotect_layout(rng: random.Random, profile: str) -> ScenarioProblem:
     n = rng.randrange(5, 10)
     i, j = _range(rng, n)
     sc = [_kernel(profile), _first("A", n), f"mprotect {_at('A', i)} {j}p r"]
     if rng.random() < 0.5:
         i2, j2 = _range(rng, n)
         sc.append(f"mprotect {_at('A', i2)} {j2}p {rng.choice(('rw', 'none'))}")
-    return Exercise("layout", "\n".join(sc), "What are p1's VMAs after the last mprotect?",
+    return LayoutProblem("\n".join(sc), "What are p1's VMAs after the last mprotect?",
                     codes=("rd", "wr"), intro="mprotect changes the protection of a range "
                     "of pages; the VMAs have to follow.",
                     hints=(_MAPPED_PAGES + " mprotect splits and merges VMAs as madvise "
@@ -159,14 +110,14 @@ def _mprotect_layout(rng: random.Random, profile: str) -> Exercise:
 
 
 @register("munmap-count", chapters=(1,))
-def _munmap_count(rng: random.Random, profile: str) -> Exercise:
+def _munmap_count(rng: random.Random, profile: str) -> ScenarioProblem:
     n = rng.randrange(4, 10)
     i, j = _range(rng, n)
     sc = [_kernel(profile), _first("A", n), f"munmap {_at('A', i)} {j}p"]
     if rng.random() < 0.5:
         k = rng.randrange(1, j + 1)
         sc.append(f"map B {k}p rw private anon at {_at('A', i)} fixed")
-    return Exercise("count", "\n".join(sc), "How many VMAs does p1 have at the end?",
+    return CountProblem("\n".join(sc), "How many VMAs does p1 have at the end?",
                     measure="vmas", show_before=False,
                     hints=("munmap of the middle of a VMA leaves two VMAs; a new mapping next "
                            "to an old one with the same flags merges with it.",))
@@ -182,7 +133,7 @@ def _hole_scenario(rng: random.Random, profile: str) -> tuple[list[str], int, in
 
 
 @register("hole-result", chapters=(2,))
-def _hole_result(rng: random.Random, profile: str) -> Exercise:
+def _hole_result(rng: random.Random, profile: str) -> ScenarioProblem:
     sc, a, g, b = _hole_scenario(rng, profile)
     total = a + g + b
     case = rng.choice(("across", "across", "into-hole", "from-hole", "inside"))
@@ -198,7 +149,7 @@ def _hole_result(rng: random.Random, profile: str) -> Exercise:
     else:
         i, j = _range(rng, a)
     sc.append(f"madvise {_at('A', i)} {j}p MERGEABLE")
-    return Exercise("result", "\n".join(sc), "What does the last madvise return?",
+    return ResultProblem("\n".join(sc), "What does the last madvise return?",
                     intro="Two mappings with a gap between them.", hints=(_HOLE,))
 
 
@@ -214,21 +165,21 @@ def _split_scenario(rng: random.Random, profile: str) -> list[str]:
 
 
 @register("split-layout", chapters=(2,))
-def _split_layout(rng: random.Random, profile: str) -> Exercise:
+def _split_layout(rng: random.Random, profile: str) -> ScenarioProblem:
     sc = _split_scenario(rng, profile)
-    return Exercise("layout", "\n".join(sc), "What are p1's VMAs after the last madvise?",
+    return LayoutProblem("\n".join(sc), "What are p1's VMAs after the last madvise?",
                     codes=("mg",), hints=(_MAPPED_PAGES, _SPLIT))
 
 
 @register("split-count", chapters=(2,))
-def _split_count(rng: random.Random, profile: str) -> Exercise:
+def _split_count(rng: random.Random, profile: str) -> ScenarioProblem:
     sc = _split_scenario(rng, profile)
-    return Exercise("count", "\n".join(sc), "How many times does the last madvise call "
+    return CountProblem("\n".join(sc), "How many times does the last madvise call "
                     "split_vma()?", measure="splits", hints=(_SPLIT,))
 
 
 @register("remerge-count", chapters=(2,))
-def _remerge_count(rng: random.Random, profile: str) -> Exercise:
+def _remerge_count(rng: random.Random, profile: str) -> ScenarioProblem:
     n = rng.randrange(4, 11)
     i, j = _range(rng, n, inner=True)
     sc = [_kernel(profile), _first("A", n), f"madvise {_at('A', i)} {j}p MERGEABLE"]
@@ -237,7 +188,7 @@ def _remerge_count(rng: random.Random, profile: str) -> Exercise:
     else:
         i2, j2 = _range(rng, n)
     sc.append(f"madvise {_at('A', i2)} {j2}p UNMERGEABLE")
-    return Exercise("count", "\n".join(sc), "How many VMAs does p1 have after the "
+    return CountProblem("\n".join(sc), "How many VMAs does p1 have after the "
                     "UNMERGEABLE call?", measure="vmas", hints=(_SPLIT,))
 
 
@@ -245,7 +196,7 @@ _REVERSE_ADVICES = ("MERGEABLE", "UNMERGEABLE", "DONTFORK", "DOFORK", "RANDOM", 
 
 
 @register("reverse-advice", chapters=(2, 3))
-def _reverse_advice(rng: random.Random, profile: str) -> Exercise:
+def _reverse_advice(rng: random.Random, profile: str) -> ScenarioProblem:
     for _ in range(50):
         n = rng.randrange(4, 9)
         sc = [_kernel(profile), _first("A", n)]
@@ -254,7 +205,7 @@ def _reverse_advice(rng: random.Random, profile: str) -> Exercise:
             sc.append(f"madvise {_at('A', i0)} {j0}p {rng.choice(_REVERSE_ADVICES)}")
         i, j = _range(rng, n)
         sc.append(f"madvise {_at('A', i)} {j}p {rng.choice(_REVERSE_ADVICES)}")
-        ex = Exercise("advice", "\n".join(sc), "Which advice did the last madvise give?",
+        ex = AdviceProblem("\n".join(sc), "Which advice did the last madvise give?",
                       codes=("mg", "dc", "rr", "sr"),
                       intro="Compare the maps before and after the last call.",
                       hints=("The smaps codes show the flags: mg = VM_MERGEABLE, dc = "
@@ -282,7 +233,7 @@ def _ignored_region(rng: random.Random, name: str, pages: int, at: str) -> list[
 
 
 @register("ignored-count", chapters=(3,))
-def _ignored_count(rng: random.Random, profile: str) -> Exercise:
+def _ignored_count(rng: random.Random, profile: str) -> ScenarioProblem:
     a, s = rng.randrange(2, 6), rng.randrange(2, 6)
     sc = [_kernel(profile), _first("A", a)] + _ignored_region(rng, "S", s, _at("A", a))
     i = rng.randrange(0, a)
@@ -290,12 +241,12 @@ def _ignored_count(rng: random.Random, profile: str) -> Exercise:
     if rng.random() < 0.3:
         i, j = a + rng.randrange(0, s - 1), 1
     sc.append(f"madvise {_at('A', i)} {j}p MERGEABLE")
-    return Exercise("count", "\n".join(sc), "How many VMAs does p1 have after the madvise?",
+    return CountProblem("\n".join(sc), "How many VMAs does p1 have after the madvise?",
                     measure="vmas", hints=(_IGNORE,))
 
 
 @register("mmf-flag", chapters=(3,))
-def _mmf_flag(rng: random.Random, profile: str) -> Exercise:
+def _mmf_flag(rng: random.Random, profile: str) -> ScenarioProblem:
     case = rng.choice(("ignored", "unmergeable", "hole-first", "all-hole", "munmap", "repeat"))
     a = rng.randrange(2, 6)
     sc = [_kernel(profile), _first("A", a)]
@@ -313,12 +264,12 @@ def _mmf_flag(rng: random.Random, profile: str) -> Exercise:
         sc += [f"madvise A {a}p MERGEABLE", f"munmap A {a}p"]
     else:
         sc += [f"madvise A {a}p UNMERGEABLE", f"madvise A {a}p DONTFORK"]
-    return Exercise("yesno", "\n".join(sc), "Is MMF_VM_MERGEABLE set in p1's mm at the end?",
-                    measure="mmf", hints=(_MMF,))
+    return MmfProblem("\n".join(sc), "Is MMF_VM_MERGEABLE set in p1's mm at the end?",
+                    hints=(_MMF,))
 
 
 @register("repeat-splits", chapters=(3,))
-def _repeat_splits(rng: random.Random, profile: str) -> Exercise:
+def _repeat_splits(rng: random.Random, profile: str) -> ScenarioProblem:
     n = rng.randrange(6, 11)
     i, j = _range(rng, n, inner=True)
     sc = [_kernel(profile), _first("A", n), f"madvise {_at('A', i)} {j}p MERGEABLE"]
@@ -343,7 +294,7 @@ def _repeat_splits(rng: random.Random, profile: str) -> Exercise:
         i2 += i
         advice = "UNMERGEABLE"
     sc.append(f"madvise {_at('A', i2)} {j2}p {advice}")
-    return Exercise("count", "\n".join(sc), "How many times does the second madvise call "
+    return CountProblem("\n".join(sc), "How many times does the second madvise call "
                     "split_vma()?", measure="splits",
                     hints=("Part of the range may have the new flags already.", _SPLIT))
 
@@ -351,7 +302,7 @@ def _repeat_splits(rng: random.Random, profile: str) -> Exercise:
 # -- chapter 4: errors as design --------------------------------------------------------------
 
 @register("entry-errors", chapters=(4,))
-def _entry_errors(rng: random.Random, profile: str) -> Exercise:
+def _entry_errors(rng: random.Random, profile: str) -> ScenarioProblem:
     case = rng.choice(("no-ksm", "no-ksm-len0", "unaligned", "len0", "wrap", "past-end",
                        "unknown-advice"))
     a = rng.randrange(2, 6)
@@ -371,24 +322,23 @@ def _entry_errors(rng: random.Random, profile: str) -> Exercise:
                   "UNMERGEABLE")
     else:
         sc.append(f"madvise A {a}p {rng.choice((5, 6, 7))}")
-    return Exercise("result", "\n".join(sc), "What does the last madvise return?",
+    return ResultProblem("\n".join(sc), "What does the last madvise return?",
                     hints=(_ENTRY,))
 
 
 @register("partial-layout", chapters=(2, 4))
-def _partial_layout(rng: random.Random, profile: str) -> Exercise:
+def _partial_layout(rng: random.Random, profile: str) -> ScenarioProblem:
     sc, a, g, b = _hole_scenario(rng, profile)
     i = rng.randrange(0, a)
     j = rng.randrange(a + g - i + 1, a + g + b - i + 1)
     sc.append(f"madvise {_at('A', i)} {j}p MERGEABLE")
-    return Exercise("layout", "\n".join(sc), "The call returns ENOMEM. What are p1's VMAs "
+    return LayoutProblem("\n".join(sc), "The call returns ENOMEM. What are p1's VMAs "
                     "after it?", codes=("mg",), hints=(_HOLE, _SPLIT))
 
 
-@register("eagain", chapters=(4,))
-def _eagain(rng: random.Random, profile: str) -> Exercise:
+def _eagain(rng: random.Random, profile: str, cases: tuple[str, ...]) -> ScenarioProblem:
     n = rng.randrange(4, 9)
-    case = rng.choice(("limit-middle", "limit-edge", "limit-whole", "enter"))
+    case = rng.choice(cases)
     sc = [_kernel(profile), _first("A", n)]
     if case == "enter":
         sc.append("inject __ksm_enter")
@@ -403,12 +353,28 @@ def _eagain(rng: random.Random, profile: str) -> Exercise:
         else:
             i, j = 0, n
     sc.append(f"madvise {_at('A', i)} {j}p MERGEABLE")
-    return Exercise("result", "\n".join(sc), "What does the last madvise return?",
-                    intro="`sysctl max_map_count=N` caps the number of VMAs per process; "
-                          "`inject F` makes the next call of kernel function F fail to "
-                          "allocate memory.",
-                    hints=("Which kernel function needs memory or a new VMA here, and what "
-                           "does madvise_behavior() do with an ENOMEM?",))
+    return ResultProblem("\n".join(sc), "What does the last madvise return?",
+                         intro="`sysctl max_map_count=N` caps the number of VMAs per process; "
+                               "`inject F` makes the next call of kernel function F fail to "
+                               "allocate memory.",
+                         hints=("Which kernel function needs memory or a new VMA here, and "
+                                "what does madvise_behavior() do with an ENOMEM?",))
+
+
+_EAGAIN_CASES = ("limit-middle", "limit-edge", "limit-whole", "enter")
+
+
+@register("eagain", chapters=(4,))
+def _eagain_v1(rng: random.Random, profile: str) -> ScenarioProblem:
+    return _eagain(rng, profile, _EAGAIN_CASES)
+
+
+@register("eagain", chapters=(4,), version=2)
+def _eagain_v2(rng: random.Random, profile: str) -> ScenarioProblem:
+    """Version 2 injects a failure of __ksm_enter() only into a kernel whose __ksm_enter()
+    allocates (one with ksmd and its mm_slots); the seed's dummy cannot fail."""
+    can_fail = get_profile(profile).has_ksmd
+    return _eagain(rng, profile, _EAGAIN_CASES if can_fail else _EAGAIN_CASES[:-1])
 
 
 # -- chapter 5: fork, exit and the mm flag ----------------------------------------------------
@@ -426,16 +392,16 @@ def _fork_scenario(rng: random.Random, profile: str) -> list[str]:
 
 
 @register("fork-layout", chapters=(5,))
-def _fork_layout(rng: random.Random, profile: str) -> Exercise:
+def _fork_layout(rng: random.Random, profile: str) -> ScenarioProblem:
     sc = _fork_scenario(rng, profile)
-    return Exercise("layout", "\n".join(sc), "What are the child's VMAs right after fork?",
+    return LayoutProblem("\n".join(sc), "What are the child's VMAs right after fork?",
                     proc="child", codes=("mg", "dc"), show_before=False,
                     hints=("dup_mmap() copies every VMA except the VM_DONTCOPY ones, with "
                            "their flags.",))
 
 
 @register("fork-mmf", chapters=(5,))
-def _fork_mmf(rng: random.Random, profile: str) -> Exercise:
+def _fork_mmf(rng: random.Random, profile: str) -> ScenarioProblem:
     n = rng.randrange(4, 9)
     case = rng.choice(("dontcopy-only", "none", "ignored", "unmerged"))
     sc = [_kernel(profile), _first("A", n)]
@@ -450,14 +416,14 @@ def _fork_mmf(rng: random.Random, profile: str) -> Exercise:
     else:
         sc += [f"madvise A {n}p MERGEABLE", f"madvise A {n}p UNMERGEABLE"]
     sc.append("fork child")
-    return Exercise("yesno", "\n".join(sc), "Is MMF_VM_MERGEABLE set in the child's mm?",
-                    measure="mmf", proc="child", hints=(_MMF, "ksm_fork() runs in fork."))
+    return MmfProblem("\n".join(sc), "Is MMF_VM_MERGEABLE set in the child's mm?",
+                    proc="child", hints=(_MMF, "ksm_fork() runs in fork."))
 
 
 @register("fork-count", chapters=(5,))
-def _fork_count(rng: random.Random, profile: str) -> Exercise:
+def _fork_count(rng: random.Random, profile: str) -> ScenarioProblem:
     sc = _fork_scenario(rng, profile)
-    return Exercise("count", "\n".join(sc), "How many VMAs does the child have?",
+    return CountProblem("\n".join(sc), "How many VMAs does the child have?",
                     measure="vmas", proc="child", show_before=False,
                     hints=("dup_mmap() copies every VMA except the VM_DONTCOPY ones.",))
 
@@ -465,33 +431,33 @@ def _fork_count(rng: random.Random, profile: str) -> Exercise:
 # -- chapter 6: then and now (the same problem on two kernels) --------------------------------
 
 @register("then-now-willneed", chapters=(6,))
-def _then_now_willneed(rng: random.Random, profile: str) -> Exercise:
+def _then_now_willneed(rng: random.Random, profile: str) -> ScenarioProblem:
     n = rng.randrange(2, 8)
     i, j = _range(rng, n)
     sc = [_kernel(profile), _first("A", n), f"madvise {_at('A', i)} {j}p WILLNEED"]
-    return Exercise("result", "\n".join(sc), f"On the {profile} kernel, what does "
+    return ResultProblem("\n".join(sc), f"On the {profile} kernel, what does "
                     "MADV_WILLNEED on anonymous memory return?",
                     hints=("2.6.32's madvise_willneed() only knew file read-ahead; later "
                            "kernels read anonymous memory back from swap.",))
 
 
 @register("then-now-free", chapters=(6,))
-def _then_now_free(rng: random.Random, profile: str) -> Exercise:
+def _then_now_free(rng: random.Random, profile: str) -> ScenarioProblem:
     n = rng.randrange(2, 8)
     i, j = _range(rng, n)
     sc = [_kernel(profile), _first("A", n), f"madvise {_at('A', i)} {j}p FREE"]
-    return Exercise("result", "\n".join(sc), f"On the {profile} kernel, what does "
+    return ResultProblem("\n".join(sc), f"On the {profile} kernel, what does "
                     "madvise(MADV_FREE) return?",
                     hints=("Each kernel accepts only the advices it knows "
                            "(madvise_behavior_valid()); MADV_FREE came in Linux 4.5.",))
 
 
 @register("then-now-account", chapters=(6,))
-def _then_now_account(rng: random.Random, profile: str) -> Exercise:
+def _then_now_account(rng: random.Random, profile: str) -> ScenarioProblem:
     a, b = rng.randrange(2, 6), rng.randrange(1, 4)
     sc = [_kernel(profile), _first("A", a), f"mprotect A {a}p r",
           f"map B {b}p r private anon at {_at('A', a)} fixed"]
-    return Exercise("count", "\n".join(sc), f"On the {profile} kernel, how many VMAs does p1 "
+    return CountProblem("\n".join(sc), f"On the {profile} kernel, how many VMAs does p1 "
                     "have at the end?", measure="vmas", show_before=False,
                     hints=("A writable private mapping is charged (VM_ACCOUNT, smaps 'ac'); "
                            "a read-only one is not. Does mprotect to read-only drop the "

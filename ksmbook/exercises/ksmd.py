@@ -1,14 +1,11 @@
-"""Exercises about what ksmd does with the advice (chapter 7) and about the side channel that
+"""Problems about what ksmd does with the advice (chapter 7) and about the side channel that
 deduplication opens (chapter 8).
 
-The problems are seeded like the rest of the book's (`generate_ksmd(name, seed, profile)`
-gives the same problem for the same seed, always; a generator whose output must change gets
-a new version), and every answer comes from running the simulator: a `KsmdExercise` replays
-its steps (map and write pages, madvise, fork, write a knob, let ksmd make full scans, write
-a page) on a fresh `Kernel` and reads the counters of /sys/kernel/mm/ksm, or the fault each
-write takes (``ksmbook.sidechannel.classify``), or what an attacker's probe finds. The
-interface is the book's: show(), check(answer), hint(), solution(), grade(), answer,
-answer_text().
+Every answer comes from running the simulator: a `KsmdProblem` replays its steps (map and
+write pages, madvise, fork, write a knob, let ksmd make full scans, write a page) on a fresh
+`Kernel` and reads the counters of /sys/kernel/mm/ksm (`CountersProblem`, `KsmdCountProblem`),
+or the fault each write takes (``ksmbook.sidechannel.classify``) or what an attacker's probe
+finds (`ChoiceProblem`).
 """
 
 from __future__ import annotations
@@ -27,11 +24,11 @@ from ..profiles import get_profile
 from ..render.ksm_pages import page_state, pages_text
 from ..sidechannel import COW_KSM, KIND_TEXT, classify, probe
 from .answers import AnswerError
-from .core import Feedback, read_answer
-from .generators import Generator, register
+from .problem import Problem
+from .registry import register
 
-__all__ = ["KOp", "KsmdExercise", "KsmdGenerator", "KSMD_GENERATORS", "register_ksmd",
-           "generate_ksmd", "content_name", "COUNTER_SHORT"]
+__all__ = ["KOp", "KsmdProblem", "CountersProblem", "KsmdCountProblem", "ChoiceProblem",
+           "content_name", "COUNTER_SHORT"]
 
 #: Short names accepted for counters in answers.
 COUNTER_SHORT = {"shared": "pages_shared", "sharing": "pages_sharing",
@@ -39,12 +36,6 @@ COUNTER_SHORT = {"shared": "pages_shared", "sharing": "pages_sharing",
                  "zero": "ksm_zero_pages", "profit": "general_profit"}
 _LETTERS = "ABCDEFGHJKLMNPQRSTUVW"
 _FOUR = ("pages_shared", "pages_sharing", "pages_unshared", "pages_volatile")
-_KINDS = ("counters", "count", "choice")
-_EXAMPLES = {
-    "counters": "answer = (2, 3, 1, 0)   # in the order the question lists",
-    "count": "answer = 3",
-    "choice": "answer = 'a c'   (the letters, or 'none')",
-}
 
 
 def content_name(content: int) -> str:
@@ -181,115 +172,191 @@ def _ints(answer: object, what: str) -> list[int]:
     raise AnswerError(f"{answer!r} is not {what}")
 
 
-class KsmdExercise:
-    """A question about ksmd or a write's fault after a sequence of steps (`ops`).
+class KsmdProblem(Problem):
+    """A question about ksmd, or about the fault a write takes, after the steps `ops`.
 
-    kind "counters": `fields` names the counters asked, in order (answer: a tuple of ints, a
-    dict of counter names, or the numbers as text); "count": one number (`fields[0]` is the
-    counter; "scans" means "how many full scans"); "choice": the labels of the steps the
-    question picks out (`choose` says which: "cow-ksm" = writes that take a COW fault of a
-    KSM page, "found" = guesses an attacker's probe finds).
+    `why` explains the answer (the correct message and the solution show it).
     """
 
-    def __init__(self, kind: str, ops: Sequence[KOp], question: str, *, profile: str,
-                 fields: Sequence[str] = _FOUR, choose: str = "", intro: str = "",
-                 hints: Iterable[str] = (), facts: Iterable[str] = (),
-                 measure: Callable[[Sequence[KOp], str], int] | None = None,
-                 title: str = "Exercise", ident: str = "") -> None:
-        if kind not in _KINDS:
-            raise ValueError(f"unknown exercise kind {kind!r}; choose one of {_KINDS}")
-        prof = get_profile(profile)
-        if not prof.has_ksmd:
-            raise ValueError(f"the {prof.name} kernel has no ksmd: ksmd exercises need the "
-                             "2.6.32 or the modern kernel")
-        self.kind, self.ops, self.question = kind, tuple(ops), question
-        self.profile, self.fields, self.choose = prof.name, tuple(fields), choose
-        self.intro, self.title, self.ident = intro, title, ident
-        self.facts = tuple(facts)
-        self._hints = tuple(hints)
-        self._hints_given = 0
-        self._measure = measure
-        self.attempts: list[Feedback] = []
+    def __init__(self, ops: Sequence[KOp], question: str, *, profile: str, why: str = "",
+                 intro: str = "", hints: Iterable[str] = (), title: str = "Exercise",
+                 ident: str = "") -> None:
+        super().__init__(question, profile=profile, intro=intro, hints=tuple(hints),
+                         title=title, ident=ident)
+        if not get_profile(self.profile).has_ksmd:
+            raise ValueError(f"the {self.profile} kernel has no ksmd: ksmd exercises need a "
+                             "kernel with ksmd")
+        self.ops, self._why = tuple(ops), why
         _ = self.answer  # run now: a broken problem fails where it is made
 
-    def __repr__(self) -> str:
-        return f"<KsmdExercise {self.title!r} {self.kind} {self.ident}>"
+    # -- the simulator's run --------------------------------------------------------------
 
-    # -- the simulator's answer -------------------------------------------------------------
+    def steps(self) -> list[KOp]:
+        """The steps the simulator runs (`ops`, unless a kind fills in a number)."""
+        return list(self.ops)
 
     @functools.cached_property
     def run(self) -> _Run:
-        """The simulator's run of the steps (a probe of "some" scans makes as many as the
-        answer says)."""
-        ops = [KOp(op.kind, op.proc, (op.args[0], self.answer), op.label)
-               if op.kind == "probe" and op.args[1] is None else op for op in self.ops]
-        return replay(ops, self.profile)
+        """The simulator's run of the steps."""
+        return replay(self.steps(), self.profile)
+
+    # -- the question ---------------------------------------------------------------------
+
+    def kernel_line(self) -> str:
+        return (f"Kernel: {get_profile(self.profile).title}; ksmd running (run=1) with its "
+                "default knobs unless a step changes one")
+
+    def setting(self) -> list[str]:
+        return ["", "Steps (each process maps its own private anonymous pages; A, B, ... are "
+                "page contents, 0 an all-zero page, . a page never touched):",
+                *(f"    {op.text()}" for op in self.ops)]
+
+    def why(self) -> str:
+        return self._why
+
+    # -- hints and solution ---------------------------------------------------------------
+
+    def trace_hints(self) -> list[str]:
+        return ["The counters after each step:\n" + "\n".join(
+            f"  {op.text():<60} " + " ".join(f"{_SHORT[f]} {c[f]}" for f in _FOUR)
+            for op, c in zip(self.ops, self.run.after, strict=True))]
+
+    def shown_counters(self) -> list[str]:
+        return ["full_scans", *_FOUR]
+
+    def work(self) -> list[str]:
+        out = ["The simulator's run (counters after each step):"]
+        shown = self.shown_counters()
+        for op, c in zip(self.ops, self.run.after, strict=True):
+            out.append(f"  {op.text()}")
+            out.append("      " + ", ".join(f"{f} {c[f]}" for f in shown))
+        if self.run.faults:
+            out += ["", "The fault each labelled write took:"]
+            out += [f"  ({label}) {KIND_TEXT[kind]}" for label, kind in self.run.faults.items()]
+        if self.run.probe_text:
+            out += ["", "The probe:", self.run.probe_text]
+        names = {c: content_name(c) for c in range(len(_LETTERS) + 1)}
+        out += ["", "The pages at the end:", pages_text(page_state(self.run.kernel,
+                                                                  names=names))]
+        return out
+
+
+class CountersProblem(KsmdProblem):
+    """What are the counters `fields` of /sys/kernel/mm/ksm after the steps? An answer is a
+    tuple of ints in that order, a dict of counter names (short names too), or the numbers as
+    text."""
+
+    kind = "counters"
+
+    def __init__(self, ops: Sequence[KOp], question: str, *,
+                 fields: Sequence[str] = _FOUR, **kwargs: Any) -> None:
+        self.fields = tuple(fields)
+        super().__init__(ops, question, **kwargs)
+
+    @property
+    def answer(self) -> tuple[int, ...]:
+        return tuple(self.run.after[-1][f] for f in self.fields)
+
+    def answer_text(self) -> str:
+        return "(" + ", ".join(str(x) for x in self.answer) + ")"
+
+    def form(self) -> list[str]:
+        return ["Answer with the numbers in this order: " + ", ".join(self.fields) + "."]
+
+    def example(self) -> str:
+        made_up = (2, 3, 1, 0, 4, 1, 5)
+        numbers = ", ".join(str(made_up[i % len(made_up)]) for i in range(len(self.fields)))
+        return f"answer = ({numbers})   # {len(self.fields)} numbers, in the order above"
+
+    def shown_counters(self) -> list[str]:
+        return super().shown_counters() + [f for f in self.fields if f not in _FOUR]
+
+    def parse(self, answer: object) -> tuple[int, ...]:
+        if isinstance(answer, Mapping):
+            try:
+                named = {COUNTER_SHORT.get(str(k), str(k)): v for k, v in answer.items()}
+                return tuple(_ints(named[f], "a counter")[0] for f in self.fields)
+            except KeyError as e:
+                raise AnswerError(f"the answer has no value for {e.args[0]}") from None
+        values = _ints(answer, "a list of counters")
+        if len(values) != len(self.fields):
+            raise AnswerError(f"give {len(self.fields)} numbers ({', '.join(self.fields)}), "
+                              f"not {len(values)}")
+        return tuple(values)
+
+    def misconception(self, given: tuple[int, ...]) -> str:
+        expected = self.answer
+        off = [f"{f} {g} is too {'high' if g > e else 'low'}"
+               for f, g, e in zip(self.fields, given, expected, strict=True) if g != e]
+        text = "; ".join(off) + "."
+        if set(self.fields) == set(_FOUR) and sum(given) != sum(expected):
+            text += (" Your four counters add up to " + str(sum(given)) + ": together they "
+                     "count ksmd's rmap_items, one for every page it has visited (an item "
+                     "whose page has gone stays until the next visit).")
+        return text
+
+
+class KsmdCountProblem(KsmdProblem):
+    """One number: the counter `field` after the steps, or what `measure(ops, profile)`
+    computes (such as the fewest scans that make a probe succeed)."""
+
+    kind = "count"
+
+    def __init__(self, ops: Sequence[KOp], question: str, *, field: str,
+                 measure: Callable[[Sequence[KOp], str], int] | None = None,
+                 **kwargs: Any) -> None:
+        self.field, self._measure = field, measure
+        super().__init__(ops, question, **kwargs)
 
     @functools.cached_property
-    def answer(self) -> Any:
-        """A tuple of ints ("counters"), an int ("count") or a sorted tuple of labels."""
-        if self.kind == "counters":
-            last = self.run.after[-1]
-            return tuple(last[f] for f in self.fields)
-        if self.kind == "count":
-            if self._measure is not None:
-                return self._measure(self.ops, self.profile)
-            return self.run.after[-1][self.fields[0]]
+    def answer(self) -> int:
+        if self._measure is not None:
+            return self._measure(self.ops, self.profile)
+        return self.run.after[-1][self.field]
+
+    def steps(self) -> list[KOp]:
+        """A probe of "some" scans makes as many as the answer says."""
+        return [KOp(op.kind, op.proc, (op.args[0], self.answer), op.label)
+                if op.kind == "probe" and op.args[1] is None else op for op in self.ops]
+
+    def parse(self, answer: object) -> int:
+        values = _ints(answer, "a number")
+        if len(values) != 1:
+            raise AnswerError("answer one number")
+        return values[0]
+
+    def misconception(self, given: int) -> str:
+        high = given > self.answer
+        what = "scans" if self.field == "scans" else self.field
+        return f"{given} is too {'many' if high else 'few'} {what}." if what == "scans" \
+            else f"{what} {given} is too {'high' if high else 'low'}."
+
+
+class ChoiceProblem(KsmdProblem):
+    """Which of the labelled steps: `choose` "cow-ksm" picks the writes that take a COW fault
+    of a KSM page, "found" the guesses an attacker's probe finds."""
+
+    kind = "choice"
+
+    def __init__(self, ops: Sequence[KOp], question: str, *, choose: str,
+                 **kwargs: Any) -> None:
+        self.choose = choose
+        super().__init__(ops, question, **kwargs)
+
+    @property
+    def answer(self) -> tuple[str, ...]:
         if self.choose == "found":
             return tuple(content_name(c) for c in self.run.found)
         return tuple(sorted(label for label, kind in self.run.faults.items()
                             if kind == COW_KSM))
 
     def answer_text(self) -> str:
-        a = self.answer
-        if self.kind == "counters":
-            return "(" + ", ".join(str(x) for x in a) + ")"
-        if self.kind == "choice":
-            return " ".join(a) if a else "none"
-        return str(a)
+        return " ".join(self.answer) if self.answer else "none"
 
-    # -- the question ---------------------------------------------------------------------
+    def example(self) -> str:
+        return "answer = 'a c'   (the letters, or 'none')"
 
-    def text(self) -> str:
-        prof = get_profile(self.profile)
-        out = [self.title + (f"  [{self.ident}]" if self.ident else ""),
-               f"Kernel: {prof.title}; ksmd running (run=1) with its default knobs unless a "
-               "step changes one"]
-        if self.intro:
-            out += ["", self.intro]
-        out += ["", "Steps (each process maps its own private anonymous pages; A, B, ... are "
-                "page contents, 0 an all-zero page, . a page never touched):"]
-        out += [f"    {op.text()}" for op in self.ops]
-        out += ["", f"Question: {self.question}"]
-        if self.kind == "counters":
-            out.append("Answer with the numbers in this order: " + ", ".join(self.fields) + ".")
-        out.append(f"Example: {_EXAMPLES[self.kind]}")
-        return "\n".join(out)
-
-    def show(self) -> None:
-        """Print the question."""
-        print(self.text())
-
-    # -- checking -------------------------------------------------------------------------
-
-    def _parse(self, answer: object) -> object:
-        if self.kind == "counters":
-            if isinstance(answer, Mapping):
-                try:
-                    named = {COUNTER_SHORT.get(str(k), str(k)): v for k, v in answer.items()}
-                    return tuple(_ints(named[f], "a counter")[0] for f in self.fields)
-                except KeyError as e:
-                    raise AnswerError(f"the answer has no value for {e.args[0]}") from None
-            values = _ints(answer, "a list of counters")
-            if len(values) != len(self.fields):
-                raise AnswerError(f"give {len(self.fields)} numbers ({', '.join(self.fields)}), "
-                                  f"not {len(values)}")
-            return tuple(values)
-        if self.kind == "count":
-            values = _ints(answer, "a number")
-            if len(values) != 1:
-                raise AnswerError("answer one number")
-            return values[0]
+    def parse(self, answer: object) -> tuple[str, ...]:
         if isinstance(answer, str):
             words = answer.replace(",", " ").split()
             if [w.lower() for w in words] in (["none"], ["nothing"], []):
@@ -311,122 +378,26 @@ class KsmdExercise:
                               f"({', '.join(sorted(allowed))})")
         return tuple(sorted(picked))
 
-    def grade(self, answer: object) -> Feedback:
-        """Judge `answer` without printing; `check()` prints this."""
-        given = read_answer(answer, self._parse, _EXAMPLES[self.kind])
-        if isinstance(given, Feedback):
-            return given
-        if given == self.answer:
-            return Feedback("correct", f"Correct. {self.facts[0] if self.facts else ''}".strip())
-        return Feedback("incorrect", "Not quite. " + self._misconception(given)
-                        + " (hint() tells more; solution() shows the simulator's run.)")
-
-    def _misconception(self, given: object) -> str:
-        expected = self.answer
-        if self.kind == "counters":
-            assert isinstance(given, tuple) and isinstance(expected, tuple)
-            wrong = [f for f, g, e in zip(self.fields, given, expected, strict=True) if g != e]
-            text = f"Look again at {', '.join(wrong)}."
-            if sum(given) != sum(expected) and set(self.fields) == set(_FOUR):
-                text += (" Together the four counters count ksmd's rmap_items: one for every "
-                         "page it has visited (an item whose page has gone stays until the "
-                         "next visit).")
-            return text + (f" {self.facts[1]}" if len(self.facts) > 1 else "")
-        if self.kind == "count":
-            return self.facts[1] if len(self.facts) > 1 else "Replay the steps one at a time."
-        assert isinstance(given, tuple) and isinstance(expected, tuple)
-        extra, missing = sorted(set(given) - set(expected)), sorted(set(expected) - set(given))
+    def misconception(self, given: tuple[str, ...]) -> str:
+        extra = sorted(set(given) - set(self.answer))
+        missing = sorted(set(self.answer) - set(given))
+        what = "found" if self.choose == "found" else "slow"
         parts = []
         if extra:
-            parts.append(f"{', '.join(extra)} {'is' if len(extra) == 1 else 'are'} not")
+            parts.append(f"{', '.join(extra)} {'is' if len(extra) == 1 else 'are'} not {what}")
         if missing:
-            parts.append(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
-                         "missing")
-        return "; ".join(parts) + "." + (f" {self.facts[1]}" if len(self.facts) > 1 else "")
-
-    def check(self, answer: object = None) -> None:
-        """Print whether `answer` is right, and if not, what was probably overlooked."""
-        fb = self.grade(answer)
-        self.attempts.append(fb)
-        print(fb.message)
-
-    # -- hints and solution ---------------------------------------------------------------
-
-    def hints(self) -> list[str]:
-        """Every hint, least detailed first."""
-        out = list(self._hints)
-        out.append("The counters after each step:\n" + "\n".join(
-            f"  {op.text():<60} " + " ".join(f"{COUNTER_SHORT_REV.get(f, f)} {c[f]}"
-                                            for f in _FOUR)
-            for op, c in zip(self.ops, self.run.after, strict=True)))
-        return out
-
-    def hint(self) -> None:
-        """Print the next hint (each call gives more detail)."""
-        all_hints = self.hints()
-        i = min(self._hints_given, len(all_hints) - 1)
-        more = i < len(all_hints) - 1
-        self._hints_given = i + 1
-        print(f"Hint {i + 1}/{len(all_hints)}: {all_hints[i]}"
-              + ("" if more else "\n(That was the last hint; solution() shows the answer.)"))
-
-    def solution_text(self) -> str:
-        out = [f"Answer: {self.answer_text()}"]
-        if self.facts:
-            out.append(f"Why: {self.facts[0]}")
-        out += ["", "The simulator's run (counters after each step):"]
-        shown = ["full_scans", *_FOUR] + [f for f in self.fields if f not in _FOUR
-                                          and f in self.run.after[-1]]
-        for op, c in zip(self.ops, self.run.after, strict=True):
-            out.append(f"  {op.text()}")
-            out.append("      " + ", ".join(f"{f} {c[f]}" for f in shown))
-        if self.run.faults:
-            out += ["", "The fault each labelled write took:"]
-            out += [f"  ({label}) {KIND_TEXT[kind]}" for label, kind in self.run.faults.items()]
-        if self.run.probe_text:
-            out += ["", "The probe:", self.run.probe_text]
-        names = {c: content_name(c) for c in range(len(_LETTERS) + 1)}
-        out += ["", "The pages at the end:", pages_text(page_state(self.run.kernel,
-                                                                  names=names))]
-        return "\n".join(out)
-
-    def solution(self) -> None:
-        """Print the answer with the simulator's run."""
-        print(self.solution_text())
+            parts.append(f"you left out {'one' if len(missing) == 1 else 'some'} that "
+                         f"{'is' if len(missing) == 1 else 'are'}")
+        return "; ".join(parts) + "."
 
 
-COUNTER_SHORT_REV = {v: k for k, v in COUNTER_SHORT.items()}
+_SHORT = {v: k for k, v in COUNTER_SHORT.items()}
 
 
 # -- generators -------------------------------------------------------------------------------
 
-Make = Callable[[random.Random, str], KsmdExercise]
-
-
-#: A named, versioned generator of ksmd problems and the chapters it drills.
-KsmdGenerator = Generator[KsmdExercise]
-
-#: Every ksmd generator, by name.
-KSMD_GENERATORS: dict[str, KsmdGenerator] = {}
-
-
-def register_ksmd(name: str, *, chapters: tuple[int, ...], version: int = 1
-                  ) -> Callable[[Make], Make]:
-    """Add a generator to KSMD_GENERATORS (a decorator)."""
-    return register(name, chapters=chapters, version=version, registry=KSMD_GENERATORS)
-
-
-def generate_ksmd(name: str, seed: int, profile: str = "modern") -> KsmdExercise:
-    """The problem that ksmd generator `name` makes from `seed`, on `profile`."""
-    try:
-        g = KSMD_GENERATORS[name]
-    except KeyError:
-        raise ValueError(f"unknown generator {name!r}; choose one of "
-                         f"{', '.join(sorted(KSMD_GENERATORS))}") from None
-    rng = random.Random(f"ksmbook/{g.ident}/{seed}")
-    ex = g.make(rng, get_profile(profile).name)
-    ex.ident = f"{g.ident} seed {seed}"
-    return ex
+#: The /sys/kernel/mm/ksm files every ksmd problem needs (a kernel with ksmd).
+_KSMD = ("run",)
 
 
 _GATE = ("A page's first visit only stores its checksum: a new rmap_item starts with "
@@ -437,36 +408,29 @@ _GROUPS = ("Group the pages by content, across processes. A group of n >= 2 iden
            "goes into the unstable tree: pages_unshared +1.")
 
 
-def _needs_modern(profile: str, what: str) -> None:
-    if profile != "modern":
-        raise ValueError(f"this exercise is about {what}, which the {profile} kernel does not "
-                         "have: generate it for the modern kernel")
-
-
 def _mix(rng: random.Random, letters: int, n: int) -> list[int]:
     return [rng.randrange(1, letters + 1) for _ in range(n)]
 
 
-@register_ksmd("ksmd-mix", chapters=(7,))
-def _ksmd_mix(rng: random.Random, profile: str) -> KsmdExercise:
+@register("ksmd-mix", chapters=(7,), kernel="modern", needs=_KSMD)
+def _ksmd_mix(rng: random.Random, profile: str) -> KsmdProblem:
     letters = rng.randrange(2, 5)
     p1 = _mix(rng, letters, rng.randrange(3, 6))
     p2 = _mix(rng, letters, rng.randrange(2, 5))
     scans = rng.choice((1, 2, 2, 3))
     ops = [KOp("map", "p1", (tuple(p1), True)), KOp("map", "p2", (tuple(p2), True)),
            KOp("scan", args=(scans,))]
-    return KsmdExercise(
-        "counters", ops, f"What are pages_shared, pages_sharing, pages_unshared and "
+    return CountersProblem(
+        ops, f"What are pages_shared, pages_sharing, pages_unshared and "
         f"pages_volatile after {'this full scan' if scans == 1 else 'these full scans'}?",
         profile=profile,
         intro="Two processes offer their pages to KSM; ksmd scans them.",
         hints=(_GATE, _GROUPS),
-        facts=(_GROUPS if scans > 1 else _GATE,
-               _GATE if scans == 1 else _GROUPS))
+        why=_GROUPS if scans > 1 else _GATE)
 
 
-@register_ksmd("ksmd-cow", chapters=(7, 8))
-def _ksmd_cow(rng: random.Random, profile: str) -> KsmdExercise:
+@register("ksmd-cow", chapters=(7, 8), kernel="modern", needs=_KSMD)
+def _ksmd_cow(rng: random.Random, profile: str) -> KsmdProblem:
     extra = rng.randrange(0, 3)
     p1 = [1] + [2 + i for i in range(extra)]
     writer = rng.choice(("p1", "p2"))
@@ -477,19 +441,19 @@ def _ksmd_cow(rng: random.Random, profile: str) -> KsmdExercise:
            "into a normal page, so the merge disappears entirely." if old else
            "Since 2.6.33 a KSM page left with one mapping stays a KSM page: it still counts in "
            "pages_shared, while the written page is a new page, volatile at its first visit.")
-    return KsmdExercise(
-        "counters", ops, "What are pages_shared, pages_sharing, pages_unshared and "
+    return CountersProblem(
+        ops, "What are pages_shared, pages_sharing, pages_unshared and "
         "pages_volatile after the last full scan?", profile=profile,
         intro=f"p1 and p2 share a page A; then {writer} writes to its copy.",
         hints=("A write to a merged page always takes a copy-on-write fault: the writer gets a "
                "private copy (do_wp_page() never reuses a KSM page), and the KSM page keeps "
                "the other mapping.", why),
-        facts=(why, why))
+        why=why)
 
 
-@register_ksmd("ksmd-max-sharing", chapters=(7,))
-def _ksmd_max_sharing(rng: random.Random, profile: str) -> KsmdExercise:
-    _needs_modern(profile, "max_page_sharing (4.13)")
+@register("ksmd-max-sharing", chapters=(7,), kernel="modern",
+          needs=("max_page_sharing", "stable_node_chains", "stable_node_dups"))
+def _ksmd_max_sharing(rng: random.Random, profile: str) -> KsmdProblem:
     m = rng.randrange(2, 5)
     n = rng.randrange(m + 1, 4 * m + 2)
     ops = [KOp("knob", args=("max_page_sharing", m)), KOp("map", "p1", ((1,) * n, True)),
@@ -498,8 +462,8 @@ def _ksmd_max_sharing(rng: random.Random, profile: str) -> KsmdExercise:
             f"identical pages: q = n // m = {n // m} full KSM pages; the r = {n % m} left "
             "over make one more KSM page if r >= 2, or stay unshared if r = 1 "
             "(stable_node_chain with dups).")
-    return KsmdExercise(
-        "counters", ops, "What are pages_shared, pages_sharing, pages_unshared, "
+    return CountersProblem(
+        ops, "What are pages_shared, pages_sharing, pages_unshared, "
         "stable_node_chains and stable_node_dups after two full scans?", profile=profile,
         fields=("pages_shared", "pages_sharing", "pages_unshared", "stable_node_chains",
                 "stable_node_dups"),
@@ -507,12 +471,12 @@ def _ksmd_max_sharing(rng: random.Random, profile: str) -> KsmdExercise:
         hints=(f"max_page_sharing = {m}: how many page-table entries can one KSM page have?",
                rule, "A content that needs two or more KSM pages gets a stable_node chain: "
                "stable_node_chains +1 and stable_node_dups + the number of its KSM pages."),
-        facts=(rule, rule))
+        why=rule)
 
 
-@register_ksmd("ksmd-profit", chapters=(7,))
-def _ksmd_profit(rng: random.Random, profile: str) -> KsmdExercise:
-    _needs_modern(profile, "general_profit and use_zero_pages")
+@register("ksmd-profit", chapters=(7,), kernel="modern",
+          needs=("use_zero_pages", "general_profit"))
+def _ksmd_profit(rng: random.Random, profile: str) -> KsmdProblem:
     letters = rng.randrange(2, 4)
     pages = _mix(rng, letters, rng.randrange(4, 8)) + [0] * rng.randrange(1, 4)
     rng.shuffle(pages)
@@ -523,18 +487,18 @@ def _ksmd_profit(rng: random.Random, profile: str) -> KsmdExercise:
             "every page ksmd visited costs a 64-byte rmap_item, and only the extra mappings "
             "of KSM pages (and, with use_zero_pages, the zero-filled pages mapped to the zero "
             "page) save a page.")
-    return KsmdExercise(
-        "count", ops, "What does /sys/kernel/mm/ksm/general_profit say after two full scans?",
-        profile=profile, fields=("general_profit",),
+    return KsmdCountProblem(
+        ops, "What does /sys/kernel/mm/ksm/general_profit say after two full scans?",
+        profile=profile, field="general_profit",
         intro="A process offers a mix of pages, some of them all zeros, to KSM.",
         hints=(_GROUPS, "use_zero_pages=1 maps zero-filled pages to the kernel's zero page: "
                "they count in ksm_zero_pages, not in pages_shared/pages_sharing.", rule),
-        facts=(rule, rule))
+        why=rule)
 
 
-@register_ksmd("ksmd-smart-scan", chapters=(7,))
-def _ksmd_smart_scan(rng: random.Random, profile: str) -> KsmdExercise:
-    _needs_modern(profile, "smart_scan")
+@register("ksmd-smart-scan", chapters=(7,), kernel="modern",
+          needs=("smart_scan", "pages_skipped"))
+def _ksmd_smart_scan(rng: random.Random, profile: str) -> KsmdProblem:
     n = rng.randrange(2, 6)
     scans = rng.randrange(4, 10)
     ops = [KOp("map", "p1", (tuple(range(1, n + 1)), True)), KOp("scan", args=(scans,))]
@@ -543,19 +507,19 @@ def _ksmd_smart_scan(rng: random.Random, profile: str) -> KsmdExercise:
             "passes between processings. A skipped page leaves the unstable tree, so it counts "
             "as volatile: unshared after visits 2, 3, 4, 6, 9, 14, ...; volatile after 5, 7, "
             "8, 10-13, ...")
-    return KsmdExercise(
-        "counters", ops, f"What are pages_unshared, pages_volatile and pages_skipped after "
+    return CountersProblem(
+        ops, f"What are pages_unshared, pages_volatile and pages_skipped after "
         f"{scans} full scans?", profile=profile,
         fields=("pages_unshared", "pages_volatile", "pages_skipped"),
         intro=f"One process offers {n} pages, all different, to KSM (smart_scan is on by "
               "default).",
         hints=("No page has a twin: nothing ever merges. Which tree is each page in after "
                "each pass?", rule),
-        facts=(rule, rule))
+        why=rule)
 
 
-@register_ksmd("slow-writes", chapters=(8,))
-def _slow_writes(rng: random.Random, profile: str) -> KsmdExercise:
+@register("slow-writes", chapters=(8,), kernel="modern", needs=_KSMD)
+def _slow_writes(rng: random.Random, profile: str) -> KsmdProblem:
     victim = [1, 2, 3]
     attacker = [1, 4, None, 3] if rng.random() < 0.5 else [2, 5, None, 1]
     rng.shuffle(attacker)
@@ -571,8 +535,8 @@ def _slow_writes(rng: random.Random, profile: str) -> KsmdExercise:
             "(the victim's) had the same content; after fork() the child maps the same "
             "physical pages, but a COW-shared page never merges with itself, and an untouched "
             "page is never scanned.")
-    return KsmdExercise(
-        "choice", ops + writes, "Which of the writes (a)-(d) take a copy-on-write fault of a "
+    return ChoiceProblem(
+        ops + writes, "Which of the writes (a)-(d) take a copy-on-write fault of a "
         "KSM page, the slow write that tells the attacker another process has the same page?",
         profile=profile, choose=COW_KSM,
         intro="A victim and an attacker offer pages to KSM; the attacker forks a child (which "
@@ -582,11 +546,11 @@ def _slow_writes(rng: random.Random, profile: str) -> KsmdExercise:
                "The child shares the attacker's pages after fork(): a write by the attacker to "
                "a page it never merged is a COW fault too, but not of a KSM page "
                "(sidechannel.classify() tells the kinds apart).", rule),
-        facts=(rule, rule))
+        why=rule)
 
 
-@register_ksmd("probe-guess", chapters=(8,))
-def _probe_guess(rng: random.Random, profile: str) -> KsmdExercise:
+@register("probe-guess", chapters=(8,), kernel="modern", needs=_KSMD)
+def _probe_guess(rng: random.Random, profile: str) -> KsmdProblem:
     secret = rng.randrange(1, 7)
     ways = ("madvise", "none", "prctl") if get_profile(profile).prctl_memory_merge \
         else ("madvise", "none")
@@ -603,14 +567,14 @@ def _probe_guess(rng: random.Random, profile: str) -> KsmdExercise:
             "prctl": "prctl(PR_SET_MEMORY_MERGE, 1) makes every compatible area of the victim "
                      "mergeable (MMF_VM_MERGE_ANY): its secret page is a candidate, although "
                      "the application never advised it."}[how]
-    return KsmdExercise(
-        "choice", ops, "Which of the attacker's guesses come out slow (found)?",
+    return ChoiceProblem(
+        ops, "Which of the attacker's guesses come out slow (found)?",
         profile=profile, choose="found",
         intro="The victim holds a secret page (one of A-F) and a page G. The attacker tries "
               "every possible secret.",
         hints=("Which of the victim's pages can ksmd see at all? Look at how the victim "
                "mapped them.", rule),
-        facts=(rule, rule))
+        why=rule)
 
 
 def _scans_until_found(ops: Sequence[KOp], profile: str) -> int:
@@ -624,8 +588,8 @@ def _scans_until_found(ops: Sequence[KOp], profile: str) -> int:
     raise ValueError("the probe never finds the secret")
 
 
-@register_ksmd("probe-scans", chapters=(8,))
-def _probe_scans(rng: random.Random, profile: str) -> KsmdExercise:
+@register("probe-scans", chapters=(8,), kernel="modern", needs=_KSMD)
+def _probe_scans(rng: random.Random, profile: str) -> KsmdProblem:
     age = rng.randrange(1, 10)
     ops = [KOp("map", "victim", ((1,), True)), KOp("scan", args=(age,)),
            KOp("probe", "attacker", ((1, 2, 3), None))]
@@ -636,11 +600,11 @@ def _probe_scans(rng: random.Random, profile: str) -> KsmdExercise:
             "processed/skipped by the schedule 4 processed, 5 skipped, 6 processed, 7-8 "
             "skipped, 9 processed, 10-13 skipped, ...), and in those passes nothing can merge "
             "with it.")
-    return KsmdExercise(
-        "count", ops, "How many full scans must the attacker let ksmd make, at least, before "
-        "its write to the page holding A is slow?", profile=profile, fields=("scans",),
+    return KsmdCountProblem(
+        ops, "How many full scans must the attacker let ksmd make, at least, before "
+        "its write to the page holding A is slow?", profile=profile, field="scans",
         intro=f"A victim's page A has been scanned {age} times when the attacker maps its "
               "guesses and advises them.",
         measure=_scans_until_found,
         hints=(_GATE, rule),
-        facts=(rule, rule))
+        why=rule)

@@ -1,8 +1,9 @@
 """Problem sets: the exercises at the end of each chapter, and classroom quizzes.
 
-Both are frozen lists of (generator, seed): adding a generator never changes a published set.
-A new quiz pool gets a new QUIZ_VERSION; the chapter sets are what the notebooks print, so a
-change there shows up as a notebook diff.
+Both are frozen lists of (generator, seed): adding a generator never changes a published set,
+and a generator named with its version ("eagain/v1") keeps giving the problems it gave when a
+newer version comes. A new quiz pool gets a new QUIZ_VERSION; the chapter sets are what the
+notebooks print, so a change there shows up as a notebook diff.
 """
 
 from __future__ import annotations
@@ -12,9 +13,8 @@ import hmac
 import random
 
 from ..profiles import get_profile
-from .core import Exercise
-from .generators import generate
-from .ksmd import KSMD_GENERATORS, KsmdExercise, generate_ksmd
+from .problem import Problem
+from .registry import generate, generator
 
 __all__ = ["CHAPTERS", "CHAPTER_SETS", "QUIZ_VERSION", "QUIZ_POOLS", "chapter_exercises",
            "problem_set", "student_seed"]
@@ -32,8 +32,7 @@ CHAPTERS = {
     8: "Security: the deduplication side channel",
 }
 
-#: Each chapter's exercises: (generator, seed, profile or None for the default "seed").
-#: Chapters 7 and 8 use the ksmd generators of ``ksmbook.exercises.ksmd``.
+#: Each chapter's exercises: (generator, seed, profile or None for the generator's own kernel).
 CHAPTER_SETS: dict[int, tuple[tuple[str, int, str | None], ...]] = {
     0: (("warmup", 0, None),),
     1: (("mmap-merge", 2, None), ("munmap-count", 8, None), ("munmap-count", 0, None),
@@ -43,8 +42,8 @@ CHAPTER_SETS: dict[int, tuple[tuple[str, int, str | None], ...]] = {
     3: (("ignored-count", 0, None), ("mmf-flag", 5, None), ("mmf-flag", 2, None),
         ("repeat-splits", 5, None), ("repeat-splits", 0, None), ("reverse-advice", 33, None)),
     4: (("entry-errors", 9, None), ("entry-errors", 8, None), ("entry-errors", 0, None),
-        ("entry-errors", 2, None), ("hole-result", 1, None), ("eagain", 3, None),
-        ("eagain", 4, None), ("eagain", 1, None)),
+        ("entry-errors", 2, None), ("hole-result", 1, None), ("eagain/v1", 3, None),
+        ("eagain/v1", 4, None), ("eagain/v2", 3, "2.6.32")),
     5: (("fork-layout", 6, None), ("fork-count", 1, None), ("fork-mmf", 1, None),
         ("fork-mmf", 0, None), ("fork-mmf", 2, None)),
     6: (("then-now-willneed", 0, "seed"), ("then-now-willneed", 0, "modern"),
@@ -57,18 +56,26 @@ CHAPTER_SETS: dict[int, tuple[tuple[str, int, str | None], ...]] = {
         ("probe-guess", 1, "modern"), ("probe-guess", 0, "modern"), ("probe-scans", 0, "modern")),
 }
 
-#: The generators a quiz draws from, by quiz version. Never edit a published pool.
+#: The generators a quiz draws from, by quiz version (as "name/vN"). Never edit a published
+#: pool. Version 2 covers chapters 1-8, the ksmd chapters included.
 QUIZ_POOLS: dict[int, tuple[str, ...]] = {
-    1: ("mmap-merge", "munmap-count", "mprotect-layout", "hole-result", "split-layout",
-        "split-count", "remerge-count", "reverse-advice", "ignored-count", "mmf-flag",
-        "repeat-splits", "entry-errors", "partial-layout", "eagain", "fork-layout",
-        "fork-mmf", "fork-count"),
+    1: ("mmap-merge/v1", "munmap-count/v1", "mprotect-layout/v1", "hole-result/v1",
+        "split-layout/v1", "split-count/v1", "remerge-count/v1", "reverse-advice/v1",
+        "ignored-count/v1", "mmf-flag/v1", "repeat-splits/v1", "entry-errors/v1",
+        "partial-layout/v1", "eagain/v1", "fork-layout/v1", "fork-mmf/v1", "fork-count/v1"),
+    2: ("mmap-merge/v1", "munmap-count/v1", "mprotect-layout/v1", "hole-result/v1",
+        "split-layout/v1", "split-count/v1", "remerge-count/v1", "reverse-advice/v1",
+        "ignored-count/v1", "mmf-flag/v1", "repeat-splits/v1", "entry-errors/v1",
+        "partial-layout/v1", "eagain/v2", "fork-layout/v1", "fork-mmf/v1", "fork-count/v1",
+        "then-now-willneed/v1", "then-now-free/v1", "then-now-account/v1", "ksmd-mix/v1",
+        "ksmd-cow/v1", "ksmd-max-sharing/v1", "ksmd-profit/v1", "ksmd-smart-scan/v1",
+        "slow-writes/v1", "probe-guess/v1", "probe-scans/v1"),
 }
 QUIZ_VERSION = max(QUIZ_POOLS)
 
 
 def chapter_exercises(chapter: int, *, seed: int = 0, profile: str | None = None
-                      ) -> list[Exercise | KsmdExercise]:
+                      ) -> list[Problem]:
     """The exercises that end `chapter` (0-8), titled "Exercise C.N".
 
     seed 0 gives the book's published problems; another seed gives other problems of the same
@@ -78,12 +85,11 @@ def chapter_exercises(chapter: int, *, seed: int = 0, profile: str | None = None
         raise ValueError(f"no chapter {chapter}; chapters are {min(CHAPTERS)}-{max(CHAPTERS)}")
     if profile is not None:
         get_profile(profile)
-    out: list[Exercise | KsmdExercise] = []
+    out: list[Problem] = []
     for n, (name, published, own) in enumerate(CHAPTER_SETS[chapter], 1):
         s = published if seed == 0 else random.Random(
             f"ksmbook/chapter/{chapter}/{n}/{seed}").getrandbits(32)
-        make = generate_ksmd if name in KSMD_GENERATORS else generate
-        ex = make(name, s, profile or own or "seed")
+        ex = generate(name, s, profile or own)
         ex.title = f"Exercise {chapter}.{n}"
         out.append(ex)
     return out
@@ -98,22 +104,25 @@ def student_seed(student: str, secret: str) -> int:
     return int.from_bytes(mac.digest()[:8], "big")
 
 
-def problem_set(seed: int, count: int = 5, *, profile: str = "seed",
+def problem_set(seed: int, count: int = 5, *, profile: str | None = None,
                 chapters: tuple[int, ...] | None = None,
-                version: int = QUIZ_VERSION) -> list[Exercise]:
+                version: int = QUIZ_VERSION) -> list[Problem]:
     """A quiz of `count` problems drawn from quiz pool `version` (only generators of
-    `chapters`, if given), each from its own seed derived from `seed`. A longer quiz from the
-    same seed starts with the problems of a shorter one."""
+    `chapters`, if given, and, if `profile` is given, only those that run on it), each from
+    its own seed derived from `seed`, on `profile` or each generator's own kernel. A longer
+    quiz from the same seed starts with the problems of a shorter one."""
     if count < 1:
         raise ValueError("a quiz has at least one problem")
     if version not in QUIZ_POOLS:
         raise ValueError(f"no quiz version {version}; versions: {sorted(QUIZ_POOLS)}")
-    from .generators import GENERATORS
-
+    if profile is not None:
+        get_profile(profile)
     pool = [g for g in QUIZ_POOLS[version]
-            if chapters is None or set(GENERATORS[g].chapters) & set(chapters)]
+            if (chapters is None or set(generator(g).chapters) & set(chapters))
+            and (profile is None or not generator(g).missing(profile))]
     if not pool:
-        raise ValueError(f"no quiz problems for chapters {chapters}")
+        on = "" if profile is None else f" on the {profile} kernel"
+        raise ValueError(f"no quiz problems for chapters {chapters}{on}")
     rng = random.Random(f"ksmbook/quiz/v{version}/{seed}")
     names: list[str] = []
     while len(names) < count:
