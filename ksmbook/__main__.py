@@ -1,4 +1,5 @@
-"""Command line: ``python -m ksmbook run FILE|-`` replays a scenario and prints each step."""
+"""Command line: ``python -m ksmbook run FILE|-`` replays a scenario and prints each step
+(and after ksmd and sysfs statements, ksmd's counters)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ def _run(args: argparse.Namespace) -> int:
     print(f"# {kernel.profile.title}, CONFIG_KSM={'y' if kernel.config_ksm else 'n'}")
     for r in results:
         print(f"{format_op(r.op):<50} = {r.outcome()}")
+        if r.counters is not None:
+            print("    " + " ".join(f"{name}={value}" for name, value in r.counters.items()))
         if args.trace and r.trace is not None:
             print("\n".join(f"    {s}" for s in r.trace.steps))
         if args.maps and r.trace is not None:

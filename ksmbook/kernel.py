@@ -58,7 +58,7 @@ DRIVER_STYLES: dict[str, Callable[[Profile], VM]] = {
 }
 
 _SYSCTL_DEFAULTS = {"max_map_count": 65530, "nr_hugepages": 0}
-_FAULT_POINTS = ("__ksm_enter", "split_vma", "signal_pending", "break_ksm")
+FAULT_POINTS = ("__ksm_enter", "split_vma", "signal_pending", "break_ksm")
 
 
 def _oserror(err: int, what: str) -> OSError:
@@ -174,9 +174,9 @@ class Kernel:
         """Make the next `times` passes through a fault point fail: "__ksm_enter" and
         "split_vma" (allocation failure, ENOMEM), "break_ksm" (OOM while unmerging),
         "signal_pending" (a signal arrives while unmerging)."""
-        if point not in _FAULT_POINTS:
+        if point not in FAULT_POINTS:
             raise ValueError(f"unknown fault point {point!r}; choose one of "
-                             f"{', '.join(_FAULT_POINTS)}")
+                             f"{', '.join(FAULT_POINTS)}")
         self._faults[point] = self._faults.get(point, 0) + times
 
     def should_fail(self, point: str) -> bool:

@@ -73,7 +73,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the worker runs this file as a script and imports nothing of ksmbook
     from ksmbook.procfs import MapEntry
-    from ksmbook.scenario import Op, Scenario, StepResult
+    from ksmbook.scenario import Map, Scenario, Statement, StepResult, Write
 
 __all__ = [
     "DEFAULT_ARENA_BASE",
@@ -972,15 +972,16 @@ _MMAP_MIN_ADDR = 0x10000  # /proc/sys/vm/mmap_min_addr default, as the simulator
 def _scenario_arena(scenario: Scenario) -> Arena:
     """The default arena if it holds every numeric address of the scenario, else one centred
     on them; refuse a scenario whose addresses cannot all be translated."""
+    from ksmbook.scenario import Map
+
     nums: list[int] = []
     topdown = False
     for op in scenario.ops:
-        a = dict(op.args)
         for key in ("at", "addr"):
-            addr = a.get(key)
-            if addr is not None and getattr(addr, "label", "") is None:
-                nums.append(int(addr.offset))  # type: ignore[attr-defined]
-        if op.kind == "map" and not (a.get("fixed") or a.get("noreplace")):
+            addr = getattr(op, key, None)
+            if addr is not None and addr.label is None:
+                nums.append(int(addr.offset))
+        if isinstance(op, Map) and not (op.fixed or op.noreplace):
             topdown = True
     default = Arena()
     if all(default.base <= n + default.offset <= default.end for n in nums):
@@ -1010,91 +1011,102 @@ class _Replayer:
         self.files: dict[str, tuple[str, bool]] = {}  # name -> (live path, writable)
         self.sim_paths: dict[str, str] = {}  # live path -> simulator path
 
-    def fail(self, op: Op, message: str) -> Exception:
+    def fail(self, op: Statement, message: str) -> Exception:
         from ksmbook.scenario import ScenarioError
 
         return ScenarioError(op.line, 1, message)
 
-    def proc(self, op: Op) -> Worker:
-        if not self.procs and op.proc == "p1":
+    def proc(self, op: Statement, name: str) -> Worker:
+        if name == "p1" and "p1" not in self.procs:
             self.procs["p1"] = self.s.spawn()
             self.pids["p1"] = self._pid()
-        if op.proc not in self.procs:
-            raise self.fail(op, f"no process named {op.proc!r}")
-        w = self.procs[op.proc]
+        if name not in self.procs:
+            raise self.fail(op, f"no process named {name!r}")
+        w = self.procs[name]
         if w.exited:
-            raise self.fail(op, f"process {op.proc!r} has exited")
+            raise self.fail(op, f"process {name!r} has exited")
         return w
 
     def _pid(self) -> int:
         self.next_pid += 1
         return self.next_pid - 1
 
-    def sim_addr(self, op: Op, a: Any) -> int:
+    def sim_addr(self, op: Statement, a: Any) -> int:
         if a.label is None:
             return int(a.offset)
         if a.label not in self.labels:
             raise self.fail(op, f"no mapping labelled {a.label!r} yet")
         return (self.labels[a.label] + a.offset) % _U64
 
-    def live_addr(self, op: Op, a: Any) -> int:
+    def live_addr(self, op: Statement, a: Any) -> int:
         return self.arena.to_live(self.sim_addr(op, a))
 
-    def step(self, op: Op) -> int:
-        a = dict(op.args)
-        if op.kind == "kernel":
-            if not a.get("ksm", True):
+    def step(self, op: Statement) -> int:
+        from ksmbook import scenario as sc
+
+        if isinstance(op, sc.Boot):
+            if not op.ksm:
                 raise LiveRefused("this machine's kernel has CONFIG_KSM=y: cannot replay ksm=n")
             return 0
-        if op.kind == "sysctl":
-            with open(f"/proc/sys/vm/{a['name']}") as f:
+        if isinstance(op, sc.Sysctl):
+            with open(f"/proc/sys/vm/{op.name}") as f:
                 current = int(f.read())
-            if current != int(a["value"]):  # type: ignore[call-overload]
+            if current != op.value:
                 raise LiveRefused(
-                    f"sysctl {a['name']}={a['value']}: the live replay never changes a global "
+                    f"sysctl {op.name}={op.value}: the live replay never changes a global "
                     f"sysctl (this machine has {current})"
                 )
             return 0
-        if op.kind in ("device", "inject"):
-            raise LiveRefused(f"'{op.kind}' statements exist only in the simulator")
-        if op.kind == "file":
-            name = str(a["name"])
-            fs = "shm" if a.get("fs") == "tmpfs" else "tmp"
-            path = self.s.create_file(name.replace("/", "_"), int(a["size"]), fs=fs)  # type: ignore[call-overload]
-            self.files[name] = (path, not a.get("ro"))
-            self.sim_paths[path] = name if name.startswith("/") else f"/tmp/{name}"
+        if isinstance(op, (sc.CreateDevice, sc.Inject)):
+            raise LiveRefused(f"'{op}': such statements exist only in the simulator")
+        if isinstance(op, (sc.KsmdBatch, sc.KsmdScans, sc.KsmdRun, sc.SysfsWrite)):
+            raise LiveRefused(f"'{op}': the live replay never drives this machine's ksmd")
+        if isinstance(op, sc.CreateFile):
+            fs = "shm" if op.fs == "tmpfs" else "tmp"
+            path = self.s.create_file(op.name.replace("/", "_"), op.size, fs=fs)
+            self.files[op.name] = (path, not op.ro)
+            self.sim_paths[path] = op.name if op.name.startswith("/") else f"/tmp/{op.name}"
             return 0
-        w = self.proc(op)
+        if isinstance(op, sc.Spawn):
+            if op.proc in self.procs:
+                raise self.fail(op, f"a process named {op.proc!r} exists already")
+            self.procs[op.proc] = self.s.spawn()
+            self.pids[op.proc] = self._pid()
+            return self.pids[op.proc]
+        w = self.proc(op, op.proc)
         try:
-            return self._syscall(w, op, a)
+            return self._syscall(w, op)
         except OSError as e:
             return -(e.errno or 22)
 
-    def _syscall(self, w: Worker, op: Op, a: dict[str, Any]) -> int:
-        if op.kind == "map":
-            return self._map(w, op, a)
-        if op.kind == "munmap":
-            return w.munmap(self.live_addr(op, a["addr"]), int(a["len"]))
-        if op.kind == "mprotect":
-            return w.mprotect(self.live_addr(op, a["addr"]), int(a["len"]), int(a["prot"]))
-        if op.kind == "madvise":
-            return w.madvise(self.live_addr(op, a["addr"]), int(a["len"]), int(a["advice"]))
-        if op.kind == "write":
-            return self._write(w, op, a)
-        if op.kind == "fork":
-            child = str(a["child"])
-            if child in self.procs:
-                raise self.fail(op, f"a process named {child!r} exists already")
-            self.procs[child] = w.fork()
-            self.pids[child] = self._pid()
-            return self.pids[child]
-        w.exit()
-        return 0
+    def _syscall(self, w: Worker, op: Statement) -> int:
+        from ksmbook import scenario as sc
 
-    def _write(self, w: Worker, op: Op, a: dict[str, Any]) -> int:
+        if isinstance(op, sc.Map):
+            return self._map(w, op)
+        if isinstance(op, sc.Munmap):
+            return w.munmap(self.live_addr(op, op.addr), op.length)
+        if isinstance(op, sc.Mprotect):
+            return w.mprotect(self.live_addr(op, op.addr), op.length, op.prot)
+        if isinstance(op, sc.Madvise):
+            return w.madvise(self.live_addr(op, op.addr), op.length, op.advice)
+        if isinstance(op, sc.Write):
+            return self._write(w, op)
+        if isinstance(op, sc.Fork):
+            if op.child in self.procs:
+                raise self.fail(op, f"a process named {op.child!r} exists already")
+            self.procs[op.child] = w.fork()
+            self.pids[op.child] = self._pid()
+            return self.pids[op.child]
+        if isinstance(op, sc.Exit):
+            w.exit()
+            return 0
+        raise LiveRefused(f"'{op}': the live replay does not run this statement")
+
+    def _write(self, w: Worker, op: Write) -> int:
         """Like the simulator: every page must be mapped writable, else EFAULT and no write."""
-        start = self.live_addr(op, a["addr"])
-        values = [int(v) for v in a["values"]]
+        start = self.live_addr(op, op.addr)
+        values = list(op.values)
         if start % _PAGE:
             raise LiveRefused(f"write: address {start:#x} is not page aligned")
         end = start + len(values) * _PAGE
@@ -1105,27 +1117,26 @@ class _Replayer:
         w.fill(start, values)
         return 0
 
-    def _map(self, w: Worker, op: Op, a: dict[str, Any]) -> int:
-        flags = _MAP_PRIVATE if a["type"] == "private" else _MAP_SHARED
-        backing = str(a["backing"])
+    def _map(self, w: Worker, op: Map) -> int:
+        flags = _MAP_SHARED if op.shared else _MAP_PRIVATE
         path, readonly = None, False
-        if backing in ("anon", "hugetlb"):
-            flags |= _MAP_ANONYMOUS | (_MAP_HUGETLB if backing == "hugetlb" else 0)
-        elif backing.startswith("file="):
-            name = backing.split("=", 1)[1]
-            if name not in self.files:
-                raise self.fail(op, f"no file named {name!r}: declare it first with a 'file' line")
-            path, writable = self.files[name]
+        if op.backing in ("anon", "hugetlb"):
+            flags |= _MAP_ANONYMOUS | (_MAP_HUGETLB if op.backing == "hugetlb" else 0)
+        elif op.backing == "file":
+            if op.source not in self.files:
+                raise self.fail(op, f"no file named {op.source!r}: declare it first with a "
+                                "'file' line")
+            path, writable = self.files[op.source]
             readonly = not writable
         else:
-            raise LiveRefused(f"{backing}: devices exist only in the simulator")
-        for opt, bit in (("fixed", _MAP_FIXED), ("noreplace", _MAP_FIXED_NOREPLACE),
-                         ("noreserve", _MAP_NORESERVE), ("locked", _MAP_LOCKED),
-                         ("growsdown", _MAP_GROWSDOWN)):
-            if a.get(opt):
+            raise LiveRefused(f"{op.backing}={op.source}: devices exist only in the simulator")
+        for on, bit in ((op.fixed, _MAP_FIXED), (op.noreplace, _MAP_FIXED_NOREPLACE),
+                        (op.noreserve, _MAP_NORESERVE), (op.locked, _MAP_LOCKED),
+                        (op.growsdown, _MAP_GROWSDOWN)):
+            if on:
                 flags |= bit
-        length = int(a["len"])
-        hint = self.live_addr(op, a["at"]) if "at" in a else 0
+        length = op.length
+        hint = self.live_addr(op, op.at) if op.at is not None else 0
         if flags & (_MAP_FIXED | _MAP_FIXED_NOREPLACE):
             addr = hint
         else:
@@ -1134,10 +1145,10 @@ class _Replayer:
             if found is None:
                 return -_ENOMEM  # no room below the translated mmap_base (emulated placement)
             addr = found
-        live = w.mmap(addr, length, int(a["prot"]), flags, path=path,
-                      offset=int(a.get("offset", 0)), readonly=readonly)
+        live = w.mmap(addr, length, op.prot, flags, path=path, offset=op.offset,
+                      readonly=readonly)
         sim = self.arena.to_sim(live)
-        self.labels[str(a["name"])] = sim
+        self.labels[op.name] = sim
         return sim
 
     def _unmapped_area(self, w: Worker, length: int, hint: int, align: int) -> int | None:

@@ -1,19 +1,50 @@
-"""A small text language for a sequence of operations, its parser, printer and runner.
+"""A small text language for what a reader can do to a kernel, its parser, printer and runner.
 
     kernel modern ksm=y
     file data.bin 16p
     map A 8p rw private anon
+    write A 7 7 9                    # page contents, one number per page (0: all zeros)
     madvise A+2p 4p MERGEABLE        # addresses: a label, plus/minus pages (p) or bytes
     map B 4p r private file=data.bin offset=2p
     fork child
     child: madvise A 8p UNMERGEABLE
     child: exit
+    spawn p2
+    p2: map C 2p rw private anon
+    p2: prctl PR_SET_MEMORY_MERGE 1
+    sysfs run=1                      # echo 1 > /sys/kernel/mm/ksm/run
+    ksmd scan 2                      # ksmd runs until two more full scans have ended
+    p1: read A+1p
 
-Statements: kernel, sysctl, file, device, inject (set-up), and map, munmap, mprotect,
-madvise, write, fork, exit (operations, prefixed by a process name and a colon; the first
-process is p1). Lengths: 4096, 0x1000, 4p, 16k, 2M, or -1 (which wraps to 2**64-1 as in C).
-`parse` reports errors with line and column; `format_scenario` prints the canonical text,
-and parse(format_scenario(s)) == s.
+One statement per line; ``#`` starts a comment.
+
+Set-up: ``kernel PROFILE [ksm=y|n]`` (the kernel to boot), ``sysctl NAME=VALUE``
+(max_map_count, nr_hugepages), ``file NAME SIZE [tmpfs|ext4] [ro]``, ``device NAME STYLE``,
+``inject POINT [TIMES]`` (make the next passes through a fault point fail).
+
+Processes: ``spawn NAME`` starts a process with an empty address space; the first process,
+p1, starts by itself when a statement names it. A statement for a process starts with its
+name and a colon (``child: exit``); without one it is p1's. System calls: ``map LABEL LEN
+PROT private|shared anon|hugetlb|file=NAME|device=NAME [at ADDR] [fixed] [noreplace]
+[noreserve] [locked] [growsdown] [offset=LEN]`` (mmap; the address it returns gets the label),
+``munmap ADDR LEN``, ``mprotect ADDR LEN PROT``, ``madvise ADDR LEN ADVICE``, ``fork CHILD``,
+``exit``, ``prctl OPTION [ARG2 [ARG3 [ARG4 [ARG5]]]]`` (PR_SET_MEMORY_MERGE,
+PR_GET_MEMORY_MERGE). Memory: ``write ADDR V...`` writes one page per value from ADDR on,
+``read ADDR`` reads the content of one page.
+
+ksmd and /sys/kernel/mm/ksm (kernels with ksmd): ``ksmd batch [N]`` (N wake-ups of ksmd, 1 if
+left out), ``ksmd scan N`` (batches until N more full scans have ended), ``ksmd run MS``
+(the thread runs for MS milliseconds of simulated time), ``sysfs NAME=VALUE`` (the exact text
+written to the file).
+
+Lengths: 4096, 0x1000, 4p, 16k, 2M; a negative length wraps to 2**64 minus it, as in C (-1 is
+2**64-1). Protections: none, r, rw, rx, rwx. Advice: MERGEABLE, MADV_MERGEABLE or 12.
+
+`parse` turns text into a `Scenario` of typed statements (one dataclass per statement) and
+reports errors with line and column; `format_scenario` prints the canonical text, and
+parse(format_scenario(s)) == s. `Runner` runs statements one at a time on a kernel: a system
+call the kernel refuses gives its -errno as the result; a statement that names what does not
+exist, or asks ksmd of a kernel without one, raises ScenarioError.
 """
 
 from __future__ import annotations
@@ -21,25 +52,34 @@ from __future__ import annotations
 import difflib
 import errno
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import singledispatchmethod
 
 from .constants import MADV, MAP, PAGE_SIZE, PROT
-from .kernel import DRIVER_STYLES, Kernel, Process
+from .kernel import DRIVER_STYLES, FAULT_POINTS, Kernel, Process
+from .ksm import PR_GET_MEMORY_MERGE, PR_SET_MEMORY_MERGE
+from .ksmd import BatchReport, KsmdIdle, KsmdUnavailable
 from .mm import File
 from .procfs import MapEntry, read_maps
 from .profiles import PROFILES
 from .trace import Trace, errno_name
 
-__all__ = ["Addr", "Op", "Runner", "Scenario", "ScenarioError", "StepResult", "parse",
-           "format_scenario", "format_op", "run", "boot"]
+__all__ = ["Addr", "Statement", "Boot", "Sysctl", "CreateFile", "CreateDevice", "Inject",
+           "Spawn", "Map", "Munmap", "Mprotect", "Madvise", "Write", "Read", "Fork", "Exit",
+           "Prctl", "KsmdBatch", "KsmdScans", "KsmdRun", "SysfsWrite", "Runner", "Scenario",
+           "ScenarioError", "StepResult", "SETUP", "process_of", "parse", "format_scenario",
+           "format_op", "run", "boot"]
 
 _U64 = 2**64 - 1
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _UNITS = {"p": PAGE_SIZE, "k": 1024, "K": 1024, "M": 1 << 20, "G": 1 << 30}
-_OPS = ("map", "munmap", "mprotect", "madvise", "write", "fork", "exit")
-_SETUP = ("kernel", "sysctl", "file", "device", "inject")
 _SYSCTLS = ("max_map_count", "nr_hugepages")
-_FAULTS = ("__ksm_enter", "split_vma", "signal_pending", "break_ksm")
+_PRCTLS = {"PR_SET_MEMORY_MERGE": PR_SET_MEMORY_MERGE, "PR_GET_MEMORY_MERGE": PR_GET_MEMORY_MERGE}
+#: Every file of /sys/kernel/mm/ksm some kernel has (which ones exist depends on the kernel).
+_SYSFS_NAMES = tuple(sorted({n for p in PROFILES.values()
+                             for n in (*p.ksm_knobs, *p.ksm_counters)}))
+_MAP_OPTIONS = ("fixed", "noreplace", "noreserve", "locked", "growsdown")
 
 
 class ScenarioError(ValueError):
@@ -66,22 +106,309 @@ class Addr:
         return f"{self.label}{sign}{_length_text(abs(self.offset))}"
 
 
-@dataclass(frozen=True)
-class Op:
-    """One statement. `args` holds the statement's fields by name."""
+def _length_text(n: int) -> str:
+    if n > _U64 // 2:  # a negative length as written, wrapped as in C
+        return "-" + _length_text(_U64 + 1 - n)
+    if n and n % PAGE_SIZE == 0:
+        return f"{n // PAGE_SIZE}p"
+    return str(n)
 
-    kind: str
-    proc: str = "p1"
-    args: tuple[tuple[str, object], ...] = ()
+
+def _prot_text(prot: int) -> str:
+    letters = "".join(c for c, bit in (("r", PROT.PROT_READ), ("w", PROT.PROT_WRITE),
+                                       ("x", PROT.PROT_EXEC)) if prot & bit)
+    return letters or "none"
+
+
+def _on(proc: str, body: str) -> str:
+    return body if proc == "p1" else f"{proc}: {body}"
+
+
+# -- the statements -----------------------------------------------------------------------
+# Each prints as its canonical line; `line` is where it was parsed (not part of equality).
+
+@dataclass(frozen=True)
+class Boot:
+    """``kernel PROFILE ksm=y|n``: the kernel the scenario runs on."""
+
+    profile: str = "seed"
+    ksm: bool = True
     line: int = field(default=0, compare=False)
 
-    def get(self, name: str, default: object = None) -> object:
-        return dict(self.args).get(name, default)
+    def __str__(self) -> str:
+        return f"kernel {self.profile} ksm={'y' if self.ksm else 'n'}"
+
+
+@dataclass(frozen=True)
+class Sysctl:
+    """``sysctl NAME=VALUE``: /proc/sys/vm/NAME."""
+
+    name: str
+    value: int
+    line: int = field(default=0, compare=False)
+
+    def __str__(self) -> str:
+        return f"sysctl {self.name}={self.value}"
+
+
+@dataclass(frozen=True)
+class CreateFile:
+    """``file NAME SIZE [tmpfs|ext4] [ro]``: a file to map (fs None: ext4)."""
+
+    name: str
+    size: int
+    fs: str | None = None
+    ro: bool = False
+    line: int = field(default=0, compare=False)
+
+    def __str__(self) -> str:
+        return (f"file {self.name} {_length_text(self.size)}" + (f" {self.fs}" if self.fs else "")
+                + (" ro" if self.ro else ""))
+
+
+@dataclass(frozen=True)
+class CreateDevice:
+    """``device NAME STYLE``: a character device whose driver maps memory in STYLE."""
+
+    name: str
+    style: str
+    line: int = field(default=0, compare=False)
+
+    def __str__(self) -> str:
+        return f"device {self.name} {self.style}"
+
+
+@dataclass(frozen=True)
+class Inject:
+    """``inject POINT [TIMES]``: the next TIMES passes through a fault point fail."""
+
+    point: str
+    times: int = 1
+    line: int = field(default=0, compare=False)
+
+    def __str__(self) -> str:
+        return f"inject {self.point}" + (f" {self.times}" if self.times != 1 else "")
+
+
+@dataclass(frozen=True)
+class Spawn:
+    """``spawn NAME``: a new process with an empty address space."""
+
+    proc: str
+    line: int = field(default=0, compare=False)
+
+    def __str__(self) -> str:
+        return f"spawn {self.proc}"
+
+
+@dataclass(frozen=True)
+class Map:
+    """``map LABEL LEN PROT private|shared BACKING [options]``: mmap(2). `backing` is anon,
+    hugetlb, file or device; `source` names the file or device."""
+
+    proc: str
+    name: str
+    length: int
+    prot: int
+    shared: bool = False
+    backing: str = "anon"
+    source: str | None = None
+    at: Addr | None = None
+    fixed: bool = False
+    noreplace: bool = False
+    noreserve: bool = False
+    locked: bool = False
+    growsdown: bool = False
+    offset: int = 0
+    line: int = field(default=0, compare=False)
+
+    def __str__(self) -> str:
+        backing = self.backing if self.source is None else f"{self.backing}={self.source}"
+        body = (f"map {self.name} {_length_text(self.length)} {_prot_text(self.prot)} "
+                f"{'shared' if self.shared else 'private'} {backing}")
+        if self.at is not None:
+            body += f" at {self.at}"
+        body += "".join(f" {opt}" for opt in _MAP_OPTIONS if getattr(self, opt))
+        if self.offset:
+            body += f" offset={_length_text(self.offset)}"
+        return _on(self.proc, body)
+
+
+@dataclass(frozen=True)
+class Munmap:
+    """``munmap ADDR LEN``: munmap(2)."""
+
+    proc: str
+    addr: Addr
+    length: int
+    line: int = field(default=0, compare=False)
+
+    def __str__(self) -> str:
+        return _on(self.proc, f"munmap {self.addr} {_length_text(self.length)}")
+
+
+@dataclass(frozen=True)
+class Mprotect:
+    """``mprotect ADDR LEN PROT``: mprotect(2)."""
+
+    proc: str
+    addr: Addr
+    length: int
+    prot: int
+    line: int = field(default=0, compare=False)
+
+    def __str__(self) -> str:
+        return _on(self.proc, f"mprotect {self.addr} {_length_text(self.length)} "
+                              f"{_prot_text(self.prot)}")
+
+
+@dataclass(frozen=True)
+class Madvise:
+    """``madvise ADDR LEN ADVICE``: madvise(2)."""
+
+    proc: str
+    addr: Addr
+    length: int
+    advice: int
+    line: int = field(default=0, compare=False)
+
+    def __str__(self) -> str:
+        try:
+            name = (MADV(self.advice).name or "").removeprefix("MADV_")
+        except ValueError:
+            name = str(self.advice)
+        return _on(self.proc, f"madvise {self.addr} {_length_text(self.length)} {name}")
+
+
+@dataclass(frozen=True)
+class Write:
+    """``write ADDR V...``: the process writes one page per value (0: an all-zero page)."""
+
+    proc: str
+    addr: Addr
+    values: tuple[int, ...]
+    line: int = field(default=0, compare=False)
+
+    def __str__(self) -> str:
+        return _on(self.proc, f"write {self.addr} " + " ".join(str(v) for v in self.values))
+
+
+@dataclass(frozen=True)
+class Read:
+    """``read ADDR``: the process reads one page; the result is its content."""
+
+    proc: str
+    addr: Addr
+    line: int = field(default=0, compare=False)
+
+    def __str__(self) -> str:
+        return _on(self.proc, f"read {self.addr}")
+
+
+@dataclass(frozen=True)
+class Fork:
+    """``fork CHILD``: fork(2); the child gets the name CHILD."""
+
+    proc: str
+    child: str
+    line: int = field(default=0, compare=False)
+
+    def __str__(self) -> str:
+        return _on(self.proc, f"fork {self.child}")
+
+
+@dataclass(frozen=True)
+class Exit:
+    """``exit``: the process exits."""
+
+    proc: str
+    line: int = field(default=0, compare=False)
+
+    def __str__(self) -> str:
+        return _on(self.proc, "exit")
+
+
+@dataclass(frozen=True)
+class Prctl:
+    """``prctl OPTION [ARG2 ...]``: prctl(2), PR_SET_MEMORY_MERGE or PR_GET_MEMORY_MERGE."""
+
+    proc: str
+    option: int
+    arg2: int = 0
+    arg3: int = 0
+    arg4: int = 0
+    arg5: int = 0
+    line: int = field(default=0, compare=False)
+
+    def __str__(self) -> str:
+        name = next(n for n, v in _PRCTLS.items() if v == self.option)
+        args = [self.arg2, self.arg3, self.arg4, self.arg5]
+        while args and args[-1] == 0:
+            args.pop()
+        return _on(self.proc, " ".join(["prctl", name, *map(str, args)]))
+
+
+@dataclass(frozen=True)
+class KsmdBatch:
+    """``ksmd batch [N]``: N wake-ups of ksmd (ksm_do_scan(pages_to_scan), then sleep)."""
+
+    count: int = 1
+    line: int = field(default=0, compare=False)
+
+    def __str__(self) -> str:
+        return "ksmd batch" + (f" {self.count}" if self.count != 1 else "")
+
+
+@dataclass(frozen=True)
+class KsmdScans:
+    """``ksmd scan N``: ksmd runs until N more full scans have ended."""
+
+    count: int
+    line: int = field(default=0, compare=False)
+
+    def __str__(self) -> str:
+        return f"ksmd scan {self.count}"
+
+
+@dataclass(frozen=True)
+class KsmdRun:
+    """``ksmd run MS``: the thread runs for MS milliseconds of simulated time."""
+
+    ms: int
+    line: int = field(default=0, compare=False)
+
+    def __str__(self) -> str:
+        return f"ksmd run {self.ms}"
+
+
+@dataclass(frozen=True)
+class SysfsWrite:
+    """``sysfs NAME=VALUE``: echo VALUE > /sys/kernel/mm/ksm/NAME (the text as written)."""
+
+    name: str
+    value: str
+    line: int = field(default=0, compare=False)
+
+    def __str__(self) -> str:
+        return f"sysfs {self.name}={self.value}"
+
+
+Statement = (Boot | Sysctl | CreateFile | CreateDevice | Inject | Spawn | Map | Munmap
+             | Mprotect | Madvise | Write | Read | Fork | Exit | Prctl | KsmdBatch | KsmdScans
+             | KsmdRun | SysfsWrite)
+#: Statements that set up the kernel (no result to show).
+SETUP = (Boot, Sysctl, CreateFile, CreateDevice, Inject)
+
+
+def process_of(op: Statement) -> str | None:
+    """The name of the process a statement runs in (None for kernel-wide statements)."""
+    proc = getattr(op, "proc", None)
+    return proc if isinstance(proc, str) else None
 
 
 @dataclass(frozen=True)
 class Scenario:
-    ops: tuple[Op, ...]
+    ops: tuple[Statement, ...]
 
     def __str__(self) -> str:
         return format_scenario(self)
@@ -89,12 +416,16 @@ class Scenario:
 
 @dataclass
 class StepResult:
-    """What one operation did: the result (or -errno) and each live process's maps after."""
+    """What one statement did: the result (or -errno), its kernel trace, each live process's
+    maps after it, and for ksmd and sysfs statements ksmd's counters."""
 
-    op: Op
+    op: Statement
     result: int
     trace: Trace | None
     maps: dict[str, list[MapEntry]]
+    counters: dict[str, int] | None = None
+    #: Every trace of ksmd's batches during a ksmd statement (`trace` is the last).
+    traces: tuple[Trace, ...] = ()
 
     @property
     def errno(self) -> int | None:
@@ -107,20 +438,6 @@ class StepResult:
 
 
 # -- lexing helpers ---------------------------------------------------------------------
-
-def _length_text(n: int) -> str:
-    if n == _U64:
-        return "-1"
-    if n and n % PAGE_SIZE == 0:
-        return f"{n // PAGE_SIZE}p"
-    return str(n)
-
-
-def _prot_text(prot: int) -> str:
-    letters = "".join(c for c, bit in (("r", PROT.PROT_READ), ("w", PROT.PROT_WRITE),
-                                       ("x", PROT.PROT_EXEC)) if prot & bit)
-    return letters or "none"
-
 
 class _Line:
     """The tokens of one line, each with its column, and error reporting."""
@@ -154,9 +471,20 @@ class _Line:
 def _number(text: str, line: _Line, col: int, what: str) -> int:
     m = re.fullmatch(r"(-?)(0x[0-9a-fA-F]+|\d+)([pkKMG]?)", text)
     if not m:
+        if re.fullmatch(r"-?\d*\.\d+[pkKMG]?", text):
+            raise line.fail(f"{what} {text!r} is not a whole number: the kernel counts whole "
+                            "bytes (write 6k or 6144 for 1.5p)", col)
         raise line.fail(f"{what} {text!r} is not a number (4096, 0x1000, 4p, 16k, 2M)", col)
     value = int(m.group(2), 0) * _UNITS.get(m.group(3), 1)
     return -value if m.group(1) else value
+
+
+def _count(line: _Line, what: str) -> int:
+    text, col = line.take(what)
+    value = _number(text, line, col, what.removeprefix("a ").removeprefix("an "))
+    if value < 0:
+        raise line.fail(f"{what} must not be negative", col)
+    return value
 
 
 def _length(line: _Line, what: str = "a length") -> int:
@@ -174,7 +502,7 @@ def _length(line: _Line, what: str = "a length") -> int:
 def _addr(line: _Line) -> Addr:
     text, col = line.take("an address")
     m = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)(?:([+-])(\S+))?", text)
-    if m and not re.fullmatch(r"\d", text[0]):
+    if m:
         off = 0
         if m.group(2):
             off = _number(m.group(3), line, col + len(m.group(1)) + 1, "offset")
@@ -218,96 +546,6 @@ def _advice(line: _Line) -> int:
     return int(MADV[name])
 
 
-# -- parsing ----------------------------------------------------------------------------
-
-def parse(text: str) -> Scenario:
-    """Parse scenario text; raises ScenarioError naming the line and column."""
-    ops: list[Op] = []
-    for number, raw in enumerate(text.splitlines(), 1):
-        body = raw.split("#", 1)[0]
-        line = _Line(number, body)
-        if not line.more():
-            continue
-        ops.append(_statement(line))
-    return Scenario(tuple(ops))
-
-
-def _statement(line: _Line) -> Op:
-    word, col = line.take("a statement")
-    proc = "p1"
-    if word.endswith(":"):
-        proc = word[:-1]
-        if not _NAME.match(proc):
-            raise line.fail(f"{proc!r} is not a process name", col)
-        word, col = line.take("an operation after the process name")
-        if word not in _OPS:
-            _choice(line, word, col, _OPS, "operation")
-    elif word not in _OPS + _SETUP:
-        _choice(line, word, col, _OPS + _SETUP, "statement")
-    args: dict[str, object] = {}
-    if word == "kernel":
-        name, c = line.take("a profile")
-        args["profile"] = _choice(line, name, c, list(PROFILES), "profile")
-        while line.more():
-            tok, c = line.take("an option")
-            if tok not in ("ksm=y", "ksm=n"):
-                raise line.fail(f"unknown kernel option {tok!r} (ksm=y or ksm=n)", c)
-            args["ksm"] = tok == "ksm=y"
-        args.setdefault("ksm", True)
-    elif word == "sysctl":
-        tok, c = line.take("name=value")
-        name, _, value = tok.partition("=")
-        args["name"] = _choice(line, name, c, _SYSCTLS, "sysctl")
-        args["value"] = _number(value, line, c + len(name) + 1, "value")
-        if args["value"] < 0:  # type: ignore[operator]
-            raise line.fail("a sysctl value must not be negative", c)
-    elif word == "file":
-        args["name"] = _label(line, "a file name", allow_dots=True)
-        args["size"] = _length(line, "a size")
-        while line.more():
-            tok, c = line.take("an option")
-            if tok in ("tmpfs", "ext4"):
-                args["fs"] = tok
-            elif tok == "ro":
-                args["ro"] = True
-            else:
-                raise line.fail(f"unknown file option {tok!r} (tmpfs, ext4, ro)", c)
-    elif word == "device":
-        args["name"] = _label(line, "a device name", allow_dots=True)
-        tok, c = line.take("a driver style")
-        args["style"] = _choice(line, tok, c, list(DRIVER_STYLES), "driver style")
-    elif word == "inject":
-        tok, c = line.take("a fault point")
-        args["point"] = _choice(line, tok, c, _FAULTS, "fault point")
-        if line.more():
-            text, c = line.take("a count")
-            args["times"] = _number(text, line, c, "count")
-    elif word == "map":
-        _map_args(line, args)
-    elif word in ("munmap", "mprotect", "madvise"):
-        args["addr"] = _addr(line)
-        args["len"] = _length(line)
-        if word == "mprotect":
-            args["prot"] = _prot(line)
-        elif word == "madvise":
-            args["advice"] = _advice(line)
-    elif word == "write":
-        args["addr"] = _addr(line)
-        values = []
-        while line.more():
-            text, c = line.take("a page content")
-            values.append(_number(text, line, c, "page content"))
-        if not values:
-            raise line.fail("write needs at least one page content")
-        args["values"] = tuple(values)
-    elif word == "fork":
-        args["child"] = _label(line, "the child's name")
-    line.done()
-    # Fields in name order, so that options written in any order give equal Ops and
-    # parse(format_scenario(s)) == s.
-    return Op(word, proc, tuple(sorted(args.items(), key=lambda kv: kv[0])), line.number)
-
-
 def _label(line: _Line, what: str, allow_dots: bool = False) -> str:
     text, col = line.take(what)
     pattern = r"[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z" if allow_dots else _NAME.pattern
@@ -316,87 +554,223 @@ def _label(line: _Line, what: str, allow_dots: bool = False) -> str:
     return text
 
 
-def _map_args(line: _Line, args: dict[str, object]) -> None:
-    args["name"] = _label(line, "a label for the mapping")
-    args["len"] = _length(line)
-    args["prot"] = _prot(line)
-    tok, col = line.take("private or shared")
-    args["type"] = _choice(line, tok, col, ("private", "shared"), "mapping type")
-    tok, col = line.take("anon, hugetlb, file=NAME or device=NAME")
-    if tok in ("anon", "hugetlb"):
-        args["backing"] = tok
-    elif tok.startswith(("file=", "device=")):
-        args["backing"] = tok
+def _assignment(line: _Line, what: str) -> tuple[str, str, int]:
+    tok, col = line.take(what)
+    name, eq, value = tok.partition("=")
+    if not eq or not value:
+        raise line.fail(f"expected {what}, not {tok!r}", col)
+    return name, value, col
+
+
+# -- parsing ----------------------------------------------------------------------------
+
+def parse(text: str) -> Scenario:
+    """Parse scenario text; raises ScenarioError naming the line and column."""
+    ops: list[Statement] = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = _Line(number, raw.split("#", 1)[0])
+        if line.more():
+            ops.append(_statement(line))
+    return Scenario(tuple(ops))
+
+
+def _statement(line: _Line) -> Statement:
+    word, col = line.take("a statement")
+    if word.endswith(":"):
+        proc = word[:-1]
+        if not _NAME.match(proc):
+            raise line.fail(f"{proc!r} is not a process name", col)
+        word, col = line.take("an operation after the process name")
+        _choice(line, word, col, tuple(_PROC_STATEMENTS), "operation")
+        statement = _PROC_STATEMENTS[word](line, proc)
+    elif word in _PROC_STATEMENTS:
+        statement = _PROC_STATEMENTS[word](line, "p1")
     else:
+        _choice(line, word, col, (*_PROC_STATEMENTS, *_STATEMENTS), "statement")
+        statement = _STATEMENTS[word](line)
+    line.done()
+    return statement
+
+
+def _p_kernel(line: _Line) -> Boot:
+    name, c = line.take("a profile")
+    profile = _choice(line, name, c, list(PROFILES), "profile")
+    ksm = True
+    while line.more():
+        tok, c = line.take("an option")
+        if tok not in ("ksm=y", "ksm=n"):
+            raise line.fail(f"unknown kernel option {tok!r} (ksm=y or ksm=n)", c)
+        ksm = tok == "ksm=y"
+    return Boot(profile, ksm, line=line.number)
+
+
+def _p_sysctl(line: _Line) -> Sysctl:
+    name, value, c = _assignment(line, "name=value")
+    _choice(line, name, c, _SYSCTLS, "sysctl")
+    number = _number(value, line, c + len(name) + 1, "value")
+    if number < 0:
+        raise line.fail("a sysctl value must not be negative", c)
+    return Sysctl(name, number, line=line.number)
+
+
+def _p_file(line: _Line) -> CreateFile:
+    name = _label(line, "a file name", allow_dots=True)
+    size = _length(line, "a size")
+    fs, ro = None, False
+    while line.more():
+        tok, c = line.take("an option")
+        if tok in ("tmpfs", "ext4"):
+            fs = tok
+        elif tok == "ro":
+            ro = True
+        else:
+            raise line.fail(f"unknown file option {tok!r} (tmpfs, ext4, ro)", c)
+    return CreateFile(name, size, fs, ro, line=line.number)
+
+
+def _p_device(line: _Line) -> CreateDevice:
+    name = _label(line, "a device name", allow_dots=True)
+    tok, c = line.take("a driver style")
+    return CreateDevice(name, _choice(line, tok, c, list(DRIVER_STYLES), "driver style"),
+                        line=line.number)
+
+
+def _p_inject(line: _Line) -> Inject:
+    tok, c = line.take("a fault point")
+    point = _choice(line, tok, c, FAULT_POINTS, "fault point")
+    times = _count(line, "a count") if line.more() else 1
+    return Inject(point, times, line=line.number)
+
+
+def _p_spawn(line: _Line) -> Spawn:
+    return Spawn(_label(line, "the new process's name"), line=line.number)
+
+
+def _p_ksmd(line: _Line) -> KsmdBatch | KsmdScans | KsmdRun:
+    tok, c = line.take("batch, scan or run")
+    what = _choice(line, tok, c, ("batch", "scan", "run"), "ksmd step")
+    if what == "batch":
+        return KsmdBatch(_count(line, "a number of batches") if line.more() else 1,
+                         line=line.number)
+    if what == "scan":
+        return KsmdScans(_count(line, "a number of full scans"), line=line.number)
+    return KsmdRun(_count(line, "a time in milliseconds"), line=line.number)
+
+
+def _p_sysfs(line: _Line) -> SysfsWrite:
+    name, value, c = _assignment(line, "name=value (a file of /sys/kernel/mm/ksm)")
+    _choice(line, name, c, _SYSFS_NAMES, "file of /sys/kernel/mm/ksm")
+    return SysfsWrite(name, value, line=line.number)
+
+
+def _p_map(line: _Line, proc: str) -> Map:
+    name = _label(line, "a label for the mapping")
+    length = _length(line)
+    prot = _prot(line)
+    tok, col = line.take("private or shared")
+    shared = _choice(line, tok, col, ("private", "shared"), "mapping type") == "shared"
+    tok, col = line.take("anon, hugetlb, file=NAME or device=NAME")
+    backing, eq, source = tok.partition("=")
+    if not (tok in ("anon", "hugetlb") or backing in ("file", "device") and eq and source):
         raise line.fail(f"{tok!r}: expected anon, hugetlb, file=NAME or device=NAME", col)
+    options: dict[str, bool] = {}
+    at, offset = None, 0
     while line.more():
         tok, col = line.take("an option")
         if tok == "at":
-            args["at"] = _addr(line)
-        elif tok in ("fixed", "noreplace", "noreserve", "locked", "growsdown"):
-            args[tok] = True
+            at = _addr(line)
+        elif tok in _MAP_OPTIONS:
+            options[tok] = True
         elif tok.startswith("offset="):
             sub = _Line(line.number, "")
             sub.tokens = [(tok[7:], col + 7)]
-            args["offset"] = _length(sub, "an offset")
+            offset = _length(sub, "an offset")
         else:
             raise line.fail(f"unknown map option {tok!r} (at ADDR, fixed, noreplace, "
                             "noreserve, locked, growsdown, offset=LEN)", col)
-    if (args.get("fixed") or args.get("noreplace")) and "at" not in args:
+    if (options.get("fixed") or options.get("noreplace")) and at is None:
         raise line.fail("fixed and noreplace need 'at ADDR'")
+    return Map(proc, name, length, prot, shared, backing, source or None, at, offset=offset,
+               line=line.number, **options)
+
+
+def _p_munmap(line: _Line, proc: str) -> Munmap:
+    return Munmap(proc, _addr(line), _length(line), line=line.number)
+
+
+def _p_mprotect(line: _Line, proc: str) -> Mprotect:
+    return Mprotect(proc, _addr(line), _length(line), _prot(line), line=line.number)
+
+
+def _p_madvise(line: _Line, proc: str) -> Madvise:
+    return Madvise(proc, _addr(line), _length(line), _advice(line), line=line.number)
+
+
+def _p_write(line: _Line, proc: str) -> Write:
+    addr = _addr(line)
+    values = []
+    while line.more():
+        text, c = line.take("a page content")
+        value = _number(text, line, c, "page content")
+        if not 0 <= value <= _U64:
+            raise line.fail(f"page content {text!r} is not between 0 and 2**64-1", c)
+        values.append(value)
+    if not values:
+        raise line.fail("write needs at least one page content")
+    return Write(proc, addr, tuple(values), line=line.number)
+
+
+def _p_read(line: _Line, proc: str) -> Read:
+    return Read(proc, _addr(line), line=line.number)
+
+
+def _p_fork(line: _Line, proc: str) -> Fork:
+    return Fork(proc, _label(line, "the child's name"), line=line.number)
+
+
+def _p_exit(line: _Line, proc: str) -> Exit:
+    return Exit(proc, line=line.number)
+
+
+def _p_prctl(line: _Line, proc: str) -> Prctl:
+    tok, c = line.take("an option (PR_SET_MEMORY_MERGE or PR_GET_MEMORY_MERGE)")
+    if re.fullmatch(r"\d+", tok):
+        by_value = {v: n for n, v in _PRCTLS.items()}
+        if int(tok) not in by_value:
+            raise line.fail(f"prctl option {tok} is not modelled (PR_SET_MEMORY_MERGE is "
+                            f"{PR_SET_MEMORY_MERGE}, PR_GET_MEMORY_MERGE {PR_GET_MEMORY_MERGE})", c)
+        tok = by_value[int(tok)]
+    option = _PRCTLS[_choice(line, tok.upper(), c, tuple(_PRCTLS), "prctl option")]
+    args: list[int] = []
+    while line.more() and len(args) < 4:
+        text, c = line.take("an argument")
+        value = _number(text, line, c, "argument")
+        if not 0 <= value <= _U64:
+            raise line.fail(f"argument {text!r} is not between 0 and 2**64-1", c)
+        args.append(value)
+    arg2, arg3, arg4, arg5 = args + [0] * (4 - len(args))
+    return Prctl(proc, option, arg2, arg3, arg4, arg5, line=line.number)
+
+
+#: Statement keywords: set-up and ksmd statements, and those a process runs ("p2: exit").
+_STATEMENTS: dict[str, Callable[[_Line], Statement]] = {
+    "kernel": _p_kernel, "sysctl": _p_sysctl, "file": _p_file, "device": _p_device,
+    "inject": _p_inject, "spawn": _p_spawn, "ksmd": _p_ksmd, "sysfs": _p_sysfs}
+_PROC_STATEMENTS: dict[str, Callable[[_Line, str], Statement]] = {
+    "map": _p_map, "munmap": _p_munmap, "mprotect": _p_mprotect, "madvise": _p_madvise,
+    "write": _p_write, "read": _p_read, "fork": _p_fork, "exit": _p_exit, "prctl": _p_prctl}
 
 
 # -- printing ---------------------------------------------------------------------------
 
-def format_op(op: Op) -> str:
+def format_op(op: Statement) -> str:
     """The canonical text of one statement."""
-    a = dict(op.args)
-    prefix = f"{op.proc}: " if op.kind in _OPS and op.proc != "p1" else ""
-    k = op.kind
-    if k == "kernel":
-        body = f"kernel {a['profile']} ksm={'y' if a['ksm'] else 'n'}"
-    elif k == "sysctl":
-        body = f"sysctl {a['name']}={a['value']}"
-    elif k == "file":
-        body = f"file {a['name']} {_length_text(a['size'])}"  # type: ignore[arg-type]
-        body += f" {a['fs']}" if "fs" in a else ""
-        body += " ro" if a.get("ro") else ""
-    elif k == "device":
-        body = f"device {a['name']} {a['style']}"
-    elif k == "inject":
-        body = f"inject {a['point']}" + (f" {a['times']}" if "times" in a else "")
-    elif k == "map":
-        body = (f"map {a['name']} {_length_text(a['len'])} {_prot_text(a['prot'])} "  # type: ignore[arg-type]
-                f"{a['type']} {a['backing']}")
-        if "at" in a:
-            body += f" at {a['at']}"
-        for opt in ("fixed", "noreplace", "noreserve", "locked", "growsdown"):
-            body += f" {opt}" if a.get(opt) else ""
-        if "offset" in a:
-            body += f" offset={_length_text(a['offset'])}"  # type: ignore[arg-type]
-    elif k in ("munmap", "mprotect", "madvise"):
-        body = f"{k} {a['addr']} {_length_text(a['len'])}"  # type: ignore[arg-type]
-        if k == "mprotect":
-            body += f" {_prot_text(a['prot'])}"  # type: ignore[arg-type]
-        elif k == "madvise":
-            adv = int(a["advice"])  # type: ignore[call-overload]
-            try:
-                name = (MADV(adv).name or "").removeprefix("MADV_")
-            except ValueError:
-                name = str(adv)
-            body += f" {name}"
-    elif k == "write":
-        body = f"write {a['addr']} " + " ".join(str(v) for v in a["values"])  # type: ignore[attr-defined]
-    elif k == "fork":
-        body = f"fork {a['child']}"
-    else:
-        body = "exit"
-    return prefix + body
+    return str(op)
 
 
 def format_scenario(scenario: Scenario) -> str:
     """The canonical text of a scenario (one statement per line)."""
-    return "".join(format_op(op) + "\n" for op in scenario.ops)
+    return "".join(f"{op}\n" for op in scenario.ops)
 
 
 # -- running ----------------------------------------------------------------------------
@@ -404,134 +778,204 @@ def format_scenario(scenario: Scenario) -> str:
 def boot(scenario: Scenario, profile: str | None = None,
          config_ksm: bool | None = None) -> Kernel:
     """A kernel as the scenario's `kernel` statement (or the arguments) asks."""
-    prof, ksm = "seed", True
+    first = Boot()
     for op in scenario.ops:
-        if op.kind == "kernel":
-            prof, ksm = str(op.get("profile")), bool(op.get("ksm"))
-    return Kernel(profile or prof, ksm if config_ksm is None else config_ksm)
+        if isinstance(op, Boot):
+            first = op
+    return Kernel(profile or first.profile, first.ksm if config_ksm is None else config_ksm)
 
 
 class Runner:
-    """Runs statements one at a time on a kept kernel: `step(op)` returns the result or
-    -errno; `procs` and `labels` map names to processes and addresses; `snapshot()` reads
-    every live process's maps."""
+    """Runs statements one at a time on a kept kernel: `step(op)` returns a `StepResult`
+    (the result or -errno, the trace, and with ``maps=True`` every live process's maps).
+    `procs`, `labels` and `files` map names to processes, addresses and files; processes
+    the kernel already has are known by their names."""
 
-    def __init__(self, kernel: Kernel) -> None:
+    def __init__(self, kernel: Kernel, *, maps: bool = True) -> None:
         self.k = kernel
-        self.procs: dict[str, Process] = {}
+        self.maps = maps
+        self.procs: dict[str, Process] = {p.name: p for p in kernel.processes}
         self.labels: dict[str, int] = {}
         self.files: dict[str, File] = {}
+        self._traces: list[Trace] = []
 
-    def fail(self, op: Op, message: str) -> ScenarioError:
+    def fail(self, op: Statement, message: str) -> ScenarioError:
         return ScenarioError(op.line, 1, message)
 
-    def proc(self, op: Op) -> Process:
-        if not self.procs and op.proc == "p1":
+    def proc(self, op: Statement, name: str) -> Process:
+        if name == "p1" and "p1" not in self.procs:
             self.procs["p1"] = self.k.spawn("p1")
-        if op.proc not in self.procs:
-            raise self.fail(op, f"no process named {op.proc!r}")
-        p = self.procs[op.proc]
+        if name not in self.procs:
+            raise self.fail(op, f"no process named {name!r}")
+        p = self.procs[name]
         if not p.alive:
-            raise self.fail(op, f"process {op.proc!r} has exited")
+            raise self.fail(op, f"process {name!r} has exited")
         return p
 
-    def addr(self, op: Op, a: Addr) -> int:
+    def addr(self, op: Statement, a: Addr) -> int:
         if a.label is None:
             return a.offset
         if a.label not in self.labels:
             raise self.fail(op, f"no mapping labelled {a.label!r} yet")
         return (self.labels[a.label] + a.offset) & _U64
 
-    def step(self, op: Op) -> int:
-        """Run one statement; returns its result or -errno."""
-        k, a = self.k, dict(op.args)
-        if op.kind == "kernel":
-            return 0
-        if op.kind == "sysctl":
-            k.sysctl[str(a["name"])] = int(a["value"])  # type: ignore[call-overload]
-            return 0
-        if op.kind == "file":
-            self.files[str(a["name"])] = k.create_file(
-                str(a["name"]), int(a["size"]), fs=str(a.get("fs", "ext4")),  # type: ignore[call-overload]
-                writable=not a.get("ro"))
-            return 0
-        if op.kind == "device":
-            try:
-                self.files[str(a["name"])] = k.create_device(str(a["name"]), str(a["style"]))
-            except ValueError as e:
-                raise self.fail(op, str(e)) from None
-            return 0
-        if op.kind == "inject":
-            k.inject(str(a["point"]), int(a.get("times", 1)))  # type: ignore[call-overload]
-            return 0
-        p = self.proc(op)
+    def step(self, op: Statement) -> StepResult:
+        """Run one statement: a refused system call gives -errno, a statement naming what
+        does not exist (or asking ksmd of a kernel without one) raises ScenarioError."""
+        log = self.k.log
+        last = log[-1] if log else None
+        self._traces = []
         try:
-            return self._syscall(p, op, a)
+            result = self._run(op)
         except OSError as e:
-            return -(e.errno or errno.EINVAL)
+            result = -(e.errno or errno.EINVAL)
+        except (KsmdUnavailable, KsmdIdle) as e:
+            raise self.fail(op, str(e)) from None
+        trace = log[-1] if log and log[-1] is not last else None
+        counters = None
+        if isinstance(op, (KsmdBatch, KsmdScans, KsmdRun, SysfsWrite)):
+            counters = dict(self.k.ksmd.counters())
+            trace = self._traces[-1] if self._traces else None
+        return StepResult(op, result, trace, self.snapshot() if self.maps else {}, counters,
+                          tuple(self._traces))
 
-    def _syscall(self, p: Process, op: Op, a: dict[str, object]) -> int:
-        if op.kind == "map":
-            return self._map(p, op, a)
-        if op.kind == "munmap":
-            return p.munmap(self.addr(op, a["addr"]), int(a["len"]))  # type: ignore[arg-type, call-overload]
-        if op.kind == "mprotect":
-            return p.mprotect(self.addr(op, a["addr"]), int(a["len"]), int(a["prot"]))  # type: ignore[arg-type, call-overload]
-        if op.kind == "madvise":
-            return p.madvise(self.addr(op, a["addr"]), int(a["len"]), int(a["advice"]))  # type: ignore[arg-type, call-overload]
-        if op.kind == "write":
-            addr = self.addr(op, a["addr"])  # type: ignore[arg-type]
-            if addr % PAGE_SIZE:
-                raise self.fail(op, f"write: address {addr:#x} is not page aligned")
-            p.write_pages(addr, a["values"])  # type: ignore[arg-type]
-            return 0
-        if op.kind == "fork":
-            child = str(a["child"])
-            if child in self.procs:
-                raise self.fail(op, f"a process named {child!r} exists already")
-            c = p.fork(child)
-            self.procs[child] = c
-            return c.pid
-        p.exit()
+    @singledispatchmethod
+    def _run(self, op: Statement) -> int:
+        raise TypeError(f"not a statement: {op!r}")
+
+    @_run.register
+    def _(self, op: Boot) -> int:
         return 0
 
-    def _map(self, p: Process, op: Op, a: dict[str, object]) -> int:
-        flags = MAP.MAP_PRIVATE if a["type"] == "private" else MAP.MAP_SHARED
-        backing = str(a["backing"])
+    @_run.register
+    def _(self, op: Sysctl) -> int:
+        self.k.sysctl[op.name] = op.value
+        return 0
+
+    @_run.register
+    def _(self, op: CreateFile) -> int:
+        self.files[op.name] = self.k.create_file(op.name, op.size, fs=op.fs or "ext4",
+                                                 writable=not op.ro)
+        return 0
+
+    @_run.register
+    def _(self, op: CreateDevice) -> int:
+        try:
+            self.files[op.name] = self.k.create_device(op.name, op.style)
+        except ValueError as e:
+            raise self.fail(op, str(e)) from None
+        return 0
+
+    @_run.register
+    def _(self, op: Inject) -> int:
+        self.k.inject(op.point, op.times)
+        return 0
+
+    @_run.register
+    def _(self, op: Spawn) -> int:
+        if op.proc in self.procs:
+            raise self.fail(op, f"a process named {op.proc!r} exists already")
+        p = self.procs[op.proc] = self.k.spawn(op.proc)
+        return p.pid
+
+    @_run.register
+    def _(self, op: Map) -> int:
+        p = self.proc(op, op.proc)
+        flags = MAP.MAP_SHARED if op.shared else MAP.MAP_PRIVATE
         file = None
-        if backing in ("anon", "hugetlb"):
-            flags |= MAP.MAP_ANONYMOUS | (MAP.MAP_HUGETLB if backing == "hugetlb" else 0)
+        if op.backing in ("anon", "hugetlb"):
+            flags |= MAP.MAP_ANONYMOUS | (MAP.MAP_HUGETLB if op.backing == "hugetlb" else 0)
+        elif op.source in self.files:
+            file = self.files[op.source]
         else:
-            name = backing.split("=", 1)[1]
-            if name not in self.files:
-                raise self.fail(op, f"no {backing.split('=')[0]} named {name!r}: "
-                                "declare it first with a 'file' or 'device' line")
-            file = self.files[name]
-        for opt, bit in (("fixed", MAP.MAP_FIXED), ("noreplace", MAP.MAP_FIXED_NOREPLACE),
-                         ("noreserve", MAP.MAP_NORESERVE), ("locked", MAP.MAP_LOCKED),
-                         ("growsdown", MAP.MAP_GROWSDOWN)):
-            if a.get(opt):
+            raise self.fail(op, f"no {op.backing} named {op.source!r}: declare it first with a "
+                            "'file' or 'device' line")
+        for opt, bit in zip(_MAP_OPTIONS, (MAP.MAP_FIXED, MAP.MAP_FIXED_NOREPLACE,
+                                           MAP.MAP_NORESERVE, MAP.MAP_LOCKED,
+                                           MAP.MAP_GROWSDOWN), strict=True):
+            if getattr(op, opt):
                 flags |= bit
-        at = self.addr(op, a["at"]) if "at" in a else 0  # type: ignore[arg-type]
-        addr = p.mmap(int(a["len"]), int(a["prot"]), int(flags), addr=at, file=file,  # type: ignore[call-overload]
-                      offset=int(a.get("offset", 0)))  # type: ignore[call-overload]
-        self.labels[str(a["name"])] = addr
+        at = self.addr(op, op.at) if op.at is not None else 0
+        addr = p.mmap(op.length, op.prot, int(flags), addr=at, file=file, offset=op.offset)
+        self.labels[op.name] = addr
         return addr
+
+    @_run.register
+    def _(self, op: Munmap) -> int:
+        return self.proc(op, op.proc).munmap(self.addr(op, op.addr), op.length)
+
+    @_run.register
+    def _(self, op: Mprotect) -> int:
+        return self.proc(op, op.proc).mprotect(self.addr(op, op.addr), op.length, op.prot)
+
+    @_run.register
+    def _(self, op: Madvise) -> int:
+        return self.proc(op, op.proc).madvise(self.addr(op, op.addr), op.length, op.advice)
+
+    @_run.register
+    def _(self, op: Write) -> int:
+        p = self.proc(op, op.proc)
+        addr = self.addr(op, op.addr)
+        if addr % PAGE_SIZE:
+            raise self.fail(op, f"write: address {addr:#x} is not page aligned")
+        p.write_pages(addr, op.values)
+        return 0
+
+    @_run.register
+    def _(self, op: Read) -> int:
+        return self.proc(op, op.proc).read_page(self.addr(op, op.addr))
+
+    @_run.register
+    def _(self, op: Fork) -> int:
+        p = self.proc(op, op.proc)
+        if op.child in self.procs:
+            raise self.fail(op, f"a process named {op.child!r} exists already")
+        child = self.procs[op.child] = p.fork(op.child)
+        return child.pid
+
+    @_run.register
+    def _(self, op: Exit) -> int:
+        self.proc(op, op.proc).exit()
+        return 0
+
+    @_run.register
+    def _(self, op: Prctl) -> int:
+        return self.proc(op, op.proc).prctl(op.option, op.arg2, op.arg3, op.arg4, op.arg5)
+
+    @_run.register
+    def _(self, op: KsmdBatch) -> int:
+        return self._reports([self.k.ksmd.batch() for _ in range(op.count)])
+
+    @_run.register
+    def _(self, op: KsmdScans) -> int:
+        ksmd = self.k.ksmd
+        first, scanned = ksmd.batches, ksmd.ks.pages_scanned
+        ksmd.full_scans(op.count)
+        if ksmd.tracing and ksmd.batches > first:  # the log keeps the latest batches' traces
+            self._traces = list(ksmd.log)[-(ksmd.batches - first):]
+        return ksmd.ks.pages_scanned - scanned
+
+    @_run.register
+    def _(self, op: KsmdRun) -> int:
+        return self._reports(self.k.ksmd.run_for(op.ms))
+
+    def _reports(self, reports: list[BatchReport]) -> int:
+        """Keep the batches' traces; the result is the number of pages they scanned."""
+        self._traces = [b.trace for b in reports if b.trace is not None]
+        return sum(b.scanned for b in reports)
+
+    @_run.register
+    def _(self, op: SysfsWrite) -> int:
+        self.k.sysfs.write(op.name, op.value)
+        return 0
 
     def snapshot(self) -> dict[str, list[MapEntry]]:
         return {name: read_maps(p.mm) for name, p in self.procs.items() if p.alive}
 
 
 def run(scenario: Scenario | str, kernel: Kernel | None = None) -> list[StepResult]:
-    """Run every operation on `kernel` (default: booted from the scenario)."""
+    """Run every statement on `kernel` (default: booted from the scenario)."""
     if isinstance(scenario, str):
         scenario = parse(scenario)
-    k = kernel if kernel is not None else boot(scenario)
-    r = Runner(k)
-    results = []
-    for op in scenario.ops:
-        last = k.log[-1] if k.log else None
-        result = r.step(op)
-        trace = k.log[-1] if k.log and k.log[-1] is not last else None
-        results.append(StepResult(op, result, trace, r.snapshot()))
-    return results
+    r = Runner(kernel if kernel is not None else boot(scenario))
+    return [r.step(op) for op in scenario.ops]

@@ -102,7 +102,8 @@ def test_the_module_runs_as_a_program(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2
     assert bad.stderr.strip() == "-: line 1, column 1: unknown statement 'bogus' (one of: " \
-        "map, munmap, mprotect, madvise, write, fork, exit, kernel, sysctl, file, device, inject)"
+        "map, munmap, mprotect, madvise, write, read, fork, exit, prctl, kernel, sysctl, file, " \
+        "device, inject, spawn, ksmd, sysfs)"
     good = subprocess.run([sys.executable, "-m", "ksmbook", "run", "-", "--maps"],
                           input=SCENARIO, capture_output=True, text=True, timeout=60)
     assert good.returncode == 0 and "VmFlags: rd wr mr mw me ac mg" in good.stdout
@@ -116,3 +117,20 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
         main(["run", "-", "--profile", "3.0"])
     assert exc.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_ksmd_statements_print_the_counters(capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    text = ("kernel modern\nmap A 3p rw private anon\nwrite A 4 4 4\nmadvise A 3p MERGEABLE\n"
+            "sysfs run=1\nksmd scan 2\n")
+    code, out, err = run_cli(capsys, monkeypatch, ["run", "-"], text)
+    assert code == 0 and err == ""
+    lines = out.splitlines()
+    assert lines[-4].split() == ["sysfs", "run=1", "=", "0"]
+    assert lines[-2].split() == ["ksmd", "scan", "2", "=", "6"]
+    counters = dict(word.split("=") for word in lines[-1].split())
+    assert (counters["full_scans"], counters["pages_shared"], counters["pages_sharing"]) == (
+        "2", "1", "2")
+    code, out, err = run_cli(capsys, monkeypatch, ["run", "-"], "ksmd batch\n")
+    assert code == 2 and out == "" and "line 1, column 1: the seed kernel" in err
+    assert "has no ksmd" in err

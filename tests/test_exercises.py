@@ -38,7 +38,7 @@ from ksmbook.exercises.answers import (
     parse_yesno,
 )
 from ksmbook.procfs import format_maps
-from ksmbook.scenario import Op, format_scenario, run
+from ksmbook.scenario import Madvise, Map, format_scenario, run
 
 # Published problems: these scenarios must never change for these seeds. A generator whose
 # output has to change gets a new version (or name); it does not edit these lines.
@@ -191,11 +191,13 @@ def test_hole_in_range_gives_enomem_after_advising_the_mapped_parts() -> None:
     crossing = 0
     for seed in range(30):
         ex = generate("hole-result", seed)
-        op = ex.scenario.ops[-1]
-        a_pages = dict(ex.scenario.ops[1].args)["len"] // 4096
-        b_off = dict(ex.scenario.ops[2].args)["at"].offset // 4096
-        start = op.get("addr").offset // 4096
-        end = start + op.get("len") // 4096
+        op, a, b = ex.scenario.ops[-1], ex.scenario.ops[1], ex.scenario.ops[2]
+        assert isinstance(op, Madvise) and isinstance(a, Map) and isinstance(b, Map)
+        assert b.at is not None
+        a_pages = a.length // 4096
+        b_off = b.at.offset // 4096
+        start = op.addr.offset // 4096
+        end = start + op.length // 4096
         hole = start < b_off and end > a_pages
         assert (ex.answer == -errno.ENOMEM) == hole, format_scenario(ex.scenario)
         if hole:
@@ -298,7 +300,7 @@ def test_parse_count_yesno_advice() -> None:
     assert parse_advice("MERGEABLE") == kb.MADV_MERGEABLE == parse_advice("madv_mergeable")
     assert parse_advice(13) == kb.MADV_UNMERGEABLE
     op = parse_advice("madvise A+2p 4p DONTFORK")
-    assert isinstance(op, Op) and op.get("advice") == kb.MADV_DONTFORK
+    assert isinstance(op, Madvise) and op.advice == kb.MADV_DONTFORK
     for bad in ("MERGE", 99, "madvise A", "os.system('x')"):
         with pytest.raises(AnswerError):
             parse_advice(bad)

@@ -181,9 +181,29 @@ def test_undo_redo_reset() -> None:
     assert ex.before is not None and len(ex.before) == 1 and len(ex.after or ()) == 3
     ex.reset_button.click()
     assert ex.kernel.processes == [] and ex.script_text == "kernel seed ksm=y\n"
-    assert ex.undo_button.disabled
+    ex.undo_button.click()                               # Reset is undone too
+    assert len(ex.kernel.processes[0].vmas) == 3 and ex.message == "Undone: reset"
+    ex.undo_button.click()
+    ex.undo_button.click()
+    assert ex.kernel.processes == [] and ex.undo_button.disabled
     ex.undo_button.click()
     assert ex.message == "Nothing to undo." and not ex.errors
+
+
+def test_undo_undoes_the_kernel_switch() -> None:
+    ex = mapped()
+    ex.config_ksm.value = False
+    assert not ex.kernel.config_ksm and ex.script_text.startswith("kernel seed ksm=n\n")
+    ex.undo_button.click()
+    assert ex.kernel.config_ksm and ex.config_ksm.value
+    assert ex.config_ksm.description == "CONFIG_KSM=y"
+    assert ex.script_text == "kernel seed ksm=y\nmap A 16p rw private anon\n"
+    ex.redo_button.click()
+    assert not ex.kernel.config_ksm and not ex.config_ksm.value
+    ex.profile.value = "modern"
+    ex.undo_button.click()
+    assert ex.profile.value == "seed" and ex.kernel.profile.name == "seed"
+    assert len(ex.kernel.processes[0].vmas) == 1 and not ex.errors
 
 
 def test_the_script_round_trips_and_replays() -> None:
@@ -226,6 +246,9 @@ def test_a_bad_script_changes_nothing() -> None:
     ("A+4p", "99999999999999999999999", "does not fit in 64 bits"),
     ("0xZZ", "4p", "is not a number"),
     ("A+2q", "4p", "is not a number"),
+    ("A", "1.5p", "Length '1.5p' is not a whole number"),
+    ("A", "-4p", "A length cannot be negative ('-4p')"),
+    ("A", "-4096", "A length cannot be negative"),
     ("Q", "4p", "No mapping labelled 'Q' yet"),
     ("A+4p", "4p\nmap X 1p rw private anon", "must be one word"),
     ("A#+4p", "4p", "must be one word"),
@@ -240,9 +263,9 @@ def test_bad_input_is_a_message_and_changes_nothing(start: str, length: str, say
     assert not ex.errors
 
 
-@pytest.mark.parametrize("length, err", [("-4096", "EINVAL"), ("-1", "EINVAL"), ("0", None)])
+@pytest.mark.parametrize("length, err", [("-1", "EINVAL"), ("0", None)])
 def test_lengths_the_kernel_judges(length: str, err: str | None) -> None:
-    """A negative length wraps as in C and the kernel gives its errno; len 0 is a no-op."""
+    """-1 wraps to 2**64-1 as in C and the kernel gives its errno; len 0 is a no-op."""
     ex = mapped()
     maps = ex.kernel.processes[0].maps()
     madvise(ex, "A+4p", length, int(kb.MADV_MERGEABLE))
@@ -323,6 +346,18 @@ def test_live_button_compares_with_the_real_kernel() -> None:
     assert ex.live_box.value.count("VmFlags: rd wr mr mw me ac mg") == 2
 
 
+def test_live_button_says_why_it_cannot_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ksmbook import live
+
+    monkeypatch.setattr(live, "available", lambda: (False, "no KSM in this test"))
+    ex = mapped()
+    ex.live_button.click()
+    assert not ex.errors
+    assert ex.live_box.value == "<pre" + ex.live_box.value[4:] and \
+        "The live kernel cannot run here: no KSM in this test" in ex.live_box.value
+
+
+@pytest.mark.live
 def test_live_button_explains_a_refusal() -> None:
     """A kernel without KSM cannot be replayed live; the reason is shown, not raised."""
     ex = mapped(config_ksm=False)
@@ -343,3 +378,55 @@ def test_a_history_another_kernel_cannot_run_keeps_the_kernel() -> None:
     assert ex.profile.value == "seed" and ex.kernel.profile.name == "seed"
     assert ex.script_text.startswith("kernel seed ksm=y\ndevice d1 reserved\n")
     assert not ex.errors
+
+
+# -- the ksmd stepper -------------------------------------------------------------------------
+
+def test_stepper_session_replays_as_a_script(capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every action is a statement; the script replays to the same counters and pages."""
+    import io
+    import sys
+
+    from ksmbook.__main__ import main
+    from ksmbook.scenario import run
+    from ksmbook.widgets import KsmdStepper
+
+    w = KsmdStepper()
+    w.batch_button.click()
+    w.pages_to_scan.value = 3
+    w.scan_button.click()
+    w.scan_button.click()
+    w.max_page_sharing.value = 10                  # refused (EBUSY): replayed as refused
+    assert "EBUSY" in w.message
+    w.process.value = "p2"
+    w.page.value = w.page.options[0][1]
+    w.content.value = "Q"
+    w.write_button.click()
+    w.scan_button.click()
+    w.run.value = 0
+    w.scan_button.click()                          # ksmd cannot get there: not recorded
+    assert "does not scan" in w.message and not w.errors
+    script = w.script
+    assert script.endswith("ksmd batch\nsysfs pages_to_scan=3\nksmd scan 1\nksmd scan 1\n"
+                           "sysfs max_page_sharing=10\n"
+                           f"p2: write {w.page.value:#x} 257\nksmd scan 1\nsysfs run=0\n")
+    results = run(script)
+    assert results[-2].counters == w.kernel.ksmd.counters() == w.history[-1]
+    assert results[-4].errno == 16                 # EBUSY, as the widget showed
+    monkeypatch.setattr(sys, "stdin", io.StringIO(script))
+    assert main(["run", "-"]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert dict(word.split("=") for word in last.split()) == {
+        k: str(v) for k, v in w.kernel.ksmd.counters().items()}
+
+
+def test_stepper_header_says_scan_or_scans() -> None:
+    from ksmbook.widgets import KsmdStepper
+
+    w = KsmdStepper()
+    assert "after 0 full scans" in w.diagram.value
+    w.scan_button.click()
+    assert "after 1 full scan" in w.diagram.value and "after 1 full scans" not in w.diagram.value
+    w.scan_button.click()
+    assert "after 2 full scans" in w.diagram.value

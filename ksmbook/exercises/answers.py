@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ..constants import ERRNO_NAMES, MADV, PAGE_SHIFT, VM
 from ..profiles import Profile
-from ..scenario import Op, ScenarioError, parse
+from ..scenario import Madvise, ScenarioError, parse
 
 __all__ = ["AnswerError", "Layout", "LayoutEntry", "parse_result", "parse_count", "parse_yesno",
            "parse_advice", "parse_layout", "format_layout", "layout_of", "errno_text", "ALL_CODES"]
@@ -114,9 +114,9 @@ def parse_yesno(answer: object) -> bool:
     raise AnswerError(f"{answer!r}: answer True or False ('yes' or 'no')")
 
 
-def parse_advice(answer: object) -> int | Op:
+def parse_advice(answer: object) -> int | Madvise:
     """An advice (MADV value, "MERGEABLE" or "MADV_MERGEABLE"), or a whole scenario line
-    ("madvise A+2p 4p MERGEABLE"), which is returned as its parsed `Op`."""
+    ("madvise A+2p 4p MERGEABLE"), which is returned as its parsed `Madvise`."""
     if isinstance(answer, bool):
         raise AnswerError("an advice is a name such as 'MERGEABLE', not True/False")
     if isinstance(answer, int):
@@ -136,7 +136,7 @@ def parse_advice(answer: object) -> int | Op:
             ops = parse(text).ops
         except ScenarioError as e:
             raise AnswerError(f"{text!r}: {e.message}") from None
-        if len(ops) == 1 and ops[0].kind == "madvise":
+        if len(ops) == 1 and isinstance(ops[0], Madvise):
             return ops[0]
     names = ", ".join(n.removeprefix("MADV_") for n in MADV.__members__)
     raise AnswerError(f"{answer!r} is not an advice: answer one of {names}, or a line such as "

@@ -21,14 +21,20 @@ from ..kernel import Kernel
 from ..procfs import MapEntry, format_maps
 from ..profiles import get_profile
 from ..scenario import (
-    Op,
+    SETUP,
+    Boot,
+    Fork,
+    Madvise,
+    Map,
     Scenario,
     ScenarioError,
+    Statement,
     StepResult,
     boot,
     format_op,
     format_scenario,
     parse,
+    process_of,
     run,
 )
 from ..trace import Event, Trace
@@ -100,7 +106,7 @@ class Facts:
             splits=len(_events(last, "split")),
             merges=len(_events(last, "merge")),
             mmap_merges=sum(len(_events(r.trace, "merge")) for r in results
-                            if r.op.kind == "map"),
+                            if isinstance(r.op, Map)),
             all_splits=sum(len(_events(r.trace, "split")) for r in results),
             all_merges=sum(len(_events(r.trace, "merge")) for r in results),
             failed=failed[-1].detail if failed and results[-1].result < 0 else "",
@@ -143,26 +149,26 @@ class ScenarioProblem(Problem):
                  show_before: bool = True, hints: Iterable[str] = (), title: str = "Exercise",
                  ident: str = "") -> None:
         sc = parse(scenario) if isinstance(scenario, str) else scenario
-        ops = [op for op in sc.ops if op.kind != "kernel"]
-        if not ops or ops[-1].kind in ("sysctl", "file", "device", "inject"):
+        ops = [op for op in sc.ops if not isinstance(op, Boot)]
+        if not ops or isinstance(ops[-1], SETUP):
             raise ValueError("an exercise asks about the scenario's last operation: "
                              "the scenario must end with one")
         self.check_last(ops[-1])
         prof, ksm = "seed", True
         for op in sc.ops:
-            if op.kind == "kernel":
-                prof, ksm = str(op.get("profile")), bool(op.get("ksm"))
+            if isinstance(op, Boot):
+                prof, ksm = op.profile, op.ksm
         super().__init__(question, profile=profile or prof, intro=intro, hints=tuple(hints),
                          title=title, ident=ident)
         self.config_ksm = ksm if config_ksm is None else bool(config_ksm)
-        kernel_op = Op("kernel", args=(("profile", self.profile), ("ksm", self.config_ksm)))
+        kernel_op = Boot(self.profile, self.config_ksm)
         #: The whole scenario, starting with its kernel line; replayable with
         #: `python -m ksmbook run`.
         self.scenario = Scenario((kernel_op, *ops))
         self.proc, self.base, self.show_before = proc, base, show_before
         _ = self.results  # run now: a broken problem fails where it is made
 
-    def check_last(self, op: Op) -> None:
+    def check_last(self, op: Statement) -> None:
         """Refuse a scenario whose last operation this kind cannot ask about."""
 
     # -- the simulator's answer -------------------------------------------------------------
@@ -251,12 +257,12 @@ class ScenarioProblem(Problem):
         out += [f"    {line}" for line in format_scenario(self.scenario).splitlines()]
         out += ["    EOF", ""]
         for i, r in enumerate(self.results):
-            if r.op.kind == "kernel":
+            if isinstance(r.op, Boot):
                 continue
             out.append(f"  {format_op(r.op):<44} = {r.outcome()}")
             if r.trace is not None and i == len(self.results) - 1:
                 out += [f"      {s}" for s in r.trace.steps]
-            if r.op.kind in ("sysctl", "file", "device", "inject"):
+            if isinstance(r.op, SETUP):
                 continue
             for name, entries in r.maps.items():
                 out.append(f"    [{name}]")
@@ -329,13 +335,13 @@ class MmfProblem(ScenarioProblem):
     def parse(self, answer: object) -> bool:
         return parse_yesno(answer)
 
-    def forked_by(self) -> Op | None:
+    def forked_by(self) -> Fork | None:
         """The fork that made `proc`, if any."""
-        return next((r.op for r in self.results if r.op.kind == "fork"
-                     and r.op.get("child") == self.proc), None)
+        return next((r.op for r in self.results if isinstance(r.op, Fork)
+                     and r.op.child == self.proc), None)
 
     def why(self) -> str:
-        entered = [r.op.proc for r in self.results
+        entered = [process_of(r.op) for r in self.results
                    if r.trace is not None and "__ksm_enter" in r.trace.functions()]
         forked = self.forked_by()
         if forked is not None:
@@ -358,7 +364,7 @@ class MmfProblem(ScenarioProblem):
             if forked:
                 return ("False would mean ksm_fork() did not register the child. What does "
                         "ksm_fork() look at: the VMAs it copies, or the parent's mm?")
-            if any(op.kind == "madvise" and op.get("advice") == MADV.MADV_UNMERGEABLE
+            if any(isinstance(op, Madvise) and op.advice == MADV.MADV_UNMERGEABLE
                    for op in ops):
                 return ("False would mean something cleared the bit. MADV_UNMERGEABLE works "
                         "on VMAs: which flag does it clear, VM_MERGEABLE or "
@@ -421,13 +427,15 @@ class AdviceProblem(ScenarioProblem):
         self.codes = tuple(codes)
         super().__init__(scenario, question, **kwargs)
 
-    def check_last(self, op: Op) -> None:
-        if op.kind != "madvise":
+    def check_last(self, op: Statement) -> None:
+        if not isinstance(op, Madvise):
             raise ValueError("an advice exercise needs a scenario that ends with madvise")
 
     @property
     def answer(self) -> int:
-        return int(self.scenario.ops[-1].get("advice"))  # type: ignore[call-overload]
+        last = self.scenario.ops[-1]
+        assert isinstance(last, Madvise)
+        return last.advice
 
     def answer_text(self) -> str:
         return (MADV(self.answer).name or str(self.answer)).removeprefix("MADV_")
@@ -445,37 +453,37 @@ class AdviceProblem(ScenarioProblem):
             "", f"The last operation returned {errno_text(self.last.result)}; "
             f"{self.proc}'s maps after it:", _indent(self.maps_text(self.maps_of(self.last)))]
 
-    def parse(self, answer: object) -> int | Op:
+    def parse(self, answer: object) -> int | Madvise:
         return parse_advice(answer)
 
-    def call(self, given: int | Op) -> Op:
+    def call(self, given: int | Madvise) -> Madvise:
         """The madvise line the answer stands for."""
         last = self.scenario.ops[-1]
-        if isinstance(given, Op):
-            return Op("madvise", last.proc, given.args)
-        return Op("madvise", last.proc, tuple((k, given if k == "advice" else v)
-                                              for k, v in last.args))
+        assert isinstance(last, Madvise)
+        if isinstance(given, Madvise):
+            return dataclasses.replace(given, proc=last.proc)
+        return dataclasses.replace(last, advice=given)
 
-    def replay(self, given: int | Op) -> StepResult:
+    def replay(self, given: int | Madvise) -> StepResult:
         """The last step with the answer's call in place of the scenario's."""
         trial = Scenario(self.scenario.ops[:-1] + (self.call(given),))
         return run(trial, boot(trial))[-1]
 
-    def judge(self, given: int | Op) -> Feedback:
+    def judge(self, given: int | Madvise) -> Feedback:
         try:
             got = self.replay(given)
         except ScenarioError as e:
             return Feedback("unreadable", f"Cannot replay that call: {e.message}")
         if got.result == self.last.result and _picture(got.maps) == _picture(self.last.maps):
             op = self.call(given)
-            same = "" if op.get("advice") == self.answer else (
+            same = "" if op.advice == self.answer else (
                 f" (the scenario used {self.answer_text()}, which has the same effect here)")
             return Feedback("correct", f"Correct: {format_op(op)} gives exactly this "
                             f"picture{same}.")
         return Feedback("incorrect", f"Not quite: {self.misconception(given)} "
                         "(hint() tells more.)")
 
-    def misconception(self, given: int | Op) -> str:
+    def misconception(self, given: int | Madvise) -> str:
         got, name = self.replay(given), format_op(self.call(given))
         if got.result != self.last.result:
             return (f"`{name}` returns {errno_text(got.result)}, but the call returned "

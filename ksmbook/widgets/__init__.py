@@ -7,7 +7,8 @@ madvise) and `KsmdStepper` (ksmd, page by page).
 
 from __future__ import annotations
 
-from .explorer import MAP_KINDS, PROTS, Explorer, InputError, Step
+from .common import InputError
+from .explorer import MAP_KINDS, PROTS, Explorer
 from .ksmd import KsmdStepper
 
-__all__ = ["Explorer", "KsmdStepper", "InputError", "Step", "MAP_KINDS", "PROTS"]
+__all__ = ["Explorer", "KsmdStepper", "InputError", "MAP_KINDS", "PROTS"]

@@ -16,10 +16,9 @@ from __future__ import annotations
 import html
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import wraps
-from typing import Any, TypeVar
+from typing import Any
 
 import ipywidgets as w
 
@@ -37,17 +36,26 @@ from ..render import (
     to_svg,
 )
 from ..scenario import (
+    SETUP,
     Addr,
-    Op,
+    Boot,
+    CreateDevice,
+    CreateFile,
+    Map,
+    Munmap,
     Runner,
     Scenario,
     ScenarioError,
+    Statement,
+    StepResult,
     boot,
     format_op,
     format_scenario,
     parse,
+    process_of,
 )
 from ..trace import Trace, errno_name
+from .common import InputError, Widget, guarded, pre
 
 __all__ = ["Explorer", "MAP_KINDS", "PROTS"]
 
@@ -66,59 +74,22 @@ _WORD = re.compile(r"[^\s#:]+\Z")
 _WINDOW_MARGIN = 2  # pages shown beyond the first and last VMA on the range slider
 _COMPACT = {"description_width": "initial"}
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-class InputError(ValueError):
-    """Something the reader typed that is not a valid statement; the message says why."""
-
-
-def _guarded(method: F) -> F:
-    """Run a callback; any error becomes a message in the widget, never a traceback."""
-    @wraps(method)
-    def run(self: Explorer, *args: Any) -> None:
-        try:
-            method(self, *args)
-        except InputError as e:
-            self._say(str(e), error=True)
-        except Exception as e:  # noqa: BLE001 - shown to the reader, state rebuilt
-            self.errors.append(e)
-            self._recover()
-            self._say(f"The explorer could not do that ({type(e).__name__}: {e}). "
-                      "Nothing was changed.", error=True)
-    return run  # type: ignore[return-value]
-
-
-@dataclass(frozen=True)
-class Step:
-    """One statement that ran, its result (or -errno) and its kernel trace."""
-
-    op: Op
-    result: int
-    trace: Trace | None
-
-    def outcome(self) -> str:
-        if self.op.kind in ("kernel", "file", "device", "sysctl", "inject"):
-            return ""
-        if self.result < 0:
-            return f"-1 {errno_name(self.result)}"
-        return f"{self.result:#x}" if self.result > 0xFFFF else str(self.result)
+def _outcome(step: StepResult) -> str:
+    """What a statement returned, as the script shows it ("" for set-up statements)."""
+    return "" if isinstance(step.op, SETUP) else step.outcome()
 
 
 class _Machine:
     """A kernel booted from a `kernel` statement and the statements run on it so far."""
 
-    def __init__(self, kernel_op: Op) -> None:
+    def __init__(self, kernel_op: Boot) -> None:
         self.kernel: Kernel = boot(Scenario((kernel_op,)))
-        self.runner = Runner(self.kernel)
-        self.steps: list[Step] = []
+        self.runner = Runner(self.kernel, maps=False)
+        self.steps: list[StepResult] = []
 
-    def run(self, op: Op) -> Step:
+    def run(self, op: Statement) -> StepResult:
         """Run one statement (ScenarioError if it names what does not exist)."""
-        before = len(self.kernel.log)
-        result = self.runner.step(op)
-        trace = self.kernel.log[-1] if len(self.kernel.log) > before else None
-        step = Step(op, result, trace)
+        step = self.runner.step(op)
         self.steps.append(step)
         return step
 
@@ -133,8 +104,8 @@ class _Machine:
         return [n for n, p in self.runner.procs.items() if p.alive]
 
 
-def _kernel_op(profile: str, config_ksm: bool) -> Op:
-    return parse(f"kernel {profile} ksm={'y' if config_ksm else 'n'}").ops[0]
+def _kernel_op(profile: str, config_ksm: bool) -> Boot:
+    return Boot(profile, config_ksm)
 
 
 def _fresh_label(taken: set[str]) -> str:
@@ -156,24 +127,22 @@ def _fresh_name(stem: str, taken: set[str]) -> str:
     return f"{stem}{n}"
 
 
-def _pre(text: str, cls: str = "") -> str:
-    return (f'<pre class="{cls}" style="font-size:11px;line-height:1.3;margin:2px 0;'
-            f'white-space:pre;overflow-x:auto">{html.escape(text)}</pre>')
-
-
 def _advice_label(advice: MADV, accepted: bool) -> str:
     text = f"{advice.name} ({int(advice)})"
     return text if accepted else f"{text} (CONFIG_KSM=n: invalid)"
 
 
 
-def message_html(text: str, error: bool = False) -> str:
-    """A widget's message line as HTML (escaped; orange for errors); "" for no message."""
-    color = "#b34700" if error else "#444"
-    return (f'<div class="ksmbook-message" style="color:{color}">{html.escape(text)}</div>'
-            if text else "")
+@dataclass(frozen=True)
+class _State:
+    """The explorer's history at one moment (what undo and redo go back to)."""
 
-class Explorer:
+    kernel: Boot
+    actions: tuple[tuple[Statement, ...], ...]
+    change: str
+
+
+class Explorer(Widget):
     """Widgets to drive one simulated kernel and see its address spaces change.
 
     `profile` and `config_ksm` choose the kernel; `script` (scenario text) is replayed first.
@@ -183,13 +152,13 @@ class Explorer:
     def __init__(self, profile: str = "seed", config_ksm: bool = True, *,
                  script: str | None = None) -> None:
         get_profile(profile)
-        self.errors: list[Exception] = []
-        self.message = ""
+        super().__init__()
         self._kernel_op = _kernel_op(profile, config_ksm)
-        self._actions: list[tuple[Op, ...]] = []
-        self._redo: list[tuple[Op, ...]] = []
+        self._actions: list[tuple[Statement, ...]] = []
+        #: Earlier and undone states of the history, each with what changed it.
+        self._undo: list[_State] = []
+        self._redo: list[_State] = []
         self._cache: dict[tuple, Any] = {}
-        self._syncing = False
         self.view = SpaceFigure(trace_panel=True, width=9.4)
         self.procs_view = SpaceFigure()
         self.before: Snapshot | None = None
@@ -217,7 +186,7 @@ class Explorer:
         return format_scenario(self.history)
 
     @property
-    def steps(self) -> list[Step]:
+    def steps(self) -> list[StepResult]:
         return list(self._machine.steps)
 
     @property
@@ -291,7 +260,6 @@ class Explorer:
         self.munmap_button = w.Button(description="munmap", layout=small)
 
         self.outcome = w.HTML("")
-        self.message_box = w.HTML("")
         self.diagram = w.HTML("")
         self.diagram.add_class("ksmbook-diagram")
         self.procs_diagram = w.HTML("", layout=w.Layout(display="none"))
@@ -304,7 +272,7 @@ class Explorer:
         self.script.add_class("ksmbook-script")
         self.replay_button = w.Button(description="Replay this script", icon="play",
                                       layout=small)
-        self.kconfig = w.HTML(_pre(KSM_KCONFIG_HELP))
+        self.kconfig = w.HTML(pre(KSM_KCONFIG_HELP))
         self.live_button = w.Button(description="Replay on this machine's kernel",
                                     icon="microchip", layout=small)
         self.live_box = w.HTML("")
@@ -370,8 +338,17 @@ class Explorer:
                              f"for example {example}.")
         return text
 
+    @classmethod
+    def _length(cls, value: str) -> str:
+        """A typed length: one word, not negative (but -1, C's (size_t)-1, the largest)."""
+        text = cls._word(value, "a length", "4096, 0x1000, 4p, 16k or 2M")
+        if text.startswith("-") and text != "-1":
+            raise InputError(f"A length cannot be negative ({text!r}): the kernel takes an "
+                             "unsigned size_t. Type -1 for the largest length, 2**64-1.")
+        return text
+
     @staticmethod
-    def _statements(text: str) -> tuple[Op, ...]:
+    def _statements(text: str) -> tuple[Statement, ...]:
         """Parse generated statements; a parse error is the reader's input error."""
         try:
             return parse(text).ops
@@ -383,8 +360,7 @@ class Explorer:
 
     def _range_words(self) -> tuple[str, str]:
         start = self._word(self.range_start.value, "a start address", "A+4p or 0x7ffff7ff3000")
-        length = self._word(self.range_length.value, "a length", "4096, 0x1000, 4p, 16k or 2M")
-        return start, length
+        return start, self._length(self.range_length.value)
 
     def _resolve(self, addr: Addr) -> int:
         if addr.label is None:
@@ -406,12 +382,11 @@ class Explorer:
 
     # -- operations -----------------------------------------------------------------------
 
-    @_guarded
+    @guarded
     def _on_map(self, _: object = None) -> None:
-        length = self._word(self.map_length.value, "a length", "4096, 0x1000, 4p, 16k or 2M")
+        length = self._length(self.map_length.value)
         mtype, backing = MAP_KINDS[str(self.map_kind.value)]
-        label = _fresh_label(set(self._machine.labels) | {
-            str(op.get("name")) for a in self._actions for op in a if op.kind == "map"})
+        label = _fresh_label(set(self._machine.labels))
         at = self.map_at.value.strip()
         options = ""
         if at:
@@ -419,8 +394,8 @@ class Explorer:
             options += " fixed" if self.map_fixed.value else ""
         elif self.map_fixed.value:
             raise InputError("MAP_FIXED needs an address: fill in 'at'.")
-        files = {str(op.get("name")) for a in self._actions for op in a
-                 if op.kind in ("file", "device")}
+        files = {op.name for a in self._actions for op in a
+                 if isinstance(op, (CreateFile, CreateDevice))}
         setup = ""
         if backing == "file":
             name = _fresh_name("f", files)
@@ -437,11 +412,13 @@ class Explorer:
             ops, note = self._reserve_huge_pages(ops)
         self._do(ops, note)
 
-    def _reserve_huge_pages(self, ops: tuple[Op, ...]) -> tuple[tuple[Op, ...], str]:
+    def _reserve_huge_pages(self, ops: tuple[Statement, ...]) -> tuple[tuple[Statement, ...], str]:
         """Put `sysctl nr_hugepages=N` before a hugetlb map that needs more huge pages than
         are free (it shows in the script like any other statement)."""
         k = self.kernel
-        need = -(-int(str(ops[-1].get("len"))) // HPAGE_SIZE)
+        last = ops[-1]
+        assert isinstance(last, Map)
+        need = -(-last.length // HPAGE_SIZE)
         free = k.sysctl["nr_hugepages"] - k.hugepages_reserved
         if 0 < need <= 1 << 20 and need > free:
             total = k.sysctl["nr_hugepages"] + need - free
@@ -449,39 +426,39 @@ class Explorer:
                     f"Reserved huge pages first: sysctl nr_hugepages={total}.")
         return ops, ""
 
-    @_guarded
+    @guarded
     def _on_madvise(self, _: object = None) -> None:
         start, length = self._range_words()
         advice = MADV(int(self.advice.value)).name.removeprefix("MADV_")
         self._do(self._statements(f"{self._prefix()}madvise {start} {length} {advice}"))
 
-    @_guarded
+    @guarded
     def _on_mprotect(self, _: object = None) -> None:
         start, length = self._range_words()
         self._do(self._statements(
             f"{self._prefix()}mprotect {start} {length} {self.mprotect_prot.value}"))
 
-    @_guarded
+    @guarded
     def _on_munmap(self, _: object = None) -> None:
         start, length = self._range_words()
         self._do(self._statements(f"{self._prefix()}munmap {start} {length}"))
 
-    @_guarded
+    @guarded
     def _on_fork(self, _: object = None) -> None:
         child = _fresh_name("c", set(self._machine.runner.procs))
         self._do(self._statements(f"{self._prefix()}fork {child}"))
 
-    @_guarded
+    @guarded
     def _on_exit(self, _: object = None) -> None:
         self._do(self._statements(f"{self._prefix()}exit"))
 
-    def _do(self, ops: tuple[Op, ...], note: str = "") -> None:
+    def _do(self, ops: tuple[Statement, ...], note: str = "") -> None:
         """Run the statements of one action on the current kernel and record them."""
         for op in ops:
-            if op.kind not in ("file", "device", "sysctl") and op.proc != "p1" and \
-                    self._machine.process(op.proc) is None:
-                raise InputError(f"No process named {op.proc!r}.")
-        name = ops[-1].proc
+            proc_name = process_of(op)
+            if proc_name not in (None, "p1") and self._machine.process(proc_name) is None:
+                raise InputError(f"No process named {proc_name!r}.")
+        name = process_of(ops[-1]) or "p1"
         proc = self._machine.process(name)
         before = snapshot(proc, self._cache) if proc is not None else Snapshot(name, 0, ())
         step = None
@@ -491,8 +468,8 @@ class Explorer:
         except ScenarioError as e:
             self._recover()
             raise InputError(e.message[0].upper() + e.message[1:] + ".") from None
+        self._push("; ".join(format_op(op) for op in ops))
         self._actions.append(ops)
-        self._redo.clear()
         proc = self._machine.process(name)
         assert proc is not None and step is not None
         self.before, self.after, self.trace = before, snapshot(proc, self._cache), step.trace
@@ -501,7 +478,7 @@ class Explorer:
 
     # -- history --------------------------------------------------------------------------
 
-    def _replay(self, kernel_op: Op, actions: Sequence[tuple[Op, ...]]) -> None:
+    def _replay(self, kernel_op: Boot, actions: Sequence[tuple[Statement, ...]]) -> None:
         """Boot a kernel from `kernel_op` and run every action; on success it becomes the
         explorer's kernel and history (a ScenarioError leaves everything as it was)."""
         machine = _Machine(kernel_op)
@@ -510,13 +487,13 @@ class Explorer:
         last = actions[-1] if actions else ()
         for i, action in enumerate(actions):
             if i == len(actions) - 1:
-                proc = machine.process(last[-1].proc)
+                proc = machine.process(process_of(last[-1]) or "p1")
                 before = snapshot(proc, self._cache) if proc is not None else None
             for op in action:
                 step = machine.run(op)
                 trace = step.trace
         if last:
-            proc = machine.process(last[-1].proc)
+            proc = machine.process(process_of(last[-1]) or "p1")
             after = snapshot(proc, self._cache) if proc is not None else None
             if before is None and after is not None:
                 before = Snapshot(after.name, after.pid, (), after.mm_flags, after.profile,
@@ -532,43 +509,60 @@ class Explorer:
         except Exception as e:  # noqa: BLE001 - the reader still gets a message
             self.errors.append(e)
 
-    @_guarded
+    def _state(self, change: str) -> _State:
+        return _State(self._kernel_op, tuple(self._actions), change)
+
+    def _push(self, change: str) -> None:
+        """Remember the history as it is before `change`, for Undo (and forget what Redo
+        could bring back)."""
+        self._undo.append(self._state(change))
+        self._redo.clear()
+
+    def _go_to(self, state: _State) -> None:
+        self._replay(state.kernel, state.actions)
+        self._sync_kernel_controls()
+
+    @guarded
     def _on_undo(self, _: object = None) -> None:
-        if not self._actions:
+        if not self._undo:
             raise InputError("Nothing to undo.")
-        action = self._actions[-1]
-        self._replay(self._kernel_op, self._actions[:-1])
-        self._redo.append(action)
-        self._say(f"Undone: {'; '.join(format_op(op) for op in action)}")
+        state = self._undo.pop()
+        self._redo.append(self._state(state.change))
+        self._go_to(state)
+        self._say(f"Undone: {state.change}")
         self._refresh()
 
-    @_guarded
+    @guarded
     def _on_redo(self, _: object = None) -> None:
         if not self._redo:
             raise InputError("Nothing to redo.")
-        action = self._redo.pop()
-        self._replay(self._kernel_op, [*self._actions, action])
-        self._say(f"Redone: {'; '.join(format_op(op) for op in action)}")
+        state = self._redo.pop()
+        self._undo.append(self._state(state.change))
+        self._go_to(state)
+        self._say(f"Redone: {state.change}")
         self._refresh()
 
-    @_guarded
+    @guarded
     def _on_reset(self, _: object = None) -> None:
+        state = self._state("reset")
         self._replay(self._kernel_op, [])
+        self._undo.append(state)
         self._redo.clear()
         self._say("Reset: a freshly booted kernel.")
         self._refresh()
 
-    @_guarded
+    @guarded
     def _on_kernel_change(self, _: object = None) -> None:
-        if self._syncing:
-            return
         op = _kernel_op(str(self.profile.value), bool(self.config_ksm.value))
+        state = self._state(f"{self._kernel_op} -> {op}")
         try:
             self._replay(op, self._actions)
         except ScenarioError as e:
             raise InputError(f"The history does not run on that kernel: {e.message}.") from None
         finally:
             self._sync_kernel_controls()
+        self._undo.append(state)
+        self._redo.clear()
         k = self.kernel
         self._say(f"Booted {k.profile.title} with CONFIG_KSM={'y' if k.config_ksm else 'n'} "
                   f"and replayed {len(self._actions)} actions.")
@@ -579,27 +573,29 @@ class Explorer:
             ops = parse(text).ops
         except ScenarioError as e:
             raise InputError(f"The script does not parse: {e}.") from None
-        kernel_ops = [op for op in ops if op.kind == "kernel"]
+        kernel_ops = [op for op in ops if isinstance(op, Boot)]
         kernel_op = kernel_ops[-1] if kernel_ops else self._kernel_op
-        actions = [(op,) for op in ops if op.kind != "kernel"]
+        actions = [(op,) for op in ops if not isinstance(op, Boot)]
         try:
             self._replay(kernel_op, actions)
         except ScenarioError as e:
             raise InputError(f"The script does not run: {e}.") from None
-        self._redo.clear()
         self._sync_kernel_controls()
 
-    @_guarded
+    @guarded
     def _on_replay(self, _: object = None) -> None:
+        state = self._state("replay the script")
         self._load_script(str(self.script.value))
+        self._undo.append(state)
+        self._redo.clear()
         self._say(f"Replayed the script: {len(self._actions)} statements.")
         self._refresh()
 
     def _sync_kernel_controls(self) -> None:
         self._syncing = True
         try:
-            self.profile.value = str(self._kernel_op.get("profile"))
-            self.config_ksm.value = bool(self._kernel_op.get("ksm"))
+            self.profile.value = self._kernel_op.profile
+            self.config_ksm.value = self._kernel_op.ksm
         finally:
             self._syncing = False
         self.config_ksm.description = f"CONFIG_KSM={'y' if self.config_ksm.value else 'n'}"
@@ -627,7 +623,7 @@ class Explorer:
             if (end - start) % PAGE_SIZE == 0 and end - start < 256 * PAGE_SIZE \
             else str(end - start)
 
-    @_guarded
+    @guarded
     def _on_slider(self, change: dict) -> None:
         if self._syncing:
             return
@@ -641,7 +637,7 @@ class Explorer:
         finally:
             self._syncing = False
 
-    @_guarded
+    @guarded
     def _on_vma(self, change: dict) -> None:
         if self._syncing or change["new"] < 0:
             return
@@ -678,10 +674,11 @@ class Explorer:
         try:
             start, length = self._range_words()
             op = parse(f"munmap {start} {length}").ops[0]
-            addr = self._resolve(op.get("addr"))  # type: ignore[arg-type]
+            assert isinstance(op, Munmap)
+            addr = self._resolve(op.addr)
         except (InputError, ScenarioError):
             return None
-        return addr, addr + int(str(op.get("len")))
+        return addr, addr + op.length
 
     def _show_readout(self) -> None:
         rng = self._typed_range()
@@ -701,10 +698,6 @@ class Explorer:
         self.before = self.after = snap
         self.trace = None
         self._refresh()
-
-    def _say(self, text: str, error: bool = False) -> None:
-        self.message = text
-        self.message_box.value = message_html(text, error)
 
     def _refresh(self) -> None:
         """Bring every view in line with the kernel and the history."""
@@ -742,13 +735,13 @@ class Explorer:
         self.diagram.value = to_svg(self.view.figure)
         self._show_outcome()
         twin = self.changes_text if self.trace is not None else ""
-        self.text_twin.value = _pre(
+        self.text_twin.value = pre(
             (twin + "\n\n" if twin else "") + f"[{after.label}]\n" + maps_text(after),
             "ksmbook-maps")
-        self.trace_box.value = _pre(str(self.trace) if self.trace else "(no call yet)")
+        self.trace_box.value = pre(str(self.trace) if self.trace else "(no call yet)")
         rows = [snapshot(p, self._cache) for p in m.runner.procs.values() if p.alive]
-        self.all_maps.value = "".join(_pre(f"[{s.label}]\n{maps_text(s)}") for s in rows) or \
-            _pre("(no processes)")
+        self.all_maps.value = "".join(pre(f"[{s.label}]\n{maps_text(s)}") for s in rows) or \
+            pre("(no processes)")
         if len(rows) > 1:
             self.procs_view.show_rows(rows, title="All processes")
             self.procs_diagram.value = to_svg(self.procs_view.figure)
@@ -756,7 +749,7 @@ class Explorer:
         else:
             self.procs_diagram.layout.display = "none"
         self.script.value = self._script_with_outcomes()
-        self.undo_button.disabled = not self._actions
+        self.undo_button.disabled = not self._undo
         self.redo_button.disabled = not self._redo
 
     def _update_advices(self) -> None:
@@ -791,27 +784,27 @@ class Explorer:
         lines = [format_op(self._kernel_op)]
         for step in self._machine.steps:
             text = format_op(step.op)
-            out = step.outcome()
+            out = _outcome(step)
             lines.append(f"{text:<44} # = {out}" if out else text)
         return "\n".join(lines) + "\n"
 
     # -- the live kernel ------------------------------------------------------------------
 
-    @_guarded
+    @guarded
     def _on_live(self, _: object = None) -> None:
         from .. import live
 
         ok, why = live.available()
         if not ok:
-            self.live_box.value = _pre(f"The live kernel cannot run here: {why}")
+            self.live_box.value = pre(f"The live kernel cannot run here: {why}")
             return
         try:
             results = live.replay(self.history)
         except live.LiveRefused as e:
-            self.live_box.value = _pre(f"The live kernel refused this script: {e}")
+            self.live_box.value = pre(f"The live kernel refused this script: {e}")
             return
         except live.LiveError as e:
-            self.live_box.value = _pre(f"The live replay failed: {e}")
+            self.live_box.value = pre(f"The live replay failed: {e}")
             return
         self.live_box.value = self._compare_live(results)
 
@@ -820,12 +813,13 @@ class Explorer:
         final maps of each process from both, and a diagram with both as rows."""
         lines = [f"{'statement':<44} {'simulator':>16} {'live kernel':>16}"]
         differ = 0
-        live_steps = [r for r in results if r.op.kind != "kernel"]
+        live_steps = [r for r in results if not isinstance(r.op, Boot)]
         for s, r in zip(self._machine.steps, live_steps, strict=False):
-            live_out = r.outcome() if s.outcome() else ""
-            mark = "" if live_out == s.outcome() else "  <- differs"
+            ours = _outcome(s)
+            live_out = r.outcome() if ours else ""
+            mark = "" if live_out == ours else "  <- differs"
             differ += bool(mark)
-            lines.append(f"{format_op(s.op):<44} {s.outcome():>16} {live_out:>16}{mark}")
+            lines.append(f"{format_op(s.op):<44} {ours:>16} {live_out:>16}{mark}")
         final = results[-1].maps if results else {}
         rows: list[Snapshot] = []
         blocks = []
@@ -843,8 +837,8 @@ class Explorer:
             differ += not same
             blocks.append(
                 '<div style="display:flex;gap:12px">'
-                + _pre(f"simulator [{name}]\n{maps_text(mine)}")
-                + _pre(f"live kernel [{name}]\n{maps_text(theirs)}") + "</div>")
+                + pre(f"simulator [{name}]\n{maps_text(mine)}")
+                + pre(f"live kernel [{name}]\n{maps_text(theirs)}") + "</div>")
         k = self.kernel
         verdict = ("Same results and the same VMAs." if not differ
                    else f"{differ} difference(s) (marked).")
@@ -854,4 +848,4 @@ class Explorer:
         fig = SpaceFigure()
         fig.show_rows(rows, title="simulator and live kernel")
         return (f"<div class='ksmbook-live'><b>{html.escape(verdict)}</b>{html.escape(note)}"
-                + _pre("\n".join(lines)) + "".join(blocks) + to_svg(fig.figure) + "</div>")
+                + pre("\n".join(lines)) + "".join(blocks) + to_svg(fig.figure) + "</div>")

@@ -1,28 +1,26 @@
 """A widget to step ksmd by hand: one batch or one full scan at a time, with its knobs, and a
 write to any page to watch copy-on-write break a merge.
 
-Nothing here knows how ksmd behaves: the steps are ``k.ksmd.batch()`` and
-``k.ksmd.full_scans(1)``, the knobs are writes to ``k.sysfs`` (refused values come back with
-the kernel's errno, shown as a message), writes are ``Process.write_pages``, the fault a
-write takes is ``ksmbook.sidechannel.classify``, and the pictures and tables come from
-``ksmbook.render.ksm_pages``. Typed contents are parsed (a name or a number), never evaluated;
-an error in a callback becomes a message in the widget, never a traceback.
+Nothing here knows how ksmd behaves: every action is a statement of the scenario language
+(``ksmd batch``, ``ksmd scan 1``, ``sysfs NAME=VALUE``, ``p2: write ADDR V``) run by
+`ksmbook.scenario.Runner` (refused values come back with the kernel's errno, shown as a
+message); the fault a write takes is ``ksmbook.sidechannel.classify``, and the pictures and
+tables come from ``ksmbook.render.ksm_pages``. The set-up and every action form `script`, which
+``python -m ksmbook run`` replays to the same counters. Typed contents are parsed (a name or a
+number), never evaluated; an error in a callback becomes a message in the widget, never a
+traceback.
 """
 
 from __future__ import annotations
 
-import errno
-import html
+import os
 import re
 from collections.abc import Callable, Mapping
-from functools import wraps
-from typing import Any, TypeVar
+from typing import Any
 
 import ipywidgets as w
 
-from ..constants import MADV, MAP, PAGE_SIZE, PROT
 from ..kernel import Kernel, Process
-from ..ksmd import KsmdIdle
 from ..render import to_svg
 from ..render.ksm_pages import (
     PageFigure,
@@ -33,87 +31,73 @@ from ..render.ksm_pages import (
     pages_text,
 )
 from ..render.text import addr_text
+from ..scenario import (
+    Addr,
+    KsmdBatch,
+    KsmdScans,
+    Runner,
+    Scenario,
+    ScenarioError,
+    Statement,
+    StepResult,
+    SysfsWrite,
+    Write,
+    boot,
+    format_scenario,
+    parse,
+    run,
+)
 from ..sidechannel import KIND_TEXT, LATENCY_US, classify
-from .explorer import message_html
+from ..trace import Trace, errno_name
+from .common import InputError, Widget, guarded, pre
 
-__all__ = ["KsmdStepper", "InputError", "demo_kernel", "DEMO_NAMES"]
+__all__ = ["KsmdStepper", "demo_script", "demo_kernel", "DEMO_NAMES"]
 
 #: Names of the demo's page contents.
 DEMO_NAMES = {1: "X", 2: "Y", 3: "Z"}
 _TRACE_LINES = 120
 _NUMBER = re.compile(r"(0x[0-9a-fA-F]+|\d+)\Z")
 
-F = TypeVar("F", bound=Callable[..., Any])
 
-
-class InputError(ValueError):
-    """Something the reader typed that cannot be used; the message says why."""
+def demo_script(profile: str = "modern") -> str:
+    """The reference example: p1 writes [X, X, Y, Z], p2 writes [X, Y], both advise their
+    pages MADV_MERGEABLE; run=1, pages_to_scan=2 (so that a batch is a part of a pass)."""
+    return (f"kernel {profile} ksm=y\n"
+            "map A 4p rw private anon\nwrite A 1 1 2 3\nmadvise A 4p MERGEABLE\n"
+            "spawn p2\n"
+            "p2: map B 2p rw private anon\np2: write B 1 2\np2: madvise B 2p MERGEABLE\n"
+            "sysfs run=1\nsysfs pages_to_scan=2\n")
 
 
 def demo_kernel(profile: str = "modern") -> Kernel:
-    """The reference example: p1 writes [X, X, Y, Z], p2 writes [X, Y], both advise their
-    pages MADV_MERGEABLE; run=1, pages_to_scan=2 (so that a batch is a part of a pass)."""
-    k = Kernel(profile=profile)
-    rw, anon = PROT.PROT_READ | PROT.PROT_WRITE, MAP.MAP_PRIVATE | MAP.MAP_ANONYMOUS
-    for contents in ([1, 1, 2, 3], [1, 2]):
-        p = k.spawn()
-        a = p.mmap(len(contents) * PAGE_SIZE, rw, anon)
-        p.write_pages(a, contents)
-        p.madvise(a, len(contents) * PAGE_SIZE, MADV.MADV_MERGEABLE)
-    k.sysfs["run"] = 1
-    k.sysfs["pages_to_scan"] = 2
-    return k
+    """A kernel after `demo_script`."""
+    scenario = parse(demo_script(profile))
+    kernel = boot(scenario)
+    run(scenario, kernel)
+    return kernel
 
 
-def _guarded(method: F) -> F:
-    """Run a callback; any error becomes a message in the widget, never a traceback."""
-    @wraps(method)
-    def run(self: KsmdStepper, *args: Any) -> None:
-        if self._syncing:
-            return
-        try:
-            method(self, *args)
-        except InputError as e:
-            self._say(str(e), error=True)
-        except KsmdIdle as e:
-            self._say(f"ksmd does not scan: {e}", error=True)
-            self._refresh()
-        except OSError as e:
-            name = errno.errorcode.get(e.errno or 0, str(e.errno))
-            self._say(f"Refused with {name}: {e.strerror or e}", error=True)
-            self._refresh()
-        except Exception as e:  # noqa: BLE001 - shown to the reader, never raised
-            self.errors.append(e)
-            self._say(f"That did not work ({type(e).__name__}: {e}).", error=True)
-            self._refresh()
-    return run  # type: ignore[return-value]
-
-
-def _pre(text: str, cls: str = "") -> str:
-    return f'<pre class="{cls}" style="font-size:11px;line-height:1.25">{html.escape(text)}</pre>'
-
-
-class KsmdStepper:
+class KsmdStepper(Widget):
     """Step the simulated ksmd and watch pages merge; write a page and watch the merge break.
 
-    ``setup`` makes the kernel to start from (and again on Reset); default `demo_kernel`.
-    ``names`` gives page contents names (default: X, Y, Z for 1, 2, 3). Display it as a cell's
-    last value. For tests: `kernel`, `history` (counters after each full scan), `state`,
-    `pages_text`, `view`, `message`, `last_write` (the fault kind of the last write), `traces`
-    (ksmd's traces of the last step).
+    ``setup`` is the scenario text to start from (and again on Reset), default `demo_script`;
+    a function returning a `Kernel` also works, but then `script` cannot replay it. ``names``
+    gives page contents names (default: X, Y, Z for 1, 2, 3). Display it as a cell's last
+    value. For tests: `kernel`, `script` (the set-up and every action since, as scenario
+    text), `history` (counters after each full scan), `state`, `pages_text`, `view`,
+    `message`, `last_write` (the fault kind of the last write), `traces` (ksmd's traces of the
+    last step).
     """
 
-    def __init__(self, setup: Callable[[], Kernel] | None = None, *,
+    def __init__(self, setup: str | Callable[[], Kernel] | None = None, *,
                  names: Mapping[int, str] | None = None) -> None:
-        self._setup = setup or demo_kernel
+        super().__init__()
+        self._setup = demo_script() if setup is None else setup
         self.names = dict(DEMO_NAMES if names is None else names)
-        self.errors: list[Exception] = []
-        self.message = ""
         self.last_write: str | None = None
-        self.traces: list[Any] = []
+        self.traces: list[Trace] = []
         self.view = PageFigure()
         self.state: PageState | None = None
-        self._syncing = False
         self._build_controls()
         self._start()
 
@@ -121,11 +105,21 @@ class KsmdStepper:
 
     @property
     def kernel(self) -> Kernel:
-        return self._kernel
+        return self._runner.k
 
     @property
     def pages_text(self) -> str:
         return pages_text(self.state) if self.state is not None else ""
+
+    @property
+    def script(self) -> str:
+        """The set-up and every statement run since, as `python -m ksmbook run` reads it."""
+        if isinstance(self._setup, str):
+            head = format_scenario(parse(self._setup))
+        else:
+            name = getattr(self._setup, "__name__", "a function")
+            head = f"# set up by {name}(), which is not part of this script\n"
+        return head + format_scenario(Scenario(tuple(self.session)))
 
     # -- controls ---------------------------------------------------------------------
 
@@ -158,7 +152,6 @@ class KsmdStepper:
                               placeholder="a name or a number",
                               layout=w.Layout(width="200px"))
         self.write_button = w.Button(description="write", icon="pencil", layout=small)
-        self.message_box = w.HTML("")
         self.diagram = w.HTML("")
         self.diagram.add_class("ksmbook-pages")
         self.table = w.HTML("")
@@ -198,62 +191,90 @@ class KsmdStepper:
     # -- actions ----------------------------------------------------------------------
 
     def _start(self) -> None:
-        self._kernel = self._setup()
-        self.history: list[dict[str, int]] = [dict(self._kernel.ksmd.counters())]
+        if isinstance(self._setup, str):
+            scenario = parse(self._setup)
+            kernel = boot(scenario)
+            run(scenario, kernel)
+        else:
+            kernel = self._setup()
+        self._runner = Runner(kernel, maps=False)
+        #: The statements run since the set-up.
+        self.session: list[Statement] = []
+        self.history: list[dict[str, int]] = [dict(kernel.ksmd.counters())]
         self.last_write = None
         self.traces = []
-        modern = "smart_scan" in self._kernel.sysfs
+        modern = "smart_scan" in kernel.sysfs
         for name in ("smart_scan", "use_zero_pages", "max_page_sharing"):
             getattr(self, name).layout.display = None if modern else "none"
         self._refresh()
 
-    def _record(self, before: int) -> None:
-        counters = dict(self.kernel.ksmd.counters())
-        if counters["full_scans"] != before:
-            self.history.append(counters)
+    def _recover(self) -> None:
+        self._refresh()
 
-    @_guarded
+    def _step(self, op: Statement) -> StepResult:
+        """Run one statement on the kernel and record it in the session; a statement the
+        runner cannot run (ksmd cannot get there) is the reader's error and is not kept."""
+        try:
+            result = self._runner.step(op)
+        except ScenarioError as e:
+            raise InputError(e.message) from None
+        self.session.append(op)
+        if result.counters is not None and \
+                result.counters["full_scans"] != self.history[-1]["full_scans"]:
+            self.history.append(result.counters)
+        return result
+
+    @guarded
     def _on_batch(self, _: object = None) -> None:
-        k = self.kernel
-        before = k.ksmd.counters()["full_scans"]
-        report = k.ksmd.batch()
-        self.traces = [report.trace] if report.trace is not None else []
-        self._record(before)
-        if not report.ran:
+        ksmd = self.kernel.ksmd
+        ran = ksmd.ksmd_should_run()
+        before = self.history[-1]["full_scans"]
+        skipped = ksmd.counters()["pages_skipped"]
+        result = self._step(KsmdBatch(1))
+        self.traces = list(result.traces)
+        if not ran:
             self._say("ksmd waited: ksmd_should_run() is false (run is not 1, or no mm is "
                       "registered with KSM).")
         else:
-            end = " and ended a full scan" if report.pass_ended else ""
-            self._say(f"One batch: {report.scanned} pages scanned, {report.skipped} skipped"
-                      f"{end}.")
+            assert result.counters is not None
+            end = " and ended a full scan" if result.counters["full_scans"] != before else ""
+            self._say(f"One batch: {result.result} pages scanned, "
+                      f"{result.counters['pages_skipped'] - skipped} skipped{end}.")
         self._refresh()
 
-    @_guarded
+    @guarded
     def _on_scan(self, _: object = None) -> None:
-        k = self.kernel
-        batches = k.ksmd.batches
-        counters = k.ksmd.full_scans(1)
-        self.traces = list(k.ksmd.log)[-(k.ksmd.batches - batches):]
-        self.history.append(dict(counters))
-        self._say(f"Full scan {counters['full_scans']} done.")
+        try:
+            result = self._step(KsmdScans(1))
+        except InputError as e:
+            self._refresh()
+            raise InputError(f"ksmd does not scan: {e}") from None
+        self.traces = list(result.traces)
+        assert result.counters is not None
+        self._say(f"Full scan {result.counters['full_scans']} done.")
         self._refresh()
 
-    @_guarded
+    @guarded
     def _on_reset(self, _: object = None) -> None:
         self._start()
         self._say("Back to the start.")
 
-    @_guarded
+    @guarded
     def _on_knob(self, change: dict[str, Any]) -> None:
         name = change["owner"].description
-        value = change["new"]
-        self.kernel.sysfs[name] = int(value)
-        self._say(f"echo {int(value)} > /sys/kernel/mm/ksm/{name}")
-        if name == "run" and int(value) == 2:
+        value = int(change["new"])
+        result = self._step(SysfsWrite(name, str(value)))
+        if result.result < 0:
+            self._say(f"Refused with {errno_name(result.result)}: "
+                      f"{os.strerror(-result.result)} (echo {value} > "
+                      f"/sys/kernel/mm/ksm/{name})", error=True)
+        else:
+            self._say(f"echo {value} > /sys/kernel/mm/ksm/{name}")
+        if name == "run" and value == 2 and result.result == 0:
             self.history.append(dict(self.kernel.ksmd.counters()))
         self._refresh()
 
-    @_guarded
+    @guarded
     def _on_process(self, _: object = None) -> None:
         self._sync_pages()
 
@@ -277,11 +298,11 @@ class KsmdStepper:
 
     def _process(self) -> Process:
         for p in self.kernel.processes:
-            if p.name == self.process.value:
+            if p.name == self.process.value and p.alive:
                 return p
         raise InputError("Pick a process to write to.")
 
-    @_guarded
+    @guarded
     def _on_write(self, _: object = None) -> None:
         if self.page.value is None:
             raise InputError("Pick a page to write to.")
@@ -289,7 +310,9 @@ class KsmdStepper:
         addr = int(self.page.value)
         content = self._content()
         kind = classify(p, addr)
-        p.write_pages(addr, [content])
+        result = self._step(Write(p.name, Addr(None, addr), (content,)))
+        if result.result < 0:
+            raise InputError(f"The write failed with {errno_name(result.result)}.")
         self.last_write = kind
         name = self.names.get(content, str(content))
         self._say(f"{p.name} wrote {name} at {addr_text(addr)}: {KIND_TEXT[kind]} (about "
@@ -298,10 +321,6 @@ class KsmdStepper:
         self._refresh()
 
     # -- views ------------------------------------------------------------------------
-
-    def _say(self, text: str, error: bool = False) -> None:
-        self.message = text
-        self.message_box.value = message_html(text, error)
 
     def _sync_knobs(self) -> None:
         sysfs = self.kernel.sysfs
@@ -343,15 +362,16 @@ class KsmdStepper:
             self._syncing = False
         self._sync_pages()
         full = k.ksmd.counters()["full_scans"]
+        scans = "1 full scan" if full == 1 else f"{full} full scans"
         self.diagram.value = to_svg(self.view.update(
-            self.state, title=f"{k.profile.title}: after {full} full scans"))
-        self.table.value = _pre(pages_text(self.state), "ksmbook-text")
+            self.state, title=f"{k.profile.title}: after {scans}"))
+        self.table.value = pre(pages_text(self.state), "ksmbook-text")
         self.counters_diagram.value = to_svg(counters_plot(self.history))
-        self.counters_box.value = _pre(counters_table(self.history))
+        self.counters_box.value = pre(counters_table(self.history))
         if not self.traces:
-            self.trace_box.value = _pre("(no ksmd step yet)")
+            self.trace_box.value = pre("(no ksmd step yet)")
         else:
             lines = "\n".join(str(t) for t in self.traces).splitlines()
             more = len(lines) - _TRACE_LINES
-            self.trace_box.value = _pre("\n".join(lines[:_TRACE_LINES])
+            self.trace_box.value = pre("\n".join(lines[:_TRACE_LINES])
                                         + (f"\n... {more} more lines" if more > 0 else ""))

@@ -1,0 +1,69 @@
+"""What the widgets share: the reader's input errors, callbacks that never raise, the message
+line and preformatted text."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar, cast
+
+__all__ = ["InputError", "Widget", "guarded", "message_html", "pre"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class InputError(ValueError):
+    """Something the reader typed or asked that cannot be used; the message says why."""
+
+
+class Widget:
+    """The state every widget keeps: errors caught in callbacks (for tests), the message shown
+    (`message`, in `message_box`) and whether views are being brought in line (`_syncing`,
+    when the controls' callbacks must not act)."""
+
+    def __init__(self) -> None:
+        import ipywidgets as w
+
+        self.errors: list[Exception] = []
+        self.message = ""
+        self.message_box = w.HTML("")
+        self._syncing = False
+
+    def _say(self, text: str, error: bool = False) -> None:
+        self.message = text
+        self.message_box.value = message_html(text, error)
+
+    def _recover(self) -> None:
+        """Bring the widget back in line with its history after a callback failed."""
+
+
+def guarded(method: F) -> F:
+    """Run a callback; any error becomes a message in the widget, never a traceback."""
+    @wraps(method)
+    def run(self: Widget, *args: Any) -> None:
+        if self._syncing:
+            return
+        try:
+            method(self, *args)
+        except InputError as e:
+            self._say(str(e), error=True)
+        except Exception as e:  # noqa: BLE001 - shown to the reader, state rebuilt
+            self.errors.append(e)
+            self._recover()
+            self._say(f"The widget could not do that ({type(e).__name__}: {e}). Nothing was "
+                      "changed.", error=True)
+    return cast(F, run)
+
+
+def message_html(text: str, error: bool = False) -> str:
+    """A widget's message line as HTML (escaped; orange for errors); "" for no message."""
+    color = "#b34700" if error else "#444"
+    return (f'<div class="ksmbook-message" style="color:{color}">{html.escape(text)}</div>'
+            if text else "")
+
+
+def pre(text: str, cls: str = "") -> str:
+    """Preformatted text as HTML (escaped), scrolling sideways rather than wrapping."""
+    return (f'<pre class="{cls}" style="font-size:11px;line-height:1.3;margin:2px 0;'
+            f'white-space:pre;overflow-x:auto">{html.escape(text)}</pre>')
