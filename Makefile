@@ -37,7 +37,8 @@ install: $(STAMP)
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# The offline HTML book serves the widget manager and requirejs from npm (package-lock.json).
+# The offline HTML book serves MathJax, the widget manager and requirejs from npm
+# (package-lock.json).
 NODE_STAMP := node_modules/.package-lock.json
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
@@ -71,8 +72,19 @@ typecheck: $(STAMP)
 pytest: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest $(PYTEST_PATHS) $(NBVAL_FLAGS) $(PYTEST_ARGS)
 
+# make html: the book built by Jupyter Book (book/_config.yml, book/_toc.yml) from the notebooks
+# as committed (no cell runs: the stored outputs are the book) into $(HTML_DIR), served offline.
+BOOK_SOURCE ?= notebooks
+BOOK_TOC    ?= book/_toc.yml
+HTML_DIR    ?= build/html
+HTML_WORK   ?= build/jupyter-book
 html: $(STAMP) $(NODE_STAMP)
-	$(PY) -m ksmbook.book html
+	rm -rf $(HTML_DIR) $(HTML_WORK)
+	$(VENV)/bin/jupyter-book build $(BOOK_SOURCE) --config $(abspath book/_config.yml) \
+		--toc $(abspath $(BOOK_TOC)) --path-output $(HTML_WORK) --warningiserror --quiet
+	mkdir -p $(dir $(abspath $(HTML_DIR)))
+	mv $(HTML_WORK)/_build/html $(HTML_DIR)
+	@echo "make html: the book is in $(HTML_DIR)/index.html"
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

@@ -1,145 +1,201 @@
-"""The static HTML book (`python -m ksmbook.book html`): built from freshly executed notebooks,
-navigable, and rendering its figures and widget snapshots with no network but localhost."""
+"""The HTML book (`make html`: Jupyter Book 1 over notebooks/ as committed): every page of the
+table of contents, search, previous/next, MathJax and widget snapshots served from the build,
+figures described by their text twins, no cell ever run; in Chromium with only localhost
+reachable. Also the CI workflow that runs the README's commands."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
+import html
 import http.server
+import importlib.util
+import io
 import os
 import re
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
+yaml = pytest.importorskip("yaml")
 nbformat = pytest.importorskip("nbformat")
-pytest.importorskip("nbconvert")
 
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook  # noqa: E402
-
-from ksmbook.book import (  # noqa: E402
-    CDN_HOSTS,
-    REPO,
-    BookError,
-    build_html,
-    chapter_title,
-    main,
-    offline_violations,
+from nbformat.v4 import (  # noqa: E402
+    new_code_cell,
+    new_markdown_cell,
+    new_notebook,
+    new_output,
 )
 
+REPO = Path(__file__).resolve().parent.parent
+NODE_MODULES = REPO / "node_modules"
+SCREENSHOTS = REPO / "build" / "screenshots"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-NODE_MODULES = REPO / "node_modules"
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+#: What a page must never show where a widget is: its repr, or the manager's failures.
+WIDGET_FAILURES = ("Error displaying widget", "model not found", "VBox(children=",
+                   "HBox(children=", "Loading widget")
 
 
-def need_node_modules() -> None:
-    if not (NODE_MODULES / "@jupyter-widgets/html-manager/dist/embed-amd.js").exists():
-        message = f"no {NODE_MODULES}: run `npm ci` in {REPO} first (make html does)"
+def extension() -> ModuleType:
+    """book/_ext/offline_book.py, the Sphinx extension the book's config loads."""
+    pytest.importorskip("sphinx")
+    spec = importlib.util.spec_from_file_location("offline_book",
+                                                  REPO / "book" / "_ext" / "offline_book.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def toc_files(toc: Path) -> list[str]:
+    """The files of a jb-book table of contents, in reading order."""
+    data = yaml.safe_load(toc.read_text())
+    files = [data["root"]]
+    for part in data.get("parts", []):
+        files += [c["file"] for c in part["chapters"]]
+    files += [c["file"] for c in data.get("chapters", [])]
+    return files
+
+
+def make_html(source: Path, toc: Path, out: Path) -> None:
+    """`make html` with another source, table of contents and output directory; the venv and
+    node_modules are taken as they are (never reinstalled from here)."""
+    if not (NODE_MODULES / "mathjax" / "es5" / "tex-chtml.js").exists():
+        message = f"no {NODE_MODULES}/mathjax: run `npm ci` in {REPO} first (make html does)"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
+    venv = Path(sys.prefix)
+    cmd = ["make", "-s", "-o", f"{venv}/.installed-ksmbook",
+           "-o", "node_modules/.package-lock.json", "html",
+           f"VENV={venv}", f"BOOK_SOURCE={source}", f"BOOK_TOC={toc}",
+           f"HTML_DIR={out}", f"HTML_WORK={out.parent / (out.name + '-work')}"]
+    run = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, f"{' '.join(cmd)}\n{run.stdout}\n{run.stderr}"
 
 
-def write_notebooks(where: Path) -> None:
-    """Two small chapters: a figure and two widgets (the slider moved after display), then
-    plain text output."""
-    figures = new_notebook(metadata={"kernelspec": KERNELSPEC}, cells=[
-        new_markdown_cell("# Widgets and *figures*\n\nA test chapter."),
-        new_code_cell("import matplotlib.pyplot as plt\nfig, ax = plt.subplots(figsize=(3, 2))\n"
-                      "ax.plot([0, 1, 2], [0, 1, 4])\nplt.show()"),
-        new_code_cell("import ipywidgets as w\n"
-                      "s = w.IntSlider(value=3, min=0, max=10, description='pages')\ns"),
-        new_code_cell("s.value = 7\nb = w.Button(description='Split')\nb"),
-    ])
-    second = new_notebook(metadata={"kernelspec": KERNELSPEC}, cells=[
-        new_markdown_cell("Some text first.\n\n## The [second](https://example.org) chapter"),
-        new_code_cell("print(6 * 7)"),
-    ])
-    nbformat.write(figures, where / "01-widgets.ipynb")
-    nbformat.write(second, where / "02-second.ipynb")
-    (where / "notes.ipynb").write_text("not a chapter: no NN- prefix")
+def twins_in_notebook(nb: Any) -> list[str]:
+    """For each image a notebook's stored outputs hold, the text printed right after it in the
+    same cell (empty if none): what the page must give as its alt text."""
+    twins = []
+    for cell in nb.cells:
+        outputs = cell.get("outputs", []) if cell.cell_type == "code" else []
+        for i, out in enumerate(outputs):
+            if "image/png" in out.get("data", {}):
+                after = outputs[i + 1] if i + 1 < len(outputs) else None
+                twins.append(after.text if after and after.output_type == "stream" else "")
+    return [" ".join(t.split()) for t in twins]
 
 
-def rel_links(page: str, rel: str) -> list[str]:
-    """The href of every <a rel=REL> of the page, whatever the attribute order."""
-    tags = re.findall(r"<a\s[^>]*>", page)
-    return [re.search(r'href="([^"]+)"', t).group(1)  # type: ignore[union-attr]
-            for t in tags if f'rel="{rel}"' in t]
+def alts_on_page(page: str) -> list[str]:
+    return [" ".join(html.unescape(a).split())
+            for a in re.findall(r'<img\b[^>]*?\balt="([^"]*)"', page)]
+
+
+# -- the books ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def real_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The book of this repository, built once for this module by `make html`."""
+    out = tmp_path_factory.mktemp("real") / "html"
+    make_html(REPO / "notebooks", REPO / "book" / "_toc.yml", out)
+    return out
+
+
+def _png() -> bytes:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(2, 1), dpi=50)
+    ax.plot([0, 1, 2], [0, 1, 4])
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _slider_state() -> tuple[dict[str, Any], dict[str, Any]]:
+    """(widget state, view) of an IntSlider moved to 7, as ipywidgets saves them."""
+    import ipywidgets
+    from ipywidgets.embed import embed_data
+
+    slider = ipywidgets.IntSlider(value=3, min=0, max=10, description="pages")
+    slider.value = 7
+    data = embed_data(views=[slider])
+    return data["manager_state"], data["view_specs"][0]
 
 
 @pytest.fixture(scope="module")
-def book(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
-    """(notebooks dir, output dir) of a book built once for this module."""
-    need_node_modules()
-    src = tmp_path_factory.mktemp("notebooks")
-    write_notebooks(src)
-    out = tmp_path_factory.mktemp("build") / "html"
-    build_html(src, out)
-    yield src, out
+def sample_book(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(source, output) of a two-page book with math, a figure with its text twin, a saved
+    widget, and a cell that would leave a file behind if the build ran it."""
+    src = tmp_path_factory.mktemp("sample")
+    state, view = _slider_state()
+    figure = new_output("display_data", data={
+        "image/png": base64.b64encode(_png()).decode(), "text/plain": "<Figure>"})
+    twin = new_output("stream", name="stdout", text="VMAs: 1 -> 3\nsplit    at 7ffff7ff9000\n")
+    widget = new_output("display_data",
+                        data={WIDGET_VIEW: view, "text/plain": "IntSlider(value=7)"})
+    first = new_notebook(metadata={"kernelspec": KERNELSPEC,
+                                   "widgets": {WIDGET_STATE: state}}, cells=[
+        new_markdown_cell("# Sample chapter\n\nA pass takes $\\lceil P / n \\rceil$ batches:\n\n"
+                          "$$\\sum_{i=1}^{n} p_i = P$$"),
+        new_code_cell("show()", outputs=[figure, twin], execution_count=1),
+        new_code_cell("slider", outputs=[widget], execution_count=2),
+        new_code_cell("open('EXECUTED', 'w').write('the build ran a cell')", execution_count=3),
+    ])
+    second = new_notebook(metadata={"kernelspec": KERNELSPEC}, cells=[
+        new_markdown_cell("# Second chapter\n\nUnmergeable pages and ksmd.")])
+    nbformat.write(first, src / "01-sample.ipynb")
+    nbformat.write(second, src / "02-second.ipynb")
+    toc = src / "_toc.yml"
+    toc.write_text("format: jb-book\nroot: 01-sample\nchapters:\n  - file: 02-second\n")
+    out = tmp_path_factory.mktemp("sample-build") / "html"
+    make_html(src, toc, out)
+    return src, out
 
 
 # -- the build ------------------------------------------------------------------------------
 
-def test_pages_index_and_static_files(book: tuple[Path, Path]) -> None:
-    _, out = book
-    assert sorted(p.name for p in out.glob("*.html")) == [
-        "01-widgets.html", "02-second.html", "index.html"]
-    for asset in ("_static/require.js", "_static/html-manager/embed-amd.js",
-                  "_static/book.css"):
-        assert (out / asset).stat().st_size > 0, asset
-    index = (out / "index.html").read_text()
-    links = re.findall(r'<li><a href="([^"]+)">([^<]+)</a></li>', index)
-    assert links == [("01-widgets.html", "Widgets and figures"),
-                     ("02-second.html", "The second chapter")]
+def test_every_page_of_the_table_of_contents_is_built(real_book: Path) -> None:
+    files = toc_files(REPO / "book" / "_toc.yml")
+    chapters = sorted(p.stem for p in (REPO / "notebooks").glob("*.ipynb"))
+    assert sorted(files) == chapters  # every notebook, the playgrounds too, is in the book
+    for name in files:
+        assert (real_book / f"{name}.html").stat().st_size > 0, name
+    assert f'url={files[0]}.html' in (real_book / "index.html").read_text()
+    assert (real_book / "search.html").exists() and (real_book / "searchindex.js").exists()
+    for asset in ("mathjax/tex-chtml.js", "mathjax/output/chtml/fonts/woff-v2",
+                  "html-manager/embed-amd.js", "require.js", "widgets-config.js"):
+        assert (real_book / "_static" / asset).exists(), asset
 
 
-def test_previous_next_links_on_every_page(book: tuple[Path, Path]) -> None:
-    _, out = book
-    order = ["index.html", "01-widgets.html", "02-second.html"]
-    for i, name in enumerate(order):
-        page = (out / name).read_text()
-        prev, nxt = rel_links(page, "prev"), rel_links(page, "next")
-        assert prev == ([order[i - 1]] * (2 if i else 0) if name != "index.html" else [])
-        assert nxt == ([order[i + 1]] * (1 if name == "index.html" else 2)
-                       if i + 1 < len(order) else [])
-        for href in set(prev + nxt):
-            assert (out / href).exists()
-
-
-def test_notebooks_were_executed_fresh_with_widget_state(book: tuple[Path, Path]) -> None:
-    src, out = book
-    page = (out / "01-widgets.html").read_text()
-    assert re.search(r'<img[^>]+src="data:image/png;base64,', page)
-    state = re.search(r'<script type="application/vnd.jupyter.widget-state\+json">(.*?)</script>',
-                      page, re.S)
-    assert state and '"value": 7' in state.group(1) and '"description": "Split"' in state.group(1)
-    assert page.count('<script type="application/vnd.jupyter.widget-view+json">') == 2
-    assert "42" in (out / "02-second.html").read_text()
-    # The committed notebooks stay as they were: unexecuted, no widget state, nothing added.
-    committed = nbformat.read(src / "01-widgets.ipynb", as_version=4)
-    assert all(not c.get("outputs") for c in committed.cells if c.cell_type == "code")
-    assert "widgets" not in committed.metadata
-    assert sorted(p.name for p in src.iterdir()) == ["01-widgets.ipynb", "02-second.ipynb",
-                                                     "notes.ipynb"]
-
-
-def test_no_page_loads_from_a_cdn(book: tuple[Path, Path]) -> None:
-    _, out = book
-    for page in out.glob("*.html"):
-        text = page.read_text()
-        assert offline_violations(text) == [], page.name
-        assert 'src="_static/require.js"' in text or page.name == "index.html"
-        for host in CDN_HOSTS:
-            assert host not in text
+def test_no_page_loads_from_another_host(real_book: Path, sample_book: tuple[Path, Path]
+                                         ) -> None:
+    offline_violations = extension().offline_violations
+    for out in (real_book, sample_book[1]):
+        for page in out.rglob("*.html"):
+            assert offline_violations(page.read_text()) == [], page
 
 
 def test_offline_violations_catches_remote_loads() -> None:
+    offline_violations = extension().offline_violations
     assert offline_violations('<a href="https://example.org">fine, a link</a>') == []
+    assert offline_violations('<link rel="canonical" href="https://example.org/">') == []
     assert offline_violations('<script src="_static/x.js"></script>') == []
     assert offline_violations('<script src="https://cdnjs.cloudflare.com/r.js"></script>')
     assert offline_violations('<link rel="stylesheet" href="//fonts.example/x.css">')
@@ -147,48 +203,73 @@ def test_offline_violations_catches_remote_loads() -> None:
     assert offline_violations('<script>import("https://x.example/m.mjs")</script>')
     assert offline_violations("<style>@import url('https://x.example/a.css');</style>")
     assert offline_violations("<script>var u = 'unpkg.com';</script>") == ["unpkg.com"]
+    assert offline_violations('<script src="x.js" data-jupyter-widgets-cdn="https://a.b/">'
+                              '</script>')
 
 
-def test_titles() -> None:
-    nb = new_notebook(cells=[new_code_cell("# not a heading: code"),
-                             new_markdown_cell("text\n\n### The `madvise` **path** ###")])
-    assert chapter_title(nb, "x") == "The madvise path"
-    assert chapter_title(new_notebook(cells=[new_markdown_cell("no heading")]), "03-x") == "03-x"
+def test_every_figure_has_its_text_twin_as_alt_text(real_book: Path) -> None:
+    figures = 0
+    for name in toc_files(REPO / "book" / "_toc.yml"):
+        twins = twins_in_notebook(nbformat.read(REPO / "notebooks" / f"{name}.ipynb", 4))
+        assert all(twins), f"{name}: a figure with no text printed after it"
+        assert alts_on_page((real_book / f"{name}.html").read_text()) == twins, name
+        figures += len(twins)
+    assert figures > 0
 
 
-def test_build_errors(tmp_path: Path) -> None:
-    need_node_modules()
-    with pytest.raises(BookError, match="no chapter notebooks"):
-        build_html(tmp_path, tmp_path / "out")
-    nbformat.write(new_notebook(cells=[new_code_cell("1 / 0")], metadata={"kernelspec":
-                                                                          KERNELSPEC}),
-                   tmp_path / "01-bad.ipynb")
-    failed = r"(?s)01-bad.ipynb: a cell failed.*\nZeroDivisionError: division by zero"
-    with pytest.raises(BookError, match=failed):
-        build_html(tmp_path, tmp_path / "out")
-    assert not (tmp_path / "out").exists()
-    with pytest.raises(BookError, match="npm ci"):
-        build_html(tmp_path, tmp_path / "out", node_modules=tmp_path / "nothing")
+def test_the_build_runs_no_cell_and_keeps_the_stored_outputs(sample_book: tuple[Path, Path]
+                                                              ) -> None:
+    src, out = sample_book
+    assert not list(src.rglob("EXECUTED")) and not list(out.parent.rglob("EXECUTED"))
+    assert not (REPO / "EXECUTED").exists()
+    page = (out / "01-sample.html").read_text()
+    assert alts_on_page(page) == ["VMAs: 1 -> 3 split at 7ffff7ff9000"]
+    assert page.count(f'<script type="{WIDGET_VIEW}">') == 1
+    state = re.search(rf'<script type="{re.escape(WIDGET_STATE)}">(.*?)</script>', page, re.S)
+    assert state and '"value": 7' in state.group(1)
+    assert 'src="_static/html-manager/embed-amd.js"' in page
+    # A page without widgets loads no widget manager.
+    assert "embed-amd.js" not in (out / "02-second.html").read_text()
 
 
-def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    need_node_modules()
-    nbformat.write(new_notebook(cells=[new_markdown_cell("# One"), new_code_cell("1 + 1")],
-                                metadata={"kernelspec": KERNELSPEC}), tmp_path / "00-one.ipynb")
-    out = tmp_path / "html"
-    out.mkdir()
-    (out / "stale.html").write_text("from an earlier build")
-    assert main(["html", "--notebooks", str(tmp_path), "--out", str(out)]) == 0
-    assert "built 2 pages" in capsys.readouterr().out
-    assert not (out / "stale.html").exists()
-    assert main(["html", "--notebooks", str(tmp_path / "none"), "--out", str(out)]) == 1
-    assert "no chapter notebooks" in capsys.readouterr().err
+# -- the CI workflow --------------------------------------------------------------------------
+
+def _readme_commands() -> set[str]:
+    readme = (REPO / "README.md").read_text()
+    return set(re.findall(r"`(make [a-z-]+)`", readme)) | set(
+        re.findall(r"^(make [a-z-]+)\b", readme, re.M))
 
 
-# -- in a browser, offline -------------------------------------------------------------------
+def test_ci_workflow_runs_the_readme_commands_and_publishes_the_book() -> None:
+    workflow = yaml.safe_load((REPO / ".github" / "workflows" / "book.yml").read_text())
+    triggers = workflow.get("on", workflow.get(True))  # YAML 1.1 reads a bare `on` as True
+    assert {"push", "pull_request"} <= set(triggers)
+    jobs = workflow["jobs"]
+    steps = [s for job in jobs.values() for s in job.get("steps", [])]
+    runs = [line.strip() for s in steps if "run" in s for line in s["run"].splitlines()]
+    makes = [r for r in runs if r.startswith("make")]
+    assert makes == ["make test", "make html"]
+    assert set(makes) <= _readme_commands()
+    # What .ci/run installs from Debian for the tests, the workflow installs too.
+    ci_run = (REPO / ".ci" / "run").read_text()
+    wanted = {p for line in re.findall(r"apt-get install (.+)", ci_run)
+              for p in line.split() if not p.startswith("-") and p != ">/dev/null"}
+    apt = {p for r in runs if r.startswith("apt-get install") for p in r.split()[2:]
+           if not p.startswith("-")}
+    assert wanted and wanted <= apt
+    uses = {s["uses"].split("@")[0]: s for s in steps if "uses" in s}
+    assert uses["actions/upload-pages-artifact"]["with"]["path"] == "build/html"
+    deploy = [j for j in jobs.values()
+              if any(s.get("uses", "").startswith("actions/deploy-pages@") for s in j["steps"])]
+    assert len(deploy) == 1
+    assert "refs/heads/main" in deploy[0]["if"]
+    assert deploy[0]["permissions"] == {"pages": "write", "id-token": "write"}
+
+
+# -- in a browser, offline --------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
+def browser() -> Iterator[Any]:
     sync_api = pytest.importorskip("playwright.sync_api",
                                    reason="pip install playwright (the Python package only)")
     if not CHROMIUM.exists():
@@ -206,7 +287,7 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
 
 @contextlib.contextmanager
 def serve(directory: Path) -> Iterator[str]:
-    """`directory` on an HTTP server on 127.0.0.1 (pages with _static/ next to them)."""
+    """`directory` over HTTP on 127.0.0.1."""
     handler = functools.partial(_Quiet, directory=str(directory))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -218,98 +299,135 @@ def serve(directory: Path) -> Iterator[str]:
         server.server_close()
 
 
-@pytest.fixture(scope="module")
-def served(book: tuple[Path, Path]) -> Iterator[str]:
-    with serve(book[1]) as url:
-        yield url
-
-
-#: True once every saved widget view on the page has been rendered by the HTML manager.
-ALL_VIEWS_RENDERED = """() => Array.from(document.querySelectorAll(
-    'script[type="application/vnd.jupyter.widget-view+json"]'))
-    .every(s => s.parentElement.querySelector('.lm-Widget'))"""
-
-
 class Offline:
-    """A browser context that lets only localhost, data: and blob: through, and records the
-    rest."""
+    """A browser context that lets only localhost, data: and blob: through, and counts the
+    rest (blocked) and the local files asked for and not there (failed)."""
 
-    def __init__(self, browser: object) -> None:
-        self.context = browser.new_context()  # type: ignore[attr-defined]
+    def __init__(self, browser: Any) -> None:
+        self.context = browser.new_context(viewport={"width": 1280, "height": 900})
         self.blocked: list[str] = []
+        self.failed: list[str] = []
         self.requests: list[str] = []
-        self.failed: list[str] = []  # local files that were asked for and not there
         self.context.route("**/*", self._route)
         self.context.on("response", lambda r: r.status >= 400
                         and self.failed.append(f"{r.status} {r.url}"))
 
-    def _route(self, route: object) -> None:
-        url = route.request.url  # type: ignore[attr-defined]
+    def _route(self, route: Any) -> None:
+        url = route.request.url
         self.requests.append(url)
         parts = urlsplit(url)
         if parts.scheme in ("data", "blob") or parts.hostname in ("127.0.0.1", "localhost"):
-            route.continue_()  # type: ignore[attr-defined]
+            route.continue_()
         else:
             self.blocked.append(url)
-            route.abort()  # type: ignore[attr-defined]
+            route.abort()
+
+
+def shot(page: Any, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+
+
+#: The prose of the page's article without code: where raw TeX would show if math were not
+#: rendered.
+PROSE = """() => { const a = document.querySelector('article').cloneNode(true);
+    a.querySelectorAll('pre, code, script, mjx-container').forEach(e => e.remove());
+    return a.innerText; }"""
+RAW_TEX = re.compile(r"\$\$|\$[^$\s][^$]*\$|\\\(|\\\[")
+#: True once every saved widget view on the page has been rendered by the HTML manager.
+ALL_VIEWS_RENDERED = f"""() => Array.from(document.querySelectorAll(
+    'script[type="{WIDGET_VIEW}"]')).every(s => s.parentElement.querySelector('.lm-Widget'))"""
 
 
 @pytest.mark.browser
-def test_figures_and_widget_snapshots_render_offline(browser: object, served: str) -> None:
+def test_every_page_offline(browser: Any, real_book: Path) -> None:
+    files = toc_files(REPO / "book" / "_toc.yml")
     net = Offline(browser)
     page = net.context.new_page()
-    page.goto(f"{served}/01-widgets.html")
-    page.wait_for_function(ALL_VIEWS_RENDERED, timeout=30_000)
-    assert page.locator(".jupyter-widgets .widget-slider").count() == 1
-    assert page.locator(".jupyter-widgets .widget-button").count() == 1
-    # The snapshot is the state saved at execution time: the slider was moved to 7.
-    assert page.inner_text(".widget-slider .widget-readout").strip() == "7"
-    assert page.inner_text(".widget-button").strip() == "Split"
-    body = page.inner_text("body")
-    assert "Loading widget" not in body and "Error displaying widget" not in body
-    images = page.evaluate("Array.from(document.images).map(i => [i.src.slice(0, 22), "
-                           "i.complete && i.naturalWidth > 0])")
-    assert images == [["data:image/png;base64,", True]]
+    with serve(real_book) as url:
+        page.goto(f"{url}/index.html")
+        page.wait_for_url(f"**/{files[0]}.html")
+        for i, name in enumerate(files):
+            if i:
+                page.goto(f"{url}/{name}.html")
+            page.wait_for_load_state("load")
+            # The table of contents lists every page.
+            toc = page.eval_on_selector_all("nav.bd-docs-nav a", "as => as.map(a => "
+                                            "new URL(a.href).pathname.split('/').pop())")
+            assert {f"{f}.html" for f in files} <= set(toc), name
+            prev = page.locator(".prev-next-area a.left-prev")
+            nxt = page.locator(".prev-next-area a.right-next")
+            assert prev.count() == (1 if i else 0), name
+            assert nxt.count() == (1 if i + 1 < len(files) else 0), name
+            if i + 1 < len(files):
+                assert nxt.get_attribute("href") == f"{files[i + 1]}.html"
+            nb = nbformat.read(REPO / "notebooks" / f"{name}.ipynb", 4)
+            if nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state"):
+                page.wait_for_function(ALL_VIEWS_RENDERED, timeout=30_000)
+            body = page.inner_text("body")
+            for failure in WIDGET_FAILURES:
+                assert failure not in body, (name, failure)
+            assert not RAW_TEX.search(page.evaluate(PROSE)), name
+            images = page.evaluate("Array.from(document.querySelectorAll('article img'))"
+                                   ".map(i => [i.alt, i.complete && i.naturalWidth > 0])")
+            assert all(alt.strip() and loaded for alt, loaded in images), name
+            assert len(images) == len(twins_in_notebook(nb)), name
+        page.goto(f"{url}/{files[2]}.html")
+        shot(page, "chapter-top")
+        page.locator("article img").first.scroll_into_view_if_needed()
+        shot(page, "chapter-figure")
+        page.locator(".prev-next-area a.right-next").click()
+        page.wait_for_url(f"**/{files[3]}.html")
+        page.goto(f"{url}/{files[-1]}.html")
+        shot(page, "playground")
     assert net.blocked == [] and net.failed == []
-    assert not [u for u in net.requests if any(h in u for h in CDN_HOSTS)]
-    assert any(u.endswith("/_static/html-manager/embed-amd.js") for u in net.requests)
     net.context.close()
 
 
 @pytest.mark.browser
-def test_navigation_in_the_browser(browser: object, served: str) -> None:
+def test_search_finds_a_word(browser: Any, real_book: Path) -> None:
     net = Offline(browser)
     page = net.context.new_page()
-    page.goto(f"{served}/index.html")
-    page.click("text=Widgets and figures")
-    page.wait_for_url("**/01-widgets.html")
-    page.locator("a[rel=next]").first.click()
-    page.wait_for_url("**/02-second.html")
-    assert "42" in page.inner_text("body")
-    page.locator("a[rel=prev]").first.click()
-    page.wait_for_url("**/01-widgets.html")
-    assert net.blocked == []
+    with serve(real_book) as url:
+        page.goto(f"{url}/02-madvise.html")
+        page.locator("button.search-button-field").first.click()
+        box = page.locator("input[name=q]:visible")
+        box.fill("ksmd")
+        box.press("Enter")
+        page.wait_for_url("**/search.html?q=ksmd*")
+        results = page.locator("#search-results ul.search li")
+        results.first.wait_for(timeout=30_000)
+        assert results.count() >= 3
+        hrefs = results.evaluate_all("ls => ls.map(l => l.querySelector('a').getAttribute("
+                                     "'href'))")
+        assert any(h.startswith("07-what-ksm-does-with-the-advice.html") for h in hrefs)
+        shot(page, "search")
+    assert net.blocked == [] and net.failed == []
     net.context.close()
 
 
 @pytest.mark.browser
-@pytest.mark.slow
-def test_the_real_book(browser: object, tmp_path: Path) -> None:
-    """The chapter notebooks of this repository, if there are any yet."""
-    need_node_modules()
-    if not any(re.match(r"\d\d-", p.name) for p in (REPO / "notebooks").glob("*.ipynb")):
-        pytest.skip("no chapter notebooks in notebooks/ yet")
-    out = tmp_path / "html"
-    chapters = build_html(REPO / "notebooks", out)
+def test_math_and_widget_snapshot_render_offline(browser: Any,
+                                                sample_book: tuple[Path, Path]) -> None:
+    _, out = sample_book
     net = Offline(browser)
     page = net.context.new_page()
     with serve(out) as url:
-        for chapter in chapters:
-            page.goto(f"{url}/{chapter.page}")
-            page.wait_for_function(ALL_VIEWS_RENDERED, timeout=30_000)
-            body = page.inner_text("body")
-            assert "Error displaying widget" not in body, chapter.page
-            assert "Loading widget" not in body, chapter.page
-            assert offline_violations((out / chapter.page).read_text()) == []
+        page.goto(f"{url}/01-sample.html")
+        page.locator("mjx-container").first.wait_for(timeout=30_000)
+        assert page.locator("mjx-container").count() == 2
+        assert page.locator("mjx-container[display=true]").count() == 1
+        assert not RAW_TEX.search(page.evaluate(PROSE))
+        page.wait_for_function(ALL_VIEWS_RENDERED, timeout=30_000)
+        # The snapshot is the saved state: the slider was moved to 7.
+        assert page.inner_text(".widget-slider .widget-readout").strip() == "7"
+        assert page.inner_text(".widget-slider .widget-label").strip() == "pages"
+        body = page.inner_text("body")
+        for failure in WIDGET_FAILURES:
+            assert failure not in body, failure
+        assert page.get_attribute("article img", "alt") == "VMAs: 1 -> 3 split    at 7ffff7ff9000"
+        shot(page, "math-and-widget")
     assert net.blocked == [] and net.failed == []
+    assert any(u.endswith("/_static/mathjax/tex-chtml.js") for u in net.requests)
+    assert any(u.endswith("/_static/html-manager/embed-amd.js") for u in net.requests)
     net.context.close()
