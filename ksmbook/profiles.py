@@ -203,6 +203,11 @@ class Profile:
     #: mmap re-registers the mm ("mm/ksm: fix exec/fork inheritance support for prctl",
     #: 6.19, in 6.18.y stable; 6.12 cleared both bits).
     slot_drop_keeps_merge_any: bool = False
+    #: try_to_merge_with_ksm_page() unlinks the merged rmap_item from its tree ("Unstable nid
+    #: is in union with stable anon_vma: remove first", 3.9 "ksm: allow trees per NUMA node").
+    merge_unlinks_rmap_item: bool = False
+    #: /proc/PID/ksm_stat exists (6.1, "ksm: count allocated ksm rmap_items for each process").
+    proc_ksm_stat: bool = False
 
     def fn(self, name: str) -> str:
         """`name` as this kernel spells the function."""
@@ -372,6 +377,8 @@ _MODERN = Profile(
     prctl_memory_merge=True,
     merge_any_flags_before_merge=True,
     slot_drop_keeps_merge_any=True,
+    merge_unlinks_rmap_item=True,
+    proc_ksm_stat=True,
 )
 
 PROFILES: Mapping[str, Profile] = MappingProxyType(

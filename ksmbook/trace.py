@@ -9,6 +9,11 @@ n)`` costs one tuple, and the message is formatted only when someone reads it (`
 ``str(step)``, ``str(trace)``). The arguments are values taken when the step is recorded (ints,
 strings), so a step reads the same whenever it is formatted. A template without arguments is
 the message as it stands (braces in it are not special).
+
+Code that records many steps (ksmd's per-page work) adds them to ``Trace.records`` as a flat
+run of plain values, ``records += (depth, function, template, len(args), *args)``: no object
+per step is kept, so nothing new is left for the cyclic garbage collector to sweep, and
+`Trace.steps` makes them `Step`s when it is read.
 """
 
 from __future__ import annotations
@@ -82,19 +87,42 @@ class Trace:
 
     call: str
     pid: int = 0
-    steps: list[Step] = field(default_factory=list)
+    #: The steps as recorded: `Step`s, and flat runs depth, function, template, n, n args.
+    records: list[Any] = field(default_factory=list, repr=False)
     events: list[Event] = field(default_factory=list)
     result: int | None = None
     _depth: int = 0
+    _formed: int = field(default=0, repr=False, compare=False)
+
+    @property
+    def steps(self) -> list[Step]:
+        """The steps, in order (records made `Step`s in place on first reading)."""
+        records = self.records
+        i, end = self._formed, len(records)
+        if i < end:
+            steps: list[Step] = []
+            while i < end:
+                r = records[i]
+                if type(r) is Step:
+                    steps.append(r)
+                    i += 1
+                else:
+                    n = records[i + 3]
+                    steps.append(Step(r, records[i + 1], records[i + 2],
+                                      tuple(records[i + 4:i + 4 + n])))
+                    i += 4 + n
+            records[self._formed:] = steps
+            self._formed = len(records)
+        return records
 
     def enter(self, function: str, template: str = "", *args: Any) -> _Scope:
         """Record entering `function`; steps recorded inside the `with` nest under it."""
-        self.steps.append(Step(self._depth, function, template, args))
+        self.records.append(Step(self._depth, function, template, args))
         return _Scope(self)
 
     def note(self, function: str, template: str, *args: Any) -> None:
         """Record a decision taken in `function` (`template` formatted with `args` when read)."""
-        self.steps.append(Step(self._depth, function, template, args))
+        self.records.append(Step(self._depth, function, template, args))
 
     def event(self, kind: str, start: int, end: int, detail: str = "") -> None:
         """Record a change to the address space."""

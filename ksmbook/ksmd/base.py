@@ -1,0 +1,73 @@
+"""What every part of ksmd shares: the kernel it runs in, the trace of the current batch, and
+the caches of one batch (mm/ksm.c's file-scope state lives in ``ksmbook.ksm.KsmState``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..constants import PAGE_SHIFT
+from ..ksm import KsmState, MmSlot, RmapItem
+from ..mm import MM, VMA
+from ..trace import Trace
+
+if TYPE_CHECKING:
+    from ..kernel import Kernel
+
+#: "pid P 0xADDR": where an rmap_item is, at the front of many step templates.
+WHERE = "pid {} {:#x}"
+
+_MASK64 = (1 << 64) - 1
+_SEEDS = {"xxhash": 0, "jhash2": 17}
+
+
+def calc_checksum(content: int, algorithm: str = "xxhash") -> int:
+    """calc_checksum(): a 32-bit checksum of the page whose content is `content`.
+
+    The kernel hashes the 4096 bytes (jhash2 seed 17 in 2.6.32, xxhash seed 0 later); pages are
+    symbolic here, so this is a fixed 64-bit mix (splitmix64) of the content and the seed,
+    truncated to 32 bits like the kernel's. Equal contents give equal checksums; different
+    contents almost never do; the zero page's checksum is not 0 (as measured live).
+    """
+    x = ((content ^ (content >> 64)) + 0x9E3779B97F4A7C15 * (_SEEDS.get(algorithm, 0) + 1)) \
+        & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return (x ^ (x >> 31)) & 0xFFFFFFFF
+
+
+class KsmdBase:
+    """The state the scan, the trees and the views of one ksmd share."""
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        self.ks: KsmState = kernel.ksm
+        self.profile = kernel.profile
+        #: The trace of the batch running now (None: not tracing).
+        self._tr: Trace | None = None
+        #: Trace depth of the steps of tree functions: 0 while looking for the next page,
+        #: 1 while cmp_and_merge_page() works on it.
+        self._depth = 0
+        #: Last VMA found per mm, valid during one batch (VMAs only change between batches).
+        self._vma_cache: dict[MM, VMA] = {}
+        self._checksums: dict[int, int] = {}
+        self.zero_checksum = calc_checksum(0, self.profile.ksm_checksum)
+
+    def _note(self, depth: int, function: str, template: str, *args: Any) -> None:
+        """Record a step of the current batch's trace (the caller checks that there is one)."""
+        assert self._tr is not None
+        self._tr.records += (depth, function, template, len(args), *args)
+
+    def _pid(self, slot: MmSlot) -> int | None:
+        if slot.pid is None:
+            slot.pid = self.ks.pid_of(slot.mm)
+        return slot.pid
+
+    def _where(self, item: RmapItem) -> tuple[int | None, int]:
+        """The arguments of WHERE for `item`."""
+        return self._pid(item.slot), item.vpn << PAGE_SHIFT
+
+    def _checksum(self, content: int) -> int:
+        got = self._checksums.get(content)
+        if got is None:
+            got = self._checksums[content] = calc_checksum(content, self.profile.ksm_checksum)
+        return got

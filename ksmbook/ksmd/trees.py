@@ -1,0 +1,355 @@
+"""ksmd's two trees (mm/ksm.c): the stable tree of KSM pages and the unstable tree of pages
+that stayed unchanged for one pass.
+
+The kernel's trees are red-black trees ordered by memcmp() of the pages; here they are dicts
+keyed by content (``KsmState.stable`` and ``.unstable``; see the note in ``ksmbook.ksm`` on
+what that changes). A stable-tree node is a `StableNode`: a separate struct stable_node since
+2.6.33, the first rmap_item of the KSM page (``node_item``) in 2.6.32.
+"""
+
+from __future__ import annotations
+
+from ..constants import PAGE_SHIFT, VM
+from ..ksm import SEQNR_MASK, STABLE_FLAG, UNSTABLE_FLAG, RmapItem, StableChain, StableNode
+from ..mm import MM, VMA, Page
+from .base import WHERE, KsmdBase
+
+_MERGEABLE = int(VM.VM_MERGEABLE)
+_JOINS = WHERE + " joins KSM page #{}: {}+1"
+
+
+class Trees(KsmdBase):
+    """The stable and unstable trees and the lookups that feed them."""
+
+    # -- the page behind an rmap_item ------------------------------------------------------
+
+    def find_mergeable_vma(self, mm: MM, vpn: int) -> VMA | None:
+        """find_mergeable_vma(): the VM_MERGEABLE VMA (with an anon_vma) at the address."""
+        if mm.mm_users == 0:
+            return None
+        addr = vpn << PAGE_SHIFT
+        vma = self._vma_cache.get(mm)
+        if vma is None or not vma.start <= addr < vma.end:
+            vma = mm.vma_at(addr)
+            if vma is None:
+                return None
+            self._vma_cache[mm] = vma
+        if not int.__and__(vma.flags, _MERGEABLE) or vma.anon_vma is None:
+            return None
+        return vma
+
+    def get_mergeable_page(self, item: RmapItem) -> Page | None:
+        """get_mergeable_page(): the anonymous page the item's address maps now."""
+        mm = item.slot.mm
+        if self.find_mergeable_vma(mm, item.vpn) is None:
+            return None
+        page = mm.ptes.get(item.vpn)
+        return page if page is not None and page.anon else None
+
+    # -- removing ----------------------------------------------------------------------------
+
+    def remove_rmap_item_from_tree(self, item: RmapItem) -> None:
+        """remove_rmap_item_from_tree(): unlink the item from the stable or unstable tree."""
+        ks = self.ks
+        flags = item.flags
+        if flags == STABLE_FLAG:
+            node = item.head
+            assert node is not None
+            if self.profile.stable_node_objects:
+                if node.kpage.mapcount <= 0:
+                    # ksm_get_folio() finds the KSM page freed: the whole node goes.
+                    self.remove_node_from_stable_tree(node)
+                    return
+                del node.items[item]
+                if node.items:
+                    ks.pages_sharing -= 1
+                else:
+                    ks.pages_shared -= 1
+            else:
+                # 2.6.32: the node is its first rmap_item; when that one leaves, the next
+                # item takes its place in the tree ("ksm: separate stable_node", 2.6.33,
+                # made the node a struct of its own).
+                del node.items[item]
+                if node.node_item is item:
+                    if node.items:
+                        node.node_item = next(reversed(node.items))
+                        ks.pages_sharing -= 1
+                    else:
+                        del ks.stable[node.content]
+                        ks.pages_shared -= 1
+                else:
+                    ks.pages_sharing -= 1
+                item.oldchecksum = 0  # 2.6.32: oldchecksum shares storage with ->next
+            item.slot.merging_pages -= 1
+            item.head = None
+            item.flags = 0
+            if self._tr is not None:
+                self._note(self._depth, "remove_rmap_item_from_tree",
+                           WHERE + " leaves the stable node of KSM page #{}",
+                           *self._where(item), node.kpage.id)
+        elif flags == UNSTABLE_FLAG:
+            age = (ks.seqnr - item.seqnr) & SEQNR_MASK
+            assert age <= 1, "unstable rmap_item older than one pass"
+            if age == 0 and ks.unstable.get(item.key) is item:
+                del ks.unstable[item.key]
+            ks.pages_unshared -= 1
+            item.flags = 0
+            if self._tr is not None:
+                self._note(self._depth, "remove_rmap_item_from_tree",
+                           WHERE + " leaves the unstable tree: pages_unshared-1",
+                           *self._where(item))
+
+    def remove_node_from_stable_tree(self, node: StableNode) -> None:
+        """remove_node_from_stable_tree(): drop a stable node and all its items."""
+        ks = self.ks
+        last = len(node.items)
+        for i, item in enumerate(node.items, 1):
+            if i == last:
+                ks.pages_shared -= 1
+            else:
+                ks.pages_sharing -= 1
+            item.slot.merging_pages -= 1
+            item.head = None
+            item.flags = 0
+        node.items.clear()
+        chain = node.chain
+        if chain is not None:
+            chain.dups.remove(node)
+            node.chain = None
+            ks.stable_node_dups -= 1
+        elif ks.stable.get(node.content) is node:
+            del ks.stable[node.content]
+        if self._tr is not None:
+            self._note(2, "remove_node_from_stable_tree",
+                       "KSM page of content {} is gone: node and its {} items dropped",
+                       node.content, last)
+
+    # -- the stable tree -------------------------------------------------------------------
+
+    @staticmethod
+    def _stale(node: StableNode) -> bool:
+        """ksm_get_folio() fails: the KSM page has been freed."""
+        return node.kpage.mapcount <= 0
+
+    def _candidate(self, node: StableNode, offset: int = 0) -> bool:
+        """__is_page_sharing_candidate(): the node has sharers and room for more."""
+        n = len(node.items)
+        return bool(n) and n + offset < int(self.ks.knobs["max_page_sharing"])
+
+    def stable_node_dup(self, chain: StableChain, prune: bool) -> StableNode | None:
+        """stable_node_dup(): the best dup of a chain to share (pruning stale dups every
+        stable_node_chains_prune_millisecs); collapses a chain left with one dup."""
+        ks = self.ks
+        prune_ms = int(ks.knobs["stable_node_chains_prune_millisecs"])
+        if prune and ks.clock_ms >= chain.prune_time + prune_ms:
+            chain.prune_time = ks.clock_ms
+        else:
+            prune = False
+        found: StableNode | None = None
+        found_len = 0
+        for dup in list(chain.dups):
+            if self._stale(dup):
+                self.remove_node_from_stable_tree(dup)
+                continue
+            if found is None or (self._candidate(dup) and (
+                    not self._candidate(found) or len(dup.items) > found_len)):
+                found = dup
+                found_len = len(dup.items)
+                if not prune and self._candidate(found):
+                    break
+        if found is not None:
+            if len(chain.dups) == 1:
+                ks.stable[chain.content] = found
+                found.chain = None
+                chain.dups.clear()
+                ks.stable_node_chains -= 1
+                ks.stable_node_dups -= 1
+            elif chain.dups[0] is not found and self._candidate(found, 1):
+                chain.dups.remove(found)
+                chain.dups.insert(0, found)
+        else:
+            del ks.stable[chain.content]
+            ks.stable_node_chains -= 1
+        return found
+
+    def _lookup_stable(self, content: int, prune: bool) -> StableNode | None:
+        """The node (or best dup) of this content, after dropping stale ones ("goto again")."""
+        ks = self.ks
+        while True:
+            entry = ks.stable.get(content)
+            if entry is None:
+                return None
+            if isinstance(entry, StableChain):
+                dup = self.stable_node_dup(entry, prune)
+                if dup is None:
+                    continue
+                return dup
+            if self._stale(entry):
+                self.remove_node_from_stable_tree(entry)
+                continue
+            return entry
+
+    def stable_tree_search(self, page: Page) -> Page | None:
+        """stable_tree_search(): the KSM page of equal content that can take one more sharer
+        (its node is ``kpage.ksm``); the page itself if it is a forked KSM page."""
+        if not self.profile.stable_node_objects:
+            return self._stable_tree_search_rmap_item(page)
+        tr = self._tr
+        if isinstance(page.ksm, StableNode):
+            if tr is not None:
+                self._note(1, "stable_tree_search",
+                           "ksm page forked: it is its own stable node's page")
+            return page
+        node = (self._lookup_stable(page.content, True) if page.content in self.ks.stable
+                else None)
+        if node is None:
+            if tr is not None:
+                tr.records += (1, "stable_tree_search", "no KSM page of this content", 0)
+            return None
+        if not self._candidate(node):
+            if tr is not None:
+                self._note(1, "stable_tree_search",
+                           "KSM page found but full ({} sharers, max_page_sharing {})",
+                           len(node.items), self.ks.knobs["max_page_sharing"])
+            return None
+        if tr is not None:
+            self._note(1, "stable_tree_search", "found KSM page #{} ({} sharers)",
+                       node.kpage.id, len(node.items))
+        return node.kpage
+
+    def _stable_tree_search_rmap_item(self, page: Page) -> Page | None:
+        """stable_tree_search() of 2.6.32, whose nodes are rmap_items: the KSM page is found
+        through the node's address, and a node whose address no longer maps a KSM page is
+        dropped on the way."""
+        ks = self.ks
+        tr = self._tr
+        while True:
+            node = ks.stable.get(page.content)
+            if node is None:
+                if tr is not None:
+                    self._note(1, "stable_tree_search", "no KSM page of this content")
+                return None
+            assert isinstance(node, StableNode) and node.node_item is not None
+            first = node.node_item
+            kpage = self.get_mergeable_page(first)
+            if kpage is not None and kpage.ksm is not None:
+                break
+            if tr is not None:
+                self._note(1, "stable_tree_search",
+                           WHERE + " no longer maps a KSM page: dropped from the tree",
+                           *self._where(first))
+            self.remove_rmap_item_from_tree(first)
+        if kpage.content != page.content:
+            return None
+        if tr is not None:
+            self._note(1, "stable_tree_search", "found KSM page #{}", kpage.id)
+        return kpage
+
+    def stable_tree_insert(self, kpage: Page, tree_item: RmapItem) -> StableNode | None:
+        """stable_tree_insert(): a node for a new KSM page; None if the tree already has a
+        page of its content (2.6.32). Since 2.6.33 the node is a new struct stable_node, and
+        since 4.13 a second KSM page of the same content turns the node into a chain of dups
+        (stable_node_chains/dups); in 2.6.32 the node is `tree_item` itself."""
+        ks = self.ks
+        content = kpage.content
+        if not self.profile.stable_node_objects:
+            if ks.stable.get(content) is not None:
+                return None
+            node = StableNode(content, kpage)
+            node.node_item = tree_item
+            ks.stable[content] = node
+            kpage.ksm = node
+            node.items[tree_item] = None
+            tree_item.head = node
+            tree_item.flags = STABLE_FLAG
+            tree_item.slot.merging_pages += 1
+            ks.pages_shared += 1
+            if self._tr is not None:
+                self._note(1, "stable_tree_insert",
+                           WHERE + " is the node of KSM page #{}: pages_shared+1",
+                           *self._where(tree_item), kpage.id)
+            return node
+        need_chain = self._lookup_stable(content, False) is not None
+        node = StableNode(content, kpage)
+        if not need_chain:
+            ks.stable[content] = node
+        else:
+            entry = ks.stable[content]
+            if isinstance(entry, StableNode):
+                chain = StableChain(content, ks.clock_ms)
+                ks.stable_node_chains += 1
+                ks.stable[content] = chain
+                entry.chain = chain
+                chain.dups.insert(0, entry)
+                ks.stable_node_dups += 1
+            else:
+                chain = entry
+            node.chain = chain
+            chain.dups.insert(0, node)
+            ks.stable_node_dups += 1
+        kpage.ksm = node
+        if self._tr is not None:
+            if node.chain is not None:
+                self._note(1, "stable_tree_insert",
+                           "KSM page #{}: a new dup under a stable_node chain ({} dups)",
+                           kpage.id, len(node.chain.dups))
+            else:
+                self._note(1, "stable_tree_insert", "KSM page #{}: a new node", kpage.id)
+        return node
+
+    def stable_tree_append(self, item: RmapItem, node: StableNode) -> None:
+        """stable_tree_append(): hang the item off the node (the first one is "shared", the
+        others "sharing")."""
+        ks = self.ks
+        node.items[item] = None
+        item.head = node
+        item.flags = STABLE_FLAG
+        if len(node.items) > 1:
+            ks.pages_sharing += 1
+            counter = "pages_sharing"
+        else:
+            ks.pages_shared += 1
+            counter = "pages_shared"
+        slot = item.slot
+        slot.merging_pages += 1
+        if self._tr is not None:
+            self._tr.records += (1, "stable_tree_append", _JOINS, 4, self._pid(slot),
+                                 item.vpn << PAGE_SHIFT, node.kpage.id, counter)
+
+    # -- the unstable tree -----------------------------------------------------------------
+
+    def unstable_tree_search_insert(self, item: RmapItem, page: Page
+                                    ) -> tuple[RmapItem, Page] | None:
+        """unstable_tree_search_insert(): an identical page already in the unstable tree, or
+        insert this item (pages_unshared+1)."""
+        ks = self.ks
+        tr = self._tr
+        content = page.content
+        tree_item = ks.unstable.get(content)
+        if tree_item is not None:
+            tree_page = self.get_mergeable_page(tree_item)
+            if tree_page is None:
+                if tr is not None:
+                    self._note(1, "unstable_tree_search_insert", WHERE + " is gone: give up",
+                               *self._where(tree_item))
+                return None
+            if tree_page is page:
+                if tr is not None:
+                    self._note(1, "unstable_tree_search_insert",
+                               WHERE + " maps the same physical page (forked): give up",
+                               *self._where(tree_item))
+                return None
+            if tree_page.content == content:
+                if tr is not None:
+                    self._note(1, "unstable_tree_search_insert", "identical page at " + WHERE,
+                               *self._where(tree_item))
+                return tree_item, tree_page
+        item.flags = UNSTABLE_FLAG
+        item.seqnr = ks.seqnr & SEQNR_MASK
+        item.key = content
+        ks.unstable[content] = item
+        ks.pages_unshared += 1
+        if tr is not None:
+            tr.records += (1, "unstable_tree_search_insert",
+                           "no identical page: inserted, pages_unshared+1", 0)
+        return None
