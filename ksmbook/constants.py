@@ -14,7 +14,7 @@ import functools
 
 __all__ = [
     "PAGE_SHIFT", "PAGE_SIZE", "HPAGE_SIZE", "TASK_SIZE", "MMAP_BASE", "MMAP_MIN_ADDR",
-    "DEFAULT_MAX_MAP_COUNT", "PROT", "MAP", "MADV", "VM", "MMF", "ERRNO_NAMES",
+    "DEFAULT_MAX_MAP_COUNT", "PROT", "MAP", "MREMAP", "MADV", "VM", "MMF", "ERRNO_NAMES",
     "ERESTARTSYS",
 ]
 
@@ -63,6 +63,14 @@ class MAP(enum.IntFlag):
     MAP_STACK = 0x20000
     MAP_HUGETLB = 0x40000
     MAP_FIXED_NOREPLACE = 0x100000
+
+
+class MREMAP(enum.IntFlag):
+    """mremap flags (include/uapi/linux/mman.h; MREMAP_DONTUNMAP since 5.7)."""
+
+    MREMAP_MAYMOVE = 1
+    MREMAP_FIXED = 2
+    MREMAP_DONTUNMAP = 4
 
 
 class MADV(enum.IntEnum):

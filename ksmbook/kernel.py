@@ -12,7 +12,7 @@ import errno
 import os
 from collections.abc import Callable, Iterable, Sequence
 
-from .constants import MAP, MMF, PAGE_SHIFT, PAGE_SIZE, PROT, VM
+from .constants import MAP, MMF, MREMAP, PAGE_SHIFT, PAGE_SIZE, PROT, VM
 from .ksm import (
     PR_GET_MEMORY_MERGE,
     PR_SET_MEMORY_MERGE,
@@ -25,6 +25,7 @@ from .ksm import (
 from .ksmd import Ksmd, KsmdUnavailable
 from .madvise import advice_name, sys_madvise
 from .mm import MM, VMA, AnonVma, File, Page, flag_names
+from .mremap import sys_mremap
 from .procfs import format_maps, read_maps
 from .profiles import Profile, get_profile
 from .sysfs import KsmSysfs
@@ -355,6 +356,21 @@ class Process:
         return self._syscall(f"mprotect({addr:#x}, {length}, {_prot_text(prot)})",
                              lambda tr: self.mm.mprotect(addr, length & 2**64 - 1, prot, tr))
 
+    def mremap(self, old_addr: int, old_size: int, new_size: int, flags: int = 0,
+               new_addr: int | None = None) -> int:
+        """mremap(2): grow, shrink or move a mapping (its pages move with it); returns the
+        new address. flags: MREMAP_MAYMOVE, MREMAP_FIXED (with new_addr), MREMAP_DONTUNMAP
+        (6.x)."""
+        target = 0 if new_addr is None else new_addr
+        _check_ints(old_addr=old_addr, old_size=old_size, new_size=new_size, flags=flags,
+                    new_addr=target)
+        call = (f"mremap({old_addr:#x}, {old_size}, {new_size}, {_mremap_text(flags)}"
+                f"{f', {target:#x}' if new_addr is not None else ''})")
+        u64 = 2**64 - 1
+        return self._syscall(call, lambda tr: sys_mremap(
+            self.mm, old_addr & u64, old_size & u64, new_size & u64, flags & u64, target & u64,
+            tr))
+
     def madvise(self, addr: int, length: int, advice: int) -> int:
         """madvise(2); raises OSError with the kernel's errno (after applying, for holes)."""
         _check_ints(addr=addr, length=length, advice=advice)
@@ -509,6 +525,15 @@ def _prot_text(prot: int) -> str:
         return str(PROT(prot).name) if PROT(prot).name else f"{prot:#x}"
     except ValueError:
         return f"{prot:#x}"
+
+
+def _mremap_text(flags: int) -> str:
+    if flags == 0:
+        return "0"
+    try:
+        return str(MREMAP(flags).name) if MREMAP(flags).name else f"{flags:#x}"
+    except ValueError:
+        return f"{flags:#x}"
 
 
 def _map_text(flags: int) -> str:

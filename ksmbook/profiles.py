@@ -164,6 +164,26 @@ class Profile:
     #: remap_pfn_range() of the whole VMA sets vm_pgoff = pfn and VM_PFN_AT_MMAP (2.6.32);
     #: 6.x sets vm_pgoff = pfn only on a COW (private, VM_MAYWRITE) mapping.
     remap_pfn_pgoff_always: bool = False
+    # -- mremap (mm/mremap.c) ----------------------------------------------------------------
+    #: move_vma() calls ksm_madvise(MADV_UNMERGEABLE) on the range before moving it, leaving
+    #: vm_flags as they were ("ksm: prevent mremap move poisoning", 1ff829957316, after the
+    #: seed; still in 6.18 prep_move_vma()).
+    mremap_ksm_hook: bool = True
+    #: MREMAP_DONTUNMAP exists (5.7).
+    mremap_dontunmap: bool = False
+    #: The 6.x do_mremap(): check_mremap_params() first (new_len > TASK_SIZE is EINVAL for
+    #: every call; with MREMAP_FIXED/DONTUNMAP the map_count must leave 6 spare), then
+    #: vma_lookup(addr) (EFAULT even for a shrink, 5.16), hugetlb ranges aligned to 2 MiB and
+    #: moved rather than refused, old_len 0 of a private mapping EINVAL, and the checks of the
+    #: source before the destination is unmapped. 2.6.32 unmaps the destination first and
+    #: looks the VMA up only to grow or move.
+    mremap_checks_first: bool = False
+    #: Growing in place merges with a compatible next VMA (vma_merge_extend(), 6.x); 2.6.32's
+    #: vma_adjust() only moves vm_end.
+    mremap_expand_merges: bool = False
+    #: MREMAP_FIXED moves of an unresized range may span several VMAs and gaps (6.17
+    #: remap_move()).
+    mremap_multi_vma: bool = False
     real_bits: Mapping[VM, int] = field(default_factory=dict)
     # -- ksmd (mm/ksm.c); the seed has none ------------------------------------------------
     #: Writable files of /sys/kernel/mm/ksm with their boot values, in ksm_attrs[] order.
@@ -282,6 +302,7 @@ _SEED = Profile(
     # v2.6.32 mm/memory.c remap_pfn_range(): "if (addr == vma->vm_start && end ==
     # vma->vm_end) { vma->vm_pgoff = pfn; vma->vm_flags |= VM_PFN_AT_MMAP; }".
     remap_pfn_pgoff_always=True,
+    mremap_ksm_hook=False,
 )
 
 # 2.6.32 mm/ksm.c: ksm_attrs[] and the store functions' strict_strtoul().
@@ -300,7 +321,7 @@ _KSM_2632: dict[str, Any] = {
 }
 
 _V2632 = Profile(**{**_SEED.__dict__, "name": "2.6.32",
-                    "title": "Linux 2.6.32 (mm/ksm.c with ksmd)",
+                    "title": "Linux 2.6.32 (mm/ksm.c with ksmd)", "mremap_ksm_hook": True,
                     "unmerge_pages": True, "has_ksmd": True, **_KSM_2632})
 
 _MODERN = Profile(
@@ -343,6 +364,11 @@ _MODERN = Profile(
     mmap_len_checked_in_do_mmap=False,
     file_mmap_flags=V(0),
     remap_pfn_pgoff_always=False,
+    mremap_ksm_hook=True,
+    mremap_dontunmap=True,
+    mremap_checks_first=True,
+    mremap_expand_merges=True,
+    mremap_multi_vma=True,
     renamed=MappingProxyType({
         "sys_madvise": "do_madvise", "madvise_vma": "madvise_vma_behavior",
         "madvise_behavior": "madvise_update_vma", "vma_merge": "vma_modify_flags",

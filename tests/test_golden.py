@@ -236,7 +236,7 @@ def test_munmap_inside_hugetlb_at_max_map_count(profile: str) -> None:
         k = kb.Kernel(name, nr_hugepages=1, max_map_count=1)
         p = k.spawn()
         h = p.mmap(kb.HPAGE_SIZE, RW, ANON | kb.MAP_HUGETLB)
-        assert errno_of(lambda q=p: q.munmap(h + P, P)) == want, name
+        assert errno_of(lambda q=p, a=h: q.munmap(a + P, P)) == want, name
         assert len(p.vmas) == 1
         fns = p.last_trace.functions()  # type: ignore[union-attr]
         assert ("split_vma" in fns) == (name != "modern")

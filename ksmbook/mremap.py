@@ -1,0 +1,337 @@
+"""mremap(2), as mm/mremap.c does it: resize a mapping in place, or move it with its pages.
+
+2.6.32 do_mremap(): flags, alignment and length checks; with MREMAP_FIXED the overlap checks
+and do_munmap() of the destination; a shrink is a do_munmap() of the tail; to grow or move,
+find_vma() (EFAULT), the hugetlb refusal (EINVAL), the VMA-boundary and VM_DONTEXPAND|VM_PFNMAP
+checks (EFAULT), growth in place when the next VMA leaves room, else with MREMAP_MAYMOVE
+get_unmapped_area() and move_vma(). 6.x (`Profile.mremap_checks_first`) checks every parameter
+first (check_mremap_params()), looks the VMA up before anything else (vma_lookup()), checks
+the source before it unmaps the destination, and since 6.17 moves a range spanning several
+VMAs (remap_move()).
+
+move_vma() first calls ksm_madvise(MADV_UNMERGEABLE) on the range (v2.6.32: "Advise KSM to
+break any KSM pages in the area to be moved: it would be confusing if they were to turn up at
+the new location, where they happen to coincide with different KSM pages recently unmapped.
+But leave vma->vm_flags as it was, so KSM can come around to merge on vma and new_vma
+afterwards."; 6.18 prep_move_vma() keeps the same call), then copy_vma() (which may merge the
+new range with its neighbours), move_page_tables() and do_munmap() of the old range.
+"""
+
+from __future__ import annotations
+
+import errno
+
+from .constants import ERESTARTSYS, HPAGE_SIZE, MADV, MREMAP, PAGE_SHIFT, TASK_SIZE, VM
+from .ksm import ksm_madvise
+from .mm import MM, VMA, page_align
+from .trace import Trace, errno_name
+
+__all__ = ["sys_mremap"]
+
+_MAYMOVE, _FIXED, _DONTUNMAP = (int(f) for f in MREMAP)
+
+
+def sys_mremap(mm: MM, addr: int, old_len: int, new_len: int, flags: int, new_addr: int,
+               tr: Trace) -> int:
+    """sys_mremap() -> do_mremap(): returns the (new) address or -errno."""
+    p = mm.profile
+    with tr.enter("do_mremap"):
+        if p.mremap_checks_first:
+            ret = _do_mremap_modern(mm, addr, old_len, new_len, flags, new_addr, tr)
+        else:
+            ret = _do_mremap_2632(mm, addr, old_len, new_len, flags, new_addr, tr)
+    if ret == -ERESTARTSYS:
+        return -errno.EINTR
+    return ret
+
+
+def _fail(tr: Trace, fn: str, why: str, err: int) -> int:
+    tr.note(fn, "{}: {}", why, errno_name(err))
+    return err
+
+
+def _do_mremap_2632(mm: MM, addr: int, old_len: int, new_len: int, flags: int, new_addr: int,
+                    tr: Trace) -> int:
+    """v2.6.32 do_mremap(), check by check in its order."""
+    fn = "do_mremap"
+    if flags & ~(_FIXED | _MAYMOVE):
+        return _fail(tr, fn, "unknown flags", -errno.EINVAL)
+    if addr % (1 << PAGE_SHIFT):
+        return _fail(tr, fn, "addr not page aligned", -errno.EINVAL)
+    old_len, new_len = page_align(old_len), page_align(new_len)
+    if not new_len:
+        return _fail(tr, fn, "new_len 0", -errno.EINVAL)
+    if flags & _FIXED:
+        if new_addr % (1 << PAGE_SHIFT):
+            return _fail(tr, fn, "new_addr not page aligned", -errno.EINVAL)
+        if not flags & _MAYMOVE:
+            return _fail(tr, fn, "MREMAP_FIXED without MREMAP_MAYMOVE", -errno.EINVAL)
+        if new_len > TASK_SIZE or new_addr > TASK_SIZE - new_len:
+            return _fail(tr, fn, "new range beyond TASK_SIZE", -errno.EINVAL)
+        if _overlaps(addr, old_len, new_addr, new_len):
+            return _fail(tr, fn, "new range overlaps the old one", -errno.EINVAL)
+        err = mm.do_munmap(new_addr, new_len, tr)
+        if err:
+            return err
+    if old_len >= new_len:
+        err = mm.do_munmap(addr + new_len, old_len - new_len, tr) if old_len > new_len else 0
+        if err and old_len != new_len:
+            return err
+        if not flags & _FIXED or new_addr == addr:
+            tr.note(fn, "shrunk in place" if old_len > new_len else "same size: nothing to do")
+            return addr
+        old_len = new_len
+    vma = mm.find_vma(addr)
+    if vma is None or vma.start > addr:
+        return _fail(tr, "find_vma", f"nothing mapped at {addr:#x}", -errno.EFAULT)
+    if vma.flags & VM.VM_HUGETLB:
+        return _fail(tr, fn, "hugetlb VMA", -errno.EINVAL)
+    if old_len > vma.end - addr:
+        return _fail(tr, fn, "old range crosses the end of its VMA", -errno.EFAULT)
+    if vma.flags & (VM.VM_DONTEXPAND | VM.VM_PFNMAP) and new_len > old_len:
+        return _fail(tr, fn, "VM_DONTEXPAND or VM_PFNMAP VMA cannot grow", -errno.EFAULT)
+    if (old_len == vma.end - addr and not (flags & _FIXED and addr != new_addr)
+            and (old_len != new_len or not flags & _MAYMOVE)):
+        nxt = mm.next_vma(vma)
+        max_addr = nxt.start if nxt is not None else TASK_SIZE
+        if max_addr - addr >= new_len:
+            mm.resize(vma, vma.start, addr + new_len)
+            tr.note("vma_adjust", "grown in place to {:#x}-{:#x}", vma.start, vma.end)
+            tr.event("resize", vma.start, vma.end, "grown")
+            if vma.flags & VM.VM_LOCKED:
+                mm.kernel.mm_populate(mm, addr + old_len, addr + new_len)
+            return addr
+    if not flags & _MAYMOVE:
+        return _fail(tr, fn, "no room to grow in place and no MREMAP_MAYMOVE", -errno.ENOMEM)
+    if not flags & _FIXED:
+        got = _get_unmapped_area(mm, vma, 0, new_len, fixed=False)
+        if got < 0:
+            return _fail(tr, "get_unmapped_area", "no room", got)
+        new_addr = got
+    return move_vma(mm, vma, addr, old_len, new_len, new_addr, flags, tr)
+
+
+def _do_mremap_modern(mm: MM, addr: int, old_len: int, new_len: int, flags: int,
+                      new_addr: int, tr: Trace) -> int:
+    """6.18 do_mremap(): check_mremap_params(), vma_lookup(), then mremap_to() (MREMAP_FIXED
+    or MREMAP_DONTUNMAP) or mremap_at()."""
+    fn = "check_mremap_params"
+    k = mm.kernel
+    if flags & ~(_FIXED | _MAYMOVE | (_DONTUNMAP if mm.profile.mremap_dontunmap else 0)):
+        return _fail(tr, fn, "unknown flags", -errno.EINVAL)
+    if addr % (1 << PAGE_SHIFT):
+        return _fail(tr, fn, "addr not page aligned", -errno.EINVAL)
+    if not page_align(new_len):
+        return _fail(tr, fn, "new_len 0", -errno.EINVAL)
+    if new_len > TASK_SIZE:
+        return _fail(tr, fn, "new_len beyond TASK_SIZE", -errno.EINVAL)
+    to = bool(flags & (_FIXED | _DONTUNMAP))
+    old_len, new_len = page_align(old_len), page_align(new_len)
+    if to:
+        if new_addr > TASK_SIZE - new_len:
+            return _fail(tr, fn, "new range beyond TASK_SIZE", -errno.EINVAL)
+        if new_addr % (1 << PAGE_SHIFT):
+            return _fail(tr, fn, "new_addr not page aligned", -errno.EINVAL)
+        if not flags & _MAYMOVE:
+            return _fail(tr, fn, "a new address without MREMAP_MAYMOVE", -errno.EINVAL)
+        if flags & _DONTUNMAP and old_len != new_len:
+            return _fail(tr, fn, "MREMAP_DONTUNMAP cannot resize", -errno.EINVAL)
+        if _overlaps(addr, old_len, new_addr, new_len):
+            return _fail(tr, fn, "new range overlaps the old one", -errno.EINVAL)
+        if mm.map_count + 2 >= k.sysctl["max_map_count"] - 3:
+            return _fail(tr, fn, "map_count too close to max_map_count", -errno.ENOMEM)
+    vma = mm.vma_at(addr)
+    if vma is None:
+        return _fail(tr, "vma_lookup", f"nothing mapped at {addr:#x}", -errno.EFAULT)
+    if vma.flags & VM.VM_HUGETLB:
+        old_len = -(-old_len // HPAGE_SIZE) * HPAGE_SIZE
+        new_len = -(-new_len // HPAGE_SIZE) * HPAGE_SIZE
+        if addr % HPAGE_SIZE or new_addr % HPAGE_SIZE or new_len > old_len:
+            return _fail(tr, "align_hugetlb", "unaligned or growing hugetlb range",
+                         -errno.EINVAL)
+    if to:
+        return _mremap_to(mm, vma, addr, old_len, new_len, flags, new_addr, tr)
+    if old_len == new_len:
+        tr.note("mremap_at", "same size: nothing to do")
+        return addr
+    if old_len > new_len:
+        err = mm.do_munmap(addr + new_len, old_len - new_len, tr)
+        if err:
+            return err
+        tr.note("mremap_at", "shrunk in place")
+        return addr
+    err = _check_prep_vma(mm, vma, addr, old_len, new_len, flags, tr)
+    if err:
+        return err
+    if vma.end - addr == old_len and _vma_expandable(mm, vma, new_len - old_len):
+        grown = mm.vma_merge(vma, vma.end, addr + new_len, vma.flags, vma.file,
+                             vma.pgoff_at(vma.end), vma.anon_vma, None, tr)
+        if grown is None:
+            return _fail(tr, "vma_merge_extend", "cannot extend the VMA", -errno.ENOMEM)
+        tr.note("expand_vma_in_place", "grown in place to {:#x}-{:#x}", grown.start, grown.end)
+        if grown.flags & VM.VM_LOCKED:
+            k.mm_populate(mm, addr + old_len, addr + new_len)
+        return addr
+    if not flags & _MAYMOVE:
+        return _fail(tr, "expand_vma", "no room to grow in place and no MREMAP_MAYMOVE",
+                     -errno.ENOMEM)
+    got = _get_unmapped_area(mm, vma, 0, new_len, fixed=False)
+    if got < 0:
+        return _fail(tr, "get_unmapped_area", "no room", got)
+    return move_vma(mm, vma, addr, old_len, new_len, got, flags, tr)
+
+
+def _mremap_to(mm: MM, vma: VMA, addr: int, old_len: int, new_len: int, flags: int,
+               new_addr: int, tr: Trace) -> int:
+    """6.18 mremap_to() (the overlap is refused earlier, by check_mremap_params()), and
+    remap_move() for an unresized MREMAP_FIXED move, which may span several VMAs and the gaps
+    between them."""
+    if mm.profile.mremap_multi_vma and flags & _FIXED and old_len == new_len:
+        return _remap_move(mm, addr, old_len, new_addr, flags, tr)
+    # The checks see the range as it will be after a shrink, before anything is unmapped.
+    err = _check_prep_vma(mm, vma, addr, min(old_len, new_len), new_len, flags, tr)
+    if err:
+        return err
+    if flags & _FIXED:
+        err = mm.do_munmap(new_addr, new_len, tr)
+        if err:
+            return err
+    if old_len > new_len:
+        err = mm.do_munmap(addr + new_len, old_len - new_len, tr)
+        if err:
+            return err
+        old_len = new_len
+    found = mm.vma_at(addr)
+    if found is None:
+        return _fail(tr, "vma_lookup", f"nothing mapped at {addr:#x}", -errno.EFAULT)
+    vma = found
+    got = _get_unmapped_area(mm, vma, new_addr, new_len, fixed=bool(flags & _FIXED))
+    if got < 0:
+        return _fail(tr, "get_unmapped_area", "no room", got)
+    return move_vma(mm, vma, addr, old_len, new_len, got, flags, tr)
+
+
+def _remap_move(mm: MM, addr: int, length: int, new_addr: int, flags: int, tr: Trace) -> int:
+    """remap_move() (6.17): move every VMA piece of [addr, addr + length) to the same offset
+    from new_addr; gaps stay gaps. An error stops the walk; pieces moved stay moved."""
+    end = addr + length
+    with tr.enter("remap_move", "[{:#x}, {:#x})", addr, end):
+        pieces = []
+        vma = mm.find_vma(addr)
+        while vma is not None and vma.start < end:
+            pieces.append((max(vma.start, addr), min(vma.end, end)))
+            vma = mm.next_vma(vma)
+        for start, stop in pieces:
+            piece = mm.vma_at(start)
+            if piece is None:
+                return _fail(tr, "remap_move", f"{start:#x} no longer mapped", -errno.EFAULT)
+            dest = new_addr + (start - addr)
+            size = stop - start
+            err = _check_prep_vma(mm, piece, start, size, size, flags, tr)
+            if not err:
+                err = mm.do_munmap(dest, size, tr)
+            if err:
+                return err
+            piece = mm.vma_at(start)
+            assert piece is not None
+            got = move_vma(mm, piece, start, size, size, dest, flags, tr)
+            if got < 0:
+                return got
+    return new_addr
+
+
+def _check_prep_vma(mm: MM, vma: VMA, addr: int, old_len: int, new_len: int, flags: int,
+                    tr: Trace) -> int:
+    """6.18 check_prep_vma() (6.16 remap_is_valid()): can [addr, addr + old_len) of `vma`
+    become new_len bytes?"""
+    fn = "check_prep_vma"
+    if not old_len and not vma.flags & (VM.VM_SHARED | VM.VM_MAYSHARE):
+        return _fail(tr, fn, "old_len 0 would duplicate a private mapping", -errno.EINVAL)
+    if flags & _DONTUNMAP and vma.flags & (VM.VM_DONTEXPAND | VM.VM_PFNMAP):
+        return _fail(tr, fn, "MREMAP_DONTUNMAP of a VM_DONTEXPAND or VM_PFNMAP VMA",
+                     -errno.EINVAL)
+    if old_len > vma.end - addr:
+        return _fail(tr, fn, "old range crosses the end of its VMA", -errno.EFAULT)
+    if new_len <= old_len:
+        return 0
+    if vma.pgoff_at(addr) + (new_len >> PAGE_SHIFT) >= 2**64:
+        return _fail(tr, fn, "file offset would wrap", -errno.EINVAL)
+    if vma.flags & (VM.VM_DONTEXPAND | VM.VM_PFNMAP):
+        return _fail(tr, fn, "VM_DONTEXPAND or VM_PFNMAP VMA cannot grow", -errno.EFAULT)
+    return 0
+
+
+def _vma_expandable(mm: MM, vma: VMA, delta: int) -> bool:
+    """vma_expandable(): nothing mapped in [vm_end, vm_end + delta), still below TASK_SIZE."""
+    end = vma.end + delta
+    nxt = mm.next_vma(vma)
+    return end <= TASK_SIZE and (nxt is None or nxt.start >= end)
+
+
+def _overlaps(addr: int, old_len: int, new_addr: int, new_len: int) -> bool:
+    """The old and the new range share an address (v2.6.32's two tests, 6.x vrm_overlaps())."""
+    return addr + old_len > new_addr and new_addr + new_len > addr
+
+
+def _get_unmapped_area(mm: MM, vma: VMA, hint: int, length: int, fixed: bool) -> int:
+    """get_unmapped_area() for the new location (huge-page aligned for hugetlb)."""
+    align = HPAGE_SIZE if vma.flags & VM.VM_HUGETLB else 1 << PAGE_SHIFT
+    return mm.get_unmapped_area(length, hint, fixed, align)
+
+
+def move_vma(mm: MM, vma: VMA, old_addr: int, old_len: int, new_len: int, new_addr: int,
+             flags: int, tr: Trace) -> int:
+    """move_vma(): break KSM pages, copy_vma() to new_addr (merging if it can), move the page
+    table entries, then unmap the old range (MREMAP_DONTUNMAP: keep it, empty)."""
+    p = mm.profile
+    k = mm.kernel
+    with tr.enter("move_vma", "[{:#x}, {:#x}) to {:#x}", old_addr, old_addr + old_len,
+                  new_addr):
+        if mm.map_count >= k.sysctl["max_map_count"] - 3:
+            return _fail(tr, "move_vma", "map_count too close to max_map_count",
+                         -errno.ENOMEM)
+        if p.mremap_ksm_hook:
+            err, _ = ksm_madvise(mm, vma, old_addr, old_addr + old_len,
+                                 MADV.MADV_UNMERGEABLE, vma.flags, tr)
+            if err:
+                return err
+        pgoff = vma.pgoff_at(old_addr)
+        if vma.file is None and vma.anon_vma is None:
+            pgoff = new_addr >> PAGE_SHIFT  # copy_vma(): an unfaulted VMA follows its address
+        flags_now, file, anon_vma, chain = vma.flags, vma.file, vma.anon_vma, vma.chain
+        _, prev = mm.find_vma_prev(new_addr)
+        new = mm.vma_merge(prev, new_addr, new_addr + new_len, flags_now, file, pgoff,
+                           anon_vma, None, tr)
+        if new is None:
+            new = VMA(new_addr, new_addr + new_len, flags_now, pgoff, file, anon_vma, chain)
+            mm.insert(new)
+            tr.note("copy_vma", "new VMA {:#x}-{:#x}", new.start, new.end)
+            tr.event("map", new.start, new.end)
+        moved = _move_page_tables(mm, old_addr, new_addr, old_len)
+        tr.note("move_page_tables", "{} pages moved", moved)
+        if flags & _DONTUNMAP:
+            src = mm.vma_at(old_addr)
+            if src is not None:
+                src.flags &= ~(VM.VM_LOCKED | VM.VM_LOCKONFAULT)
+                if src.start == old_addr and src.end == old_addr + old_len and src is not new:
+                    src.anon_vma, src.chain = None, ()
+            tr.note("dontunmap_complete", "old range kept, empty")
+        else:
+            mm.do_munmap(old_addr, old_len, tr)
+        if flags_now & VM.VM_LOCKED and new_len > old_len:
+            k.mm_populate(mm, new_addr + old_len, new_addr + new_len)
+    return new_addr
+
+
+def _move_page_tables(mm: MM, old_addr: int, new_addr: int, length: int) -> int:
+    """move_page_tables(): the PTEs (and guard markers) of the old range, to the new one."""
+    first, last = old_addr >> PAGE_SHIFT, (old_addr + length) >> PAGE_SHIFT
+    delta = (new_addr - old_addr) >> PAGE_SHIFT
+    vpns = list(mm.ptes.irange(first, last - 1))
+    pages = [mm.ptes.pop(v) for v in vpns]
+    for vpn, page in zip(vpns, pages, strict=True):
+        mm.ptes[vpn + delta] = page
+    guards = [v for v in mm.guards if first <= v < last]
+    mm.guards.difference_update(guards)
+    mm.guards.update(v + delta for v in guards)
+    return len(vpns)

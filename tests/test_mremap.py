@@ -1,0 +1,348 @@
+"""mremap(2) on every profile, and the modern profile against this machine's kernel.
+
+The unit tests follow v2.6.32 mm/mremap.c do_mremap()/move_vma() and 6.18's do_mremap()
+(check_mremap_params(), mremap_to(), remap_move(), check_prep_vma(), move_vma()). The live test
+replays seeded random programs of mmap/munmap/mprotect/mremap/write/read on real mappings
+inside a reserved PROT_NONE region of a child process (ctypes, no KSM, no sysfs), and on the
+simulator, comparing every result and the region's layout after every step.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+
+import pytest
+from conftest import ANON, RW, E, P, errno_of, mapfix, state
+
+import ksmbook as kb
+from ksmbook.constants import TASK_SIZE
+from ksmbook.kernel import Process
+
+MAY, FIX, DONT = kb.MREMAP_MAYMOVE, kb.MREMAP_FIXED, kb.MREMAP_DONTUNMAP
+A = 0x10000000
+
+
+def spawn(profile: str, **kw: int) -> Process:
+    return kb.Kernel(profile, **kw).spawn()
+
+
+def test_grow_in_place_shrink_and_move(profile: str) -> None:
+    p = spawn(profile)
+    mapfix(p, A, 4 * P)
+    p.write_pages(A, [1, 2, 3, 4])
+    assert p.mremap(A, 4 * P, 8 * P) == A               # nothing above: grows in place
+    assert [(v.start, v.end) for v in p.vmas] == [(A, A + 8 * P)]
+    assert p.mremap(A, 8 * P, 2 * P) == A               # shrink: the tail is unmapped
+    assert [(v.start, v.end) for v in p.vmas] == [(A, A + 2 * P)]
+    mapfix(p, A + 3 * P, P)                             # blocks growth
+    assert errno_of(lambda: p.mremap(A, 2 * P, 4 * P)) == E.ENOMEM
+    new = p.mremap(A, 2 * P, 4 * P, MAY)
+    assert new not in (A, 0)
+    assert [p.read_page(new + i * P) for i in range(4)] == [1, 2, 0, 0]
+    assert p.mm.vma_at(A) is None
+    assert p.mm.vma_at(new) is not None and p.mm.vma_at(new).end == new + 4 * P
+
+
+def test_fixed_move_takes_the_pages_and_replaces_the_target(profile: str) -> None:
+    p = spawn(profile)
+    mapfix(p, A, 4 * P)
+    p.write_pages(A, [5, 6, 7, 8])
+    mapfix(p, A + 0x100000, 2 * P)
+    p.write_pages(A + 0x100000, [9])
+    got = p.mremap(A + P, 2 * P, 2 * P, MAY | FIX, A + 0x100000)
+    assert got == A + 0x100000
+    assert [p.read_page(got), p.read_page(got + P)] == [6, 7]
+    assert [(v.start, v.end) for v in p.vmas] == [(A, A + P), (A + 3 * P, A + 4 * P),
+                                                  (got, got + 2 * P)]
+    assert p.read_page(A) == 5 and p.read_page(A + 3 * P) == 8
+
+
+@pytest.mark.parametrize("call, want", [
+    ((A, P, P, 8, 0), E.EINVAL),                   # unknown flag
+    ((A + 1, P, P, MAY, 0), E.EINVAL),             # unaligned addr
+    ((A, P, 0, MAY, 0), E.EINVAL),                 # new_len 0
+    ((A, P, P, FIX, A + 0x100000), E.EINVAL),      # FIXED without MAYMOVE
+    ((A, P, P, MAY | FIX, A + 0x100001), E.EINVAL),  # unaligned new_addr
+    ((A, 2 * P, 2 * P, MAY | FIX, A + P), E.EINVAL),  # overlap
+    ((A + 0x200000, P, 2 * P, MAY, 0), E.EFAULT),  # nothing mapped there
+    ((A, 8 * P, 16 * P, MAY, 0), E.EFAULT),        # crosses the end of the VMA
+])
+def test_errnos(profile: str, call: tuple[int, ...], want: int) -> None:
+    p = spawn(profile)
+    mapfix(p, A, 4 * P)
+    before = state(p)
+    assert errno_of(lambda: p.mremap(*call)) == want
+    assert state(p) == before
+
+
+def test_order_differences_between_2632_and_modern(profile: str) -> None:
+    """2.6.32 looks the VMA up only to grow or move: shrinking or keeping an unmapped range
+    succeeds; 6.x vma_lookup() first: EFAULT. 6.x refuses new_len > TASK_SIZE with EINVAL for
+    every call (check_mremap_params()); 2.6.32 finds no room: ENOMEM."""
+    p = spawn(profile)
+    mapfix(p, A, 4 * P)
+    modern = profile == "modern"
+    assert errno_of(lambda: p.mremap(A + 0x100000, 4 * P, 2 * P)) == (E.EFAULT if modern else 0)
+    assert errno_of(lambda: p.mremap(A, 4 * P, TASK_SIZE + P, MAY)) == (
+        E.EINVAL if modern else E.ENOMEM)
+    # old_len 0 of a private mapping: 6.x EINVAL; 2.6.32 makes a second mapping of it.
+    got = errno_of(lambda: p.mremap(A, 0, 2 * P, MAY))
+    assert got == (E.EINVAL if modern else 0)
+
+
+def test_grow_in_place_merges_with_next_only_on_modern(profile: str) -> None:
+    p = spawn(profile)
+    mapfix(p, A, 4 * P)
+    mapfix(p, A + 8 * P, 4 * P)
+    assert p.mremap(A, 4 * P, 8 * P) == A
+    want = [(A, A + 12 * P)] if profile == "modern" else [(A, A + 8 * P), (A + 8 * P, A + 12 * P)]
+    assert [(v.start, v.end) for v in p.vmas] == want
+
+
+def test_move_next_to_a_compatible_vma_merges(profile: str) -> None:
+    """copy_vma() -> vma_merge() at the new place (an unfaulted anonymous VMA's pgoff
+    follows its address, so it merges)."""
+    p = spawn(profile)
+    mapfix(p, A, 4 * P)
+    mapfix(p, A + 0x10000 - 4 * P, 4 * P)
+    assert p.mremap(A, 4 * P, 4 * P, MAY | FIX, A + 0x10000) == A + 0x10000
+    assert [(v.start, v.end) for v in p.vmas] == [(A + 0x10000 - 4 * P, A + 0x10000 + 4 * P)]
+
+
+def test_hugetlb(profile: str) -> None:
+    """2.6.32: a hugetlb VMA cannot grow or move (EINVAL). 6.x aligns the lengths to 2 MiB
+    and moves it, but never grows it."""
+    p = spawn(profile, nr_hugepages=2)
+    h = p.mmap(kb.HPAGE_SIZE, RW, ANON | kb.MAP_HUGETLB)
+    assert errno_of(lambda: p.mremap(h, kb.HPAGE_SIZE, 2 * kb.HPAGE_SIZE, MAY)) == E.EINVAL
+    dest = 0x40000000
+    got = errno_of(lambda: p.mremap(h, kb.HPAGE_SIZE, kb.HPAGE_SIZE, MAY | FIX, dest))
+    assert got == (0 if profile == "modern" else E.EINVAL)
+
+
+def test_dontunmap_only_on_modern(profile: str) -> None:
+    p = spawn(profile)
+    mapfix(p, A, 4 * P)
+    p.write_pages(A, [1, 2, 3, 4])
+    if profile != "modern":
+        assert errno_of(lambda: p.mremap(A, 4 * P, 4 * P, MAY | DONT)) == E.EINVAL
+        return
+    assert errno_of(lambda: p.mremap(A, 4 * P, 8 * P, MAY | DONT)) == E.EINVAL  # resizes
+    got = p.mremap(A, 4 * P, 4 * P, MAY | DONT | FIX, A + 0x100000)
+    assert [p.read_page(got + i * P) for i in range(4)] == [1, 2, 3, 4]
+    assert [p.read_page(A + i * P) for i in range(4)] == [0, 0, 0, 0]  # kept, empty
+    assert p.mm.vma_at(A) is not None and p.mm.vma_at(A).anon_vma is None
+
+
+def test_modern_moves_several_vmas_with_gaps(profile: str) -> None:
+    """6.17 remap_move(): an unresized MREMAP_FIXED move may span VMAs and gaps."""
+    p = spawn(profile)
+    mapfix(p, A, 2 * P)
+    mapfix(p, A + 3 * P, P, prot=kb.PROT_READ)
+    got = errno_of(lambda: p.mremap(A, 4 * P, 4 * P, MAY | FIX, A + 0x100000))
+    if profile != "modern":
+        assert got == E.EFAULT
+        return
+    assert got == 0
+    assert [(v.start - A, v.end - A) for v in p.vmas] == [(0x100000, 0x100000 + 2 * P),
+                                                          (0x100000 + 3 * P, 0x100000 + 4 * P)]
+
+
+def test_move_breaks_ksm_pages_but_keeps_vm_mergeable(profile: str) -> None:
+    """move_vma(): ksm_madvise(vma, old_addr, old_addr + old_len, MADV_UNMERGEABLE, &vm_flags)
+    on a local copy of the flags (2.6.32; 6.18 prep_move_vma() with a dummy): KSM pages are
+    broken into private copies, VM_MERGEABLE stays. The seed has no such hook."""
+    k = kb.Kernel(profile)
+    p, q = k.spawn(), k.spawn()
+    for proc in (p, q):
+        mapfix(proc, A, 2 * P)
+        proc.write_pages(A, [7, 7])
+        proc.madvise(A, 2 * P, kb.MADV_MERGEABLE)
+    if profile != "seed":
+        k.sysfs["run"] = 1
+        k.ksmd.full_scans(3)
+        assert p.mm.ptes[A >> 12].ksm is not None
+    got = p.mremap(A, 2 * P, 2 * P, MAY | FIX, A + 0x100000)
+    fns = p.last_trace.functions()  # type: ignore[union-attr]
+    assert ("ksm_madvise" in fns) == (profile != "seed")
+    assert p.vmas[0].flags & kb.VM_MERGEABLE
+    assert [p.read_page(got), p.read_page(got + P)] == [7, 7]
+    if profile != "seed":
+        assert all(p.mm.ptes[v].ksm is None for v in ((got >> 12), (got >> 12) + 1))
+        assert "unmerge_ksm_pages" in fns
+
+
+def test_pending_signal_interrupts_the_ksm_hook(profile: str) -> None:
+    k = kb.Kernel(profile)
+    p = k.spawn()
+    mapfix(p, A, 2 * P)
+    p.write_pages(A, [1])
+    p.madvise(A, 2 * P, kb.MADV_MERGEABLE)
+    k.inject("signal_pending")
+    before = state(p)
+    got = errno_of(lambda: p.mremap(A, 2 * P, 2 * P, MAY | FIX, A + 0x100000))
+    if profile == "seed":
+        assert got == 0
+    else:
+        assert got == E.EINTR
+        assert state(p) == before
+
+
+def test_move_vma_map_count_limit(profile: str) -> None:
+    """move_vma(): "if (mm->map_count >= sysctl_max_map_count - 3) return -ENOMEM;" (6.x
+    refuses MREMAP_FIXED earlier: map_count + 2 >= max_map_count - 3)."""
+    p = spawn(profile, max_map_count=4)
+    mapfix(p, A, 2 * P)
+    before = state(p)
+    assert errno_of(lambda: p.mremap(A, 2 * P, 2 * P, MAY | FIX, A + 0x100000)) == E.ENOMEM
+    assert state(p) == before
+
+
+# -- live: the modern profile against this machine's kernel ---------------------------------
+
+REGION = 0x100_0000_0000   # 1 TiB: far below the top-down mmap area on both sides
+SIZE = 64 * P
+
+LIVE_CHILD = r"""
+import ctypes, json, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+R, SIZE = int(sys.argv[1]), int(sys.argv[2])
+def sc(n, *a):
+    r = libc.syscall(n, *[ctypes.c_ulong(x % 2**64) for x in a])
+    return -ctypes.get_errno() if r == -1 else r
+def layout():
+    out = []
+    for line in open("/proc/self/maps"):
+        f = line.split()
+        s, e = (int(x, 16) for x in f[0].split("-"))
+        if R <= s < R + SIZE:
+            out.append([s - R, min(e, R + SIZE) - R, f[1]])
+    return out
+results = []
+for prog in json.loads(sys.stdin.read()):
+    sc(11, R, SIZE)
+    assert sc(9, R, SIZE, 0, 0x22 | 0x100000, -1, 0) == R   # PROT_NONE, FIXED_NOREPLACE
+    steps = []
+    for op in prog:
+        kind = op[0]
+        if kind == "mmap":
+            r = sc(9, R + op[1], op[2], op[3], op[4] | 0x10, -1, 0)
+        elif kind == "munmap":
+            r = sc(11, R + op[1], op[2])
+        elif kind == "mprotect":
+            r = sc(10, R + op[1], op[2], op[3])
+        elif kind == "mremap":
+            r = sc(25, R + op[1], op[2], op[3], op[4], R + op[5])
+            if r >= 0 and not R <= r < R + SIZE:
+                sc(11, r, (op[3] + 4095) // 4096 * 4096)
+                r = "elsewhere"
+        elif kind == "write":
+            ctypes.memmove(R + op[1], op[2].to_bytes(8, "little"), 8)
+            r = 0
+        elif kind == "read":
+            r = int.from_bytes(ctypes.string_at(R + op[1], 8), "little")
+        if isinstance(r, int) and r >= R and kind in ("mmap", "mremap"):
+            r = r - R
+        steps.append([r, layout()])
+    results.append(steps)
+sc(11, R, SIZE)
+print(json.dumps(results))
+"""
+
+PROTS = [0, 1, 3]
+FLAG_CHOICES = [0, MAY, MAY, MAY | FIX, MAY | FIX, MAY | DONT, MAY | DONT | FIX, FIX, DONT, 8]
+
+
+def _program(rng: random.Random) -> list[list]:
+    ops: list[list] = [["mmap", 4 * P, 8 * P, 3, 0x22]]
+    for _ in range(rng.randint(3, 9)):
+        kind = rng.choice(["mmap", "munmap", "mprotect", "mremap", "mremap", "mremap",
+                           "write", "read"])
+        off = rng.randrange(0, 48) * P
+        n = rng.randint(1, 8) * P
+        if kind == "mmap":
+            ops.append(["mmap", off, n, rng.choice(PROTS), rng.choice([0x22, 0x21])])
+        elif kind == "munmap":
+            ops.append(["munmap", off, n])
+        elif kind == "mprotect":
+            ops.append(["mprotect", off, n, rng.choice(PROTS)])
+        elif kind == "mremap":
+            old = rng.choice([n, n, 0, n + 1, n - 1])
+            new = rng.choice([n, n, 2 * n, max(P, n // 2), n + 5])
+            new_off = rng.choice([rng.randrange(0, 60) * P, off, off + P, 0x100001])
+            ops.append(["mremap", off + rng.choice([0, 0, 0, 1]), old, new,
+                        int(rng.choice(FLAG_CHOICES)), new_off])
+        else:
+            ops.append([kind, off, rng.randrange(1, 2**63)] if kind == "write"
+                       else [kind, off])
+    return ops
+
+
+def _simulate(prog: list[list]) -> tuple[list, list[list]]:
+    """Run `prog` on the modern profile; returns the steps and the program as run (writes
+    and reads the simulator says would fault are dropped, on both sides)."""
+    k = kb.Kernel("modern")
+    p = k.spawn()
+    p.mmap(SIZE, 0, ANON | kb.MAP_FIXED, addr=REGION)
+    steps: list = []
+    ran: list[list] = []
+    for op in prog:
+        kind = op[0]
+        try:
+            if kind == "mmap":
+                r = p.mmap(op[2], op[3], op[4] | kb.MAP_FIXED, addr=REGION + op[1]) - REGION
+            elif kind == "munmap":
+                r = p.munmap(REGION + op[1], op[2])
+            elif kind == "mprotect":
+                r = p.mprotect(REGION + op[1], op[2], op[3])
+            elif kind == "mremap":
+                r = p.mremap(REGION + op[1], op[2], op[3], op[4], REGION + op[5])
+                if REGION <= r < REGION + SIZE:
+                    r -= REGION
+                else:
+                    p.munmap(r, op[3])
+                    r = "elsewhere"
+            elif kind == "write":
+                vma = p.mm.vma_at(REGION + op[1])
+                if vma is None or not vma.flags & kb.VM_WRITE:
+                    continue
+                p.write_pages(REGION + op[1], [op[2]])
+                r = 0
+            else:
+                vma = p.mm.vma_at(REGION + op[1])
+                if vma is None or not vma.flags & kb.VM_READ:
+                    continue
+                r = p.read_page(REGION + op[1])
+        except OSError as e:
+            r = -(e.errno or 0)
+        ran.append(op)
+        layout = [[max(v.start, REGION) - REGION, min(v.end, REGION + SIZE) - REGION,
+                   _perms(v.flags)] for v in p.vmas if REGION <= v.start < REGION + SIZE]
+        steps.append([r, layout])
+    return steps, ran
+
+
+def _perms(flags: kb.VM) -> str:
+    return "".join((c if flags & f else "-") for c, f in (
+        ("r", kb.VM_READ), ("w", kb.VM_WRITE), ("x", kb.VM_EXEC))) + (
+        "s" if flags & kb.VM_MAYSHARE else "p")
+
+
+@pytest.mark.live
+def test_mremap_matches_this_kernel() -> None:
+    if not sys.platform.startswith("linux"):
+        pytest.skip("needs Linux")
+    rng = random.Random(20091203)
+    programs = [_program(rng) for _ in range(200)]
+    sims, ran = zip(*(_simulate(prog) for prog in programs), strict=True)
+    done = subprocess.run([sys.executable, "-c", LIVE_CHILD, str(REGION), str(SIZE)],
+                          input=json.dumps(list(ran)), capture_output=True, text=True,
+                          timeout=120, check=True)
+    lives = json.loads(done.stdout)
+    for prog, sim, live in zip(ran, sims, lives, strict=True):
+        for i, (s, lv) in enumerate(zip(sim, live, strict=True)):
+            assert s == lv, (f"step {i} {prog[i]} of {prog}:\n sim  {s}\n live {lv}")
