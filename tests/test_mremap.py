@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ANON, RW, E, P, errno_of, mapfix, state
+from helpers import ANON, RW, E, P, errno_of, mapfix, state
 
 import ksmbook as kb
 from ksmbook.constants import TASK_SIZE
@@ -333,9 +333,7 @@ def _perms(flags: kb.VM) -> str:
 
 
 @pytest.mark.live
-def test_mremap_matches_this_kernel() -> None:
-    if not sys.platform.startswith("linux"):
-        pytest.skip("needs Linux")
+def test_mremap_matches_this_kernel(live_kernel: None) -> None:
     rng = random.Random(20091203)
     programs = [_program(rng) for _ in range(200)]
     sims, ran = zip(*(_simulate(prog) for prog in programs), strict=True)
