@@ -5,6 +5,11 @@ Removed:
 - notebook ``metadata.widgets`` (saved ipywidgets state) and ``metadata.signature``;
 - per-cell execution timing (``metadata.execution`` from JupyterLab, ``metadata.ExecuteTime``)
   and view-only cell metadata (``collapsed``, ``scrolled``);
+- widget views (``application/vnd.jupyter.widget-view+json``) from outputs: their models are
+  not stored, so a front end would say "model not found". The widgets of ksmbook display a
+  picture of themselves beside the view (``text/html``, with a note that running the cell makes
+  them live), which stays. An output that was only a widget view (and its repr) becomes that
+  note, never the repr;
 - execution-count noise: the counts of the code cells that ran are renumbered 1, 2, 3, ... in
   cell order (and their ``execute_result`` outputs with them), so re-running a cell by hand or
   restarting the kernel does not churn the diff. They are NOT nulled: nbval fails a cell whose
@@ -32,6 +37,9 @@ from typing import Any
 __all__ = ["strip_notebook", "strip_file", "main"]
 
 NOTEBOOK_METADATA_KEYS = ("widgets", "signature")
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+#: What an output that was only a widget view says once the view is removed.
+WIDGET_NOTE = "A widget was shown here when this notebook was executed. Run the cell to show it."
 CELL_METADATA_KEYS = ("execution", "ExecuteTime", "collapsed", "scrolled")
 
 
@@ -54,7 +62,19 @@ def strip_notebook(nb: dict[str, Any]) -> dict[str, Any]:
         for out in cell.get("outputs", []):
             if out.get("output_type") == "execute_result":
                 out["execution_count"] = count
+            strip_widget_view(out)
     return nb
+
+
+def strip_widget_view(out: dict[str, Any]) -> None:
+    """Remove a widget view from one output, keeping its picture (or leaving a note)."""
+    data = out.get("data", {})
+    if WIDGET_MIME not in data:
+        return
+    del data[WIDGET_MIME]
+    if not set(data) - {"text/plain"}:
+        data["text/plain"] = WIDGET_NOTE
+    out.get("metadata", {}).pop(WIDGET_MIME, None)
 
 
 def dumps(nb: dict[str, Any]) -> str:

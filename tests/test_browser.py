@@ -1,8 +1,12 @@
 """The widgets in a real JupyterLab, driven by Debian's Chromium through playwright.
 
 A JupyterLab server is started on 127.0.0.1 (a free port, a random token) over temporary copies
-of notebooks/explorer.ipynb and notebooks/ksmd-stepper.ipynb, so the committed notebooks are
-never executed or saved. Each test runs all cells from the Run menu.
+of the notebooks, so the committed notebooks are never executed or saved.
+
+Every notebook is first opened as stored, running nothing, as a reader first sees it: each
+widget cell must show the picture of its widget with the line saying that running the cell
+makes it live, never the widget's repr or "Error displaying widget". The widget tests then run
+all cells from the Run menu.
 
 The explorer test maps a region, advises its middle MADV_MERGEABLE, sees three VMAs in the
 diagram and in the maps table, switches CONFIG_KSM off, advises again and sees EINVAL. The
@@ -39,7 +43,8 @@ SHOTS = ROOT / "build" / "screenshots"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 TIMEOUT_MS = 30_000
-NOTEBOOKS = ("explorer.ipynb", "ksmd-stepper.ipynb")
+#: Every notebook of the book, opened as stored by test_notebooks_as_stored.
+ALL_NOTEBOOKS = tuple(sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb")))
 
 
 def _free_port() -> int:
@@ -75,7 +80,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     work = tmp_path_factory.mktemp("lab")
     root = work / "root"
     root.mkdir()
-    for name in NOTEBOOKS:
+    for name in ALL_NOTEBOOKS:
         shutil.copy(ROOT / "notebooks" / name, root / name)
     port, token = _free_port(), secrets.token_hex(16)
     env = dict(os.environ)
@@ -115,7 +120,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
             proc.wait()
         log.close()
         # The kernels' own notebook copies are thrown away with the temporary directory.
-        for name in NOTEBOOKS:
+        for name in ALL_NOTEBOOKS:
             stored = json.loads((root / name).read_text())
             assert stored["cells"], f"the served copy of {name} is a notebook"
 
@@ -158,6 +163,54 @@ def _bars(page, row: int):  # type: ignore[no-untyped-def]
     per VMA (matplotlib's SVG writer picks either)."""
     return page.locator(f".ksmbook-diagram g#ksm-row-{row} > path, "
                         f".ksmbook-diagram g#ksm-row-{row} use")
+
+
+#: What a stored widget output must never show.
+WIDGET_FAILURES = ("VBox(children", "Error displaying widget", "model not found",
+                   "Loading widget")
+
+
+def test_notebooks_as_stored(lab: tuple[str, str]) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    base, token = lab
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    expected = {}
+    for name in ALL_NOTEBOOKS:
+        nb = json.loads((ROOT / "notebooks" / name).read_text(encoding="utf-8"))
+        expected[name] = sum('<div class="ksmbook-snapshot">' in "".join(
+            o.get("data", {}).get("text/html", "")) for c in nb["cells"]
+            for o in c.get("outputs", []))
+    assert sum(expected.values()) >= len(ALL_NOTEBOOKS) - 1, expected
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            page.set_default_timeout(TIMEOUT_MS)
+            expect.set_options(timeout=TIMEOUT_MS)
+            for name in ALL_NOTEBOOKS:
+                page.goto(f"{base}/lab/tree/{name}?reset&token={token}")
+                page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for()
+                pictures = page.locator(".jp-OutputArea-output .ksmbook-snapshot")
+                expect(pictures).to_have_count(expected[name])
+                for i in range(expected[name]):
+                    picture = pictures.nth(i)
+                    picture.scroll_into_view_if_needed()
+                    expect(picture).to_contain_text("Run the cell to make it live.")
+                    img = picture.locator("img")
+                    expect(img).to_be_visible()
+                    page.wait_for_function("img => img.complete && img.naturalWidth > 100",
+                                           arg=img.element_handle())
+                    if i == 0:
+                        picture.screenshot(path=str(SHOTS / f"stored-{Path(name).stem}.png"))
+                body = page.locator("body").inner_text()
+                for failure in WIDGET_FAILURES:
+                    assert failure not in body, f"{name} shows {failure!r} as stored"
+        except Exception:
+            page.screenshot(path=str(SHOTS / "stored-failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
 
 
 def test_explorer_in_jupyterlab(lab: tuple[str, str]) -> None:

@@ -18,6 +18,8 @@ import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 CHAPTERS = sorted(NOTEBOOKS.glob("[0-9][0-9]-*.ipynb"))
+#: The chapters and the playground notebooks.
+ALL = sorted(NOTEBOOKS.glob("*.ipynb"))
 #: The chapters this book must have; later ones are checked too when they exist.
 REQUIRED = range(7)
 
@@ -168,14 +170,42 @@ def test_diagrams_print_text_twins(path: Path) -> None:
             assert TWIN.search(stdout(c)), f"diagram cell {c.get('id')} prints no text twin"
 
 
+#: Cells that display one of the book's widgets.
+WIDGET_CALL = re.compile(r"\b(Explorer|KsmdStepper)\(")
+#: A widget's repr, as a front end without the widget's model would print it.
+WIDGET_REPR = re.compile(r"^\w*(Box|Tab|Button|HTML|Dropdown|Text|Checkbox)\(", re.M)
+SNAPSHOT = '<div class="ksmbook-snapshot">'
+
+
 @chapter
 def test_widget_cells_are_not_compared(path: Path) -> None:
     for c in load(path)["cells"]:
         if c["cell_type"] != "code":
             continue
-        shows_widget = any(WIDGET_MIME in o.get("data", {}) for o in c.get("outputs", []))
-        if shows_widget or re.search(r"\bExplorer\(", source(c)):
+        shows_widget = any(SNAPSHOT in "".join(o.get("data", {}).get("text/html", ""))
+                           for o in c.get("outputs", []))
+        if shows_widget or WIDGET_CALL.search(source(c)):
             assert tags(c) & IGNORE_TAGS, f"widget cell {c.get('id')} is not nbval-ignore-output"
+
+
+@pytest.mark.parametrize("path", ALL, ids=[p.stem for p in ALL])
+def test_stored_widgets_are_pictures(path: Path) -> None:
+    """Opened as stored, a widget cell shows a picture of the widget and says that running
+    the cell makes it live: no widget view (its model is not stored), never its repr."""
+    for c in load(path)["cells"]:
+        if c["cell_type"] != "code":
+            continue
+        outputs = [o.get("data", {}) for o in c.get("outputs", [])]
+        for data in outputs:
+            assert WIDGET_MIME not in data, f"widget view stored in {c.get('id')}: make strip"
+            plain = "".join(data.get("text/plain", ""))
+            assert not WIDGET_REPR.search(plain), f"widget repr stored in {c.get('id')}"
+        if WIDGET_CALL.search(source(c)) and "nbval-skip" not in tags(c):
+            pictures = ["".join(d.get("text/html", "")) for d in outputs]
+            pictures = [h for h in pictures if SNAPSHOT in h]
+            assert len(pictures) == 1, f"{c.get('id')} stores no picture of its widget"
+            assert "Run the cell to make it live." in pictures[0]
+            assert '<img src="data:image/png;base64,' in pictures[0]
 
 
 @chapter

@@ -322,9 +322,14 @@ class Explorer(Widget):
         self.widget.add_class("ksmbook-explorer")
 
     def _ipython_display_(self) -> None:
-        from IPython.display import display
+        """The live widget, with a picture of it for where it cannot run (`snapshot`)."""
+        from .snapshot import display_widget
 
-        display(self.widget)
+        after = self.after if self.after is not None else self.current_snapshot()
+        twin = self.changes_text if self.trace is not None else ""
+        display_widget(
+            self.widget, what="explorer", figure=self.view.figure, lines=(self.message,),
+            text=(twin + "\n\n" if twin else "") + f"[{after.label}]\n" + maps_text(after))
 
     # -- reading what the reader typed ----------------------------------------------------
 

@@ -184,9 +184,11 @@ class KsmdStepper(Widget):
         self.widget.add_class("ksmbook-ksmd")
 
     def _ipython_display_(self) -> None:
-        from IPython.display import display
+        """The live widget, with a picture of it for where it cannot run (`snapshot`)."""
+        from .snapshot import display_widget
 
-        display(self.widget)
+        display_widget(self.widget, what="ksmd stepper", figure=self.view.figure,
+                       lines=(self.message,), text=self.pages_text)
 
     # -- actions ----------------------------------------------------------------------
 
