@@ -111,10 +111,6 @@ class StableNode:
         self.chain: StableChain | None = None
         self.node_item: RmapItem | None = None
 
-    @property
-    def rmap_hlist_len(self) -> int:
-        return len(self.items)
-
     def __repr__(self) -> str:
         return f"StableNode(content={self.content}, sharers={len(self.items)})"
 
@@ -267,8 +263,8 @@ class KsmState:
             self.cursor += 1
         else:
             self.slots.insert(self.cursor + 1, slot)
-        tr.note("__ksm_exit", f"{slot.nr_items} rmap_items: mm_slot moved just after the "
-                "cursor; ksmd frees them on its next visit")
+        tr.note("__ksm_exit", "{} rmap_items: mm_slot moved just after the cursor; ksmd frees "
+                "them on its next visit", slot.nr_items)
 
     # -- the zero page ---------------------------------------------------------------------
 
@@ -300,15 +296,16 @@ def ksm_madvise(mm: MM, vma: VMA, start: int, end: int, advice: int, flags: VM,
         if advice == MADV.MADV_MERGEABLE:
             blocking = flags & p.ksm_ignore
             if blocking:
-                tr.note("ksm_madvise", f"ignored: {flag_names(blocking)}")
+                tr.note("ksm_madvise", "ignored: {}", flag_names(blocking))
                 tr.event("ignored", start, end, flag_names(blocking))
                 return 0, flags
             if not mm.flags & MMF.MMF_VM_MERGEABLE:
                 err = __ksm_enter(mm, tr)
                 if err:
-                    # The seed's dummy says -EAGAIN itself; 2.6.32 returns -ENOMEM, which
-                    # madvise_behavior() turns into -EAGAIN.
-                    return (-errno.EAGAIN if p.name == "seed" else err), flags
+                    if p.ksm_madvise_enter_eagain:
+                        # The seed: "if (__ksm_enter(mm) < 0) return -EAGAIN;"
+                        return -errno.EAGAIN, flags
+                    return err, flags  # v2.6.32: madvise_behavior() makes -ENOMEM -EAGAIN
             tr.note("ksm_madvise", "VM_MERGEABLE set")
             return 0, flags | VM.VM_MERGEABLE
         if not flags & VM.VM_MERGEABLE:
@@ -335,7 +332,7 @@ def __ksm_enter(mm: MM, tr: Trace) -> int:
         if k.should_fail("__ksm_enter"):
             why = ("injected failure (the seed's dummy cannot fail)" if not k.profile.has_ksmd
                    else "alloc_mm_slot() failed")
-            tr.note("__ksm_enter", f"{why}: ENOMEM")
+            tr.note("__ksm_enter", "{}: ENOMEM", why)
             tr.event("fail", 0, 0, "__ksm_enter")
             return -errno.ENOMEM
         # v2.6.32 mm/ksm.c __ksm_enter(): list_add_tail() of the mm_slot, set_bit(
@@ -375,8 +372,8 @@ def ksm_fork(mm: MM, oldmm: MM, tr: Trace) -> int:
         with tr.enter("ksm_fork", "parent has MMF_VM_MERGEABLE"):
             if inherited:
                 ks.ksm_zero_pages += inherited
-                tr.note("ksm_fork", f"{inherited} inherited KSM zero pages added "
-                        "to ksm_zero_pages")
+                tr.note("ksm_fork", "{} inherited KSM zero pages added to ksm_zero_pages",
+                        inherited)
             err = __ksm_enter(mm, tr)
             if err and not mm.profile.ksm_fork_first:
                 tr.note("ksm_fork", "best effort since 6.x: fork goes on unregistered")
@@ -395,15 +392,15 @@ def unmerge_ksm_pages(mm: MM, vma: VMA, start: int, end: int, tr: Trace | None) 
     """unmerge_ksm_pages(): break every KSM page (and KSM zero page) mapped in [start, end)."""
     k = mm.kernel
     broken = 0
-    ctx = (tr.enter("unmerge_ksm_pages", f"[{start:#x}, {end:#x})") if tr is not None
+    ctx = (tr.enter("unmerge_ksm_pages", "[{:#x}, {:#x})", start, end) if tr is not None
            else contextlib.nullcontext())
     with ctx:
         # The loop tests signal_pending() at every address before break_ksm() (v2.6.32 and
         # 6.18 alike), so a pending signal stops it at the first address, mapped or not.
         if start < end and mm.mm_users and k.should_fail("signal_pending"):
             if tr is not None:
-                tr.note("unmerge_ksm_pages", f"{start:#x}: signal pending: ERESTARTSYS "
-                        "(user sees EINTR)")
+                tr.note("unmerge_ksm_pages", "{:#x}: signal pending: ERESTARTSYS (user sees "
+                        "EINTR)", start)
             return -ERESTARTSYS
         for vpn in list(mm.ptes.irange(start >> PAGE_SHIFT, (end >> PAGE_SHIFT) - 1)):
             if mm.mm_users == 0:
@@ -413,8 +410,10 @@ def unmerge_ksm_pages(mm: MM, vma: VMA, start: int, end: int, tr: Trace | None) 
                 return got
             broken += got
         if tr is not None:
-            tr.note("unmerge_ksm_pages",
-                    f"{broken} KSM pages broken" if broken else "no KSM pages")
+            if broken:
+                tr.note("unmerge_ksm_pages", "{} KSM pages broken", broken)
+            else:
+                tr.note("unmerge_ksm_pages", "no KSM pages")
     return 0
 
 
@@ -430,14 +429,14 @@ def break_ksm(mm: MM, vma: VMA, vpn: int, tr: Trace | None) -> int:
         return 0
     if k.should_fail("break_ksm"):
         if tr is not None:
-            tr.note("break_ksm", f"{vpn << PAGE_SHIFT:#x}: VM_FAULT_OOM: ENOMEM")
+            tr.note("break_ksm", "{:#x}: VM_FAULT_OOM: ENOMEM", vpn << PAGE_SHIFT)
         return -errno.ENOMEM
     page.mapcount -= 1
     mm.ptes[vpn] = Page(page.content)
     k.page_unmapped(mm, vpn, page)
     if tr is not None:
         what = "KSM zero page" if page is k.ksm.zero_page else "KSM page"
-        tr.note("break_ksm", f"{vpn << PAGE_SHIFT:#x}: {what} copied to a private page")
+        tr.note("break_ksm", "{:#x}: {} copied to a private page", vpn << PAGE_SHIFT, what)
     return 1
 
 
@@ -523,7 +522,7 @@ def sys_prctl_memory_merge(mm: MM, option: int, args: tuple[int, int, int, int],
         if not (k.profile.prctl_memory_merge and k.config_ksm):
             why = ("CONFIG_KSM is not set" if k.profile.prctl_memory_merge
                    else f"the {k.profile.name} kernel has no such option (added in 6.4)")
-            tr.note("sys_prctl", f"{name}: {why}: EINVAL")
+            tr.note("sys_prctl", "{}: {}: EINVAL", name, why)
             return -errno.EINVAL
         if option == PR_GET_MEMORY_MERGE:
             if arg2 or arg3 or arg4 or arg5:

@@ -228,6 +228,9 @@ class Profile:
     merge_unlinks_rmap_item: bool = False
     #: /proc/PID/ksm_stat exists (6.1, "ksm: count allocated ksm rmap_items for each process").
     proc_ksm_stat: bool = False
+    #: ksm_madvise() answers a failed __ksm_enter() with -EAGAIN itself (the seed); v2.6.32
+    #: returns __ksm_enter()'s -ENOMEM, which madvise_behavior() turns into -EAGAIN.
+    ksm_madvise_enter_eagain: bool = False
 
     def fn(self, name: str) -> str:
         """`name` as this kernel spells the function."""
@@ -286,6 +289,7 @@ _SEED = Profile(
     growsdown_private_anon_only=False,
     remove_needs_write=True,
     remove_filesystems=frozenset({"tmpfs"}),
+    ksm_madvise_enter_eagain=True,
     # v2.6.32 mm/memory.c vmtruncate_range(): unmap_mapping_range(mapping, offset,
     # 1 + end - offset, 1).
     remove_zaps_cows=True,
@@ -318,6 +322,7 @@ _KSM_2632: dict[str, Any] = {
     "ksm_page_in_place": False,
     "break_unshared_ksm_page": True,
     "unlink_unstable_on_revisit": True,
+    "ksm_madvise_enter_eagain": False,
 }
 
 _V2632 = Profile(**{**_SEED.__dict__, "name": "2.6.32",
