@@ -1,14 +1,19 @@
 """The exercises of chapters 7 and 8 (ksmbook.exercises.ksmd): published problems never change,
-every answer is what the simulator computes (checked here against an independent replay), and
+every answer is what the simulator computes (checked here against an independent path through
+the model), the steps are scenario statements that `python -m ksmbook run` replays, and
 check/hint/solution behave as in the other chapters."""
 
 from __future__ import annotations
 
+import io
 import random
+import re
+from typing import TypeVar
 
 import pytest
 
 import ksmbook as kb
+from ksmbook.__main__ import main
 from ksmbook.exercises import (
     GENERATORS,
     KsmdProblem,
@@ -17,6 +22,7 @@ from ksmbook.exercises import (
     generate,
 )
 from ksmbook.ksmd import predict
+from ksmbook.scenario import KsmdScans, Madvise, Map, Prctl, SysfsWrite, Write, parse
 
 #: The published problems (seed 0 sets): their steps and answers. Never edit: a changed
 #: generator gets a new version.
@@ -75,6 +81,20 @@ GOLDEN = {
 }
 
 
+S = TypeVar("S")
+
+
+def statements(ex: KsmdProblem, kind: type[S]) -> list[S]:
+    """The statements of type `kind` that the problem runs, in order."""
+    return [op for op in ex.scenario.ops if isinstance(op, kind)]
+
+
+def shown_steps(ex: KsmdProblem) -> list[str]:
+    """The step lines the question shows."""
+    lines = ex.text().split("Steps (", 1)[1].split("\n\n", 1)[0].splitlines()[1:]
+    return [line.strip() for line in lines]
+
+
 #: The ksmd generators.
 KSMD = sorted(n for n, g in GENERATORS.items() if set(g.chapters) & {7, 8} and g.kernel != "seed")
 
@@ -82,7 +102,7 @@ KSMD = sorted(n for n, g in GENERATORS.items() if set(g.chapters) & {7, 8} and g
 @pytest.mark.parametrize("chapter", [7, 8])
 def test_published_problems_never_change(chapter: int) -> None:
     exercises = chapter_exercises(chapter)
-    got = [(e.ident, [op.text() for op in e.ops], e.answer_text()) for e in exercises]
+    got = [(e.ident, shown_steps(e), e.answer_text()) for e in exercises]
     assert got == GOLDEN[chapter]
     assert [e.title for e in exercises] == [f"Exercise {chapter}.{n}"
                                             for n in range(1, len(exercises) + 1)]
@@ -102,8 +122,8 @@ def test_counter_answers_agree_with_predict() -> None:
     """ksmd-mix answers against ksmbook.ksmd.predict (a separate path through the model)."""
     for seed in range(10):
         ex = generate("ksmd-mix", seed)
-        maps = [list(op.args[0]) for op in ex.ops if op.kind == "map"]
-        scans = next(op.args[0] for op in ex.ops if op.kind == "scan")
+        maps = [list(w.values) for w in statements(ex, Write)]
+        scans = statements(ex, KsmdScans)[0].count
         got = predict(None, processes=maps, scans=scans)
         assert ex.answer == tuple(got[f] for f in ex.fields), seed
 
@@ -116,8 +136,8 @@ def test_cow_differs_between_kernels() -> None:
 def test_max_sharing_answer_is_the_qr_rule() -> None:
     for seed in range(10):
         ex = generate("ksmd-max-sharing", seed)
-        m = next(op.args[1] for op in ex.ops if op.kind == "knob")
-        n = len(next(op.args[0] for op in ex.ops if op.kind == "map"))
+        m = int(statements(ex, SysfsWrite)[1].value)  # after run=1
+        n = statements(ex, Map)[0].length // kb.PAGE_SIZE
         q, r = divmod(n, m)
         nodes = q + (r >= 2)
         assert ex.answer == (nodes, n - nodes - (r == 1), int(r == 1),
@@ -132,8 +152,9 @@ def test_slow_writes_are_the_cow_faults_of_ksm_pages() -> None:
 def test_probe_guess_follows_the_victims_choice() -> None:
     for seed in range(12):
         ex = generate("probe-guess", seed)
-        victim = ex.ops[0].args[0]
-        offered = ex.ops[0].args[1] or any(op.kind == "prctl" for op in ex.ops)
+        victim = statements(ex, Write)[0].values
+        offered = any(op.proc == "victim" for op in statements(ex, Madvise)) \
+            or bool(statements(ex, Prctl))
         expected = ("ABCDEF"[victim[0] - 1],) if offered else ()
         assert ex.answer == expected, seed
 
@@ -206,3 +227,27 @@ def test_random_answers_never_crash() -> None:
 def test_the_exercise_kernel_is_the_book_kernel() -> None:
     ex = chapter_exercises(8)[0]
     assert isinstance(ex.run.kernel, kb.Kernel) and ex.run.kernel.profile.name == "modern"
+
+
+@pytest.mark.parametrize("chapter", [7, 8])
+def test_the_solution_replays_through_the_scenario_runner(
+        chapter: int, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The statements the solution prints are the problem's own, and `python -m ksmbook run`
+    replays them to the same counters."""
+    for ex in chapter_exercises(chapter):
+        text = ex.solution_text()
+        m = re.search(r"^    python -m ksmbook run - <<'EOF'\n(.*?)^    EOF$", text,
+                      flags=re.M | re.S)
+        assert m is not None, ex.ident
+        script = "".join(line.removeprefix("    ") + "\n" for line in m.group(1).splitlines())
+        assert parse(script) == ex.scenario
+        monkeypatch.setattr("sys.stdin", io.StringIO(script))
+        assert main(["run", "-"]) == 0
+        out = capsys.readouterr().out
+        printed = re.findall(r"pages_shared=(\d+) pages_sharing=(\d+)", out)[-1]
+        steps = ex.run_steps()
+        last_scan = max(i for i, step in enumerate(steps)
+                        if any(isinstance(op, KsmdScans) for op in step.statements))
+        counters = ex.run.after[last_scan]
+        assert printed == (str(counters["pages_shared"]), str(counters["pages_sharing"]))

@@ -1,41 +1,65 @@
 """Problems about what ksmd does with the advice (chapter 7) and about the side channel that
 deduplication opens (chapter 8).
 
-Every answer comes from running the simulator: a `KsmdProblem` replays its steps (map and
-write pages, madvise, fork, write a knob, let ksmd make full scans, write a page) on a fresh
-`Kernel` and reads the counters of /sys/kernel/mm/ksm (`CountersProblem`, `KsmdCountProblem`),
-or the fault each write takes (``ksmbook.sidechannel.classify``) or what an attacker's probe
-finds (`ChoiceProblem`).
+A problem is a list of `Step`s: each is one line of the question ("p1: mmap 4 pages, write
+[A A B B], madvise(MADV_MERGEABLE)") and the scenario statements that do it, run through
+``ksmbook.scenario.Runner`` on a kernel with ksmd running (run=1). The answer comes from that
+run: the counters of /sys/kernel/mm/ksm (`CountersProblem`, `KsmdCountProblem`), the fault a
+labelled write takes (``ksmbook.sidechannel.classify``; `ChoiceProblem`), or the fewest scans
+after which an attacker's probe finds a secret (`ScansProblem`). The solution prints the
+statements, which ``python -m ksmbook run`` replays.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import random
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..constants import MADV, MAP, PAGE_SIZE, PROT
-from ..kernel import Kernel, Process
+from ..constants import MADV, PAGE_SIZE, PROT
+from ..kernel import Kernel
 from ..ksm import PR_SET_MEMORY_MERGE
 from ..profiles import get_profile
 from ..render.ksm_pages import page_state, pages_text
-from ..sidechannel import COW_KSM, KIND_TEXT, classify, probe
+from ..scenario import (
+    Addr,
+    Boot,
+    Exit,
+    Fork,
+    KsmdScans,
+    Madvise,
+    Map,
+    Prctl,
+    Runner,
+    Scenario,
+    Spawn,
+    Statement,
+    SysfsWrite,
+    Write,
+    boot,
+    format_op,
+)
+from ..sidechannel import COW_KSM, COW_KSM_ZERO, KIND_TEXT, classify
 from .answers import AnswerError
 from .problem import Problem
 from .registry import register
 
-__all__ = ["KOp", "KsmdProblem", "CountersProblem", "KsmdCountProblem", "ChoiceProblem",
-           "content_name", "COUNTER_SHORT"]
+__all__ = ["Step", "KsmdProblem", "CountersProblem", "KsmdCountProblem", "ChoiceProblem",
+           "ScansProblem", "content_name", "COUNTER_SHORT"]
 
 #: Short names accepted for counters in answers.
 COUNTER_SHORT = {"shared": "pages_shared", "sharing": "pages_sharing",
                  "unshared": "pages_unshared", "volatile": "pages_volatile",
                  "zero": "ksm_zero_pages", "profit": "general_profit"}
+_SHORT = {v: k for k, v in COUNTER_SHORT.items()}
 _LETTERS = "ABCDEFGHJKLMNPQRSTUVW"
 _FOUR = ("pages_shared", "pages_sharing", "pages_unshared", "pages_volatile")
+#: The faults a reader sees as a slow write: copy-on-write of a page KSM placed.
+_SLOW = (COW_KSM, COW_KSM_ZERO)
 
 
 def content_name(content: int) -> str:
@@ -47,112 +71,136 @@ def content_name(content: int) -> str:
     return str(content)
 
 
+# -- steps: a line of the question and the statements that do it ---------------------------------
+
 @dataclass(frozen=True)
-class KOp:
-    """One step of a ksmd exercise.
+class Step:
+    """One line of the question and the scenario statements that do it; `labels` names the
+    writes the question picks out (aligned with `statements`, "" for the others)."""
 
-    kinds: "map" (args: contents; advise) maps a private anonymous area in `proc` (a new
-    process if needed), writes the contents (None: untouched) and, if advise, madvises it
-    MERGEABLE; "write" (index, content); "fork" (child name); "exit"; "prctl" (MERGE_ANY on);
-    "knob" (name, value); "scan" (full scans); "probe" (guesses, scans: the attack of
-    ``ksmbook.sidechannel.probe``).
-    """
+    text: str
+    statements: tuple[Statement, ...]
+    labels: tuple[str, ...] = ()
 
-    kind: str
-    proc: str = ""
-    args: tuple[Any, ...] = ()
-    label: str = ""
 
-    def text(self) -> str:
-        a = self.args
-        if self.kind == "map":
-            contents = " ".join("." if c is None else content_name(int(c))
-                                for c in a[0])
-            how = ", madvise(MADV_MERGEABLE)" if a[1] else " (no madvise)"
-            n = len(a[0])
-            return f"{self.proc}: mmap {n} page{'s' if n != 1 else ''}, write [{contents}]{how}"
-        if self.kind == "write":
-            what = f"{self.proc}: write {content_name(int(a[1]))} to its page {a[0]}"
-            return f"({self.label}) {what}" if self.label else what
-        if self.kind == "fork":
-            return f"{self.proc}: fork() -> {a[0]}"
-        if self.kind == "exit":
-            return f"{self.proc}: exit()"
-        if self.kind == "prctl":
-            return f"{self.proc}: prctl(PR_SET_MEMORY_MERGE, 1)"
-        if self.kind == "knob":
-            return f"echo {a[1]} > /sys/kernel/mm/ksm/{a[0]}"
-        if self.kind == "scan":
-            n = int(a[0])
-            return f"ksmd: {n} full scan{'s' if n != 1 else ''}"
-        if self.kind == "probe":
-            guesses = " ".join(content_name(int(g)) for g in a[0])
-            scans = "some" if a[1] is None else str(a[1])
-            return (f"{self.proc}: probe [{guesses}]: mmap, write the guesses, madvise, "
-                    f"ksmd makes {scans} full scans, then time a write to each")
-        raise ValueError(f"unknown step {self.kind!r}")
+def _area(proc: str) -> str:
+    """The label of the pages a process maps (its child after fork() has them too)."""
+    return proc.upper()
 
+
+def _page(owner: str, index: int) -> Addr:
+    return Addr(_area(owner), index * PAGE_SIZE)
+
+
+def _fill(proc: str, contents: Sequence[int | None]) -> list[Write]:
+    """Writes of `contents` from page 0 of `proc`'s pages on, one per run of touched pages."""
+    out: list[Write] = []
+    page = 0
+    for touched, group in itertools.groupby(contents, key=lambda c: c is not None):
+        run = list(group)
+        if touched:
+            out.append(Write(proc, _page(proc, page), tuple(c for c in run if c is not None)))
+        page += len(run)
+    return out
+
+
+def _mapping(proc: str, pages: int) -> list[Statement]:
+    spawn: list[Statement] = [] if proc == "p1" else [Spawn(proc)]
+    return [*spawn, Map(proc, _area(proc), pages * PAGE_SIZE,
+                        PROT.PROT_READ | PROT.PROT_WRITE)]
+
+
+def map_step(proc: str, contents: Sequence[int | None], advise: bool) -> Step:
+    """A new process `proc` (p1 starts by itself) maps private anonymous pages, writes
+    `contents` (None: untouched) and, if `advise`, madvises them MADV_MERGEABLE."""
+    n = len(contents)
+    names = " ".join("." if c is None else content_name(c) for c in contents)
+    how = ", madvise(MADV_MERGEABLE)" if advise else " (no madvise)"
+    advice: list[Statement] = [Madvise(proc, Addr(_area(proc), 0), n * PAGE_SIZE,
+                                       MADV.MADV_MERGEABLE)] if advise else []
+    return Step(f"{proc}: mmap {n} page{'s' if n != 1 else ''}, write [{names}]{how}",
+                (*_mapping(proc, n), *_fill(proc, contents), *advice))
+
+
+def write_step(proc: str, index: int, content: int, label: str = "", owner: str = "") -> Step:
+    """`proc` writes `content` to page `index` of its pages (mapped by `owner`, if a parent)."""
+    text = f"{proc}: write {content_name(content)} to its page {index}"
+    return Step(f"({label}) {text}" if label else text,
+                (Write(proc, _page(owner or proc, index), (content,)),), (label,))
+
+
+def fork_step(proc: str, child: str) -> Step:
+    return Step(f"{proc}: fork() -> {child}", (Fork(proc, child),))
+
+
+def exit_step(proc: str) -> Step:
+    return Step(f"{proc}: exit()", (Exit(proc),))
+
+
+def merge_any_step(proc: str) -> Step:
+    return Step(f"{proc}: prctl(PR_SET_MEMORY_MERGE, 1)", (Prctl(proc, PR_SET_MEMORY_MERGE, 1),))
+
+
+def knob_step(name: str, value: int) -> Step:
+    return Step(f"echo {value} > /sys/kernel/mm/ksm/{name}", (SysfsWrite(name, str(value)),))
+
+
+def scan_step(scans: int) -> Step:
+    return Step(f"ksmd: {scans} full scan{'s' if scans != 1 else ''}", (KsmdScans(scans),))
+
+
+def probe_step(proc: str, guesses: Sequence[int], scans: int, shown: str = "") -> Step:
+    """The attack of Suzaki et al. (``ksmbook.sidechannel.probe``): `proc` maps one page per
+    guess, writes the guesses, advises them, lets ksmd make `scans` full scans, then writes
+    each page once; the writes are labelled with the guesses' names."""
+    n = len(guesses)
+    setup = (*_mapping(proc, n), *_fill(proc, guesses),
+             Madvise(proc, Addr(_area(proc), 0), n * PAGE_SIZE, MADV.MADV_MERGEABLE),
+             KsmdScans(scans))
+    timed = tuple(Write(proc, _page(proc, i), (g ^ 0x5A5A,)) for i, g in enumerate(guesses))
+    names = [content_name(g) for g in guesses]
+    return Step(f"{proc}: probe [{' '.join(names)}]: mmap, write the guesses, madvise, ksmd "
+                f"makes {shown or scans} full scans, then time a write to each",
+                setup + timed, ("",) * len(setup) + tuple(names))
+
+
+# -- running the steps ------------------------------------------------------------------------
 
 @dataclass
-class _Run:
+class KsmdRun:
+    """The simulator's run of a problem's steps: the kernel at the end, ksmd's counters after
+    each step, and the fault each labelled write took."""
+
     kernel: Kernel
-    procs: dict[str, Process] = field(default_factory=dict)
-    areas: dict[str, int] = field(default_factory=dict)
     after: list[dict[str, int]] = field(default_factory=list)
     faults: dict[str, str] = field(default_factory=dict)
-    found: list[int] = field(default_factory=list)
-    probe_text: str = ""
+
+    def slow(self) -> tuple[str, ...]:
+        """The labelled writes that took a copy-on-write fault of a KSM page."""
+        return tuple(sorted(label for label, kind in self.faults.items() if kind in _SLOW))
 
 
-def replay(ops: Sequence[KOp], profile: str) -> _Run:
-    """Run the steps on a fresh kernel of `profile` (ksmd running: run=1)."""
-    k = Kernel(profile=profile)
-    k.ksmd.tracing = False
-    k.sysfs["run"] = 1
-    run = _Run(k)
-    rw, anon = PROT.PROT_READ | PROT.PROT_WRITE, MAP.MAP_PRIVATE | MAP.MAP_ANONYMOUS
-    for op in ops:
-        a = op.args
-        if op.kind == "map":
-            p = run.procs.get(op.proc)
-            if p is None:
-                p = run.procs[op.proc] = k.spawn(op.proc)
-            contents = list(a[0])
-            addr = p.mmap(len(contents) * PAGE_SIZE, rw, anon)
-            run.areas[op.proc] = addr
-            for i, c in enumerate(contents):
-                if c is not None:
-                    p.write_pages(addr + i * PAGE_SIZE, [int(c)])
-            if a[1]:
-                p.madvise(addr, len(contents) * PAGE_SIZE, MADV.MADV_MERGEABLE)
-        elif op.kind == "write":
-            p = run.procs[op.proc]
-            addr = run.areas[op.proc] + int(a[0]) * PAGE_SIZE
-            if op.label:
-                run.faults[op.label] = classify(p, addr)
-            p.write_pages(addr, [int(a[1])])
-        elif op.kind == "fork":
-            child = run.procs[op.proc].fork(str(a[0]))
-            run.procs[str(a[0])] = child
-            run.areas[str(a[0])] = run.areas[op.proc]
-        elif op.kind == "exit":
-            run.procs[op.proc].exit()
-        elif op.kind == "prctl":
-            run.procs[op.proc].prctl(PR_SET_MEMORY_MERGE, 1)
-        elif op.kind == "knob":
-            k.sysfs[str(a[0])] = int(a[1])
-        elif op.kind == "scan":
-            k.ksmd.full_scans(int(a[0]))
-        elif op.kind == "probe":
-            p = run.procs.get(op.proc) or k.spawn(op.proc)
-            run.procs[op.proc] = p
-            result = probe(p, [int(g) for g in a[0]], scans=int(a[1]),
-                           rng=random.Random(0))
-            run.found = result.found
-            run.probe_text = result.text({int(g): content_name(int(g)) for g in a[0]})
-        else:
-            raise ValueError(f"unknown step {op.kind!r}")
-        run.after.append(dict(k.ksmd.counters()))
+def _setup(profile: str) -> tuple[Statement, ...]:
+    return (Boot(profile, True), SysfsWrite("run", "1"))
+
+
+def replay(steps: Sequence[Step], profile: str) -> KsmdRun:
+    """Run the steps through the scenario runner on a fresh kernel of `profile`, ksmd running
+    (run=1), classifying each labelled write just before it runs."""
+    setup = _setup(profile)
+    kernel = boot(Scenario(setup))
+    runner = Runner(kernel, maps=False)
+    for op in setup:
+        runner.step(op)
+    run = KsmdRun(kernel)
+    for step in steps:
+        for op, label in zip(step.statements, step.labels or ("",) * len(step.statements),
+                             strict=True):
+            if label:
+                assert isinstance(op, Write)
+                run.faults[label] = classify(runner.proc(op, op.proc), runner.addr(op, op.addr))
+            runner.step(op)
+        run.after.append(dict(kernel.ksmd.counters()))
     return run
 
 
@@ -172,13 +220,15 @@ def _ints(answer: object, what: str) -> list[int]:
     raise AnswerError(f"{answer!r} is not {what}")
 
 
+# -- the kinds ------------------------------------------------------------------------------
+
 class KsmdProblem(Problem):
-    """A question about ksmd, or about the fault a write takes, after the steps `ops`.
+    """A question about ksmd, or about the fault a write takes, after the steps `steps`.
 
     `why` explains the answer (the correct message and the solution show it).
     """
 
-    def __init__(self, ops: Sequence[KOp], question: str, *, profile: str, why: str = "",
+    def __init__(self, steps: Sequence[Step], question: str, *, profile: str, why: str = "",
                  intro: str = "", hints: Iterable[str] = (), title: str = "Exercise",
                  ident: str = "") -> None:
         super().__init__(question, profile=profile, intro=intro, hints=tuple(hints),
@@ -186,19 +236,23 @@ class KsmdProblem(Problem):
         if not get_profile(self.profile).has_ksmd:
             raise ValueError(f"the {self.profile} kernel has no ksmd: ksmd exercises need a "
                              "kernel with ksmd")
-        self.ops, self._why = tuple(ops), why
+        self.steps, self._why = tuple(steps), why
         _ = self.answer  # run now: a broken problem fails where it is made
 
-    # -- the simulator's run --------------------------------------------------------------
-
-    def steps(self) -> list[KOp]:
-        """The steps the simulator runs (`ops`, unless a kind fills in a number)."""
-        return list(self.ops)
+    def run_steps(self) -> Sequence[Step]:
+        """The steps the simulator runs (`steps`, unless a kind fills in a number)."""
+        return self.steps
 
     @functools.cached_property
-    def run(self) -> _Run:
+    def run(self) -> KsmdRun:
         """The simulator's run of the steps."""
-        return replay(self.steps(), self.profile)
+        return replay(self.run_steps(), self.profile)
+
+    @property
+    def scenario(self) -> Scenario:
+        """The statements of the run, as ``python -m ksmbook run`` replays them."""
+        return Scenario((*_setup(self.profile),
+                         *(op for step in self.run_steps() for op in step.statements)))
 
     # -- the question ---------------------------------------------------------------------
 
@@ -209,7 +263,7 @@ class KsmdProblem(Problem):
     def setting(self) -> list[str]:
         return ["", "Steps (each process maps its own private anonymous pages; A, B, ... are "
                 "page contents, 0 an all-zero page, . a page never touched):",
-                *(f"    {op.text()}" for op in self.ops)]
+                *(f"    {step.text}" for step in self.steps)]
 
     def why(self) -> str:
         return self._why
@@ -218,8 +272,8 @@ class KsmdProblem(Problem):
 
     def trace_hints(self) -> list[str]:
         return ["The counters after each step:\n" + "\n".join(
-            f"  {op.text():<60} " + " ".join(f"{_SHORT[f]} {c[f]}" for f in _FOUR)
-            for op, c in zip(self.ops, self.run.after, strict=True))]
+            f"  {step.text:<60} " + " ".join(f"{_SHORT[f]} {c[f]}" for f in _FOUR)
+            for step, c in zip(self.run_steps(), self.run.after, strict=True))]
 
     def shown_counters(self) -> list[str]:
         return ["full_scans", *_FOUR]
@@ -227,18 +281,23 @@ class KsmdProblem(Problem):
     def work(self) -> list[str]:
         out = ["The simulator's run (counters after each step):"]
         shown = self.shown_counters()
-        for op, c in zip(self.ops, self.run.after, strict=True):
-            out.append(f"  {op.text()}")
+        for step, c in zip(self.run_steps(), self.run.after, strict=True):
+            out.append(f"  {step.text}")
             out.append("      " + ", ".join(f"{f} {c[f]}" for f in shown))
         if self.run.faults:
             out += ["", "The fault each labelled write took:"]
             out += [f"  ({label}) {KIND_TEXT[kind]}" for label, kind in self.run.faults.items()]
-        if self.run.probe_text:
-            out += ["", "The probe:", self.run.probe_text]
         names = {c: content_name(c) for c in range(len(_LETTERS) + 1)}
         out += ["", "The pages at the end:", pages_text(page_state(self.run.kernel,
                                                                   names=names))]
-        return out
+        out += ["", "Replay it (contents are numbers: A = 1, B = 2, ...):",
+                "    python -m ksmbook run - <<'EOF'",
+                *(f"    {op}" for op in _setup(self.profile))]
+        for step in self.run_steps():
+            labels = step.labels or ("",) * len(step.statements)
+            out += [f"    {format_op(op)}" + (f"   # ({label})" if label else "")
+                    for op, label in zip(step.statements, labels, strict=True)]
+        return [*out, "    EOF"]
 
 
 class CountersProblem(KsmdProblem):
@@ -248,10 +307,10 @@ class CountersProblem(KsmdProblem):
 
     kind = "counters"
 
-    def __init__(self, ops: Sequence[KOp], question: str, *,
+    def __init__(self, steps: Sequence[Step], question: str, *,
                  fields: Sequence[str] = _FOUR, **kwargs: Any) -> None:
         self.fields = tuple(fields)
-        super().__init__(ops, question, **kwargs)
+        super().__init__(steps, question, **kwargs)
 
     @property
     def answer(self) -> tuple[int, ...]:
@@ -297,27 +356,18 @@ class CountersProblem(KsmdProblem):
 
 
 class KsmdCountProblem(KsmdProblem):
-    """One number: the counter `field` after the steps, or what `measure(ops, profile)`
-    computes (such as the fewest scans that make a probe succeed)."""
+    """One counter of /sys/kernel/mm/ksm (`field`) after the steps."""
 
     kind = "count"
 
-    def __init__(self, ops: Sequence[KOp], question: str, *, field: str,
-                 measure: Callable[[Sequence[KOp], str], int] | None = None,
+    def __init__(self, steps: Sequence[Step], question: str, *, field: str,
                  **kwargs: Any) -> None:
-        self.field, self._measure = field, measure
-        super().__init__(ops, question, **kwargs)
+        self.field = field
+        super().__init__(steps, question, **kwargs)
 
-    @functools.cached_property
+    @property
     def answer(self) -> int:
-        if self._measure is not None:
-            return self._measure(self.ops, self.profile)
         return self.run.after[-1][self.field]
-
-    def steps(self) -> list[KOp]:
-        """A probe of "some" scans makes as many as the answer says."""
-        return [KOp(op.kind, op.proc, (op.args[0], self.answer), op.label)
-                if op.kind == "probe" and op.args[1] is None else op for op in self.ops]
 
     def parse(self, answer: object) -> int:
         values = _ints(answer, "a number")
@@ -326,29 +376,51 @@ class KsmdCountProblem(KsmdProblem):
         return values[0]
 
     def misconception(self, given: int) -> str:
-        high = given > self.answer
-        what = "scans" if self.field == "scans" else self.field
-        return f"{given} is too {'many' if high else 'few'} {what}." if what == "scans" \
-            else f"{what} {given} is too {'high' if high else 'low'}."
+        return f"{self.field} {given} is too {'high' if given > self.answer else 'low'}."
+
+
+class ScansProblem(KsmdCountProblem):
+    """How many full scans must an attacker let ksmd make, at least, before its probe finds
+    what it looks for? `probe(scans)` is the probe step for a number of scans; the steps run
+    are `steps` and the probe with the answer's scans; `probe(scans, "some")` is the line the
+    question shows."""
+
+    def __init__(self, steps: Sequence[Step], probe: Callable[[int, str], Step],
+                 question: str, **kwargs: Any) -> None:
+        self.probe = probe
+        super().__init__(steps, question, field="scans", **kwargs)
+
+    @functools.cached_property
+    def answer(self) -> int:
+        """The fewest scans that make the probe find (replaying from scratch for each)."""
+        for scans in range(1, 40):
+            if replay([*self.steps, self.probe(scans, "")], self.profile).slow():
+                return scans
+        raise ValueError("the probe never finds what it looks for")
+
+    def run_steps(self) -> Sequence[Step]:
+        return [*self.steps, self.probe(self.answer, "")]
+
+    def setting(self) -> list[str]:
+        return super().setting() + [f"    {self.probe(self.answer, 'some').text}"]
+
+    def misconception(self, given: int) -> str:
+        return f"{given} full scans are too {'many' if given > self.answer else 'few'}."
 
 
 class ChoiceProblem(KsmdProblem):
-    """Which of the labelled steps: `choose` "cow-ksm" picks the writes that take a COW fault
-    of a KSM page, "found" the guesses an attacker's probe finds."""
+    """Which of the labelled writes take a copy-on-write fault of a KSM page (the slow writes
+    of the side channel)? The labels are letters: (a), (b), ... or the probe's guesses."""
 
     kind = "choice"
 
-    def __init__(self, ops: Sequence[KOp], question: str, *, choose: str,
-                 **kwargs: Any) -> None:
-        self.choose = choose
-        super().__init__(ops, question, **kwargs)
+    @property
+    def labels(self) -> list[str]:
+        return [label for step in self.steps for label in step.labels if label]
 
     @property
     def answer(self) -> tuple[str, ...]:
-        if self.choose == "found":
-            return tuple(content_name(c) for c in self.run.found)
-        return tuple(sorted(label for label, kind in self.run.faults.items()
-                            if kind == COW_KSM))
+        return self.run.slow()
 
     def answer_text(self) -> str:
         return " ".join(self.answer) if self.answer else "none"
@@ -365,33 +437,23 @@ class ChoiceProblem(KsmdProblem):
             words = [str(x) for x in answer]
         else:
             raise AnswerError(f"{answer!r}: answer with the letters, such as 'a c', or 'none'")
-        if self.choose == "found":
-            allowed = {content_name(int(g)) for op in self.ops if op.kind == "probe"
-                       for g in op.args[0]}
-            picked = {w.upper() if len(w) == 1 else w for w in words}
-        else:
-            allowed = {op.label for op in self.ops if op.label}
-            picked = {w.lower() for w in words}
-        unknown = picked - allowed
+        allowed = {label.lower(): label for label in self.labels}
+        unknown = sorted(w for w in words if w.lower() not in allowed)
         if unknown:
-            raise AnswerError(f"{', '.join(sorted(unknown))} is not one of the choices "
-                              f"({', '.join(sorted(allowed))})")
-        return tuple(sorted(picked))
+            raise AnswerError(f"{', '.join(unknown)} is not one of the choices "
+                              f"({', '.join(sorted(allowed.values()))})")
+        return tuple(sorted({allowed[w.lower()] for w in words}))
 
     def misconception(self, given: tuple[str, ...]) -> str:
         extra = sorted(set(given) - set(self.answer))
         missing = sorted(set(self.answer) - set(given))
-        what = "found" if self.choose == "found" else "slow"
         parts = []
         if extra:
-            parts.append(f"{', '.join(extra)} {'is' if len(extra) == 1 else 'are'} not {what}")
+            parts.append(f"{', '.join(extra)} {'is' if len(extra) == 1 else 'are'} not slow")
         if missing:
             parts.append(f"you left out {'one' if len(missing) == 1 else 'some'} that "
                          f"{'is' if len(missing) == 1 else 'are'}")
         return "; ".join(parts) + "."
-
-
-_SHORT = {v: k for k, v in COUNTER_SHORT.items()}
 
 
 # -- generators -------------------------------------------------------------------------------
@@ -418,10 +480,9 @@ def _ksmd_mix(rng: random.Random, profile: str) -> KsmdProblem:
     p1 = _mix(rng, letters, rng.randrange(3, 6))
     p2 = _mix(rng, letters, rng.randrange(2, 5))
     scans = rng.choice((1, 2, 2, 3))
-    ops = [KOp("map", "p1", (tuple(p1), True)), KOp("map", "p2", (tuple(p2), True)),
-           KOp("scan", args=(scans,))]
+    steps = [map_step("p1", p1, True), map_step("p2", p2, True), scan_step(scans)]
     return CountersProblem(
-        ops, f"What are pages_shared, pages_sharing, pages_unshared and "
+        steps, f"What are pages_shared, pages_sharing, pages_unshared and "
         f"pages_volatile after {'this full scan' if scans == 1 else 'these full scans'}?",
         profile=profile,
         intro="Two processes offer their pages to KSM; ksmd scans them.",
@@ -434,15 +495,15 @@ def _ksmd_cow(rng: random.Random, profile: str) -> KsmdProblem:
     extra = rng.randrange(0, 3)
     p1 = [1] + [2 + i for i in range(extra)]
     writer = rng.choice(("p1", "p2"))
-    ops = [KOp("map", "p1", (tuple(p1), True)), KOp("map", "p2", ((1,), True)),
-           KOp("scan", args=(2,)), KOp("write", writer, (0, 9)), KOp("scan", args=(1,))]
+    steps = [map_step("p1", p1, True), map_step("p2", (1,), True), scan_step(2),
+             write_step(writer, 0, 9), scan_step(1)]
     old = get_profile(profile).break_unshared_ksm_page
     why = ("In 2.6.32, ksm_do_scan() breaks a KSM page that is left with one mapping back "
            "into a normal page, so the merge disappears entirely." if old else
            "Since 2.6.33 a KSM page left with one mapping stays a KSM page: it still counts in "
            "pages_shared, while the written page is a new page, volatile at its first visit.")
     return CountersProblem(
-        ops, "What are pages_shared, pages_sharing, pages_unshared and "
+        steps, "What are pages_shared, pages_sharing, pages_unshared and "
         "pages_volatile after the last full scan?", profile=profile,
         intro=f"p1 and p2 share a page A; then {writer} writes to its copy.",
         hints=("A write to a merged page always takes a copy-on-write fault: the writer gets a "
@@ -456,14 +517,13 @@ def _ksmd_cow(rng: random.Random, profile: str) -> KsmdProblem:
 def _ksmd_max_sharing(rng: random.Random, profile: str) -> KsmdProblem:
     m = rng.randrange(2, 5)
     n = rng.randrange(m + 1, 4 * m + 2)
-    ops = [KOp("knob", args=("max_page_sharing", m)), KOp("map", "p1", ((1,) * n, True)),
-           KOp("scan", args=(2,))]
+    steps = [knob_step("max_page_sharing", m), map_step("p1", (1,) * n, True), scan_step(2)]
     rule = (f"A KSM page takes at most max_page_sharing = {m} mappings. With n = {n} "
             f"identical pages: q = n // m = {n // m} full KSM pages; the r = {n % m} left "
             "over make one more KSM page if r >= 2, or stay unshared if r = 1 "
             "(stable_node_chain with dups).")
     return CountersProblem(
-        ops, "What are pages_shared, pages_sharing, pages_unshared, "
+        steps, "What are pages_shared, pages_sharing, pages_unshared, "
         "stable_node_chains and stable_node_dups after two full scans?", profile=profile,
         fields=("pages_shared", "pages_sharing", "pages_unshared", "stable_node_chains",
                 "stable_node_dups"),
@@ -481,14 +541,13 @@ def _ksmd_profit(rng: random.Random, profile: str) -> KsmdProblem:
     pages = _mix(rng, letters, rng.randrange(4, 8)) + [0] * rng.randrange(1, 4)
     rng.shuffle(pages)
     zero = rng.choice((0, 1))
-    ops = [KOp("knob", args=("use_zero_pages", zero)), KOp("map", "p1", (tuple(pages), True)),
-           KOp("scan", args=(2,))]
+    steps = [knob_step("use_zero_pages", zero), map_step("p1", pages, True), scan_step(2)]
     rule = ("general_profit = (pages_sharing + ksm_zero_pages) * 4096 - rmap_items * 64: "
             "every page ksmd visited costs a 64-byte rmap_item, and only the extra mappings "
             "of KSM pages (and, with use_zero_pages, the zero-filled pages mapped to the zero "
             "page) save a page.")
     return KsmdCountProblem(
-        ops, "What does /sys/kernel/mm/ksm/general_profit say after two full scans?",
+        steps, "What does /sys/kernel/mm/ksm/general_profit say after two full scans?",
         profile=profile, field="general_profit",
         intro="A process offers a mix of pages, some of them all zeros, to KSM.",
         hints=(_GROUPS, "use_zero_pages=1 maps zero-filled pages to the kernel's zero page: "
@@ -501,14 +560,14 @@ def _ksmd_profit(rng: random.Random, profile: str) -> KsmdProblem:
 def _ksmd_smart_scan(rng: random.Random, profile: str) -> KsmdProblem:
     n = rng.randrange(2, 6)
     scans = rng.randrange(4, 10)
-    ops = [KOp("map", "p1", (tuple(range(1, n + 1)), True)), KOp("scan", args=(scans,))]
+    steps = [map_step("p1", range(1, n + 1), True), scan_step(scans)]
     rule = ("smart_scan skips a page that keeps failing to merge: from its 4th visit on, "
             "should_skip_rmap_item() processes it once, then skips it 1, 2, 4 and then 8 "
             "passes between processings. A skipped page leaves the unstable tree, so it counts "
             "as volatile: unshared after visits 2, 3, 4, 6, 9, 14, ...; volatile after 5, 7, "
             "8, 10-13, ...")
     return CountersProblem(
-        ops, f"What are pages_unshared, pages_volatile and pages_skipped after "
+        steps, f"What are pages_unshared, pages_volatile and pages_skipped after "
         f"{scans} full scans?", profile=profile,
         fields=("pages_unshared", "pages_volatile", "pages_skipped"),
         intro=f"One process offers {n} pages, all different, to KSM (smart_scan is on by "
@@ -523,22 +582,21 @@ def _slow_writes(rng: random.Random, profile: str) -> KsmdProblem:
     victim = [1, 2, 3]
     attacker = [1, 4, None, 3] if rng.random() < 0.5 else [2, 5, None, 1]
     rng.shuffle(attacker)
-    ops: list[KOp] = [KOp("map", "victim", (tuple(victim), True)),
-                      KOp("map", "attacker", (tuple(attacker), True)),
-                      KOp("fork", "attacker", ("child",)), KOp("scan", args=(2,))]
+    steps = [map_step("victim", victim, True), map_step("attacker", attacker, True),
+             fork_step("attacker", "child"), scan_step(2)]
     order = list(range(len(attacker)))
     rng.shuffle(order)
     labels = "abcd"
-    writes = [KOp("write", "attacker", (i, 10 + j), labels[j]) for j, i in enumerate(order)]
+    writes = [write_step("attacker", i, 10 + j, labels[j]) for j, i in enumerate(order)]
     rule = ("Only a page that ksmd merged is a KSM page; a write to it always takes a "
             "copy-on-write fault. The attacker's pages merged only where another mapping "
             "(the victim's) had the same content; after fork() the child maps the same "
             "physical pages, but a COW-shared page never merges with itself, and an untouched "
             "page is never scanned.")
     return ChoiceProblem(
-        ops + writes, "Which of the writes (a)-(d) take a copy-on-write fault of a "
+        steps + writes, "Which of the writes (a)-(d) take a copy-on-write fault of a "
         "KSM page, the slow write that tells the attacker another process has the same page?",
-        profile=profile, choose=COW_KSM,
+        profile=profile,
         intro="A victim and an attacker offer pages to KSM; the attacker forks a child (which "
               "keeps running) before ksmd scans.",
         hints=("Which contents does the victim have? A page of the attacker merges only with "
@@ -555,10 +613,10 @@ def _probe_guess(rng: random.Random, profile: str) -> KsmdProblem:
     ways = ("madvise", "none", "prctl") if get_profile(profile).prctl_memory_merge \
         else ("madvise", "none")
     how = rng.choice(ways)
-    ops = [KOp("map", "victim", ((secret, 7), how == "madvise"))]
+    steps = [map_step("victim", (secret, 7), how == "madvise")]
     if how == "prctl":
-        ops.append(KOp("prctl", "victim"))
-    ops.append(KOp("probe", "attacker", (tuple(range(1, 7)), 2)))
+        steps.append(merge_any_step("victim"))
+    steps.append(probe_step("attacker", range(1, 7), 2))
     rule = {"madvise": "The victim advised its pages MADV_MERGEABLE: its secret page is a "
                        "candidate, and the attacker's copy of it merges.",
             "none": "The victim never advised its pages and did not opt in with prctl: ksmd "
@@ -568,8 +626,8 @@ def _probe_guess(rng: random.Random, profile: str) -> KsmdProblem:
                      "mergeable (MMF_VM_MERGE_ANY): its secret page is a candidate, although "
                      "the application never advised it."}[how]
     return ChoiceProblem(
-        ops, "Which of the attacker's guesses come out slow (found)?",
-        profile=profile, choose="found",
+        steps, "Which of the attacker's guesses come out slow (found)?",
+        profile=profile,
         intro="The victim holds a secret page (one of A-F) and a page G. The attacker tries "
               "every possible secret.",
         hints=("Which of the victim's pages can ksmd see at all? Look at how the victim "
@@ -577,22 +635,10 @@ def _probe_guess(rng: random.Random, profile: str) -> KsmdProblem:
         why=rule)
 
 
-def _scans_until_found(ops: Sequence[KOp], profile: str) -> int:
-    """The fewest full scans after the attacker's madvise that make the probe find the
-    secret (replaying the steps from scratch for each count)."""
-    head, last = list(ops[:-1]), ops[-1]
-    for scans in range(1, 40):
-        trial = head + [KOp("probe", last.proc, (last.args[0], scans))]
-        if replay(trial, profile).found:
-            return scans
-    raise ValueError("the probe never finds the secret")
-
-
 @register("probe-scans", chapters=(8,), kernel="modern", needs=_KSMD)
 def _probe_scans(rng: random.Random, profile: str) -> KsmdProblem:
     age = rng.randrange(1, 10)
-    ops = [KOp("map", "victim", ((1,), True)), KOp("scan", args=(age,)),
-           KOp("probe", "attacker", ((1, 2, 3), None))]
+    steps = [map_step("victim", (1,), True), scan_step(age)]
     rule = ("The attacker's page needs two visits (the checksum gate), and the merge happens "
             "in a pass where both pages are processed: one is in the unstable tree when ksmd "
             "reaches the other. smart_scan skips the victim's lone page in some passes "
@@ -600,11 +646,11 @@ def _probe_scans(rng: random.Random, profile: str) -> KsmdProblem:
             "processed/skipped by the schedule 4 processed, 5 skipped, 6 processed, 7-8 "
             "skipped, 9 processed, 10-13 skipped, ...), and in those passes nothing can merge "
             "with it.")
-    return KsmdCountProblem(
-        ops, "How many full scans must the attacker let ksmd make, at least, before "
-        "its write to the page holding A is slow?", profile=profile, field="scans",
+    return ScansProblem(
+        steps, lambda scans, shown: probe_step("attacker", (1, 2, 3), scans, shown),
+        "How many full scans must the attacker let ksmd make, at least, before "
+        "its write to the page holding A is slow?", profile=profile,
         intro=f"A victim's page A has been scanned {age} times when the attacker maps its "
               "guesses and advises them.",
-        measure=_scans_until_found,
         hints=(_GATE, rule),
         why=rule)
