@@ -27,7 +27,9 @@ p1, starts by itself when a statement names it. A statement for a process starts
 name and a colon (``child: exit``); without one it is p1's. System calls: ``map LABEL LEN
 PROT private|shared anon|hugetlb|file=NAME|device=NAME [at ADDR] [fixed] [noreplace]
 [noreserve] [locked] [growsdown] [offset=LEN]`` (mmap; the address it returns gets the label),
-``munmap ADDR LEN``, ``mprotect ADDR LEN PROT``, ``madvise ADDR LEN ADVICE``, ``fork CHILD``,
+``munmap ADDR LEN``, ``mremap ADDR OLD_LEN NEW_LEN [maymove] [fixed] [at ADDR] [dontunmap]
+[flags=N]`` (the new address; a bare label as ADDR follows the mapping), ``mprotect ADDR LEN
+PROT``, ``madvise ADDR LEN ADVICE``, ``fork CHILD``,
 ``exit``, ``prctl OPTION [ARG2 [ARG3 [ARG4 [ARG5]]]]`` (PR_SET_MEMORY_MERGE,
 PR_GET_MEMORY_MERGE). Memory: ``write ADDR V...`` writes one page per value from ADDR on,
 ``read ADDR`` reads the content of one page.
@@ -56,7 +58,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import singledispatchmethod
 
-from .constants import MADV, MAP, PAGE_SIZE, PROT
+from .constants import MADV, MAP, MREMAP, PAGE_SIZE, PROT
 from .kernel import DRIVER_STYLES, FAULT_POINTS, Kernel, Process
 from .ksm import PR_GET_MEMORY_MERGE, PR_SET_MEMORY_MERGE
 from .ksmd import BatchReport, KsmdIdle, KsmdUnavailable
@@ -66,8 +68,8 @@ from .profiles import PROFILES
 from .trace import Trace, errno_name
 
 __all__ = ["Addr", "Statement", "Boot", "Sysctl", "CreateFile", "CreateDevice", "Inject",
-           "Spawn", "Map", "Munmap", "Mprotect", "Madvise", "Write", "Read", "Fork", "Exit",
-           "Prctl", "KsmdBatch", "KsmdScans", "KsmdRun", "SysfsWrite", "Runner", "Scenario",
+           "Spawn", "Map", "Munmap", "Mremap", "Mprotect", "Madvise", "Write", "Read", "Fork",
+           "Exit", "Prctl", "KsmdBatch", "KsmdScans", "KsmdRun", "SysfsWrite", "Runner", "Scenario",
            "ScenarioError", "StepResult", "SETUP", "process_of", "parse", "format_scenario",
            "format_op", "run", "boot"]
 
@@ -80,6 +82,8 @@ _PRCTLS = {"PR_SET_MEMORY_MERGE": PR_SET_MEMORY_MERGE, "PR_GET_MEMORY_MERGE": PR
 _SYSFS_NAMES = tuple(sorted({n for p in PROFILES.values()
                              for n in (*p.ksm_knobs, *p.ksm_counters)}))
 _MAP_OPTIONS = ("fixed", "noreplace", "noreserve", "locked", "growsdown")
+_MREMAP_WORDS = (("maymove", int(MREMAP.MREMAP_MAYMOVE)), ("fixed", int(MREMAP.MREMAP_FIXED)),
+                 ("dontunmap", int(MREMAP.MREMAP_DONTUNMAP)))
 
 
 class ScenarioError(ValueError):
@@ -248,6 +252,35 @@ class Munmap:
 
 
 @dataclass(frozen=True)
+class Mremap:
+    """``mremap ADDR OLD_LEN NEW_LEN [maymove] [fixed] [at ADDR] [dontunmap] [flags=N]``:
+    mremap(2). `flags` holds the MREMAP_* bits (flags=N adds raw ones); `new_addr` is the
+    ``at`` address (MREMAP_FIXED's target, or MREMAP_DONTUNMAP's hint)."""
+
+    proc: str
+    addr: Addr
+    old_size: int
+    new_size: int
+    flags: int = 0
+    new_addr: Addr | None = None
+    line: int = field(default=0, compare=False)
+
+    def __str__(self) -> str:
+        words = [f"mremap {self.addr} {_length_text(self.old_size)} "
+                 f"{_length_text(self.new_size)}"]
+        rest = self.flags
+        for word, bit in _MREMAP_WORDS:
+            if rest & bit:
+                words.append(word)
+                rest &= ~bit
+            if word == "fixed" and self.new_addr is not None:
+                words.append(f"at {self.new_addr}")
+        if rest:
+            words.append(f"flags={rest:#x}")
+        return _on(self.proc, " ".join(words))
+
+
+@dataclass(frozen=True)
 class Mprotect:
     """``mprotect ADDR LEN PROT``: mprotect(2)."""
 
@@ -393,7 +426,7 @@ class SysfsWrite:
         return f"sysfs {self.name}={self.value}"
 
 
-Statement = (Boot | Sysctl | CreateFile | CreateDevice | Inject | Spawn | Map | Munmap
+Statement = (Boot | Sysctl | CreateFile | CreateDevice | Inject | Spawn | Map | Munmap | Mremap
              | Mprotect | Madvise | Write | Read | Fork | Exit | Prctl | KsmdBatch | KsmdScans
              | KsmdRun | SysfsWrite)
 #: Statements that set up the kernel (no result to show).
@@ -698,6 +731,29 @@ def _p_munmap(line: _Line, proc: str) -> Munmap:
     return Munmap(proc, _addr(line), _length(line), line=line.number)
 
 
+def _p_mremap(line: _Line, proc: str) -> Mremap:
+    addr = _addr(line)
+    old_size = _length(line, "the old length")
+    new_size = _length(line, "the new length")
+    words = dict(_MREMAP_WORDS)
+    flags = 0
+    new_addr = None
+    while line.more():
+        tok, col = line.take("an option")
+        if tok == "at":
+            if new_addr is not None:
+                raise line.fail("'at' given twice", col)
+            new_addr = _addr(line)
+        elif tok.startswith("flags="):
+            value = _number(tok.partition("=")[2], line, col + 6, "flags")
+            if not 0 <= value <= _U64:
+                raise line.fail(f"flags {tok!r} out of range", col)
+            flags |= value
+        else:
+            flags |= words[_choice(line, tok, col, (*words, "at", "flags="), "mremap option")]
+    return Mremap(proc, addr, old_size, new_size, flags, new_addr, line=line.number)
+
+
 def _p_mprotect(line: _Line, proc: str) -> Mprotect:
     return Mprotect(proc, _addr(line), _length(line), _prot(line), line=line.number)
 
@@ -757,8 +813,9 @@ _STATEMENTS: dict[str, Callable[[_Line], Statement]] = {
     "kernel": _p_kernel, "sysctl": _p_sysctl, "file": _p_file, "device": _p_device,
     "inject": _p_inject, "spawn": _p_spawn, "ksmd": _p_ksmd, "sysfs": _p_sysfs}
 _PROC_STATEMENTS: dict[str, Callable[[_Line, str], Statement]] = {
-    "map": _p_map, "munmap": _p_munmap, "mprotect": _p_mprotect, "madvise": _p_madvise,
-    "write": _p_write, "read": _p_read, "fork": _p_fork, "exit": _p_exit, "prctl": _p_prctl}
+    "map": _p_map, "munmap": _p_munmap, "mremap": _p_mremap, "mprotect": _p_mprotect,
+    "madvise": _p_madvise, "write": _p_write, "read": _p_read, "fork": _p_fork,
+    "exit": _p_exit, "prctl": _p_prctl}
 
 
 # -- printing ---------------------------------------------------------------------------
@@ -903,6 +960,15 @@ class Runner:
     @_run.register
     def _(self, op: Munmap) -> int:
         return self.proc(op, op.proc).munmap(self.addr(op, op.addr), op.length)
+
+    @_run.register
+    def _(self, op: Mremap) -> int:
+        new_addr = self.addr(op, op.new_addr) if op.new_addr is not None else None
+        got = self.proc(op, op.proc).mremap(self.addr(op, op.addr), op.old_size, op.new_size,
+                                            op.flags, new_addr)
+        if op.addr.label is not None and op.addr.offset == 0:
+            self.labels[op.addr.label] = got
+        return got
 
     @_run.register
     def _(self, op: Mprotect) -> int:

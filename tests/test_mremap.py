@@ -344,3 +344,35 @@ def test_mremap_matches_this_kernel(live_kernel: None) -> None:
     for prog, sim, live in zip(ran, sims, lives, strict=True):
         for i, (s, lv) in enumerate(zip(sim, live, strict=True)):
             assert s == lv, (f"step {i} {prog[i]} of {prog}:\n sim  {s}\n live {lv}")
+
+
+# -- the scenario statement ---------------------------------------------------------------------
+
+
+def test_scenario_mremap_statement_round_trips_and_runs() -> None:
+    import ksmbook.scenario as sc
+
+    text = ("kernel modern\nmap A 4p rw private anon at 0x10000000 fixed\nwrite A 1 2 3 4\n"
+            "mremap A 4p 8p maymove\n"
+            "mremap A 8p 8p dontunmap at 0x20000000 fixed maymove\n"
+            "read A+3p\nmremap A 4p 2p flags=8\np2: mremap 0x1000 1p 1p\n")
+    s = sc.parse(text)
+    canon = sc.format_scenario(s)
+    assert "mremap A 8p 8p maymove fixed at 0x20000000 dontunmap\n" in canon
+    assert sc.parse(canon) == s
+    results = [r.outcome() for r in sc.run(sc.parse(canon.replace("p2: mremap 0x1000 1p 1p\n",
+                                                                   "")))]
+    assert results[3:] == ["0x10000000", "0x20000000", "4", "-1 EINVAL"]
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("mremap A 4p", "expected the new length"),
+    ("mremap A 4p 8p maymvoe", "did you mean maymove"),
+    ("mremap A 4p 8p at", "expected an address"),
+    ("mremap A 4p 8p at 1 at 2", "'at' given twice"),
+])
+def test_scenario_mremap_errors(bad: str, message: str) -> None:
+    import ksmbook.scenario as sc
+
+    with pytest.raises(sc.ScenarioError, match=message):
+        sc.parse(bad)
