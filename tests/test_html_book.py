@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from html.parser import HTMLParser
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -87,14 +88,45 @@ def make_html(source: Path, toc: Path, out: Path) -> None:
     assert run.returncode == 0, f"{' '.join(cmd)}\n{run.stdout}\n{run.stderr}"
 
 
+class _ImgThenPre(HTMLParser):
+    """The text of the <pre> that follows each <img> of an HTML output."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.twins: list[str] = []
+        self._waiting = self._in_pre = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "img":
+            self.twins.append("")
+            self._waiting = True
+        elif tag == "pre" and self._waiting:
+            self._in_pre, self._waiting = True, False
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "pre":
+            self._in_pre = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_pre:
+            self.twins[-1] += data
+
+
 def twins_in_notebook(nb: Any) -> list[str]:
-    """For each image a notebook's stored outputs hold, the text printed right after it in the
-    same cell (empty if none): what the page must give as its alt text."""
+    """For each figure the page of a notebook shows, in order, the text twin the notebook's
+    stored outputs print with it (empty if none): what the page must give as its alt text.
+    A figure is an image output, followed by the text the cell prints next, or an image in an
+    HTML output (a widget's picture), followed by a <pre>."""
     twins = []
     for cell in nb.cells:
         outputs = cell.get("outputs", []) if cell.cell_type == "code" else []
         for i, out in enumerate(outputs):
-            if "image/png" in out.get("data", {}):
+            data = out.get("data", {})
+            if "text/html" in data:  # shown before a widget view or an image (_config.yml)
+                parser = _ImgThenPre()
+                parser.feed(data["text/html"])
+                twins += parser.twins
+            elif "image/png" in data and WIDGET_VIEW not in data:
                 after = outputs[i + 1] if i + 1 < len(outputs) else None
                 twins.append(after.text if after and after.output_type == "stream" else "")
     return [" ".join(t.split()) for t in twins]
@@ -145,18 +177,23 @@ def sample_book(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     widget, and a cell that would leave a file behind if the build ran it."""
     src = tmp_path_factory.mktemp("sample")
     state, view = _slider_state()
-    figure = new_output("display_data", data={
-        "image/png": base64.b64encode(_png()).decode(), "text/plain": "<Figure>"})
+    png = base64.b64encode(_png()).decode()
+    figure = new_output("display_data", data={"image/png": png, "text/plain": "<Figure>"})
     twin = new_output("stream", name="stdout", text="VMAs: 1 -> 3\nsplit    at 7ffff7ff9000\n")
     widget = new_output("display_data",
                         data={WIDGET_VIEW: view, "text/plain": "IntSlider(value=7)"})
+    picture = new_output("display_data", data={  # a widget's view with a picture of it
+        WIDGET_VIEW: view, "text/plain": "the picture's note and twin",
+        "text/html": f'<p>A picture.</p><img src="data:image/png;base64,{png}" alt="short">'
+                     '<pre>pages: 7\n&lt;one line&gt;</pre>'})
     first = new_notebook(metadata={"kernelspec": KERNELSPEC,
                                    "widgets": {WIDGET_STATE: state}}, cells=[
         new_markdown_cell("# Sample chapter\n\nA pass takes $\\lceil P / n \\rceil$ batches:\n\n"
                           "$$\\sum_{i=1}^{n} p_i = P$$"),
         new_code_cell("show()", outputs=[figure, twin], execution_count=1),
         new_code_cell("slider", outputs=[widget], execution_count=2),
-        new_code_cell("open('EXECUTED', 'w').write('the build ran a cell')", execution_count=3),
+        new_code_cell("explorer", outputs=[picture], execution_count=3),
+        new_code_cell("open('EXECUTED', 'w').write('the build ran a cell')", execution_count=4),
     ])
     second = new_notebook(metadata={"kernelspec": KERNELSPEC}, cells=[
         new_markdown_cell("# Second chapter\n\nUnmergeable pages and ksmd.")])
@@ -223,7 +260,8 @@ def test_the_build_runs_no_cell_and_keeps_the_stored_outputs(sample_book: tuple[
     assert not list(src.rglob("EXECUTED")) and not list(out.parent.rglob("EXECUTED"))
     assert not (REPO / "EXECUTED").exists()
     page = (out / "01-sample.html").read_text()
-    assert alts_on_page(page) == ["VMAs: 1 -> 3 split at 7ffff7ff9000"]
+    assert alts_on_page(page) == ["VMAs: 1 -> 3 split at 7ffff7ff9000", "pages: 7 <one line>"]
+    # A widget's view is drawn where the widget has no picture; the picture is shown otherwise.
     assert page.count(f'<script type="{WIDGET_VIEW}">') == 1
     state = re.search(rf'<script type="{re.escape(WIDGET_STATE)}">(.*?)</script>', page, re.S)
     assert state and '"value": 7' in state.group(1)

@@ -6,12 +6,14 @@ package-lock.json) into the build's ``_static/``; _config.yml points ``mathjax_p
 ``nb_ipywidgets_js`` there. The build fails if a page would still load anything from another
 host.
 
-Alt text: every figure a notebook cell displays is followed, in the same cell, by its text twin
-(the printed table of ``ksmbook.render``); the figure's alt text is that text.
+Alt text: every figure in the book is followed by its text twin (``ksmbook.render``): a figure a
+cell displays, by the text the cell prints next; the picture of a widget (an HTML output), by
+the ``<pre>`` right after its ``<img>``. The figure's alt text is that text.
 """
 
 from __future__ import annotations
 
+import html
 import re
 import shutil
 from collections.abc import Iterator
@@ -89,9 +91,26 @@ def text_twins(doctree: nodes.document) -> Iterator[tuple[nodes.image, str]]:
             yield image, following[0].astext().strip()
 
 
+#: An <img> with a <pre> right after it, in an HTML output: groups (img up to its alt value),
+#: (its alt value), (the rest of the img and the pre's start tag), (the pre's text).
+_IMG_THEN_PRE = re.compile(r'(<img\b[^>]*?\balt=")([^"]*)("[^>]*>\s*<pre\b[^>]*>)(.*?)(?=</pre>)',
+                           re.S)
+
+
+def alt_from_pre(page: str) -> str:
+    """`page` (HTML) with each <img> followed by a <pre> described by the pre's text."""
+    return _IMG_THEN_PRE.sub(
+        lambda m: m[1] + html.escape(html.unescape(m[4]).strip()) + m[3] + m[4], page)
+
+
 def _set_alt(app: Sphinx, doctree: nodes.document, docname: str) -> None:
     for image, text in text_twins(doctree):
         image["alt"] = text
+    for raw in list(doctree.findall(nodes.raw)):
+        if raw.get("format") == "html" and "<img" in raw.astext():
+            fixed = alt_from_pre(raw.astext())
+            if fixed != raw.astext():
+                raw.replace_self(nodes.raw(fixed, fixed, **raw.attributes))
 
 
 # -- offline check ------------------------------------------------------------------------------
