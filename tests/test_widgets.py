@@ -430,3 +430,77 @@ def test_stepper_header_says_scan_or_scans() -> None:
     assert "after 1 full scan" in w.diagram.value and "after 1 full scans" not in w.diagram.value
     w.scan_button.click()
     assert "after 2 full scans" in w.diagram.value
+
+
+def test_the_slider_spans_the_neighbourhood_of_the_range() -> None:
+    """A mapping far away does not stretch the slider over billions of pages."""
+    ex = mapped()
+    near = ex.range_pages.max
+    ex.map_length.value = "4p"
+    ex.map_at.value = "0x10000000"
+    ex.map_fixed.value = True
+    ex.map_button.click()
+    assert not ex.errors and len(ex.kernel.processes[0].vmas) == 2
+    assert ex.range_pages.max == near == 16 + 4
+    ex.range_vma.value = 0                               # the far VMA, B at 0x10000000
+    assert (ex.range_start.value, ex.range_length.value) == ("B", "4p")
+    assert ex.range_pages.max == 4 + 4 and ex.range_pages.value == (2, 6)
+    ex.range_pages.value = (3, 5)
+    assert (ex.range_start.value, ex.range_length.value) == ("B+1p", "2p")
+    ex.range_start.value = "A+4p"
+    assert ex.range_pages.max == 20 and ex.range_pages.value == (6, 8)
+
+
+def test_a_failed_call_does_not_use_up_a_label() -> None:
+    ex = Explorer()
+    ex.map_length.value = "0"
+    ex.map_button.click()
+    assert ex.steps[-1].errno == 22 and "map A 0 rw private anon" in ex.script_text
+    ex.map_length.value = "4p"
+    ex.map_button.click()
+    assert ex.script_text.endswith("map A 4p rw private anon\n")
+    ex.map_button.click()
+    assert ex.script_text.endswith("map B 4p rw private anon\n") and not ex.errors
+
+
+def test_checkbox_labels_fit() -> None:
+    """ipywidgets cuts a label that does not fit its box to "...": CONFIG_KSM=y must show."""
+    import ipywidgets as w
+
+    from ksmbook.widgets import KsmdStepper
+    from ksmbook.widgets.common import CHAR_PX, CHECKBOX_PX
+
+    ex, stepper = Explorer(), KsmdStepper()
+    boxes = [c for c in (*vars(ex).values(), *vars(stepper).values()) if isinstance(c, w.Checkbox)]
+    assert {c.description for c in boxes} == {"CONFIG_KSM=y", "MAP_FIXED", "smart_scan",
+                                              "use_zero_pages"}
+    for c in boxes:
+        assert int(c.layout.width.removesuffix("px")) >= CHECKBOX_PX + CHAR_PX * len(
+            c.description), c.description
+    ex.config_ksm.value = False
+    assert ex.config_ksm.description == "CONFIG_KSM=n"
+    assert int(ex.config_ksm.layout.width.removesuffix("px")) >= 32 + 9 * len("CONFIG_KSM=n")
+
+
+def test_stepper_pages_nobody_touched_keep_colour_and_number() -> None:
+    from ksmbook.widgets import KsmdStepper
+
+    def cells(w: KsmdStepper) -> dict[tuple[str, int], tuple[str, int | None]]:
+        assert w.state is not None
+        numbers = {(r.process, r.address): r.page for r in w.state.rows}
+        return {key: (color, numbers[key]) for key, color in w.view.cell_colors.items()}
+
+    w = KsmdStepper()
+    w.scan_button.click()
+    w.scan_button.click()
+    before = cells(w)
+    w.process.value = "p1"
+    written = w.page.options[2][1]                     # p1's Y
+    w.page.value = written
+    w.content.value = "Q"
+    w.write_button.click()
+    after = cells(w)
+    assert after[("p1", written)] != before[("p1", written)]
+    assert {k: v for k, v in after.items() if k != ("p1", written)} == {
+        k: v for k, v in before.items() if k != ("p1", written)}
+    assert not w.errors

@@ -174,16 +174,18 @@ def _process_name(proc: Any) -> str:
 
 def page_state(kernel: Kernel, processes: Sequence[Process] | None = None, *,
                names: Mapping[int, str] | None = None, mergeable_only: bool = False,
-               max_pages: int = MAX_PAGES) -> PageState:
+               max_pages: int = MAX_PAGES, numbers: dict[int, int] | None = None) -> PageState:
     """Freeze the pages of `processes` (default: every live process) and ksmd's view of them.
 
     Areas shown: every VMA with VM_MERGEABLE, and (unless `mergeable_only`) every private
-    anonymous one; at most `max_pages` pages of each are listed.
+    anonymous one; at most `max_pages` pages of each are listed. Pages are numbered in order
+    of appearance; pass the same `numbers` (page id -> number, extended here) to successive
+    calls to keep every page's number.
     """
     procs = list(processes) if processes is not None else list(kernel.processes)
     has_ksmd = kernel.profile.has_ksmd and kernel.config_ksm
     ksmd = kernel.ksmd if has_ksmd else None
-    numbers: dict[int, int] = {}
+    numbers = {} if numbers is None else numbers
 
     def number(page_id: int) -> int:
         return numbers.setdefault(page_id, len(numbers) + 1)
@@ -344,9 +346,12 @@ class PageFigure:
         self.nodes: list[tuple[str, int]] = []
         self.notes: list[str] = []
         self.state: PageState | None = None
+        #: Colour and hatch of each content drawn so far (a content keeps its colour).
+        self._palette: dict[int, tuple[str, str]] = {}
 
     def _colors(self, state: PageState) -> dict[int, tuple[str, str]]:
-        seen: dict[int, tuple[str, str]] = {}
+        """A colour per content, kept from one update to the next."""
+        seen = self._palette
         contents = [r.content for r in state.rows if r.content is not None]
         contents += [n.content for n in state.stable] + [u.content for u in state.unstable]
         for c in contents:

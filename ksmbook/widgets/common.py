@@ -8,7 +8,10 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar, cast
 
-__all__ = ["InputError", "Widget", "guarded", "message_html", "pre"]
+__all__ = ["InputError", "Widget", "checkbox", "guarded", "message_html", "pre"]
+
+#: Room a checkbox needs: the box and its gap, and the widest character of a 13 px label.
+CHECKBOX_PX, CHAR_PX = 32, 9
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -54,6 +57,15 @@ def guarded(method: F) -> F:
             self._say(f"The widget could not do that ({type(e).__name__}: {e}). Nothing was "
                       "changed.", error=True)
     return cast(F, run)
+
+
+def checkbox(description: str, value: bool) -> Any:
+    """A checkbox wide enough for its label (an ipywidgets label that does not fit is cut to
+    "..."), sized for the longest label it will show (CONFIG_KSM=y and =n are as long)."""
+    import ipywidgets as w
+
+    return w.Checkbox(value=value, description=description, indent=False,
+                      layout=w.Layout(width=f"{CHECKBOX_PX + CHAR_PX * len(description)}px"))
 
 
 def message_html(text: str, error: bool = False) -> str:

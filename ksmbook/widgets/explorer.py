@@ -55,7 +55,7 @@ from ..scenario import (
     process_of,
 )
 from ..trace import Trace, errno_name
-from .common import InputError, Widget, guarded, pre
+from .common import InputError, Widget, checkbox, guarded, pre
 
 __all__ = ["Explorer", "MAP_KINDS", "PROTS"]
 
@@ -72,6 +72,7 @@ MAP_KINDS: dict[str, tuple[str, str]] = {
 }
 _WORD = re.compile(r"[^\s#:]+\Z")
 _WINDOW_MARGIN = 2  # pages shown beyond the first and last VMA on the range slider
+_NEIGHBOURHOOD = 256  # VMAs fewer pages apart share the range slider
 _COMPACT = {"description_width": "initial"}
 
 def _outcome(step: StepResult) -> str:
@@ -212,9 +213,7 @@ class Explorer(Widget):
         small = w.Layout(width="auto")
         self.profile = w.Dropdown(options=list(PROFILES), value=profile, description="kernel",
                                   style=_COMPACT, layout=w.Layout(width="160px"))
-        self.config_ksm = w.Checkbox(value=config_ksm, indent=False,
-                                     description=f"CONFIG_KSM={'y' if config_ksm else 'n'}",
-                                     layout=w.Layout(width="125px"))
+        self.config_ksm = checkbox(f"CONFIG_KSM={'y' if config_ksm else 'n'}", config_ksm)
         self.undo_button = w.Button(description="Undo", icon="undo", layout=small)
         self.redo_button = w.Button(description="Redo", icon="redo", layout=small)
         self.reset_button = w.Button(description="Reset", icon="trash", layout=small)
@@ -232,8 +231,7 @@ class Explorer(Widget):
                                    layout=w.Layout(width="280px"))
         self.map_at = w.Text(value="", placeholder="kernel's choice", description="at",
                              style=_COMPACT, layout=w.Layout(width="180px"))
-        self.map_fixed = w.Checkbox(value=False, description="MAP_FIXED", indent=False,
-                                    layout=w.Layout(width="100px"))
+        self.map_fixed = checkbox("MAP_FIXED", False)
         self.map_button = w.Button(description="mmap", button_style="primary", layout=small)
 
         self.range_vma = w.Dropdown(options=[("(pick a VMA)", -1)], value=-1,
@@ -608,12 +606,21 @@ class Explorer(Widget):
     # -- the range controls ---------------------------------------------------------------
 
     def _window(self) -> tuple[int, int]:
-        """The pages the slider spans: the current process's VMAs, plus a margin."""
+        """The pages the slider spans: the neighbourhood of the typed range (the VMAs less
+        than _NEIGHBOURHOOD pages apart around it, or around the nearest), plus a margin."""
         snap = self.current_snapshot()
         if not snap.vmas:
             return 0, 0
-        lo = max(snap.vmas[0].start - _WINDOW_MARGIN * PAGE_SIZE, 0)
-        return lo, snap.vmas[-1].end + _WINDOW_MARGIN * PAGE_SIZE
+        rng = self._typed_range()
+        anchor = rng[0] if rng is not None else snap.vmas[0].start
+        groups: list[tuple[int, int]] = []
+        for r in snap.vmas:
+            if groups and r.start - groups[-1][1] < _NEIGHBOURHOOD * PAGE_SIZE:
+                groups[-1] = (groups[-1][0], r.end)
+            else:
+                groups.append((r.start, r.end))
+        lo, hi = min(groups, key=lambda g: max(g[0] - anchor, anchor - g[1] + 1, 0))
+        return max(lo - _WINDOW_MARGIN * PAGE_SIZE, 0), hi + _WINDOW_MARGIN * PAGE_SIZE
 
     def current_snapshot(self) -> Snapshot:
         proc = self._machine.process(self.process_name)
@@ -670,6 +677,7 @@ class Explorer(Widget):
         """Move the slider to the typed range when it is valid and inside the window."""
         rng = self._typed_range()
         lo, hi = self._window()
+        self.range_pages.max = max((hi - lo) // PAGE_SIZE, 1)
         if rng is not None and lo <= rng[0] < rng[1] <= hi and not rng[0] % PAGE_SIZE:
             self.range_pages.value = ((rng[0] - lo) // PAGE_SIZE,
                                       -(-(rng[1] - lo) // PAGE_SIZE))
@@ -721,9 +729,6 @@ class Explorer(Widget):
                 (f"{addr_text(r.start)}-{addr_text(r.end)} {r.perms} {size_text(r.size)}", i)
                 for i, r in enumerate(snap.vmas[:500])]
             self.range_vma.value = -1
-            lo, hi = self._window()
-            pages = max((hi - lo) // PAGE_SIZE, 1)
-            self.range_pages.max = pages
             if not self.range_start.value and snap.vmas:
                 r = snap.vmas[0]
                 quarter = max(r.pages // 4, 1) if r.pages >= 3 else 0

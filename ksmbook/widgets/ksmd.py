@@ -49,7 +49,7 @@ from ..scenario import (
 )
 from ..sidechannel import KIND_TEXT, LATENCY_US, classify
 from ..trace import Trace, errno_name
-from .common import InputError, Widget, guarded, pre
+from .common import InputError, Widget, checkbox, guarded, pre
 
 __all__ = ["KsmdStepper", "demo_script", "demo_kernel", "DEMO_NAMES"]
 
@@ -96,7 +96,6 @@ class KsmdStepper(Widget):
         self.names = dict(DEMO_NAMES if names is None else names)
         self.last_write: str | None = None
         self.traces: list[Trace] = []
-        self.view = PageFigure()
         self.state: PageState | None = None
         self._build_controls()
         self._start()
@@ -138,10 +137,8 @@ class KsmdStepper(Widget):
         self.pages_to_scan = w.BoundedIntText(value=100, min=0, max=10_000_000,
                                               description="pages_to_scan", style=style,
                                               layout=w.Layout(width="190px"))
-        self.smart_scan = w.Checkbox(value=True, description="smart_scan", indent=False,
-                                     layout=w.Layout(width="110px"))
-        self.use_zero_pages = w.Checkbox(value=False, description="use_zero_pages",
-                                         indent=False, layout=w.Layout(width="135px"))
+        self.smart_scan = checkbox("smart_scan", True)
+        self.use_zero_pages = checkbox("use_zero_pages", False)
         self.max_page_sharing = w.BoundedIntText(value=256, min=0, max=1 << 30,
                                                  description="max_page_sharing", style=style,
                                                  layout=w.Layout(width="200px"))
@@ -205,6 +202,9 @@ class KsmdStepper(Widget):
         self.history: list[dict[str, int]] = [dict(kernel.ksmd.counters())]
         self.last_write = None
         self.traces = []
+        self.view = PageFigure()
+        #: Page id -> the number shown: a page keeps its number for the whole session.
+        self._numbers: dict[int, int] = {}
         modern = "smart_scan" in kernel.sysfs
         for name in ("smart_scan", "use_zero_pages", "max_page_sharing"):
             getattr(self, name).layout.display = None if modern else "none"
@@ -352,7 +352,7 @@ class KsmdStepper(Widget):
     def _refresh(self) -> None:
         """Bring every view in line with the kernel."""
         k = self.kernel
-        self.state = page_state(k, names=self.names)
+        self.state = page_state(k, names=self.names, numbers=self._numbers)
         self._syncing = True
         try:
             self._sync_knobs()
