@@ -86,7 +86,6 @@ class Facts:
     hole: bool = False
     ignored: tuple[str, ...] = ()
     unchanged: bool = False
-    splits: int = 0
     merges: int = 0
     mmap_merges: int = 0
     all_splits: int = 0
@@ -103,7 +102,6 @@ class Facts:
             hole=bool(_events(last, "hole")),
             ignored=tuple(dict.fromkeys(e.detail for e in _events(last, "ignored"))),
             unchanged=bool(_events(last, "unchanged")),
-            splits=len(_events(last, "split")),
             merges=len(_events(last, "merge")),
             mmap_merges=sum(len(_events(r.trace, "merge")) for r in results
                             if isinstance(r.op, Map)),
