@@ -417,6 +417,8 @@ def test_every_page_offline(browser: Any, real_book: Path) -> None:
         page.locator(".prev-next-area a.right-next").click()
         page.wait_for_url(f"**/{files[3]}.html")
         page.goto(f"{url}/{files[-1]}.html")
+        if page.locator("article img").count():
+            page.locator("article img").last.scroll_into_view_if_needed()
         shot(page, "playground")
     assert net.blocked == [] and net.failed == []
     net.context.close()
