@@ -621,9 +621,8 @@ class LiveProcess:
         return ksm_stat(self.pid)
 
     def close(self) -> None:
-        """Exit (children first). Its mm goes; counters lag until ksmd's next visit or run=2."""
-        for c in self.children:
-            c.close()
+        """exit(): its mm goes (its forked children live on, as after a real exit); counters
+        lag until ksmd's next visit or run=2. The session ends every worker it started."""
         self.worker.exit()
 
 
