@@ -56,6 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_run.set_defaults(func=_run)
     from .exercises.cli import add_quiz_parser
     add_quiz_parser(sub)
+    from .classroom.cli import add_classroom_parser
+    add_classroom_parser(sub)
     args = parser.parse_args(argv)
     return int(args.func(args))
 
