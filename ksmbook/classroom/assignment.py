@@ -20,21 +20,10 @@ from typing import Any
 
 import nbformat
 
-from ..exercises import (
-    CHAPTERS,
-    GENERATORS,
-    KSMD_GENERATORS,
-    Exercise,
-    KsmdExercise,
-    chapter_exercises,
-    generate,
-    generate_ksmd,
-)
+from ..exercises import CHAPTERS, Problem, chapter_exercises, generate
 
 __all__ = ["AssignmentError", "ProblemRef", "grade_answer", "assignment_notebook",
            "write_assignment", "COURSE_CONFIG"]
-
-Problem = Exercise | KsmdExercise
 
 #: The points an autograded test cell is worth.
 POINTS = 1
@@ -73,19 +62,12 @@ class ProblemRef:
         return cls(m["name"], int(m["version"]), int(m["seed"]), problem.profile)
 
     def rebuild(self) -> Problem:
-        """The problem, made again by its generator (which must still be at `version`)."""
-        table: dict[str, Any] = KSMD_GENERATORS if self.generator in KSMD_GENERATORS \
-            else GENERATORS
-        gen = table.get(self.generator)
-        if gen is None:
-            raise AssignmentError(f"this ksmbook has no generator {self.generator!r}")
-        if gen.version != self.version:
-            raise AssignmentError(
-                f"the assignment was made with {self.generator}/v{self.version}; this ksmbook "
-                f"has {gen.ident}: grade with the ksmbook release that made it")
-        make = generate_ksmd if table is KSMD_GENERATORS else generate
-        problem: Problem = make(self.generator, self.seed, self.profile)
-        return problem
+        """The problem, made again by the same version of its generator."""
+        try:
+            return generate(f"{self.generator}/v{self.version}", self.seed, self.profile)
+        except ValueError as e:
+            raise AssignmentError(f"cannot rebuild {self.generator}/v{self.version} seed "
+                                  f"{self.seed}: {e}") from None
 
 
 def grade_answer(generator: str, version: int, seed: int, profile: str,
