@@ -710,7 +710,7 @@ def test_max_page_sharing_busy_while_ksm_pages_exist() -> None:
 def test_trace_names_ksmd_functions() -> None:
     k = kb.Kernel(profile="modern")
     p = k.spawn()
-    region(p, [X, X, Y])
+    a = region(p, [X, X, Y])
     k.sysfs["run"] = 1
     k.ksmd.full_scans(2)
     tr = k.ksmd.last_trace
@@ -720,6 +720,7 @@ def test_trace_names_ksmd_functions() -> None:
                "stable_tree_append", "scan_get_next_rmap_item", "ksm_scan_thread"):
         assert fn in tr.functions(), fn
     assert "ksm_do_scan(100)" in str(tr)
+    assert f"stable_tree_append: pid {p.pid} {a + P:#x} joins KSM page" in str(tr)
     assert list(k.ksmd.log)[-1] is tr
 
 

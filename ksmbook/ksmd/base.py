@@ -5,16 +5,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..constants import PAGE_SHIFT
-from ..ksm import KsmState, MmSlot, RmapItem
+from ..ksm import KsmState, MmSlot
 from ..mm import MM, VMA
 from ..trace import Trace
 
 if TYPE_CHECKING:
     from ..kernel import Kernel
 
-#: "pid P 0xADDR": where an rmap_item is, at the front of many step templates.
-WHERE = "pid {} {:#x}"
+#: "pid P 0xADDR": where an rmap_item (argument 0) is, at the front of many step templates.
+#: The trace keeps the item; its pid and address never change.
+WHERE = "pid {0.slot.pid} {0.address:#x}"
 
 _MASK64 = (1 << 64) - 1
 _SEEDS = {"xxhash": 0, "jhash2": 17}
@@ -44,9 +44,6 @@ class KsmdBase:
         self.profile = kernel.profile
         #: The trace of the batch running now (None: not tracing).
         self._tr: Trace | None = None
-        #: Trace depth of the steps of tree functions: 0 while looking for the next page,
-        #: 1 while cmp_and_merge_page() works on it.
-        self._depth = 0
         #: Last VMA found per mm, valid during one batch (VMAs only change between batches).
         self._vma_cache: dict[MM, VMA] = {}
         self._checksums: dict[int, int] = {}
@@ -61,10 +58,6 @@ class KsmdBase:
         if slot.pid is None:
             slot.pid = self.ks.pid_of(slot.mm)
         return slot.pid
-
-    def _where(self, item: RmapItem) -> tuple[int | None, int]:
-        """The arguments of WHERE for `item`."""
-        return self._pid(item.slot), item.vpn << PAGE_SHIFT
 
     def _checksum(self, content: int) -> int:
         got = self._checksums.get(content)

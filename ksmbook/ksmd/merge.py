@@ -55,7 +55,7 @@ class Merge(Trees):
         err = self.try_to_merge_one_page(mm, vma, item.vpn, page, kpage)
         if err:
             return err
-        if self.profile.merge_unlinks_rmap_item:
+        if item.flags and self.profile.merge_unlinks_rmap_item:
             # 3.9 "ksm: allow trees per NUMA node": "Unstable nid is in union with stable
             # anon_vma: remove first".
             self.remove_rmap_item_from_tree(item)
@@ -111,5 +111,5 @@ class Merge(Trees):
         vma = self.find_mergeable_vma(mm, item.vpn)
         if vma is not None:
             if self._tr is not None:
-                self._note(1, "break_cow", WHERE, *self._where(item))
+                self._note(1, "break_cow", WHERE, item)
             break_ksm(mm, vma, item.vpn, self._tr)

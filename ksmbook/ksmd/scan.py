@@ -27,7 +27,7 @@ from .merge import Merge
 
 _VOLATILE = "{:#010x} != oldchecksum {:#010x}: volatile, remembered"
 _KSM_PAGE = " (KSM page)"
-_CMP = WHERE + ": content {}{}"
+_CMP = WHERE + ": content {1}{2}"
 
 
 def _skip_age(age: int) -> int:
@@ -60,7 +60,6 @@ class Scan(Merge):
         try:
             while scan_npages > 0:
                 scan_npages -= 1
-                self._depth = 0
                 # scan_get_next_rmap_item(), its common case (the next page of this mm) inline
                 walk = self._walk
                 got = next(walk, None) if walk is not None else None
@@ -69,13 +68,9 @@ class Scan(Merge):
                     if got is None:
                         return
                 item, page = got
-                self._depth = 1
                 scanned += 1
                 if records is not None:
-                    slot = item.slot
-                    records += (0, "cmp_and_merge_page", _CMP, 4,
-                                slot.pid if slot.pid is not None else self._pid(slot),
-                                item.vpn << PAGE_SHIFT, page.content,
+                    records += (0, "cmp_and_merge_page", _CMP, 3, item, page.content,
                                 _KSM_PAGE if page.ksm is not None else "")
                 if unshare and page.ksm is not None and item.flags == STABLE_FLAG:
                     if page.mapcount == 1:
@@ -91,7 +86,6 @@ class Scan(Merge):
                 self.cmp_and_merge_page(page, item)
         finally:
             ks.pages_scanned += scanned
-            self._depth = 0
             self._vma_cache.clear()
 
     # -- the cursor --------------------------------------------------------------------------
@@ -157,6 +151,7 @@ class Scan(Merge):
         mm = slot.mm
         if mm.mm_users == 0:
             return
+        self._pid(slot)  # for the trace, which names items by pid
         first = mm.find_vma(ks.address)
         if first is None:
             return
@@ -243,12 +238,12 @@ class Scan(Merge):
                 slot.rest_pos = pos + 1
                 slot.items.append(item)
                 if item.flags == UNSTABLE_FLAG and self.profile.unlink_unstable_on_revisit:
-                    self.remove_rmap_item_from_tree(item)
+                    self.remove_rmap_item_from_tree(item, 0)
                 return item
             if item.vpn > vpn:
                 break
             pos += 1
-            self.remove_rmap_item_from_tree(item)
+            self.remove_rmap_item_from_tree(item, 0)
             self._free_rmap_item(item)
         slot.rest_pos = pos
         item = RmapItem(slot, vpn)
@@ -260,7 +255,7 @@ class Scan(Merge):
     def remove_trailing_rmap_items(self, slot: MmSlot) -> None:
         """remove_trailing_rmap_items(): free the items from the cursor to the list end."""
         for item in slot.rest[slot.rest_pos:]:
-            self.remove_rmap_item_from_tree(item)
+            self.remove_rmap_item_from_tree(item, 0)
             self._free_rmap_item(item)
         slot.rest = []
         slot.rest_pos = 0
@@ -283,10 +278,10 @@ class Scan(Merge):
             return False
         self.ks.pages_skipped += 1
         item.remaining_skips -= 1
-        self.remove_rmap_item_from_tree(item)
+        self.remove_rmap_item_from_tree(item, 0)
         if self._tr is not None:
-            self._note(0, "should_skip_rmap_item", WHERE + ": age {}, skipped",
-                       *self._where(item), age)
+            self._note(0, "should_skip_rmap_item", WHERE + ": age {1}, skipped",
+                       item, age)
         return True
 
     # -- cmp_and_merge_page ------------------------------------------------------------------

@@ -15,7 +15,8 @@ from ..mm import MM, VMA, Page
 from .base import WHERE, KsmdBase
 
 _MERGEABLE = int(VM.VM_MERGEABLE)
-_JOINS = WHERE + " joins KSM page #{}: {}+1"
+_JOINS = WHERE + " joins KSM page #{1}: {2}+1"
+_LEAVES_UNSTABLE = WHERE + " leaves the unstable tree: pages_unshared-1"
 
 
 class Trees(KsmdBase):
@@ -48,8 +49,10 @@ class Trees(KsmdBase):
 
     # -- removing ----------------------------------------------------------------------------
 
-    def remove_rmap_item_from_tree(self, item: RmapItem) -> None:
-        """remove_rmap_item_from_tree(): unlink the item from the stable or unstable tree."""
+    def remove_rmap_item_from_tree(self, item: RmapItem, depth: int = 1) -> None:
+        """remove_rmap_item_from_tree(): unlink the item from the stable or unstable tree
+        (`depth`: of its trace step, 0 while ksmd looks for the next page, 1 in
+        cmp_and_merge_page())."""
         ks = self.ks
         flags = item.flags
         if flags == STABLE_FLAG:
@@ -84,9 +87,9 @@ class Trees(KsmdBase):
             item.head = None
             item.flags = 0
             if self._tr is not None:
-                self._note(self._depth, "remove_rmap_item_from_tree",
-                           WHERE + " leaves the stable node of KSM page #{}",
-                           *self._where(item), node.kpage.id)
+                self._note(depth, "remove_rmap_item_from_tree",
+                           WHERE + " leaves the stable node of KSM page #{1}",
+                           item, node.kpage.id)
         elif flags == UNSTABLE_FLAG:
             age = (ks.seqnr - item.seqnr) & SEQNR_MASK
             assert age <= 1, "unstable rmap_item older than one pass"
@@ -95,9 +98,8 @@ class Trees(KsmdBase):
             ks.pages_unshared -= 1
             item.flags = 0
             if self._tr is not None:
-                self._note(self._depth, "remove_rmap_item_from_tree",
-                           WHERE + " leaves the unstable tree: pages_unshared-1",
-                           *self._where(item))
+                self._tr.records += (depth, "remove_rmap_item_from_tree", _LEAVES_UNSTABLE, 1,
+                                     item)
 
     def remove_node_from_stable_tree(self, node: StableNode) -> None:
         """remove_node_from_stable_tree(): drop a stable node and all its items."""
@@ -213,8 +215,8 @@ class Trees(KsmdBase):
                            len(node.items), self.ks.knobs["max_page_sharing"])
             return None
         if tr is not None:
-            self._note(1, "stable_tree_search", "found KSM page #{} ({} sharers)",
-                       node.kpage.id, len(node.items))
+            tr.records += (1, "stable_tree_search", "found KSM page #{} ({} sharers)", 2,
+                           node.kpage.id, len(node.items))
         return node.kpage
 
     def _stable_tree_search_rmap_item(self, page: Page) -> Page | None:
@@ -237,7 +239,7 @@ class Trees(KsmdBase):
             if tr is not None:
                 self._note(1, "stable_tree_search",
                            WHERE + " no longer maps a KSM page: dropped from the tree",
-                           *self._where(first))
+                           first)
             self.remove_rmap_item_from_tree(first)
         if kpage.content != page.content:
             return None
@@ -266,8 +268,8 @@ class Trees(KsmdBase):
             ks.pages_shared += 1
             if self._tr is not None:
                 self._note(1, "stable_tree_insert",
-                           WHERE + " is the node of KSM page #{}: pages_shared+1",
-                           *self._where(tree_item), kpage.id)
+                           WHERE + " is the node of KSM page #{1}: pages_shared+1",
+                           tree_item, kpage.id)
             return node
         need_chain = self._lookup_stable(content, False) is not None
         node = StableNode(content, kpage)
@@ -313,8 +315,8 @@ class Trees(KsmdBase):
         slot = item.slot
         slot.merging_pages += 1
         if self._tr is not None:
-            self._tr.records += (1, "stable_tree_append", _JOINS, 4, self._pid(slot),
-                                 item.vpn << PAGE_SHIFT, node.kpage.id, counter)
+            self._tr.records += (1, "stable_tree_append", _JOINS, 3, item, node.kpage.id,
+                                 counter)
 
     # -- the unstable tree -----------------------------------------------------------------
 
@@ -331,18 +333,18 @@ class Trees(KsmdBase):
             if tree_page is None:
                 if tr is not None:
                     self._note(1, "unstable_tree_search_insert", WHERE + " is gone: give up",
-                               *self._where(tree_item))
+                               tree_item)
                 return None
             if tree_page is page:
                 if tr is not None:
                     self._note(1, "unstable_tree_search_insert",
                                WHERE + " maps the same physical page (forked): give up",
-                               *self._where(tree_item))
+                               tree_item)
                 return None
             if tree_page.content == content:
                 if tr is not None:
                     self._note(1, "unstable_tree_search_insert", "identical page at " + WHERE,
-                               *self._where(tree_item))
+                               tree_item)
                 return tree_item, tree_page
         item.flags = UNSTABLE_FLAG
         item.seqnr = ks.seqnr & SEQNR_MASK
