@@ -339,7 +339,8 @@ def test_unattempted_and_unreadable(capsys: pytest.CaptureFixture[str]) -> None:
         fb = ex.grade(blank)
         assert fb.status == "unattempted" and fb.correct is None
     ex.check(...)
-    assert capsys.readouterr().out.startswith("Not answered yet")
+    out = capsys.readouterr().out
+    assert out.startswith("Not answered yet") and f"\n    {ex.example()}\n" in out
     fb = ex.grade("maybe")
     assert fb.status == "unreadable" and "not a result" in fb.message
     assert [a.status for a in ex.attempts] == ["unattempted"]

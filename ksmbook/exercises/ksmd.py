@@ -426,7 +426,7 @@ class ChoiceProblem(KsmdProblem):
         return " ".join(self.answer) if self.answer else "none"
 
     def example(self) -> str:
-        return "answer = 'a c'   (the letters, or 'none')"
+        return "answer = 'a c'   # the letters, or 'none'"
 
     def parse(self, answer: object) -> tuple[str, ...]:
         if isinstance(answer, str):

@@ -135,7 +135,7 @@ class Problem(ABC):
         """Judge `answer` without printing; `check()` prints this."""
         if answer is None or answer is Ellipsis:
             return Feedback("unattempted", "Not answered yet: replace ... with your answer and "
-                            f"run the cell again (for example: {self.example()}).")
+                            f"run the cell again, for example:\n    {self.example()}")
         try:
             given = self.parse(answer)
         except AnswerError as e:

@@ -281,7 +281,7 @@ class ResultProblem(ScenarioProblem):
         return errno_text(self.answer)
 
     def example(self) -> str:
-        return "answer = 'EPERM'   (an errno name, or 0 for success)"
+        return "answer = 'EPERM'   # an errno name, or 0 for success"
 
     def parse(self, answer: object) -> int:
         return parse_result(answer)
@@ -328,7 +328,7 @@ class MmfProblem(ScenarioProblem):
         return bool(procs and procs[0].mm_flags & MMF.MMF_VM_MERGEABLE)
 
     def example(self) -> str:
-        return "answer = True   (or False)"
+        return "answer = True   # or False"
 
     def parse(self, answer: object) -> bool:
         return parse_yesno(answer)
@@ -439,7 +439,7 @@ class AdviceProblem(ScenarioProblem):
         return (MADV(self.answer).name or str(self.answer)).removeprefix("MADV_")
 
     def example(self) -> str:
-        return "answer = 'NORMAL'   (an advice name)"
+        return "answer = 'NORMAL'   # an advice name"
 
     def scenario_lines(self) -> list[str]:
         lines = super().scenario_lines()
