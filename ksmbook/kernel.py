@@ -242,6 +242,17 @@ class Kernel:
                         mm.ptes[a >> PAGE_SHIFT] = page
             addr = stop
 
+    def reclaim(self) -> int:
+        """Memory pressure: reclaim frees every page MADV_FREE left clean (shrink_folio_list()
+        -> try_to_unmap_one() discarding a clean lazyfree anonymous folio); the addresses then
+        read zeros. Returns how many page table entries were dropped."""
+        dropped = 0
+        for proc in self.processes:
+            mm = proc.mm
+            for vpn in [v for v, page in mm.ptes.items() if page.lazyfree]:
+                dropped += mm.zap_range(vpn << PAGE_SHIFT, (vpn + 1) << PAGE_SHIFT)
+        return dropped
+
     def ksmd_exit_mm(self, mm: MM, tr: Trace) -> None:
         """__ksm_exit() for a kernel with ksmd: free the mm's slot now or leave it to ksmd."""
         self.ksm.exit_mm(mm, tr)
@@ -287,6 +298,7 @@ def handle_write_fault(mm: MM, vma: VMA, addr: int, content: int | None) -> None
     if old.anon and old.mapcount == 1 and old.ksm is None:
         if content is not None:
             old.content = content
+        old.lazyfree = False  # the write dirties the pte: reclaim will keep the page
         return
     old.mapcount -= 1
     mm.ptes[vpn] = Page(old.content if content is None else content)

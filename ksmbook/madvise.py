@@ -12,7 +12,7 @@ import contextlib
 import errno
 import functools
 
-from .constants import ERESTARTSYS, MADV, PAGE_SIZE, VM
+from .constants import ERESTARTSYS, MADV, PAGE_SHIFT, PAGE_SIZE, VM
 from .ksm import ksm_madvise
 from .mm import MM, VMA
 from .trace import Trace, errno_name
@@ -245,8 +245,25 @@ def madvise_dontneed_free(mm: MM, vma: VMA, start: int, end: int, advice: int,
         if advice == MADV.MADV_FREE and vma.file is not None:
             tr.note("madvise_free_single_vma", "not anonymous memory: EINVAL")
             return -errno.EINVAL
+    if advice == MADV.MADV_FREE:
+        return madvise_free(mm, start, end, tr)
     dropped = mm.zap_range(start, end)
     tr.note(f"madvise_{name.removeprefix('madv_')}", f"zap_page_range: {dropped} pages dropped")
+    return 0
+
+
+def madvise_free(mm: MM, start: int, end: int, tr: Trace) -> int:
+    """madvise_free_single_vma() -> madvise_free_pte_range(): the range's anonymous pages that
+    only this mapping maps are marked clean and lazily freeable (folio_mark_lazyfree()). They
+    keep their contents until reclaim frees them (`Kernel.reclaim()`); a write before that
+    makes a page dirty again and it stays. Shared (mapcount > 1) and KSM pages are skipped."""
+    marked = 0
+    for vpn in mm.ptes.irange(start >> PAGE_SHIFT, (end >> PAGE_SHIFT) - 1):
+        page = mm.ptes[vpn]
+        if page.anon and page.mapcount == 1 and page.ksm is None and not page.lazyfree:
+            page.lazyfree = True
+            marked += 1
+    tr.note("madvise_free_pte_range", "{} pages marked lazily freeable", marked)
     return 0
 
 

@@ -108,6 +108,9 @@ class Page:
     anon: bool = True
     #: Set by ksmd when this page becomes a KSM page (its stable-tree node).
     ksm: object | None = None
+    #: MADV_FREE marked it clean and lazily freeable (folio_mark_lazyfree()): reclaim may
+    #: drop it; a write before that dirties it again and cancels the free.
+    lazyfree: bool = False
     id: int = field(default_factory=lambda: next(_ids))
 
 

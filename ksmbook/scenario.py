@@ -20,7 +20,8 @@ One statement per line; ``#`` starts a comment.
 
 Set-up: ``kernel PROFILE [ksm=y|n]`` (the kernel to boot), ``sysctl NAME=VALUE``
 (max_map_count, nr_hugepages), ``file NAME SIZE [tmpfs|ext4] [ro]``, ``device NAME STYLE``,
-``inject POINT [TIMES]`` (make the next passes through a fault point fail).
+``inject POINT [TIMES]`` (make the next passes through a fault point fail), ``reclaim``
+(memory pressure: the pages MADV_FREE left clean are freed).
 
 Processes: ``spawn NAME`` starts a process with an empty address space; the first process,
 p1, starts by itself when a statement names it. A statement for a process starts with its
@@ -67,7 +68,7 @@ from .procfs import MapEntry, read_maps
 from .profiles import PROFILES
 from .trace import Trace, errno_name
 
-__all__ = ["Addr", "Statement", "Boot", "Sysctl", "CreateFile", "CreateDevice", "Inject",
+__all__ = ["Addr", "Statement", "Boot", "Sysctl", "CreateFile", "CreateDevice", "Inject", "Reclaim",
            "Spawn", "Map", "Munmap", "Mremap", "Mprotect", "Madvise", "Write", "Read", "Fork",
            "Exit", "Prctl", "KsmdBatch", "KsmdScans", "KsmdRun", "SysfsWrite", "Runner", "Scenario",
            "ScenarioError", "StepResult", "SETUP", "process_of", "parse", "format_scenario",
@@ -192,6 +193,17 @@ class Inject:
 
     def __str__(self) -> str:
         return f"inject {self.point}" + (f" {self.times}" if self.times != 1 else "")
+
+
+@dataclass(frozen=True)
+class Reclaim:
+    """``reclaim``: memory pressure; reclaim frees the pages MADV_FREE left clean (the result
+    is how many page table entries went)."""
+
+    line: int = field(default=0, compare=False)
+
+    def __str__(self) -> str:
+        return "reclaim"
 
 
 @dataclass(frozen=True)
@@ -426,9 +438,9 @@ class SysfsWrite:
         return f"sysfs {self.name}={self.value}"
 
 
-Statement = (Boot | Sysctl | CreateFile | CreateDevice | Inject | Spawn | Map | Munmap | Mremap
-             | Mprotect | Madvise | Write | Read | Fork | Exit | Prctl | KsmdBatch | KsmdScans
-             | KsmdRun | SysfsWrite)
+Statement = (Boot | Sysctl | CreateFile | CreateDevice | Inject | Reclaim | Spawn | Map
+             | Munmap | Mremap | Mprotect | Madvise | Write | Read | Fork | Exit | Prctl
+             | KsmdBatch | KsmdScans | KsmdRun | SysfsWrite)
 #: Statements that set up the kernel (no result to show).
 SETUP = (Boot, Sysctl, CreateFile, CreateDevice, Inject)
 
@@ -668,6 +680,10 @@ def _p_device(line: _Line) -> CreateDevice:
                         line=line.number)
 
 
+def _p_reclaim(line: _Line) -> Reclaim:
+    return Reclaim(line=line.number)
+
+
 def _p_inject(line: _Line) -> Inject:
     tok, c = line.take("a fault point")
     point = _choice(line, tok, c, FAULT_POINTS, "fault point")
@@ -811,7 +827,8 @@ def _p_prctl(line: _Line, proc: str) -> Prctl:
 #: Statement keywords: set-up and ksmd statements, and those a process runs ("p2: exit").
 _STATEMENTS: dict[str, Callable[[_Line], Statement]] = {
     "kernel": _p_kernel, "sysctl": _p_sysctl, "file": _p_file, "device": _p_device,
-    "inject": _p_inject, "spawn": _p_spawn, "ksmd": _p_ksmd, "sysfs": _p_sysfs}
+    "inject": _p_inject, "reclaim": _p_reclaim, "spawn": _p_spawn, "ksmd": _p_ksmd,
+    "sysfs": _p_sysfs}
 _PROC_STATEMENTS: dict[str, Callable[[_Line, str], Statement]] = {
     "map": _p_map, "munmap": _p_munmap, "mremap": _p_mremap, "mprotect": _p_mprotect,
     "madvise": _p_madvise, "write": _p_write, "read": _p_read, "fork": _p_fork,
@@ -927,6 +944,10 @@ class Runner:
     def _(self, op: Inject) -> int:
         self.k.inject(op.point, op.times)
         return 0
+
+    @_run.register
+    def _(self, op: Reclaim) -> int:
+        return self.k.reclaim()
 
     @_run.register
     def _(self, op: Spawn) -> int:
