@@ -1057,7 +1057,7 @@ class _Replayer:
                     f"sysctl (this machine has {current})"
                 )
             return 0
-        if isinstance(op, (sc.CreateDevice, sc.Inject)):
+        if isinstance(op, (sc.CreateDevice, sc.Inject, sc.Reclaim)):
             raise LiveRefused(f"'{op}': such statements exist only in the simulator")
         if isinstance(op, (sc.KsmdBatch, sc.KsmdScans, sc.KsmdRun, sc.SysfsWrite)):
             raise LiveRefused(f"'{op}': the live replay never drives this machine's ksmd")
