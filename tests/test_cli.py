@@ -102,8 +102,8 @@ def test_the_module_runs_as_a_program(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2
     assert bad.stderr.strip() == "-: line 1, column 1: unknown statement 'bogus' (one of: " \
-        "map, munmap, mprotect, madvise, write, read, fork, exit, prctl, kernel, sysctl, file, " \
-        "device, inject, spawn, ksmd, sysfs)"
+        "map, munmap, mremap, mprotect, madvise, write, read, fork, exit, prctl, kernel, sysctl, " \
+        "file, device, inject, spawn, ksmd, sysfs)"
     good = subprocess.run([sys.executable, "-m", "ksmbook", "run", "-", "--maps"],
                           input=SCENARIO, capture_output=True, text=True, timeout=60)
     assert good.returncode == 0 and "VmFlags: rd wr mr mw me ac mg" in good.stdout
