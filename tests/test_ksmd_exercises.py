@@ -16,6 +16,7 @@ import ksmbook as kb
 from ksmbook.__main__ import main
 from ksmbook.exercises import (
     GENERATORS,
+    VERSIONS,
     KsmdProblem,
     Problem,
     chapter_exercises,
@@ -106,6 +107,11 @@ def test_published_problems_never_change(chapter: int) -> None:
     assert got == GOLDEN[chapter]
     assert [e.title for e in exercises] == [f"Exercise {chapter}.{n}"
                                             for n in range(1, len(exercises) + 1)]
+
+
+def test_every_ksmd_generator_is_pinned() -> None:
+    pinned = {ident.split(" ")[0] for chapter in GOLDEN.values() for ident, _, _ in chapter}
+    assert pinned == {ident for ident in VERSIONS if isinstance(generate(ident, 0), KsmdProblem)}
 
 
 def test_other_seeds_give_other_problems_the_same_way() -> None:
