@@ -169,3 +169,24 @@ def test_module_entry_point() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("ksmbook quiz v2, seed 1: 1 problem with answers")
     assert "Answer: " in done.stdout
+
+
+def test_replay_asks_ksmd_counters(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """--ask counters runs a scenario's ksmd statements through the runner, ksmd running."""
+    f = tmp_path / "k.txt"
+    f.write_text("kernel modern ksm=y\nmap A 4p rw private anon\nwrite A 1 1 2 3\n"
+                 "madvise A 4p MERGEABLE\nksmd scan 2\n")
+    code, out, err = quiz(capsys, "--replay", str(f), "--ask", "counters", "--solve")
+    assert code == 0 and err == ""
+    assert "    write A 1 1 2 3\n" in out and "sysfs run=1" in out
+    # Two equal pages make one KSM page shared twice; the other two wait in the unstable tree.
+    assert "Answer: (1, 1, 2, 0)" in out
+    code, out, _ = quiz(capsys, "--replay", str(f), "--ask", "counters", "--profile", "2.6.32",
+                        "--solve")
+    assert code == 0 and "Kernel: Linux 2.6.32" in out and "Answer: (1, 1, 2, 0)" in out
+    f.write_text("map A 4p rw private anon\nksmd scan 1\n")
+    code, _, err = quiz(capsys, "--replay", str(f), "--ask", "counters")
+    assert code == 2 and "seed kernel has no ksmd" in err
+    f.write_text("kernel modern ksm=y\nwrite B 1\n")
+    code, _, err = quiz(capsys, "--replay", str(f), "--ask", "counters")
+    assert code == 2 and "no mapping labelled 'B'" in err

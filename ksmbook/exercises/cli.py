@@ -8,7 +8,8 @@ import sys
 from typing import Any
 
 from ..profiles import PROFILES
-from ..scenario import ScenarioError, boot, parse, run
+from ..scenario import Boot, Scenario, ScenarioError, boot, format_op, parse, run
+from .ksmd import CountersProblem, Step
 from .problem import Problem
 from .sets import CHAPTERS, QUIZ_POOLS, QUIZ_VERSION, problem_set, student_seed
 from .vma import (
@@ -57,8 +58,9 @@ one set per student:
 
 replaying a problem:
   --replay FILE asks one question (--ask) about the last operation of a scenario
-  file (the language of 'python -m ksmbook run'), e.g. to check a problem written
-  by hand:  python -m ksmbook quiz --replay s.txt --ask layout --solve
+  file (the language of 'python -m ksmbook run'), or about ksmd's counters at its
+  end (--ask counters), e.g. to check a problem written by hand:
+    python -m ksmbook quiz --replay s.txt --ask layout --solve
 
 chapters: {"; ".join(f"{n} {t}" for n, t in CHAPTERS.items())}.
 Problem sets are versioned (--quiz-version, now {QUIZ_VERSION}); a published
@@ -89,8 +91,9 @@ def add_quiz_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="print the answers and step traces too")
     p.add_argument("--replay", metavar="FILE",
                    help="one problem from a scenario file ('-' for standard input)")
-    p.add_argument("--ask", choices=list(_ASK), default="result",
-                   help="with --replay: what to ask about the last operation (default result)")
+    p.add_argument("--ask", choices=[*_ASK, "counters"], default="result",
+                   help="with --replay: what to ask about the last operation, or ksmd's "
+                        "counters at the end (default result)")
     p.add_argument("--proc", default="p1", help="with --replay: the process asked about")
     p.set_defaults(func=quiz)
     return p
@@ -98,10 +101,25 @@ def add_quiz_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def _replay(args: argparse.Namespace) -> list[Problem]:
     text = sys.stdin.read() if args.replay == "-" else open(args.replay, encoding="utf-8").read()
+    if args.ask == "counters":
+        return [_counters(parse(text), args)]
     cls, options, question = _ASK[args.ask]
     return [cls(parse(text), question.format(proc=args.proc), proc=args.proc,
                 profile=args.profile, base=_lowest(text), title="Problem 1",
                 ident=os.path.basename(args.replay), **options)]
+
+
+def _counters(sc: Scenario, args: argparse.Namespace) -> Problem:
+    """ksmd's four counters after a scenario's statements (ksmd running, run=1)."""
+    kernel = next((op for op in sc.ops if isinstance(op, Boot)), Boot())
+    if not kernel.ksm:
+        raise ValueError("a kernel built with CONFIG_KSM=n has no ksmd")
+    steps = [Step(format_op(op), (op,)) for op in sc.ops if not isinstance(op, Boot)]
+    return CountersProblem(steps, "What are pages_shared, pages_sharing, pages_unshared and "
+                           "pages_volatile at the end?", profile=args.profile or kernel.profile,
+                           legend="Steps (the scenario's statements; page contents are "
+                                  "numbers, 0 an all-zero page):",
+                           title="Problem 1", ident=os.path.basename(args.replay))
 
 
 def _lowest(text: str) -> int:

@@ -222,21 +222,27 @@ def _ints(answer: object, what: str) -> list[int]:
 
 # -- the kinds ------------------------------------------------------------------------------
 
+#: What the question says above its steps.
+STEPS_LEGEND = ("Steps (each process maps its own private anonymous pages; A, B, ... are page "
+                "contents, 0 an all-zero page, . a page never touched):")
+
+
 class KsmdProblem(Problem):
     """A question about ksmd, or about the fault a write takes, after the steps `steps`.
 
-    `why` explains the answer (the correct message and the solution show it).
+    `why` explains the answer (the correct message and the solution show it); `legend` is
+    the line above the steps.
     """
 
     def __init__(self, steps: Sequence[Step], question: str, *, profile: str, why: str = "",
-                 intro: str = "", hints: Iterable[str] = (), title: str = "Exercise",
-                 ident: str = "") -> None:
+                 intro: str = "", hints: Iterable[str] = (), legend: str = STEPS_LEGEND,
+                 title: str = "Exercise", ident: str = "") -> None:
         super().__init__(question, profile=profile, intro=intro, hints=tuple(hints),
                          title=title, ident=ident)
         if not get_profile(self.profile).has_ksmd:
             raise ValueError(f"the {self.profile} kernel has no ksmd: ksmd exercises need a "
                              "kernel with ksmd")
-        self.steps, self._why = tuple(steps), why
+        self.steps, self._why, self.legend = tuple(steps), why, legend
         _ = self.answer  # run now: a broken problem fails where it is made
 
     def run_steps(self) -> Sequence[Step]:
@@ -261,9 +267,7 @@ class KsmdProblem(Problem):
                 "default knobs unless a step changes one")
 
     def setting(self) -> list[str]:
-        return ["", "Steps (each process maps its own private anonymous pages; A, B, ... are "
-                "page contents, 0 an all-zero page, . a page never touched):",
-                *(f"    {step.text}" for step in self.steps)]
+        return ["", self.legend, *(f"    {step.text}" for step in self.steps)]
 
     def why(self) -> str:
         return self._why
