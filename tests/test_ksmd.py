@@ -704,6 +704,26 @@ def test_max_page_sharing_busy_while_ksm_pages_exist() -> None:
     assert _errno(k, "max_page_sharing", 100) == 0 and k.sysfs["max_page_sharing"] == 100
 
 
+@pytest.mark.xfail(strict=True, reason="the unstable tree is a dict keyed by content, not the "
+                   "kernel's rbtree ordered by memcmp(): a search never meets the vanished root")
+def test_a_search_meeting_a_vanished_unstable_node_gives_up() -> None:
+    """unstable_tree_search_insert() returns NULL when a node on its path has no page behind
+    it. A's pages 1, 2, 3 make the unstable tree with root 2; once that page is unmapped, every
+    search of B's batch meets it first, so B's pages stay out of the tree (this machine's 6.18
+    ksmd: pages_unshared 3, pages_volatile 4)."""
+    k = kb.Kernel(profile="modern")
+    pa, pb = k.spawn(), k.spawn()
+    a = region(pa, [1, 2, 3])
+    region(pb, [4, 5, 6, 2])
+    k.sysfs["pages_to_scan"] = 3
+    k.sysfs["run"] = 1
+    k.ksmd.full_scans(1)
+    k.ksmd.batch()  # pass 2, A's three pages: the unstable tree holds 1, 2, 3
+    pa.munmap(a + P, P)
+    k.ksmd.batch()  # B's 4, 5, 6
+    assert c(k, "pages_unshared", "pages_volatile") == (3, 4)
+
+
 # ------------------------------------------------------------------ traces and views
 
 
@@ -959,6 +979,9 @@ def _program(draw: _Draws, profile: str, tracing: bool, steps: int) -> list[tupl
         seen.append((tuple(sorted(k.sysfs.counters().items())), nodes,
                      tuple(k.ksmd.unstable_tree()),
                      tuple(k.ksmd.rmap_items()), k.ksmd.cursor()))
+        if tracing:  # every step's template formats with its arguments
+            for tr in k.ksmd.log:
+                assert str(tr).startswith("ksmd: ksm_do_scan(")
     return seen
 
 
