@@ -184,7 +184,7 @@ def _setup(profile: str) -> tuple[Statement, ...]:
     return (Boot(profile, True), SysfsWrite("run", "1"))
 
 
-def replay(steps: Sequence[Step], profile: str) -> KsmdRun:
+def _execute(steps: Sequence[Step], profile: str) -> KsmdRun:
     """Run the steps through the scenario runner on a fresh kernel of `profile`, ksmd running
     (run=1), classifying each labelled write just before it runs."""
     setup = _setup(profile)
@@ -252,7 +252,7 @@ class KsmdProblem(Problem):
     @functools.cached_property
     def run(self) -> KsmdRun:
         """The simulator's run of the steps."""
-        return replay(self.run_steps(), self.profile)
+        return _execute(self.run_steps(), self.profile)
 
     @property
     def scenario(self) -> Scenario:
@@ -398,7 +398,7 @@ class ScansProblem(KsmdCountProblem):
     def answer(self) -> int:
         """The fewest scans that make the probe find (replaying from scratch for each)."""
         for scans in range(1, 40):
-            if replay([*self.steps, self.probe(scans, "")], self.profile).slow():
+            if _execute([*self.steps, self.probe(scans, "")], self.profile).slow():
                 return scans
         raise ValueError("the probe never finds what it looks for")
 
