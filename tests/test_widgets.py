@@ -504,3 +504,18 @@ def test_stepper_pages_nobody_touched_keep_colour_and_number() -> None:
     assert {k: v for k, v in after.items() if k != ("p1", written)} == {
         k: v for k, v in before.items() if k != ("p1", written)}
     assert not w.errors
+
+
+def test_stepper_trace_names_the_ksm_pages_the_diagram_shows() -> None:
+    import re
+
+    from ksmbook.widgets import KsmdStepper
+
+    w = KsmdStepper()
+    w.scan_button.click()
+    w.scan_button.click()
+    assert w.state is not None
+    shown = {n.page for n in w.state.stable}
+    named = {int(n) for n in re.findall(r"KSM page #(\d+)", w.trace_box.value)}
+    assert named and named <= shown
+    assert {r.page for r in w.state.rows if r.state == "KSM page"} == shown

@@ -174,21 +174,21 @@ def _process_name(proc: Any) -> str:
 
 def page_state(kernel: Kernel, processes: Sequence[Process] | None = None, *,
                names: Mapping[int, str] | None = None, mergeable_only: bool = False,
-               max_pages: int = MAX_PAGES, numbers: dict[int, int] | None = None) -> PageState:
+               max_pages: int = MAX_PAGES, kernel_ids: bool = False) -> PageState:
     """Freeze the pages of `processes` (default: every live process) and ksmd's view of them.
 
     Areas shown: every VMA with VM_MERGEABLE, and (unless `mergeable_only`) every private
     anonymous one; at most `max_pages` pages of each are listed. Pages are numbered in order
-    of appearance; pass the same `numbers` (page id -> number, extended here) to successive
-    calls to keep every page's number.
+    of appearance, or with `kernel_ids` by the kernel's page id, as ksmd's trace names them
+    (a page then keeps its number from one state to the next).
     """
     procs = list(processes) if processes is not None else list(kernel.processes)
     has_ksmd = kernel.profile.has_ksmd and kernel.config_ksm
     ksmd = kernel.ksmd if has_ksmd else None
-    numbers = {} if numbers is None else numbers
+    numbers: dict[int, int] = {}
 
     def number(page_id: int) -> int:
-        return numbers.setdefault(page_id, len(numbers) + 1)
+        return page_id if kernel_ids else numbers.setdefault(page_id, len(numbers) + 1)
 
     pid_names = {p.pid: _process_name(p) for p in kernel.processes}
     pid_names.update({p.pid: _process_name(p) for p in procs})

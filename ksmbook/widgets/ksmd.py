@@ -203,8 +203,6 @@ class KsmdStepper(Widget):
         self.last_write = None
         self.traces = []
         self.view = PageFigure()
-        #: Page id -> the number shown: a page keeps its number for the whole session.
-        self._numbers: dict[int, int] = {}
         modern = "smart_scan" in kernel.sysfs
         for name in ("smart_scan", "use_zero_pages", "max_page_sharing"):
             getattr(self, name).layout.display = None if modern else "none"
@@ -352,7 +350,7 @@ class KsmdStepper(Widget):
     def _refresh(self) -> None:
         """Bring every view in line with the kernel."""
         k = self.kernel
-        self.state = page_state(k, names=self.names, numbers=self._numbers)
+        self.state = page_state(k, names=self.names, kernel_ids=True)
         self._syncing = True
         try:
             self._sync_knobs()
