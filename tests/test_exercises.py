@@ -415,6 +415,8 @@ def test_feedback_reads_the_trace_events() -> None:
     assert ignored.facts.ignored == ("VM_SHARED|VM_MAYSHARE",)
     enter = chapter_exercises(4)[7]
     assert enter.facts.failed == "__ksm_enter"
+    assert enter.why().startswith("__ksm_enter() cannot allocate the mm_slot; madvise reports "
+                                  "that ENOMEM as EAGAIN")
 
 
 def test_layout_answers_as_maps_text() -> None:

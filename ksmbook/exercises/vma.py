@@ -241,6 +241,9 @@ class ScenarioProblem(Problem):
 
     def why(self) -> str:
         f = self.facts
+        if f.failed in _NO_MEMORY and errno_text(self.last.result) == "EAGAIN":
+            return (f"{_FAILED[f.failed]}; madvise reports that ENOMEM as EAGAIN (try "
+                    "again), keeping ENOMEM for a range that is not all mapped.")
         if f.failed:
             return f"The deciding check: {_FAILED.get(f.failed, f.failed)}."
         if f.ignored:
