@@ -292,7 +292,8 @@ def ksm_madvise(mm: MM, vma: VMA, start: int, end: int, advice: int, flags: VM,
     Returns (error, new flags). An ignored advice returns (0, flags unchanged).
     """
     p = mm.profile
-    with tr.enter("ksm_madvise", MADV(advice).name):
+    with tr.enter("ksm_madvise", "MADV_MERGEABLE" if advice == MADV.MADV_MERGEABLE
+                  else "MADV_UNMERGEABLE"):
         if advice == MADV.MADV_MERGEABLE:
             blocking = flags & p.ksm_ignore
             if blocking:

@@ -118,8 +118,10 @@ def madvise_vma(mm: MM, vma: VMA, prev: VMA | None, start: int, end: int, advice
                 tr: Trace) -> tuple[int, VMA | None]:
     """madvise_vma(): one VMA piece; returns (error, new prev)."""
     p = mm.profile
-    label = f"{advice_name(advice)} [{start:#x}, {end:#x}) of VMA {vma.start:#x}-{vma.end:#x}"
-    with tr.enter(p.fn("madvise_vma"), label):
+    with tr.enter(p.fn("madvise_vma"), "{} [{:#x}, {:#x}) of VMA {:#x}-{:#x}",
+                  advice_name(advice), start, end, vma.start, vma.end):
+        if advice in _FLAG_ADVICES:
+            return madvise_behavior(mm, vma, prev, start, end, advice, tr)
         if advice == MADV.MADV_REMOVE:
             return madvise_remove(mm, vma, start, end, tr), None
         if advice == MADV.MADV_WILLNEED:
@@ -148,9 +150,10 @@ def madvise_behavior(mm: MM, vma: VMA, prev: VMA | None, start: int, end: int, a
     """
     # 2.6.32 does all of this in madvise_behavior(); 6.x computes the flags in
     # madvise_vma_behavior() and applies them in madvise_update_vma().
-    legacy = mm.profile.fn("madvise_behavior") == "madvise_behavior"
-    with tr.enter("madvise_behavior") if legacy else contextlib.nullcontext():
-        return _behavior(mm, vma, prev, start, end, advice, legacy, tr)
+    if "madvise_behavior" in mm.profile.renamed:
+        return _behavior(mm, vma, prev, start, end, advice, False, tr)
+    with tr.enter("madvise_behavior"):
+        return _behavior(mm, vma, prev, start, end, advice, True, tr)
 
 
 def _behavior(mm: MM, vma: VMA, prev: VMA | None, start: int, end: int, advice: int,

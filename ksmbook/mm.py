@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import functools
 import itertools
+from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -165,9 +166,12 @@ class MM:
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
         self._profile = kernel.profile
+        #: The kernel's profile (read on every system call, so a plain attribute).
+        self.profile: Profile = kernel.profile
         #: The VMAs by start address (the kernel's maple tree); `vmas` is its live,
         #: address-ordered view of the VMAs (len, [i], iteration, reversed).
         self._by_start: SortedDict = SortedDict()
+        self._starts = self._by_start._list  # SortedList of the start addresses
         self.vmas = self._by_start.values()
         self.flags = MMF(0)
         #: Page table: virtual page number -> Page.
@@ -176,27 +180,42 @@ class MM:
         self.guards: set[int] = set()
         self.mm_users = 1
 
-    @property
-    def profile(self) -> Profile:
-        return self._profile
 
     @property
     def map_count(self) -> int:
-        return len(self.vmas)
+        return len(self._by_start)
 
     # -- lookup -----------------------------------------------------------------------
 
+    def _around(self, addr: int) -> tuple[VMA | None, VMA | None]:
+        """(the VMA with the greatest start <= addr, the VMA with the least start > addr).
+
+        Bisects the sorted start addresses directly (SortedList's `_maxes` and `_lists`, its
+        documented-stable layout): a lookup is two C bisects instead of an irange iterator."""
+        starts = self._starts
+        maxes = starts._maxes
+        if not maxes:
+            return None, None
+        by_start = self._by_start
+        pos = bisect_right(maxes, addr)
+        if pos == len(maxes):
+            return by_start[maxes[-1]], None
+        lst = starts._lists[pos]
+        idx = bisect_right(lst, addr)
+        if idx:
+            below = by_start[lst[idx - 1]]
+        elif pos:
+            below = by_start[starts._lists[pos - 1][-1]]
+        else:
+            below = None
+        return below, by_start[lst[idx]]
+
     def find_vma(self, addr: int) -> VMA | None:
         """find_vma(): the first VMA with end > addr."""
-        by_start = self._by_start
-        for start in by_start.irange(maximum=addr, reverse=True):
-            vma: VMA = by_start[start]
-            if vma.end > addr:
-                return vma
-            break
-        for start in by_start.irange(minimum=addr, inclusive=(False, True)):
-            return by_start[start]
-        return None
+        below, above = self._around(addr)
+        if below is not None and below.end > addr:
+            return below
+        return above
 
     def find_vma_prev(self, addr: int) -> tuple[VMA | None, VMA | None]:
         """find_vma_prev(): find_vma() and the VMA before it."""
@@ -206,15 +225,10 @@ class MM:
         return vma, self.prev_vma(vma)
 
     def prev_vma(self, vma: VMA) -> VMA | None:
-        for start in self._by_start.irange(maximum=vma.start, inclusive=(True, False),
-                                                  reverse=True):
-            return self._by_start[start]
-        return None
+        return self._around(vma.start - 1)[0]
 
     def next_vma(self, vma: VMA) -> VMA | None:
-        for start in self._by_start.irange(minimum=vma.start, inclusive=(False, True)):
-            return self._by_start[start]
-        return None
+        return self._around(vma.start)[1]
 
     def vmas_from(self, vma: VMA) -> Iterator[VMA]:
         """`vma` and the VMAs above it, in address order."""
@@ -223,8 +237,8 @@ class MM:
 
     def vma_at(self, addr: int) -> VMA | None:
         """The VMA that contains addr, if any."""
-        vma = self.find_vma(addr)
-        return vma if vma is not None and vma.start <= addr else None
+        below = self._around(addr)[0]
+        return below if below is not None and below.end > addr else None
 
     # -- structure changes (the only code that edits VMA bounds) ------------------------
 
@@ -249,20 +263,22 @@ class MM:
                   check_count: bool = True) -> int:
         """split_vma(): cut `vma` at addr; the new struct is the lower part if new_below.
         With check_count False it is __split_vma(), which leaves max_map_count to the caller."""
-        p = self.profile
-        huge_bad = bool(vma.flags & VM.VM_HUGETLB) and addr % HPAGE_SIZE != 0
-        too_many = check_count and self.map_count >= self.kernel.sysctl["max_map_count"]
-        checks = [(too_many, -errno.ENOMEM, f"map_count {self.map_count} >= max_map_count"),
-                  (huge_bad, -errno.EINVAL, "hugetlb VMA, address not huge-page aligned")]
-        if not p.split_checks_count_first:
-            checks.reverse()
-        for failed, err, why in checks:
-            if failed:
-                tr.note("split_vma", f"at {addr:#x}: {why}: {errno_name(err)}")
-                tr.event("fail", addr, addr, "max_map_count" if err == -errno.ENOMEM
-                         else "hugetlb_align")
-                return err
-        if self.kernel.should_fail("split_vma"):
+        p = self._profile
+        huge_bad = vma.flags & VM.VM_HUGETLB and addr % HPAGE_SIZE != 0
+        too_many = check_count and len(self._by_start) >= self.kernel.sysctl["max_map_count"]
+        if huge_bad or too_many:
+            # 6.x checks max_map_count first, 2.6.32 the huge-page alignment first.
+            count_first = p.split_checks_count_first
+            if too_many and (count_first or not huge_bad):
+                tr.note("split_vma", "at {:#x}: map_count {} >= max_map_count: ENOMEM", addr,
+                        self.map_count)
+                tr.event("fail", addr, addr, "max_map_count")
+                return -errno.ENOMEM
+            tr.note("split_vma", "at {:#x}: hugetlb VMA, address not huge-page aligned: "
+                    "EINVAL", addr)
+            tr.event("fail", addr, addr, "hugetlb_align")
+            return -errno.EINVAL
+        if self.kernel._faults and self.kernel.should_fail("split_vma"):
             tr.note("split_vma", f"at {addr:#x}: {p.fn('kmem_cache_alloc')}() failed: ENOMEM")
             tr.event("fail", addr, addr, "vm_area_dup")
             return -errno.ENOMEM
@@ -272,11 +288,13 @@ class MM:
         else:
             new.start, new.end, new.pgoff = addr, vma.end, vma.pgoff_at(addr)
             self.resize(vma, vma.start, addr)
-        self.insert(new)
-        tr.note("split_vma", f"at {addr:#x}: new VMA {new.start:#x}-{new.end:#x} "
-                f"({'below' if new_below else 'above'}), map_count {self.map_count}")
-        tr.event("split", vma.start if not new_below else new.start,
-                 new.end if not new_below else vma.end, f"{addr:#x}")
+        self._by_start[new.start] = new
+        tr.note("split_vma", "at {:#x}: new VMA {:#x}-{:#x} ({}), map_count {}", addr,
+                new.start, new.end, "below" if new_below else "above", len(self._by_start))
+        if new_below:
+            tr.event("split", new.start, vma.end, hex(addr))
+        else:
+            tr.event("split", vma.start, new.end, hex(addr))
         return 0
 
     def _anon_compatible(self, src: VMA | None, src_anon: AnonVma | None, tgt: VMA) -> bool:
@@ -358,19 +376,16 @@ class MM:
             self.resize(target, start, target.end)
             how = "merged with next"
         else:
-            reasons = []
-            if prev is None or prev.end != start:
-                reasons.append("no adjacent prev")
-            else:
-                reasons.append("prev incompatible")
-            reasons.append("no adjacent next" if nxt is None else "next incompatible")
-            tr.note(fn, f"no merge ({', '.join(reasons)})")
+            tr.note(fn, "no merge ({}, {})",
+                    "no adjacent prev" if prev is None or prev.end != start
+                    else "prev incompatible",
+                    "no adjacent next" if nxt is None else "next incompatible")
             return None
         if p.sticky_flags:
             for part in (middle, prev if left else None, nxt if right else None):
                 if part is not None:
                     target.flags |= part.flags & p.sticky_flags
-        tr.note(fn, f"{how}: now {target.start:#x}-{target.end:#x}")
+        tr.note(fn, "{}: now {:#x}-{:#x}", how, target.start, target.end)
         tr.event("merge", target.start, target.end, how)
         return target
 
@@ -809,13 +824,17 @@ class MM:
                     return err, prev
             merged = vma
         before = merged.flags
-        merged.flags = newflags | (before & self.profile.sticky_flags
-                                   if self.profile.sticky_flags else newflags)
+        sticky = self.profile.sticky_flags
+        merged.flags = newflags | (before & sticky) if sticky else newflags
         if before != newflags:
-            tr.event("flags", merged.start, merged.end,
-                     f"{flag_names(before & ~newflags, '-')} {flag_names(newflags & ~before, '+')}"
-                     .strip())
+            tr.event("flags", merged.start, merged.end, _flags_change(int(before), int(newflags)))
         return 0, merged
+
+
+@functools.lru_cache(maxsize=4096)
+def _flags_change(before: int, after: int) -> str:
+    """'-VM_READ +VM_MERGEABLE': the flags a change takes away and adds."""
+    return f"{_flag_names(before & ~after, '-')} {_flag_names(after & ~before, '+')}".strip()
 
 
 def flag_names(flags: VM, sign: str = "") -> str:
