@@ -79,15 +79,13 @@ def test_arena_translation_and_refusal():
 
 
 def test_private_constants_agree_with_ksmbook_constants():
-    assert lv._PAGE == constants.PAGE_SIZE
-    assert lv._MAP_PRIVATE == constants.MAP.MAP_PRIVATE
-    assert lv._MAP_SHARED == constants.MAP.MAP_SHARED
-    assert lv._MAP_FIXED == constants.MAP.MAP_FIXED
-    assert lv._MAP_ANONYMOUS == constants.MAP.MAP_ANONYMOUS
-    assert lv._MAP_NORESERVE == constants.MAP.MAP_NORESERVE
-    assert lv._MAP_FIXED_NOREPLACE == constants.MAP.MAP_FIXED_NOREPLACE
-    assert lv._MAP_GROWSDOWN == constants.MAP.MAP_GROWSDOWN
-    assert lv._MAP_LOCKED == constants.MAP.MAP_LOCKED
+    w = lv.worker
+    assert w._PAGE == constants.PAGE_SIZE
+    assert w._MAP_PRIVATE == constants.MAP.MAP_PRIVATE
+    assert w._MAP_FIXED == constants.MAP.MAP_FIXED
+    assert w._MAP_ANONYMOUS == constants.MAP.MAP_ANONYMOUS
+    assert w._MAP_NORESERVE == constants.MAP.MAP_NORESERVE
+    assert w._MAP_FIXED_NOREPLACE == constants.MAP.MAP_FIXED_NOREPLACE
     assert lv._MAP_HUGETLB == constants.MAP.MAP_HUGETLB
     assert lv.FORBIDDEN_ADVICE == {constants.MADV.MADV_HWPOISON, constants.MADV.MADV_SOFT_OFFLINE}
     assert lv.SIM_MMAP_TOP == constants.MMAP_BASE
@@ -379,3 +377,26 @@ def test_the_watch_sees_what_it_looks_for(tmp_path):
                            tmp_path)
     assert rc == 0 and len(touched) == 2
     assert touched[0] == f"open {tmp_path / 'knob'}" and touched[1].startswith("worker ")
+
+
+@pytest.mark.live
+def test_replay_runs_the_runner_statements(session):
+    """The live backend runs the scenario Runner's own code: read, prctl and spawn work, a
+    statement the live side must not run (ksmd, sysfs, devices) is refused."""
+    text = """\
+kernel modern ksm=y
+spawn q
+q: prctl PR_SET_MEMORY_MERGE 1
+q: map A 2p rw private anon
+q: write A 7 0
+q: read A
+q: read A+1p
+q: prctl PR_GET_MEMORY_MERGE
+"""
+    res = lv.replay(text, session=session)
+    assert [r.result for r in res] == [0, 1, 0, lv.SIM_MMAP_TOP - 2 * P, 0, 7, 0, 1]
+    assert res[3].maps["q"][0].vmflags[-1] == "mg"  # MMF_VM_MERGE_ANY: every new VMA
+    for line in ("ksmd batch", "sysfs run=1", "device d0 remap_pfn_range", "inject split_vma",
+                 "reclaim"):
+        with pytest.raises(lv.LiveRefused):
+            lv.replay("kernel modern ksm=y\n" + line + "\n", session=session)

@@ -8,7 +8,7 @@ from ``/proc/PID/smaps`` (``fs/proc/task_mmu.c``: ``show_smap()``, ``show_smap_v
 How it stays out of harm's way:
 
 * **Workers, not the caller.** Every operation runs in a *worker*: a fresh ``python3 -I -S``
-  process running this file, talking JSON over an ``AF_UNIX`` socketpair. The caller's own
+  process running ``worker.py``, talking JSON over an ``AF_UNIX`` socketpair. The caller's own
   address space (a notebook kernel, pytest) is never mapped, advised or registered with KSM.
   ``Worker.fork()`` makes the worker call ``fork()``; the child talks to the controller over a
   socket passed to the parent worker with ``SCM_RIGHTS`` just before the fork.
@@ -39,10 +39,13 @@ How it stays out of harm's way:
   (The kernel pins pages with FOLL_WRITE but without FOLL_FORCE, so a read-only page is refused.)
 
 Two levels of use. :class:`LiveSession` / :class:`Worker` are the raw calls on live addresses
-(``w.mmap(addr, length, prot, flags)``, ``w.madvise(...)``, ``w.layout()``, ``w.fork()``).
-:func:`replay` runs a :mod:`ksmbook.scenario` text and returns what ``ksmbook.scenario.run``
-returns, in simulator addresses (translated by a constant :class:`Arena` offset), so each step can
-be compared with the ``modern`` profile.
+(``w.mmap(addr, length, prot, flags)``, ``w.madvise(...)``, ``w.fill(addr, contents)``,
+``w.layout()``, ``w.fork()``); ``ksmbook.live_ksmd`` and the side-channel probe use them.
+:func:`replay` runs a :mod:`ksmbook.scenario` through the scenario's own ``Runner`` on a
+:class:`LiveKernel` (this machine's kernel behind the simulator's ``Kernel``/``Process`` API) and
+returns what ``ksmbook.scenario.run`` returns, in simulator addresses (translated by a constant
+:class:`Arena` offset), so each step can be compared with the ``modern`` profile. Page contents
+are written as ``ksmbook.pages.page_bytes`` gives them, the one rule the simulator uses too.
 
 What can go wrong: the platform is not Linux/x86_64 or has no KSM (:func:`available` says which);
 the arena is already in use (a sanitizer, a huge heap) and the worker refuses to start; a worker
@@ -53,27 +56,38 @@ is killed and gives :class:`WorkerTimeout`). ``MAP_LOCKED`` needs RLIMIT_MEMLOCK
 
 from __future__ import annotations
 
-import base64
-import ctypes
 import dataclasses
 import functools
-import json
 import os
 import re
 import select
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, cast
 
-if TYPE_CHECKING:  # the worker runs this file as a script and imports nothing of ksmbook
-    from ksmbook.procfs import MapEntry
-    from ksmbook.scenario import Map, Scenario, Statement, StepResult, Write
+from ..procfs import MapEntry
+from ..scenario import Boot, Map, Runner, Scenario, StepResult, parse
+from .worker import (
+    _EFAULT,
+    _ENOMEM,
+    _MAP_FIXED,
+    _MAP_FIXED_NOREPLACE,
+    _PAGE,
+    _U64,
+    FORBIDDEN_ADVICE,
+    LiveError,
+    LiveRefused,
+    WorkerDied,
+    WorkerTimeout,
+    _decode_bytes,
+    _encode,
+    _recv_msg,
+)
 
 __all__ = [
     "DEFAULT_ARENA_BASE",
@@ -81,6 +95,10 @@ __all__ = [
     "SIM_MMAP_TOP",
     "FORBIDDEN_ADVICE",
     "Arena",
+    "LiveFile",
+    "LiveKernel",
+    "LiveRunner",
+    "LiveTask",
     "LiveVMA",
     "Worker",
     "LiveSession",
@@ -94,28 +112,6 @@ __all__ = [
     "replay",
 ]
 
-# The x86_64 ABI values the worker needs (include/uapi/asm-generic/mman-common.h, mman.h). The
-# worker runs this file as a plain script with ``-I -S`` and imports nothing of ksmbook, so it keeps
-# its own copy; tests/test_live.py checks that they equal ksmbook.constants.
-_PAGE = 4096
-_PROT_NONE = 0x0
-_MAP_PRIVATE = 0x02
-_MAP_FIXED = 0x10
-_MAP_ANONYMOUS = 0x20
-_MAP_NORESERVE = 0x4000
-_MAP_FIXED_NOREPLACE = 0x100000
-_MADV_HWPOISON = 100
-_MADV_SOFT_OFFLINE = 101
-_PR_SET_MEMORY_MERGE = 67
-_PR_GET_MEMORY_MERGE = 68
-_ALLOWED_PRCTL = frozenset({_PR_SET_MEMORY_MERGE, _PR_GET_MEMORY_MERGE})
-_U64 = 1 << 64
-_NR_MOVE_PAGES = 279  # arch/x86/entry/syscalls/syscall_64.tbl
-_MPOL_MF_MOVE = 1 << 1
-_EFAULT, _ENOMEM = 14, 12
-
-#: Advice values a worker refuses: they poison or offline *physical* pages.
-FORBIDDEN_ADVICE = frozenset({_MADV_HWPOISON, _MADV_SOFT_OFFLINE})
 #: Default arena: far below mmap_base and below the legacy TASK_UNMAPPED_BASE (see docstring).
 DEFAULT_ARENA_BASE = 0x2000_0000_0000
 DEFAULT_ARENA_SIZE = 0x100_0000_0000  # 1 TiB
@@ -123,25 +119,8 @@ DEFAULT_ARENA_SIZE = 0x100_0000_0000  # 1 TiB
 SIM_MMAP_TOP = 0x7FFF_F7FF_F000
 _GIB = 1 << 30
 _DEFAULT_TIMEOUT = 10.0
-
-
-# --------------------------------------------------------------------------------------------
-# Errors
-# --------------------------------------------------------------------------------------------
-class LiveError(RuntimeError):
-    """Live replay failed for a reason other than a system call's errno."""
-
-
-class LiveRefused(LiveError, ValueError):
-    """The call was refused before reaching the kernel (outside the arena, forbidden advice)."""
-
-
-class WorkerDied(LiveError):
-    """The worker process went away (crash, signal, or it already exited)."""
-
-
-class WorkerTimeout(LiveError):
-    """The worker did not answer in time; it has been killed."""
+#: The worker program (run as a script, ``python3 -I -S worker.py FD BASE SIZE``).
+_WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker.py")
 
 
 # --------------------------------------------------------------------------------------------
@@ -291,354 +270,6 @@ def read_ksm_sysfs() -> dict[str, str]:
         except OSError:
             continue
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# Wire protocol: 4-byte length + JSON, bytes as {"b64": ...}
-# --------------------------------------------------------------------------------------------
-def _encode(obj: Any) -> bytes:
-    def default(o: Any) -> Any:
-        if isinstance(o, (bytes, bytearray, memoryview)):
-            return {"b64": base64.b64encode(bytes(o)).decode()}
-        raise TypeError(f"cannot send {type(o).__name__}")
-
-    body = json.dumps(obj, default=default).encode()
-    return struct.pack("!I", len(body)) + body
-
-
-def _decode_bytes(value: Any) -> bytes:
-    return base64.b64decode(value["b64"])
-
-
-def _recv_exact(sock: socket.socket, n: int, fds: list[int] | None = None) -> bytes:
-    buf = b""
-    while len(buf) < n:
-        if fds is not None and not buf:
-            chunk, got, _, _ = socket.recv_fds(sock, n, 4)
-            fds.extend(got)
-        else:
-            chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise EOFError
-        buf += chunk
-    return buf
-
-
-def _recv_msg(sock: socket.socket, fds: list[int] | None = None) -> Any:
-    (n,) = struct.unpack("!I", _recv_exact(sock, 4, fds))
-    return json.loads(_recv_exact(sock, n))
-
-
-# --------------------------------------------------------------------------------------------
-# The worker (runs as ``python3 -I -S live.py --worker FD BASE SIZE``)
-# --------------------------------------------------------------------------------------------
-class _IOVec(ctypes.Structure):
-    _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
-
-
-class _Libc:
-    """The libc wrappers the worker calls, with errno kept."""
-
-    def __init__(self) -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        vp, sz, i, lg = ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_long
-        ul, ss = ctypes.c_ulong, ctypes.c_ssize_t
-        self.mmap = libc.mmap
-        self.mmap.restype, self.mmap.argtypes = vp, [vp, sz, i, i, i, lg]
-        self.munmap = libc.munmap
-        self.munmap.restype, self.munmap.argtypes = i, [vp, sz]
-        self.mprotect = libc.mprotect
-        self.mprotect.restype, self.mprotect.argtypes = i, [vp, sz, i]
-        self.madvise = libc.madvise
-        self.madvise.restype, self.madvise.argtypes = i, [vp, sz, i]
-        self.prctl = libc.prctl
-        self.prctl.restype, self.prctl.argtypes = i, [i, ul, ul, ul, ul]
-        iov = ctypes.POINTER(_IOVec)
-        self.vm_writev = libc.process_vm_writev
-        self.vm_writev.restype, self.vm_writev.argtypes = ss, [i, iov, ul, iov, ul, ul]
-        self.vm_readv = libc.process_vm_readv
-        self.vm_readv.restype, self.vm_readv.argtypes = ss, [i, iov, ul, iov, ul, ul]
-        self.syscall = libc.syscall
-        self.syscall.restype = lg
-
-
-def _check(ret: int, what: str) -> int:
-    if ret == -1:
-        e = ctypes.get_errno()
-        raise OSError(e, f"{what}: {os.strerror(e)}")
-    return ret
-
-
-def _load_page_bytes() -> Any:
-    """ksmbook.pages.page_bytes for the worker, which runs this file with ``-I -S``: the
-    package's directory stands in for ``ksmbook`` without running its ``__init__`` (the whole
-    simulator), so only pages.py and what it imports (constants.py, standard library) load."""
-    import importlib
-    import types
-
-    package = types.ModuleType("ksmbook")
-    package.__path__ = [os.path.dirname(os.path.abspath(__file__))]
-    sys.modules.setdefault("ksmbook", package)
-    return importlib.import_module("ksmbook.pages").page_bytes
-
-
-class _Server:
-    """Worker side: executes one request at a time, never touching memory outside the arena."""
-
-    def __init__(self, sock: socket.socket, base: int, size: int) -> None:
-        self.sock, self.base, self.end = sock, base, base + size
-        self.c = _Libc()
-        self.page_bytes = _load_page_bytes()
-        #: One open file per (path, read-only): every mmap of a scenario file shares one
-        #: struct file, as in a program that maps one fd several times. vma_merge() compares
-        #: vm_file pointers, so separate opens of one file never merge. A fork child inherits
-        #: these descriptors, as it would in C.
-        self.files: dict[tuple[str, bool], int] = {}
-
-    # -- arena -------------------------------------------------------------------------------
-    def reserve_arena(self) -> None:
-        """Prove the arena (plus a page and a guard page each side) free, then keep the guards."""
-        lo, hi = self.base - 2 * _PAGE, self.end + 2 * _PAGE
-        flags = _MAP_PRIVATE | _MAP_ANONYMOUS | _MAP_NORESERVE | _MAP_FIXED_NOREPLACE
-        got = self.c.mmap(lo, hi - lo, _PROT_NONE, flags, -1, 0)
-        if got is None or got == 2**64 - 1:
-            e = ctypes.get_errno()
-            raise LiveError(f"arena [{lo:#x}, {hi:#x}) is not free: {os.strerror(e)}")
-        if got != lo:  # a kernel without MAP_FIXED_NOREPLACE treats the address as a hint
-            self.c.munmap(got, hi - lo)
-            raise LiveError("MAP_FIXED_NOREPLACE not honoured (kernel older than 4.17?)")
-        _check(self.c.munmap(lo + _PAGE, hi - lo - 2 * _PAGE), "munmap")
-
-    def _range(self, start: int, length: int, what: str) -> None:
-        """Refuse a range outside the arena unless the kernel rejects it before any lookup."""
-        if not 0 <= start < _U64 or not 0 <= length < _U64:
-            raise LiveRefused(f"{what}: start and length must fit in 64 bits")
-        rounded = (length + _PAGE - 1) // _PAGE * _PAGE
-        if rounded >= _U64 or start + rounded >= _U64:
-            if self.base <= start <= self.end:
-                return  # the length or the end wraps: EINVAL/ENOMEM at entry, no VMA examined
-        if not (self.base <= start and start + rounded <= self.end):
-            raise LiveRefused(
-                f"{what}({start:#x}, {length:#x}) reaches outside the arena "
-                f"[{self.base:#x}, {self.end:#x}); refused"
-            )
-
-    # -- operations ----------------------------------------------------------------------------
-    def op_ping(self) -> int:
-        return os.getpid()
-
-    def op_mmap(self, addr: int, length: int, prot: int, flags: int,
-                path: str | None = None, offset: int = 0, readonly: bool = False) -> int:
-        if addr % _PAGE:
-            raise LiveRefused(f"mmap: address {addr:#x} is not page aligned")
-        self._range(addr, length, "mmap")
-        if not flags & (_MAP_FIXED | _MAP_FIXED_NOREPLACE):
-            flags |= _MAP_FIXED_NOREPLACE  # placement is the caller's; keep it in the arena
-        fd = -1
-        if path is not None:
-            fd = self.files.get((path, readonly), -1)
-            if fd < 0:
-                fd = self.files[(path, readonly)] = os.open(
-                    path, os.O_RDONLY if readonly else os.O_RDWR)
-        got = self.c.mmap(addr, length, prot, flags, fd, offset)
-        err = ctypes.get_errno()
-        if got is None or got == 2**64 - 1:
-            raise OSError(err, f"mmap: {os.strerror(err)}")
-        if got != addr:
-            self.c.munmap(got, length)
-            raise LiveError(f"mmap placed {got:#x} instead of {addr:#x}; unmapped it")
-        return got
-
-    def op_munmap(self, addr: int, length: int) -> int:
-        self._range(addr, length, "munmap")
-        return _check(self.c.munmap(addr, length), "munmap")
-
-    def op_mprotect(self, addr: int, length: int, prot: int) -> int:
-        self._range(addr, length, "mprotect")
-        return _check(self.c.mprotect(addr, length, prot), "mprotect")
-
-    def op_madvise(self, addr: int, length: int, advice: int) -> int:
-        if advice in FORBIDDEN_ADVICE:
-            raise LiveRefused(f"madvise advice {advice} (HWPOISON/SOFT_OFFLINE) is never sent")
-        self._range(addr, length, "madvise")
-        return _check(self.c.madvise(addr, length, advice), "madvise")
-
-    def op_prctl(self, option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0,
-                 arg5: int = 0) -> int:
-        if option not in _ALLOWED_PRCTL:
-            allowed = sorted(_ALLOWED_PRCTL)
-            raise LiveRefused(f"prctl option {option} is not on the allowed list {allowed}")
-        return _check(self.c.prctl(option, arg2, arg3, arg4, arg5), "prctl")
-
-    def op_write(self, addr: int, data: Any) -> int:
-        return self._write(addr, _decode_bytes(data))
-
-    def _write(self, addr: int, raw: bytes) -> int:
-        self._range(addr, len(raw), "write")
-        buf = ctypes.create_string_buffer(raw, len(raw))
-        local = _IOVec(ctypes.addressof(buf), len(raw))
-        remote = _IOVec(addr, len(raw))
-        n = _check(self.c.vm_writev(os.getpid(), local, 1, remote, 1, 0), "process_vm_writev")
-        if n != len(raw):
-            raise OSError(_EFAULT, f"process_vm_writev: wrote {n} of {len(raw)} bytes, then EFAULT")
-        return n
-
-    def op_read(self, addr: int, length: int) -> Any:
-        self._range(addr, length, "read")
-        buf = ctypes.create_string_buffer(length)
-        local = _IOVec(ctypes.addressof(buf), length)
-        remote = _IOVec(addr, length)
-        n = _check(self.c.vm_readv(os.getpid(), local, 1, remote, 1, 0), "process_vm_readv")
-        if n != length:
-            raise OSError(_EFAULT, f"process_vm_readv: read {n} of {length} bytes, then EFAULT")
-        return buf.raw[:n]
-
-    def op_fill(self, addr: int, contents: list[Any]) -> int:
-        """Give consecutive pages from ``addr`` their contents: an int is written with
-        ``page_bytes`` (process_vm_writev, one call per run of ints), "read" is read-faulted
-        (an anonymous page maps the shared zero page), None is left untouched."""
-        self._range(addr, len(contents) * _PAGE, "fill")
-        i = 0
-        while i < len(contents):
-            j = i
-            while j < len(contents) and isinstance(contents[j], int):
-                j += 1
-            if j > i:
-                self._write(addr + i * _PAGE, b"".join(self.page_bytes(c)
-                                                       for c in contents[i:j]))
-                i = j
-                continue
-            if contents[i] == "read":
-                self.op_read(addr + i * _PAGE, 1)
-            elif contents[i] is not None:
-                raise LiveRefused(f"page content must be an int, 'read' or None: {contents[i]!r}")
-            i += 1
-        return len(contents)
-
-    def op_drain(self, addr: int) -> int:
-        """move_pages() of one present page of this worker to node 0 (where it is already):
-        the call drains every CPU's LRU caches first (lru_cache_disable() in do_pages_move()),
-        dropping the extra page references that make ksmd refuse a just-written page."""
-        self._range(addr, _PAGE, "drain")
-        pages = (ctypes.c_void_p * 1)(addr)
-        nodes = (ctypes.c_int * 1)(0)
-        status = (ctypes.c_int * 1)(0)
-        _check(self.c.syscall(_NR_MOVE_PAGES, 0, 1, pages, nodes, status, _MPOL_MF_MOVE),
-               "move_pages")
-        if status[0] < 0:
-            raise OSError(-status[0], f"move_pages: page status {os.strerror(-status[0])}")
-        return status[0]
-
-    def op_time_writes(self, addrs: list[int], seed: int = 0) -> list[int]:
-        """Write one byte to each address, in a shuffled order, and time each write with
-        time.perf_counter_ns() (nanoseconds, in the order given). The pages must be mapped
-        writable: this is the one call that touches memory directly."""
-        import gc
-        import random
-        import time
-
-        for a in addrs:
-            self._range(a, 1, "time_writes")
-        order = list(range(len(addrs)))
-        random.Random(seed).shuffle(order)
-        clock, memset = time.perf_counter_ns, ctypes.memset
-        for _ in range(2000):  # warm the interpreter's path up
-            clock()
-        out = [0] * len(addrs)
-        gc.disable()
-        try:
-            for i in order:
-                t0 = clock()
-                memset(addrs[i], 0x5A, 1)
-                out[i] = clock() - t0
-        finally:
-            gc.enable()
-        return out
-
-    def op_smaps(self) -> str:
-        return self._read_proc("/proc/self/smaps")
-
-    def op_proc(self, name: str) -> str:
-        if name not in ("maps", "smaps", "ksm_stat", "ksm_merging_pages", "status"):
-            raise LiveRefused(f"/proc/self/{name} is not offered")
-        return self._read_proc(f"/proc/self/{name}")
-
-    @staticmethod
-    def _read_proc(path: str) -> str:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            chunks = []
-            while chunk := os.read(fd, 65536):
-                chunks.append(chunk)
-        finally:
-            os.close(fd)
-        return b"".join(chunks).decode()
-
-    def op_allocate(self, nbytes: int) -> int:
-        """Test hook: let Python allocate memory, to show it lands outside the arena."""
-        self._ballast = [bytearray(nbytes // 64) for _ in range(64)]
-        return nbytes
-
-    # -- loop ---------------------------------------------------------------------------------
-    def serve(self) -> None:
-        while True:
-            fds: list[int] = []
-            try:
-                req = _recv_msg(self.sock, fds)
-            except (EOFError, ConnectionError):
-                os._exit(0)
-            op, args = req["op"], req.get("args", {})
-            if op == "exit":
-                try:
-                    self.sock.sendall(_encode({"ok": 0}))
-                except OSError:
-                    pass  # the controller may close without waiting for the answer
-                os._exit(int(args.get("status", 0)))
-            if op == "fork":
-                self._fork(fds)
-                continue
-            for fd in fds:
-                os.close(fd)
-            try:
-                value = getattr(self, "op_" + op)(**args)
-                reply: dict[str, Any] = {"ok": value}
-            except LiveRefused as e:
-                reply = {"refused": str(e)}
-            except OSError as e:
-                reply = {"errno": e.errno, "msg": e.strerror or ""}
-            except Exception as e:  # report, never die silently
-                reply = {"error": f"{type(e).__name__}: {e}"}
-            self.sock.sendall(_encode(reply))
-
-    def _fork(self, fds: list[int]) -> None:
-        if len(fds) != 1:
-            for fd in fds:
-                os.close(fd)
-            self.sock.sendall(_encode({"error": "fork needs exactly one socket"}))
-            return
-        pid = os.fork()
-        if pid == 0:
-            self.sock.close()
-            self.sock = socket.socket(fileno=fds[0])
-            self.sock.sendall(_encode({"ok": os.getpid()}))
-            return
-        os.close(fds[0])
-        self.sock.sendall(_encode({"ok": pid}))
-
-
-def _worker_main(argv: Sequence[str]) -> None:
-    fd, base, size = int(argv[0]), int(argv[1], 0), int(argv[2], 0)
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # forked children are reaped by the kernel
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a notebook goes to the controller
-    sock = socket.socket(fileno=fd)
-    server = _Server(sock, base, size)
-    try:
-        server.reserve_arena()
-    except Exception as e:
-        sock.sendall(_encode({"error": str(e)}))
-        os._exit(1)
-    sock.sendall(_encode({"ok": os.getpid()}))
-    server.serve()
 
 
 # --------------------------------------------------------------------------------------------
@@ -901,7 +532,7 @@ class LiveSession:
         if self._closed:
             raise LiveError("session is closed")
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        cmd = [sys.executable, "-I", "-S", os.path.abspath(__file__), "--worker",
+        cmd = [sys.executable, "-I", "-S", _WORKER,
                str(theirs.fileno()), hex(self.arena.base), hex(self.arena.size)]
         try:
             popen = subprocess.Popen(cmd, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
@@ -962,9 +593,6 @@ class LiveSession:
 # --------------------------------------------------------------------------------------------
 _STACK_GUARD_GAP = 256 * _PAGE  # mm/mmap.c stack_guard_gap default (256 pages)
 _HPAGE = 2 << 20
-_MAP_SHARED = 0x01
-_MAP_GROWSDOWN = 0x0100
-_MAP_LOCKED = 0x2000
 _MAP_HUGETLB = 0x40000
 _MMAP_MIN_ADDR = 0x10000  # /proc/sys/vm/mmap_min_addr default, as the simulator
 
@@ -972,8 +600,6 @@ _MMAP_MIN_ADDR = 0x10000  # /proc/sys/vm/mmap_min_addr default, as the simulator
 def _scenario_arena(scenario: Scenario) -> Arena:
     """The default arena if it holds every numeric address of the scenario, else one centred
     on them; refuse a scenario whose addresses cannot all be translated."""
-    from ksmbook.scenario import Map
-
     nums: list[int] = []
     topdown = False
     for op in scenario.ops:
@@ -998,181 +624,82 @@ def _scenario_arena(scenario: Scenario) -> Arena:
         ) from None
 
 
-class _Replayer:
-    """Mirror of ksmbook.scenario's runner, acting on live workers instead of a Kernel."""
+@dataclasses.dataclass(frozen=True)
+class LiveFile:
+    """A scratch file standing for a scenario's ``file``: where it is, and its simulator path."""
 
-    def __init__(self, session: LiveSession) -> None:
-        self.s = session
-        self.arena = session.arena
-        self.procs: dict[str, Worker] = {}
-        self.pids: dict[str, int] = {}
-        self.next_pid = 1
-        self.labels: dict[str, int] = {}  # simulator addresses
-        self.files: dict[str, tuple[str, bool]] = {}  # name -> (live path, writable)
-        self.sim_paths: dict[str, str] = {}  # live path -> simulator path
+    path: str
+    writable: bool
+    sim_path: str
 
-    def fail(self, op: Statement, message: str) -> Exception:
-        from ksmbook.scenario import ScenarioError
 
-        return ScenarioError(op.line, 1, message)
+class _LiveSysctl:
+    """/proc/sys/vm as the scenario's ``sysctl`` sees it: a write is accepted only if it asks
+    for the value this machine has (the live side never changes a global sysctl)."""
 
-    def proc(self, op: Statement, name: str) -> Worker:
-        if name == "p1" and "p1" not in self.procs:
-            self.procs["p1"] = self.s.spawn()
-            self.pids["p1"] = self._pid()
-        if name not in self.procs:
-            raise self.fail(op, f"no process named {name!r}")
-        w = self.procs[name]
-        if w.exited:
-            raise self.fail(op, f"process {name!r} has exited")
-        return w
+    def __setitem__(self, name: str, value: int) -> None:
+        with open(f"/proc/sys/vm/{name}") as f:
+            current = int(f.read())
+        if current != value:
+            raise LiveRefused(f"sysctl {name}={value}: the live replay never changes a global "
+                              f"sysctl (this machine has {current})")
 
-    def _pid(self) -> int:
-        self.next_pid += 1
-        return self.next_pid - 1
 
-    def sim_addr(self, op: Statement, a: Any) -> int:
-        if a.label is None:
-            return int(a.offset)
-        if a.label not in self.labels:
-            raise self.fail(op, f"no mapping labelled {a.label!r} yet")
-        return (self.labels[a.label] + a.offset) % _U64
+class LiveTask:
+    """A worker behind the simulator's ``Process`` API, in simulator addresses (translated by
+    the arena), so that ``ksmbook.scenario.Runner`` runs statements on it unchanged."""
 
-    def live_addr(self, op: Statement, a: Any) -> int:
-        return self.arena.to_live(self.sim_addr(op, a))
+    def __init__(self, kernel: LiveKernel, worker: Worker, name: str) -> None:
+        self.kernel, self.worker, self.name = kernel, worker, name
+        self.pid = kernel.next_pid()
+        kernel.processes.append(self)
 
-    def step(self, op: Statement) -> int:
-        from ksmbook import scenario as sc
+    @property
+    def alive(self) -> bool:
+        return not self.worker.exited
 
-        if isinstance(op, sc.Boot):
-            if not op.ksm:
-                raise LiveRefused("this machine's kernel has CONFIG_KSM=y: cannot replay ksm=n")
-            return 0
-        if isinstance(op, sc.Sysctl):
-            with open(f"/proc/sys/vm/{op.name}") as f:
-                current = int(f.read())
-            if current != op.value:
-                raise LiveRefused(
-                    f"sysctl {op.name}={op.value}: the live replay never changes a global "
-                    f"sysctl (this machine has {current})"
-                )
-            return 0
-        if isinstance(op, (sc.CreateDevice, sc.Inject, sc.Reclaim)):
-            raise LiveRefused(f"'{op}': such statements exist only in the simulator")
-        if isinstance(op, (sc.KsmdBatch, sc.KsmdScans, sc.KsmdRun, sc.SysfsWrite)):
-            raise LiveRefused(f"'{op}': the live replay never drives this machine's ksmd")
-        if isinstance(op, sc.CreateFile):
-            fs = "shm" if op.fs == "tmpfs" else "tmp"
-            path = self.s.create_file(op.name.replace("/", "_"), op.size, fs=fs)
-            self.files[op.name] = (path, not op.ro)
-            self.sim_paths[path] = op.name if op.name.startswith("/") else f"/tmp/{op.name}"
-            return 0
-        if isinstance(op, sc.Spawn):
-            if op.proc in self.procs:
-                raise self.fail(op, f"a process named {op.proc!r} exists already")
-            self.procs[op.proc] = self.s.spawn()
-            self.pids[op.proc] = self._pid()
-            return self.pids[op.proc]
-        w = self.proc(op, op.proc)
-        try:
-            return self._syscall(w, op)
-        except OSError as e:
-            return -(e.errno or 22)
+    def _live(self, addr: int) -> int:
+        return self.kernel.arena.to_live(addr)
 
-    def _syscall(self, w: Worker, op: Statement) -> int:
-        from ksmbook import scenario as sc
+    def mmap(self, length: int, prot: int, flags: int, addr: int = 0,
+             file: LiveFile | None = None, offset: int = 0) -> int:
+        """mmap(2). Without MAP_FIXED(_NOREPLACE) the address is chosen as the simulator
+        chooses it (``_unmapped_area``) and sent with MAP_FIXED_NOREPLACE."""
+        live = self._live(addr) if addr else 0
+        if not flags & (_MAP_FIXED | _MAP_FIXED_NOREPLACE):
+            found = self._unmapped_area(length, live, _HPAGE if flags & _MAP_HUGETLB else _PAGE)
+            if found is None:  # no room below the translated mmap_base
+                raise OSError(_ENOMEM, "mmap: no room in the arena below mmap_base")
+            live = found
+        path = None if file is None else file.path
+        readonly = file is not None and not file.writable
+        got = self.worker.mmap(live, length, prot, flags, path=path, offset=offset,
+                               readonly=readonly)
+        return self.kernel.arena.to_sim(got)
 
-        if isinstance(op, sc.Map):
-            return self._map(w, op)
-        if isinstance(op, sc.Munmap):
-            return w.munmap(self.live_addr(op, op.addr), op.length)
-        if isinstance(op, sc.Mprotect):
-            return w.mprotect(self.live_addr(op, op.addr), op.length, op.prot)
-        if isinstance(op, sc.Madvise):
-            return w.madvise(self.live_addr(op, op.addr), op.length, op.advice)
-        if isinstance(op, sc.Write):
-            return self._write(w, op)
-        if isinstance(op, sc.Fork):
-            if op.child in self.procs:
-                raise self.fail(op, f"a process named {op.child!r} exists already")
-            self.procs[op.child] = w.fork()
-            self.pids[op.child] = self._pid()
-            return self.pids[op.child]
-        if isinstance(op, sc.Exit):
-            w.exit()
-            return 0
-        raise LiveRefused(f"'{op}': the live replay does not run this statement")
-
-    def _write(self, w: Worker, op: Write) -> int:
-        """Like the simulator: every page must be mapped writable, else EFAULT and no write."""
-        start = self.live_addr(op, op.addr)
-        values = list(op.values)
-        if start % _PAGE:
-            raise LiveRefused(f"write: address {start:#x} is not page aligned")
-        end = start + len(values) * _PAGE
-        vmas = w.layout(start, end)
-        for page in range(start, end, _PAGE):
-            if not any(v.start <= page < v.end and "w" in v.perms for v in vmas):
-                return -_EFAULT
-        w.fill(start, values)
-        return 0
-
-    def _map(self, w: Worker, op: Map) -> int:
-        flags = _MAP_SHARED if op.shared else _MAP_PRIVATE
-        path, readonly = None, False
-        if op.backing in ("anon", "hugetlb"):
-            flags |= _MAP_ANONYMOUS | (_MAP_HUGETLB if op.backing == "hugetlb" else 0)
-        elif op.backing == "file":
-            if op.source not in self.files:
-                raise self.fail(op, f"no file named {op.source!r}: declare it first with a "
-                                "'file' line")
-            path, writable = self.files[op.source]
-            readonly = not writable
-        else:
-            raise LiveRefused(f"{op.backing}={op.source}: devices exist only in the simulator")
-        for on, bit in ((op.fixed, _MAP_FIXED), (op.noreplace, _MAP_FIXED_NOREPLACE),
-                        (op.noreserve, _MAP_NORESERVE), (op.locked, _MAP_LOCKED),
-                        (op.growsdown, _MAP_GROWSDOWN)):
-            if on:
-                flags |= bit
-        length = op.length
-        hint = self.live_addr(op, op.at) if op.at is not None else 0
-        if flags & (_MAP_FIXED | _MAP_FIXED_NOREPLACE):
-            addr = hint
-        else:
-            align = _HPAGE if flags & _MAP_HUGETLB else _PAGE
-            found = self._unmapped_area(w, length, hint, align)
-            if found is None:
-                return -_ENOMEM  # no room below the translated mmap_base (emulated placement)
-            addr = found
-        live = w.mmap(addr, length, op.prot, flags, path=path, offset=op.offset,
-                      readonly=readonly)
-        sim = self.arena.to_sim(live)
-        self.labels[op.name] = sim
-        return sim
-
-    def _unmapped_area(self, w: Worker, length: int, hint: int, align: int) -> int | None:
+    def _unmapped_area(self, length: int, hint: int, align: int) -> int | None:
         """arch_get_unmapped_area_topdown() inside the arena, below the translated mmap_base.
 
         A placement the real kernel cannot be asked for (it would place the mapping next to
         Python's own): the hint if it is free, else the highest gap that fits, keeping
         stack_guard_gap below a MAP_GROWSDOWN mapping. Length 0 or a wrapping length is left
         for the kernel to refuse."""
+        arena = self.kernel.arena
         rounded = -(-length // align) * align  # hugetlb lengths round up to 2 MiB
-        top = SIM_MMAP_TOP + self.arena.offset
-        if not self.arena.base < top <= self.arena.end:
-            top = self.arena.end
-        floor = max(self.arena.base, _MMAP_MIN_ADDR + self.arena.offset)
+        top = SIM_MMAP_TOP + arena.offset
+        if not arena.base < top <= arena.end:
+            top = arena.end
+        floor = max(arena.base, _MMAP_MIN_ADDR + arena.offset)
         if rounded == 0 or rounded >= _U64:
             return top - _PAGE
-        vmas = w.layout(floor, self.arena.end)
+        vmas = self.worker.layout(floor, arena.end)
 
         def gap_start(v: LiveVMA) -> int:
             return v.start - (_STACK_GUARD_GAP if "gd" in v.vmflags else 0)
 
         if hint:
             hint = -(-hint // _PAGE) * _PAGE
-            if hint % align == 0 and floor <= hint and hint + rounded <= self.arena.end and all(
+            if hint % align == 0 and floor <= hint and hint + rounded <= arena.end and all(
                 v.end <= hint or gap_start(v) >= hint + rounded for v in vmas
             ):
                 return hint
@@ -1188,45 +715,135 @@ class _Replayer:
         addr = (high - rounded) // align * align
         return addr if addr >= floor else None
 
-    def snapshot(self) -> dict[str, list[MapEntry]]:
+    def munmap(self, addr: int, length: int) -> int:
+        return self.worker.munmap(self._live(addr), length)
+
+    def mprotect(self, addr: int, length: int, prot: int) -> int:
+        return self.worker.mprotect(self._live(addr), length, prot)
+
+    def madvise(self, addr: int, length: int, advice: int) -> int:
+        return self.worker.madvise(self._live(addr), length, advice)
+
+    def prctl(self, option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0,
+              arg5: int = 0) -> int:
+        return self.worker.prctl(option, arg2, arg3, arg4, arg5)
+
+    def write_pages(self, addr: int, values: Sequence[int]) -> None:
+        """Like the simulator: every page must be mapped writable, else EFAULT and no write."""
+        start = self._live(addr)
+        end = start + len(values) * _PAGE
+        vmas = self.worker.layout(start, end)
+        for page in range(start, end, _PAGE):
+            if not any(v.start <= page < v.end and "w" in v.perms for v in vmas):
+                raise OSError(_EFAULT, f"write: {self.kernel.arena.to_sim(page):#x} is not "
+                              "mapped writable")
+        self.worker.fill(start, list(values))
+
+    def read_page(self, addr: int) -> int:
+        """The content of the page at addr: its bytes read back through ``page_bytes``."""
+        from ksmbook.pages import page_bytes
+
+        data = self.worker.read(self._live(addr) // _PAGE * _PAGE, _PAGE)
+        content = int.from_bytes(data[:8], "little")
+        if data != page_bytes(content if any(data) else 0):
+            raise LiveError(f"page at {addr:#x} holds bytes that are no page content")
+        return content
+
+    def fork(self, name: str = "") -> LiveTask:
+        return LiveTask(self.kernel, self.worker.fork(), name)
+
+    def exit(self) -> None:
+        self.worker.exit()
+
+    def maps(self) -> list[MapEntry]:
+        """The arena's VMAs as the simulator's maps entries (simulator addresses and paths)."""
         from ksmbook.procfs import MapEntry
 
-        out: dict[str, list[MapEntry]] = {}
-        for name, w in self.procs.items():
-            if w.exited:
-                continue
-            out[name] = [
-                MapEntry(self.arena.to_sim(v.start), self.arena.to_sim(v.end), v.perms, v.offset,
-                         v.dev, v.inode, self.sim_paths.get(v.path, v.path), v.vmflags)
-                for v in w.layout()
-            ]
-        return out
+        arena, paths = self.kernel.arena, self.kernel.sim_paths
+        return [MapEntry(arena.to_sim(v.start), arena.to_sim(v.end), v.perms, v.offset, v.dev,
+                         v.inode, paths.get(v.path, v.path), v.vmflags)
+                for v in self.worker.layout()]
+
+
+class LiveKernel:
+    """This machine's kernel behind the simulator's ``Kernel`` API (processes, files,
+    sysctl), for ``ksmbook.scenario.Runner``. What the live side must not do raises
+    :class:`LiveRefused`: devices, fault injection, reclaim, ksmd and /sys/kernel/mm/ksm."""
+
+    def __init__(self, session: LiveSession) -> None:
+        self.session = session
+        self.arena = session.arena
+        self.processes: list[LiveTask] = []
+        self.log: list[Any] = []  # no traces: the real kernel does not say what it did
+        self.sysctl = _LiveSysctl()
+        self.sim_paths: dict[str, str] = {}  # live path -> simulator path
+        self._pids = 0
+
+    def next_pid(self) -> int:
+        """Pids numbered 1, 2, ... as the simulator numbers them."""
+        self._pids += 1
+        return self._pids
+
+    def spawn(self, name: str = "") -> LiveTask:
+        return LiveTask(self, self.session.spawn(), name)
+
+    def create_file(self, name: str, size: int, fs: str = "ext4",
+                    writable: bool = True) -> LiveFile:
+        path = self.session.create_file(name.replace("/", "_"), size,
+                                        fs="shm" if fs == "tmpfs" else "tmp")
+        self.sim_paths[path] = name if name.startswith("/") else f"/tmp/{name}"
+        return LiveFile(path, writable, self.sim_paths[path])
+
+    def create_device(self, name: str, style: str) -> Any:
+        raise LiveRefused(f"device {name} {style}: devices exist only in the simulator")
+
+    def inject(self, point: str, times: int = 1) -> None:
+        raise LiveRefused(f"inject {point}: fault injection exists only in the simulator")
+
+    def reclaim(self) -> int:
+        raise LiveRefused("reclaim: the live replay never puts this machine under memory "
+                          "pressure")
+
+    @property
+    def ksmd(self) -> Any:
+        raise LiveRefused("the live replay never drives this machine's ksmd "
+                          "(ksmbook.live_ksmd does, on request)")
+
+    @property
+    def sysfs(self) -> Any:
+        raise LiveRefused("the live replay never writes /sys/kernel/mm/ksm")
+
+
+class LiveRunner(Runner):
+    """``ksmbook.scenario.Runner`` on a :class:`LiveKernel`: the same statements, run by the
+    same code, on this machine's kernel; the maps come from each worker's smaps."""
+
+    def snapshot(self) -> dict[str, list[MapEntry]]:
+        return {name: cast(LiveTask, p).maps() for name, p in self.procs.items() if p.alive}
 
 
 def replay(scenario: Scenario | str, session: LiveSession | None = None) -> list[StepResult]:
     """Run a scenario on the real kernel; returns what ksmbook.scenario.run returns.
 
-    Each StepResult has the operation, its result (an address or pid, 0, or -errno; addresses
+    Each StepResult has the statement, its result (an address or pid, 0, or -errno; addresses
     translated back into simulator addresses, pids numbered 1, 2, ... as the simulator does),
     ``trace=None``, and the maps of each live process (arena only, in simulator addresses,
     files under their simulator names). Mappings without ``fixed`` are placed top-down below
-    the translated mmap_base (see ``_Replayer._unmapped_area``). Statements the real kernel
-    cannot honour safely (``ksm=n``, a different sysctl value, devices, fault injection)
-    raise :class:`LiveRefused`. With ``session``, the workers stay alive for inspection.
+    the translated mmap_base (see ``LiveTask._unmapped_area``). Statements the real kernel
+    cannot honour safely (``ksm=n``, a different sysctl value, devices, fault injection,
+    reclaim, ksmd and sysfs) raise :class:`LiveRefused`. With ``session``, the workers stay alive for
+    inspection.
     """
-    from ksmbook.scenario import StepResult, parse
-
     if isinstance(scenario, str):
         scenario = parse(scenario)
+    for op in scenario.ops:
+        if isinstance(op, Boot) and not op.ksm:
+            raise LiveRefused("this machine's kernel has CONFIG_KSM=y: cannot replay ksm=n")
     own = session is None
     sess = session if session is not None else LiveSession(arena=_scenario_arena(scenario))
     try:
-        r = _Replayer(sess)
-        results = []
-        for op in scenario.ops:
-            result = r.step(op)
-            results.append(StepResult(op, result, None, r.snapshot()))
-        return results
+        runner = LiveRunner(LiveKernel(sess))  # type: ignore[arg-type]
+        return [runner.step(op) for op in scenario.ops]
     finally:
         if own:
             sess.close()
@@ -1251,8 +868,5 @@ def available() -> tuple[bool, str]:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) >= 2 and sys.argv[1] == "--worker":
-        _worker_main(sys.argv[2:])
-    else:
-        ok, why = available()
-        print("live replay available" if ok else f"live replay unavailable: {why}")
+    ok, why = available()
+    print("live replay available" if ok else f"live replay unavailable: {why}")

@@ -1,0 +1,418 @@
+"""The live worker: a process that runs system calls for ``ksmbook.live`` inside its arena.
+
+Run as ``python3 -I -S worker.py FD BASE SIZE``: it imports nothing of ksmbook (only
+``ksmbook/pages.py``, loaded by path, for the bytes of a page content), proves the arena
+``[BASE, BASE + SIZE)`` free, keeps a guard page each side, then serves requests on the
+AF_UNIX socket FD, one at a time: 4-byte length + JSON, bytes as {"b64": ...}. Every address
+is checked against the arena before any system call (see ``ksmbook.live``).
+"""
+
+from __future__ import annotations
+
+import base64
+import ctypes
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+# The x86_64 ABI values the worker needs (include/uapi/asm-generic/mman-common.h, mman.h). The
+# worker runs as a plain script with ``-I -S`` and imports nothing of ksmbook, so it keeps its
+# own copy; tests/test_live.py checks that they equal ksmbook.constants.
+_PAGE = 4096
+_PROT_NONE = 0x0
+_MAP_PRIVATE = 0x02
+_MAP_FIXED = 0x10
+_MAP_ANONYMOUS = 0x20
+_MAP_NORESERVE = 0x4000
+_MAP_FIXED_NOREPLACE = 0x100000
+_MADV_HWPOISON = 100
+_MADV_SOFT_OFFLINE = 101
+_PR_SET_MEMORY_MERGE = 67
+_PR_GET_MEMORY_MERGE = 68
+_ALLOWED_PRCTL = frozenset({_PR_SET_MEMORY_MERGE, _PR_GET_MEMORY_MERGE})
+_U64 = 1 << 64
+_NR_MOVE_PAGES = 279  # arch/x86/entry/syscalls/syscall_64.tbl
+_MPOL_MF_MOVE = 1 << 1
+_EFAULT, _ENOMEM = 14, 12
+
+#: Advice values a worker refuses: they poison or offline *physical* pages.
+FORBIDDEN_ADVICE = frozenset({_MADV_HWPOISON, _MADV_SOFT_OFFLINE})
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------------
+class LiveError(RuntimeError):
+    """Live replay failed for a reason other than a system call's errno."""
+
+
+class LiveRefused(LiveError):
+    """The call was refused before reaching the kernel (outside the arena, forbidden advice)."""
+
+
+class WorkerDied(LiveError):
+    """The worker process went away (crash, signal, or it already exited)."""
+
+
+class WorkerTimeout(LiveError):
+    """The worker did not answer in time; it has been killed."""
+
+
+
+# --------------------------------------------------------------------------------------------
+# Wire protocol: 4-byte length + JSON, bytes as {"b64": ...}
+# --------------------------------------------------------------------------------------------
+def _encode(obj: Any) -> bytes:
+    def default(o: Any) -> Any:
+        if isinstance(o, (bytes, bytearray, memoryview)):
+            return {"b64": base64.b64encode(bytes(o)).decode()}
+        raise TypeError(f"cannot send {type(o).__name__}")
+
+    body = json.dumps(obj, default=default).encode()
+    return struct.pack("!I", len(body)) + body
+
+
+def _decode_bytes(value: Any) -> bytes:
+    return base64.b64decode(value["b64"])
+
+
+def _recv_exact(sock: socket.socket, n: int, fds: list[int] | None = None) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        if fds is not None and not buf:
+            chunk, got, _, _ = socket.recv_fds(sock, n, 4)
+            fds.extend(got)
+        else:
+            chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise EOFError
+        buf += chunk
+    return buf
+
+
+def _recv_msg(sock: socket.socket, fds: list[int] | None = None) -> Any:
+    (n,) = struct.unpack("!I", _recv_exact(sock, 4, fds))
+    return json.loads(_recv_exact(sock, n))
+
+
+
+# --------------------------------------------------------------------------------------------
+# The worker (runs as ``python3 -I -S worker.py FD BASE SIZE``)
+# --------------------------------------------------------------------------------------------
+class _IOVec(ctypes.Structure):
+    _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
+
+
+class _Libc:
+    """The libc wrappers the worker calls, with errno kept."""
+
+    def __init__(self) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        vp, sz, i, lg = ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_long
+        ul, ss = ctypes.c_ulong, ctypes.c_ssize_t
+        self.mmap = libc.mmap
+        self.mmap.restype, self.mmap.argtypes = vp, [vp, sz, i, i, i, lg]
+        self.munmap = libc.munmap
+        self.munmap.restype, self.munmap.argtypes = i, [vp, sz]
+        self.mprotect = libc.mprotect
+        self.mprotect.restype, self.mprotect.argtypes = i, [vp, sz, i]
+        self.madvise = libc.madvise
+        self.madvise.restype, self.madvise.argtypes = i, [vp, sz, i]
+        self.prctl = libc.prctl
+        self.prctl.restype, self.prctl.argtypes = i, [i, ul, ul, ul, ul]
+        iov = ctypes.POINTER(_IOVec)
+        self.vm_writev = libc.process_vm_writev
+        self.vm_writev.restype, self.vm_writev.argtypes = ss, [i, iov, ul, iov, ul, ul]
+        self.vm_readv = libc.process_vm_readv
+        self.vm_readv.restype, self.vm_readv.argtypes = ss, [i, iov, ul, iov, ul, ul]
+        self.syscall = libc.syscall
+        self.syscall.restype = lg
+
+
+def _check(ret: int, what: str) -> int:
+    if ret == -1:
+        e = ctypes.get_errno()
+        raise OSError(e, f"{what}: {os.strerror(e)}")
+    return ret
+
+
+def _load_page_bytes() -> Any:
+    """ksmbook.pages.page_bytes for the worker, which runs as a script with ``-I -S``: the
+    package's directory stands in for ``ksmbook`` without running its ``__init__`` (the whole
+    simulator), so only pages.py and what it imports (constants.py, standard library) load."""
+    import importlib
+    import types
+
+    package = types.ModuleType("ksmbook")
+    package.__path__ = [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
+    sys.modules.setdefault("ksmbook", package)
+    return importlib.import_module("ksmbook.pages").page_bytes
+
+
+class _Server:
+    """Worker side: executes one request at a time, never touching memory outside the arena."""
+
+    def __init__(self, sock: socket.socket, base: int, size: int) -> None:
+        self.sock, self.base, self.end = sock, base, base + size
+        self.c = _Libc()
+        self.page_bytes = _load_page_bytes()
+        #: One open file per (path, read-only): every mmap of a scenario file shares one
+        #: struct file, as in a program that maps one fd several times. vma_merge() compares
+        #: vm_file pointers, so separate opens of one file never merge. A fork child inherits
+        #: these descriptors, as it would in C.
+        self.files: dict[tuple[str, bool], int] = {}
+
+    # -- arena -------------------------------------------------------------------------------
+    def reserve_arena(self) -> None:
+        """Prove the arena (plus a page and a guard page each side) free, then keep the guards."""
+        lo, hi = self.base - 2 * _PAGE, self.end + 2 * _PAGE
+        flags = _MAP_PRIVATE | _MAP_ANONYMOUS | _MAP_NORESERVE | _MAP_FIXED_NOREPLACE
+        got = self.c.mmap(lo, hi - lo, _PROT_NONE, flags, -1, 0)
+        if got is None or got == 2**64 - 1:
+            e = ctypes.get_errno()
+            raise LiveError(f"arena [{lo:#x}, {hi:#x}) is not free: {os.strerror(e)}")
+        if got != lo:  # a kernel without MAP_FIXED_NOREPLACE treats the address as a hint
+            self.c.munmap(got, hi - lo)
+            raise LiveError("MAP_FIXED_NOREPLACE not honoured (kernel older than 4.17?)")
+        _check(self.c.munmap(lo + _PAGE, hi - lo - 2 * _PAGE), "munmap")
+
+    def _range(self, start: int, length: int, what: str) -> None:
+        """Refuse a range outside the arena unless the kernel rejects it before any lookup."""
+        if not 0 <= start < _U64 or not 0 <= length < _U64:
+            raise LiveRefused(f"{what}: start and length must fit in 64 bits")
+        rounded = (length + _PAGE - 1) // _PAGE * _PAGE
+        if rounded >= _U64 or start + rounded >= _U64:
+            if self.base <= start <= self.end:
+                return  # the length or the end wraps: EINVAL/ENOMEM at entry, no VMA examined
+        if not (self.base <= start and start + rounded <= self.end):
+            raise LiveRefused(
+                f"{what}({start:#x}, {length:#x}) reaches outside the arena "
+                f"[{self.base:#x}, {self.end:#x}); refused"
+            )
+
+    # -- operations ----------------------------------------------------------------------------
+    def op_ping(self) -> int:
+        return os.getpid()
+
+    def op_mmap(self, addr: int, length: int, prot: int, flags: int,
+                path: str | None = None, offset: int = 0, readonly: bool = False) -> int:
+        if addr % _PAGE:
+            raise LiveRefused(f"mmap: address {addr:#x} is not page aligned")
+        self._range(addr, length, "mmap")
+        if not flags & (_MAP_FIXED | _MAP_FIXED_NOREPLACE):
+            flags |= _MAP_FIXED_NOREPLACE  # placement is the caller's; keep it in the arena
+        fd = -1
+        if path is not None:
+            fd = self.files.get((path, readonly), -1)
+            if fd < 0:
+                fd = self.files[(path, readonly)] = os.open(
+                    path, os.O_RDONLY if readonly else os.O_RDWR)
+        got = self.c.mmap(addr, length, prot, flags, fd, offset)
+        err = ctypes.get_errno()
+        if got is None or got == 2**64 - 1:
+            raise OSError(err, f"mmap: {os.strerror(err)}")
+        if got != addr:
+            self.c.munmap(got, length)
+            raise LiveError(f"mmap placed {got:#x} instead of {addr:#x}; unmapped it")
+        return got
+
+    def op_munmap(self, addr: int, length: int) -> int:
+        self._range(addr, length, "munmap")
+        return _check(self.c.munmap(addr, length), "munmap")
+
+    def op_mprotect(self, addr: int, length: int, prot: int) -> int:
+        self._range(addr, length, "mprotect")
+        return _check(self.c.mprotect(addr, length, prot), "mprotect")
+
+    def op_madvise(self, addr: int, length: int, advice: int) -> int:
+        if advice in FORBIDDEN_ADVICE:
+            raise LiveRefused(f"madvise advice {advice} (HWPOISON/SOFT_OFFLINE) is never sent")
+        self._range(addr, length, "madvise")
+        return _check(self.c.madvise(addr, length, advice), "madvise")
+
+    def op_prctl(self, option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0,
+                 arg5: int = 0) -> int:
+        if option not in _ALLOWED_PRCTL:
+            allowed = sorted(_ALLOWED_PRCTL)
+            raise LiveRefused(f"prctl option {option} is not on the allowed list {allowed}")
+        return _check(self.c.prctl(option, arg2, arg3, arg4, arg5), "prctl")
+
+    def op_write(self, addr: int, data: Any) -> int:
+        return self._write(addr, _decode_bytes(data))
+
+    def _write(self, addr: int, raw: bytes) -> int:
+        self._range(addr, len(raw), "write")
+        buf = ctypes.create_string_buffer(raw, len(raw))
+        local = _IOVec(ctypes.addressof(buf), len(raw))
+        remote = _IOVec(addr, len(raw))
+        n = _check(self.c.vm_writev(os.getpid(), local, 1, remote, 1, 0), "process_vm_writev")
+        if n != len(raw):
+            raise OSError(_EFAULT, f"process_vm_writev: wrote {n} of {len(raw)} bytes, then EFAULT")
+        return n
+
+    def op_read(self, addr: int, length: int) -> Any:
+        self._range(addr, length, "read")
+        buf = ctypes.create_string_buffer(length)
+        local = _IOVec(ctypes.addressof(buf), length)
+        remote = _IOVec(addr, length)
+        n = _check(self.c.vm_readv(os.getpid(), local, 1, remote, 1, 0), "process_vm_readv")
+        if n != length:
+            raise OSError(_EFAULT, f"process_vm_readv: read {n} of {length} bytes, then EFAULT")
+        return buf.raw[:n]
+
+    def op_fill(self, addr: int, contents: list[Any]) -> int:
+        """Give consecutive pages from ``addr`` their contents: an int is written with
+        ``page_bytes`` (process_vm_writev, one call per run of ints), "read" is read-faulted
+        (an anonymous page maps the shared zero page), None is left untouched."""
+        self._range(addr, len(contents) * _PAGE, "fill")
+        i = 0
+        while i < len(contents):
+            j = i
+            while j < len(contents) and isinstance(contents[j], int):
+                j += 1
+            if j > i:
+                self._write(addr + i * _PAGE, b"".join(self.page_bytes(c)
+                                                       for c in contents[i:j]))
+                i = j
+                continue
+            if contents[i] == "read":
+                self.op_read(addr + i * _PAGE, 1)
+            elif contents[i] is not None:
+                raise LiveRefused(f"page content must be an int, 'read' or None: {contents[i]!r}")
+            i += 1
+        return len(contents)
+
+    def op_drain(self, addr: int) -> int:
+        """move_pages() of one present page of this worker to node 0 (where it is already):
+        the call drains every CPU's LRU caches first (lru_cache_disable() in do_pages_move()),
+        dropping the extra page references that make ksmd refuse a just-written page."""
+        self._range(addr, _PAGE, "drain")
+        pages = (ctypes.c_void_p * 1)(addr)
+        nodes = (ctypes.c_int * 1)(0)
+        status = (ctypes.c_int * 1)(0)
+        _check(self.c.syscall(_NR_MOVE_PAGES, 0, 1, pages, nodes, status, _MPOL_MF_MOVE),
+               "move_pages")
+        if status[0] < 0:
+            raise OSError(-status[0], f"move_pages: page status {os.strerror(-status[0])}")
+        return status[0]
+
+    def op_time_writes(self, addrs: list[int], seed: int = 0) -> list[int]:
+        """Write one byte to each address, in a shuffled order, and time each write with
+        time.perf_counter_ns() (nanoseconds, in the order given). The pages must be mapped
+        writable: this is the one call that touches memory directly."""
+        import gc
+        import random
+        import time
+
+        for a in addrs:
+            self._range(a, 1, "time_writes")
+        order = list(range(len(addrs)))
+        random.Random(seed).shuffle(order)
+        clock, memset = time.perf_counter_ns, ctypes.memset
+        for _ in range(2000):  # warm the interpreter's path up
+            clock()
+        out = [0] * len(addrs)
+        gc.disable()
+        try:
+            for i in order:
+                t0 = clock()
+                memset(addrs[i], 0x5A, 1)
+                out[i] = clock() - t0
+        finally:
+            gc.enable()
+        return out
+
+    def op_smaps(self) -> str:
+        return self._read_proc("/proc/self/smaps")
+
+    def op_proc(self, name: str) -> str:
+        if name not in ("maps", "smaps", "ksm_stat", "ksm_merging_pages", "status"):
+            raise LiveRefused(f"/proc/self/{name} is not offered")
+        return self._read_proc(f"/proc/self/{name}")
+
+    @staticmethod
+    def _read_proc(path: str) -> str:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            chunks = []
+            while chunk := os.read(fd, 65536):
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
+        return b"".join(chunks).decode()
+
+    def op_allocate(self, nbytes: int) -> int:
+        """Test hook: let Python allocate memory, to show it lands outside the arena."""
+        self._ballast = [bytearray(nbytes // 64) for _ in range(64)]
+        return nbytes
+
+    # -- loop ---------------------------------------------------------------------------------
+    def serve(self) -> None:
+        while True:
+            fds: list[int] = []
+            try:
+                req = _recv_msg(self.sock, fds)
+            except (EOFError, ConnectionError):
+                os._exit(0)
+            op, args = req["op"], req.get("args", {})
+            if op == "exit":
+                try:
+                    self.sock.sendall(_encode({"ok": 0}))
+                except OSError:
+                    pass  # the controller may close without waiting for the answer
+                os._exit(int(args.get("status", 0)))
+            if op == "fork":
+                self._fork(fds)
+                continue
+            for fd in fds:
+                os.close(fd)
+            try:
+                value = getattr(self, "op_" + op)(**args)
+                reply: dict[str, Any] = {"ok": value}
+            except LiveRefused as e:
+                reply = {"refused": str(e)}
+            except OSError as e:
+                reply = {"errno": e.errno, "msg": e.strerror or ""}
+            except Exception as e:  # report, never die silently
+                reply = {"error": f"{type(e).__name__}: {e}"}
+            self.sock.sendall(_encode(reply))
+
+    def _fork(self, fds: list[int]) -> None:
+        if len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            self.sock.sendall(_encode({"error": "fork needs exactly one socket"}))
+            return
+        pid = os.fork()
+        if pid == 0:
+            self.sock.close()
+            self.sock = socket.socket(fileno=fds[0])
+            self.sock.sendall(_encode({"ok": os.getpid()}))
+            return
+        os.close(fds[0])
+        self.sock.sendall(_encode({"ok": pid}))
+
+
+def _worker_main(argv: Sequence[str]) -> None:
+    fd, base, size = int(argv[0]), int(argv[1], 0), int(argv[2], 0)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # forked children are reaped by the kernel
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a notebook goes to the controller
+    sock = socket.socket(fileno=fd)
+    server = _Server(sock, base, size)
+    try:
+        server.reserve_arena()
+    except Exception as e:
+        sock.sendall(_encode({"error": str(e)}))
+        os._exit(1)
+    sock.sendall(_encode({"ok": os.getpid()}))
+    server.serve()
+
+
+
+if __name__ == "__main__":
+    _worker_main(sys.argv[1:])
