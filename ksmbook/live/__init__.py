@@ -831,8 +831,8 @@ def replay(scenario: Scenario | str, session: LiveSession | None = None) -> list
     files under their simulator names). Mappings without ``fixed`` are placed top-down below
     the translated mmap_base (see ``LiveTask._unmapped_area``). Statements the real kernel
     cannot honour safely (``ksm=n``, a different sysctl value, devices, fault injection,
-    reclaim, ksmd and sysfs) raise :class:`LiveRefused`. With ``session``, the workers stay alive for
-    inspection.
+    reclaim, ksmd and sysfs) raise :class:`LiveRefused`. With ``session``, the workers stay
+    alive for inspection.
     """
     if isinstance(scenario, str):
         scenario = parse(scenario)
