@@ -1,0 +1,187 @@
+"""A small client of the class hub: log a student in, start their server, run code on a kernel.
+
+Used by the hub's end-to-end test and by benchmarks/classroom_capacity.py. It speaks only
+JupyterHub's and Jupyter Server's public HTTP APIs and the kernel websocket protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from http.cookies import SimpleCookie
+from typing import Any
+from urllib.parse import urlencode
+
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado.websocket import websocket_connect
+
+__all__ = ["HubError", "Hub", "Student", "Execution"]
+
+
+class HubError(Exception):
+    """The hub or a student's server answered something unexpected."""
+
+
+@dataclass
+class Execution:
+    """What one cell printed, and whether it raised."""
+
+    status: str
+    stdout: str
+    error: str
+    seconds: float
+
+
+@dataclass
+class Hub:
+    """The hub at `url` (http://127.0.0.1:PORT), its REST API used with the admin `token`."""
+
+    url: str
+    token: str
+
+    async def request(self, method: str, path: str, *, token: str | None = None,
+                      body: Any = None, headers: dict[str, str] | None = None,
+                      raw_body: str | None = None, follow: bool = True) -> tuple[int, Any, Any]:
+        """(status, decoded JSON or text, response headers); never raises on an HTTP error."""
+        hdrs = dict(headers or {})
+        if token is not None or "Cookie" not in hdrs:
+            hdrs["Authorization"] = f"token {token or self.token}"
+        data = raw_body if raw_body is not None else (
+            None if body is None else json.dumps(body))
+        if data is None and method in ("POST", "PUT", "PATCH"):
+            data = ""
+        req = HTTPRequest(self.url + path, method=method, headers=hdrs, body=data,
+                          follow_redirects=follow, request_timeout=300)
+        try:
+            resp = await AsyncHTTPClient().fetch(req, raise_error=False)
+        except HTTPClientError as e:  # pragma: no cover - raise_error=False
+            raise HubError(str(e)) from None
+        text = resp.body.decode() if resp.body else ""
+        try:
+            decoded: Any = json.loads(text) if text else None
+        except ValueError:
+            decoded = text
+        return resp.code, decoded, resp.headers
+
+    async def api(self, method: str, path: str, *, token: str | None = None,
+                  body: Any = None, ok: tuple[int, ...] = (200, 201, 202, 204)) -> Any:
+        code, data, _ = await self.request(method, "/hub/api" + path, token=token, body=body)
+        if code not in ok:
+            raise HubError(f"{method} /hub/api{path}: {code} {data}")
+        return data
+
+    async def login(self, name: str, password: str) -> Student:
+        """Log in through the hub's login form (the authenticator decides), then get the
+        student an API token of their own."""
+        code, _, headers = await self.request("GET", "/hub/login", headers={"Cookie": ""})
+        jar = SimpleCookie()
+        for value in headers.get_list("Set-Cookie"):
+            jar.load(value)
+        xsrf = jar["_xsrf"].value
+        code, _, headers = await self.request(
+            "POST", "/hub/login", headers={"Cookie": f"_xsrf={xsrf}",
+                                           "Content-Type": "application/x-www-form-urlencoded"},
+            raw_body=urlencode({"username": name, "password": password, "_xsrf": xsrf}),
+            follow=False)
+        if code != 302:
+            raise HubError(f"login of {name}: the hub answered {code}")
+        token = (await self.api("POST", f"/users/{name}/tokens",
+                                body={"note": "ksmbook hub client"}))["token"]
+        return Student(self, name, token)
+
+
+@dataclass
+class Student:
+    """One logged-in student, acting with their own token."""
+
+    hub: Hub
+    name: str
+    token: str
+
+    async def start(self, timeout: float = 180) -> float:
+        """Start the student's server and wait until the hub calls it ready; seconds taken.
+
+        A failed spawn may first answer 500, so readiness is polled, not trusted."""
+        t0 = time.monotonic()
+        await self.hub.api("POST", f"/users/{self.name}/server", token=self.token,
+                           ok=(201, 202, 400, 500))
+        while time.monotonic() - t0 < timeout:
+            user = await self.hub.api("GET", f"/users/{self.name}", token=self.token)
+            server = user.get("servers", {}).get("")
+            if server and server.get("ready"):
+                return time.monotonic() - t0
+            if not server or not server.get("pending"):
+                await self.hub.api("POST", f"/users/{self.name}/server", token=self.token,
+                                   ok=(201, 202, 400, 500))
+            await asyncio.sleep(0.5)
+        raise HubError(f"{self.name}'s server not ready after {timeout} s")
+
+    async def stop(self) -> None:
+        await self.hub.api("DELETE", f"/users/{self.name}/server", token=self.token)
+
+    async def server(self, method: str, path: str, body: Any = None,
+                     token: str | None = None) -> tuple[int, Any]:
+        """A request to the student's own server (/user/NAME/...), with `token` or theirs."""
+        code, data, _ = await self.hub.request(method, f"/user/{self.name}{path}",
+                                               token=token or self.token, body=body)
+        return code, data
+
+    async def kernel(self) -> Kernel:
+        code, data = await self.server("POST", "/api/kernels", {"name": "python3"})
+        if code != 201:
+            raise HubError(f"{self.name}: cannot start a kernel: {code} {data}")
+        ws_url = (self.hub.url.replace("http", "ws", 1)
+                  + f"/user/{self.name}/api/kernels/{data['id']}/channels")
+        conn = await websocket_connect(HTTPRequest(
+            ws_url, headers={"Authorization": f"token {self.token}"}))
+        return Kernel(self, data["id"], conn)
+
+
+@dataclass
+class Kernel:
+    """A kernel on a student's server, driven over its websocket."""
+
+    student: Student
+    id: str
+    conn: Any
+
+    async def execute(self, code: str, timeout: float = 300) -> Execution:
+        msg_id = uuid.uuid4().hex
+        self.conn.write_message(json.dumps({
+            "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "",
+                       "session": uuid.uuid4().hex, "version": "5.3", "date": ""},
+            "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+            "content": {"code": code, "silent": False, "store_history": True,
+                        "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
+        }))
+        t0 = time.monotonic()
+        out: list[str] = []
+        error = ""
+        status = ""
+        idle = False
+        while not (status and idle):
+            raw = await asyncio.wait_for(self.conn.read_message(), timeout)
+            if raw is None:
+                raise HubError("the kernel's websocket closed")
+            if not isinstance(raw, str):
+                continue
+            msg = json.loads(raw)
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "stream":
+                out.append(content["text"])
+            elif kind == "error":
+                error = f"{content['ename']}: {content['evalue']}"
+            elif kind == "execute_reply":
+                status = content["status"]
+            elif kind == "status" and content["execution_state"] == "idle":
+                idle = True
+        return Execution(status, "".join(out), error, time.monotonic() - t0)
+
+    async def shutdown(self) -> None:
+        self.conn.close()
+        await self.student.server("DELETE", f"/api/kernels/{self.id}")

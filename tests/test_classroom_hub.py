@@ -1,0 +1,210 @@
+"""The class hub end to end, in test mode: three students log in, their servers start, a kernel
+on each runs a ksmbook scenario, no student reaches another's files, and everything stops.
+
+The students' scenarios run on the simulator only (no madvise on this machine, no ksmd).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("jupyterhub", reason="the classroom extra is not installed")
+
+from ksmbook.classroom.bookcopy import MANIFEST, sync_book  # noqa: E402
+from ksmbook.classroom.hubclient import Hub  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+PROXY = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
+STUDENTS = ("ada", "grace", "linus")
+
+SCENARIO = """\
+import ksmbook as kb
+k = kb.Kernel(profile="modern")
+p = k.spawn()
+a = p.mmap(8 * kb.PAGE_SIZE, kb.PROT_READ | kb.PROT_WRITE, kb.MAP_PRIVATE | kb.MAP_ANONYMOUS)
+p.madvise(a + 2 * kb.PAGE_SIZE, 4 * kb.PAGE_SIZE, kb.MADV_MERGEABLE)
+print(p.maps())
+"""
+
+
+def _free_ports(n: int) -> int:
+    """A port p such that p .. p+n-1 are free on 127.0.0.1."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        if base + n > 65535:
+            continue
+        try:
+            for k in range(1, n):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", base + k))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no free ports")
+
+
+def _procs_under(root: Path) -> list[int]:
+    """Pids of processes whose working directory is below `root`."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if Path(os.readlink(d / "cwd")).is_relative_to(root):
+                    out.append(int(d.name))
+            except OSError:
+                continue
+    return out
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[tuple[Hub, Path, subprocess.Popen[bytes]]]:
+    if not PROXY.exists():
+        pytest.skip("configurable-http-proxy is not installed (npm ci)")
+    port, token = _free_ports(3), secrets.token_hex(32)
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "KSMBOOK_HUB_MODE": "test", "KSMBOOK_HUB_PORT": str(port),
+           "KSMBOOK_HUB_API_TOKEN": token, "KSMBOOK_HUB_ROOT": str(tmp_path),
+           "PATH": os.pathsep.join([bin_dir, str(PROXY.parent), os.environ.get("PATH", "")])}
+    log = open(tmp_path / "hub.log", "wb")
+    proc = subprocess.Popen([os.path.join(bin_dir, "jupyterhub"), "-f",
+                             str(REPO / "classroom" / "jupyterhub_config.py")],
+                            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    client = Hub(f"http://127.0.0.1:{port}", token)
+
+    async def up() -> None:
+        for _ in range(240):
+            if proc.poll() is not None:
+                break
+            try:
+                await client.api("GET", "/")
+                return
+            except Exception:
+                await asyncio.sleep(0.25)
+        raise AssertionError("the hub did not start:\n"
+                             + (tmp_path / "hub.log").read_text(errors="replace")[-3000:])
+    try:
+        asyncio.run(up())
+        yield client, tmp_path, proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        log.close()
+
+
+def test_three_students_on_the_hub(hub: tuple[Hub, Path, subprocess.Popen[bytes]]) -> None:
+    client, root, proc = hub
+    homes = root / "homes"
+
+    async def scenario() -> None:
+        services = {s["name"] for s in (await client.api("GET", "/services")).values()}
+        assert {"idle-culler", "ksmbook-admin"} <= services
+        # Any password logs in (dummy authenticator); each student gets a token of their own.
+        students = await asyncio.gather(*(client.login(n, secrets.token_hex(4))
+                                          for n in STUDENTS))
+        await asyncio.gather(*(s.start() for s in students))
+        for s in students:
+            user = await client.api("GET", f"/users/{s.name}")
+            assert user["servers"][""]["ready"]
+            assert (homes / s.name).is_dir()
+
+        # Each kernel runs a ksmbook scenario; it prints what the simulator prints here.
+        ns: dict[str, object] = {}
+        from contextlib import redirect_stdout
+        from io import StringIO
+        buf = StringIO()
+        with redirect_stdout(buf):
+            exec(SCENARIO, ns)
+        kernels = await asyncio.gather(*(s.kernel() for s in students))
+        runs = await asyncio.gather(*(k.execute(SCENARIO) for k in kernels))
+        for r in runs:
+            assert r.status == "ok", r.error
+            assert r.stdout == buf.getvalue()
+            assert " mg" in r.stdout
+        where = await kernels[0].execute("import os; print(os.getcwd())")
+        assert where.stdout.strip() == str(homes / STUDENTS[0])
+
+        # Each student's own copy of the book, and a file of their own.
+        book = sorted(p.name for p in (REPO / "notebooks").glob("*.ipynb"))
+        for s in students:
+            code, listing = await s.server("GET", "/api/contents/ksmbook-book")
+            assert code == 200
+            assert book == sorted(e["name"] for e in listing["content"]
+                                  if e["name"].endswith(".ipynb"))
+            code, _ = await s.server("PUT", "/api/contents/notes.txt",
+                                     {"type": "file", "format": "text",
+                                      "content": f"{s.name}'s notes"})
+            assert code in (200, 201)
+
+        # No student reaches another's files: not through the other's server, not through
+        # their own (it serves only their home).
+        a, b = students[0], students[1]
+        code, _ = await b.server("GET", "/api/contents/notes.txt", token=a.token)
+        assert code in (403, 404), code
+        code, _ = await a.server("GET", f"/api/contents/../{b.name}/notes.txt")
+        assert code in (400, 403, 404), code
+        code, listing = await a.server("GET", "/api/contents")
+        assert "notes.txt" in {e["name"] for e in listing["content"]}
+        assert b.name not in {e["name"] for e in listing["content"]}
+        code, data = await a.server("GET", "/api/contents/notes.txt")
+        assert data["content"] == f"{a.name}'s notes"
+
+        # Everything stops: kernels, servers.
+        await asyncio.gather(*(k.shutdown() for k in kernels))
+        await asyncio.gather(*(s.stop() for s in students))
+        for _ in range(120):
+            users = await client.api("GET", "/users")
+            if not any(u["servers"] for u in users if u["name"] in STUDENTS):
+                break
+            await asyncio.sleep(0.5)
+        else:
+            raise AssertionError("servers still running")
+
+    asyncio.run(scenario())
+    deadline = time.monotonic() + 30
+    while _procs_under(homes) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _procs_under(homes) == []
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 0 or proc.returncode in (-signal.SIGTERM,)
+    pid_file = root / "hub" / "proxy.pid"
+    assert not pid_file.exists() or not Path(f"/proc/{pid_file.read_text().strip()}").exists()
+
+
+def test_book_copy_keeps_students_edits(tmp_path: Path) -> None:
+    book, copy = tmp_path / "book", tmp_path / "copy"
+    book.mkdir()
+    (book / "01.ipynb").write_text("one v1")
+    (book / "02.ipynb").write_text("two v1")
+    first = sync_book(book, copy)
+    assert first.copied == ("01.ipynb", "02.ipynb") and (copy / MANIFEST).exists()
+    (copy / "02.ipynb").write_text("two, with my answers")
+    (book / "01.ipynb").write_text("one v2")
+    (book / "02.ipynb").write_text("two v2")
+    (book / "03.ipynb").write_text("three v1")
+    second = sync_book(book, copy)
+    assert (second.copied, second.updated, second.kept) == (
+        ("03.ipynb",), ("01.ipynb",), ("02.ipynb",))
+    assert (copy / "01.ipynb").read_text() == "one v2"
+    assert (copy / "02.ipynb").read_text() == "two, with my answers"
+    assert (copy / "02.new.ipynb").read_text() == "two v2"
+    (copy / "03.ipynb").unlink()  # deleting a chapter brings the current one back
+    assert sync_book(book, copy).copied == ("03.ipynb",)
