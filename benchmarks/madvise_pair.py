@@ -6,9 +6,11 @@ neighbours: one VMA again). The address space holds N VMAs, made by alternating 
 (read-write, read-only) over one big private anonymous mapping, as a program would get them.
 
 The live side runs in a child process (ctypes madvise on a real mapping, timed in the
-child), so this process is never registered with KSM. It needs Linux with CONFIG_KSM and
-vm.max_map_count above N plus the child's own mappings; rows that cannot run say why. No
-sysctl and no /sys/kernel/mm/ksm knob is touched.
+child), so this process is never registered with KSM. Both sides are timed in CPU time
+(time.process_time(): user plus system time of the timing process, so the kernel's own work
+counts), which other processes competing for the CPUs do not inflate as they do wall time.
+It needs Linux with CONFIG_KSM and vm.max_map_count above N plus the child's own mappings;
+rows that cannot run say why. No sysctl and no /sys/kernel/mm/ksm knob is touched.
 
     python benchmarks/madvise_pair.py [--counts 64,1024,16384,60000] [--profile modern]
                                       [--pairs 2000] [--rounds 3] [--cprofile]
@@ -69,11 +71,11 @@ merged = count() - before
 def best(length):
     times = []
     for _ in range(ROUNDS):
-        t = time.perf_counter()
+        t = time.process_time()
         for _ in range(R):
             madvise(mid, length, 12)
             madvise(mid, length, 13)
-        times.append((time.perf_counter() - t) / R)
+        times.append((time.process_time() - t) / R)
     return min(times)
 pair, empty = best(P), best(0)
 print(json.dumps({"vmas": built, "after_split": split, "after_merge": merged,
@@ -101,11 +103,11 @@ def sim_pair(profile: str, n: int, pairs: int, rounds: int,
     for _ in range(rounds):
         if profiler is not None:
             profiler.enable()
-        t = time.perf_counter()
+        t = time.process_time()
         for _ in range(pairs):
             p.madvise(mid, P, kb.MADV_MERGEABLE)
             p.madvise(mid, P, kb.MADV_UNMERGEABLE)
-        times.append((time.perf_counter() - t) / pairs)
+        times.append((time.process_time() - t) / pairs)
         if profiler is not None:
             profiler.disable()
     pair = min(times)

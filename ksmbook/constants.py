@@ -184,6 +184,23 @@ class MMF(enum.IntFlag):
     MMF_VM_MERGEABLE = 1 << 16
     MMF_VM_MERGE_ANY = 1 << 30
 
+    # Cached results, as for VM (every madvise tests MMF_VM_MERGEABLE).
+    def __and__(self, other: object) -> MMF:
+        return _mmf(int(self) & int(other))  # type: ignore[call-overload]
+
+    def __or__(self, other: object) -> MMF:
+        return _mmf(int(self) | int(other))  # type: ignore[call-overload]
+
+    __rand__, __ror__ = __and__, __or__
+
+    def __invert__(self) -> MMF:
+        return _mmf(~int(self) & _VM_ALL)
+
+
+@functools.cache
+def _mmf(value: int) -> MMF:
+    return MMF(value & _VM_ALL)
+
 
 #: errno values of x86-64 Linux, with their names.
 ERRNO_NAMES = {

@@ -385,7 +385,8 @@ class Process:
 
     def madvise(self, addr: int, length: int, advice: int) -> int:
         """madvise(2); raises OSError with the kernel's errno (after applying, for holes)."""
-        _check_ints(addr=addr, length=length, advice=advice)
+        if not (type(addr) is int and type(length) is int and type(advice) is int):
+            _check_ints(addr=addr, length=length, advice=advice)
         call = f"madvise({addr:#x}, {length}, {advice_name(advice)})"
         return self._syscall(call, lambda tr: sys_madvise(
             self.mm, addr & 2**64 - 1, length & 2**64 - 1, advice, tr))

@@ -160,7 +160,9 @@ def _behavior(mm: MM, vma: VMA, prev: VMA | None, start: int, end: int, advice: 
               legacy: bool, tr: Trace) -> tuple[int, VMA | None]:
     new = vma.flags
     err = 0
-    if advice == MADV.MADV_NORMAL:
+    if advice == MADV.MADV_MERGEABLE or advice == MADV.MADV_UNMERGEABLE:
+        err, new = ksm_madvise(mm, vma, start, end, advice, new, tr)
+    elif advice == MADV.MADV_NORMAL:
         new &= ~(VM.VM_RAND_READ | VM.VM_SEQ_READ)
     elif advice == MADV.MADV_SEQUENTIAL:
         new = (new & ~VM.VM_RAND_READ) | VM.VM_SEQ_READ
@@ -173,8 +175,6 @@ def _behavior(mm: MM, vma: VMA, prev: VMA | None, start: int, end: int, advice: 
             tr.note("madvise_behavior", "MADV_DOFORK on a VM_IO VMA: EINVAL")
             return -errno.EINVAL, prev
         new &= ~VM.VM_DONTCOPY
-    elif advice in (MADV.MADV_MERGEABLE, MADV.MADV_UNMERGEABLE):
-        err, new = ksm_madvise(mm, vma, start, end, advice, new, tr)
     elif advice == MADV.MADV_HUGEPAGE:
         new = (new & ~VM.VM_NOHUGEPAGE) | VM.VM_HUGEPAGE
     elif advice == MADV.MADV_NOHUGEPAGE:

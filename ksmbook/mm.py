@@ -283,12 +283,17 @@ class MM:
             tr.event("fail", addr, addr, "vm_area_dup")
             return -errno.ENOMEM
         new = VMA(vma.start, addr, vma.flags, vma.pgoff, vma.file, vma.anon_vma, vma.chain)
+        by_start = self._by_start
         if new_below:
-            self.resize(vma, addr, vma.end)
+            # The lower part keeps the old start key (a plain dict store), `vma` moves up.
+            by_start[vma.start] = new
+            vma.pgoff += (addr - vma.start) >> PAGE_SHIFT
+            vma.start = addr
+            by_start[addr] = vma
         else:
             new.start, new.end, new.pgoff = addr, vma.end, vma.pgoff_at(addr)
-            self.resize(vma, vma.start, addr)
-        self._by_start[new.start] = new
+            vma.end = addr
+            by_start[addr] = new
         tr.note("split_vma", "at {:#x}: new VMA {:#x}-{:#x} ({}), map_count {}", addr,
                 new.start, new.end, "below" if new_below else "above", len(self._by_start))
         if new_below:
