@@ -10,15 +10,15 @@ unmerges nothing. From 2.6.32 on, __ksm_enter() registers the mm with ksmd (an m
 just before the scan cursor) and UNMERGEABLE breaks every KSM page in the range first.
 
 `KsmState` holds what mm/ksm.c keeps in static variables: the mm_slot list and the scan
-cursor (ksm_scan), the stable and unstable trees, the counters and the knobs. Page contents
-are symbolic ints, so both trees are dicts keyed by content: a lookup finds the node of equal
-content directly. The kernel's rbtree walk also meets nodes of *other* contents on its way: it
-prunes the stale stable nodes it meets, and an unstable-tree search gives up when a page on its
-path has gone. The simulator prunes a stale node when its own content is looked up or one of its
-items is visited, and gives up only when the identical page has gone. Every stale node is met
-by the end of a pass either way, so when address spaces change between passes the counters
-after each pass are the kernel's (as the live comparison tests check); mid-pass values can
-differ when pages are unmapped between two batches of one pass.
+cursor (ksm_scan), the stable and unstable trees, the counters and the knobs. The unstable tree
+is the kernel's: a red-black tree ordered by memcmp() of the pages (``ksmbook.pages``), whose
+searches give up at a node whose page has gone (see ``ksmbook.ksmd.trees``). The stable tree is
+a dict keyed by content: a lookup finds the node of equal content directly. The kernel's walk
+of the stable tree also meets nodes of *other* contents and prunes the stale ones it meets; the
+simulator prunes a stale node when its own content is looked up or one of its items is
+visited. Every stale node is met by the end of a pass either way, so the counters after each
+pass are the kernel's; mid-pass values can differ when KSM pages are unmapped between two
+batches of one pass.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from .constants import ERESTARTSYS, MADV, MMF, PAGE_SHIFT, VM
 from .mm import MM, VMA, File, Page, flag_names
+from .rbtree import RbRoot
 from .trace import Trace
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ class RmapItem:
     """
 
     __slots__ = ("slot", "vpn", "oldchecksum", "flags", "seqnr", "head", "key", "age",
-                 "remaining_skips")
+                 "remaining_skips", "rb_left", "rb_right", "rb_parent", "rb_red")
 
     def __init__(self, slot: MmSlot, vpn: int) -> None:
         self.slot = slot
@@ -80,6 +81,11 @@ class RmapItem:
         self.key = 0
         self.age = 0
         self.remaining_skips = 0
+        # struct rb_node of the unstable tree (see ksmbook.rbtree)
+        self.rb_left: RmapItem | None = None
+        self.rb_right: RmapItem | None = None
+        self.rb_parent: RmapItem | None = None
+        self.rb_red = False
 
     @property
     def mm(self) -> MM:
@@ -178,9 +184,15 @@ class KsmState:
         self.cursor = 0
         self.address = 0
         self.seqnr = 0
-        #: Stable tree: content -> node (or chain of dups); unstable tree: content -> item.
+        #: Stable tree: content -> node (or chain of dups).
         self.stable: dict[int, StableNode | StableChain] = {}
+        #: Unstable tree (see ``ksmbook.ksmd.trees``): content -> item while every node's page
+        #: is as inserted, with the inserts and erasures of this pass in `unstable_log`; the
+        #: red-black tree `unstable_root` once a node's page has gone or changed.
         self.unstable: dict[int, RmapItem] = {}
+        self.unstable_log: list[RmapItem | tuple[RmapItem]] = []
+        self.unstable_root = RbRoot()
+        self.unstable_exact = False
         # Counters (the static variables behind the read-only sysfs files).
         self.pages_shared = 0
         self.pages_sharing = 0

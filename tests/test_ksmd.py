@@ -704,8 +704,6 @@ def test_max_page_sharing_busy_while_ksm_pages_exist() -> None:
     assert _errno(k, "max_page_sharing", 100) == 0 and k.sysfs["max_page_sharing"] == 100
 
 
-@pytest.mark.xfail(strict=True, reason="the unstable tree is a dict keyed by content, not the "
-                   "kernel's rbtree ordered by memcmp(): a search never meets the vanished root")
 def test_a_search_meeting_a_vanished_unstable_node_gives_up() -> None:
     """unstable_tree_search_insert() returns NULL when a node on its path has no page behind
     it. A's pages 1, 2, 3 make the unstable tree with root 2; once that page is unmapped, every
@@ -722,6 +720,71 @@ def test_a_search_meeting_a_vanished_unstable_node_gives_up() -> None:
     pa.munmap(a + P, P)
     k.ksmd.batch()  # B's 4, 5, 6
     assert c(k, "pages_unshared", "pages_volatile") == (3, 4)
+    tr = k.ksmd.last_trace
+    assert tr is not None
+    gone = f"unstable_tree_search_insert: pid {pa.pid} {a + P:#x} is gone: give up"
+    assert str(tr).count(gone) == 3
+
+
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 40)), max_size=120))
+@settings(max_examples=60, deadline=None)
+def test_rbtree_keeps_order_and_balance(ops: list[tuple[bool, int]]) -> None:
+    """lib/rbtree.c's invariants after any inserts and erasures: in order, a black root, no
+    red node with a red child, the same number of black nodes on every path."""
+    from ksmbook.rbtree import RbRoot, rb_erase, rb_inorder, rb_insert_color, rb_link_node
+
+    class Node:
+        def __init__(self, key: int) -> None:
+            self.key = key
+            self.rb_left = self.rb_right = self.rb_parent = None
+            self.rb_red = False
+
+    root, nodes = RbRoot(), {}
+    for insert, key in ops:
+        if insert and key not in nodes:
+            parent, left, node = None, False, root.rb_node
+            while node is not None:
+                parent, left = node, key < node.key
+                node = node.rb_left if left else node.rb_right
+            nodes[key] = Node(key)
+            rb_link_node(nodes[key], parent, left, root)
+            rb_insert_color(nodes[key], root)
+        elif not insert and key in nodes:
+            rb_erase(nodes.pop(key), root)
+    assert [n.key for n in rb_inorder(root)] == sorted(nodes)
+
+    def black_height(node: Node | None, parent: Node | None) -> int:
+        if node is None:
+            return 1
+        assert node.rb_parent is parent
+        assert not (node.rb_red and parent is not None and parent.rb_red)
+        left, right = black_height(node.rb_left, node), black_height(node.rb_right, node)
+        assert left == right
+        return left + (not node.rb_red)
+
+    assert root.rb_node is None or not root.rb_node.rb_red
+    black_height(root.rb_node, None)
+
+
+def test_unstable_tree_walks_after_a_change_in_the_pass() -> None:
+    """Once a node's page has changed, the rest of the pass walks the red-black tree, comparing
+    with what each node's page holds now (the kernel's "unstable" tree): A's 10, 20, 30, 40, 50
+    make a tree with root 20; with that page rewritten to 5, B's 10 turns right at the root
+    and misses A's 10."""
+    k = kb.Kernel(profile="modern")
+    pa, pb = k.spawn(), k.spawn()
+    a = region(pa, [10, 20, 30, 40, 50])
+    region(pb, [60, 10, 70])
+    k.sysfs["pages_to_scan"] = 5
+    k.sysfs["run"] = 1
+    k.ksmd.full_scans(1)
+    k.ksmd.batch()  # pass 2: A's pages are the unstable tree
+    pa.write_pages(a + P, [5])
+    k.ksmd.batch()
+    assert k.ksm.unstable_exact
+    assert c(k, "pages_shared", "pages_sharing", "pages_unshared") == (0, 0, 8)
+    assert [u.content for u in k.ksmd.unstable_tree()] == [10, 10, 20, 30, 40, 50, 60, 70]
+    _invariants(k)
 
 
 # ------------------------------------------------------------------ traces and views

@@ -47,6 +47,8 @@ class KsmdBase:
         #: Last VMA found per mm, valid during one batch (VMAs only change between batches).
         self._vma_cache: dict[MM, VMA] = {}
         self._checksums: dict[int, int] = {}
+        #: The unstable tree was checked in this batch (see `Trees.unstable_tree_search_insert`).
+        self._unstable_checked = False
         self.zero_checksum = calc_checksum(0, self.profile.ksm_checksum)
 
     def _note(self, depth: int, function: str, template: str, *args: Any) -> None:

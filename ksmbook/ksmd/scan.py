@@ -56,6 +56,7 @@ class Scan(Merge):
         tr = self._tr
         records = tr.records if tr is not None else None
         self._vma_cache.clear()  # VMAs cannot change during a batch, only between batches
+        self._unstable_checked = False
         scanned = 0
         try:
             while scan_npages > 0:
@@ -200,7 +201,7 @@ class Scan(Merge):
         ks = self.ks
         if ks.knobs.get("advisor_mode") == "scan-time":
             ks.advisor_start = ks.clock_ms
-        ks.unstable.clear()
+        self.unstable_reset()
         if self._tr is not None:
             self._note(0, "scan_get_next_rmap_item", "pass {} starts: unstable tree emptied",
                        ks.seqnr + 1)

@@ -1,10 +1,11 @@
 """ksmd's two trees (mm/ksm.c): the stable tree of KSM pages and the unstable tree of pages
 that stayed unchanged for one pass.
 
-The kernel's trees are red-black trees ordered by memcmp() of the pages; here they are dicts
-keyed by content (``KsmState.stable`` and ``.unstable``; see the note in ``ksmbook.ksm`` on
-what that changes). A stable-tree node is a `StableNode`: a separate struct stable_node since
-2.6.33, the first rmap_item of the KSM page (``node_item``) in 2.6.32.
+The kernel's trees are red-black trees ordered by memcmp() of the pages. The unstable tree is
+modelled as such (``ksmbook.rbtree``, ordered by ``ksmbook.pages.memcmp_key``; see below); the
+stable tree is a dict keyed by content (see the note in ``ksmbook.ksm`` on what that changes).
+A stable-tree node is a `StableNode`: a separate struct stable_node since 2.6.33, the first
+rmap_item of the KSM page (``node_item``) in 2.6.32.
 """
 
 from __future__ import annotations
@@ -12,11 +13,26 @@ from __future__ import annotations
 from ..constants import PAGE_SHIFT, VM
 from ..ksm import SEQNR_MASK, STABLE_FLAG, UNSTABLE_FLAG, RmapItem, StableChain, StableNode
 from ..mm import MM, VMA, Page
+from ..pages import CONTENT_LIMIT, memcmp_key
+from ..rbtree import RbRoot, rb_erase, rb_inorder, rb_insert_color, rb_link_node
 from .base import WHERE, KsmdBase
 
 _MERGEABLE = int(VM.VM_MERGEABLE)
+
+
+def _order(content: int) -> int:
+    """memcmp() order of the pages (``ksmbook.pages.memcmp_key``); an int outside the page
+    rule (no bytes behind it) sorts before (negative) or after every page, by value."""
+    if 0 <= content < CONTENT_LIMIT:
+        return memcmp_key(content)
+    return content - 1 if content < 0 else content + CONTENT_LIMIT
+
+
 _JOINS = WHERE + " joins KSM page #{1}: {2}+1"
 _LEAVES_UNSTABLE = WHERE + " leaves the unstable tree: pages_unshared-1"
+_FORKED = WHERE + " maps the same physical page (forked): give up"
+_IDENTICAL = "identical page at " + WHERE
+_INSERTED = "no identical page: inserted, pages_unshared+1"
 
 
 class Trees(KsmdBase):
@@ -93,8 +109,8 @@ class Trees(KsmdBase):
         elif flags == UNSTABLE_FLAG:
             age = (ks.seqnr - item.seqnr) & SEQNR_MASK
             assert age <= 1, "unstable rmap_item older than one pass"
-            if age == 0 and ks.unstable.get(item.key) is item:
-                del ks.unstable[item.key]
+            if age == 0:
+                self._unstable_erase(item)
             ks.pages_unshared -= 1
             item.flags = 0
             if self._tr is not None:
@@ -319,39 +335,138 @@ class Trees(KsmdBase):
                                  counter)
 
     # -- the unstable tree -----------------------------------------------------------------
+    #
+    # The kernel's unstable tree is a red-black tree of rmap_items ordered by memcmp() of their
+    # pages as they are *now*: a search compares with each node's current page and gives up
+    # at a node whose page has gone. While every node's page is still there with the content
+    # it was inserted with, that walk ends where a lookup by content ends, so the tree is kept
+    # as a dict by content plus the pass's log of inserts and erasures. The first search of a
+    # batch checks that still holds (nothing changes during a batch but through ksmd); once a
+    # node's page has gone or changed, the log is replayed into the red-black tree the kernel
+    # has built, and the rest of the pass walks it as the kernel does.
+
+    def _unstable_still_exact(self) -> bool:
+        """Every node of the unstable tree still maps the page it was inserted with."""
+        for content, tree_item in self.ks.unstable.items():
+            tree_page = self.get_mergeable_page(tree_item)
+            if tree_page is None or tree_page.content != content:
+                return False
+        return True
+
+    def _unstable_build_rbtree(self) -> None:
+        """Replay this pass's inserts and erasures into the kernel's red-black tree."""
+        ks = self.ks
+        root = ks.unstable_root = RbRoot()
+        for entry in ks.unstable_log:
+            if isinstance(entry, tuple):
+                rb_erase(entry[0], root)
+                continue
+            key = _order(entry.key)
+            parent, left, node = None, False, root.rb_node
+            while node is not None:
+                parent = node
+                left = key < _order(node.key)
+                node = node.rb_left if left else node.rb_right
+            rb_link_node(entry, parent, left, root)
+            rb_insert_color(entry, root)
+        ks.unstable_log = []
+        ks.unstable.clear()
+        ks.unstable_exact = True
 
     def unstable_tree_search_insert(self, item: RmapItem, page: Page
                                     ) -> tuple[RmapItem, Page] | None:
         """unstable_tree_search_insert(): an identical page already in the unstable tree, or
-        insert this item (pages_unshared+1)."""
+        insert this item (pages_unshared+1); None also when the search meets a node whose
+        page has gone, or the same physical page (forked)."""
         ks = self.ks
+        if not ks.unstable_exact and not self._unstable_checked:
+            self._unstable_checked = True
+            if ks.unstable and not self._unstable_still_exact():
+                self._unstable_build_rbtree()
+        if ks.unstable_exact:
+            return self._unstable_walk(item, page)
         tr = self._tr
         content = page.content
         tree_item = ks.unstable.get(content)
         if tree_item is not None:
             tree_page = self.get_mergeable_page(tree_item)
-            if tree_page is None:
-                if tr is not None:
-                    self._note(1, "unstable_tree_search_insert", WHERE + " is gone: give up",
-                               tree_item)
-                return None
+            if tree_page is None or tree_page.content != content:
+                # Changed since this batch's check: only ksmd acts during a batch, and it
+                # takes items out of the tree before it touches their pages.
+                self._unstable_build_rbtree()
+                return self._unstable_walk(item, page)
             if tree_page is page:
                 if tr is not None:
-                    self._note(1, "unstable_tree_search_insert",
-                               WHERE + " maps the same physical page (forked): give up",
-                               tree_item)
+                    self._note(1, "unstable_tree_search_insert", _FORKED, tree_item)
                 return None
-            if tree_page.content == content:
-                if tr is not None:
-                    self._note(1, "unstable_tree_search_insert", "identical page at " + WHERE,
-                               tree_item)
-                return tree_item, tree_page
+            if tr is not None:
+                self._note(1, "unstable_tree_search_insert", _IDENTICAL, tree_item)
+            return tree_item, tree_page
         item.flags = UNSTABLE_FLAG
         item.seqnr = ks.seqnr & SEQNR_MASK
         item.key = content
         ks.unstable[content] = item
+        ks.unstable_log.append(item)
         ks.pages_unshared += 1
         if tr is not None:
-            tr.records += (1, "unstable_tree_search_insert",
-                           "no identical page: inserted, pages_unshared+1", 0)
+            tr.records += (1, "unstable_tree_search_insert", _INSERTED, 0)
         return None
+
+    def _unstable_walk(self, item: RmapItem, page: Page) -> tuple[RmapItem, Page] | None:
+        """unstable_tree_search_insert() on the red-black tree, node by node."""
+        ks = self.ks
+        tr = self._tr
+        root = ks.unstable_root
+        key = _order(page.content)
+        parent, left, node = None, False, root.rb_node
+        while node is not None:
+            tree_page = self.get_mergeable_page(node)
+            if tree_page is None:
+                if tr is not None:
+                    self._note(1, "unstable_tree_search_insert", WHERE + " is gone: give up",
+                               node)
+                return None
+            if tree_page is page:
+                if tr is not None:
+                    self._note(1, "unstable_tree_search_insert", _FORKED, node)
+                return None
+            tree_key = _order(tree_page.content)
+            if key == tree_key:
+                if tr is not None:
+                    self._note(1, "unstable_tree_search_insert", _IDENTICAL, node)
+                return node, tree_page
+            parent, left = node, key < tree_key
+            node = node.rb_left if left else node.rb_right
+        item.flags = UNSTABLE_FLAG
+        item.seqnr = ks.seqnr & SEQNR_MASK
+        item.key = page.content
+        rb_link_node(item, parent, left, root)
+        rb_insert_color(item, root)
+        ks.pages_unshared += 1
+        if tr is not None:
+            tr.records += (1, "unstable_tree_search_insert", _INSERTED, 0)
+        return None
+
+    def _unstable_erase(self, item: RmapItem) -> None:
+        """rb_erase() of an item inserted in this pass."""
+        ks = self.ks
+        if ks.unstable_exact:
+            rb_erase(item, ks.unstable_root)
+        else:
+            del ks.unstable[item.key]
+            ks.unstable_log.append((item,))
+
+    def unstable_reset(self) -> None:
+        """root_unstable_tree = RB_ROOT: the start of a pass empties the unstable tree."""
+        ks = self.ks
+        ks.unstable.clear()
+        ks.unstable_log = []
+        ks.unstable_root = RbRoot()
+        ks.unstable_exact = False
+
+    def unstable_items(self) -> list[RmapItem]:
+        """The items of this pass's unstable tree, in tree order."""
+        ks = self.ks
+        if ks.unstable_exact:
+            return list(rb_inorder(ks.unstable_root))
+        return sorted(ks.unstable.values(), key=lambda i: _order(i.key))

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from ..constants import MMF, PAGE_SHIFT, PAGE_SIZE, VM
 from ..ksm import STABLE_FLAG, UNSTABLE_FLAG, RmapItem, StableChain
-from .base import KsmdBase
+from .trees import Trees
 
 if TYPE_CHECKING:
     from ..kernel import Process
@@ -82,7 +82,7 @@ class SlotView:
     exiting: bool
 
 
-class Views(KsmdBase):
+class Views(Trees):
     """Read-only views of ksmd's state."""
 
     def _sharer(self, item: RmapItem) -> Sharer:
@@ -107,9 +107,8 @@ class Views(KsmdBase):
 
     def unstable_tree(self) -> list[UnstableItemView]:
         """This pass's unstable tree, by content."""
-        return [UnstableItemView(c, self._pid(self.ks.unstable[c].slot),
-                                 self.ks.unstable[c].address)
-                for c in sorted(self.ks.unstable)]
+        return sorted((UnstableItemView(i.key, self._pid(i.slot), i.address)
+                       for i in self.unstable_items()), key=lambda v: v.content)
 
     def rmap_items(self, process: Process | None = None) -> list[RmapItemView]:
         """Every rmap_item (of one process, or of all in scan order)."""
