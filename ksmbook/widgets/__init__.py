@@ -1,5 +1,6 @@
 """Jupyter widgets that drive the simulated kernel: `Explorer` (address spaces and
-madvise) and `KsmdStepper` (ksmd, page by page).
+madvise), `PredictExplorer` (the same, asking the reader to predict each call first)
+and `KsmdStepper` (ksmd, page by page).
 
     from ksmbook.widgets import Explorer
     Explorer(profile="seed", config_ksm=True)
@@ -10,5 +11,6 @@ from __future__ import annotations
 from .common import InputError
 from .explorer import MAP_KINDS, PROTS, Explorer
 from .ksmd import KsmdStepper
+from .predict import PredictExplorer
 
-__all__ = ["Explorer", "KsmdStepper", "InputError", "MAP_KINDS", "PROTS"]
+__all__ = ["Explorer", "PredictExplorer", "KsmdStepper", "InputError", "MAP_KINDS", "PROTS"]

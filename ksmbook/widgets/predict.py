@@ -1,0 +1,348 @@
+"""Predict, then run: the explorer in a mode for class use.
+
+`PredictExplorer` is the `Explorer` with one difference: a madvise, mprotect or munmap does
+not run when its button is pressed. The reader first predicts what the call returns (0 or
+which errno) and the VMAs the pages around the range will be afterwards, typed as page
+ranges counted from the mapping ("0-2 2-6 mg 6-8"); then the call runs on the kernel, the
+diagram shows what the kernel did, and each prediction gets the feedback the exercises give
+(`ksmbook.exercises.ResultProblem` and `LayoutProblem`: what a wrong answer would mean,
+never the answer itself).
+
+The prediction is structured (an errno, a tuple of `LayoutEntry`) and is compared with the
+kernel's result, its VMAs and the events of the call's trace, as the exercises compare
+answers; nothing is read back from text the kernel printed.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import ipywidgets as w
+
+from ..constants import ERRNO_NAMES, PAGE_SHIFT, PAGE_SIZE
+from ..exercises import AnswerError, Feedback, LayoutProblem, Problem, ResultProblem
+from ..exercises.answers import Layout, errno_text, layout_of
+from ..procfs import MapEntry
+from ..render import addr_text, snapshot
+from ..scenario import (
+    Madvise,
+    Mprotect,
+    Munmap,
+    Scenario,
+    ScenarioError,
+    Statement,
+    StepResult,
+    format_op,
+    process_of,
+)
+from .common import InputError, guarded
+from .explorer import Explorer
+
+__all__ = ["PredictExplorer", "Prediction", "PageRegion", "format_pages", "parse_pages",
+           "region_of", "MADVISE_CODES", "MPROTECT_CODES"]
+
+#: The calls whose outcome the reader predicts before they run.
+PREDICTED = (Madvise, Mprotect, Munmap)
+#: The smaps VmFlags codes a layout prediction is compared on, after a madvise: the flags
+#: an advice sets or clears (VM_MERGEABLE, VM_DONTCOPY, VM_RAND_READ/VM_SEQ_READ,
+#: VM_HUGEPAGE/VM_NOHUGEPAGE, VM_DONTDUMP, VM_WIPEONFORK).
+MADVISE_CODES = ("mg", "dc", "rr", "sr", "hg", "nh", "dd", "wf")
+#: ... after an mprotect: the protections.
+MPROTECT_CODES = ("rd", "wr", "ex")
+_U64 = 2**64
+_RANGE = re.compile(r"(\d+)-(\d+)\Z")
+#: The results offered, the ones madvise, mprotect and munmap most often give first.
+_RESULTS = ("0", "EINVAL", "ENOMEM", "EAGAIN", "EPERM", "EACCES") + tuple(
+    sorted(set(ERRNO_NAMES.values()) - {"EINVAL", "ENOMEM", "EAGAIN", "EPERM", "EACCES"}))
+
+
+@dataclass(frozen=True)
+class PageRegion:
+    """The pages a layout prediction is about: [start, end), page 0 at `start`."""
+
+    start: int
+    end: int
+
+    @property
+    def pages(self) -> int:
+        return (self.end - self.start) >> PAGE_SHIFT
+
+
+def region_of(entries: Sequence[MapEntry], start: int, end: int) -> PageRegion:
+    """The range [start, end) widened to whole pages and to every run of contiguous VMAs it
+    touches or borders: the VMAs a split_vma() or vma_merge() of the call can change."""
+    lo = start & ~(PAGE_SIZE - 1)
+    hi = min(-(-end // PAGE_SIZE) * PAGE_SIZE, _U64)
+    runs: list[list[int]] = []
+    for e in sorted(entries, key=lambda e: e.start):
+        if runs and runs[-1][1] == e.start:
+            runs[-1][1] = e.end
+        else:
+            runs.append([e.start, e.end])
+    for run_start, run_end in runs:
+        if run_start <= hi and lo <= run_end:
+            lo, hi = min(lo, run_start), max(hi, run_end)
+    return PageRegion(lo, hi)
+
+
+def format_pages(layout: Layout, codes: Sequence[str] | None = None) -> str:
+    """'0-2 2-6 mg 6-8' (only `codes` shown, if given); 'none' for no VMA."""
+    if not layout:
+        return "none"
+    keep = None if codes is None else frozenset(codes)
+    return " ".join(" ".join([f"{e.start}-{e.end}",
+                              *sorted(c for c in e.codes if keep is None or c in keep)])
+                    for e in layout)
+
+
+def parse_pages(text: str, pages: int) -> list[tuple[int, int, str]]:
+    """A typed layout, "0-2 2-6 mg 6-8" (a VMA's first page, end page exclusive, then its
+    flags), as the (start_page, end_page, flags) tuples layout answers take; "none" for no
+    VMA. Pages must lie in 0..`pages`. Raises InputError with what is accepted."""
+    words = text.replace(",", " ").split()
+    if not words:
+        raise InputError("Type the VMAs you predict as page ranges with their flags, for "
+                         "example: 0-2 2-6 mg 6-8 (or none if no VMA is left).")
+    if [word.lower() for word in words] == ["none"]:
+        return []
+    out: list[tuple[int, int, list[str]]] = []
+    for word in words:
+        m = _RANGE.match(word)
+        if m is None:
+            if not out:
+                raise InputError(f"{word!r}: start with a page range such as 0-2 (first page, "
+                                 "then the page after the last), then its flags.")
+            out[-1][2].append(word)
+            continue
+        first, end = int(m.group(1)), int(m.group(2))
+        if end > pages:
+            raise InputError(f"{word!r}: these pages run from 0 to {pages} (page {pages} is "
+                             "the end of the last one).")
+        out.append((first, end, []))
+    return [(a, b, " ".join(flags)) for a, b, flags in out]
+
+
+class RegionLayoutProblem(LayoutProblem):
+    """A layout question about one region of `proc`'s address space (other mappings of the
+    process are not asked about)."""
+
+    def __init__(self, scenario: Scenario, question: str, *, region: PageRegion,
+                 **kwargs: Any) -> None:
+        self.region = region
+        super().__init__(scenario, question, base=region.start, **kwargs)
+
+    def maps_of(self, result: StepResult) -> list[MapEntry]:
+        return [e for e in super().maps_of(result)
+                if e.start < self.region.end and e.end > self.region.start]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One predicted call: what the reader said, what the kernel did, and the feedback."""
+
+    call: str
+    result: int
+    layout: Layout
+    kernel_result: int
+    kernel_layout: Layout
+    codes: tuple[str, ...]
+    result_feedback: Feedback
+    layout_feedback: Feedback
+
+    @property
+    def correct(self) -> bool:
+        return bool(self.result_feedback.correct and self.layout_feedback.correct)
+
+
+@dataclass(frozen=True)
+class _Question:
+    """A call waiting for the reader's prediction, with the problems that judge it."""
+
+    ops: tuple[Statement, ...]
+    region: PageRegion
+    codes: tuple[str, ...]
+    result: ResultProblem
+    layout: RegionLayoutProblem
+
+
+def _verdict(problem: Problem, given: Any) -> Feedback:
+    """The exercise's verdict, worded for a widget (no hint() or solution() to call)."""
+    fb = problem.judge(given)
+    if fb.correct:
+        return Feedback("correct", f"Right. {problem.why()}".strip())
+    return Feedback("incorrect", f"Not quite: {problem.misconception(given)}")
+
+
+class PredictExplorer(Explorer):
+    """The explorer that asks for a prediction before a madvise, mprotect or munmap runs.
+
+    Takes the `Explorer`'s arguments. `predictions` holds every judged `Prediction`;
+    `predict_first` (a checkbox) turns the asking off and on.
+    """
+
+    def __init__(self, profile: str = "seed", config_ksm: bool = True, *,
+                 script: str | None = None) -> None:
+        self._question: _Question | None = None
+        self.predictions: list[Prediction] = []
+        self._build_predict_controls()
+        super().__init__(profile, config_ksm, script=script)
+        children = list(self.widget.children)
+        children.insert(children.index(self.outcome), self.predict_panel)
+        self.widget.children = tuple(children)
+        self.widget.add_class("ksmbook-predict")
+
+    def _build_predict_controls(self) -> None:
+        self.predict_first = w.Checkbox(value=True, description="predict before each call",
+                                        indent=False, layout=w.Layout(width="220px"))
+        self.question_box = w.HTML("")
+        self.predict_result = w.Dropdown(
+            options=[("(pick)", "")] + [(r, r) for r in _RESULTS], value="",
+            description="returns", style={"description_width": "initial"},
+            layout=w.Layout(width="170px"))
+        self.predict_layout = w.Text(value="", placeholder="0-2 2-6 mg 6-8",
+                                     description="VMAs after", style={"description_width":
+                                                                      "initial"},
+                                     layout=w.Layout(width="340px"))
+        self.submit_button = w.Button(description="Run and compare", icon="check",
+                                      button_style="success", layout=w.Layout(width="auto"))
+        self.skip_button = w.Button(description="Run without predicting",
+                                    layout=w.Layout(width="auto"))
+        self.feedback_box = w.HTML("")
+        for name in ("predict_first", "predict_result", "predict_layout", "submit_button",
+                     "skip_button"):
+            getattr(self, name).add_class("ksm-" + name.replace("_", "-"))
+        self.feedback_box.add_class("ksmbook-feedback")
+        self.question_box.add_class("ksmbook-question")
+        self.submit_button.on_click(self._on_submit)
+        self.skip_button.on_click(self._on_skip)
+        self.ask_row = w.HBox([self.predict_result, self.predict_layout, self.submit_button,
+                               self.skip_button], layout=w.Layout(display="none"))
+        self.predict_panel = w.VBox([self.predict_first, self.question_box, self.ask_row,
+                                     self.feedback_box])
+
+    # -- the hook: a predicted call waits -----------------------------------------------------
+
+    @property
+    def pending(self) -> str | None:
+        """The call waiting for a prediction, as the script writes it (None if none)."""
+        return None if self._question is None else format_op(self._question.ops[-1])
+
+    def _do(self, ops: tuple[Statement, ...], note: str = "") -> None:
+        if self.predict_first.value and isinstance(ops[-1], PREDICTED):
+            self._ask(ops)
+        else:
+            super()._do(ops, note)
+
+    def _refresh(self) -> None:
+        """Every change of the kernel or its history withdraws a question not answered."""
+        super()._refresh()
+        if self._question is not None:
+            self._set_question(None)
+
+    def _ask(self, ops: tuple[Statement, ...]) -> None:
+        op = ops[-1]
+        assert isinstance(op, PREDICTED)
+        name = process_of(op) or "p1"
+        proc = self._machine.process(name)
+        if proc is None or not proc.alive:
+            raise InputError(f"No process named {name!r}.")
+        start = self._resolve(op.addr)
+        entries = snapshot(proc, self._cache).entries
+        region = region_of(entries, start, start + op.length)
+        codes = MPROTECT_CODES if isinstance(op, Mprotect) else (
+            MADVISE_CODES if isinstance(op, Madvise) else ())
+        scenario = Scenario(self.history.ops + ops)
+        question = f"What does `{format_op(op)}` do?"
+        try:
+            result = ResultProblem(scenario, question)
+            layout = RegionLayoutProblem(scenario, question, region=region, codes=codes,
+                                         proc=name)
+        except ScenarioError as e:
+            raise InputError(e.message[0].upper() + e.message[1:] + ".") from None
+        self._set_question(_Question(ops, region, codes, result, layout))
+        now = layout_of([e for e in entries if e.start < region.end and e.end > region.start],
+                        region.start)
+        flags = (f"flags compared: {' '.join(codes)}" if codes
+                 else "only the boundaries are compared")
+        self._say(f"Predict first: what will {format_op(op)} return, and what VMAs will "
+                  f"pages 0-{region.pages} of {name} be?")
+        self.question_box.value = (
+            f"<div style='font-size:13px'><b>Predict, then run:</b> "
+            f"<code>{html.escape(format_op(op))}</code><br>"
+            f"Pages 0-{region.pages} of {html.escape(name)} (page 0 = "
+            f"<code>{addr_text(region.start)}</code>, "
+            f"<code>{html.escape(self._addr_words(region.start))}</code>) are now: "
+            f"<code>{html.escape(format_pages(now, codes))}</code><br>"
+            f"<span style='color:#444'>Type each VMA after the call as first-end page (end "
+            f"exclusive) with its flags, e.g. <code>0-2 2-6 mg 6-8</code>; leave unmapped "
+            f"pages out; {html.escape(flags)}.</span></div>")
+
+    def _set_question(self, question: _Question | None) -> None:
+        self._question = question
+        self.ask_row.layout.display = None if question is not None else "none"
+        if question is None:
+            self.question_box.value = ""
+        else:
+            self.feedback_box.value = ""
+            self.predict_result.value, self.predict_layout.value = "", ""
+
+    # -- the answer -------------------------------------------------------------------------
+
+    def _read_prediction(self, q: _Question) -> tuple[int, Layout]:
+        """The reader's prediction as the problems read answers (InputError if unreadable)."""
+        if not self.predict_result.value:
+            raise InputError("Pick the result you predict: 0, or the errno the call fails "
+                             "with.")
+        text = str(self.predict_layout.value)
+        tuples = parse_pages(text, q.region.pages)
+        try:
+            return (q.result.parse(str(self.predict_result.value)),
+                    q.layout.parse(tuples))
+        except AnswerError as e:
+            raise InputError(f"{text.strip()!r}: {e}.") from None
+
+    @guarded
+    def _on_submit(self, _: object = None) -> None:
+        q = self._question
+        if q is None:
+            raise InputError("No call is waiting for a prediction: choose a range and press "
+                             "madvise, mprotect or munmap.")
+        result, layout = self._read_prediction(q)
+        super()._do(q.ops)
+        prediction = Prediction(
+            format_op(q.ops[-1]), result, layout, q.result.answer, q.layout.answer, q.codes,
+            _verdict(q.result, result), _verdict(q.layout, layout))
+        self.predictions.append(prediction)
+        self._show_feedback(prediction)
+
+    @guarded
+    def _on_skip(self, _: object = None) -> None:
+        q = self._question
+        if q is None:
+            raise InputError("No call is waiting for a prediction.")
+        super()._do(q.ops)
+
+    def _show_feedback(self, p: Prediction) -> None:
+        right = sum(x.correct for x in self.predictions)
+        rows = []
+        for what, given, kernel, fb in (
+                ("result", errno_text(p.result), errno_text(p.kernel_result),
+                 p.result_feedback),
+                ("VMAs", format_pages(p.layout, p.codes), format_pages(p.kernel_layout, p.codes),
+                 p.layout_feedback)):
+            color = "#007a5a" if fb.correct else "#D55E00"
+            rows.append(
+                f"<tr><td><b>{what}</b></td><td><code>{html.escape(given)}</code></td>"
+                f"<td><code>{html.escape(kernel)}</code></td>"
+                f"<td style='color:{color}'>{html.escape(fb.message)}</td></tr>")
+        self.feedback_box.value = (
+            "<div class='ksmbook-feedback' style='font-size:13px'>"
+            f"<b>{html.escape(p.call)}</b>"
+            "<table><tr><th></th><th>you predicted</th><th>the kernel</th><th></th></tr>"
+            + "".join(rows) + "</table>"
+            f"<span style='color:#444'>Predictions right so far: {right} of "
+            f"{len(self.predictions)}.</span></div>")
