@@ -213,3 +213,62 @@ def test_live_cells_are_not_compared(path: Path) -> None:
     for c in load(path)["cells"]:
         if c["cell_type"] == "code" and re.search(r"\blive\.\w+\(", source(c)):
             assert tags(c) & IGNORE_TAGS, f"live cell {c.get('id')} depends on the machine"
+
+
+# -- numbers the prose states, checked against the simulator ---------------------------------
+
+def chapter_text(n: int) -> str:
+    """The prose of chapter n, with line breaks as spaces."""
+    path = next(p for p in CHAPTERS if number(p) == n)
+    return " ".join(markdown(load(path)).split())
+
+
+def batches_per_pass(pages: int) -> tuple[int, float]:
+    """Batches of ksmd's first pass over `pages` pages of one process with the default knobs,
+    and the simulated seconds it took."""
+    import ksmbook as kb
+
+    k = kb.Kernel(profile="modern")
+    k.ksmd.tracing = False
+    p = k.spawn()
+    a = p.mmap(pages * kb.PAGE_SIZE, kb.PROT_READ | kb.PROT_WRITE,
+               kb.MAP_PRIVATE | kb.MAP_ANONYMOUS)
+    p.write_pages(a, list(range(1, pages + 1)))
+    p.madvise(a, pages * kb.PAGE_SIZE, kb.MADV_MERGEABLE)
+    k.sysfs["run"] = 1
+    n = 0
+    while True:
+        n += 1
+        if k.ksmd.batch().pass_ended:
+            return n, k.ksmd.clock_ms / 1000
+
+
+def test_chapter_7_batches_per_pass() -> None:
+    """The pass-length rule the prose states (P // pages_to_scan + 1 batches: 11 for 1000
+    pages, the eleventh of 1050 pages scanning 50) is what the simulated ksmd does."""
+    text = chapter_text(7)
+    assert "a pass over `P` pages takes `P // pages_to_scan + 1` batches" in text
+    assert "for 1000 pages at 100 a batch, ten full batches and an eleventh" in text
+    assert "about 11 x 20 ms per pass" in text
+    for pages in (1000, 1050, 999):
+        assert batches_per_pass(pages)[0] == pages // 100 + 1
+
+
+def test_chapter_8_pass_over_the_guesses() -> None:
+    """"one pass over the 10,000 guesses alone takes 101 batches, about 2 seconds"."""
+    assert "one pass over the 10,000 guesses alone takes 101 batches, about 2 seconds" in \
+        chapter_text(8)
+    batches, seconds = batches_per_pass(10_000)
+    assert batches == 101
+    assert round(seconds) == 2
+
+
+def test_chapter_8_write_costs() -> None:
+    """The ratio and difference the prose gives are those of the cost model it describes."""
+    from ksmbook.sidechannel import LATENCY_US
+
+    text = chapter_text(8)
+    ratio = LATENCY_US["cow-ksm"] / LATENCY_US["none"]
+    more = LATENCY_US["cow-ksm"] - LATENCY_US["none"]
+    assert f"about {ratio:.1f} times a write to a private page" in text
+    assert f"about {more:.0f} microseconds more" in text

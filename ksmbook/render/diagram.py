@@ -265,11 +265,13 @@ class SpaceFigure:
         handles = [Patch(facecolor=KIND_COLORS[k], label=KIND_LABELS[k])
                    for k in KINDS if k in kinds]
         if handles:
+            # Below the header: beside a call it could run into the call's text.
+            below = 0.6 if ch is not None and trace is not None else \
+                0.28 if self.header else 0.0
             self._legend = self.ax.legend(
                 handles=handles, loc="upper right", ncol=len(handles), fontsize=7.5,
                 frameon=False, handlelength=1.2, columnspacing=1.0, borderaxespad=0.1,
-                bbox_to_anchor=(1, 1 - (0.28 if (ch is None and self.header) else 0) /
-                                self.figure.get_figheight()))
+                bbox_to_anchor=(1, 1 - below / self.figure.get_figheight()))
 
     def _draw_row(self, snap: Snapshot, name: str, y: float, lanes: list[Lane], upi: float,
                   verts: list, colors: list[str], lane_verts: list, lane_colors: list[str],
@@ -415,7 +417,8 @@ class SpaceFigure:
             self._text(self.ax, x, yy, text, ha="center", **kw)
             return True
 
-        marks = [("split", cut, _ERR) for c in ch.split for cut in sorted(after_bounds)
+        marks = [(c.kind, cut, _ERR if c.kind == "split" else _OK)
+                 for c in ch.split + ch.of("moved") for cut in sorted(after_bounds)
                  if c.start < cut < c.end and cut not in before_bounds]
         marks += [("merged", gone, _OK) for c in ch.merged for gone in sorted(before_bounds)
                   if c.start < gone < c.end and gone not in after_bounds]

@@ -322,7 +322,7 @@ def _plot_keys(history: Sequence[Mapping[str, int]]) -> list[str]:
 
 # -- diagrams -------------------------------------------------------------------------------
 
-_CELL, _GAP, _ROW, _LEFT, _RIGHT, _TOP = 0.40, 0.06, 0.78, 1.55, 0.25, 0.45
+_CELL, _GAP, _ROW, _LEFT, _RIGHT, _TOP = 0.40, 0.12, 0.78, 1.55, 0.25, 0.45
 _TREE_ROW, _NODE_W, _NODE_H = 0.85, 0.62, 0.36
 _MAX_NODES = 24
 
@@ -437,11 +437,13 @@ class PageFigure:
                                              linewidths=0.6, linestyles="--", zorder=2))
         if trees:
             self._draw_trees(state, colors, y + 0.15)
-        self._legend(state, height)
+        self._legend(state, height, hatched=any(h for _, h in colors.values()))
         return self.figure
 
     def _draw_trees(self, state: PageState, colors: dict[int, tuple[str, str]],
                     y: float) -> None:
+        """The two trees, and a link from every page to its node, routed through the gaps
+        between the pages and between the stable tree's nodes (never across a box)."""
         ax = self.ax
         ncols = max([len(a.rows) for a in state.areas] + [1])
         span = max(ncols * (_CELL + _GAP), 6 * (_NODE_W + 0.2))
@@ -449,22 +451,29 @@ class PageFigure:
         tree_rows: tuple[tuple[str, Sequence[KsmNode | UnstableNode], float, str], ...] = (
             ("stable tree", state.stable, y, _STABLE),
             ("unstable tree", state.unstable, y + _TREE_ROW, _UNSTABLE))
+        # The stable tree's boxes (x0, x1), which links to the unstable tree go round.
+        stable_boxes: list[tuple[float, float]] = []
         for label, nodes, yy, color in tree_rows:
             ax.text(_LEFT - 0.1, yy + _NODE_H / 2, label, ha="right", va="center", fontsize=8,
                     color=color, weight="bold")
             if not nodes:
                 ax.text(_LEFT, yy + _NODE_H / 2, "(empty)", va="center", fontsize=7,
                         color=_GREY)
+                if label == "stable tree":
+                    stable_boxes.append((_LEFT, _LEFT + 0.5))  # the "(empty)"
                 continue
             step = min(_NODE_W + 0.25, span / max(min(len(nodes), _MAX_NODES), 1))
+            w = min(_NODE_W, step - 0.05)
             if len(nodes) > _MAX_NODES:
                 ax.text(_LEFT + _MAX_NODES * step, yy + _NODE_H / 2,
                         f"+{len(nodes) - _MAX_NODES}", va="center", fontsize=7, color=_GREY)
                 self.notes.append(f"{len(nodes) - _MAX_NODES} {label} nodes not drawn")
             for i, node in enumerate(nodes[:_MAX_NODES]):
                 x = _LEFT + i * step
+                if label == "stable tree":
+                    stable_boxes.append((x, x + w))
                 face, hatch = colors.get(node.content, ("white", ""))
-                ax.add_patch(_box(x, yy, min(_NODE_W, step - 0.05), face, hatch, color))
+                ax.add_patch(_box(x, yy, w, face, hatch, color))
                 if isinstance(node, KsmNode):
                     text = f"{_cell_label(state.name(node.content))[0]} #{node.page}"
                     if node.chain:
@@ -478,33 +487,63 @@ class PageFigure:
                     self.nodes.append(("unstable", node.content))
                     targets = ((node.process, node.address),)
                     kind = "unstable"
-                ax.text(x + min(_NODE_W, step - 0.05) / 2, yy + _NODE_H / 2, text,
+                ax.text(x + w / 2, yy + _NODE_H / 2, text,
                         ha="center", va="center", fontsize=7 if len(text) < 9 else 6,
                         linespacing=0.9, weight="bold",
                         color="white" if face in _DARK_TEXT else _INK)
-                top = (x + min(_NODE_W, step - 0.05) / 2, yy)
                 for proc, addr in targets:
                     cell = self.cells.get((proc, addr))
                     if cell is None:
                         continue
-                    segs[kind].append([(cell[0], cell[1] + _CELL / 2), top])
+                    n = len(segs["stable"]) + len(segs["unstable"])
+                    segs[kind].append(self._route(cell, (x + w / 2, yy), y, stable_boxes, n))
                     self.links.append((kind, proc, addr, node.content))
         ax.add_collection(LineCollection(segs["stable"], colors=_STABLE, linewidths=0.8,
                                          alpha=0.7, zorder=1))
         ax.add_collection(LineCollection(segs["unstable"], colors=_UNSTABLE, linewidths=0.8,
                                          linestyles="--", alpha=0.8, zorder=1))
-        # A dot where each link leaves its page: a line that only passes behind another
-        # page's cell is not read as leaving it.
+        # A dot where each link leaves its page.
         for kind, color in (("stable", _STABLE), ("unstable", _UNSTABLE)):
             if segs[kind]:
                 ax.scatter([s[0][0] for s in segs[kind]], [s[0][1] for s in segs[kind]],
                            s=9, color=color, zorder=3, linewidths=0)
 
-    def _legend(self, state: PageState, height: float) -> None:
+    @staticmethod
+    def _route(cell: tuple[float, float], node_top: tuple[float, float], stable_y: float,
+               stable_boxes: list[tuple[float, float]], n: int) -> list[tuple[float, float]]:
+        """A link from a page (its cell's centre) to a node's top: out of the page's right
+        side into the gap beside it, down that gap to the lane above the stable tree, then
+        across and down onto the node. A link to the unstable tree passes the stable tree
+        where no box is: straight down if its gap is clear there, else beside the nearest
+        box. `n` spreads parallel links apart."""
+        cx, cy = cell
+        shift = ((n % 3) - 1) * _GAP / 4
+        x_gap = cx + _CELL / 2 + _GAP / 2 + shift
+        start = (cx + _CELL / 2, cy + _CELL / 4)
+        lane = stable_y - 0.1 - 0.025 * (n % 4)
+        nx, ny = node_top
+        if ny <= stable_y:
+            return [start, (x_gap, start[1]), (x_gap, lane), (nx, lane), (nx, ny)]
+
+        def clear(x: float) -> bool:
+            return all(not x0 - 0.04 <= x <= x1 + 0.04 for x0, x1 in stable_boxes)
+
+        lane2 = ny - 0.1 - 0.025 * (n % 4)
+        if clear(x_gap):
+            return [start, (x_gap, start[1]), (x_gap, lane2), (nx, lane2), (nx, ny)]
+        if clear(nx):
+            return [start, (x_gap, start[1]), (x_gap, lane), (nx, lane), (nx, ny)]
+        sides = [x for x0, x1 in stable_boxes for x in (x0 - 0.1, x1 + 0.1) if clear(x)]
+        x_pass = min(sides, key=lambda x: abs(x - nx)) + shift
+        return [start, (x_gap, start[1]), (x_gap, lane), (x_pass, lane), (x_pass, lane2),
+                (nx, lane2), (nx, ny)]
+
+    def _legend(self, state: PageState, height: float, *, hatched: bool) -> None:
         codes = ",  ".join(f"{c} {s}" for s, c in STATE_CODES.items() if c and s != "KSM page")
         text = (f"under each page: {codes}\n"
                 "KN = KSM page mapped N times,  xN: mapped N times,  dashed box: untouched,  "
-                "grey: zero-filled")
+                "grey: zero-filled" + (",  hatched: a colour used again for another content"
+                                       if hatched else ""))
         if state.has_ksmd:
             text += ("\nsolid blue line: merged into that KSM page (stable tree);  "
                      "dashed orange line: in the unstable tree")
@@ -571,9 +610,11 @@ def probe_plot(probe: Probe, *, names: Mapping[int, str] | None = None,
                title: str | None = None) -> Figure:
     """The modelled time of each of a probe's writes (``ksmbook.sidechannel.probe``), with
     the attacker's threshold: slow bars are guesses that another mapping holds."""
-    fig = Figure(figsize=(6.4, 2.8), dpi=100)
-    ax = fig.add_axes((0.1, 0.2, 0.86, 0.66))
     labels = [names.get(r.guess, str(r.guess)) if names else str(r.guess) for r in probe.rows]
+    # Labels that would not fit side by side are turned (bar pitch ~ 5.5 in / bars).
+    turned = max(map(len, labels), default=0) * 7 * 0.6 / 72 > 5.5 / max(len(labels), 1)
+    fig = Figure(figsize=(6.4, 3.3 if turned else 2.8), dpi=100)
+    ax = fig.add_axes((0.1, 0.3, 0.86, 0.58) if turned else (0.1, 0.2, 0.86, 0.66))
     xs = list(range(len(probe.rows)))
     colors = [_UNSTABLE if r.slow else _STABLE for r in probe.rows]
     ax.bar(xs, [r.latency_us for r in probe.rows], color=colors, edgecolor=_INK,
@@ -584,7 +625,8 @@ def probe_plot(probe: Probe, *, names: Mapping[int, str] | None = None,
     ax.axhline(probe.threshold_us, color=_INK, linestyle="--", linewidth=1)
     ax.text(len(xs) - 0.5, probe.threshold_us, " threshold", va="bottom", ha="right",
             fontsize=7, color=_INK)
-    ax.set_xticks(xs, labels, fontsize=7)
+    ax.set_xticks(xs, labels, fontsize=7, rotation=45 if turned else 0,
+                  ha="right" if turned else "center", rotation_mode="anchor")
     ax.set_xlabel("guess (the content the attacker wrote to its page)")
     ax.set_ylabel("write time (us, modelled)")
     ax.set_title(title or f"Timing one write per guess after {probe.scans} full scans",

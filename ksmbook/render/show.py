@@ -32,9 +32,11 @@ def address_space(process: Process | Snapshot, *, title: str | None = None) -> F
 
 
 def before_after(before: Snapshot, after: Snapshot, trace: Trace | None = None, *,
-                 title: str | None = None) -> Figure:
+                 title: str | None = None, trace_panel: bool = True) -> Figure:
     """One call: the VMAs before and after, what was split, merged or re-flagged, the
-    result or errno, and the kernel trace beside it."""
+    result or errno, and (with `trace_panel`) the kernel trace beside it."""
+    if not trace_panel:
+        return SpaceFigure().show_change(before, after, trace, title=title)
     return SpaceFigure(trace_panel=True, width=11.0).show_change(before, after, trace,
                                                                   title=title)
 
@@ -67,9 +69,12 @@ def show(process: Process | Snapshot, *, title: str | None = None) -> None:
 
 
 def show_change(before: Snapshot, after: Snapshot, trace: Trace | None = None) -> None:
-    """Display the before/after diagram of one call and print its changes as text."""
-    _display(before_after(before, after, trace))
+    """Display the before/after diagram of one call and print its changes as text, then the
+    kernel trace (as text, readable at any size, rather than inside the figure)."""
+    _display(before_after(before, after, trace, trace_panel=False))
     print(changes_text(before, after, trace))
+    if trace is not None:
+        print(f"\nkernel trace:\n{trace}")
 
 
 def to_svg(fig: Figure) -> str:

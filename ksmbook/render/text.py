@@ -3,7 +3,8 @@
 Both are printed from the same snapshots the diagrams draw, and both are deterministic, so a
 notebook's stored output can be compared by nbval (which never compares images).
 `changes()` compares two snapshots piece by piece: a boundary that appears inside a VMA is a
-split (split_vma()), a VMA made of several former pieces is a merge (vma_merge()), and a piece
+split (split_vma()), or, when the call's trace shows no split_vma() there, a boundary that
+vma_merge() moved; a VMA made of several former pieces is a merge (vma_merge()), and a piece
 whose VmFlags or permissions differ had its flags changed.
 """
 
@@ -59,12 +60,13 @@ def outcome_text(trace: Trace | None) -> str:
 
 @dataclass(frozen=True)
 class Change:
-    """One change: kind is split, merged, flags, mapped, unmapped or replaced."""
+    """One change: kind is split, moved, merged, flags, mapped, unmapped or replaced."""
 
     kind: str
     start: int
     end: int
-    #: split: the addresses cut at; merged: how many pieces; flags: "+mg -dc".
+    #: split: the addresses cut at; moved: where the boundary went; merged: how many pieces;
+    #: flags: "+mg -dc".
     detail: str = ""
 
     def __str__(self) -> str:
@@ -169,10 +171,17 @@ def changes(before: Snapshot, after: Snapshot, trace: Trace | None = None) -> Ch
             cuts.setdefault(id(b), []).append(lo)
         if a is not None:
             sources.setdefault(id(a), set()).add(id(b) if b is not None else 0)
+    # With the trace at hand, a cut that no split_vma() made is a boundary that vma_merge()
+    # moved: the VMA shrank and a neighbour grew over the piece.
+    splits = [e for e in trace.events if e.kind == "split"] if trace is not None else None
     for r in bv:
         if id(r) in cuts:
-            items.append(Change("split", r.start, r.end,
-                                "at " + ", ".join(addr_text(c) for c in cuts[id(r)])))
+            at = ", ".join(addr_text(c) for c in cuts[id(r)])
+            if splits is None or any(r.start <= e.start and e.end <= r.end for e in splits):
+                items.append(Change("split", r.start, r.end, "at " + at))
+            else:
+                items.append(Change("moved", r.start, r.end,
+                                    f"boundary to {at} (vma_merge(), no split_vma())"))
     for r in av:
         src = sources.get(id(r), set())
         if len(src) >= 2:
@@ -209,7 +218,8 @@ def changes(before: Snapshot, after: Snapshot, trace: Trace | None = None) -> Ch
         mm_text = " ".join([f"+{f.name}" for f in MMF if f and on & f and f.name]
                            + [f"-{f.name}" for f in MMF if f and off & f and f.name])
     exited = before.alive and not after.alive
-    order = {"split": 0, "merged": 1, "unmapped": 2, "mapped": 3, "replaced": 4, "flags": 5}
+    order = {"split": 0, "moved": 0, "merged": 1, "unmapped": 2, "mapped": 3, "replaced": 4,
+             "flags": 5}
     items.sort(key=lambda c: (order[c.kind], c.start))
     return Changes(len(bv), len(av), tuple(items), mm_text, outcome_text(trace), exited)
 
