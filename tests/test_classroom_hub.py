@@ -10,9 +10,7 @@ import asyncio
 import os
 import secrets
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +20,7 @@ import pytest
 pytest.importorskip("jupyterhub", reason="the classroom extra is not installed")
 
 from ksmbook.classroom.bookcopy import MANIFEST, sync_book  # noqa: E402
-from ksmbook.classroom.hubclient import Hub  # noqa: E402
+from ksmbook.classroom.hubclient import Hub, run_test_hub  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 PROXY = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
@@ -36,24 +34,6 @@ a = p.mmap(8 * kb.PAGE_SIZE, kb.PROT_READ | kb.PROT_WRITE, kb.MAP_PRIVATE | kb.M
 p.madvise(a + 2 * kb.PAGE_SIZE, 4 * kb.PAGE_SIZE, kb.MADV_MERGEABLE)
 print(p.maps())
 """
-
-
-def _free_ports(n: int) -> int:
-    """A port p such that p .. p+n-1 are free on 127.0.0.1."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + n > 65535:
-            continue
-        try:
-            for k in range(1, n):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", base + k))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free ports")
 
 
 def _procs_under(root: Path) -> list[int]:
@@ -73,41 +53,8 @@ def _procs_under(root: Path) -> list[int]:
 def hub(tmp_path: Path) -> Iterator[tuple[Hub, Path, subprocess.Popen[bytes]]]:
     if not PROXY.exists():
         pytest.skip("configurable-http-proxy is not installed (npm ci)")
-    port, token = _free_ports(3), secrets.token_hex(32)
-    bin_dir = str(Path(sys.executable).parent)
-    env = {**os.environ, "KSMBOOK_HUB_MODE": "test", "KSMBOOK_HUB_PORT": str(port),
-           "KSMBOOK_HUB_API_TOKEN": token, "KSMBOOK_HUB_ROOT": str(tmp_path),
-           "PATH": os.pathsep.join([bin_dir, str(PROXY.parent), os.environ.get("PATH", "")])}
-    log = open(tmp_path / "hub.log", "wb")
-    proc = subprocess.Popen([os.path.join(bin_dir, "jupyterhub"), "-f",
-                             str(REPO / "classroom" / "jupyterhub_config.py")],
-                            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    client = Hub(f"http://127.0.0.1:{port}", token)
-
-    async def up() -> None:
-        for _ in range(240):
-            if proc.poll() is not None:
-                break
-            try:
-                await client.api("GET", "/")
-                return
-            except Exception:
-                await asyncio.sleep(0.25)
-        raise AssertionError("the hub did not start:\n"
-                             + (tmp_path / "hub.log").read_text(errors="replace")[-3000:])
-    try:
-        asyncio.run(up())
+    with run_test_hub(tmp_path, REPO) as (client, proc):
         yield client, tmp_path, proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        log.close()
 
 
 def test_three_students_on_the_hub(hub: tuple[Hub, Path, subprocess.Popen[bytes]]) -> None:

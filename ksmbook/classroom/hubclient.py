@@ -7,18 +7,27 @@ JupyterHub's and Jupyter Server's public HTTP APIs and the kernel websocket prot
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
-__all__ = ["HubError", "Hub", "Student", "Execution"]
+__all__ = ["HubError", "Hub", "Student", "Kernel", "Execution", "run_test_hub"]
 
 
 class HubError(Exception):
@@ -185,3 +194,63 @@ class Kernel:
     async def shutdown(self) -> None:
         self.conn.close()
         await self.student.server("DELETE", f"/api/kernels/{self.id}")
+
+
+def _free_ports(n: int) -> int:
+    """A port p such that p .. p+n-1 are free on 127.0.0.1."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base: int = s.getsockname()[1]
+        if base + n > 65535:
+            continue
+        try:
+            for k in range(1, n):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", base + k))
+        except OSError:
+            continue
+        return base
+    raise HubError("no free ports on 127.0.0.1")
+
+
+@contextlib.contextmanager
+def run_test_hub(root: Path, repo: Path, timeout: float = 60
+             ) -> Iterator[tuple[Hub, subprocess.Popen[bytes]]]:
+    """Run `repo`'s class hub in test mode with its state and homes below `root`; stop it
+    (and with it every student's server) on exit. The log is root/hub.log."""
+    port, token = _free_ports(3), secrets.token_hex(32)
+    bin_dir = str(Path(sys.executable).parent)
+    proxy_dir = repo / "node_modules" / ".bin"
+    env = {**os.environ, "KSMBOOK_HUB_MODE": "test", "KSMBOOK_HUB_PORT": str(port),
+           "KSMBOOK_HUB_API_TOKEN": token, "KSMBOOK_HUB_ROOT": str(root),
+           "PATH": os.pathsep.join([bin_dir, str(proxy_dir), os.environ.get("PATH", "")])}
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "hub.log", "wb") as log:
+        proc = subprocess.Popen(
+            [os.path.join(bin_dir, "jupyterhub"), "-f",
+             str(repo / "classroom" / "jupyterhub_config.py")],
+            cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    hub = Hub(f"http://127.0.0.1:{port}", token)
+
+    async def up() -> None:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout and proc.poll() is None:
+            try:
+                await hub.api("GET", "/")
+                return
+            except (HubError, OSError):
+                await asyncio.sleep(0.25)
+        tail = (root / "hub.log").read_text(errors="replace")[-3000:]
+        raise HubError(f"the hub did not start:\n{tail}")
+    try:
+        asyncio.run(up())
+        yield hub, proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
