@@ -231,6 +231,9 @@ class Profile:
     #: ksm_madvise() answers a failed __ksm_enter() with -EAGAIN itself (the seed); v2.6.32
     #: returns __ksm_enter()'s -ENOMEM, which madvise_behavior() turns into -EAGAIN.
     ksm_madvise_enter_eagain: bool = False
+    #: The profile of the kernel this machine runs (Linux 6.18): a live replay's results and
+    #: VmFlags codes can match this profile's exactly, not only its VMA bounds.
+    checkable_live: bool = False
 
     def fn(self, name: str) -> str:
         """`name` as this kernel spells the function."""
@@ -410,6 +413,7 @@ _MODERN = Profile(
     slot_drop_keeps_merge_any=True,
     merge_unlinks_rmap_item=True,
     proc_ksm_stat=True,
+    checkable_live=True,
 )
 
 PROFILES: Mapping[str, Profile] = MappingProxyType(

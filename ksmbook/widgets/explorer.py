@@ -839,7 +839,7 @@ class Explorer(Widget):
             mine = snapshot(proc, self._cache)
             theirs = from_entries(final.get(name, []), f"live {name}")
             rows += [mine, theirs]
-            if self.kernel.profile.name == "modern":
+            if self.kernel.profile.checkable_live:
                 same = mine.entries == theirs.entries
             else:  # other kernels' VmFlags codes cannot match this machine's
                 same = [(e.start, e.end, e.perms) for e in mine.entries] == \
@@ -852,7 +852,7 @@ class Explorer(Widget):
         k = self.kernel
         verdict = ("Same results and the same VMAs." if not differ
                    else f"{differ} difference(s) (marked).")
-        note = "" if k.profile.name == "modern" else (
+        note = "" if k.profile.checkable_live else (
             f" The simulator runs the {k.profile.name} profile; the live kernel is modern "
             "Linux, so differences may be version differences.")
         fig = SpaceFigure()
