@@ -376,3 +376,25 @@ def test_scenario_mremap_errors(bad: str, message: str) -> None:
 
     with pytest.raises(sc.ScenarioError, match=message):
         sc.parse(bad)
+
+
+def test_explorer_mremap_control() -> None:
+    from ksmbook.widgets import Explorer
+
+    ex = Explorer(profile="modern")
+    ex.map_length.value = "4p"
+    ex.map_button.click()
+    start = ex.kernel.processes[0].vmas[0].start
+    ex.range_start.value, ex.range_length.value = "A", "4p"
+    ex.mremap_length.value, ex.mremap_flags.value = "8p", "maymove fixed"
+    ex.mremap_button.click()
+    assert "needs an address" in ex.message
+    ex.mremap_to.value = "0x20000000"
+    ex.mremap_button.click()
+    assert [(v.start, v.end) for v in ex.kernel.processes[0].vmas] == [
+        (0x20000000, 0x20000000 + 8 * P)]
+    assert "mremap A 4p 8p maymove fixed at 0x20000000" in ex.script_text
+    assert start != 0x20000000 and not ex.errors
+    ex.mremap_length.value = "-4p"
+    ex.mremap_button.click()
+    assert "cannot be negative" in ex.message

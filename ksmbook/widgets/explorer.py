@@ -256,6 +256,18 @@ class Explorer(Widget):
                                         layout=w.Layout(width="170px"))
         self.mprotect_button = w.Button(description="mprotect", layout=small)
         self.munmap_button = w.Button(description="munmap", layout=small)
+        self.mremap_length = w.Text(value="", placeholder="8p", description="range: new length",
+                                    style=_COMPACT, layout=w.Layout(width="220px"))
+        self.mremap_flags = w.Dropdown(options=[("in place only", ""), ("maymove", "maymove"),
+                                                ("maymove fixed", "maymove fixed"),
+                                                ("maymove dontunmap", "maymove dontunmap"),
+                                                ("maymove fixed dontunmap",
+                                                 "maymove fixed dontunmap")],
+                                       value="maymove", description="flags", style=_COMPACT,
+                                       layout=w.Layout(width="260px"))
+        self.mremap_to = w.Text(value="", placeholder="0x20000000", description="to",
+                                style=_COMPACT, layout=w.Layout(width="200px"))
+        self.mremap_button = w.Button(description="mremap", layout=small)
 
         self.outcome = w.HTML("")
         self.diagram = w.HTML("")
@@ -279,7 +291,8 @@ class Explorer(Widget):
                      "process", "fork_button", "exit_button", "map_length", "map_prot",
                      "map_kind", "map_at", "map_fixed", "map_button", "range_vma",
                      "range_start", "range_length", "range_pages", "advice", "apply_button",
-                     "mprotect_prot", "mprotect_button", "munmap_button", "replay_button",
+                     "mprotect_prot", "mprotect_button", "munmap_button", "mremap_length",
+                     "mremap_flags", "mremap_to", "mremap_button", "replay_button",
                      "live_button"):
             getattr(self, name).add_class("ksm-" + name.replace("_", "-"))
         self.profile.observe(self._on_kernel_change, "value")
@@ -294,7 +307,8 @@ class Explorer(Widget):
                 (self.reset_button, self._on_reset), (self.fork_button, self._on_fork),
                 (self.exit_button, self._on_exit), (self.map_button, self._on_map),
                 (self.apply_button, self._on_madvise), (self.mprotect_button, self._on_mprotect),
-                (self.munmap_button, self._on_munmap), (self.replay_button, self._on_replay),
+                (self.munmap_button, self._on_munmap), (self.mremap_button, self._on_mremap),
+                (self.replay_button, self._on_replay),
                 (self.live_button, self._on_live)):
             button.on_click(handler)
 
@@ -307,6 +321,7 @@ class Explorer(Widget):
             row([self.range_vma, self.range_pages, self.range_readout]),
             row([self.range_start, self.range_length, self.advice, self.apply_button]),
             row([self.mprotect_prot, self.mprotect_button, self.munmap_button]),
+            row([self.mremap_length, self.mremap_flags, self.mremap_to, self.mremap_button]),
         ])
         tabs = w.Tab(children=[
             self.trace_box, self.all_maps, w.VBox([self.script, self.replay_button]),
@@ -445,6 +460,20 @@ class Explorer(Widget):
     def _on_munmap(self, _: object = None) -> None:
         start, length = self._range_words()
         self._do(self._statements(f"{self._prefix()}munmap {start} {length}"))
+
+    @guarded
+    def _on_mremap(self, _: object = None) -> None:
+        """mremap the range to the new length; with fixed (or as dontunmap's hint) to 'to'."""
+        start, length = self._range_words()
+        new = self._length(self.mremap_length.value)
+        words = self.mremap_flags.value
+        at = ""
+        if self.mremap_to.value.strip():
+            at = " at " + self._word(self.mremap_to.value, "a target address", "0x20000000")
+        elif "fixed" in words:
+            raise InputError("MREMAP_FIXED needs an address: fill in 'to'.")
+        self._do(self._statements(
+            f"{self._prefix()}mremap {start} {length} {new} {words}{at}".rstrip()))
 
     @guarded
     def _on_fork(self, _: object = None) -> None:
