@@ -64,12 +64,12 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from . import live
-from .ksmd import KsmdIdle
+from .ksmd import BatchReport, KsmdIdle
 from .pages import PAGE_SIZE
 
 __all__ = [
     "KSM_DIR", "COUNTERS", "KNOB_ORDER", "PARK_MS", "ksm_available", "read_counters",
-    "KsmKnobs", "Ksmd", "KsmdIdle", "LiveProcess", "session", "measure", "time_scans",
+    "KsmKnobs", "Ksmd", "KsmdIdle", "LiveProcess", "RunnerKsmd", "session", "measure", "time_scans",
     "mergeable_mms", "ksm_stat",
 ]
 
@@ -411,13 +411,17 @@ class Ksmd:
         (registered now, so call this before spawning the others): one untouched mergeable
         page keeps ksmd's list non-empty, one private written page serves ``drain()``.
         Returns the keeper."""
-        self._budget = pages_to_scan
-        _write("pages_to_scan", pages_to_scan)
+        self.set_budget(pages_to_scan)
         keeper = self.spawn()
         keeper.map([None])
         keeper.map([1], madvise=False)
         self.keeper = keeper
         return keeper
+
+    def set_budget(self, pages_to_scan: int) -> None:
+        """pages_to_scan for the following batches (written while ksmd sleeps)."""
+        self._budget = pages_to_scan
+        _write("pages_to_scan", pages_to_scan)
 
     def drain(self) -> None:
         """Drain every CPU's LRU caches (move_pages() on the keeper's private page)."""
@@ -466,13 +470,16 @@ class Ksmd:
         relative to ``base`` (each scan's raw counters are appended to ``history``, its wall
         time to ``scan_seconds``)."""
         if self._budget != _BIG_BUDGET:
-            self._budget = _BIG_BUDGET
             _write("pages_to_scan", _BIG_BUDGET)
-        for _ in range(n):
-            t0 = time.monotonic()
-            self._one_batch(t0 + self.timeout, lambda b, now: now[0] > b[0])
-            self.scan_seconds.append(time.monotonic() - t0)
-            self.history.append(read_counters())
+        try:
+            for _ in range(n):
+                t0 = time.monotonic()
+                self._one_batch(t0 + self.timeout, lambda b, now: now[0] > b[0])
+                self.scan_seconds.append(time.monotonic() - t0)
+                self.history.append(read_counters())
+        finally:
+            if self._budget != _BIG_BUDGET:
+                _write("pages_to_scan", self._budget)
         return _relative(self.history[-1] if self.history else read_counters(), self.base)
 
     def batch(self) -> dict[str, Any]:
@@ -624,6 +631,97 @@ class LiveProcess:
         """exit(): its mm goes (its forked children live on, as after a real exit); counters
         lag until ksmd's next visit or run=2. The session ends every worker it started."""
         self.worker.exit()
+
+
+# --------------------------------------------------------------------------- the scenario's ksmd
+
+def _uint(name: str, text: str) -> int:
+    """The value of a knob written as text, or EINVAL as kstrtouint() gives."""
+    if not text.isdigit():
+        raise OSError(_errno.EINVAL, f"writing {text!r} to {KSM_DIR}/{name}: Invalid argument")
+    return int(text)
+
+
+class RunnerKsmd:
+    """This machine's ksmd behind the simulated ksmd and sysfs API that
+    ``ksmbook.scenario.Runner`` calls (``batch()``, ``full_scans(n)``, ``counters()``,
+    ``sysfs.write(name, value)``), so that ``ksmd batch``, ``ksmd scan N`` and ``sysfs``
+    statements run on the live kernel too (``ksmbook.live.replay(..., ksmd=True)``).
+
+    It steps a ``Ksmd`` prepared with ``stepping()``. ``run`` is kept here, as the simulated
+    kernel keeps it, and ksmd is only woken by a statement: ``run=1`` makes the next batch
+    run, ``run=0`` keeps ksmd parked, ``run=2`` unmerges everything. sleep_millisecs is kept
+    too but never written (ksmd stays parked between statements); every other knob is
+    written as the statement says (the session restores them all).
+    """
+
+    tracing = False
+
+    def __init__(self, driver: Ksmd) -> None:
+        self.driver = driver
+        self.batches = 0
+        self.log: list[Any] = []
+        self.run = 0
+        self.knobs: dict[str, str] = {}
+
+    @property
+    def sysfs(self) -> RunnerKsmd:
+        return self
+
+    @property
+    def ks(self) -> Any:
+        """What the Runner reads of the scan state: pages_scanned."""
+        import types
+
+        return types.SimpleNamespace(pages_scanned=self.counters()["pages_scanned"])
+
+    def counters(self) -> dict[str, Any]:
+        return self.driver.counters()
+
+    def batch(self) -> BatchReport:
+        """One wake-up: one batch of ksm_do_scan(pages_to_scan) if run is 1."""
+        self.batches += 1
+        if self.run != 1:
+            return BatchReport(self.batches, False, 0, 0, False, 0.0, None)
+        before = self.counters()
+        after = self.driver.batch()
+        return BatchReport(self.batches, True, after["pages_scanned"] - before["pages_scanned"],
+                           after["pages_skipped"] - before["pages_skipped"],
+                           after["full_scans"] > before["full_scans"], 0.0, None)
+
+    def full_scans(self, n: int = 1) -> dict[str, Any]:
+        """n more full scans (the rest of the current pass counts as one)."""
+        if self.run != 1:
+            raise KsmdIdle("run is not 1: ksmd only waits and no full scan ends")
+        self.batches += n
+        return self.driver.scan(n)
+
+    def run_for(self, ms: float) -> list[BatchReport]:
+        from .live import LiveRefused
+
+        raise LiveRefused(f"ksmd run {ms}: the live ksmd is stepped by batches and full scans, "
+                          "not by time")
+
+    def write(self, name: str, value: int | str) -> int:
+        """echo VALUE > /sys/kernel/mm/ksm/NAME, as the simulated sysfs takes it."""
+        text = str(value).strip()
+        if name == "run":
+            if text not in ("0", "1", "2"):
+                raise OSError(_errno.EINVAL, f"writing {text!r} to {KSM_DIR}/run")
+            if text == "2" and self.run != 2:
+                _write("run", 0)
+                _write("run", 2)
+            elif text != "2" and self.run == 2:
+                _write("run", 0)
+            self.run = int(text)
+        elif name == "pages_to_scan":
+            self.driver.set_budget(_uint(name, text))
+        elif name == "sleep_millisecs":
+            _uint(name, text)
+        else:
+            _write(name, text)
+        self.knobs[name] = text
+        return len(text)
 
 
 # --------------------------------------------------------------------------- experiments

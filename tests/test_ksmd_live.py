@@ -600,3 +600,56 @@ def test_stepped_random_programs_on_both_kernels() -> None:
         pytest.skip(f"{len(tree_order)} of {STEPPED_PROGRAMS} programs differ, each only in "
                     f"a pass where a change removed or rewrote the page of a tree node: "
                     f"{TREE_ORDER}seeds {tree_order}")
+
+
+# ------------------------------------------------------------------ ksmd statements, both sides
+
+KSMD_SCRIPT = """\
+kernel modern ksm=y
+sysfs pages_to_scan=3
+ksmd batch
+sysfs run=1
+map A 6p rw private anon
+write A 1 1 2 3 4 4
+madvise A 6p MERGEABLE
+spawn q
+q: map B 3p rw private anon
+q: write B 1 2 5
+q: madvise B 3p MERGEABLE
+ksmd batch 3
+ksmd scan 1
+q: write B 9
+q: read B
+ksmd batch
+fork c
+ksmd scan 2
+c: write A+4p 7
+q: exit
+ksmd batch 2
+ksmd scan 2
+sysfs use_zero_pages=1
+c: write A+2p 0
+sysfs max_page_sharing=1
+ksmd scan 2
+sysfs run=2
+ksmd batch
+sysfs pages_to_scan=x
+"""
+
+
+def test_ksmd_statements_replay_like_the_simulator() -> None:
+    """The same script of processes, writes, fork, exit, sysfs writes, ksmd batches and full
+    scans, run by the scenario Runner on the simulator and (``live.replay(..., ksmd=True)``)
+    on this machine: equal results, maps and counters after every statement. (No change
+    falls between two batches of one pass here; see the stepped tests for those.)"""
+    from ksmbook import live
+    from ksmbook import scenario as sc
+
+    sim = sc.run(KSMD_SCRIPT)
+    real = live.replay(KSMD_SCRIPT, ksmd=True)
+    for s, r in zip(sim, real, strict=True):
+        assert (s.result, s.maps) == (r.result, r.maps), str(s.op)
+        if s.counters is not None:
+            assert r.counters is not None and _compared(r.counters) == _compared(s.counters), \
+                str(s.op)
+    assert sim[-1].errno == 22 and sim[-4].counters["pages_sharing"] > 0  # type: ignore[index]

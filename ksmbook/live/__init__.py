@@ -56,6 +56,7 @@ is killed and gives :class:`WorkerTimeout`). ``MAP_LOCKED`` needs RLIMIT_MEMLOCK
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -768,10 +769,12 @@ class LiveTask:
 class LiveKernel:
     """This machine's kernel behind the simulator's ``Kernel`` API (processes, files,
     sysctl), for ``ksmbook.scenario.Runner``. What the live side must not do raises
-    :class:`LiveRefused`: devices, fault injection, reclaim, ksmd and /sys/kernel/mm/ksm."""
+    :class:`LiveRefused`: devices, fault injection, reclaim, and ksmd and /sys/kernel/mm/ksm
+    unless ``ksmd`` (a ``ksmbook.live_ksmd.RunnerKsmd``) is given."""
 
-    def __init__(self, session: LiveSession) -> None:
+    def __init__(self, session: LiveSession, ksmd: Any = None) -> None:
         self.session = session
+        self._ksmd = ksmd
         self.arena = session.arena
         self.processes: list[LiveTask] = []
         self.log: list[Any] = []  # no traces: the real kernel does not say what it did
@@ -806,12 +809,15 @@ class LiveKernel:
 
     @property
     def ksmd(self) -> Any:
-        raise LiveRefused("the live replay never drives this machine's ksmd "
-                          "(ksmbook.live_ksmd does, on request)")
+        """``ksmbook.live_ksmd.RunnerKsmd`` when the replay was asked to drive ksmd."""
+        if self._ksmd is None:
+            raise LiveRefused("the live replay drives this machine's ksmd only when asked "
+                              "(replay(..., ksmd=True))")
+        return self._ksmd
 
     @property
     def sysfs(self) -> Any:
-        raise LiveRefused("the live replay never writes /sys/kernel/mm/ksm")
+        return self.ksmd.sysfs
 
 
 class LiveRunner(Runner):
@@ -822,7 +828,8 @@ class LiveRunner(Runner):
         return {name: cast(LiveTask, p).maps() for name, p in self.procs.items() if p.alive}
 
 
-def replay(scenario: Scenario | str, session: LiveSession | None = None) -> list[StepResult]:
+def replay(scenario: Scenario | str, session: LiveSession | None = None, *,
+           ksmd: bool = False) -> list[StepResult]:
     """Run a scenario on the real kernel; returns what ksmbook.scenario.run returns.
 
     Each StepResult has the statement, its result (an address or pid, 0, or -errno; addresses
@@ -831,22 +838,43 @@ def replay(scenario: Scenario | str, session: LiveSession | None = None) -> list
     files under their simulator names). Mappings without ``fixed`` are placed top-down below
     the translated mmap_base (see ``LiveTask._unmapped_area``). Statements the real kernel
     cannot honour safely (``ksm=n``, a different sysctl value, devices, fault injection,
-    reclaim, ksmd and sysfs) raise :class:`LiveRefused`. With ``session``, the workers stay
-    alive for inspection.
+    reclaim) raise :class:`LiveRefused`; so do ksmd and sysfs statements unless ``ksmd``: then
+    this machine's ksmd is driven (``ksmbook.live_ksmd``: knobs set to the simulator's
+    defaults, ksmd reset and stepped batch by batch, every knob restored afterwards), and
+    ksmd's and sysfs statements carry the live counters, relative to the reset. With
+    ``session``, the workers stay alive for inspection.
     """
     if isinstance(scenario, str):
         scenario = parse(scenario)
     for op in scenario.ops:
         if isinstance(op, Boot) and not op.ksm:
             raise LiveRefused("this machine's kernel has CONFIG_KSM=y: cannot replay ksm=n")
-    own = session is None
-    sess = session if session is not None else LiveSession(arena=_scenario_arena(scenario))
-    try:
-        runner = LiveRunner(LiveKernel(sess))  # type: ignore[arg-type]
+    with contextlib.ExitStack() as stack:
+        backend = None
+        if ksmd:
+            backend = _ksmd_backend(stack)
+        if session is None:
+            session = stack.enter_context(LiveSession(arena=_scenario_arena(scenario)))
+        runner = LiveRunner(LiveKernel(session, backend))  # type: ignore[arg-type]
         return [runner.step(op) for op in scenario.ops]
-    finally:
-        if own:
-            sess.close()
+
+
+def _ksmd_backend(stack: contextlib.ExitStack) -> Any:
+    """A stepped live ksmd for ``replay(..., ksmd=True)``, with the simulator's default knobs,
+    ended (and every knob restored) when `stack` closes."""
+    from .. import live_ksmd
+    from ..kernel import Kernel
+
+    ok, why = live_ksmd.ksm_available()
+    if not ok:
+        raise LiveRefused(f"cannot drive this machine's ksmd: {why}")
+    sysfs = Kernel("modern").sysfs
+    defaults = {name: int(sysfs[name]) for name in (
+        "use_zero_pages", "smart_scan", "max_page_sharing", "merge_across_nodes",
+        "stable_node_chains_prune_millisecs")}
+    driver = stack.enter_context(live_ksmd.session(**defaults))
+    driver.stepping(int(sysfs["pages_to_scan"]))
+    return live_ksmd.RunnerKsmd(driver)
 
 
 @functools.lru_cache(maxsize=1)
