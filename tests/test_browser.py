@@ -127,7 +127,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
 
 def _run_all_cells(page,  # type: ignore[no-untyped-def]
                    widget: str = ".ksmbook-explorer") -> None:
-    """Run > Run All Cells, then wait for the widget (a CSS selector) to be drawn.
+    """Run > Run All Cells, then wait for the live widget (a CSS selector) to be drawn (a
+    stored picture of it does not match the selector).
 
     Right after a kernel starts, JupyterLab can run nothing (the code cell keeps its empty
     prompt) or show "Error displaying widget: model not found" (the widget manager was not
@@ -144,9 +145,9 @@ def _run_all_cells(page,  # type: ignore[no-untyped-def]
         try:  # until the cell has run again ([N] changed) and shows the widget or an error
             state = page.wait_for_function(
                 """([prompt, ran, widget]) => {
+                    if (document.querySelector(widget)) return 'ok';
                     const now = prompt.textContent.trim();
                     if (now === ran || now.includes('*')) return null;
-                    if (document.querySelector(widget)) return 'ok';
                     return document.body.innerText.includes('Error displaying widget')
                         ? 'error' : null;
                 }""", arg=[prompt.element_handle(), ran, widget], timeout=20_000).json_value()
