@@ -108,7 +108,8 @@ class StableNode:
     `chain` is the stable_node chain this node is a dup of, if any.
     """
 
-    __slots__ = ("content", "kpage", "items", "chain", "node_item")
+    __slots__ = ("content", "kpage", "items", "chain", "node_item", "rb_left", "rb_right",
+                 "rb_parent", "rb_red")
 
     def __init__(self, content: int, kpage: Page) -> None:
         self.content = content
@@ -116,6 +117,10 @@ class StableNode:
         self.items: dict[RmapItem, None] = {}
         self.chain: StableChain | None = None
         self.node_item: RmapItem | None = None
+        self.rb_left: StableNode | StableChain | None = None
+        self.rb_right: StableNode | StableChain | None = None
+        self.rb_parent: StableNode | StableChain | None = None
+        self.rb_red = False
 
     def __repr__(self) -> str:
         return f"StableNode(content={self.content}, sharers={len(self.items)})"
@@ -125,12 +130,16 @@ class StableChain:
     """A stable_node chain (4.13): the KSM pages ("dups") of one content, when
     max_page_sharing made more than one necessary. `dups` is in hlist order (head first)."""
 
-    __slots__ = ("content", "dups", "prune_time")
+    __slots__ = ("content", "dups", "prune_time", "rb_left", "rb_right", "rb_parent", "rb_red")
 
     def __init__(self, content: int, prune_time: float) -> None:
         self.content = content
         self.dups: list[StableNode] = []
         self.prune_time = prune_time
+        self.rb_left: StableNode | StableChain | None = None
+        self.rb_right: StableNode | StableChain | None = None
+        self.rb_parent: StableNode | StableChain | None = None
+        self.rb_red = False
 
     def __repr__(self) -> str:
         return f"StableChain(content={self.content}, dups={len(self.dups)})"
@@ -184,8 +193,11 @@ class KsmState:
         self.cursor = 0
         self.address = 0
         self.seqnr = 0
-        #: Stable tree: content -> node (or chain of dups).
+        #: Stable tree: content -> node (or chain of dups), and the same nodes as the kernel's
+        #: red-black tree; `stale_nodes` are those whose KSM page is no longer mapped.
         self.stable: dict[int, StableNode | StableChain] = {}
+        self.stable_root = RbRoot()
+        self.stale_nodes: set[StableNode] = set()
         #: Unstable tree (see ``ksmbook.ksmd.trees``): content -> item while every node's page
         #: is as inserted, with the inserts and erasures of this pass in `unstable_log`; the
         #: red-black tree `unstable_root` once a node's page has gone or changed.
@@ -286,10 +298,14 @@ class KsmState:
         self.mm_zero_pages[mm] = self.mm_zero_pages.get(mm, 0) + 1
 
     def page_unmapped(self, mm: MM, page: Page) -> None:
-        """ksm_might_unmap_zero_page(): a KSM zero-page pte was zapped or COW-broken."""
+        """A pte of `page` was zapped or COW-broken: ksm_might_unmap_zero_page() for a KSM
+        zero page; a KSM page left unmapped is stale (ksm_get_folio() will find it freed)."""
         if page is self.zero_page:
             self.ksm_zero_pages -= 1
             self.mm_zero_pages[mm] = self.mm_zero_pages.get(mm, 0) - 1
+        elif (page.mapcount <= 0 and isinstance(page.ksm, StableNode)
+              and self.kernel.profile.stable_node_objects):
+            self.stale_nodes.add(page.ksm)  # ksm_get_folio() will find it freed
 
 
 def vma_ksm_compatible(mm: MM, flags: VM, file: File | None = None) -> bool:

@@ -1,10 +1,11 @@
-"""Red-black trees as lib/rbtree.c builds them: rb_link_node() + rb_insert_color(), rb_erase().
+"""Red-black trees as lib/rbtree.c builds them: rb_link_node() + rb_insert_color(), rb_erase(),
+rb_replace_node().
 
-The nodes are the objects themselves (ksmd's rmap_items), with the fields ``rb_left``,
-``rb_right``, ``rb_parent`` and ``rb_red``; the tree is an `RbRoot`. The rebalancing follows
-__rb_insert() and __rb_erase_augmented() / ____rb_erase_color() case by case, so a sequence of
-insertions and erasures gives the kernel's shape, and a search walks the nodes the kernel's
-walks.
+The nodes are the objects themselves (ksmd's rmap_items and stable nodes), with the fields
+``rb_left``, ``rb_right``, ``rb_parent`` and ``rb_red``; the tree is an `RbRoot`. The
+rebalancing follows __rb_insert() and __rb_erase_augmented() / ____rb_erase_color() case by
+case, so a sequence of insertions and erasures gives the kernel's shape, and a search walks the
+nodes the kernel's walks.
 """
 
 from __future__ import annotations
@@ -276,6 +277,19 @@ def _erase_color(parent: Any, root: RbRoot) -> None:
             tmp2.rb_parent = parent
         _rotate_set_parents(parent, sibling, root, False)
         return
+
+
+def rb_replace_node(victim: Any, new: Any, root: RbRoot) -> None:
+    """rb_replace_node(): `new` takes `victim`'s place and colour; no rebalancing."""
+    parent = victim.rb_parent
+    new.rb_left, new.rb_right, new.rb_parent, new.rb_red = \
+        victim.rb_left, victim.rb_right, parent, victim.rb_red
+    if victim.rb_left is not None:
+        victim.rb_left.rb_parent = new
+    if victim.rb_right is not None:
+        victim.rb_right.rb_parent = new
+    _change_child(victim, new, parent, root)
+    victim.rb_parent = victim.rb_left = victim.rb_right = None
 
 
 def rb_inorder(root: RbRoot) -> Iterator[Any]:

@@ -766,6 +766,24 @@ def test_rbtree_keeps_order_and_balance(ops: list[tuple[bool, int]]) -> None:
     black_height(root.rb_node, None)
 
 
+def test_a_stable_tree_search_removes_the_stale_nodes_it_meets() -> None:
+    """stable_tree_search() meeting a node whose KSM page was freed removes it at once (and
+    starts again), before ksmd's cursor reaches the rmap_items of the unmapped pages."""
+    k = kb.Kernel(profile="modern")
+    pb, pa = k.spawn(), k.spawn()
+    region(pb, [3])
+    a = region(pa, [1, 1, 2, 2])
+    k.sysfs["pages_to_scan"] = 1
+    k.sysfs["run"] = 1
+    k.ksmd.full_scans(2)
+    assert c(k, "pages_shared", "pages_sharing") == (2, 2)
+    pa.munmap(a, 4 * P)
+    k.ksmd.batch()  # pass 3: B's page 3 is searched for in the stable tree
+    assert c(k, "pages_shared", "pages_sharing") == (0, 0)
+    assert k.ksmd.cursor()[0] == pb.pid and not k.ksm.stable
+    _invariants(k)
+
+
 def test_unstable_tree_walks_after_a_change_in_the_pass() -> None:
     """Once a node's page has changed, the rest of the pass walks the red-black tree, comparing
     with what each node's page holds now (the kernel's "unstable" tree): A's 10, 20, 30, 40, 50
@@ -926,6 +944,10 @@ def _invariants(k: kb.Kernel) -> None:
         else:
             nodes.append(entry)
     assert all(i.head in nodes for i in stable)
+    from ksmbook.rbtree import rb_inorder
+    in_tree = list(rb_inorder(ks.stable_root))  # the red-black tree holds the dict's nodes
+    assert sorted(map(id, in_tree)) == sorted(map(id, ks.stable.values()))
+    assert all(n.kpage.mapcount <= 0 for n in ks.stale_nodes)
     if k.profile.stable_node_objects:
         assert ks.pages_shared == sum(bool(n.items) for n in nodes)
         chains = [e for e in ks.stable.values() if isinstance(e, StableChain)]

@@ -425,7 +425,7 @@ class Scan(Merge):
                     if self.remove_stable_node(dup):
                         return -errno.EBUSY
                 if ks.stable.get(entry.content) is entry:
-                    del ks.stable[entry.content]
+                    self._stable_unlink(entry)
                     ks.stable_node_chains -= 1
             elif self.remove_stable_node(entry):
                 return -errno.EBUSY

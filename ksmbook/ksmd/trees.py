@@ -14,7 +14,7 @@ from ..constants import PAGE_SHIFT, VM
 from ..ksm import SEQNR_MASK, STABLE_FLAG, UNSTABLE_FLAG, RmapItem, StableChain, StableNode
 from ..mm import MM, VMA, Page
 from ..pages import CONTENT_LIMIT, memcmp_key
-from ..rbtree import RbRoot, rb_erase, rb_inorder, rb_insert_color, rb_link_node
+from ..rbtree import RbRoot, rb_erase, rb_inorder, rb_insert_color, rb_link_node, rb_replace_node
 from .base import WHERE, KsmdBase
 
 _MERGEABLE = int(VM.VM_MERGEABLE)
@@ -94,7 +94,7 @@ class Trees(KsmdBase):
                         node.node_item = next(reversed(node.items))
                         ks.pages_sharing -= 1
                     else:
-                        del ks.stable[node.content]
+                        self._stable_unlink(node)
                         ks.pages_shared -= 1
                 else:
                     ks.pages_sharing -= 1
@@ -130,19 +130,79 @@ class Trees(KsmdBase):
             item.head = None
             item.flags = 0
         node.items.clear()
+        ks.stale_nodes.discard(node)
         chain = node.chain
         if chain is not None:
             chain.dups.remove(node)
             node.chain = None
             ks.stable_node_dups -= 1
         elif ks.stable.get(node.content) is node:
-            del ks.stable[node.content]
+            self._stable_unlink(node)
         if self._tr is not None:
             self._note(2, "remove_node_from_stable_tree",
                        "KSM page of content {} is gone: node and its {} items dropped",
                        node.content, last)
 
     # -- the stable tree -------------------------------------------------------------------
+    #
+    # The stable tree is kept as a dict by content and, with the same nodes, as the kernel's
+    # red-black tree. While no KSM page in it has been freed, a search ends where a lookup by
+    # content ends; once one has (``KsmState.stale_nodes``), searches walk the red-black tree
+    # as stable_tree_search() and stable_tree_insert() do, removing each stale node they meet
+    # and starting again. (The kernel's walk also prunes every stable_node chain it passes;
+    # the lookup by content prunes only the chain it looks up.)
+
+    def _stable_link(self, entry: StableNode | StableChain) -> None:
+        """rb_link_node() + rb_insert_color() of the node of a content new to the tree."""
+        ks = self.ks
+        root = ks.stable_root
+        key = _order(entry.content)
+        parent, left, node = None, False, root.rb_node
+        while node is not None:
+            parent, left = node, key < _order(node.content)
+            node = node.rb_left if left else node.rb_right
+        rb_link_node(entry, parent, left, root)
+        rb_insert_color(entry, root)
+        ks.stable[entry.content] = entry
+
+    def _stable_replace(self, old: StableNode | StableChain,
+                        new: StableNode | StableChain) -> None:
+        """rb_replace_node(): a node becomes a chain, or a chain collapses into its dup."""
+        rb_replace_node(old, new, self.ks.stable_root)
+        self.ks.stable[new.content] = new
+
+    def _stable_unlink(self, entry: StableNode | StableChain) -> None:
+        """rb_erase() of a node (or chain) of the tree."""
+        rb_erase(entry, self.ks.stable_root)
+        del self.ks.stable[entry.content]
+
+    def _stable_walk(self, content: int, prune: bool) -> StableNode | None:
+        """The node (or best dup) of `content` as the kernel's walk finds it: a stale node
+        met on the way is removed and the walk starts again ("goto again"), and each chain
+        met is pruned (chain_prune() when searching, chain() when inserting)."""
+        ks = self.ks
+        key = _order(content)
+        node = ks.stable_root.rb_node
+        while node is not None:
+            if isinstance(node, StableChain):
+                dup = self.stable_node_dup(node, prune)
+                if dup is None:  # every dup was stale: the chain is gone
+                    node = ks.stable_root.rb_node
+                    continue
+                here: StableNode | StableChain = node if ks.stable.get(node.content) is node \
+                    else dup  # a chain left with one dup collapsed into it
+                found = dup
+            else:
+                if self._stale(node):
+                    self.remove_node_from_stable_tree(node)
+                    node = ks.stable_root.rb_node
+                    continue
+                here = found = node
+            here_key = _order(here.content)
+            if key == here_key:
+                return found
+            node = here.rb_left if key < here_key else here.rb_right
+        return None
 
     @staticmethod
     def _stale(node: StableNode) -> bool:
@@ -177,7 +237,7 @@ class Trees(KsmdBase):
                     break
         if found is not None:
             if len(chain.dups) == 1:
-                ks.stable[chain.content] = found
+                self._stable_replace(chain, found)
                 found.chain = None
                 chain.dups.clear()
                 ks.stable_node_chains -= 1
@@ -186,13 +246,15 @@ class Trees(KsmdBase):
                 chain.dups.remove(found)
                 chain.dups.insert(0, found)
         else:
-            del ks.stable[chain.content]
+            self._stable_unlink(chain)
             ks.stable_node_chains -= 1
         return found
 
     def _lookup_stable(self, content: int, prune: bool) -> StableNode | None:
         """The node (or best dup) of this content, after dropping stale ones ("goto again")."""
         ks = self.ks
+        if ks.stale_nodes:
+            return self._stable_walk(content, prune)
         while True:
             entry = ks.stable.get(content)
             if entry is None:
@@ -218,8 +280,9 @@ class Trees(KsmdBase):
                 self._note(1, "stable_tree_search",
                            "ksm page forked: it is its own stable node's page")
             return page
-        node = (self._lookup_stable(page.content, True) if page.content in self.ks.stable
-                else None)
+        ks = self.ks
+        node = (self._lookup_stable(page.content, True)
+                if ks.stale_nodes or page.content in ks.stable else None)
         if node is None:
             if tr is not None:
                 tr.records += (1, "stable_tree_search", "no KSM page of this content", 0)
@@ -275,7 +338,7 @@ class Trees(KsmdBase):
                 return None
             node = StableNode(content, kpage)
             node.node_item = tree_item
-            ks.stable[content] = node
+            self._stable_link(node)
             kpage.ksm = node
             node.items[tree_item] = None
             tree_item.head = node
@@ -290,13 +353,13 @@ class Trees(KsmdBase):
         need_chain = self._lookup_stable(content, False) is not None
         node = StableNode(content, kpage)
         if not need_chain:
-            ks.stable[content] = node
+            self._stable_link(node)
         else:
             entry = ks.stable[content]
             if isinstance(entry, StableNode):
                 chain = StableChain(content, ks.clock_ms)
                 ks.stable_node_chains += 1
-                ks.stable[content] = chain
+                self._stable_replace(entry, chain)
                 entry.chain = chain
                 chain.dups.insert(0, entry)
                 ks.stable_node_dups += 1
