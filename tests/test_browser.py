@@ -387,3 +387,79 @@ def test_ksmd_stepper_in_jupyterlab(lab: tuple[str, str]) -> None:
             raise
         finally:
             browser.close()
+
+
+def test_predict_then_run_in_jupyterlab(lab: tuple[str, str]) -> None:
+    """A notebook made here shows the predict explorer on 8 mapped pages; the reader asks
+    for MADV_MERGEABLE on pages 2-6, types a page past the mapping (a message, nothing runs),
+    then predicts ENOMEM and the right VMAs, and sees the kernel's 0, three VMAs, and the
+    feedback on each prediction."""
+    from playwright.sync_api import expect, sync_playwright
+
+    base, token = lab
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    source = ("from ksmbook.widgets import PredictExplorer\n"
+              "PredictExplorer(script='map A 8p rw private anon')")
+    notebook = {"cells": [{"cell_type": "code", "metadata": {}, "source": source,
+                           "outputs": [], "execution_count": None}],
+                "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                            "language": "python"}},
+                "nbformat": 4, "nbformat_minor": 5}
+    request = urllib.request.Request(
+        f"{base}/api/contents/predict.ipynb", method="PUT",
+        data=json.dumps({"type": "notebook", "content": notebook}).encode(),
+        headers={"Authorization": f"token {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as r:
+        assert r.status in (200, 201)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            page.set_default_timeout(TIMEOUT_MS)
+            expect.set_options(timeout=TIMEOUT_MS)
+            page.goto(f"{base}/lab/tree/predict.ipynb?reset&token={token}")
+            page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for()
+            _run_all_cells(page, ".ksmbook-predict")
+            widget = page.locator(".ksmbook-predict")
+            outcome = widget.locator(".ksmbook-outcome")
+
+            # The range fields start on the middle half of A: pages 2-6.
+            expect(widget.locator(".ksm-range-start input")).to_have_value("A+2p")
+            widget.locator(".ksm-apply-button").click()
+            question = widget.locator(".ksmbook-question")
+            expect(question).to_contain_text("madvise A+2p 4p MERGEABLE")
+            expect(question).to_contain_text("Pages 0-8 of p1")
+            expect(outcome).to_contain_text("mmap(")  # the kernel's answer is not shown yet
+            expect(_bars(page, 1)).to_have_count(1)  # the diagram still shows the mmap
+
+            widget.screenshot(path=str(SHOTS / "predict-0-question.png"))
+
+            widget.locator(".ksm-predict-result select").select_option("ENOMEM")
+            widget.locator(".ksm-predict-layout input").fill("0-2 2-6 mg 6-9")
+            widget.locator(".ksm-submit-button").click()
+            expect(widget.locator(".ksmbook-message")).to_contain_text(
+                "these pages run from 0 to 8")
+            expect(outcome).not_to_contain_text("madvise")
+
+            widget.locator(".ksm-predict-layout input").fill("0-2 2-6 mg 6-8")
+            widget.locator(".ksm-submit-button").click()
+            expect(outcome).to_contain_text("MADV_MERGEABLE")
+            expect(outcome).to_contain_text("= 0")
+            expect(_bars(page, 1)).to_have_count(3)
+            expect(_bars(page, 0)).to_have_count(1)
+            feedback = widget.locator("div.ksmbook-feedback")
+            expect(feedback).to_contain_text("Not quite: ENOMEM would mean part of the range "
+                                             "is not mapped")
+            expect(feedback).to_contain_text("Right.")
+            expect(feedback).to_contain_text("Predictions right so far: 0 of 1.")
+            expect(question).to_have_text("")
+            widget.screenshot(path=str(SHOTS / "predict-1-feedback.png"))
+
+            body = page.locator("body").inner_text()
+            for failure in (*WIDGET_FAILURES, "Traceback"):
+                assert failure not in body
+        except Exception:
+            page.screenshot(path=str(SHOTS / "predict-failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()

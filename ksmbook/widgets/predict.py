@@ -54,6 +54,7 @@ MADVISE_CODES = ("mg", "dc", "rr", "sr", "hg", "nh", "dd", "wf")
 #: ... after an mprotect: the protections.
 MPROTECT_CODES = ("rd", "wr", "ex")
 _U64 = 2**64
+_CELL = " style='white-space:nowrap;padding-right:12px'"
 _RANGE = re.compile(r"(\d+)-(\d+)\Z")
 #: The results offered, the ones madvise, mprotect and munmap most often give first.
 _RESULTS = ("0", "EINVAL", "ENOMEM", "EAGAIN", "EPERM", "EACCES") + tuple(
@@ -215,7 +216,6 @@ class PredictExplorer(Explorer):
         for name in ("predict_first", "predict_result", "predict_layout", "submit_button",
                      "skip_button"):
             getattr(self, name).add_class("ksm-" + name.replace("_", "-"))
-        self.feedback_box.add_class("ksmbook-feedback")
         self.question_box.add_class("ksmbook-question")
         self.submit_button.on_click(self._on_submit)
         self.skip_button.on_click(self._on_skip)
@@ -336,9 +336,9 @@ class PredictExplorer(Explorer):
                  p.layout_feedback)):
             color = "#007a5a" if fb.correct else "#D55E00"
             rows.append(
-                f"<tr><td><b>{what}</b></td><td><code>{html.escape(given)}</code></td>"
-                f"<td><code>{html.escape(kernel)}</code></td>"
-                f"<td style='color:{color}'>{html.escape(fb.message)}</td></tr>")
+                f"<tr><td><b>{what}</b></td><td{_CELL}><code>{html.escape(given)}</code></td>"
+                f"<td{_CELL}><code>{html.escape(kernel)}</code></td>"
+                f"<td style='color:{color};line-height:1.3'>{html.escape(fb.message)}</td></tr>")
         self.feedback_box.value = (
             "<div class='ksmbook-feedback' style='font-size:13px'>"
             f"<b>{html.escape(p.call)}</b>"
