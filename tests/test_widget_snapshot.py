@@ -49,6 +49,7 @@ def test_explorer_shows_its_picture(monkeypatch: pytest.MonkeyPatch) -> None:
     # The text twin of the last call and the maps of the process, as the widget shows them.
     assert e.changes_text.splitlines()[0] in bundle["text/plain"]
     assert e.maps_text in bundle["text/plain"]
+    assert str(e.trace) in bundle["text/plain"]  # the trace as text, not only in the picture
     assert "mg" in e.maps_text
     assert not REPR.search(bundle["text/plain"])
 

@@ -340,9 +340,11 @@ class Explorer(Widget):
 
         after = self.after if self.after is not None else self.current_snapshot()
         twin = self.changes_text if self.trace is not None else ""
+        trace = f"\n\nkernel trace:\n{self.trace}" if self.trace is not None else ""
         display_widget(
             self.widget, what="explorer", figure=self.view.figure, lines=(self.message,),
-            text=(twin + "\n\n" if twin else "") + f"[{after.label}]\n" + maps_text(after))
+            text=(twin + "\n\n" if twin else "") + f"[{after.label}]\n" + maps_text(after)
+            + trace)
 
     # -- reading what the reader typed ----------------------------------------------------
 
