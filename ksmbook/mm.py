@@ -168,6 +168,9 @@ class MM:
         self._profile = kernel.profile
         #: The kernel's profile (read on every system call, so a plain attribute).
         self.profile: Profile = kernel.profile
+        # vma_merge()'s flag tests as plain ints: VM_SPECIAL, and the bits that must agree.
+        self._special = int(kernel.profile.vm_special)
+        self._merge_mask = ~int(kernel.profile.merge_ignore) & (2**64 - 1)
         #: The VMAs by start address (the kernel's maple tree); `vmas` is its live,
         #: address-ordered view of the VMAs (len, [i], iteration, reversed).
         self._by_start: SortedDict = SortedDict()
@@ -313,12 +316,9 @@ class MM:
             return holder is None or holder.anon_vma is None or len(holder.chain) == 1
         return src_anon is tgt.anon_vma
 
-    def _mergeable(self, vma: VMA, flags: VM, file: File | None, ignore_close: bool) -> bool:
+    def _mergeable(self, vma: VMA, flags: int, file: File | None, ignore_close: bool) -> bool:
         """is_mergeable_vma(): same flags (bar the ignored ones), same file, no ->close."""
-        ignore = self.profile.merge_ignore
-        if (vma.flags ^ flags) & ~ignore:
-            return False
-        if vma.file is not file:
+        if (int(vma.flags) ^ flags) & self._merge_mask or vma.file is not file:
             return False
         return ignore_close or not vma.vm_ops_close
 
@@ -332,24 +332,27 @@ class MM:
         """
         p = self.profile
         fn = "vma_merge" if middle is None else p.fn("vma_merge")
-        if flags & p.vm_special:
+        iflags = int(flags)
+        if iflags & self._special:
             tr.note(fn, "no merge: VM_SPECIAL flags")
             return None
         pages = (end - start) >> PAGE_SHIFT
         modern = p.close_blocks_only_deletion
-        deletes_middle = middle is not None and middle.start == start and middle.end == end
-        if modern and deletes_middle and middle is not None and middle.vm_ops_close:
+        if (modern and middle is not None and middle.start == start and middle.end == end
+                and middle.vm_ops_close):
             tr.note(fn, "no merge: the VMA would be deleted and has vm_ops->close")
             return None
         left = (prev is not None and prev.end == start
-                and self._mergeable(prev, flags, file, modern)
+                and self._mergeable(prev, iflags, file, modern)
                 and self._anon_compatible(middle, anon_vma, prev)
-                and prev.pgoff + prev.pages == pgoff)
-        nxt = self.vma_at(end) if middle is None or middle.end == end else None
-        if nxt is not None and nxt.start != end:
-            nxt = None
+                and prev.pgoff + ((prev.end - prev.start) >> PAGE_SHIFT) == pgoff)
+        nxt = None
+        if middle is None or middle.end == end:
+            nxt = self._around(end)[0]
+            if nxt is not None and nxt.start != end:
+                nxt = None
         right = (nxt is not None
-                 and self._mergeable(nxt, flags, file, modern)
+                 and self._mergeable(nxt, iflags, file, modern)
                  and self._anon_compatible(middle, anon_vma, nxt)
                  and nxt.pgoff == pgoff + pages)
         if left and right and prev is not None and nxt is not None:
