@@ -7,7 +7,9 @@ The students' scenarios run on the simulator only (no madvise on this machine, n
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -89,6 +91,16 @@ def test_three_students_on_the_hub(hub: tuple[Hub, Path, subprocess.Popen[bytes]
         where = await kernels[0].execute("import os; print(os.getcwd())")
         assert where.stdout.strip() == str(homes / STUDENTS[0])
 
+        # Students fetch and submit from JupyterLab; the teacher's tools are not theirs.
+        code, _ = await students[0].server("GET", "/formgrader")
+        assert code == 404
+        code, page = await students[0].server("GET", "/lab")
+        config = json.loads(re.search(r'<script id="jupyter-config-data" type="application/json">'
+                                      r"(.*?)</script>", page, re.S).group(1))
+        off = set(config["disabledExtensions"])
+        assert {"@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:create-assignment"} <= off
+        assert "@jupyter/nbgrader:assignment-list" not in off
+
         # Each student's own copy of the book, and a file of their own.
         book = sorted(p.name for p in (REPO / "notebooks").glob("*.ipynb"))
         for s in students:
@@ -162,7 +174,6 @@ def test_kubernetes_values_match_the_image_built_from_environment_yml() -> None:
     YAML; the values start what the repo2docker image of this repository holds; and
     repo2docker builds that image from environment.yml alone."""
     import importlib.util
-    import re
 
     import yaml
 
