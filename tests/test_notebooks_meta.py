@@ -272,3 +272,56 @@ def test_chapter_8_write_costs() -> None:
     more = LATENCY_US["cow-ksm"] - LATENCY_US["none"]
     assert f"about {ratio:.1f} times a write to a private page" in text
     assert f"about {more:.0f} microseconds more" in text
+
+
+def smart_scan_processed(pages: int, scans: int) -> list[int]:
+    """The full scans (1, 2, ...) in which smart_scan processed, not skipped, `pages` unique
+    pages of one process (default knobs)."""
+    import ksmbook as kb
+
+    k = kb.Kernel(profile="modern")
+    k.ksmd.tracing = False
+    p = k.spawn()
+    a = p.mmap(pages * kb.PAGE_SIZE, kb.PROT_READ | kb.PROT_WRITE,
+               kb.MAP_PRIVATE | kb.MAP_ANONYMOUS)
+    p.write_pages(a, list(range(1, pages + 1)))
+    p.madvise(a, pages * kb.PAGE_SIZE, kb.MADV_MERGEABLE)
+    k.sysfs["run"] = 1
+    skipped, processed = 0, []
+    for scan in range(1, scans + 1):
+        now = k.ksmd.full_scans(1)["pages_skipped"]
+        if now == skipped:
+            processed.append(scan)
+        skipped = now
+    return processed
+
+
+def test_smart_scan_schedule_in_the_prose() -> None:
+    """Chapters 7 and 8 state smart_scan's schedule; the simulated ksmd follows it."""
+    seven, eight = chapter_text(7), chapter_text(8)
+    assert "from its fourth visit on it processes the page once, then skips it for 1, 2, 4 " \
+        "and then 8 passes at a time" in seven
+    assert "the unshared pages of passes 5, 7, 8, 10 to 13 are skipped" in seven
+    assert "processed at their visits 1 to 4, 6, 9, 14, and then every ninth visit" in eight
+    processed = smart_scan_processed(10, 41)
+    assert [s for s in range(1, 15) if s not in processed] == [5, 7, 8, 10, 11, 12, 13]
+    assert processed == [1, 2, 3, 4, 6, 9, 14, 23, 32, 41]
+
+
+def test_chapter_7_counter_history_matches_its_prose() -> None:
+    """"ten full scans of 40 pages, 33 of which have twins" and "The 7 pages without a twin":
+    the counters the chapter prints after its second scan (which nbval checks against the
+    simulator) say the same."""
+    path = next(p for p in CHAPTERS if number(p) == 7)
+    cell = next(c for c in load(path)["cells"] if "show_counters(history" in source(c))
+    lines = stdout(cell).splitlines()
+    header = lines[0].split()
+    rows = [dict(zip(header, map(int, line.split()), strict=True)) for line in lines[1:]
+            if line.split() and line.split()[0].isdigit()]
+    assert [r["full_scans"] for r in rows] == list(range(11))
+    second = rows[2]
+    text = chapter_text(7)
+    twins = second["pages_shared"] + second["pages_sharing"]
+    alone = second["pages_unshared"] + second["pages_volatile"]
+    assert f"ten full scans of {twins + alone} pages, {twins} of which have twins" in text
+    assert f"The {alone} pages without a twin" in text
