@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
+import numpy as np
 from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.figure import Figure
 from matplotlib.legend import Legend
@@ -99,8 +100,17 @@ def _common_prefix(texts: list[str]) -> str:
     return texts[0][:n]
 
 
-def _rect(x0: float, x1: float, y0: float, y1: float) -> list[tuple[float, float]]:
-    return [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+_EMPTY = np.zeros((0, 4, 2))  # no rectangles
+
+
+def _rects(x0: np.ndarray, x1: np.ndarray, y0: float, y1: float) -> np.ndarray:
+    """Rectangles x0[i]..x1[i] by y0..y1, as an (n, 4, 2) array of corners."""
+    out = np.empty((len(x0), 4, 2))
+    out[:, (0, 3), 0] = x0[:, None]
+    out[:, (1, 2), 0] = x1[:, None]
+    out[:, (0, 1), 1] = y0
+    out[:, (2, 3), 1] = y1
+    return out
 
 
 class SpaceFigure:
@@ -185,9 +195,9 @@ class SpaceFigure:
         upi = layout.total / bar_in  # display units per inch
         self.notes = []
         self.annotations = []
-        verts: list[list] = []
+        verts: list[list[np.ndarray]] = []
         colors: list[list[str]] = []
-        lane_verts: list = []
+        lane_verts: list[np.ndarray] = [_EMPTY]
         lane_colors: list[str] = []
         breaks: list = []
         guides: list = []
@@ -211,12 +221,13 @@ class SpaceFigure:
             self.ax.add_collection(bars)
             self.row_bars.append(bars)
         for i, bars in enumerate(self.row_bars):
-            row_verts = verts[i] if i < len(rows) else []
+            row_verts = np.concatenate(verts[i]) if i < len(rows) else _EMPTY
             bars.set_verts(row_verts)
             bars.set_facecolor(colors[i] if i < len(rows) else [])
             bars.set_linewidth(1.2 if len(row_verts) <= LABEL_LIMIT else 0.0)
             # Vector output (SVG, PDF) embeds a bitmap of a row of very many VMAs.
             bars.set_rasterized(len(row_verts) > RASTER_LIMIT)
+        lane_verts = np.concatenate(lane_verts)
         self.lane_marks.set_verts(lane_verts)
         self.lane_marks.set_facecolor(lane_colors)
         self.lane_marks.set_rasterized(len(lane_verts) > RASTER_LIMIT)
@@ -297,11 +308,11 @@ class SpaceFigure:
                        va="center", color=_GREY, fontsize=8)
         xs0 = layout.xs_of(r.start for r in snap.vmas)
         xs1 = layout.xs_of(r.end for r in snap.vmas)
+        verts.append(_rects(xs0, xs1, bar_bot, bar_top))
         prev: Region | None = None
         alt = False
         dense = n > LABEL_LIMIT
-        for r, x0, x1 in zip(snap.vmas, xs0, xs1, strict=True):
-            verts.append(_rect(x0, x1, bar_bot, bar_top))
+        for r in snap.vmas:
             # In a row too dense for the white separators to show, touching VMAs of one kind
             # alternate between the colour and a tint of it.
             alt = (not alt) if dense and prev is not None and prev.end == r.start and \
@@ -321,10 +332,10 @@ class SpaceFigure:
         y = bar_bot
         for lane in lanes:
             y -= _LANE
-            for r, x0, x1 in zip(snap.vmas, xs0, xs1, strict=True):
-                if any(c in r.codes for c in lane.codes):
-                    lane_verts.append(_rect(x0, x1, y, y + _LANE_MARK))
-                    lane_colors.append(lane.color)
+            marked = np.fromiter((any(c in r.codes for c in lane.codes) for r in snap.vmas),
+                                 dtype=bool, count=n)
+            lane_verts.append(_rects(xs0[marked], xs1[marked], y, y + _LANE_MARK))
+            lane_colors += [lane.color] * int(marked.sum())
             self._text(self.ax, -0.08 * upi, y + _LANE_MARK / 2, f"{lane.label}  {lane.name}",
                        fontsize=6.8, ha="right", va="center",
                        color=lane.color if lane.name == "mg" else _GREY)

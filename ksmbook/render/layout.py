@@ -61,12 +61,12 @@ class Layout:
         self.bounds: list[int] = sorted({a for s, e in spans for a in (s, e)})
         ustarts = [u[0] for u in union]
         n = max(len(self.bounds) - 1, 0)
-        sizes = np.array([(self.bounds[i + 1] - self.bounds[i]) / PAGE_SIZE for i in range(n)],
-                         dtype=float)
-        mapped = np.zeros(n, dtype=bool)
-        for i in range(n):
-            j = bisect.bisect_right(ustarts, self.bounds[i]) - 1
-            mapped[i] = j >= 0 and self.bounds[i + 1] <= union[j][1]
+        b = np.array(self.bounds, dtype=np.uint64)
+        sizes = (np.diff(b) / PAGE_SIZE).astype(float)
+        # A piece is mapped when the union span starting at or before it reaches its end.
+        j = np.searchsorted(np.array(ustarts, dtype=np.uint64), b[:n], side="right") - 1
+        uends = np.array([u[1] for u in union] or [0], dtype=np.uint64)
+        mapped = (j >= 0) & (b[1:] <= uends[np.maximum(j, 0)])
         widths = sizes.copy()
         spread = sizes[mapped].max() / sizes[mapped].min() if mapped.any() else 1.0
         #: Mapped pieces are drawn with widths that grow as the square root of their size,
@@ -117,4 +117,5 @@ class Layout:
 
     def xs_of(self, addrs: Iterable[int]) -> np.ndarray:
         """x of many addresses at once."""
-        return np.array([self.x(a) for a in addrs], dtype=float)
+        at, x = self._at, self.x
+        return np.array([at[a] if a in at else x(a) for a in addrs], dtype=float)
