@@ -298,6 +298,7 @@ def handle_write_fault(mm: MM, vma: VMA, addr: int, content: int | None) -> None
     if old.anon and old.mapcount == 1 and old.ksm is None:
         if content is not None:
             old.content = content
+            mm.kernel.ksm.page_written()
         old.lazyfree = False  # the write dirties the pte: reclaim will keep the page
         return
     old.mapcount -= 1

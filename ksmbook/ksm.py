@@ -205,6 +205,9 @@ class KsmState:
         self.unstable_log: list[RmapItem | tuple[RmapItem]] = []
         self.unstable_root = RbRoot()
         self.unstable_exact = False
+        #: A page or a mergeable area may have changed since ksmd last looked (set by the
+        #: hooks below, cleared when ksmd checks its unstable tree).
+        self.pages_changed = False
         # Counters (the static variables behind the read-only sysfs files).
         self.pages_shared = 0
         self.pages_sharing = 0
@@ -268,6 +271,7 @@ class KsmState:
         slot = self.by_mm.get(mm)
         if slot is None:
             return
+        self.pages_changed = True
         slot.pid = self.pid_of(mm)
         under_cursor = self.cursor < len(self.slots) and self.slots[self.cursor] is slot
         if under_cursor:
@@ -292,6 +296,10 @@ class KsmState:
 
     # -- the zero page ---------------------------------------------------------------------
 
+    def page_written(self) -> None:
+        """A present anonymous page was written in place: its content changed."""
+        self.pages_changed = True
+
     def map_zero_page(self, mm: MM) -> None:
         """ksm_map_zero_page(): one more KSM-placed zero-page pte."""
         self.ksm_zero_pages += 1
@@ -300,6 +308,7 @@ class KsmState:
     def page_unmapped(self, mm: MM, page: Page) -> None:
         """A pte of `page` was zapped or COW-broken: ksm_might_unmap_zero_page() for a KSM
         zero page; a KSM page left unmapped is stale (ksm_get_folio() will find it freed)."""
+        self.pages_changed = True
         if page is self.zero_page:
             self.ksm_zero_pages -= 1
             self.mm_zero_pages[mm] = self.mm_zero_pages.get(mm, 0) - 1
@@ -337,6 +346,7 @@ def ksm_madvise(mm: MM, vma: VMA, start: int, end: int, advice: int, flags: VM,
                     return err, flags  # v2.6.32: madvise_behavior() makes -ENOMEM -EAGAIN
             tr.note("ksm_madvise", "VM_MERGEABLE set")
             return 0, flags | VM.VM_MERGEABLE
+        mm.kernel.ksm.pages_changed = True
         if not flags & VM.VM_MERGEABLE:
             tr.note("ksm_madvise", "ignored: VMA is not VM_MERGEABLE")
             tr.event("ignored", start, end, "VMA is not VM_MERGEABLE")
@@ -495,6 +505,7 @@ def _ksm_add_vmas(mm: MM, tr: Trace) -> None:
 
 def _ksm_del_vmas(mm: MM, tr: Trace) -> int:
     """ksm_del_vmas(): unmerge and clear VM_MERGEABLE on every VMA (madvised ones too)."""
+    mm.kernel.ksm.pages_changed = True
     for vma in mm.vmas:
         if not vma.flags & VM.VM_MERGEABLE:
             continue

@@ -971,7 +971,8 @@ _OPS = ["map", "write", "write", "merge", "unmerge", "fork", "exit", "munmap", "
         "batch", "scan", "knob", "run2", "spawn", "prctl", "dontneed"]
 
 
-def _program(draw: _Draws, profile: str, tracing: bool, steps: int) -> list[tuple]:
+def _program(draw: _Draws, profile: str, tracing: bool, steps: int,
+             recheck: bool = False) -> list[tuple]:
     """Run a random program of processes, writes and ksmd steps; after each step check that
     every process reads what it wrote and that the counters agree with the trees."""
     k = kb.Kernel(profile=profile)
@@ -1035,8 +1036,10 @@ def _program(draw: _Draws, profile: str, tracing: bool, steps: int) -> list[tupl
             for j in range(n):
                 shadow[p.pid].pop(a + j * P, None)
         elif op == "batch":
+            k.ksm.pages_changed |= recheck
             k.ksmd.batch()
         elif op == "scan" and k.ksmd.ksmd_should_run():
+            k.ksm.pages_changed |= recheck
             k.ksmd.full_scans(1)
         elif op == "knob":
             names = (["use_zero_pages", "smart_scan", "max_page_sharing", "pages_to_scan"]
@@ -1085,3 +1088,15 @@ def test_tracing_never_changes_a_decision(profile: str, seed: int) -> None:
     traced = _program(_Draws(seed=seed), profile, tracing=True, steps=60)
     untraced = _program(_Draws(seed=seed), profile, tracing=False, steps=60)
     assert traced == untraced
+
+
+@pytest.mark.parametrize("profile", KSMD_PROFILES)
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_every_change_that_matters_to_the_unstable_tree_is_noticed(profile: str,
+                                                                    seed: int) -> None:
+    """ksmd checks its unstable tree only after KsmState.pages_changed: checking before every
+    batch decides the same."""
+    hooked = _program(_Draws(seed=seed), profile, tracing=False, steps=60)
+    always = _program(_Draws(seed=seed), profile, tracing=False, steps=60, recheck=True)
+    assert hooked == always

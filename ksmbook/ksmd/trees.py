@@ -404,7 +404,8 @@ class Trees(KsmdBase):
     # at a node whose page has gone. While every node's page is still there with the content
     # it was inserted with, that walk ends where a lookup by content ends, so the tree is kept
     # as a dict by content plus the pass's log of inserts and erasures. The first search of a
-    # batch checks that still holds (nothing changes during a batch but through ksmd); once a
+    # batch after a page or a mergeable area changed (``KsmState.pages_changed``) checks that
+    # still holds (nothing changes during a batch but through ksmd); once a
     # node's page has gone or changed, the log is replayed into the red-black tree the kernel
     # has built, and the rest of the pass walks it as the kernel does.
 
@@ -444,8 +445,10 @@ class Trees(KsmdBase):
         ks = self.ks
         if not ks.unstable_exact and not self._unstable_checked:
             self._unstable_checked = True
-            if ks.unstable and not self._unstable_still_exact():
-                self._unstable_build_rbtree()
+            if ks.pages_changed:
+                ks.pages_changed = False
+                if ks.unstable and not self._unstable_still_exact():
+                    self._unstable_build_rbtree()
         if ks.unstable_exact:
             return self._unstable_walk(item, page)
         tr = self._tr
