@@ -2,14 +2,16 @@
 
 The unit tests follow v2.6.32 mm/mremap.c do_mremap()/move_vma() and 6.18's do_mremap()
 (check_mremap_params(), mremap_to(), remap_move(), check_prep_vma(), move_vma()). The live test
-replays seeded random programs of mmap/munmap/mprotect/mremap/write/read on real mappings
-inside a reserved PROT_NONE region of a child process (ctypes, no KSM, no sysfs), and on the
-simulator, comparing every result and the region's layout after every step.
+replays seeded random programs (KSMBOOK_MREMAP_PROGRAMS, default 200) of mmap, munmap,
+mprotect, mremap, write and read on real mappings inside a reserved PROT_NONE region of a child
+process (ctypes, no KSM, no sysfs), and on the simulator, comparing every result and the
+region's layout after every step.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
 import sys
@@ -332,10 +334,16 @@ def _perms(flags: kb.VM) -> str:
         "s" if flags & kb.VM_MAYSHARE else "p")
 
 
+#: Seeded programs per run (KSMBOOK_MREMAP_PROGRAMS, default 200; KSMBOOK_MREMAP_SEED
+#: changes the seed to explore new ones).
+PROGRAMS = int(os.environ.get("KSMBOOK_MREMAP_PROGRAMS", "200"))
+SEED = int(os.environ.get("KSMBOOK_MREMAP_SEED", "20091203"))
+
+
 @pytest.mark.live
 def test_mremap_matches_this_kernel(live_kernel: None) -> None:
-    rng = random.Random(20091203)
-    programs = [_program(rng) for _ in range(200)]
+    rng = random.Random(SEED)
+    programs = [_program(rng) for _ in range(PROGRAMS)]
     sims, ran = zip(*(_simulate(prog) for prog in programs), strict=True)
     done = subprocess.run([sys.executable, "-c", LIVE_CHILD, str(REGION), str(SIZE)],
                           input=json.dumps(list(ran)), capture_output=True, text=True,
