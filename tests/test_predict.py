@@ -11,7 +11,7 @@ import pytest
 import ksmbook as kb
 import ksmbook.render as kr
 from ksmbook.exercises import LayoutEntry, ResultProblem
-from ksmbook.exercises.answers import layout_of
+from ksmbook.exercises.answers import errno_text, layout_of
 from ksmbook.scenario import Scenario
 from ksmbook.widgets import PredictExplorer
 from ksmbook.widgets.common import InputError
@@ -254,3 +254,58 @@ def test_parse_pages() -> None:
     assert parse_pages("None", 8) == []
     with pytest.raises(InputError, match="from 0 to 4"):
         parse_pages("0-5", 4)
+
+
+ROUND_TRIP = [  # (explorer arguments, set-up script, button, start, length, advice or prot)
+    ({}, "map A 8p rw private anon", "madvise", "A+2p", "4p", "MERGEABLE"),
+    ({}, "map A 8p rw private anon", "madvise", "A+6p", "4p", "MERGEABLE"),
+    ({}, "map A 8p rw private anon", "madvise", "A+1", "4p", "MERGEABLE"),
+    ({}, "map A 8p rw private anon", "madvise", "A", "8p", "DONTFORK"),
+    ({}, "map A 8p rw private anon\nmadvise A+2p 4p RANDOM", "madvise", "A+4p", "4p",
+     "SEQUENTIAL"),
+    ({}, "map A 8p rw shared anon", "madvise", "A+2p", "4p", "MERGEABLE"),
+    ({"profile": "modern"}, "map A 8p rw shared anon", "madvise", "A+2p", "4p", "MERGEABLE"),
+    ({"config_ksm": False}, "map A 8p rw private anon", "madvise", "A", "8p", "MERGEABLE"),
+    ({}, "map A 8p rw private anon\nmap B 4p r private anon", "madvise", "A", "8p",
+     "MERGEABLE"),
+    ({}, "map A 8p rw private anon", "mprotect", "A+3p", "2p", "rx"),
+    ({}, "map A 8p rw private anon\nmprotect A+3p 2p r", "mprotect", "A+3p", "2p", "rw"),
+    ({}, "map A 8p rw private anon", "munmap", "A", "8p", ""),
+    ({}, "map A 8p rw private anon", "munmap", "A+2p", "2p", ""),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "script", "button", "start", "length", "what"), ROUND_TRIP)
+def test_the_kernels_own_answer_typed_back_is_right(kwargs: dict, script: str, button: str,
+                                                    start: str, length: str,
+                                                    what: str) -> None:
+    """Whatever the call does, its result and VMAs, typed as the feedback shows them, are
+    judged right; and they are what the explorer's kernel holds."""
+    def run(answer: tuple[str, str]) -> PredictExplorer:
+        ex = PredictExplorer(script=script, **kwargs)
+        ex.range_start.value, ex.range_length.value = start, length
+        if button == "madvise":
+            ex.advice.value = int(kb.MADV[f"MADV_{what}"])
+            ex.apply_button.click()
+        elif button == "mprotect":
+            ex.mprotect_prot.value = what
+            ex.mprotect_button.click()
+        else:
+            ex.munmap_button.click()
+        assert ex.pending is not None, ex.message
+        predict(ex, *answer)
+        assert not ex.errors and ex.pending is None, ex.message
+        return ex
+
+    first = run(("EBADF", "none")).predictions[-1]
+    assert not first.result_feedback.correct  # none of these calls gives EBADF
+    typed = (errno_text(first.kernel_result), format_pages(first.kernel_layout, first.codes))
+    ex = run(typed)
+    p = ex.predictions[-1]
+    assert p.correct, (typed, p)
+    assert ex.trace is not None and p.kernel_result == ex.trace.result
+    proc = next(q for q in ex.kernel.processes if q.name == "p1")
+    inside = [e for e in kr.snapshot(proc).entries
+              if e.start < p.region.end and e.end > p.region.start]
+    assert p.kernel_layout == tuple(LayoutEntry(e.start, e.end, e.codes & frozenset(p.codes))
+                                    for e in layout_of(inside, p.region.start))

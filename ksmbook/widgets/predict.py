@@ -143,9 +143,11 @@ class RegionLayoutProblem(LayoutProblem):
 
 @dataclass(frozen=True)
 class Prediction:
-    """One predicted call: what the reader said, what the kernel did, and the feedback."""
+    """One predicted call: the pages asked about, what the reader said, what the kernel did,
+    and the feedback."""
 
     call: str
+    region: PageRegion
     result: int
     layout: Layout
     kernel_result: int
@@ -314,8 +316,8 @@ class PredictExplorer(Explorer):
         result, layout = self._read_prediction(q)
         super()._do(q.ops)
         prediction = Prediction(
-            format_op(q.ops[-1]), result, layout, q.result.answer, q.layout.answer, q.codes,
-            _verdict(q.result, result), _verdict(q.layout, layout))
+            format_op(q.ops[-1]), q.region, result, layout, q.result.answer,
+            q.layout.answer, q.codes, _verdict(q.result, result), _verdict(q.layout, layout))
         self.predictions.append(prediction)
         self._show_feedback(prediction)
 
