@@ -25,8 +25,9 @@ on the next port, the proxy's API on the one after), accepts any password (dummy
 authenticator), spawns local processes with each student's home below a temporary root
 (KSMBOOK_HUB_ROOT, or a new folder under /tmp), and registers the admin service "ksmbook-admin" whose API token is KSMBOOK_HUB_API_TOKEN.
 Test mode isolates students only as far as Jupyter does (a student's token reaches only their
-own server, which serves only their home); their processes share the hub's uid and have no
-memory limit (local processes have none that the spawner enforces).
+own server, which serves only their home); their processes share the hub's uid (so nbgrader,
+which names a submission after the OS user, files every student's under that user) and have
+no memory limit (local processes have none that the spawner enforces).
 """
 
 import os
@@ -121,6 +122,9 @@ else:
     c.Authenticator.allow_all = True  # only approved sign-ups can log in at all
     c.JupyterHub.spawner_class = "systemdspawner.SystemdSpawner"
     c.SystemdSpawner.dynamic_users = True  # a uid per student, with a private home
+    # The dynamic user is named after the student: nbgrader's exchange names submissions
+    # after the OS user. (Approve no sign-up whose name is one of the machine's accounts.)
+    c.SystemdSpawner.unit_extra_properties = {"User": "{USERNAME}"}
     c.SystemdSpawner.mem_limit = os.environ.get("KSMBOOK_HUB_MEM_LIMIT", "1G")
     c.SystemdSpawner.cpu_limit = float(os.environ.get("KSMBOOK_HUB_CPU_LIMIT", "1"))
     c.SystemdSpawner.isolate_tmp = True

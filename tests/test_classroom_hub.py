@@ -7,12 +7,14 @@ The students' scenarios run on the simulator only (no madvise on this machine, n
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import os
 import re
 import secrets
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +23,7 @@ import pytest
 
 pytest.importorskip("jupyterhub", reason="the classroom extra is not installed")
 
+from ksmbook.classroom import write_assignment  # noqa: E402
 from ksmbook.classroom.bookcopy import MANIFEST, sync_book  # noqa: E402
 from ksmbook.classroom.hubclient import Hub, run_test_hub  # noqa: E402
 
@@ -36,6 +39,22 @@ a = p.mmap(8 * kb.PAGE_SIZE, kb.PROT_READ | kb.PROT_WRITE, kb.MAP_PRIVATE | kb.M
 p.madvise(a + 2 * kb.PAGE_SIZE, 4 * kb.PAGE_SIZE, kb.MADV_MERGEABLE)
 print(p.maps())
 """
+
+
+COURSE = "ksmbook"  # the hub's default KSMBOOK_COURSE
+
+
+async def _teacher(course: Path, root: Path, *steps: str) -> None:
+    """Run nbgrader commands (pairs of command, assignment) in the course folder."""
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")])}
+    for command, assignment in zip(steps[::2], steps[1::2], strict=True):
+        proc = await asyncio.create_subprocess_exec(
+            str(bin_dir / "nbgrader"), command, assignment,
+            f"--Exchange.root={root / 'exchange'}", cwd=course, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await proc.communicate()
+        assert proc.returncode == 0, f"nbgrader {command}: {out.decode()}"
 
 
 def _procs_under(root: Path) -> list[int]:
@@ -66,10 +85,16 @@ def test_three_students_on_the_hub(hub: tuple[Hub, Path, subprocess.Popen[bytes]
     async def scenario() -> None:
         services = {s["name"] for s in (await client.api("GET", "/services")).values()}
         assert {"idle-culler", "ksmbook-admin"} <= services
-        # Any password logs in (dummy authenticator); each student gets a token of their own.
+        # The teacher releases an assignment while the students log in: any password logs
+        # in (dummy authenticator), and each student gets a token of their own.
+        course = root / "teacher" / COURSE
+        write_assignment(2, course, count=2)
+        release = asyncio.ensure_future(_teacher(course, root, "generate_assignment",
+                                                 "chapter02", "release_assignment", "chapter02"))
         students = await asyncio.gather(*(client.login(n, secrets.token_hex(4))
                                           for n in STUDENTS))
         await asyncio.gather(*(s.start() for s in students))
+        await release
         for s in students:
             user = await client.api("GET", f"/users/{s.name}")
             assert user["servers"][""]["ready"]
@@ -100,6 +125,29 @@ def test_three_students_on_the_hub(hub: tuple[Hub, Path, subprocess.Popen[bytes]
         off = set(config["disabledExtensions"])
         assert {"@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:create-assignment"} <= off
         assert "@jupyter/nbgrader:assignment-list" not in off
+
+        # A student fetches it, answers and submits from JupyterLab; the teacher collects.
+        ada = students[0]
+        code, listing = await ada.server("POST", "/assignments/fetch",
+                                         {"course_id": COURSE, "assignment_id": "chapter02"})
+        assert code == 200, listing
+        code, nb = await ada.server("GET", "/api/contents/chapter02/chapter02.ipynb")
+        assert code == 200
+        answer = next(c for c in nb["content"]["cells"]
+                      if c["metadata"].get("nbgrader", {}).get("grade_id") == "answer_1")
+        answer["source"] = "answer_1 = 'ENOMEM'  # ada's answer"
+        code, _ = await ada.server("PUT", "/api/contents/chapter02/chapter02.ipynb",
+                                   {"type": "notebook", "format": "json",
+                                    "content": nb["content"]})
+        assert code == 200
+        code, out = await ada.server("POST", "/assignments/submit",
+                                     {"course_id": COURSE, "assignment_id": "chapter02"})
+        assert code == 200 and "error" not in str(out).lower(), out
+        await _teacher(course, root, "collect", "chapter02")
+        # nbgrader names a submission after the OS user of the student's server: in test
+        # mode every student runs as the hub's own user.
+        collected = course / "submitted" / getpass.getuser() / "chapter02" / "chapter02.ipynb"
+        assert "ada's answer" in collected.read_text()
 
         # Each student's own copy of the book, and a file of their own.
         book = sorted(p.name for p in (REPO / "notebooks").glob("*.ipynb"))
