@@ -267,3 +267,44 @@ def test_kubernetes_values_match_the_image_built_from_environment_yml() -> None:
     assert "ReadWriteMany" in pvc["spec"]["accessModes"]
     assert single["memory"]["limit"] and single["cpu"]["limit"]
     assert values["cull"]["enabled"] is True
+
+
+def _load_config(monkeypatch: pytest.MonkeyPatch, **env: str) -> object:
+    from jupyterhub.app import JupyterHub
+
+    for name in ("KSMBOOK_HUB_MODE", "KSMBOOK_HUB_PORT", "KSMBOOK_HUB_API_TOKEN",
+                 "KSMBOOK_HUB_ROOT", "KSMBOOK_HUB_STATE", "KSMBOOK_EXCHANGE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    app = JupyterHub()
+    app.load_config_file("jupyterhub_config.py", path=str(REPO / "classroom"))
+    return app
+
+
+def test_class_mode_configuration(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Class mode (no systemd here to run it): its authenticator and spawner load, with the
+    sign-up approval, the memory limit and the exchange the students' servers need."""
+    pytest.importorskip("nativeauthenticator")
+    pytest.importorskip("systemdspawner")
+    app = _load_config(monkeypatch, KSMBOOK_HUB_STATE=str(tmp_path / "state"),
+                       KSMBOOK_EXCHANGE=str(tmp_path / "exchange"),
+                       KSMBOOK_HUB_MEM_LIMIT="2G")
+    assert app.authenticator_class.__name__ == "NativeAuthenticator"  # type: ignore[attr-defined]
+    assert app.spawner_class.__name__ == "SystemdSpawner"  # type: ignore[attr-defined]
+    cfg = app.config  # type: ignore[attr-defined]
+    assert cfg.NativeAuthenticator.open_signup is False
+    assert cfg.Authenticator.admin_users == {"teacher"}
+    assert cfg.SystemdSpawner.mem_limit == "2G" and cfg.SystemdSpawner.dynamic_users
+    assert str(tmp_path / "exchange") in cfg.SystemdSpawner.readwrite_paths
+    assert (tmp_path / "exchange").stat().st_mode & 0o777 == 0o777
+    assert (tmp_path / "state").stat().st_mode & 0o777 == 0o700
+    assert cfg.Spawner.default_url == "/lab"
+    assert Path(cfg.ConfigurableHTTPProxy.command[0]) == PROXY
+
+
+def test_hub_mode_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(SystemExit, match="KSMBOOK_HUB_PORT"):
+        _load_config(monkeypatch, KSMBOOK_HUB_MODE="test")
+    with pytest.raises(SystemExit, match="use 'class'"):
+        _load_config(monkeypatch, KSMBOOK_HUB_MODE="production")
