@@ -8,6 +8,7 @@ the rendered data, never on an Output widget.
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import pytest
@@ -148,6 +149,35 @@ def test_figure_links_are_the_trees() -> None:
     assert [(proc, addr) for kind, proc, addr, _ in view.links if kind == "unstable"] == \
         [("p1", a1 + 3 * P)]
     assert set(view.cells) == {(r.process, r.address) for r in state.rows}
+
+
+def test_links_run_round_every_box() -> None:
+    """No link's line passes through a page (its own included, but for where it leaves its
+    page's edge) or a tree node (but for where it ends on its node's top): each is routed
+    through the gaps. Four processes, two trees, several dozen links."""
+    k = kb.Kernel(profile="modern")
+    for contents in ([1, 2, 5, 3], [1, 6, 2, 7, 8], [9, 3, 1, 10], [11, 2, 12, 3, 13]):
+        offer(k, contents)
+    k.sysfs["run"] = 1
+    k.ksmd.full_scans(2)
+    view = kp.view_of(kp.page_diagram(kp.page_state(k)))
+    assert {kind for kind, *_ in view.links} == {"stable", "unstable"}
+    assert len(view.routes) == len(view.links) >= 15
+    half = 0.2 - 1e-6  # half a page cell (0.40 in), a hair inside
+    boxes = [(x - half, y - half, x + half, y + half) for x, y in view.cells.values()]
+    boxes += [(x0 + 1e-6, y0 + 1e-6, x1 - 1e-6, y1 - 1e-6) for x0, y0, x1, y1 in view.node_boxes]
+
+    def crosses(a: tuple[float, float], b: tuple[float, float],
+                box: tuple[float, float, float, float]) -> bool:
+        (xa, ya), (xb, yb) = a, b
+        x0, y0, x1, y1 = box
+        assert xa == xb or ya == yb, "links are drawn as horizontal and vertical pieces"
+        return max(xa, xb) > x0 and min(xa, xb) < x1 and max(ya, yb) > y0 and min(ya, yb) < y1
+
+    for route in view.routes:
+        for a, b in itertools.pairwise(route):
+            hit = [box for box in boxes if crosses(a, b, box)]
+            assert not hit, (route, a, b, hit)
 
 
 def test_colours_are_okabe_ito_and_follow_content() -> None:

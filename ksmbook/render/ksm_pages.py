@@ -332,7 +332,9 @@ class PageFigure:
     linked to the pages that use them. `update()` redraws the same figure for a new state.
 
     Tests read `cells` (address -> (x, y)), `cell_colors`, `links` (("stable" | "unstable",
-    address, content) per drawn link), `nodes` and `notes`, not pixels.
+    address, content) per drawn link), `routes` (the points of each link's line, in the order
+    of `links`), `node_boxes` ((x0, y0, x1, y1) of each tree node), `nodes` and `notes`, not
+    pixels.
     """
 
     def __init__(self, width: float = 7.0) -> None:
@@ -343,6 +345,8 @@ class PageFigure:
         self.cells: dict[tuple[str, int], tuple[float, float]] = {}
         self.cell_colors: dict[tuple[str, int], str] = {}
         self.links: list[tuple[str, str, int, int]] = []
+        self.routes: list[list[tuple[float, float]]] = []
+        self.node_boxes: list[tuple[float, float, float, float]] = []
         self.nodes: list[tuple[str, int]] = []
         self.notes: list[str] = []
         self.state: PageState | None = None
@@ -372,6 +376,7 @@ class PageFigure:
         ax.set_axis_off()
         self.state = state
         self.cells, self.cell_colors, self.links, self.nodes, self.notes = {}, {}, [], [], []
+        self.routes, self.node_boxes = [], []
         colors = self._colors(state)
         ncols = max([len(a.rows) for a in state.areas] + [1])
         nodes = max(len(state.stable), len(state.unstable)) if state.has_ksmd else 0
@@ -474,6 +479,7 @@ class PageFigure:
                     stable_boxes.append((x, x + w))
                 face, hatch = colors.get(node.content, ("white", ""))
                 ax.add_patch(_box(x, yy, w, face, hatch, color))
+                self.node_boxes.append((x, yy, x + w, yy + _NODE_H))
                 if isinstance(node, KsmNode):
                     text = f"{_cell_label(state.name(node.content))[0]} #{node.page}"
                     if node.chain:
@@ -496,7 +502,9 @@ class PageFigure:
                     if cell is None:
                         continue
                     n = len(segs["stable"]) + len(segs["unstable"])
-                    segs[kind].append(self._route(cell, (x + w / 2, yy), y, stable_boxes, n))
+                    route = self._route(cell, (x + w / 2, yy), y, stable_boxes, n)
+                    segs[kind].append(route)
+                    self.routes.append(route)
                     self.links.append((kind, proc, addr, node.content))
         ax.add_collection(LineCollection(segs["stable"], colors=_STABLE, linewidths=0.8,
                                          alpha=0.7, zorder=1))
@@ -533,7 +541,8 @@ class PageFigure:
             return [start, (x_gap, start[1]), (x_gap, lane2), (nx, lane2), (nx, ny)]
         if clear(nx):
             return [start, (x_gap, start[1]), (x_gap, lane), (nx, lane), (nx, ny)]
-        sides = [x for x0, x1 in stable_boxes for x in (x0 - 0.1, x1 + 0.1) if clear(x)]
+        sides = [x for x0, x1 in stable_boxes for x in (x0 - 0.1, x1 + 0.1)
+                 if clear(x) and x > _LEFT]  # the tree's name sits left of _LEFT
         x_pass = min(sides, key=lambda x: abs(x - nx)) + shift
         return [start, (x_gap, start[1]), (x_gap, lane), (x_pass, lane), (x_pass, lane2),
                 (nx, lane2), (nx, ny)]
