@@ -25,9 +25,9 @@ def add_classroom_parser(subparsers: Any) -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="classroom_command", required=True)
     a = sub.add_parser(
         "assignment", help="write an nbgrader source notebook of a chapter's exercises",
-        description="Write COURSE/source/NAME/NAME.ipynb, an nbgrader source notebook of the "
+        description="Write DIR/source/NAME/NAME.ipynb, an nbgrader source notebook of the "
                     "exercises that end chapter N (answers and hidden tests computed by the "
-                    "simulator), and COURSE/nbgrader_config.py if it is missing.",
+                    "simulator), and DIR/nbgrader_config.py if it is missing.",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     a.add_argument("--chapter", type=int, required=True, metavar="N")
     a.add_argument("--course", required=True, metavar="DIR", help="the nbgrader course folder")
