@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from matplotlib import rcParams
 from matplotlib.collections import LineCollection, PolyCollection
+from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.legend import Legend
 from matplotlib.patches import Patch
@@ -104,6 +105,7 @@ def _common_prefix(texts: list[str]) -> str:
 
 
 _EMPTY = np.zeros((0, 4, 2))  # no rectangles
+_RGBA = {c: to_rgba(c) for c in (*KIND_COLORS.values(), *_TINTS.values(), _GREY)}
 
 
 def _rects(x0: np.ndarray, x1: np.ndarray, y0: float, y1: float) -> np.ndarray:
@@ -169,6 +171,7 @@ class SpaceFigure:
         self.ax.set_axis_off()
         #: One collection of bars per row (gid "ksm-row-N" in SVG output), made as needed.
         self.row_bars: list[PolyCollection] = []
+        self._bar_verts: dict[int, np.ndarray] = {}  # the corners each row's bars were given
         self.lane_marks = PolyCollection([], linewidths=0, zorder=2)
         self.guides = LineCollection([], linewidths=1.3, zorder=3)
         self.breaks = LineCollection([], linewidths=1.1, colors=_INK, zorder=3)
@@ -243,7 +246,7 @@ class SpaceFigure:
         self.notes = []
         self.annotations = []
         verts: list[list[np.ndarray]] = []
-        colors: list[list[str]] = []
+        colors: list[list[tuple[float, ...]]] = []
         lane_verts: list[np.ndarray] = [_EMPTY]
         lane_colors: list[str] = []
         breaks: list = []
@@ -269,8 +272,11 @@ class SpaceFigure:
             self.row_bars.append(bars)
         for i, bars in enumerate(self.row_bars):
             row_verts = np.concatenate(verts[i]) if i < len(rows) else _EMPTY
-            bars.set_verts(row_verts)
-            bars.set_facecolor(colors[i] if i < len(rows) else [])
+            if not np.array_equal(row_verts, self._bar_verts.get(i, _EMPTY)):
+                bars.set_verts(row_verts)  # (the same bars are not made again)
+                self._bar_verts[i] = row_verts
+            bars.set_facecolor(np.array(colors[i] if i < len(rows) else [], dtype=float)
+                               .reshape(-1, 4))
             bars.set_linewidth(1.2 if len(row_verts) <= LABEL_LIMIT else 0.0)
             # Vector output (SVG, PDF) embeds a bitmap of a row of very many VMAs.
             bars.set_rasterized(len(row_verts) > RASTER_LIMIT)
@@ -332,7 +338,7 @@ class SpaceFigure:
                 bbox_to_anchor=(1, 1 - below / self.figure.get_figheight()))
 
     def _draw_row(self, snap: Snapshot, name: str, y: float, lanes: list[Lane], upi: float,
-                  verts: list, colors: list[str], lane_verts: list, lane_colors: list[str],
+                  verts: list, colors: list, lane_verts: list, lane_colors: list[str],
                   breaks: list, was_mergeable: bool | None = None) -> tuple[float, int]:
         """One process: title, bars, lanes, addresses. Returns the y below it."""
         layout = self.layout
@@ -364,7 +370,7 @@ class SpaceFigure:
             # alternate between the colour and a tint of it.
             alt = (not alt) if dense and prev is not None and prev.end == r.start and \
                 prev.kind == r.kind else False
-            colors.append((_TINTS if alt else KIND_COLORS).get(r.kind, _GREY))
+            colors.append(_RGBA[(_TINTS if alt else KIND_COLORS).get(r.kind, _GREY)])
             prev = r
         labelled = n <= LABEL_LIMIT
         if labelled:
@@ -379,7 +385,8 @@ class SpaceFigure:
         y = bar_bot
         for lane in lanes:
             y -= _LANE
-            marked = np.fromiter((any(c in r.codes for c in lane.codes) for r in snap.vmas),
+            codes = frozenset(lane.codes)
+            marked = np.fromiter((not codes.isdisjoint(r.codes) for r in snap.vmas),
                                  dtype=bool, count=n)
             lane_verts.append(_rects(xs0[marked], xs1[marked], y, y + _LANE_MARK))
             lane_colors += [lane.color] * int(marked.sum())

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..constants import MMF, PAGE_SHIFT, VM
 from ..procfs import MapEntry, format_maps, map_entry
@@ -116,11 +116,12 @@ def kind_of(entry: MapEntry) -> str:
     return "shared-file" if shared else "file"
 
 
-def snapshot(process: Process, cache: dict[tuple, Region] | None = None) -> Snapshot:
+def snapshot(process: Process, cache: dict[tuple, Any] | None = None) -> Snapshot:
     """A frozen copy of `process`'s VMAs and mm flags (an exited process has none).
 
     `cache` (a dict kept by the caller) reuses the Region of a VMA that has not changed since
-    the last snapshot, which keeps repeated snapshots of thousands of VMAs cheap.
+    the last snapshot, and the Snapshot itself when nothing in it has changed (so its maps
+    text is formatted once), which keeps repeated snapshots of thousands of VMAs cheap.
     """
     mm = process.mm
     profile = mm.profile
@@ -139,8 +140,14 @@ def snapshot(process: Process, cache: dict[tuple, Region] | None = None) -> Snap
                     r = cache[key] = _region(map_entry(v, profile), v.kind, v.flags)
                 out.append(r)
             regions = tuple(out)
-    return Snapshot(process.name, process.pid, regions, MMF(mm.flags), profile.name,
+    snap = Snapshot(process.name, process.pid, regions, MMF(mm.flags), profile.name,
                     process.kernel.config_ksm, process.alive)
+    if cache is None:
+        return snap
+    # The cached Snapshot holds its Regions, so their ids in the key stay theirs.
+    key = ("snapshot", snap.name, snap.pid, int(mm.flags), snap.profile, snap.config_ksm,
+           snap.alive, tuple(map(id, regions)))
+    return cache.setdefault(key, snap)
 
 
 def snapshots(kernel: Kernel) -> list[Snapshot]:

@@ -192,13 +192,14 @@ def changes(before: Snapshot, after: Snapshot, trace: Trace | None = None) -> Ch
     # Pieces: flags changed, mapped, unmapped, replaced; adjacent equal changes are joined.
     runs: list[Change] = []
     for lo, hi, b, a in pieces:
-        if b is None and a is None:
-            continue
+        covered = any(m[0] <= lo and hi <= m[1] for m in new_maps)
+        if (b is None and a is None) or (b is a and not covered):
+            continue  # (an unchanged VMA is the very same Region in both snapshots)
         if b is None:
             change = Change("mapped", lo, hi)
         elif a is None:
             change = Change("unmapped", lo, hi)
-        elif _replaced(b, a, lo) or any(m[0] <= lo and hi <= m[1] for m in new_maps):
+        elif covered or _replaced(b, a, lo):
             change = Change("replaced", lo, hi, a.path or a.kind)
         else:
             delta = _flag_delta(b, a)
