@@ -23,7 +23,8 @@ KSMBOOK_HUB_CULL (idle seconds before a server is stopped; 3600).
 Test mode (KSMBOOK_HUB_MODE=test): listens on 127.0.0.1:KSMBOOK_HUB_PORT only (the hub itself
 on the next port, the proxy's API on the one after), accepts any password (dummy
 authenticator), spawns local processes with each student's home below a temporary root
-(KSMBOOK_HUB_ROOT, or a new folder under /tmp), and registers the admin service "ksmbook-admin" whose API token is KSMBOOK_HUB_API_TOKEN.
+(KSMBOOK_HUB_ROOT, or a new folder under /tmp), and registers the admin service
+"ksmbook-admin" whose API token is KSMBOOK_HUB_API_TOKEN.
 Test mode isolates students only as far as Jupyter does (a student's token reaches only their
 own server, which serves only their home); their processes share the hub's uid (so nbgrader,
 which names a submission after the OS user, files every student's under that user) and have
