@@ -194,7 +194,8 @@ class KsmState:
         self.address = 0
         self.seqnr = 0
         #: Stable tree: content -> node (or chain of dups), and the same nodes as the kernel's
-        #: red-black tree; `stale_nodes` are those whose KSM page is no longer mapped.
+        #: red-black tree; `stale_nodes` are those whose KSM page is no longer mapped (2.6.32:
+        #: that lost a mapping, so that an rmap_item of theirs may no longer map it).
         self.stable: dict[int, StableNode | StableChain] = {}
         self.stable_root = RbRoot()
         self.stale_nodes: set[StableNode] = set()
@@ -312,9 +313,11 @@ class KsmState:
         if page is self.zero_page:
             self.ksm_zero_pages -= 1
             self.mm_zero_pages[mm] = self.mm_zero_pages.get(mm, 0) - 1
-        elif (page.mapcount <= 0 and isinstance(page.ksm, StableNode)
-              and self.kernel.profile.stable_node_objects):
-            self.stale_nodes.add(page.ksm)  # ksm_get_folio() will find it freed
+        elif isinstance(page.ksm, StableNode):
+            if not self.kernel.profile.stable_node_objects:
+                self.stale_nodes.add(page.ksm)  # 2.6.32: an rmap_item of it may be stale
+            elif page.mapcount <= 0:
+                self.stale_nodes.add(page.ksm)  # ksm_get_folio() will find it freed
 
 
 def vma_ksm_compatible(mm: MM, flags: VM, file: File | None = None) -> bool:

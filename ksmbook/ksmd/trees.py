@@ -175,6 +175,8 @@ class Trees(KsmdBase):
         """rb_erase() of a node (or chain) of the tree."""
         rb_erase(entry, self.ks.stable_root)
         del self.ks.stable[entry.content]
+        if isinstance(entry, StableNode):
+            self.ks.stale_nodes.discard(entry)
 
     def _stable_walk(self, content: int, prune: bool) -> StableNode | None:
         """The node (or best dup) of `content` as the kernel's walk finds it: a stale node
@@ -298,12 +300,54 @@ class Trees(KsmdBase):
                            node.kpage.id, len(node.items))
         return node.kpage
 
+    def _node_kpage_rmap_item(self, node: StableNode) -> Page | None:
+        """The inner loop of 2.6.32's walks, whose tree nodes are rmap_items: get_ksm_page()
+        of the node's rmap_item, dropping each one whose address no longer maps a KSM page
+        (the next one takes its place in the tree); None once none is left."""
+        while True:
+            first = node.node_item
+            assert first is not None
+            kpage = self.get_mergeable_page(first)
+            if kpage is not None and kpage.ksm is not None:
+                return kpage
+            if self._tr is not None:
+                self._note(1, "stable_tree_search",
+                           WHERE + " no longer maps a KSM page: dropped from the tree", first)
+            self.remove_rmap_item_from_tree(first)
+            if self.ks.stable.get(node.content) is not node:
+                return None
+
+    def _walk_rmap_items(self, content: int) -> tuple[bool, Page | None]:
+        """2.6.32's walk of the stable tree to `content`: (False, None) when a node on the
+        way had no rmap_item left ("if (!tree_rmap_item) return NULL"), else (True, the KSM
+        page of that content or None)."""
+        key = _order(content)
+        node = self.ks.stable_root.rb_node
+        while node is not None:
+            kpage = self._node_kpage_rmap_item(node)
+            if kpage is None:
+                return False, None
+            here = _order(kpage.content)
+            if key == here:
+                return True, kpage
+            node = node.rb_left if key < here else node.rb_right
+        return True, None
+
     def _stable_tree_search_rmap_item(self, page: Page) -> Page | None:
         """stable_tree_search() of 2.6.32, whose nodes are rmap_items: the KSM page is found
         through the node's address, and a node whose address no longer maps a KSM page is
-        dropped on the way."""
+        dropped on the way. While no KSM page lost a mapping (``KsmState.stale_nodes``), the
+        walk ends where a lookup by content ends."""
         ks = self.ks
         tr = self._tr
+        if ks.stale_nodes:
+            _, kpage = self._walk_rmap_items(page.content)
+            if tr is not None:
+                if kpage is None:
+                    self._note(1, "stable_tree_search", "no KSM page of this content")
+                else:
+                    self._note(1, "stable_tree_search", "found KSM page #{}", kpage.id)
+            return kpage
         while True:
             node = ks.stable.get(page.content)
             if node is None:
@@ -334,6 +378,8 @@ class Trees(KsmdBase):
         ks = self.ks
         content = kpage.content
         if not self.profile.stable_node_objects:
+            if ks.stale_nodes and not self._walk_rmap_items(content)[0]:
+                return None  # a node on the way lost its last rmap_item
             if ks.stable.get(content) is not None:
                 return None
             node = StableNode(content, kpage)
