@@ -391,9 +391,9 @@ def test_ksmd_stepper_in_jupyterlab(lab: tuple[str, str]) -> None:
 
 def test_predict_then_run_in_jupyterlab(lab: tuple[str, str]) -> None:
     """A notebook made here shows the predict explorer on 8 mapped pages; the reader asks
-    for MADV_MERGEABLE on pages 2-6, types a page past the mapping (a message, nothing runs),
-    then predicts ENOMEM and the right VMAs, and sees the kernel's 0, three VMAs, and the
-    feedback on each prediction."""
+    for MADV_MERGEABLE on pages 2-6, ticks the split points, types a page past the mapping
+    (a message, nothing runs), then predicts ENOMEM and the right VMAs, and sees the
+    kernel's 0, three VMAs, and the feedback on each prediction."""
     from playwright.sync_api import expect, sync_playwright
 
     base, token = lab
@@ -432,6 +432,11 @@ def test_predict_then_run_in_jupyterlab(lab: tuple[str, str]) -> None:
             expect(outcome).to_contain_text("mmap(")  # the kernel's answer is not shown yet
             expect(_bars(page, 1)).to_have_count(1)  # the diagram still shows the mmap
 
+            # Tick the candidate split points 2 and 6: the layout is written from them.
+            layout = widget.locator(".ksm-predict-layout input")
+            for page_no in ("2", "6"):
+                widget.locator(".ksm-split-point", has_text=page_no).locator("input").check()
+            expect(layout).to_have_value("0-2 2-6 6-8")
             widget.screenshot(path=str(SHOTS / "predict-0-question.png"))
 
             widget.locator(".ksm-predict-result select").select_option("ENOMEM")

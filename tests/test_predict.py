@@ -21,6 +21,8 @@ from ksmbook.widgets.predict import (
     format_pages,
     parse_pages,
     region_of,
+    split_candidates,
+    split_pages,
 )
 
 P = kb.PAGE_SIZE
@@ -309,3 +311,38 @@ def test_the_kernels_own_answer_typed_back_is_right(kwargs: dict, script: str, b
               if e.start < p.region.end and e.end > p.region.start]
     assert p.kernel_layout == tuple(LayoutEntry(e.start, e.end, e.codes & frozenset(p.codes))
                                     for e in layout_of(inside, p.region.start))
+
+
+def test_split_points_write_the_layout_and_keep_typed_flags() -> None:
+    ex = mapped()
+    ask(ex, "A+2p", "4p")
+    boxes = {b.description: b for b in ex.split_points.children}
+    assert list(boxes) == ["2", "6"] and ex.split_row.layout.display is None
+    boxes["2"].value = True
+    assert ex.predict_layout.value == "0-2 2-8"
+    boxes["6"].value = True
+    assert ex.predict_layout.value == "0-2 2-6 6-8"
+    ex.predict_layout.value = "0-2 2-6 mg 6-8"
+    boxes["2"].value = False
+    assert ex.predict_layout.value == "0-6 6-8"  # the piece from page 0 keeps page 0's flags
+    boxes["2"].value = True
+    ex.predict_layout.value = "0-2 2-6 mg 6-8"
+    predict(ex, "0", ex.predict_layout.value)
+    assert ex.predictions[-1].correct and not ex.errors
+    assert ex.split_row.layout.display == "none" and ex.split_points.children == ()
+    ask(ex, "A+3p", "1p", UNMERGEABLE)  # candidates: the VMA boundaries and the range's ends
+    assert [b.description for b in ex.split_points.children] == ["2", "3", "4", "6"]
+    assert not any(b.value for b in ex.split_points.children)
+
+
+def test_split_candidates_and_split_pages() -> None:
+    now = (LayoutEntry(0, 2, frozenset()), LayoutEntry(2, 6, frozenset({"mg"})),
+           LayoutEntry(6, 8, frozenset()))
+    assert split_candidates(now, 3, 4, 8) == (2, 3, 4, 6)
+    assert split_candidates(now, 0, 8, 8) == (2, 6)
+    assert split_candidates((), 6, 10, 10) == (6,)
+    assert split_pages([2, 6], 8, []) == "0-2 2-6 6-8"
+    assert split_pages([], 8, [(0, 8, "mg")]) == "0-8 mg"
+    # a typed hole stays a hole
+    assert split_pages([2, 4, 6], 8, [(0, 2, ""), (6, 8, "mg")]) == "0-2 6-8 mg"
+    assert split_pages([2], 8, [(4, 6, "")]) == "none"

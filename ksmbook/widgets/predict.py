@@ -43,7 +43,7 @@ from .common import InputError, guarded
 from .explorer import Explorer
 
 __all__ = ["PredictExplorer", "Prediction", "PageRegion", "format_pages", "parse_pages",
-           "region_of", "MADVISE_CODES", "MPROTECT_CODES"]
+           "region_of", "split_candidates", "split_pages", "MADVISE_CODES", "MPROTECT_CODES"]
 
 #: The calls whose outcome the reader predicts before they run.
 PREDICTED = (Madvise, Mprotect, Munmap)
@@ -54,6 +54,8 @@ MADVISE_CODES = ("mg", "dc", "rr", "sr", "hg", "nh", "dd", "wf")
 #: ... after an mprotect: the protections.
 MPROTECT_CODES = ("rd", "wr", "ex")
 _U64 = 2**64
+#: At most this many split-point checkboxes (with more candidates, pages are typed).
+_MAX_SPLITS = 32
 _CELL = " style='white-space:nowrap;padding-right:12px'"
 _RANGE = re.compile(r"(\d+)-(\d+)\Z")
 #: The results offered, the ones madvise, mprotect and munmap most often give first.
@@ -127,6 +129,27 @@ def parse_pages(text: str, pages: int) -> list[tuple[int, int, str]]:
     return [(a, b, " ".join(flags)) for a, b, flags in out]
 
 
+def split_candidates(now: Layout, first: int, end: int, pages: int) -> tuple[int, ...]:
+    """The pages where a VMA may begin or end after a call on pages [first, end): the range's
+    ends and the boundaries of the VMAs `now`, inside the region's 0..`pages`."""
+    points = {first, end} | {e.start for e in now} | {e.end for e in now}
+    return tuple(sorted(p for p in points if 0 < p < pages))
+
+
+def split_pages(points: Sequence[int], pages: int, typed: Sequence[tuple[int, int, str]]) -> str:
+    """The layout text with a VMA boundary at each of `points`: each piece keeps the flags of
+    the typed VMA it starts in, and a piece starting where the typed layout has no VMA is left
+    out (unmapped); with nothing typed, pieces cover all the pages without flags."""
+    edges = [0, *sorted(points), pages]
+    out = []
+    for a, b in zip(edges, edges[1:], strict=False):
+        owner = next((t for t in typed if t[0] <= a < t[1]), None)
+        if typed and owner is None:
+            continue
+        out.append(" ".join([f"{a}-{b}", *(owner[2].split() if owner else [])]))
+    return " ".join(out) or "none"
+
+
 class RegionLayoutProblem(LayoutProblem):
     """A layout question about one region of `proc`'s address space (other mappings of the
     process are not asked about)."""
@@ -167,6 +190,7 @@ class _Question:
 
     ops: tuple[Statement, ...]
     region: PageRegion
+    splits: tuple[int, ...]
     codes: tuple[str, ...]
     result: ResultProblem
     layout: RegionLayoutProblem
@@ -221,9 +245,13 @@ class PredictExplorer(Explorer):
         self.question_box.add_class("ksmbook-question")
         self.submit_button.on_click(self._on_submit)
         self.skip_button.on_click(self._on_skip)
+        self.split_points = w.HBox([], layout=w.Layout(flex_flow="row wrap"))
+        self.split_row = w.HBox([w.HTML("VMA boundaries after the call, at page:"),
+                                 self.split_points], layout=w.Layout(display="none"))
         self.ask_row = w.HBox([self.predict_result, self.predict_layout, self.submit_button,
                                self.skip_button], layout=w.Layout(display="none"))
-        self.predict_panel = w.VBox([self.predict_first, self.question_box, self.ask_row,
+        self.predict_panel = w.VBox([self.predict_first, self.question_box, self.split_row,
+                                     self.ask_row,
                                      self.feedback_box])
 
     # -- the hook: a predicted call waits -----------------------------------------------------
@@ -265,9 +293,12 @@ class PredictExplorer(Explorer):
                                          proc=name)
         except ScenarioError as e:
             raise InputError(e.message[0].upper() + e.message[1:] + ".") from None
-        self._set_question(_Question(ops, region, codes, result, layout))
         now = layout_of([e for e in entries if e.start < region.end and e.end > region.start],
                         region.start)
+        splits = split_candidates(now, (start - region.start) >> PAGE_SHIFT,
+                                  -(-(start + op.length - region.start) // PAGE_SIZE),
+                                  region.pages)
+        self._set_question(_Question(ops, region, splits, codes, result, layout))
         flags = (f"flags compared: {' '.join(codes)}" if codes
                  else "only the boundaries are compared")
         self._say(f"Predict first: what will {format_op(op)} return, and what VMAs will "
@@ -286,11 +317,34 @@ class PredictExplorer(Explorer):
     def _set_question(self, question: _Question | None) -> None:
         self._question = question
         self.ask_row.layout.display = None if question is not None else "none"
+        boxes = [] if question is None or len(question.splits) > _MAX_SPLITS else [
+            w.Checkbox(value=False, description=str(k), indent=False,
+                       layout=w.Layout(width=f"{32 + 9 * len(str(k))}px"))
+            for k in question.splits]
+        for box in boxes:
+            box.add_class("ksm-split-point")
+            box.observe(self._on_split, "value")
+        self.split_points.children = tuple(boxes)
+        self.split_row.layout.display = None if boxes else "none"
         if question is None:
             self.question_box.value = ""
         else:
             self.feedback_box.value = ""
             self.predict_result.value, self.predict_layout.value = "", ""
+
+    @guarded
+    def _on_split(self, _: object = None) -> None:
+        """A split point ticked or cleared: rewrite the typed layout with those boundaries."""
+        q = self._question
+        if q is None:
+            return
+        points = [k for k, box in zip(q.splits, self.split_points.children, strict=True)
+                  if box.value]
+        try:
+            typed = parse_pages(str(self.predict_layout.value), q.region.pages)
+        except InputError:
+            typed = []
+        self.predict_layout.value = split_pages(points, q.region.pages, typed)
 
     # -- the answer -------------------------------------------------------------------------
 
