@@ -3,7 +3,8 @@
 `PredictExplorer` is the `Explorer` with one difference: a madvise, mprotect or munmap does
 not run when its button is pressed. The reader first predicts what the call returns (0 or
 which errno) and the VMAs the pages around the range will be afterwards, typed as page
-ranges counted from the mapping ("0-2 2-6 mg 6-8"); then the call runs on the kernel, the
+ranges counted from the mapping ("0-2 2-6 mg 6-8") or picked as split points among the
+candidates (the range's ends, the current VMA boundaries); then the call runs on the kernel, the
 diagram shows what the kernel did, and each prediction gets the feedback the exercises give
 (`ksmbook.exercises.ResultProblem` and `LayoutProblem`: what a wrong answer would mean,
 never the answer itself).
