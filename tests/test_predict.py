@@ -346,3 +346,16 @@ def test_split_candidates_and_split_pages() -> None:
     # a typed hole stays a hole
     assert split_pages([2, 4, 6], 8, [(0, 2, ""), (6, 8, "mg")]) == "0-2 6-8 mg"
     assert split_pages([2], 8, [(4, 6, "")]) == "none"
+
+
+def test_a_call_in_a_forked_child_is_asked_about_the_child() -> None:
+    ex = mapped()
+    ex.fork_button.click()
+    ex.process.value = "c1"
+    ask(ex, "A+2p", "4p")
+    assert ex.pending == "c1: madvise A+2p 4p MERGEABLE"
+    assert "Pages 0-8 of c1" in ex.question_box.value
+    predict(ex, "0", "0-2 2-6 mg 6-8")
+    assert ex.predictions[-1].correct and not ex.errors
+    parent, child = ({p.name: p for p in ex.kernel.processes}[n] for n in ("p1", "c1"))
+    assert len(parent.vmas) == 1 and len(child.vmas) == 3
