@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable
+from itertools import chain
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,22 +52,17 @@ class Layout:
     """Address -> display x for a set of address ranges (the VMAs of one or more rows)."""
 
     def __init__(self, ranges: Iterable[tuple[int, int]]) -> None:
-        spans = sorted((s, e) for s, e in ranges if e > s)
-        union: list[list[int]] = []
-        for s, e in spans:
-            if union and s <= union[-1][1]:
-                union[-1][1] = max(union[-1][1], e)
-            else:
-                union.append([s, e])
-        self.bounds: list[int] = sorted({a for s, e in spans for a in (s, e)})
-        ustarts = [u[0] for u in union]
+        spans = np.fromiter(chain.from_iterable(ranges), dtype=np.uint64).reshape(-1, 2)
+        spans = spans[spans[:, 1] > spans[:, 0]]
+        b = np.unique(spans)
+        self.bounds: list[int] = b.tolist()
         n = max(len(self.bounds) - 1, 0)
-        b = np.array(self.bounds, dtype=np.uint64)
         sizes = (np.diff(b) / PAGE_SIZE).astype(float)
-        # A piece is mapped when the union span starting at or before it reaches its end.
-        j = np.searchsorted(np.array(ustarts, dtype=np.uint64), b[:n], side="right") - 1
-        uends = np.array([u[1] for u in union] or [0], dtype=np.uint64)
-        mapped = (j >= 0) & (b[1:] <= uends[np.maximum(j, 0)])
+        # A piece between two bounds is mapped when some range covers it.
+        depth = np.zeros(len(b) + 1, dtype=np.int64)
+        np.add.at(depth, np.searchsorted(b, spans[:, 0]), 1)
+        np.add.at(depth, np.searchsorted(b, spans[:, 1]), -1)
+        mapped = np.cumsum(depth)[:n] > 0
         widths = sizes.copy()
         spread = sizes[mapped].max() / sizes[mapped].min() if mapped.any() else 1.0
         #: Mapped pieces are drawn with widths that grow as the square root of their size,
