@@ -371,6 +371,9 @@ def test_ksmd_stepper_in_jupyterlab(lab: tuple[str, str]) -> None:
             assert _shown_counters(text.inner_text()) == stepped
             p2_text = text.inner_text().split("p2 (pid", 1)[1]
             assert re.search(rf"\b{target.address:x}\s+W\b", p2_text), p2_text
+            # The counters' plot and table are redrawn after the message and the pages: wait
+            # until the kernel has sent every update of the step.
+            page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for()
             widget.get_by_role("tab", name="Counters over scans").click()
             table = widget.locator("pre", has_text=re.compile(r"^\s*full_scans\s+pages_shared"))
             expect(table).to_be_visible()
