@@ -15,7 +15,7 @@ import functools
 __all__ = [
     "PAGE_SHIFT", "PAGE_SIZE", "HPAGE_SIZE", "TASK_SIZE", "MMAP_BASE", "MMAP_MIN_ADDR",
     "DEFAULT_MAX_MAP_COUNT", "PROT", "MAP", "MREMAP", "MADV", "VM", "MMF", "ERRNO_NAMES",
-    "ERESTARTSYS",
+    "ERESTARTSYS", "as_vm",
 ]
 
 PAGE_SHIFT = 12
@@ -155,25 +155,27 @@ class VM(enum.IntFlag):
     # enum's own bit operators build each result through Enum.__call__, which dominates the
     # cost of a madvise call; these look results up in a cache instead.
     def __and__(self, other: object) -> VM:
-        return _vm(int(self) & int(other))  # type: ignore[call-overload]
+        return as_vm(int(self) & int(other))  # type: ignore[call-overload]
 
     def __or__(self, other: object) -> VM:
-        return _vm(int(self) | int(other))  # type: ignore[call-overload]
+        return as_vm(int(self) | int(other))  # type: ignore[call-overload]
 
     def __xor__(self, other: object) -> VM:
-        return _vm(int(self) ^ int(other))  # type: ignore[call-overload]
+        return as_vm(int(self) ^ int(other))  # type: ignore[call-overload]
 
     __rand__, __ror__, __rxor__ = __and__, __or__, __xor__
 
     def __invert__(self) -> VM:
-        return _vm(~int(self) & _VM_ALL)
+        return as_vm(~int(self) & _VM_ALL)
 
 
 _VM_ALL = (1 << 64) - 1
 
 
 @functools.cache
-def _vm(value: int) -> VM:
+def as_vm(value: int) -> VM:
+    """The `VM` for plain-int flags (cached). Hot paths compute flags as ints, which costs a
+    fraction of an IntFlag operation, and make a `VM` only to store it in a VMA."""
     return VM(value & _VM_ALL)
 
 

@@ -27,7 +27,7 @@ import contextlib
 import errno
 from typing import TYPE_CHECKING
 
-from .constants import ERESTARTSYS, MADV, MMF, PAGE_SHIFT, VM
+from .constants import ERESTARTSYS, MADV, MMF, PAGE_SHIFT, VM, as_vm
 from .mm import MM, VMA, File, Page, flag_names
 from .rbtree import RbRoot
 from .trace import Trace
@@ -325,6 +325,12 @@ def vma_ksm_compatible(mm: MM, flags: VM, file: File | None = None) -> bool:
     return not flags & (mm.profile.ksm_ignore & ~VM.VM_MERGEABLE)
 
 
+# The bits ksm_madvise() tests on every call, as plain ints (see constants.as_vm).
+_MADV_MERGEABLE = int(MADV.MADV_MERGEABLE)
+_VM_MERGEABLE = int(VM.VM_MERGEABLE)
+_MMF_VM_MERGEABLE = int(MMF.MMF_VM_MERGEABLE)
+
+
 def ksm_madvise(mm: MM, vma: VMA, start: int, end: int, advice: int, flags: VM,
                 tr: Trace) -> tuple[int, VM]:
     """ksm_madvise(): decide the new VM_MERGEABLE bit of [start, end) of `vma`.
@@ -332,15 +338,15 @@ def ksm_madvise(mm: MM, vma: VMA, start: int, end: int, advice: int, flags: VM,
     Returns (error, new flags). An ignored advice returns (0, flags unchanged).
     """
     p = mm.profile
-    with tr.enter("ksm_madvise", "MADV_MERGEABLE" if advice == MADV.MADV_MERGEABLE
-                  else "MADV_UNMERGEABLE"):
-        if advice == MADV.MADV_MERGEABLE:
-            blocking = flags & p.ksm_ignore
+    merge = advice == _MADV_MERGEABLE
+    with tr.enter("ksm_madvise", "MADV_MERGEABLE" if merge else "MADV_UNMERGEABLE"):
+        if merge:
+            blocking = int(flags) & int(p.ksm_ignore)
             if blocking:
-                tr.note("ksm_madvise", "ignored: {}", flag_names(blocking))
-                tr.event("ignored", start, end, flag_names(blocking))
+                tr.note("ksm_madvise", "ignored: {}", flag_names(as_vm(blocking)))
+                tr.event("ignored", start, end, flag_names(as_vm(blocking)))
                 return 0, flags
-            if not mm.flags & MMF.MMF_VM_MERGEABLE:
+            if not int(mm.flags) & _MMF_VM_MERGEABLE:
                 err = __ksm_enter(mm, tr)
                 if err:
                     if p.ksm_madvise_enter_eagain:
@@ -348,9 +354,9 @@ def ksm_madvise(mm: MM, vma: VMA, start: int, end: int, advice: int, flags: VM,
                         return -errno.EAGAIN, flags
                     return err, flags  # v2.6.32: madvise_behavior() makes -ENOMEM -EAGAIN
             tr.note("ksm_madvise", "VM_MERGEABLE set")
-            return 0, flags | VM.VM_MERGEABLE
+            return 0, as_vm(int(flags) | _VM_MERGEABLE)
         mm.kernel.ksm.pages_changed = True
-        if not flags & VM.VM_MERGEABLE:
+        if not int(flags) & _VM_MERGEABLE:
             tr.note("ksm_madvise", "ignored: VMA is not VM_MERGEABLE")
             tr.event("ignored", start, end, "VMA is not VM_MERGEABLE")
             return 0, flags
@@ -364,7 +370,7 @@ def ksm_madvise(mm: MM, vma: VMA, start: int, end: int, advice: int, flags: VM,
         else:
             tr.note("ksm_madvise", "dummy ksm.c: \"Unmerge any merged pages here\" (nothing)")
         tr.note("ksm_madvise", "VM_MERGEABLE cleared")
-        return 0, flags & ~VM.VM_MERGEABLE
+        return 0, as_vm(int(flags) & ~_VM_MERGEABLE)
 
 
 def __ksm_enter(mm: MM, tr: Trace) -> int:

@@ -31,6 +31,7 @@ from .constants import (
     PROT,
     TASK_SIZE,
     VM,
+    as_vm,
 )
 from .trace import Trace, errno_name
 
@@ -41,6 +42,9 @@ if TYPE_CHECKING:
 __all__ = ["AnonVma", "File", "Page", "VMA", "MM", "calc_vm_prot_bits", "page_align"]
 
 _ids = itertools.count(1)
+# Flags tested on every split and merge, as plain ints (an IntFlag operation costs ten times
+# an int one).
+_VM_HUGETLB = int(VM.VM_HUGETLB)
 
 
 def page_align(n: int) -> int:
@@ -171,6 +175,7 @@ class MM:
         # vma_merge()'s flag tests as plain ints: VM_SPECIAL, and the bits that must agree.
         self._special = int(kernel.profile.vm_special)
         self._merge_mask = ~int(kernel.profile.merge_ignore) & (2**64 - 1)
+        self._sticky = int(kernel.profile.sticky_flags)
         #: The VMAs by start address (the kernel's maple tree); `vmas` is its live,
         #: address-ordered view of the VMAs (len, [i], iteration, reversed).
         self._by_start: SortedDict = SortedDict()
@@ -267,7 +272,7 @@ class MM:
         """split_vma(): cut `vma` at addr; the new struct is the lower part if new_below.
         With check_count False it is __split_vma(), which leaves max_map_count to the caller."""
         p = self._profile
-        huge_bad = vma.flags & VM.VM_HUGETLB and addr % HPAGE_SIZE != 0
+        huge_bad = int(vma.flags) & _VM_HUGETLB and addr % HPAGE_SIZE != 0
         too_many = check_count and len(self._by_start) >= self.kernel.sysctl["max_map_count"]
         if huge_bad or too_many:
             # 6.x checks max_map_count first, 2.6.32 the huge-page alignment first.
@@ -389,10 +394,14 @@ class MM:
                     else "prev incompatible",
                     "no adjacent next" if nxt is None else "next incompatible")
             return None
-        if p.sticky_flags:
+        if self._sticky:
+            sticky = 0
             for part in (middle, prev if left else None, nxt if right else None):
                 if part is not None:
-                    target.flags |= part.flags & p.sticky_flags
+                    sticky |= int(part.flags)
+            sticky &= self._sticky
+            if sticky:
+                target.flags = as_vm(int(target.flags) | sticky)
         tr.note(fn, "{}: now {:#x}-{:#x}", how, target.start, target.end)
         tr.event("merge", target.start, target.end, how)
         return target
@@ -831,11 +840,11 @@ class MM:
                 if err:
                     return err, prev
             merged = vma
-        before = merged.flags
-        sticky = self.profile.sticky_flags
-        merged.flags = newflags | (before & sticky) if sticky else newflags
+        before = int(merged.flags)
+        sticky = self._sticky
+        merged.flags = as_vm(int(newflags) | (before & sticky)) if sticky else newflags
         if before != newflags:
-            tr.event("flags", merged.start, merged.end, _flags_change(int(before), int(newflags)))
+            tr.event("flags", merged.start, merged.end, _flags_change(before, int(newflags)))
         return 0, merged
 
 

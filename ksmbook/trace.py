@@ -66,19 +66,9 @@ class Event(NamedTuple):
     detail: str = ""
 
 
-class _Scope:
-    """The `with` block of Trace.enter(): one level deeper while inside."""
-
-    __slots__ = ("trace",)
-
-    def __init__(self, trace: Trace) -> None:
-        self.trace = trace
-
-    def __enter__(self) -> None:
-        self.trace._depth += 1
-
-    def __exit__(self, *exc: object) -> None:
-        self.trace._depth -= 1
+# Steps and events are built with tuple.__new__ directly: a NamedTuple's own __new__ is a
+# Python function, and a system call records several of each.
+_tuple_new = tuple.__new__
 
 
 @dataclass
@@ -115,18 +105,24 @@ class Trace:
             self._formed = len(records)
         return records
 
-    def enter(self, function: str, template: str = "", *args: Any) -> _Scope:
-        """Record entering `function`; steps recorded inside the `with` nest under it."""
-        self.records.append(Step(self._depth, function, template, args))
-        return _Scope(self)
+    def enter(self, function: str, template: str = "", *args: Any) -> Trace:
+        """Record entering `function`; steps recorded inside the `with` block nest under it."""
+        self.records.append(_tuple_new(Step, (self._depth, function, template, args)))
+        return self
+
+    def __enter__(self) -> None:
+        self._depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
 
     def note(self, function: str, template: str, *args: Any) -> None:
         """Record a decision taken in `function` (`template` formatted with `args` when read)."""
-        self.records.append(Step(self._depth, function, template, args))
+        self.records.append(_tuple_new(Step, (self._depth, function, template, args)))
 
     def event(self, kind: str, start: int, end: int, detail: str = "") -> None:
         """Record a change to the address space."""
-        self.events.append(Event(kind, start, end, detail))
+        self.events.append(_tuple_new(Event, (kind, start, end, detail)))
 
     @property
     def errno(self) -> int | None:
