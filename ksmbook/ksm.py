@@ -313,7 +313,8 @@ class KsmState:
         if page is self.zero_page:
             self.ksm_zero_pages -= 1
             self.mm_zero_pages[mm] = self.mm_zero_pages.get(mm, 0) - 1
-        elif isinstance(page.ksm, StableNode):
+        elif isinstance(page.ksm, StableNode) and (
+                page.ksm.chain is not None or self.stable.get(page.content) is page.ksm):
             if not self.kernel.profile.stable_node_objects:
                 self.stale_nodes.add(page.ksm)  # 2.6.32: an rmap_item of it may be stale
             elif page.mapcount <= 0:
