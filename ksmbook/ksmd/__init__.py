@@ -6,9 +6,11 @@ ksm_do_scan(pages_to_scan) or by full scans, on a simulated clock, and records w
 
 * ``scan``: ksm_do_scan(), scan_get_next_rmap_item() and smart_scan, cmp_and_merge_page(),
   run=2 (unmerge_and_remove_all_rmap_items()) and the scan-time advisor;
-* ``trees``: the stable and unstable trees;
+* ``trees``: the stable and unstable trees, red-black trees ordered by memcmp() of the pages
+  (``ksmbook.rbtree``, ``ksmbook.pages``) whose walks stop and prune where the kernel's do;
 * ``merge``: try_to_merge_*() and break_cow();
 * ``views``: the counters, /proc/PID/ksm_stat and read-only records for diagrams;
+* ``base``: what they share (the kernel, the batch's trace, calc_checksum());
 * this module: the thread (ksm_scan_thread()) and its clock, and `predict`.
 
 Every difference between kernels is a feature of the `Profile` (``ksmbook.profiles``), tested
