@@ -153,6 +153,10 @@ class _Label(Text):
         return Bbox(bbox.get_points().copy()), list(lines), corner
 
 
+#: Every property that a diagram's labels set, at the value a new Text has unless told.
+_TEXT_DEFAULTS = {"fontsize": 7.5, "color": _INK, "ha": "left", "va": "baseline",
+                  "family": "sans-serif", "weight": "normal", "style": "normal",
+                  "rotation": 0.0, "linespacing": "normal"}
 #: rcParams that change how text is measured.
 _TEXT_RC = ("text.hinting", "text.hinting_factor", "text.kerning_factor", "text.antialiased")
 
@@ -183,7 +187,9 @@ class SpaceFigure:
                                                   1 - self.diagram_width / width, 1))
             self.trace_ax.set_axis_off()
         self._texts: list[Text] = []
+        self._spare: dict[object, list[Text]] = {}  # labels to use again, per axes
         self._legend: Legend | None = None
+        self._legend_key: tuple | None = None  # what the legend shows, and where
         #: What the last update drew, for tests and for the explorer's caption.
         self.rows: list[Snapshot] = []
         self.layout = Layout([])
@@ -196,22 +202,33 @@ class SpaceFigure:
     # -- text helpers --------------------------------------------------------------------
 
     def _text(self, ax: object, x: float, y: float, s: str, **kw: object) -> None:
-        kw.setdefault("fontsize", 7.5)
-        kw.setdefault("color", _INK)
-        kw.setdefault("ha", "left")
-        kw.setdefault("va", "baseline")
-        text = _Label(x, y, s, transform=ax.transData, clip_on=False,  # type: ignore[attr-defined]
-                      **kw)
-        ax.add_artist(text)  # type: ignore[attr-defined]
+        """A label on `ax`: the next one of the last drawing's labels there, updated, or a
+        new one (making a Text, and measuring it, costs more than updating one)."""
+        props = {**_TEXT_DEFAULTS, **kw}
+        spare = self._spare.get(ax)
+        if spare:
+            text = spare.pop(0)
+            text.set_position((x, y))
+            text.set_text(s)
+            text.update(props)
+        else:
+            text = _Label(x, y, s, transform=ax.transData, clip_on=False,  # type: ignore[attr-defined]
+                          **props)
+            ax.add_artist(text)  # type: ignore[attr-defined]
         self._texts.append(text)
 
     def _clear(self) -> None:
+        self._spare = {}
         for t in self._texts:
-            t.remove()
+            self._spare.setdefault(t.axes, []).append(t)
         self._texts = []
-        if self._legend is not None:
-            self._legend.remove()
-            self._legend = None
+
+    def _drop_spares(self) -> None:
+        """Remove the labels of the last drawing that this one did not use again."""
+        for texts in self._spare.values():
+            for t in texts:
+                t.remove()
+        self._spare = {}
 
     # -- public updates ------------------------------------------------------------------
 
@@ -313,6 +330,7 @@ class SpaceFigure:
         self._draw_header(kinds, ch, trace, upi, top)
         if self.trace_ax is not None:
             self._draw_trace(trace_lines, height, top)
+        self._drop_spares()
 
     def _draw_header(self, kinds: set[str], ch: Changes | None, trace: Trace | None,
                      upi: float, top: float) -> None:
@@ -328,14 +346,22 @@ class SpaceFigure:
             self._text(self.ax, x0, -0.1, self.header, fontsize=10, weight="bold", va="top")
         handles = [Patch(facecolor=KIND_COLORS[k], label=KIND_LABELS[k])
                    for k in KINDS if k in kinds]
+        # Below the header: beside a call it could run into the call's text.
+        below = 0.6 if ch is not None and trace is not None else \
+            0.28 if self.header else 0.0
+        anchor = (1, 1 - below / self.figure.get_figheight())
+        key = (tuple(h.get_label() for h in handles), anchor)
+        if key == self._legend_key:
+            return  # the legend drawn last time says the same
+        if self._legend is not None:
+            self._legend.remove()
+            self._legend = None
+        self._legend_key = key
         if handles:
-            # Below the header: beside a call it could run into the call's text.
-            below = 0.6 if ch is not None and trace is not None else \
-                0.28 if self.header else 0.0
             self._legend = self.ax.legend(
                 handles=handles, loc="upper right", ncol=len(handles), fontsize=7.5,
                 frameon=False, handlelength=1.2, columnspacing=1.0, borderaxespad=0.1,
-                bbox_to_anchor=(1, 1 - below / self.figure.get_figheight()))
+                bbox_to_anchor=anchor)
 
     def _draw_row(self, snap: Snapshot, name: str, y: float, lanes: list[Lane], upi: float,
                   verts: list, colors: list, lane_verts: list, lane_colors: list[str],
