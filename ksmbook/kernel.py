@@ -12,7 +12,7 @@ import errno
 import os
 from collections.abc import Callable, Iterable, Sequence
 
-from .constants import MAP, MMF, MREMAP, PAGE_SHIFT, PAGE_SIZE, PROT, VM
+from .constants import MADV, MAP, MMF, MREMAP, PAGE_SHIFT, PAGE_SIZE, PROT, VM
 from .ksm import (
     PR_GET_MEMORY_MERGE,
     PR_SET_MEMORY_MERGE,
@@ -58,6 +58,8 @@ DRIVER_STYLES: dict[str, Callable[[Profile], VM]] = {
     "sao": lambda p: VM.VM_SAO,
 }
 
+#: The types of an advice that need no _check_ints(): an int, or a MADV member.
+_ADVICE_TYPES = (int, MADV)
 _SYSCTL_DEFAULTS = {"max_map_count": 65530, "nr_hugepages": 0}
 FAULT_POINTS = ("__ksm_enter", "split_vma", "signal_pending", "break_ksm")
 
@@ -337,10 +339,12 @@ class Process:
 
     # -- system calls -------------------------------------------------------------------
 
-    def _syscall(self, call: str, body: Callable[[Trace], int]) -> int:
+    def _syscall(self, call: str, body: Callable[[Trace], int], *args: object) -> int:
+        """Run `body` as the system call `call` (a str.format template for `args`, formatted
+        only when the trace's `call` is read)."""
         if not self.alive:
             raise ProcessLookupError(errno.ESRCH, f"process {self.pid} has exited")
-        tr = Trace(call, self.pid)
+        tr = Trace(call, self.pid, call_args=args)
         tr.result = body(tr)
         self.last_trace = tr
         self.kernel.log.append(tr)
@@ -386,11 +390,11 @@ class Process:
 
     def madvise(self, addr: int, length: int, advice: int) -> int:
         """madvise(2); raises OSError with the kernel's errno (after applying, for holes)."""
-        if not (type(addr) is int and type(length) is int and type(advice) is int):
+        if not (type(addr) is int and type(length) is int and type(advice) in _ADVICE_TYPES):
             _check_ints(addr=addr, length=length, advice=advice)
-        call = f"madvise({addr:#x}, {length}, {advice_name(advice)})"
-        return self._syscall(call, lambda tr: sys_madvise(
-            self.mm, addr & 2**64 - 1, length & 2**64 - 1, advice, tr))
+        return self._syscall("madvise({:#x}, {}, {})", lambda tr: sys_madvise(
+            self.mm, addr & 2**64 - 1, length & 2**64 - 1, advice, tr),
+            addr, length, advice_name(advice))
 
     def prctl(self, option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0,
               arg5: int = 0) -> int:

@@ -119,7 +119,7 @@ class Page:
     id: int = field(default_factory=lambda: next(_ids))
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class VMA:
     """struct vm_area_struct: [start, end) with flags, file and page offset."""
 
@@ -227,10 +227,10 @@ class MM:
 
     def find_vma_prev(self, addr: int) -> tuple[VMA | None, VMA | None]:
         """find_vma_prev(): find_vma() and the VMA before it."""
-        vma = self.find_vma(addr)
-        if vma is None:
-            return None, (self.vmas[-1] if self.vmas else None)
-        return vma, self.prev_vma(vma)
+        below, above = self._around(addr)
+        if below is None or below.end <= addr:
+            return above, below  # above is None: below is the last VMA, if any
+        return below, self.prev_vma(below)
 
     def prev_vma(self, vma: VMA) -> VMA | None:
         return self._around(vma.start - 1)[0]

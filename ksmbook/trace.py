@@ -73,9 +73,12 @@ _tuple_new = tuple.__new__
 
 @dataclass
 class Trace:
-    """What one system call did, in order; `result` is its return value or -errno."""
+    """What one system call did, in order; `result` is its return value or -errno.
 
-    call: str
+    The call as written (`call`) is `call_format` formatted with `call_args`, like a step's
+    message: formatted when read."""
+
+    call_format: str
     pid: int = 0
     #: The steps as recorded: `Step`s, and flat runs depth, function, template, n, n args.
     records: list[Any] = field(default_factory=list, repr=False)
@@ -83,6 +86,12 @@ class Trace:
     result: int | None = None
     _depth: int = 0
     _formed: int = field(default=0, repr=False, compare=False)
+    call_args: tuple[Any, ...] = field(default=(), repr=False)
+
+    @property
+    def call(self) -> str:
+        """The system call as written: 'madvise(0x7ffff7f80000, 4096, MADV_MERGEABLE)'."""
+        return self.call_format.format(*self.call_args) if self.call_args else self.call_format
 
     @property
     def steps(self) -> list[Step]:
