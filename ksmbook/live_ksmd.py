@@ -761,7 +761,7 @@ def measure(contents: Sequence[Any] | None, *, use_zero_pages: int = 0,
     """Counters of the live ksmd after exactly *scans* full scans of the given pages.
 
     *contents*: one list of page contents (see ``LiveProcess``), mapped by each of *processes*
-    helper processes, or a list of lists (one per process; or pass that list as *processes*).
+    worker processes, or a list of lists (one per process; or pass that list as *processes*).
     Processes register in list order, after a reset, with ksmd stopped, so scan 1 is a full
     first visit of every page. Knobs are restored afterwards and a final run=2 leaves no KSM
     state behind.

@@ -265,7 +265,7 @@ def measure_write_latency(pages: int = 1024, *, seed: int = 0) -> dict[str, Any]
     A ``ksmbook.live`` worker maps and fills the pages, advises them MADV_MERGEABLE and forks
     a child that keeps the fork-shared pages; the live ksmd (``ksmbook.live_ksmd.session``: knobs
     saved, everything unmerged, use_zero_pages=1, smart_scan=0) makes two full scans and is
-    stopped; then the helper times its writes. The merges are checked with /proc/PID/ksm_stat
+    stopped; then the worker times its writes. The merges are checked with /proc/PID/ksm_stat
     before the timing. Every knob is restored afterwards. Returns {kind: {"median", "p10",
     "p90", "mean", "n"} in us, ..., "ksm_stat": ..., "machine": ...}.
     """

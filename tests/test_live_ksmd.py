@@ -102,7 +102,7 @@ def test_measure_xxy_two_scans() -> None:
     assert r["general_profit"] == 1 * 4096 - 3 * 64
     assert r["ksm_stat"][0]["ksm_rmap_items"] == 3
     assert r["elapsed"] < 5
-    # the pages lived in a helper process, never in this one
+    # the pages lived in a worker process, never in this one
     mine = L.ksm_stat(os.getpid())
     assert mine.get("ksm_rmap_items", 0) == 0
 
