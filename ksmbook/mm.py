@@ -13,7 +13,7 @@ from __future__ import annotations
 import errno
 import functools
 import itertools
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -45,6 +45,7 @@ _ids = itertools.count(1)
 # Flags tested on every split and merge, as plain ints (an IntFlag operation costs ten times
 # an int one).
 _VM_HUGETLB = int(VM.VM_HUGETLB)
+_dict_set, _dict_del = dict.__setitem__, dict.__delitem__
 
 
 def page_align(n: int) -> int:
@@ -251,19 +252,55 @@ class MM:
     # -- structure changes (the only code that edits VMA bounds) ------------------------
 
     def insert(self, vma: VMA) -> None:
-        self._by_start[vma.start] = vma
+        self._link(vma.start, vma)
 
     def remove(self, vma: VMA) -> None:
-        del self._by_start[vma.start]
+        self._unlink(vma.start)
 
     def resize(self, vma: VMA, start: int, end: int) -> None:
         """vma_adjust(): move the bounds of `vma`, keeping pgoff right for its first page."""
         if start != vma.start:
-            del self._by_start[vma.start]
+            self._unlink(vma.start)
             vma.pgoff += (start - vma.start) >> PAGE_SHIFT
             vma.start = start
-            self._by_start[start] = vma
+            self._link(start, vma)
         vma.end = end
+
+    # The index's two edits. The common case (the key goes into or leaves a block of the
+    # SortedList that keeps its size within bounds, and no positional index has been built)
+    # is done on the blocks directly, as _around() reads them: it is what SortedList.add()
+    # and remove() do then, without their three Python calls. Anything else goes through
+    # SortedDict.
+
+    def _link(self, start: int, vma: VMA) -> None:
+        """Index `vma` under `start`, a start address not in the index."""
+        starts = self._starts
+        if not starts._index:
+            maxes = starts._maxes
+            pos = bisect_right(maxes, start)
+            if pos < len(maxes):
+                block = starts._lists[pos]
+                if len(block) < starts._load << 1:
+                    insort(block, start)
+                    starts._len += 1
+                    _dict_set(self._by_start, start, vma)
+                    return
+        self._by_start[start] = vma
+
+    def _unlink(self, start: int) -> None:
+        """Drop `start` (a key of the index)."""
+        starts = self._starts
+        if not starts._index:
+            maxes = starts._maxes
+            pos = bisect_left(maxes, start)
+            block = starts._lists[pos]
+            if len(block) > (starts._load >> 1) + 1:
+                del block[bisect_left(block, start)]
+                maxes[pos] = block[-1]
+                starts._len -= 1
+                _dict_del(self._by_start, start)
+                return
+        del self._by_start[start]
 
     # -- split and merge ----------------------------------------------------------------
 
@@ -291,17 +328,16 @@ class MM:
             tr.event("fail", addr, addr, "vm_area_dup")
             return -errno.ENOMEM
         new = VMA(vma.start, addr, vma.flags, vma.pgoff, vma.file, vma.anon_vma, vma.chain)
-        by_start = self._by_start
         if new_below:
             # The lower part keeps the old start key (a plain dict store), `vma` moves up.
-            by_start[vma.start] = new
+            _dict_set(self._by_start, vma.start, new)
             vma.pgoff += (addr - vma.start) >> PAGE_SHIFT
             vma.start = addr
-            by_start[addr] = vma
+            self._link(addr, vma)
         else:
             new.start, new.end, new.pgoff = addr, vma.end, vma.pgoff_at(addr)
             vma.end = addr
-            by_start[addr] = new
+            self._link(addr, new)
         tr.note("split_vma", "at {:#x}: new VMA {:#x}-{:#x} ({}), map_count {}", addr,
                 new.start, new.end, "below" if new_below else "above", len(self._by_start))
         if new_below:
