@@ -3,8 +3,8 @@ under each row for the flags the book is about (VM_MERGEABLE first).
 
 Every VMA of every row goes into one `PolyCollection`, every flag mark into another, so a figure
 holds a handful of artists whether it shows 3 VMAs or 3,000. `SpaceFigure` builds its figure
-once and `update()` changes the collections' data and replaces the few text labels, which is
-what the explorer widget does on every click. Figures come from `matplotlib.figure.Figure`,
+once and each update changes the collections' data and updates the few text labels in place,
+which is what the explorer widget does on every click. Figures come from `matplotlib.figure.Figure`,
 not pyplot: no global state, and a figure shown as a cell's value appears once.
 """
 
@@ -131,24 +131,26 @@ class _Label(Text):
 
     _layouts: dict[tuple, tuple] = {}
 
-    def _get_layout(self, renderer: Any) -> tuple:  # type: ignore[override]
+    def _get_layout(self, renderer: Any) -> tuple:
         prop = self.get_fontproperties()
+        fig = self.get_figure(root=True)
         key = (getattr(renderer.get_text_width_height_descent, "__func__", None),
-               renderer.points_to_pixels(72.0), self.get_figure(root=True).dpi,
+               renderer.points_to_pixels(72.0), fig.dpi if fig is not None else None,
                self.get_text(), tuple(prop.get_family()), prop.get_style(), prop.get_variant(),
                prop.get_weight(), prop.get_stretch(), prop.get_size_in_points(),
                prop.get_file(), prop.get_math_fontfamily(), self.get_usetex(),
-               self.get_parse_math(), self.get_wrap(), self._get_multialignment(),
+               self.get_parse_math(), self.get_wrap(),
+               self._get_multialignment(),  # type: ignore[attr-defined]
                self.get_rotation(), self.get_rotation_mode(),
                self.get_horizontalalignment(), self.get_verticalalignment(),
-               self.get_linespacing(), *(rcParams[k] for k in _TEXT_RC))
+               self.get_linespacing(), *(rcParams[k] for k in _TEXT_RC))  # type: ignore[index]
         if self.get_wrap() or key[0] is None:
-            return super()._get_layout(renderer)
+            return super()._get_layout(renderer)  # type: ignore[misc]
         hit = self._layouts.get(key)
         if hit is None:
             if len(self._layouts) > 4096:
                 self._layouts.clear()
-            hit = self._layouts[key] = super()._get_layout(renderer)
+            hit = self._layouts[key] = super()._get_layout(renderer)  # type: ignore[misc]
         bbox, lines, corner = hit
         return Bbox(bbox.get_points().copy()), list(lines), corner
 
@@ -204,7 +206,7 @@ class SpaceFigure:
     def _text(self, ax: object, x: float, y: float, s: str, **kw: object) -> None:
         """A label on `ax`: the next one of the last drawing's labels there, updated, or a
         new one (making a Text, and measuring it, costs more than updating one)."""
-        props = {**_TEXT_DEFAULTS, **kw}
+        props: dict[str, Any] = {**_TEXT_DEFAULTS, **kw}
         spare = self._spare.get(ax)
         if spare:
             text = spare.pop(0)
@@ -212,8 +214,8 @@ class SpaceFigure:
             text.set_text(s)
             text.update(props)
         else:
-            text = _Label(x, y, s, transform=ax.transData, clip_on=False,  # type: ignore[attr-defined]
-                          **props)
+            text = _Label(x, y, s, transform=ax.transData,  # type: ignore[attr-defined]
+                          clip_on=False, **props)
             ax.add_artist(text)  # type: ignore[attr-defined]
         self._texts.append(text)
 
@@ -289,18 +291,19 @@ class SpaceFigure:
             self.row_bars.append(bars)
         for i, bars in enumerate(self.row_bars):
             row_verts = np.concatenate(verts[i]) if i < len(rows) else _EMPTY
+            # Bars where they were last time keep their paths (making paths is the cost).
             if not np.array_equal(row_verts, self._bar_verts.get(i, _EMPTY)):
-                bars.set_verts(row_verts)  # (the same bars are not made again)
+                bars.set_verts(row_verts)  # type: ignore[arg-type]
                 self._bar_verts[i] = row_verts
-            bars.set_facecolor(np.array(colors[i] if i < len(rows) else [], dtype=float)
-                               .reshape(-1, 4))
+            rgba = np.array(colors[i] if i < len(rows) else [], dtype=float).reshape(-1, 4)
+            bars.set_facecolor(rgba)  # type: ignore[arg-type]
             bars.set_linewidth(1.2 if len(row_verts) <= LABEL_LIMIT else 0.0)
             # Vector output (SVG, PDF) embeds a bitmap of a row of very many VMAs.
             bars.set_rasterized(len(row_verts) > RASTER_LIMIT)
-        lane_verts = np.concatenate(lane_verts)
-        self.lane_marks.set_verts(lane_verts)
+        marks = np.concatenate(lane_verts)
+        self.lane_marks.set_verts(marks)  # type: ignore[arg-type]
         self.lane_marks.set_facecolor(lane_colors)
-        self.lane_marks.set_rasterized(len(lane_verts) > RASTER_LIMIT)
+        self.lane_marks.set_rasterized(len(marks) > RASTER_LIMIT)
         self.breaks.set_segments(breaks)
         self.guides.set_segments(guides)
         self.guides.set_color(guide_colors)

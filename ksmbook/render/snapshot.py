@@ -145,9 +145,9 @@ def snapshot(process: Process, cache: dict[tuple, Any] | None = None) -> Snapsho
     if cache is None:
         return snap
     # The cached Snapshot holds its Regions, so their ids in the key stay theirs.
-    key = ("snapshot", snap.name, snap.pid, int(mm.flags), snap.profile, snap.config_ksm,
-           snap.alive, tuple(map(id, regions)))
-    return cache.setdefault(key, snap)
+    same = ("snapshot", snap.name, snap.pid, int(mm.flags), snap.profile, snap.config_ksm,
+            snap.alive, tuple(map(id, regions)))
+    return cache.setdefault(same, snap)
 
 
 def snapshots(kernel: Kernel) -> list[Snapshot]:
