@@ -72,6 +72,10 @@ def test_snapshot_cache_gives_the_same_snapshot() -> None:
     assert kr.snapshot(p, cache) == kr.snapshot(p)
     assert kr.snapshot(p, cache).vmas[0] is kr.snapshot(p, cache).vmas[0]
     assert first.vmas[0] not in kr.snapshot(p, cache).vmas
+    # Nothing changed: the very same snapshot, whose maps text is formatted once.
+    again = kr.snapshot(p, cache)
+    assert again is kr.snapshot(p, cache) and again is not first
+    assert again.maps_text is kr.snapshot(p, cache).maps_text
 
 
 def test_exited_process_has_no_vmas() -> None:
@@ -310,6 +314,29 @@ def test_thousands_of_vmas_use_a_few_artists_and_say_what_is_aggregated() -> Non
     # Touching VMAs alternate colour and tint, so the boundaries show without edges.
     colors = {to_hex(c) for c in view.row_bars[0].get_facecolors()}
     assert len(colors) == 2
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_an_updated_figure_draws_what_a_new_one_draws(split: bool) -> None:
+    """Updates reuse the figure's labels, legend and bars; what they draw is what a figure
+    made for the same change draws, after changes that add and drop lanes and labels."""
+    _, p, a = one_region("modern", 900 if split else 64)
+    if split:  # 900 VMAs: a dense row, drawn as a bitmap
+        for i in range(1, 900, 2):
+            p.mprotect(a + i * P, P, kb.PROT_READ)
+    cache: dict = {}
+    view = kr.SpaceFigure(trace_panel=True)
+    view.show_rows([kr.snapshot(p, cache)], title="start")
+    for advice, first, n in ((kb.MADV_MERGEABLE, 4, 8), (kb.MADV_DONTFORK, 20, 4),
+                             (kb.MADV_MERGEABLE, 4, 8), (kb.MADV_UNMERGEABLE, 0, 16)):
+        before = kr.snapshot(p, cache)
+        p.madvise(a + first * P, n * P, advice)
+        after = kr.snapshot(p, cache)
+        view.show_change(before, after, p.last_trace)
+        fresh = kr.view_of(kr.SpaceFigure(trace_panel=True).show_change(before, after,
+                                                                          p.last_trace))
+        assert [t.get_text() for t in view.ax.texts] == [t.get_text() for t in fresh.ax.texts]
+        assert kr.to_svg(view.figure) == kr.to_svg(fresh.figure)
 
 
 def test_empty_and_exited_rows() -> None:
