@@ -31,9 +31,9 @@ def _check(content: int) -> None:
 
 def page_bytes(content: int) -> bytes:
     """The 4096 bytes of a page whose content is `content`."""
+    _check(content)
     page = _CACHE.get(content)
     if page is None:
-        _check(content)
         if content == 0:
             page = bytes(PAGE_SIZE)
         else:

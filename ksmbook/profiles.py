@@ -334,7 +334,7 @@ _V2632 = Profile(**{**_SEED.__dict__, "name": "2.6.32",
 
 _MODERN = Profile(
     name="modern",
-    title="Linux 6.x (as on this machine)",
+    title="Linux 6.x (checked against a live 6.18 kernel)",
     advices=_MODERN_ADVICES,
     ksm_ignore=_KSM_IGNORE_MODERN,
     unmerge_pages=True,

@@ -858,6 +858,9 @@ def test_page_bytes_rule() -> None:
         page_bytes(2**64)
     with pytest.raises(TypeError):
         memcmp_key(True)
+    page_bytes(1)  # cached now: a bool must still be refused, not read as the int 1
+    with pytest.raises(TypeError):
+        page_bytes(True)
 
 
 def test_trace_steps_format_when_read() -> None:
