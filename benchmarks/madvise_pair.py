@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             status = 1
     if live_us is not None:
         print(f"\nsimulator/live at {counts[-1]} VMAs: {ratio:.1f}x "
-              f"(aim: within 10x); worst ratio {worst_ratio:.1f}x")
+              f"(aim: within 8x); worst ratio {worst_ratio:.1f}x")
     print("(live times include the ctypes call overhead, about the 'live len 0' column: the "
           "same pair with length 0;\n the simulator's include building each call's trace)")
     if profiler is not None:
