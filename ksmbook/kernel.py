@@ -8,6 +8,7 @@ result is negative, as Python's own `mmap.madvise` does.
 from __future__ import annotations
 
 import collections
+import enum
 import errno
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -536,27 +537,25 @@ def _check_ints(**values: int) -> None:
             raise TypeError(f"{name} must be an int, not {type(v).__name__}")
 
 
+def _flag_text(enum_: type[enum.IntFlag], value: int, zero: str | None = None) -> str:
+    """The flag names of `value` as strace prints them ("PROT_READ|PROT_WRITE"), else hex;
+    `zero` is what 0 prints as, where the call has a name for it."""
+    if value == 0 and zero is not None:
+        return zero
+    try:
+        name = enum_(value).name
+    except ValueError:
+        name = None
+    return str(name) if name else f"{value:#x}"
+
+
 def _prot_text(prot: int) -> str:
-    if prot == 0:
-        return "PROT_NONE"
-    try:
-        return str(PROT(prot).name) if PROT(prot).name else f"{prot:#x}"
-    except ValueError:
-        return f"{prot:#x}"
-
-
-def _mremap_text(flags: int) -> str:
-    if flags == 0:
-        return "0"
-    try:
-        return str(MREMAP(flags).name) if MREMAP(flags).name else f"{flags:#x}"
-    except ValueError:
-        return f"{flags:#x}"
+    return _flag_text(PROT, prot, "PROT_NONE")
 
 
 def _map_text(flags: int) -> str:
-    try:
-        return str(MAP(flags).name) if MAP(flags).name else f"{flags:#x}"
-    except ValueError:
-        return f"{flags:#x}"
+    return _flag_text(MAP, flags)
 
+
+def _mremap_text(flags: int) -> str:
+    return _flag_text(MREMAP, flags, "0")
