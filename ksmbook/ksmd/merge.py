@@ -38,7 +38,7 @@ class Merge(Trees):
         ks = self.ks
         if mm.ptes.get(vpn) is not page:
             return -errno.EFAULT
-        mm.ptes[vpn] = kpage
+        dict.__setitem__(mm.ptes, vpn, kpage)  # the key is there: SortedDict's keys stay
         kpage.mapcount += 1
         if kpage is ks.zero_page:
             ks.map_zero_page(mm)

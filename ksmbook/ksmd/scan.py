@@ -8,6 +8,7 @@ A batch is ksm_do_scan(pages_to_scan); its trace records, per page, the decision
 from __future__ import annotations
 
 import errno
+import itertools
 from collections.abc import Iterator
 
 from ..constants import MMF, PAGE_SHIFT, VM
@@ -22,11 +23,12 @@ from ..ksm import (
 )
 from ..mm import Page
 from ..trace import Trace
-from .base import WHERE
+from .base import WHERE, calc_checksum
 from .merge import Merge
 
 _VOLATILE = "{:#010x} != oldchecksum {:#010x}: volatile, remembered"
 _KSM_PAGE = " (KSM page)"
+_LINKED = "KSM page already linked from this item: nothing"
 _CMP = WHERE + ": content {1}{2}"
 
 
@@ -57,34 +59,38 @@ class Scan(Merge):
         records = tr.records if tr is not None else None
         self._vma_cache.clear()  # VMAs cannot change during a batch, only between batches
         self._unstable_checked = False
+        cmp_and_merge_page = self.cmp_and_merge_page
         scanned = 0
         try:
             while scan_npages > 0:
-                scan_npages -= 1
-                # scan_get_next_rmap_item(), its common case (the next page of this mm) inline
-                walk = self._walk
-                got = next(walk, None) if walk is not None else None
+                # scan_get_next_rmap_item() gives the first page of a walk of an mm; the rest
+                # of the walk (the next pages of this mm, its common case) follows here.
+                got = self.scan_get_next_rmap_item()
                 if got is None:
-                    got = self.scan_get_next_rmap_item()
-                    if got is None:
-                        return
-                item, page = got
-                scanned += 1
-                if records is not None:
-                    records += (0, "cmp_and_merge_page", _CMP, 3, item, page.content,
-                                _KSM_PAGE if page.ksm is not None else "")
-                if unshare and page.ksm is not None and item.flags == STABLE_FLAG:
-                    if page.mapcount == 1:
-                        if tr is not None:
+                    return
+                walk = self._walk
+                assert walk is not None
+                for item, page in itertools.chain((got,), walk):
+                    scanned += 1
+                    if records is not None:
+                        records += (0, "cmp_and_merge_page", _CMP, 3, item, page.content,
+                                    _KSM_PAGE if page.ksm is not None else "")
+                    if unshare and page.ksm is not None and item.flags == STABLE_FLAG:
+                        if page.mapcount == 1:
+                            if tr is not None:
+                                self._note(1, "ksm_do_scan", "KSM page mapped only here: "
+                                           "break it back to a normal page")
+                            self.break_cow(item)
+                            self.remove_rmap_item_from_tree(item)
+                            item.oldchecksum = self._checksum(page.content)
+                        elif tr is not None:
                             self._note(1, "ksm_do_scan",
-                                       "KSM page mapped only here: break it back to a normal page")
-                        self.break_cow(item)
-                        self.remove_rmap_item_from_tree(item)
-                        item.oldchecksum = self._checksum(page.content)
-                    elif tr is not None:
-                        self._note(1, "ksm_do_scan", "KSM page in the stable tree: nothing to do")
-                    continue
-                self.cmp_and_merge_page(page, item)
+                                       "KSM page in the stable tree: nothing to do")
+                    else:
+                        cmp_and_merge_page(page, item)
+                    scan_npages -= 1
+                    if not scan_npages:
+                        break
         finally:
             ks.pages_scanned += scanned
             self._vma_cache.clear()
@@ -179,14 +185,20 @@ class Scan(Merge):
                     continue
                 ks.address = (vpn + 1) << PAGE_SHIFT
                 pos = slot.rest_pos
-                item = rest[pos] if pos < nrest else None
-                if (item is not None and item.vpn == vpn
-                        and not (unlink and item.flags == UNSTABLE_FLAG)):
-                    # get_next_rmap_item()'s common case: the item is the next one.
-                    slot.rest_pos = pos + 1
+                if pos >= nrest:
+                    # get_next_rmap_item() past the end of the list: a new item.
+                    item = RmapItem(slot, vpn)
+                    ks.rmap_items += 1
+                    slot.nr_items += 1
                     passed.append(item)
                 else:
-                    item = self.get_next_rmap_item(slot, vpn)
+                    item = rest[pos]
+                    if item.vpn == vpn and not (unlink and item.flags == UNSTABLE_FLAG):
+                        # get_next_rmap_item()'s common case: the item is the next one.
+                        slot.rest_pos = pos + 1
+                        passed.append(item)
+                    else:
+                        item = self.get_next_rmap_item(slot, vpn)
                 if smart and page.ksm is None:
                     age = item.age
                     if age < 3:
@@ -299,8 +311,7 @@ class Scan(Merge):
             # is a KSM page already linked from this rmap_item.
             if stable_node is not None and item.head is stable_node:
                 if self._tr is not None:
-                    self._note(1, "cmp_and_merge_page",
-                               "KSM page already linked from this item: nothing")
+                    self._tr.records += (1, "cmp_and_merge_page", _LINKED, 0)
                 return
         elif item.flags == STABLE_FLAG:
             self.remove_rmap_item_from_tree(item)
@@ -363,9 +374,11 @@ class Scan(Merge):
         """calc_checksum() against item->oldchecksum, then, with use_zero_pages (4.5), the
         zero-page merge: True if the page goes on to the trees. A page whose content changed
         since the last visit is volatile: its new checksum is remembered."""
-        checksum = self._checksums.get(page.content)
+        content = page.content
+        checksum = self._checksums.get(content)
         if checksum is None:
-            checksum = self._checksum(page.content)
+            checksum = self._checksums[content] = calc_checksum(content,
+                                                                self.profile.ksm_checksum)
         old = item.oldchecksum
         tr = self._tr
         if old != checksum:

@@ -211,11 +211,6 @@ class Trees(KsmdBase):
         """ksm_get_folio() fails: the KSM page has been freed."""
         return node.kpage.mapcount <= 0
 
-    def _candidate(self, node: StableNode, offset: int = 0) -> bool:
-        """__is_page_sharing_candidate(): the node has sharers and room for more."""
-        n = len(node.items)
-        return bool(n) and n + offset < int(self.ks.knobs["max_page_sharing"])
-
     def stable_node_dup(self, chain: StableChain, prune: bool) -> StableNode | None:
         """stable_node_dup(): the best dup of a chain to share (pruning stale dups every
         stable_node_chains_prune_millisecs); collapses a chain left with one dup."""
@@ -225,28 +220,35 @@ class Trees(KsmdBase):
             chain.prune_time = ks.clock_ms
         else:
             prune = False
+        # __is_page_sharing_candidate(dup): it has sharers and fewer than max_page_sharing.
+        limit = int(ks.knobs["max_page_sharing"])
         found: StableNode | None = None
         found_len = 0
-        for dup in list(chain.dups):
-            if self._stale(dup):
+        dups = chain.dups
+        i = 0
+        while i < len(dups):
+            dup = dups[i]
+            if dup.kpage.mapcount <= 0:  # stale: it leaves `dups`
                 self.remove_node_from_stable_tree(dup)
                 continue
-            if found is None or (self._candidate(dup) and (
-                    not self._candidate(found) or len(dup.items) > found_len)):
+            i += 1
+            n = len(dup.items)
+            if found is None or (n and n < limit and (
+                    not (found_len and found_len < limit) or n > found_len)):
                 found = dup
-                found_len = len(dup.items)
-                if not prune and self._candidate(found):
+                found_len = n
+                if not prune and n and n < limit:
                     break
         if found is not None:
-            if len(chain.dups) == 1:
+            if len(dups) == 1:
                 self._stable_replace(chain, found)
                 found.chain = None
-                chain.dups.clear()
+                dups.clear()
                 ks.stable_node_chains -= 1
                 ks.stable_node_dups -= 1
-            elif chain.dups[0] is not found and self._candidate(found, 1):
-                chain.dups.remove(found)
-                chain.dups.insert(0, found)
+            elif dups[0] is not found and found_len and found_len + 1 < limit:
+                dups.remove(found)
+                dups.insert(0, found)
         else:
             self._stable_unlink(chain)
             ks.stable_node_chains -= 1
@@ -283,13 +285,22 @@ class Trees(KsmdBase):
                            "ksm page forked: it is its own stable node's page")
             return page
         ks = self.ks
-        node = (self._lookup_stable(page.content, True)
-                if ks.stale_nodes or page.content in ks.stable else None)
+        entry = ks.stable.get(page.content)
+        node: StableNode | None
+        if ks.stale_nodes:
+            node = self._lookup_stable(page.content, True)
+        elif type(entry) is StableNode and entry.kpage.mapcount > 0:
+            node = entry  # _lookup_stable()'s common case
+        elif entry is None:
+            node = None
+        else:
+            node = self._lookup_stable(page.content, True)
         if node is None:
             if tr is not None:
                 tr.records += (1, "stable_tree_search", "no KSM page of this content", 0)
             return None
-        if not self._candidate(node):
+        n = len(node.items)
+        if not n or n >= int(ks.knobs["max_page_sharing"]):  # !__is_page_sharing_candidate()
             if tr is not None:
                 self._note(1, "stable_tree_search",
                            "KSM page found but full ({} sharers, max_page_sharing {})",
