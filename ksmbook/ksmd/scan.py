@@ -61,6 +61,7 @@ class Scan(Merge):
         self._unstable_checked = False
         cmp_and_merge_page = self.cmp_and_merge_page
         scanned = 0
+        item = None  # the page of the walk under way (ksm_scan.address is past it), or None
         try:
             while scan_npages > 0:
                 # scan_get_next_rmap_item() gives the first page of a walk of an mm; the rest
@@ -91,7 +92,11 @@ class Scan(Merge):
                     scan_npages -= 1
                     if not scan_npages:
                         break
+                else:
+                    item = None  # the walk ended: it set ksm_scan.address
         finally:
+            if item is not None:
+                ks.address = (item.vpn + 1) << PAGE_SHIFT
             ks.pages_scanned += scanned
             self._vma_cache.clear()
 
@@ -106,7 +111,7 @@ class Scan(Merge):
         if walk is not None:
             got = next(walk, None)
             if got is not None:
-                return got
+                return self._at(got)
             self._walk = None
             done: MmSlot | None = slots[ks.cursor]
         else:
@@ -122,7 +127,7 @@ class Scan(Merge):
                 walk = self._walk = self._rmap_walk(slots[ks.cursor])
                 got = next(walk, None)
                 if got is not None:
-                    return got
+                    return self._at(got)
                 self._walk = None
                 done = slots[ks.cursor]
             # Every page of this mm seen: its leftover rmap_items go.
@@ -144,6 +149,11 @@ class Scan(Merge):
                 return None
             self._next_mm()
 
+    def _at(self, got: tuple[RmapItem, Page]) -> tuple[RmapItem, Page]:
+        """ksm_scan.address past the page the walk has just given."""
+        self.ks.address = (got[0].vpn + 1) << PAGE_SHIFT
+        return got
+
     def _next_mm(self) -> None:
         ks = self.ks
         ks.address = 0
@@ -153,7 +163,10 @@ class Scan(Merge):
     def _rmap_walk(self, slot: MmSlot) -> Iterator[tuple[RmapItem, Page]]:
         """The VMA walk of scan_get_next_rmap_item() from ksm_scan.address: for each present
         anonymous page of a VM_MERGEABLE VMA that has an anon_vma (KSM pages included), its
-        rmap_item from get_next_rmap_item(), unless should_skip_rmap_item() skips it."""
+        rmap_item from get_next_rmap_item(), unless should_skip_rmap_item() skips it.
+
+        ksm_scan.address is set at each VMA's start and end; past a page the walk yields, it
+        is its consumer's to set (`_at`)."""
         ks = self.ks
         mm = slot.mm
         if mm.mm_users == 0:
@@ -171,19 +184,19 @@ class Scan(Merge):
         passed = slot.items
         ptes = mm.ptes
         get = ptes.get
+        address = ks.address
         for vma in mm.vmas_from(first):
             if not vma.flags & VM.VM_MERGEABLE:
                 continue
-            if ks.address < vma.start:
-                ks.address = vma.start
+            if address < vma.start:
+                address = ks.address = vma.start
             if vma.anon_vma is None:
-                ks.address = vma.end
+                address = ks.address = vma.end
                 continue
-            for vpn in ptes.irange(ks.address >> PAGE_SHIFT, (vma.end >> PAGE_SHIFT) - 1):
+            for vpn in ptes.irange(address >> PAGE_SHIFT, (vma.end >> PAGE_SHIFT) - 1):
                 page = get(vpn)
                 if page is None or not page.anon:
                     continue
-                ks.address = (vpn + 1) << PAGE_SHIFT
                 pos = slot.rest_pos
                 if pos >= nrest:
                     # get_next_rmap_item() past the end of the list: a new item.
@@ -206,7 +219,7 @@ class Scan(Merge):
                     elif self.should_skip_rmap_item(item):
                         continue
                 yield item, page
-            ks.address = vma.end
+            address = ks.address = vma.end
 
     def _pass_start(self) -> None:
         """Start of a full scan: advisor_start_scan(), the unstable tree emptied."""
@@ -338,8 +351,9 @@ class Scan(Merge):
             else:
                 err = self.try_to_merge_with_ksm_page(item, page, kpage)
             if not err:
-                assert isinstance(kpage.ksm, StableNode)
-                self.stable_tree_append(item, kpage.ksm)
+                node = kpage.ksm
+                assert type(node) is StableNode
+                self.stable_tree_append(item, node)
             return
         if not p.stable_node_objects and page.ksm is not None:
             # 2.6.32: "A ksm page might have got here by fork, but its other references have

@@ -289,12 +289,14 @@ class Trees(KsmdBase):
         node: StableNode | None
         if ks.stale_nodes:
             node = self._lookup_stable(page.content, True)
-        elif type(entry) is StableNode and entry.kpage.mapcount > 0:
-            node = entry  # _lookup_stable()'s common case
         elif entry is None:
             node = None
+        elif type(entry) is StableNode and entry.kpage.mapcount > 0:
+            node = entry  # _lookup_stable()'s common cases: a node, a chain with a dup
         else:
-            node = self._lookup_stable(page.content, True)
+            node = self.stable_node_dup(entry, True) if type(entry) is StableChain else None
+            if node is None:
+                node = self._lookup_stable(page.content, True)
         if node is None:
             if tr is not None:
                 tr.records += (1, "stable_tree_search", "no KSM page of this content", 0)
