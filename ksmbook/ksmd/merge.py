@@ -49,10 +49,11 @@ class Merge(Trees):
                                    kpage: Page | None) -> int:
         """try_to_merge_with_ksm_page(): merge the item's page into `kpage`."""
         mm = item.slot.mm
-        vma = self.find_mergeable_vma(mm, item.vpn)
+        vpn = item.vpn
+        vma = self.find_mergeable_vma(mm, vpn)
         if vma is None:
             return -errno.EFAULT
-        err = self.try_to_merge_one_page(mm, vma, item.vpn, page, kpage)
+        err = self.try_to_merge_one_page(mm, vma, vpn, page, kpage)
         if err:
             return err
         if item.flags and self.profile.merge_unlinks_rmap_item:

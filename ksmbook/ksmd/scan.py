@@ -181,7 +181,7 @@ class Scan(Merge):
         unlink = self.profile.unlink_unstable_on_revisit
         rest = slot.rest
         nrest = len(rest)
-        passed = slot.items
+        passed = slot.items.append
         ptes = mm.ptes
         get = ptes.get
         address = ks.address
@@ -203,13 +203,13 @@ class Scan(Merge):
                     item = RmapItem(slot, vpn)
                     ks.rmap_items += 1
                     slot.nr_items += 1
-                    passed.append(item)
+                    passed(item)
                 else:
                     item = rest[pos]
                     if item.vpn == vpn and not (unlink and item.flags == UNSTABLE_FLAG):
                         # get_next_rmap_item()'s common case: the item is the next one.
                         slot.rest_pos = pos + 1
-                        passed.append(item)
+                        passed(item)
                     else:
                         item = self.get_next_rmap_item(slot, vpn)
                 if smart and page.ksm is None:
@@ -317,14 +317,16 @@ class Scan(Merge):
         into the unstable tree, else insert it there; a page whose checksum changed since the
         last visit is volatile and merges nowhere."""
         p = self.profile
+        tr = self._tr
+        objects = p.stable_node_objects
         node = page.ksm
         stable_node = node if type(node) is StableNode else None
-        if p.stable_node_objects:
+        if objects:
             # 2.6.33 "ksm: separate stable_node": page_stable_node() tells whether the page
             # is a KSM page already linked from this rmap_item.
             if stable_node is not None and item.head is stable_node:
-                if self._tr is not None:
-                    self._tr.records += (1, "cmp_and_merge_page", _LINKED, 0)
+                if tr is not None:
+                    tr.records += (1, "cmp_and_merge_page", _LINKED, 0)
                 return
         elif item.flags == STABLE_FLAG:
             self.remove_rmap_item_from_tree(item)
@@ -337,7 +339,7 @@ class Scan(Merge):
             if not self._gate_passes(item, page):
                 return
         kpage = self.stable_tree_search(page)
-        if p.stable_node_objects:
+        if objects:
             if kpage is page and item.head is stable_node:
                 return
             if item.flags:
@@ -345,7 +347,7 @@ class Scan(Merge):
         if kpage is not None:
             if kpage is page:
                 err = 0
-                if not p.stable_node_objects and self._tr is not None:
+                if not objects and tr is not None:
                     self._note(1, "cmp_and_merge_page",
                                "the same physical page (a forked KSM page): just link it")
             else:
@@ -355,7 +357,7 @@ class Scan(Merge):
                 assert type(node) is StableNode
                 self.stable_tree_append(item, node)
             return
-        if not p.stable_node_objects and page.ksm is not None:
+        if not objects and page.ksm is not None:
             # 2.6.32: "A ksm page might have got here by fork, but its other references have
             # already been removed from the stable tree": break it. (2.6.33 on, a forked KSM
             # page is found through its own stable node above.)
@@ -369,7 +371,7 @@ class Scan(Merge):
         kpage = self.try_to_merge_two_pages(item, page, tree_item, tree_page)
         if kpage is None:
             return
-        if not p.stable_node_objects:
+        if not objects:
             # 2.6.32: "As soon as we merge this page, we want to remove the rmap_item of the
             # page we have merged with from the unstable tree, and insert it instead as new
             # node in the stable tree."
@@ -380,7 +382,7 @@ class Scan(Merge):
             self.break_cow(tree_item)
             self.break_cow(item)
             return
-        if p.stable_node_objects:
+        if objects:
             self.stable_tree_append(tree_item, new)
         self.stable_tree_append(item, new)
 

@@ -279,7 +279,7 @@ class Trees(KsmdBase):
         if not self.profile.stable_node_objects:
             return self._stable_tree_search_rmap_item(page)
         tr = self._tr
-        if isinstance(page.ksm, StableNode):
+        if type(page.ksm) is StableNode:
             if tr is not None:
                 self._note(1, "stable_tree_search",
                            "ksm page forked: it is its own stable node's page")
@@ -441,20 +441,20 @@ class Trees(KsmdBase):
         """stable_tree_append(): hang the item off the node (the first one is "shared", the
         others "sharing")."""
         ks = self.ks
-        node.items[item] = None
+        items = node.items
+        items[item] = None
         item.head = node
         item.flags = STABLE_FLAG
-        if len(node.items) > 1:
+        if len(items) > 1:
             ks.pages_sharing += 1
             counter = "pages_sharing"
         else:
             ks.pages_shared += 1
             counter = "pages_shared"
-        slot = item.slot
-        slot.merging_pages += 1
-        if self._tr is not None:
-            self._tr.records += (1, "stable_tree_append", _JOINS, 3, item, node.kpage.id,
-                                 counter)
+        item.slot.merging_pages += 1
+        tr = self._tr
+        if tr is not None:
+            tr.records += (1, "stable_tree_append", _JOINS, 3, item, node.kpage.id, counter)
 
     # -- the unstable tree -----------------------------------------------------------------
     #
