@@ -145,7 +145,8 @@ class Student:
         ws_url = (self.hub.url.replace("http", "ws", 1)
                   + f"/user/{self.name}/api/kernels/{data['id']}/channels")
         conn = await websocket_connect(HTTPRequest(
-            ws_url, headers={"Authorization": f"token {self.token}"}))
+            ws_url, headers={"Authorization": f"token {self.token}"}, connect_timeout=300,
+            request_timeout=300))
         return Kernel(self, data["id"], conn)
 
 
