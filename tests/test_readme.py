@@ -18,15 +18,16 @@ def test_readme_python_examples() -> None:
     assert result.failed == 0
 
 
-def test_readme_shell_example() -> None:
+def test_readme_shell_examples() -> None:
     text = README.read_text()
-    block = re.search(r"```console\n\$ printf '(.*?)' \| python -m ksmbook run -\n(.*?)```",
-                      text, re.S)
-    assert block is not None
-    script = block.group(1).encode().decode("unicode_escape")
-    out = subprocess.run([sys.executable, "-m", "ksmbook", "run", "-"], input=script,
-                         capture_output=True, text=True, check=True).stdout
-    assert out == block.group(2)
+    blocks = re.findall(r"```console\n\$ printf '(.*?)' \| python -m ksmbook run -\n(.*?)```",
+                        text, re.S)
+    assert len(blocks) >= 2
+    for printed, expected in blocks:
+        script = printed.encode().decode("unicode_escape")
+        out = subprocess.run([sys.executable, "-m", "ksmbook", "run", "-"], input=script,
+                             capture_output=True, text=True, check=True).stdout
+        assert out == expected
 
 
 def test_readme_starts_with_the_two_commands() -> None:
