@@ -14,7 +14,7 @@ import functools
 
 from .constants import ERESTARTSYS, MADV, PAGE_SHIFT, PAGE_SIZE, VM
 from .ksm import ksm_madvise
-from .mm import MM, VMA
+from .mm import MM, VMA, flag_names
 from .trace import Trace, errno_name
 
 __all__ = ["sys_madvise", "madvise_vma", "madvise_behavior"]
@@ -232,11 +232,11 @@ def madvise_dontneed_free(mm: MM, vma: VMA, start: int, end: int, advice: int,
     """madvise_dontneed() (6.x madvise_dontneed_free()): drop the pages of the range."""
     p = mm.profile
     name = advice_name(advice).lower()
-    if not p.anon_vma_chain:  # 2.6.32
+    if not p.dontneed_valid_vma:
         if vma.flags & (VM.VM_LOCKED | VM.VM_HUGETLB | VM.VM_PFNMAP):
             tr.note("madvise_dontneed", "VM_LOCKED, VM_HUGETLB or VM_PFNMAP: EINVAL")
             return -errno.EINVAL
-    else:
+    else:  # 5.18 madvise_dontneed_free_valid_vma()
         locked_ok = advice == MADV.MADV_DONTNEED_LOCKED
         if vma.flags & VM.VM_LOCKED and not locked_ok:
             tr.note("madvise_dontneed_free_valid_vma", "VM_LOCKED: EINVAL")
@@ -277,9 +277,8 @@ def madvise_free(mm: MM, start: int, end: int, tr: Trace) -> int:
 def madvise_remove(mm: MM, vma: VMA, start: int, end: int, tr: Trace) -> int:
     """madvise_remove(): punch a hole in the file behind a shared writable mapping."""
     p = mm.profile
-    bad = VM.VM_LOCKED if p.anon_vma_chain else (VM.VM_LOCKED | VM.VM_NONLINEAR | VM.VM_HUGETLB)
-    if vma.flags & bad:
-        tr.note("madvise_remove", "VM_LOCKED (or nonlinear, hugetlb in 2.6.32): EINVAL")
+    if vma.flags & p.remove_refused:
+        tr.note("madvise_remove", f"{flag_names(vma.flags & p.remove_refused)}: EINVAL")
         return -errno.EINVAL
     f = vma.file
     if f is None:
@@ -291,16 +290,16 @@ def madvise_remove(mm: MM, vma: VMA, start: int, end: int, tr: Trace) -> int:
                 "EACCES")
         return -errno.EACCES
     if f.fs not in p.remove_filesystems:
-        err = -errno.ENOSYS if not p.anon_vma_chain else (
+        err = -errno.ENOSYS if not p.remove_by_fallocate else (
             -errno.ENODEV if f.kind == "device" else -errno.EOPNOTSUPP)
-        how = "vmtruncate_range" if not p.anon_vma_chain else "vfs_fallocate"
+        how = "vfs_fallocate" if p.remove_by_fallocate else "vmtruncate_range"
         tr.note(how, f"{f.fs} cannot punch holes: {errno_name(err)}")
         return err
     first, last = vma.pgoff_at(start), vma.pgoff_at(end)
     for pgoff in [o for o in f.pages if first <= o < last]:
         del f.pages[pgoff]
     mm.kernel.drop_file_pages(f, first, last, even_cows=p.remove_zaps_cows)
-    how = "vmtruncate_range" if not p.anon_vma_chain else "vfs_fallocate(PUNCH_HOLE)"
+    how = "vfs_fallocate(PUNCH_HOLE)" if p.remove_by_fallocate else "vmtruncate_range"
     tr.note(how, f"file pages {first}..{last - 1} freed")
     return 0
 

@@ -473,7 +473,7 @@ class MM:
                 continue
             if self.profile.anon_vma_chain and len(near.chain) != 1:
                 continue  # reusable_anon_vma(): the neighbour's chain must be singular
-            if not self.profile.anon_vma_chain and near.vm_ops_close:
+            if self.profile.anon_reuse_asks_merge and near.vm_ops_close:
                 continue
             return near.anon_vma
         return None

@@ -107,6 +107,10 @@ class Profile:
     #: anon_vma_chain (2.6.34+): a fork child's VMA links to its own and its parent's anon_vma,
     #: and a VMA without anon_vma merges only with one whose chain is singular.
     anon_vma_chain: bool
+    #: find_mergeable_anon_vma() asks can_vma_merge_before()/after(), so a neighbour with
+    #: vm_ops->close lends no anon_vma (2.6.32); reusable_anon_vma()'s anon_vma_compatible()
+    #: ("Simplify and comment on anon_vma re-use for anon_vma_prepare()", 2.6.34) does not ask.
+    anon_reuse_asks_merge: bool
     #: vm_ops->close blocks only merges that would delete that VMA (6.x), not every merge.
     close_blocks_only_deletion: bool
     #: mprotect_fixup() drops VM_ACCOUNT when a never-faulted private anonymous VMA loses write.
@@ -140,6 +144,19 @@ class Profile:
     #: or any fallocate(PUNCH_HOLE) filesystem (6.x).
     remove_needs_write: bool
     remove_filesystems: frozenset[str]
+    #: Flags that make MADV_REMOVE EINVAL: VM_LOCKED|VM_NONLINEAR|VM_HUGETLB (2.6.32
+    #: madvise_remove()); VM_LOCKED alone once VM_NONLINEAR went (4.0) and hugetlbfs could
+    #: punch holes ("mm/madvise: allow remove operation for hugetlbfs", 4.3).
+    remove_refused: VM
+    #: MADV_REMOVE calls vfs_fallocate(PUNCH_HOLE) ("mm/fs: route MADV_REMOVE to
+    #: FALLOC_FL_PUNCH_HOLE", 3f31d07571ee, 3.5): EOPNOTSUPP where the filesystem cannot,
+    #: ENODEV for a device. Before, vmtruncate_range(): ENOSYS without ->truncate_range.
+    remove_by_fallocate: bool
+    #: madvise_dontneed_free_valid_vma() (5.18, "mm: madvise: MADV_DONTNEED_LOCKED" and
+    #: "mm: enable MADV_DONTNEED for hugetlb mappings"): VM_LOCKED only without _LOCKED,
+    #: hugetlb ranges cut to 2 MiB, VM_PFNMAP refused, MADV_FREE anonymous only. Before,
+    #: madvise_dontneed() refused VM_LOCKED|VM_HUGETLB|VM_PFNMAP outright.
+    dontneed_valid_vma: bool
     #: Kernel function names that this kernel calls by another name.
     renamed: Mapping[str, str] = field(default_factory=dict)
     # -- v2.6.32 source reading (mm/mmap.c, mm/memory.c, mm/mlock.c, mm/filemap.c) ----------
@@ -276,6 +293,7 @@ _SEED = Profile(
     merge_ignore=V.VM_CAN_NONLINEAR,
     sticky_flags=V.VM_NONE,
     anon_vma_chain=False,
+    anon_reuse_asks_merge=True,
     close_blocks_only_deletion=False,
     mprotect_unaccounts=False,
     split_checks_count_first=False,
@@ -292,6 +310,9 @@ _SEED = Profile(
     growsdown_private_anon_only=False,
     remove_needs_write=True,
     remove_filesystems=frozenset({"tmpfs"}),
+    remove_refused=V.VM_LOCKED | V.VM_NONLINEAR | V.VM_HUGETLB,
+    remove_by_fallocate=False,
+    dontneed_valid_vma=False,
     ksm_madvise_enter_eagain=True,
     # v2.6.32 mm/memory.c vmtruncate_range(): unmap_mapping_range(mapping, offset,
     # 1 + end - offset, 1).
@@ -347,6 +368,7 @@ _MODERN = Profile(
     merge_ignore=V.VM_SOFTDIRTY | V.VM_MAYBE_GUARD,
     sticky_flags=V.VM_MAYBE_GUARD,
     anon_vma_chain=True,
+    anon_reuse_asks_merge=False,
     close_blocks_only_deletion=True,
     mprotect_unaccounts=True,
     split_checks_count_first=True,
@@ -363,6 +385,9 @@ _MODERN = Profile(
     growsdown_private_anon_only=True,
     remove_needs_write=False,
     remove_filesystems=frozenset({"tmpfs", "ext4", "hugetlbfs"}),
+    remove_refused=V.VM_LOCKED,
+    remove_by_fallocate=True,
+    dontneed_valid_vma=True,
     # 6.12 mm/shmem.c shmem_fallocate(): unmap_mapping_range(mapping, ..., 0).
     remove_zaps_cows=False,
     # 6.12 mm/vma.c __mmap_region(): "if ((vm_flags & VM_SPECIAL) || vma_is_dax(vma) ||
