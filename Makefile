@@ -26,6 +26,11 @@ LAB_FLAGS := --ip=$(LAB_IP) --port=$(LAB_PORT) \
 # on this venv's Python whatever kernelspec the notebook names.
 PYTEST_PATHS := $(wildcard tests notebooks)
 NBVAL_FLAGS  := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
+# pytest-xdist: one worker per CPU (at most 4), each taking whole files, so a notebook's cells
+# share one kernel and a module's fixtures are built once. Tests that drive this machine's ksmd
+# take the live-ksmd lock (ksmbook.live_ksmd), so they never overlap. TEST_WORKERS=0: no workers.
+TEST_WORKERS ?= auto
+XDIST_FLAGS  := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile)
 PYTEST_ARGS  ?=
 
 .PHONY: all install lab test lint typecheck pytest html bench strip check-env clean
@@ -59,7 +64,7 @@ test: $(STAMP) $(NODE_STAMP)
 	echo "== mypy ksmbook"; \
 	$(VENV)/bin/mypy ksmbook || status=1; \
 	echo "== pytest $(PYTEST_PATHS)"; \
-	$(PY) -m pytest $(PYTEST_PATHS) $(NBVAL_FLAGS) $(PYTEST_ARGS) || status=$$?; \
+	$(PY) -m pytest $(PYTEST_PATHS) $(NBVAL_FLAGS) $(XDIST_FLAGS) $(PYTEST_ARGS) || status=$$?; \
 	if [ $$status -ne 0 ]; then echo "make test: FAILED (ruff, mypy or pytest; see above)"; fi; \
 	exit $$status
 
@@ -70,7 +75,7 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy ksmbook
 
 pytest: $(STAMP) $(NODE_STAMP)
-	$(PY) -m pytest $(PYTEST_PATHS) $(NBVAL_FLAGS) $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_PATHS) $(NBVAL_FLAGS) $(XDIST_FLAGS) $(PYTEST_ARGS)
 
 # make html: the book built by Jupyter Book (book/_config.yml, book/_toc.yml) from the notebooks
 # as committed (no cell runs: the stored outputs are the book) into $(HTML_DIR), served offline.

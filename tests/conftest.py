@@ -56,3 +56,13 @@ def live_ksmd(live_kernel: None) -> Iterator[None]:
     if not ok:
         pytest.skip(f"live ksmd unavailable: {why}")
     yield None
+
+
+@pytest.fixture
+def ksm_to_ourselves(live_ksmd: None) -> Iterator[None]:
+    """Hold the live-ksmd lock for the whole test, so that its before and after readings of the
+    machine-wide knobs and counters see no other test's session (another pytest-xdist worker)."""
+    from ksmbook import live_ksmd
+
+    with live_ksmd._global_lock():
+        yield None

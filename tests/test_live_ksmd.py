@@ -12,7 +12,7 @@ import pytest
 
 from ksmbook import live_ksmd as L
 
-pytestmark = [pytest.mark.live, pytest.mark.usefixtures("live_ksmd")]
+pytestmark = [pytest.mark.live, pytest.mark.usefixtures("ksm_to_ourselves")]
 
 X, Y, Z = 1, 2, 3
 

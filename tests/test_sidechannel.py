@@ -147,7 +147,7 @@ def test_smart_scan_can_keep_identical_pages_apart() -> None:
 
 
 @pytest.mark.live
-@pytest.mark.usefixtures("live_ksmd")
+@pytest.mark.usefixtures("ksm_to_ourselves")
 def test_live_calibration_orders_the_faults_and_restores_everything() -> None:
     from ksmbook import live_ksmd
     knobs = live_ksmd.KsmKnobs.snapshot()
