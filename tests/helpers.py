@@ -8,9 +8,11 @@ from collections.abc import Callable
 
 import ksmbook as kb
 from ksmbook.kernel import Process
+from ksmbook.procfs import format_maps
+from ksmbook.scenario import StepResult, format_op
 
 __all__ = ["A", "ANON", "E", "P", "RW", "VALID", "bounds", "errno_of", "layout", "mapfix",
-           "state"]
+           "mismatch", "state"]
 
 P = kb.PAGE_SIZE
 RW = kb.PROT_READ | kb.PROT_WRITE
@@ -82,3 +84,29 @@ sys.addaudithook(hook)
 import pytest
 sys.exit(pytest.main(sys.argv[1:]))
 '''
+
+
+def _rows(entries: list) -> list[tuple]:
+    return [(e.start, e.end, e.perms, e.offset, e.path, e.vmflags) for e in entries]
+
+
+def mismatch(text: str, sim: list[StepResult], live: list[StepResult]) -> str | None:
+    """The first step where the simulator's and the live kernel's results or maps differ, as
+    a report (the scenario, both outcomes, both maps, the simulator's trace); None if none."""
+    for step, (s, lv) in enumerate(zip(sim, live, strict=True), 1):
+        same_maps = s.maps.keys() == lv.maps.keys() and all(
+            _rows(s.maps[k]) == _rows(lv.maps[k]) for k in s.maps)
+        if s.result == lv.result and same_maps:
+            continue
+        out = [f"step {step}: {format_op(s.op)}",
+               f"  simulator: {s.outcome()}   live: {lv.outcome()}"]
+        for name in sorted(set(s.maps) | set(lv.maps)):
+            out.append(f"  [{name}] simulator:")
+            out += ["    " + ln for ln in format_maps(s.maps.get(name, [])).splitlines()]
+            out.append(f"  [{name}] live:")
+            out += ["    " + ln for ln in format_maps(lv.maps.get(name, [])).splitlines()]
+        if s.trace is not None:
+            out.append("  simulator trace:")
+            out += ["    " + str(step_) for step_ in s.trace.steps]
+        return "scenario:\n" + text + "\n".join(out)
+    return None

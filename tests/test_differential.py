@@ -19,6 +19,7 @@ import os
 from collections.abc import Callable
 
 import pytest
+from helpers import mismatch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,7 +27,7 @@ import ksmbook as kb
 import ksmbook.scenario as sc
 from ksmbook import live
 from ksmbook.constants import MADV
-from ksmbook.procfs import format_maps, map_entry
+from ksmbook.procfs import map_entry
 
 pytestmark = pytest.mark.live
 
@@ -148,31 +149,6 @@ def scenarios(draw: st.DrawFn) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _rows(entries: list) -> list[tuple]:
-    return [(e.start, e.end, e.perms, e.offset, e.path, e.vmflags) for e in entries]
-
-
-def _mismatch(text: str, sim: list, live: list) -> str | None:
-    """A report of the first step where the two kernels differ, or None."""
-    for step, (s, lv) in enumerate(zip(sim, live, strict=True), 1):
-        same_maps = s.maps.keys() == lv.maps.keys() and all(
-            _rows(s.maps[k]) == _rows(lv.maps[k]) for k in s.maps)
-        if s.result == lv.result and same_maps:
-            continue
-        out = [f"step {step}: {sc.format_op(s.op)}",
-               f"  simulator: {s.outcome()}   live: {lv.outcome()}"]
-        for name in sorted(set(s.maps) | set(lv.maps)):
-            out.append(f"  [{name}] simulator:")
-            out += ["    " + ln for ln in format_maps(s.maps.get(name, [])).splitlines()]
-            out.append(f"  [{name}] live:")
-            out += ["    " + ln for ln in format_maps(lv.maps.get(name, [])).splitlines()]
-        if s.trace is not None:
-            out.append("  simulator trace:")
-            out += ["    " + str(st_) for st_ in s.trace.steps]
-        return "scenario:\n" + text + "\n".join(out)
-    return None
-
-
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=not RANDOM, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(text=scenarios())
@@ -180,7 +156,7 @@ def test_modern_profile_matches_live_kernel(live_kernel: object, text: str) -> N
     scenario = sc.parse(text)
     sim = sc.run(scenario)
     real = live.replay(scenario)
-    report = _mismatch(text, sim, real)
+    report = mismatch(text, sim, real)
     assert report is None, report
 
 
@@ -286,7 +262,7 @@ def test_named_scenario_matches_live_kernel(live_kernel: object, name: str) -> N
     text = "kernel modern ksm=y\n" + "\n".join(
         ln.strip() for ln in NAMED[name].strip().splitlines()) + "\n"
     scenario = sc.parse(text)
-    report = _mismatch(text, sc.run(scenario), live.replay(scenario))
+    report = mismatch(text, sc.run(scenario), live.replay(scenario))
     assert report is None, report
 
 

@@ -3,23 +3,22 @@
 The unit tests follow v2.6.32 mm/mremap.c do_mremap()/move_vma() and 6.18's do_mremap()
 (check_mremap_params(), mremap_to(), remap_move(), check_prep_vma(), move_vma()). The live test
 replays seeded random programs (KSMBOOK_MREMAP_PROGRAMS, default 200) of mmap, munmap,
-mprotect, mremap, write and read on real mappings inside a reserved PROT_NONE region of a child
-process (ctypes, no KSM, no sysfs), and on the simulator, comparing every result and the
-region's layout after every step.
+mprotect, mremap, write and read, written as scenarios: the scenario Runner runs each on the
+simulator and ``live.replay`` on this machine (a worker process, no KSM, no sysfs), comparing
+every result and the maps after every statement.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import random
-import subprocess
-import sys
 
 import pytest
-from helpers import ANON, RW, E, P, errno_of, mapfix, state
+from helpers import ANON, RW, E, P, errno_of, mapfix, mismatch, state
 
 import ksmbook as kb
+import ksmbook.scenario as sc
+from ksmbook import live
 from ksmbook.constants import TASK_SIZE
 from ksmbook.kernel import Process
 
@@ -205,133 +204,54 @@ def test_move_vma_map_count_limit(profile: str) -> None:
 
 # -- live: the modern profile against this machine's kernel ---------------------------------
 
-REGION = 0x100_0000_0000   # 1 TiB: far below the top-down mmap area on both sides
+#: The programs work in [REGION, REGION + SIZE), inside the default live arena's window.
+REGION = 0x7FF0_0000_0000
 SIZE = 64 * P
-
-LIVE_CHILD = r"""
-import ctypes, json, sys
-libc = ctypes.CDLL(None, use_errno=True)
-libc.syscall.restype = ctypes.c_long
-R, SIZE = int(sys.argv[1]), int(sys.argv[2])
-def sc(n, *a):
-    r = libc.syscall(n, *[ctypes.c_ulong(x % 2**64) for x in a])
-    return -ctypes.get_errno() if r == -1 else r
-def layout():
-    out = []
-    for line in open("/proc/self/maps"):
-        f = line.split()
-        s, e = (int(x, 16) for x in f[0].split("-"))
-        if R <= s < R + SIZE:
-            out.append([s - R, min(e, R + SIZE) - R, f[1]])
-    return out
-results = []
-for prog in json.loads(sys.stdin.read()):
-    sc(11, R, SIZE)
-    assert sc(9, R, SIZE, 0, 0x22 | 0x100000, -1, 0) == R   # PROT_NONE, FIXED_NOREPLACE
-    steps = []
-    for op in prog:
-        kind = op[0]
-        if kind == "mmap":
-            r = sc(9, R + op[1], op[2], op[3], op[4] | 0x10, -1, 0)
-        elif kind == "munmap":
-            r = sc(11, R + op[1], op[2])
-        elif kind == "mprotect":
-            r = sc(10, R + op[1], op[2], op[3])
-        elif kind == "mremap":
-            r = sc(25, R + op[1], op[2], op[3], op[4], R + op[5])
-            if r >= 0 and not R <= r < R + SIZE:
-                sc(11, r, (op[3] + 4095) // 4096 * 4096)
-                r = "elsewhere"
-        elif kind == "write":
-            ctypes.memmove(R + op[1], op[2].to_bytes(8, "little"), 8)
-            r = 0
-        elif kind == "read":
-            r = int.from_bytes(ctypes.string_at(R + op[1], 8), "little")
-        if isinstance(r, int) and r >= R and kind in ("mmap", "mremap"):
-            r = r - R
-        steps.append([r, layout()])
-    results.append(steps)
-sc(11, R, SIZE)
-print(json.dumps(results))
-"""
-
-PROTS = [0, 1, 3]
+PROTS = ["none", "r", "rw"]
 FLAG_CHOICES = [0, MAY, MAY, MAY | FIX, MAY | FIX, MAY | DONT, MAY | DONT | FIX, FIX, DONT, 8]
 
 
-def _program(rng: random.Random) -> list[list]:
-    ops: list[list] = [["mmap", 4 * P, 8 * P, 3, 0x22]]
-    for _ in range(rng.randint(3, 9)):
+def _flag_words(flags: int, target: int) -> str:
+    words = [w for w, bit in (("maymove", MAY), ("fixed", FIX), ("dontunmap", DONT))
+             if flags & bit]
+    if flags & (FIX | DONT):
+        words.append(f"at {target:#x}")
+    if flags & ~(MAY | FIX | DONT):
+        words.append(f"flags={flags & ~(MAY | FIX | DONT):#x}")
+    return " ".join(words)
+
+
+def _program(rng: random.Random) -> str:
+    """A seeded program in the scenario language: a PROT_NONE region, then 3-9 of mmap
+    (MAP_FIXED, private or shared anonymous), munmap, mprotect, mremap (every flag mix, odd
+    lengths and addresses), write and read."""
+    at = lambda off: f"{REGION + off:#x}"  # noqa: E731
+    lines = ["kernel modern ksm=y", f"map R {SIZE} none private anon at {at(0)} fixed",
+             f"map M0 {8 * P} rw private anon at {at(4 * P)} fixed"]
+    for i in range(1, rng.randint(3, 9) + 1):
         kind = rng.choice(["mmap", "munmap", "mprotect", "mremap", "mremap", "mremap",
                            "write", "read"])
         off = rng.randrange(0, 48) * P
         n = rng.randint(1, 8) * P
         if kind == "mmap":
-            ops.append(["mmap", off, n, rng.choice(PROTS), rng.choice([0x22, 0x21])])
+            lines.append(f"map M{i} {n} {rng.choice(PROTS)} "
+                         f"{rng.choice(['private', 'shared'])} anon at {at(off)} fixed")
         elif kind == "munmap":
-            ops.append(["munmap", off, n])
+            lines.append(f"munmap {at(off)} {n}")
         elif kind == "mprotect":
-            ops.append(["mprotect", off, n, rng.choice(PROTS)])
+            lines.append(f"mprotect {at(off)} {n} {rng.choice(PROTS)}")
         elif kind == "mremap":
             old = rng.choice([n, n, 0, n + 1, n - 1])
             new = rng.choice([n, n, 2 * n, max(P, n // 2), n + 5])
-            new_off = rng.choice([rng.randrange(0, 60) * P, off, off + P, 0x100001])
-            ops.append(["mremap", off + rng.choice([0, 0, 0, 1]), old, new,
-                        int(rng.choice(FLAG_CHOICES)), new_off])
+            target = REGION + rng.choice([rng.randrange(0, 60) * P, off, off + P, 0x100001])
+            flags = int(rng.choice(FLAG_CHOICES))
+            lines.append(f"mremap {at(off + rng.choice([0, 0, 0, 1]))} {old} {new} "
+                         f"{_flag_words(flags, target)}".rstrip())
+        elif kind == "write":
+            lines.append(f"write {at(off)} {rng.randrange(1, 1 << 20)}")
         else:
-            ops.append([kind, off, rng.randrange(1, 2**63)] if kind == "write"
-                       else [kind, off])
-    return ops
-
-
-def _simulate(prog: list[list]) -> tuple[list, list[list]]:
-    """Run `prog` on the modern profile; returns the steps and the program as run (writes
-    and reads the simulator says would fault are dropped, on both sides)."""
-    k = kb.Kernel("modern")
-    p = k.spawn()
-    p.mmap(SIZE, 0, ANON | kb.MAP_FIXED, addr=REGION)
-    steps: list = []
-    ran: list[list] = []
-    for op in prog:
-        kind = op[0]
-        try:
-            if kind == "mmap":
-                r = p.mmap(op[2], op[3], op[4] | kb.MAP_FIXED, addr=REGION + op[1]) - REGION
-            elif kind == "munmap":
-                r = p.munmap(REGION + op[1], op[2])
-            elif kind == "mprotect":
-                r = p.mprotect(REGION + op[1], op[2], op[3])
-            elif kind == "mremap":
-                r = p.mremap(REGION + op[1], op[2], op[3], op[4], REGION + op[5])
-                if REGION <= r < REGION + SIZE:
-                    r -= REGION
-                else:
-                    p.munmap(r, op[3])
-                    r = "elsewhere"
-            elif kind == "write":
-                vma = p.mm.vma_at(REGION + op[1])
-                if vma is None or not vma.flags & kb.VM_WRITE:
-                    continue
-                p.write_pages(REGION + op[1], [op[2]])
-                r = 0
-            else:
-                vma = p.mm.vma_at(REGION + op[1])
-                if vma is None or not vma.flags & kb.VM_READ:
-                    continue
-                r = p.read_page(REGION + op[1])
-        except OSError as e:
-            r = -(e.errno or 0)
-        ran.append(op)
-        layout = [[max(v.start, REGION) - REGION, min(v.end, REGION + SIZE) - REGION,
-                   _perms(v.flags)] for v in p.vmas if REGION <= v.start < REGION + SIZE]
-        steps.append([r, layout])
-    return steps, ran
-
-
-def _perms(flags: kb.VM) -> str:
-    return "".join((c if flags & f else "-") for c, f in (
-        ("r", kb.VM_READ), ("w", kb.VM_WRITE), ("x", kb.VM_EXEC))) + (
-        "s" if flags & kb.VM_MAYSHARE else "p")
+            lines.append(f"read {at(off)}")
+    return "\n".join(lines) + "\n"
 
 
 #: Seeded programs per run (KSMBOOK_MREMAP_PROGRAMS, default 200; KSMBOOK_MREMAP_SEED
@@ -342,16 +262,13 @@ SEED = int(os.environ.get("KSMBOOK_MREMAP_SEED", "20091203"))
 
 @pytest.mark.live
 def test_mremap_matches_this_kernel(live_kernel: None) -> None:
+    """Each program runs through the scenario Runner on the simulator and, by
+    ``live.replay``, on this machine: equal results and maps after every statement."""
     rng = random.Random(SEED)
-    programs = [_program(rng) for _ in range(PROGRAMS)]
-    sims, ran = zip(*(_simulate(prog) for prog in programs), strict=True)
-    done = subprocess.run([sys.executable, "-c", LIVE_CHILD, str(REGION), str(SIZE)],
-                          input=json.dumps(list(ran)), capture_output=True, text=True,
-                          timeout=120, check=True)
-    lives = json.loads(done.stdout)
-    for prog, sim, live in zip(ran, sims, lives, strict=True):
-        for i, (s, lv) in enumerate(zip(sim, live, strict=True)):
-            assert s == lv, (f"step {i} {prog[i]} of {prog}:\n sim  {s}\n live {lv}")
+    for _ in range(PROGRAMS):
+        text = _program(rng)
+        report = mismatch(text, sc.run(text), live.replay(text))
+        assert report is None, report
 
 
 # -- the scenario statement ---------------------------------------------------------------------

@@ -78,6 +78,9 @@ from .worker import (
     _ENOMEM,
     _MAP_FIXED,
     _MAP_FIXED_NOREPLACE,
+    _MREMAP_DONTUNMAP,
+    _MREMAP_FIXED,
+    _MREMAP_MAYMOVE,
     _PAGE,
     _U64,
     FORBIDDEN_ADVICE,
@@ -373,6 +376,11 @@ class Worker:
         if advice in FORBIDDEN_ADVICE:
             raise LiveRefused(f"madvise advice {advice} (HWPOISON/SOFT_OFFLINE) is never sent")
         return self._call("madvise", addr=addr, length=length, advice=advice)
+
+    def mremap(self, addr: int, old_size: int, new_size: int, flags: int, new_addr: int) -> int:
+        """mremap(2) inside the arena; the new address or OSError."""
+        return self._call("mremap", addr=addr, old_size=old_size, new_size=new_size,
+                          flags=flags, new_addr=new_addr)
 
     def prctl(self, option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
         """prctl(2), only PR_SET_MEMORY_MERGE (67) and PR_GET_MEMORY_MERGE (68)."""
@@ -719,6 +727,50 @@ class LiveTask:
     def munmap(self, addr: int, length: int) -> int:
         return self.worker.munmap(self._live(addr), length)
 
+    def mremap(self, old_addr: int, old_size: int, new_size: int, flags: int = 0,
+               new_addr: int | None = None) -> int:
+        """mremap(2). A move whose place the kernel chooses (MREMAP_MAYMOVE growth that cannot
+        expand in place; MREMAP_DONTUNMAP without MREMAP_FIXED) is sent with MREMAP_FIXED to
+        the place the simulator chooses (``_unmapped_area``), as mmap is: the real kernel
+        would put it next to Python's own mappings."""
+        live = self._live(old_addr)
+        target = 0
+        if flags & (_MREMAP_FIXED | _MREMAP_DONTUNMAP) and new_addr is not None:
+            target = self._live(new_addr)
+        if not flags & _MREMAP_FIXED:
+            align = self._kernel_places_move(live, old_size, new_size, flags, target)
+            if align:
+                found = self._unmapped_area(new_size, target, align)
+                if found is None:
+                    raise OSError(_ENOMEM, "mremap: no room in the arena below mmap_base")
+                flags, target = flags | _MREMAP_FIXED, found
+        return self.kernel.arena.to_sim(
+            self.worker.mremap(live, old_size, new_size, flags, target))
+
+    def _kernel_places_move(self, addr: int, old_size: int, new_size: int, flags: int,
+                            hint: int) -> int:
+        """The alignment of the move if this call (without MREMAP_FIXED) moves the range to a
+        place of the kernel's choosing, else 0 (6.x do_mremap(): a shrink or a grow that
+        vma_expandable() allows stays; an invalid call fails before any placement, and
+        check_mremap_params() checks MREMAP_DONTUNMAP's hint as it checks a fixed target)."""
+        if not flags & _MREMAP_MAYMOVE or addr % _PAGE:
+            return 0
+        old_len = -(-old_size // _PAGE) * _PAGE
+        new_len = -(-new_size // _PAGE) * _PAGE
+        vma = next((v for v in self.worker.layout(addr, addr + 1) if v.start <= addr < v.end),
+                   None)
+        if vma is None or addr + old_len > vma.end:
+            return 0
+        align = _HPAGE if "ht" in vma.vmflags else _PAGE
+        if flags & _MREMAP_DONTUNMAP:
+            overlaps = addr < hint + new_len and hint < addr + old_len
+            return align if old_len == new_len and not hint % _PAGE and not overlaps else 0
+        if new_len <= old_len:
+            return 0
+        if addr + old_len == vma.end and not self.worker.layout(vma.end, addr + new_len):
+            return 0  # vma_expandable(): grown in place
+        return align
+
     def mprotect(self, addr: int, length: int, prot: int) -> int:
         return self.worker.mprotect(self._live(addr), length, prot)
 
@@ -836,7 +888,8 @@ def replay(scenario: Scenario | str, session: LiveSession | None = None, *,
     translated back into simulator addresses, pids numbered 1, 2, ... as the simulator does),
     ``trace=None``, and the maps of each live process (arena only, in simulator addresses,
     files under their simulator names). Mappings without ``fixed`` are placed top-down below
-    the translated mmap_base (see ``LiveTask._unmapped_area``). Statements the real kernel
+    the translated mmap_base (see ``LiveTask._unmapped_area``), and so are the moves of mremap
+whose place the kernel chooses (``LiveTask.mremap``). Statements the real kernel
     cannot honour safely (``ksm=n``, a different sysctl value, devices, fault injection,
     reclaim) raise :class:`LiveRefused`; so do ksmd and sysfs statements unless ``ksmd``: then
     this machine's ksmd is driven (``ksmbook.live_ksmd``: knobs set to the simulator's

@@ -36,7 +36,9 @@ _PR_SET_MEMORY_MERGE = 67
 _PR_GET_MEMORY_MERGE = 68
 _ALLOWED_PRCTL = frozenset({_PR_SET_MEMORY_MERGE, _PR_GET_MEMORY_MERGE})
 _U64 = 1 << 64
+_NR_MREMAP = 25  # arch/x86/entry/syscalls/syscall_64.tbl
 _NR_MOVE_PAGES = 279  # arch/x86/entry/syscalls/syscall_64.tbl
+_MREMAP_MAYMOVE, _MREMAP_FIXED, _MREMAP_DONTUNMAP = 1, 2, 4
 _MPOL_MF_MOVE = 1 << 1
 _EFAULT, _ENOMEM = 14, 12
 
@@ -234,6 +236,26 @@ class _Server:
             raise LiveRefused(f"madvise advice {advice} (HWPOISON/SOFT_OFFLINE) is never sent")
         self._range(addr, length, "madvise")
         return _check(self.c.madvise(addr, length, advice), "madvise")
+
+    def op_mremap(self, addr: int, old_size: int, new_size: int, flags: int,
+                  new_addr: int) -> int:
+        """mremap(2) of a range of the arena; a target (MREMAP_FIXED, MREMAP_DONTUNMAP's hint)
+        must lie in the arena too. A move the kernel placed outside it is undone (unmapped)
+        and reported: the caller sends such moves with MREMAP_FIXED."""
+        self._range(addr, old_size, "mremap")
+        if flags & (_MREMAP_FIXED | _MREMAP_DONTUNMAP):
+            self._range(new_addr, new_size, "mremap")
+        ul = ctypes.c_ulong
+        got = self.c.syscall(_NR_MREMAP, ul(addr), ul(old_size), ul(new_size), ul(flags),
+                             ul(new_addr))
+        if got == -1:
+            err = ctypes.get_errno()
+            raise OSError(err, f"mremap: {os.strerror(err)}")
+        got %= _U64
+        if not self.base <= got < self.end:
+            self.c.munmap(got, new_size)
+            raise LiveError(f"mremap placed {got:#x}, outside the arena; unmapped it")
+        return got
 
     def op_prctl(self, option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0,
                  arg5: int = 0) -> int:
