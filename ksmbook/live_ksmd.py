@@ -678,6 +678,15 @@ class RunnerKsmd:
     def counters(self) -> dict[str, Any]:
         return self.driver.counters()
 
+    def ksm_stat(self, process: Any) -> dict[str, Any]:
+        """/proc/PID/ksm_stat of a replayed process (a ``ksmbook.live.LiveTask``)."""
+        return ksm_stat(process.worker.pid)
+
+    def foreign_mms(self, own: Sequence[int]) -> list[int]:
+        """PIDs registered with KSM now other than `own` and this driver's workers: ksmd
+        scans their pages too, and the global counters count them."""
+        return mergeable_mms(exclude=[*own, *(p.pid for p in self.driver.live_processes())])
+
     def batch(self) -> BatchReport:
         """One wake-up: one batch of ksm_do_scan(pages_to_scan) if run is 1."""
         self.batches += 1

@@ -462,7 +462,8 @@ class Scenario:
 @dataclass
 class StepResult:
     """What one statement did: the result (or -errno), its kernel trace, each live process's
-    maps after it, and for ksmd and sysfs statements ksmd's counters."""
+    maps after it, and for ksmd and sysfs statements ksmd's counters and each live process's
+    /proc/PID/ksm_stat (None in a kernel without that file)."""
 
     op: Statement
     result: int
@@ -471,6 +472,7 @@ class StepResult:
     counters: dict[str, int] | None = None
     #: Every trace of ksmd's batches during a ksmd statement (`trace` is the last).
     traces: tuple[Trace, ...] = ()
+    ksm_stat: dict[str, dict[str, int | str]] | None = None
 
     @property
     def errno(self) -> int | None:
@@ -906,12 +908,20 @@ class Runner:
         except (KsmdUnavailable, KsmdIdle) as e:
             raise self.fail(op, str(e)) from None
         trace = log[-1] if log and log[-1] is not last else None
-        counters = None
+        counters = ksm_stat = None
         if isinstance(op, (KsmdBatch, KsmdScans, KsmdRun, SysfsWrite)):
             counters = dict(self.k.ksmd.counters())
+            ksm_stat = self._ksm_stat()
             trace = self._traces[-1] if self._traces else None
         return StepResult(op, result, trace, self.snapshot() if self.maps else {}, counters,
-                          tuple(self._traces))
+                          tuple(self._traces), ksm_stat)
+
+    def _ksm_stat(self) -> dict[str, dict[str, int | str]] | None:
+        """/proc/PID/ksm_stat of every live process (None: the kernel has no such file)."""
+        try:
+            return {name: self.k.ksmd.ksm_stat(p) for name, p in self.procs.items() if p.alive}
+        except FileNotFoundError:
+            return None
 
     @singledispatchmethod
     def _run(self, op: Statement) -> int:
@@ -1060,9 +1070,11 @@ class Runner:
         return {name: read_maps(p.mm) for name, p in self.procs.items() if p.alive}
 
 
-def run(scenario: Scenario | str, kernel: Kernel | None = None) -> list[StepResult]:
-    """Run every statement on `kernel` (default: booted from the scenario)."""
+def run(scenario: Scenario | str, kernel: Kernel | None = None, *,
+        maps: bool = True) -> list[StepResult]:
+    """Run every statement on `kernel` (default: booted from the scenario); with
+    ``maps=False`` the results carry no maps."""
     if isinstance(scenario, str):
         scenario = parse(scenario)
-    r = Runner(kernel if kernel is not None else boot(scenario))
+    r = Runner(kernel if kernel is not None else boot(scenario), maps=maps)
     return [r.step(op) for op in scenario.ops]

@@ -11,10 +11,11 @@ They skip, with the reason, where the live ksmd cannot be driven (not Linux, no 
 root) or where other processes on the machine use KSM meanwhile (their pages would be counted
 too). All together they take well under a minute.
 
-The stepped tests (``Stepped``) compare after every *batch* of pages_to_scan pages, with
-writes, munmap, mprotect, madvise, fork and exit between batches (``Ksmd.stepping``: a keeper
-process keeps ksmd's list non-empty, LRU caches are drained before each batch). Set
-KSMBOOK_STEPPED_PROGRAMS for a longer fuzz than the default 200 programs (about 2 minutes).
+The stepped tests are scenarios (``ksmd batch`` statements with writes, munmap, mprotect,
+madvise, fork and exit between them) run by the scenario Runner on the simulator and by
+``live.replay(..., ksmd=True)`` on this machine (``Ksmd.stepping``: a keeper process keeps
+ksmd's list non-empty, LRU caches are drained before each batch), compared after every
+statement. Set KSMBOOK_STEPPED_PROGRAMS for a longer fuzz than the default 200 programs.
 
 ksm_zero_pages (and so general_profit) is compared relative to its value after the reset, as
 live_ksmd does for pages_scanned / pages_skipped: the live global counter can carry an offset no
@@ -33,9 +34,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ksmbook as kb
+from ksmbook import live
 from ksmbook import live_ksmd as L
+from ksmbook import scenario as sc
 from ksmbook.kernel import Process
 from ksmbook.ksmd import READ, KsmdIdle, predict
+from ksmbook.scenario import StepResult
 
 pytestmark = [pytest.mark.live, pytest.mark.usefixtures("live_ksmd")]
 
@@ -327,211 +331,129 @@ def test_random_programs_on_both_kernels(use_zero_pages: int, seed: int, steps: 
     on_twins(program, use_zero_pages=use_zero_pages)
 
 
-# ------------------------------------------------------------------ one batch at a time
+# ------------------------------------------------------------------ both, one statement at a time
 
 
-def _outcome(call: Callable[[], object]) -> int:
-    """0, or the errno of the OSError the call raised."""
-    try:
-        call()
-    except OSError as e:
-        return e.errno or -1
-    return 0
-
-
-class Differs(AssertionError):
-    """The two ksmds differ after a batch (the message holds the whole program)."""
-
-    def __init__(self, batch: int, live: dict, sim: dict, log: list[str]) -> None:
-        diff = {k: (live[k], sim[k]) for k in live if live[k] != sim.get(k)}
-        super().__init__(f"after batch {batch}: live != simulator {diff}; the program: "
-                         f"{'; '.join(log)}")
-
-
-class Stepped:
-    """The live ksmd and the simulated one stepped one batch of pages_to_scan at a time, with
-    the world changing between batches; after every batch every counter and every process's
-    ksm_stat must be equal. The live side follows ``Ksmd.stepping``: a keeper process (one
-    untouched mergeable page, one private page for draining LRU caches) comes first on both
-    sides, and every mapping sits at the same (translated) address on both."""
-
-    def __init__(self, ksmd: L.Ksmd, pages_to_scan: int, **knobs: int) -> None:
-        self.live = ksmd
-        self.k = kb.Kernel(profile="modern")
-        self.k.ksmd.tracing = False
-        for name, value in knobs.items():
-            self.k.sysfs[name] = value
-        self.k.sysfs["pages_to_scan"] = pages_to_scan
-        self.k.sysfs["run"] = 1
-        self.offset = ksmd.live.arena.offset
-        keeper = ksmd.stepping(pages_to_scan)
-        sk = self.k.spawn()
-        self._mirror(keeper, sk, 0, [None], True)
-        self._mirror(keeper, sk, 1, [1], False)
-        self.procs: list[tuple[L.LiveProcess, Process]] = [(keeper, sk)]
-        self.batches = 0
-        self.log: list[str] = []  # everything, with the batches and pass ends
-
-    def _mirror(self, lp: L.LiveProcess, sp: Process, region: int, contents: list,
-                advise: bool) -> None:
-        a = lp.address(region) - self.offset
-        sp.mmap(len(contents) * P, kb.PROT_READ | kb.PROT_WRITE,
-                kb.MAP_PRIVATE | kb.MAP_ANONYMOUS | kb.MAP_FIXED, addr=a)
-        for i, c in enumerate(contents):
-            if c is not None:
-                sp.write_pages(a + i * P, [c])
-        if advise:
-            sp.madvise(a, len(contents) * P, kb.MADV_MERGEABLE)
-
-    def spawn(self, contents: list[int]) -> int:
-        lp = self.live.spawn(contents)
-        sp = self.k.spawn()
-        self._mirror(lp, sp, 0, contents, True)
-        self.procs.append((lp, sp))
-        self._change(f"spawn p{len(self.procs) - 1} {contents}")
-        return len(self.procs) - 1
-
-    def _both(self, what: str, live: Callable[[], object], sim: Callable[[], object]) -> None:
-        got, want = _outcome(live), _outcome(sim)
-        assert got == want, f"{what}: live errno {got}, simulator errno {want}"
-        self._change(what)
-
-    def _change(self, what: str) -> None:
-        self.log.append(what)
-
-    def write(self, i: int, page: int, content: int) -> None:
-        lp, sp = self.procs[i]
-        self._both(f"write p{i}[{page}]={content}", lambda: lp.write(0, page, content),
-                   lambda: sp.write_pages(lp.address(0, page) - self.offset, [content]))
-
-    def madvise(self, i: int, advice: int, first: int, pages: int) -> None:
-        lp, sp = self.procs[i]
-        name = "MERGEABLE" if advice == kb.MADV_MERGEABLE else "UNMERGEABLE"
-        self._both(f"madvise p{i}[{first}:+{pages}] {name}",
-                   lambda: lp.madvise(0, advice, first, pages),
-                   lambda: sp.madvise(lp.address(0, first) - self.offset, pages * P, advice))
-
-    def munmap(self, i: int, first: int, pages: int) -> None:
-        lp, sp = self.procs[i]
-        self._both(f"munmap p{i}[{first}:+{pages}]", lambda: lp.unmap(0, first, pages),
-                   lambda: sp.munmap(lp.address(0, first) - self.offset, pages * P))
-
-    def mprotect(self, i: int, first: int, pages: int, prot: int) -> None:
-        lp, sp = self.procs[i]
-        self._both(f"mprotect p{i}[{first}:+{pages}] {prot}",
-                   lambda: lp.worker.mprotect(lp.address(0, first), pages * P, prot),
-                   lambda: sp.mprotect(lp.address(0, first) - self.offset, pages * P, prot))
-
-    def fork(self, i: int) -> int:
-        lp, sp = self.procs[i]
-        self.procs.append((lp.fork(), sp.fork()))
-        self._change(f"fork p{i}")
-        return len(self.procs) - 1
-
-    def exit(self, i: int) -> None:
-        lp, sp = self.procs[i]
-        lp.close()
-        sp.exit()
-        self._change(f"exit p{i}")
-
-    def batch(self) -> None:
-        """One batch on both sides, then compare (raises Differs, or _Foreign)."""
-        live = self.live.batch()
-        sim = self.k.ksmd.batch()
-        self.batches += 1
-        self.log.append(f"batch {self.batches}" + (" (pass end)" if sim.pass_ended else ""))
-        foreign = L.mergeable_mms(exclude=[lp.pid for lp, _ in self.procs])
-        if foreign:
-            raise _Foreign(foreign)
-        got, want = _compared(live), _compared(self.k.ksmd.counters())
-        for n, (lp, sp) in enumerate(self.procs):
-            if sp.alive:
-                lstat, sstat = lp.ksm_stat(), self.k.ksmd.ksm_stat(sp)
-                got.update({f"p{n}.{k}": lstat.get(k) for k in STAT})
-                want.update({f"p{n}.{k}": sstat[k] for k in STAT})
-        if got != want:
-            raise Differs(self.batches, got, want, self.log)
-
-
-def stepped_program(seed: int) -> Callable[[Stepped], None]:
-    """A seeded random program: 2-3 processes of 2-8 pages (contents 0-6), then 8-14 batches
-    with up to two changes before each (writes, munmap, mprotect, MERGEABLE/UNMERGEABLE, fork,
-    exit)."""
-
-    def program(t: Stepped) -> None:
-        rng = random.Random(seed)
-        sizes: dict[int, int] = {}
-        alive: list[int] = []
-        for _ in range(rng.randint(2, 3)):
-            n = rng.randint(2, 8)
-            i = t.spawn([rng.randint(0, 6) for _ in range(n)])
-            alive.append(i)
-            sizes[i] = n
-        for _ in range(rng.randint(8, 14)):
-            for _ in range(rng.choice([0, 0, 1, 1, 2])):
-                i = rng.choice(alive)
-                n = sizes[i]
-                first = rng.randint(0, n - 1)
-                pages = rng.randint(1, n - first)
-                op = rng.choice(["write"] * 4 + ["munmap", "mprotect", "madvise", "madvise",
-                                                 "fork", "exit"])
-                if op == "write":
-                    t.write(i, first, rng.randint(0, 6))
-                elif op == "munmap":
-                    t.munmap(i, first, pages)
-                elif op == "mprotect":
-                    t.mprotect(i, first, pages, rng.choice([kb.PROT_READ,
-                                                            kb.PROT_READ | kb.PROT_WRITE]))
-                elif op == "madvise":
-                    t.madvise(i, rng.choice([kb.MADV_MERGEABLE, kb.MADV_UNMERGEABLE]),
-                              first, pages)
-                elif op == "fork" and len(alive) < 5:
-                    j = t.fork(i)
-                    alive.append(j)
-                    sizes[j] = n
-                elif op == "exit" and len(alive) > 1:
-                    t.exit(i)
-                    alive.remove(i)
-            t.batch()
-
-    return program
-
-
-def on_stepped(program: Callable[[Stepped], None], pages_to_scan: int, attempts: int = 3,
-               **knobs: int) -> None:
-    """Run the program on a fresh live session and simulator; again if another process used
-    KSM meanwhile (up to `attempts` times), then skip."""
-    foreign: list[int] = []
+def replay_alone(script: str, maps: bool = True, attempts: int = 3) -> list[StepResult]:
+    """``live.replay(script, ksmd=True)``; again if another process used KSM meanwhile (up to
+    `attempts` times), then skip."""
+    pids: list[int] = []
     for _ in range(attempts):
         try:
-            with L.session(**knobs) as ksmd:  # type: ignore[arg-type]
-                program(Stepped(ksmd, pages_to_scan, **knobs))
-            return
-        except _Foreign as e:
-            foreign = list(e.args[0])
-    pytest.skip(f"other processes kept using KSM, the global counters are shared: {foreign}")
+            return live.replay(script, ksmd=True, maps=maps)
+        except live.KsmShared as e:
+            pids = e.pids
+    pytest.skip(f"other processes kept using KSM, the global counters are shared: {pids}")
 
 
-FOUR = ("pages_shared", "pages_sharing", "pages_unshared", "pages_volatile")
+def simulate(script: str, maps: bool = True) -> list[StepResult]:
+    """The script run by the scenario Runner on the simulated modern kernel, untraced."""
+    k = kb.Kernel(profile="modern")
+    k.ksmd.tracing = False
+    return sc.run(script, k, maps=maps)
+
+
+def _seen(r: StepResult) -> dict[str, Any]:
+    """What is compared after a statement: the result, the maps, the counters (relative to
+    the reset on the live side) and every process's ksm_stat."""
+    return {"result": r.result, "maps": r.maps,
+            "counters": None if r.counters is None else _compared(r.counters),
+            "ksm_stat": r.ksm_stat}
+
+
+def assert_same_steps(script: str, sim: list[StepResult], real: list[StepResult]) -> None:
+    for n, (s, r) in enumerate(zip(sim, real, strict=True), 1):
+        want, got = _seen(s), _seen(r)
+        diff = {k: (got[k], want[k]) for k in want if got[k] != want[k]}
+        assert not diff, (f"after statement {n} ({s.op}), (live, simulator) differ: {diff}; "
+                          f"the scenario:\n{script}")
+
+
+def stepped_script(seed: int) -> str:
+    """A seeded random program as a scenario: pages_to_scan 1-8, use_zero_pages and smart_scan
+    0 or 1; 2-3 processes of 2-8 pages (contents 0-6) made mergeable; then 8-14 ksmd batches
+    with up to two changes before each (writes, munmap, mprotect, MERGEABLE/UNMERGEABLE, fork,
+    exit). A keeper process with one untouched mergeable page registers first: ksmd's list
+    never empties (an mm left without VM_MERGEABLE areas leaves it), as on the live side,
+    where ``Ksmd.stepping`` keeps one too (and drains the LRU caches before each batch). The
+    processes start as forks of p1 while its address space is still empty: on the live side a
+    fork costs a few milliseconds, a fresh worker about 25."""
+    knobs = random.Random(seed * 7919)
+    rng = random.Random(seed)
+    contents = [[rng.randint(0, 6) for _ in range(rng.randint(2, 8))]
+                for _ in range(rng.randint(2, 3))]
+    lines = ["kernel modern", f"sysfs pages_to_scan={knobs.randint(1, 8)}",
+             f"sysfs use_zero_pages={knobs.randint(0, 1)}",
+             f"sysfs smart_scan={knobs.randint(0, 1)}", "sysfs run=1", "p1: fork keeper",
+             *(f"p1: fork p{i}" for i in range(2, len(contents) + 1)),
+             "keeper: map K 1p rw private anon", "keeper: madvise K 1p MERGEABLE"]
+    mapped: dict[str, tuple[str, int]] = {}  # live process -> (label, pages) of its mapping
+    for i, values in enumerate(contents, 1):
+        mapped[f"p{i}"] = (f"A{i}", len(values))
+        lines += [f"p{i}: map A{i} {len(values)}p rw private anon",
+                  f"p{i}: write A{i} " + " ".join(map(str, values)),
+                  f"p{i}: madvise A{i} {len(values)}p MERGEABLE"]
+    procs = len(mapped)
+    for _ in range(rng.randint(8, 14)):
+        for _ in range(rng.choice([0, 0, 1, 1, 2])):
+            p = rng.choice(list(mapped))
+            label, n = mapped[p]
+            first = rng.randint(0, n - 1)
+            pages = rng.randint(1, n - first)
+            at = f"{label}+{first}p"
+            op = rng.choice(["write"] * 4 + ["munmap", "mprotect", "madvise", "madvise",
+                                             "fork", "exit"])
+            if op == "write":
+                lines.append(f"{p}: write {at} {rng.randint(0, 6)}")
+            elif op == "munmap":
+                lines.append(f"{p}: munmap {at} {pages}p")
+            elif op == "mprotect":
+                lines.append(f"{p}: mprotect {at} {pages}p {rng.choice(['r', 'rw'])}")
+            elif op == "madvise":
+                advice = rng.choice(["MERGEABLE", "UNMERGEABLE"])
+                lines.append(f"{p}: madvise {at} {pages}p {advice}")
+            elif op == "fork" and len(mapped) < 5:
+                procs += 1
+                lines.append(f"{p}: fork p{procs}")
+                mapped[f"p{procs}"] = mapped[p]
+            elif op == "exit" and len(mapped) > 1:
+                lines.append(f"{p}: exit")
+                del mapped[p]
+        lines.append("ksmd batch")
+    return "\n".join(lines) + "\n"
+
+
+TREE_ORDER_SCRIPT = """\
+kernel modern
+sysfs pages_to_scan=3
+sysfs run=1
+map A 3p rw private anon
+write A 1 2 3
+madvise A 3p MERGEABLE
+spawn q
+q: map B 4p rw private anon
+q: write B 4 5 6 2
+q: madvise B 4p MERGEABLE
+ksmd batch
+ksmd batch
+ksmd batch
+ksmd batch
+munmap A+1p 1p
+ksmd batch
+"""
+
+
 def test_stepped_batches_the_smallest_tree_order_example() -> None:
     """A = [1, 2, 3], B = [4, 5, 6, 2], pages_to_scan 3. After the first batch of pass 2
-    the root of the kernel's unstable tree is A's page holding 2; unmap it, and every search
-    that meets that node gives up (unstable_tree_search_insert() finds no page behind it):
-    after B's batch the live ksmd shows 3 unshared and 4 volatile pages (measured on this
-    machine, Linux 6.18), and so must the simulator."""
-    seen: dict[str, Any] = {}
-
-    def program(t: Stepped) -> None:
-        a = t.spawn([1, 2, 3])
-        t.spawn([4, 5, 6, 2])
-        for _ in range(4):  # pass 1 (A, B's first three, B's last), then A again
-            t.batch()
-        t.munmap(a, 1, 1)
-        t.batch()
-        seen.update({k: v for k, v in t.live.counters().items() if k in FOUR})
-
-    on_stepped(program, 3)
-    assert (seen["pages_unshared"], seen["pages_volatile"]) == (3, 4), seen
+    (batches: A, B's first three, B's last, then A again) the root of the kernel's unstable
+    tree is A's page holding 2; unmap it, and every search that meets that node gives up
+    (unstable_tree_search_insert() finds no page behind it): after B's batch the live ksmd
+    shows 3 unshared and 4 volatile pages (measured on this machine, Linux 6.18), and so must
+    the simulator."""
+    real = replay_alone(TREE_ORDER_SCRIPT)
+    assert_same_steps(TREE_ORDER_SCRIPT, simulate(TREE_ORDER_SCRIPT), real)
+    last = real[-1].counters
+    assert last is not None and (last["pages_unshared"], last["pages_volatile"]) == (3, 4), last
 
 
 #: Seeded programs of the stepped differential fuzz (200 by default; a longer run sets more).
@@ -540,21 +462,21 @@ STEPPED_PROGRAMS = int(os.environ.get("KSMBOOK_STEPPED_PROGRAMS", "200"))
 
 @pytest.mark.slow
 def test_stepped_random_programs_on_both_kernels() -> None:
-    """STEPPED_PROGRAMS seeded programs (pages_to_scan 1-8, use_zero_pages and smart_scan
-    0 or 1, seeded too), equal after every batch. A program during which another process
-    used KSM (the counters are global) is left out; too many such, and the test skips."""
+    """STEPPED_PROGRAMS seeded scenarios (``stepped_script``), run by the scenario Runner on
+    the simulator and by ``live.replay(..., ksmd=True)`` on this machine: equal results,
+    counters and ksm_stat after every statement (the maps are left out: they cost a read of
+    every process's smaps a statement, and the other live tests compare them). A program
+    during which another process used KSM (the counters are global) is left out; too many
+    such, and the test skips."""
     shared: list[int] = []
     for seed in range(STEPPED_PROGRAMS):
-        rng = random.Random(seed * 7919)
-        pages_to_scan = rng.randint(1, 8)
-        knobs = {"use_zero_pages": rng.randint(0, 1), "smart_scan": rng.randint(0, 1)}
+        script = stepped_script(seed)
         try:
-            on_stepped(stepped_program(seed), pages_to_scan, **knobs)
+            real = replay_alone(script, maps=False)
         except pytest.skip.Exception:  # another process used KSM during all attempts
             shared.append(seed)
-        except Differs as e:
-            raise AssertionError(f"seed {seed}, pages_to_scan {pages_to_scan}, {knobs}: "
-                                 f"{e}") from None
+            continue
+        assert_same_steps(f"# seed {seed}\n{script}", simulate(script, maps=False), real)
     if len(shared) > STEPPED_PROGRAMS // 10:
         pytest.skip(f"other processes used KSM during {len(shared)} of {STEPPED_PROGRAMS} "
                     "programs: the global counters are shared")
@@ -598,16 +520,8 @@ sysfs pages_to_scan=x
 def test_ksmd_statements_replay_like_the_simulator() -> None:
     """The same script of processes, writes, fork, exit, sysfs writes, ksmd batches and full
     scans, run by the scenario Runner on the simulator and (``live.replay(..., ksmd=True)``)
-    on this machine: equal results, maps and counters after every statement. (No change
-    falls between two batches of one pass here; see the stepped tests for those.)"""
-    from ksmbook import live
-    from ksmbook import scenario as sc
-
+    on this machine: equal results, maps, counters and ksm_stat after every statement. (No
+    change falls between two batches of one pass here; see the stepped tests for those.)"""
     sim = sc.run(KSMD_SCRIPT)
-    real = live.replay(KSMD_SCRIPT, ksmd=True)
-    for s, r in zip(sim, real, strict=True):
-        assert (s.result, s.maps) == (r.result, r.maps), str(s.op)
-        if s.counters is not None:
-            assert r.counters is not None and _compared(r.counters) == _compared(s.counters), \
-                str(s.op)
+    assert_same_steps(KSMD_SCRIPT, sim, replay_alone(KSMD_SCRIPT))
     assert sim[-1].errno == 22 and sim[-4].counters["pages_sharing"] > 0  # type: ignore[index]

@@ -63,6 +63,7 @@ def test_parse_smaps():
         0x200000010000, 0x200000011000, "rw-p", "", ("rd", "wr", "mr", "mw", "me", "ac", "mg"))
     assert a.counters == {"Size": 4, "Rss": 4, "KSM": 0, "THPeligible": 0}
     assert b.path == "/dev/zero (deleted)" and b.inode == 1234 and "sh" in b.vmflags
+    assert lv.parse_smaps(SMAPS, 0x200000011000, 0x7f0000000001) == [b]
 
 
 def test_arena_translation_and_refusal():

@@ -275,6 +275,21 @@ def test_ksmd_statements_merge_pages_as_the_kernel_api_does() -> None:
     assert results[14].counters == k.ksmd.counters()
     assert len(results[14].traces) == len(reports)
     assert results[14].counters["pages_sharing"] > 0
+    assert results[14].ksm_stat == {"p1": k.ksmd.ksm_stat(procs[0]),
+                                    "q": k.ksmd.ksm_stat(procs[1])}
+    assert results[14].ksm_stat["q"]["ksm_merging_pages"] == 1
+    assert results[8].ksm_stat is not None and results[7].ksm_stat is None  # sysfs; madvise
+
+
+def test_ksm_stat_only_where_the_kernel_has_it_and_maps_only_when_asked() -> None:
+    text = "map A 2p rw private anon\nmadvise A 2p MERGEABLE\nsysfs run=1\nksmd scan 1\n"
+    old = sc.run("kernel 2.6.32\n" + text)
+    assert old[-1].counters is not None and old[-1].ksm_stat is None
+    bare = sc.run("kernel modern\n" + text, maps=False)
+    assert all(r.maps == {} for r in bare)
+    assert bare[-1].ksm_stat == {"p1": {
+        "ksm_rmap_items": 0, "ksm_zero_pages": 0, "ksm_merging_pages": 0,
+        "ksm_process_profit": 0, "ksm_merge_any": "no", "ksm_mergeable": "yes"}}
 
 
 def test_sysfs_writes_give_the_kernels_errno() -> None:

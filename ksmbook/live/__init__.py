@@ -72,7 +72,7 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from ..procfs import MapEntry
-from ..scenario import Boot, Map, Runner, Scenario, StepResult, parse
+from ..scenario import Boot, Map, Runner, Scenario, Statement, StepResult, parse
 from .worker import (
     _EFAULT,
     _ENOMEM,
@@ -99,6 +99,7 @@ __all__ = [
     "SIM_MMAP_TOP",
     "FORBIDDEN_ADVICE",
     "Arena",
+    "KsmShared",
     "LiveFile",
     "LiveKernel",
     "LiveRunner",
@@ -229,37 +230,33 @@ class LiveVMA:
                 f"{self.path:<20} {self.flags}")
 
 
-_HEADER = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S{4}) ([0-9a-f]+) (\S+) (\d+)\s*(.*)$")
+_HEADER = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S{4}) ([0-9a-f]+) (\S+) (\d+) *(.*)$", re.M)
 
 
-def parse_smaps(text: str) -> list[LiveVMA]:
-    """Parse the text of /proc/PID/smaps into :class:`LiveVMA` records, in address order."""
+def parse_smaps(text: str, lo: int = 0, hi: int = 1 << 64) -> list[LiveVMA]:
+    """Parse the text of /proc/PID/smaps into :class:`LiveVMA` records, in address order: the
+    VMAs intersecting ``[lo, hi)`` (default: all; the others' lines are not read)."""
+    heads = list(_HEADER.finditer(text))
     vmas: list[LiveVMA] = []
-    cur: dict[str, Any] | None = None
-
-    def flush() -> None:
-        if cur is not None:
-            vmas.append(LiveVMA(**cur))
-
-    for line in text.splitlines():
-        m = _HEADER.match(line)
-        if m:
-            flush()
-            cur = dict(
-                start=int(m[1], 16), end=int(m[2], 16), perms=m[3], offset=int(m[4], 16),
-                dev=m[5], inode=int(m[6]), path=m[7], vmflags=(), counters={},
-            )
+    for i, m in enumerate(heads):
+        start, end = int(m[1], 16), int(m[2], 16)
+        if not (start < hi and end > lo):
             continue
-        if cur is None or ":" not in line:
-            continue
-        key, _, value = line.partition(":")
-        if key == "VmFlags":
-            cur["vmflags"] = tuple(value.split())
-        else:
-            parts = value.split()
-            if parts and parts[0].isdigit():
-                cur["counters"][key] = int(parts[0])
-    flush()
+        vmflags: tuple[str, ...] = ()
+        counters: dict[str, int] = {}
+        body_end = heads[i + 1].start() if i + 1 < len(heads) else len(text)
+        for line in text[m.end():body_end].splitlines():
+            key, colon, value = line.partition(":")
+            if not colon:
+                continue
+            if key == "VmFlags":
+                vmflags = tuple(value.split())
+            else:
+                parts = value.split()
+                if parts and parts[0].isdigit():
+                    counters[key] = int(parts[0])
+        vmas.append(LiveVMA(start=start, end=end, perms=m[3], offset=int(m[4], 16), path=m[7],
+                            vmflags=vmflags, dev=m[5], inode=int(m[6]), counters=counters))
     return vmas
 
 
@@ -451,7 +448,7 @@ class Worker:
         """The worker's VMAs intersecting ``[lo, hi)`` (default: the arena), from smaps."""
         lo = self.arena.base if lo is None else lo
         hi = self.arena.end if hi is None else hi
-        return [v for v in parse_smaps(self.smaps()) if v.start < hi and v.end > lo]
+        return parse_smaps(self.smaps(), lo, hi)
 
     def sim_layout(self) -> list[LiveVMA]:
         """The arena's VMAs translated into simulator addresses."""
@@ -872,16 +869,35 @@ class LiveKernel:
         return self.ksmd.sysfs
 
 
+class KsmShared(LiveError):
+    """Other processes were registered with KSM during a replay that drives ksmd: the
+    counters of /sys/kernel/mm/ksm are global, so the live ones are not the scenario's."""
+
+    def __init__(self, pids: list[int]) -> None:
+        super().__init__(f"other processes use KSM, the global counters are shared: {pids}")
+        self.pids = pids
+
+
 class LiveRunner(Runner):
     """``ksmbook.scenario.Runner`` on a :class:`LiveKernel`: the same statements, run by the
-    same code, on this machine's kernel; the maps come from each worker's smaps."""
+    same code, on this machine's kernel; the maps come from each worker's smaps. A ksmd or
+    sysfs statement during which another process used KSM raises :class:`KsmShared`."""
+
+    def step(self, op: Statement) -> StepResult:
+        got = super().step(op)
+        if got.counters is not None:
+            k = cast(LiveKernel, self.k)
+            foreign = k.ksmd.foreign_mms([p.worker.pid for p in k.processes])
+            if foreign:
+                raise KsmShared(foreign)
+        return got
 
     def snapshot(self) -> dict[str, list[MapEntry]]:
         return {name: cast(LiveTask, p).maps() for name, p in self.procs.items() if p.alive}
 
 
 def replay(scenario: Scenario | str, session: LiveSession | None = None, *,
-           ksmd: bool = False) -> list[StepResult]:
+           ksmd: bool = False, maps: bool = True) -> list[StepResult]:
     """Run a scenario on the real kernel; returns what ksmbook.scenario.run returns.
 
     Each StepResult has the statement, its result (an address or pid, 0, or -errno; addresses
@@ -894,8 +910,10 @@ whose place the kernel chooses (``LiveTask.mremap``). Statements the real kernel
     reclaim) raise :class:`LiveRefused`; so do ksmd and sysfs statements unless ``ksmd``: then
     this machine's ksmd is driven (``ksmbook.live_ksmd``: knobs set to the simulator's
     defaults, ksmd reset and stepped batch by batch, every knob restored afterwards), and
-    ksmd's and sysfs statements carry the live counters, relative to the reset. With
-    ``session``, the workers stay alive for inspection.
+    ksmd's and sysfs statements carry the live counters, relative to the reset, and each
+    process's /proc/PID/ksm_stat (:class:`KsmShared` if another process used KSM meanwhile).
+    With ``session``, the workers stay alive for inspection; ``maps=False`` leaves the maps
+    out (as ``ksmbook.scenario.run`` does), sparing a read of every process's smaps a step.
     """
     if isinstance(scenario, str):
         scenario = parse(scenario)
@@ -908,7 +926,7 @@ whose place the kernel chooses (``LiveTask.mremap``). Statements the real kernel
             backend = _ksmd_backend(stack)
         if session is None:
             session = stack.enter_context(LiveSession(arena=_scenario_arena(scenario)))
-        runner = LiveRunner(LiveKernel(session, backend))  # type: ignore[arg-type]
+        runner = LiveRunner(LiveKernel(session, backend), maps=maps)  # type: ignore[arg-type]
         return [runner.step(op) for op in scenario.ops]
 
 
