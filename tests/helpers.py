@@ -91,15 +91,20 @@ def _rows(entries: list) -> list[tuple]:
 
 
 def mismatch(text: str, sim: list[StepResult], live: list[StepResult]) -> str | None:
-    """The first step where the simulator's and the live kernel's results or maps differ, as
-    a report (the scenario, both outcomes, both maps, the simulator's trace); None if none."""
+    """The first step where the simulator's and the live kernel's results, maps, ksmd
+    counters or ksm_stat differ, as a report (the scenario, both outcomes, both maps, what
+    differs of ksmd's, the simulator's trace); None if none."""
     for step, (s, lv) in enumerate(zip(sim, live, strict=True), 1):
         same_maps = s.maps.keys() == lv.maps.keys() and all(
             _rows(s.maps[k]) == _rows(lv.maps[k]) for k in s.maps)
-        if s.result == lv.result and same_maps:
+        ksmd = [(what, a, b) for what, a, b in (("counters", s.counters, lv.counters),
+                                                ("ksm_stat", s.ksm_stat, lv.ksm_stat)) if a != b]
+        if s.result == lv.result and same_maps and not ksmd:
             continue
         out = [f"step {step}: {format_op(s.op)}",
                f"  simulator: {s.outcome()}   live: {lv.outcome()}"]
+        for what, a, b in ksmd:
+            out += [f"  {what} simulator: {a}", f"  {what} live:      {b}"]
         for name in sorted(set(s.maps) | set(lv.maps)):
             out.append(f"  [{name}] simulator:")
             out += ["    " + ln for ln in format_maps(s.maps.get(name, [])).splitlines()]

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from helpers import mismatch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -353,22 +354,6 @@ def simulate(script: str, maps: bool = True) -> list[StepResult]:
     return sc.run(script, k, maps=maps)
 
 
-def _seen(r: StepResult) -> dict[str, Any]:
-    """What is compared after a statement: the result, the maps, the counters (relative to
-    the reset on the live side) and every process's ksm_stat."""
-    return {"result": r.result, "maps": r.maps,
-            "counters": None if r.counters is None else _compared(r.counters),
-            "ksm_stat": r.ksm_stat}
-
-
-def assert_same_steps(script: str, sim: list[StepResult], real: list[StepResult]) -> None:
-    for n, (s, r) in enumerate(zip(sim, real, strict=True), 1):
-        want, got = _seen(s), _seen(r)
-        diff = {k: (got[k], want[k]) for k in want if got[k] != want[k]}
-        assert not diff, (f"after statement {n} ({s.op}), (live, simulator) differ: {diff}; "
-                          f"the scenario:\n{script}")
-
-
 def stepped_script(seed: int) -> str:
     """A seeded random program as a scenario: pages_to_scan 1-8, use_zero_pages and smart_scan
     0 or 1; 2-3 processes of 2-8 pages (contents 0-6) made mergeable; then 8-14 ksmd batches
@@ -451,7 +436,8 @@ def test_stepped_batches_the_smallest_tree_order_example() -> None:
     shows 3 unshared and 4 volatile pages (measured on this machine, Linux 6.18), and so must
     the simulator."""
     real = replay_alone(TREE_ORDER_SCRIPT)
-    assert_same_steps(TREE_ORDER_SCRIPT, simulate(TREE_ORDER_SCRIPT), real)
+    report = mismatch(TREE_ORDER_SCRIPT, simulate(TREE_ORDER_SCRIPT), real)
+    assert report is None, report
     last = real[-1].counters
     assert last is not None and (last["pages_unshared"], last["pages_volatile"]) == (3, 4), last
 
@@ -476,7 +462,8 @@ def test_stepped_random_programs_on_both_kernels() -> None:
         except pytest.skip.Exception:  # another process used KSM during all attempts
             shared.append(seed)
             continue
-        assert_same_steps(f"# seed {seed}\n{script}", simulate(script, maps=False), real)
+        report = mismatch(f"# seed {seed}\n{script}", simulate(script, maps=False), real)
+        assert report is None, report
     if len(shared) > STEPPED_PROGRAMS // 10:
         pytest.skip(f"other processes used KSM during {len(shared)} of {STEPPED_PROGRAMS} "
                     "programs: the global counters are shared")
@@ -523,5 +510,6 @@ def test_ksmd_statements_replay_like_the_simulator() -> None:
     on this machine: equal results, maps, counters and ksm_stat after every statement. (No
     change falls between two batches of one pass here; see the stepped tests for those.)"""
     sim = sc.run(KSMD_SCRIPT)
-    assert_same_steps(KSMD_SCRIPT, sim, replay_alone(KSMD_SCRIPT))
+    report = mismatch(KSMD_SCRIPT, sim, replay_alone(KSMD_SCRIPT))
+    assert report is None, report
     assert sim[-1].errno == 22 and sim[-4].counters["pages_sharing"] > 0  # type: ignore[index]
