@@ -184,14 +184,19 @@ def parse_ksm_stat(text: str) -> dict[str, Any]:
     return out
 
 
+def _unmerge_all() -> None:
+    """run 0 -> 2 -> 0: stop ksmd, then unmerge every KSM page and free every rmap_item
+    (run_store() acts only on a change, hence the 0 first); ksmd stays stopped."""
+    for value in (0, 2, 0):
+        _write("run", value)
+
+
 def _write_unmerged(name: str, value: object, tries: int = 40) -> None:
     """Write max_page_sharing or merge_across_nodes, which give EBUSY while any KSM page exists:
     unmerge first (run 0 -> 2 -> 0, run stays 0) and retry on EBUSY, which a process exiting
     right then (between ksm_exit() and exit_mmap(), see remove_stable_node()) can still cause."""
     for attempt in range(tries):
-        _write("run", 0)
-        _write("run", 2)
-        _write("run", 0)
+        _unmerge_all()
         try:
             _write(name, value)
             return
@@ -396,9 +401,7 @@ class Ksmd:
     def reset(self) -> None:
         """run 0 -> 2 -> 0: unmerge all, free every rmap_item, full_scans 0, cursor at head;
         advisor off, pages_to_scan huge, sleep_millisecs parked."""
-        _write("run", 0)
-        _write("run", 2)
-        _write("run", 0)
+        _unmerge_all()
         self.knobs.set(advisor_mode="none")
         _write("pages_to_scan", _BIG_BUDGET)
         self._park = PARK_MS if int(_read("sleep_millisecs")) != PARK_MS else PARK_MS + 1
@@ -555,8 +558,7 @@ class Ksmd:
         self.live.close()
         self.processes.clear()
         self.keeper = None
-        _write("run", 2)
-        _write("run", 0)
+        _unmerge_all()
 
 
 # --------------------------------------------------------------------------- worker processes
@@ -831,9 +833,7 @@ def time_scans(contents: Sequence[Any], *, scans: int = 3, pages_to_scan: int = 
     pages_to_scan / sleep_millisecs, from run=1 to full_scans reaching *scans*.
     Returns {"elapsed", "scan_ends" (seconds at each full_scans step), "pages"}."""
     with KsmKnobs() as knobs:
-        _write("run", 0)
-        _write("run", 2)
-        _write("run", 0)
+        _unmerge_all()
         knobs.set(advisor_mode="none", smart_scan=smart_scan)
         _write("pages_to_scan", pages_to_scan)
         workers = live.LiveSession(timeout=timeout)
@@ -858,7 +858,5 @@ def time_scans(contents: Sequence[Any], *, scans: int = 3, pages_to_scan: int = 
         finally:
             workers.close()
             with contextlib.suppress(OSError):
-                _write("run", 0)
-                _write("run", 2)
-                _write("run", 0)
+                _unmerge_all()
     return {"elapsed": ends[-1], "scan_ends": ends, "pages": len(contents)}

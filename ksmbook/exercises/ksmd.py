@@ -28,7 +28,6 @@ from ..render.ksm_pages import page_state, pages_text
 from ..scenario import (
     Addr,
     Boot,
-    Exit,
     Fork,
     KsmdScans,
     Madvise,
@@ -131,10 +130,6 @@ def write_step(proc: str, index: int, content: int, label: str = "", owner: str 
 
 def fork_step(proc: str, child: str) -> Step:
     return Step(f"{proc}: fork() -> {child}", (Fork(proc, child),))
-
-
-def exit_step(proc: str) -> Step:
-    return Step(f"{proc}: exit()", (Exit(proc),))
 
 
 def merge_any_step(proc: str) -> Step:

@@ -161,10 +161,6 @@ class Arena:
         """``live - sim`` for every translated address."""
         return self.base - self.sim_origin
 
-    def contains(self, addr: int, length: int = 0) -> bool:
-        """Whether ``[addr, addr + length)`` lies inside the arena."""
-        return self.base <= addr and addr + length <= self.end
-
     def to_live(self, sim_addr: int) -> int:
         """Translate a simulator address; refuse one that lands outside ``[base, end]``."""
         live = sim_addr + self.offset
@@ -440,10 +436,6 @@ class Worker:
         """The worker's whole /proc/self/smaps text."""
         return self._call("smaps")
 
-    def proc(self, name: str) -> str:
-        """/proc/self/NAME of the worker (maps, smaps, status, ksm_stat, ksm_merging_pages)."""
-        return self._call("proc", name=name)
-
     def layout(self, lo: int | None = None, hi: int | None = None) -> list[LiveVMA]:
         """The worker's VMAs intersecting ``[lo, hi)`` (default: the arena), from smaps."""
         lo = self.arena.base if lo is None else lo
@@ -453,11 +445,6 @@ class Worker:
     def sim_layout(self) -> list[LiveVMA]:
         """The arena's VMAs translated into simulator addresses."""
         return [v.shifted(-self.arena.offset) for v in self.layout()]
-
-    def map_count(self) -> int:
-        """mm->map_count: the VMAs of the whole process (what vm.max_map_count limits); the
-        [vsyscall] line of /proc/PID/maps is the gate area, not a VMA."""
-        return sum("[vsyscall]" not in line for line in self.proc("maps").splitlines())
 
     # -- cleanup ------------------------------------------------------------------------------
     @property
@@ -632,11 +619,11 @@ def _scenario_arena(scenario: Scenario) -> Arena:
 
 @dataclasses.dataclass(frozen=True)
 class LiveFile:
-    """A scratch file standing for a scenario's ``file``: where it is, and its simulator path."""
+    """A scratch file standing for a scenario's ``file``: where it is, and whether the
+    scenario may write it."""
 
     path: str
     writable: bool
-    sim_path: str
 
 
 class _LiveSysctl:
@@ -844,7 +831,7 @@ class LiveKernel:
         path = self.session.create_file(name.replace("/", "_"), size,
                                         fs="shm" if fs == "tmpfs" else "tmp")
         self.sim_paths[path] = name if name.startswith("/") else f"/tmp/{name}"
-        return LiveFile(path, writable, self.sim_paths[path])
+        return LiveFile(path, writable)
 
     def create_device(self, name: str, style: str) -> Any:
         raise LiveRefused(f"device {name} {style}: devices exist only in the simulator")

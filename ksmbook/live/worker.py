@@ -198,9 +198,6 @@ class _Server:
             )
 
     # -- operations ----------------------------------------------------------------------------
-    def op_ping(self) -> int:
-        return os.getpid()
-
     def op_mmap(self, addr: int, length: int, prot: int, flags: int,
                 path: str | None = None, offset: int = 0, readonly: bool = False) -> int:
         if addr % _PAGE:
@@ -350,16 +347,7 @@ class _Server:
         return out
 
     def op_smaps(self) -> str:
-        return self._read_proc("/proc/self/smaps")
-
-    def op_proc(self, name: str) -> str:
-        if name not in ("maps", "smaps", "ksm_stat", "ksm_merging_pages", "status"):
-            raise LiveRefused(f"/proc/self/{name} is not offered")
-        return self._read_proc(f"/proc/self/{name}")
-
-    @staticmethod
-    def _read_proc(path: str) -> str:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open("/proc/self/smaps", os.O_RDONLY)
         try:
             chunks = []
             while chunk := os.read(fd, 65536):
