@@ -442,6 +442,8 @@ class Process:
         k = self.kernel
         p = k.profile
         mm = MM(k)
+        # Until 6.12 "fork: only invoke khugepaged, ksm hooks if no error" moved it after the
+        # copy, ksm_fork() ran first and its failure failed fork().
         if p.ksm_fork_first:
             err = ksm_fork(mm, self.mm, tr)
             if err:
@@ -455,6 +457,8 @@ class Process:
             new = VMA(vma.start, vma.end, vma.flags & ~p.fork_clears, vma.pgoff, vma.file)
             wipe = bool(vma.flags & VM.VM_WIPEONFORK)
             if vma.anon_vma is not None and not wipe:
+                # 2.6.34 "mm: change anon_vma linking to fix multi-process server scalability
+                # issue" (5beb49305251): anon_vma_fork() gives the child its own anon_vma.
                 if p.anon_vma_chain:
                     own = AnonVma()
                     new.anon_vma, new.chain = own, vma.chain + (own,)
@@ -472,7 +476,7 @@ class Process:
                 page.mapcount += 1
                 mm.ptes[vpn] = page
         tr.note("dup_mmap", f"{mm.map_count} VMAs copied")
-        if not p.ksm_fork_first:
+        if not p.ksm_fork_first:  # 6.12 "fork: only invoke khugepaged, ksm hooks if no error"
             ksm_fork(mm, self.mm, tr)
         return 0, mm
 

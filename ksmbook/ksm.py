@@ -315,6 +315,8 @@ class KsmState:
             self.mm_zero_pages[mm] = self.mm_zero_pages.get(mm, 0) - 1
         elif isinstance(page.ksm, StableNode) and (
                 page.ksm.chain is not None or self.stable.get(page.content) is page.ksm):
+            # 2.6.33 "ksm: separate stable_node" (7b6ba2c7d3ba) and "ksm: stable_node point to
+            # page and back" (08beca44dfb0): the node holds its KSM page.
             if not self.kernel.profile.stable_node_objects:
                 self.stale_nodes.add(page.ksm)  # 2.6.32: an rmap_item of it may be stale
             elif page.mapcount <= 0:
@@ -350,6 +352,7 @@ def ksm_madvise(mm: MM, vma: VMA, start: int, end: int, advice: int, flags: VM,
             if not int(mm.flags) & _MMF_VM_MERGEABLE:
                 err = __ksm_enter(mm, tr)
                 if err:
+                    # 2.6.32 "ksm: fix endless loop on oom" returns __ksm_enter()'s error.
                     if p.ksm_madvise_enter_eagain:
                         # The seed: "if (__ksm_enter(mm) < 0) return -EAGAIN;"
                         return -errno.EAGAIN, flags
@@ -361,6 +364,7 @@ def ksm_madvise(mm: MM, vma: VMA, start: int, end: int, advice: int, flags: VM,
             tr.note("ksm_madvise", "ignored: VMA is not VM_MERGEABLE")
             tr.event("ignored", start, end, "VMA is not VM_MERGEABLE")
             return 0, flags
+        # 2.6.32 "ksm: Kernel SamePage Merging" (31dbd01f3143) added unmerge_ksm_pages().
         if p.unmerge_pages and vma.anon_vma is not None:
             err = unmerge_ksm_pages(mm, vma, start, end, tr)
             if err:
@@ -379,6 +383,7 @@ def __ksm_enter(mm: MM, tr: Trace) -> int:
     k = mm.kernel
     with tr.enter("__ksm_enter"):
         if k.should_fail("__ksm_enter"):
+            # ksmd and the mm_slot list: 2.6.32 "ksm: Kernel SamePage Merging" (31dbd01f3143).
             why = ("injected failure (the seed's dummy cannot fail)" if not k.profile.has_ksmd
                    else "alloc_mm_slot() failed")
             tr.note("__ksm_enter", "{}: ENOMEM", why)
@@ -424,6 +429,7 @@ def ksm_fork(mm: MM, oldmm: MM, tr: Trace) -> int:
                 tr.note("ksm_fork", "{} inherited KSM zero pages added to ksm_zero_pages",
                         inherited)
             err = __ksm_enter(mm, tr)
+            # 6.12 "fork: only invoke khugepaged, ksm hooks if no error": best effort.
             if err and not mm.profile.ksm_fork_first:
                 tr.note("ksm_fork", "best effort since 6.x: fork goes on unregistered")
                 return 0
@@ -500,6 +506,7 @@ def ksm_vma_flags(mm: MM, file: File | None, vm_flags: VM, tr: Trace) -> VM:
     if not vma_ksm_compatible(mm, vm_flags, file):
         return vm_flags
     tr.note("ksm_vma_flags", "MMF_VM_MERGE_ANY: new VMA is VM_MERGEABLE")
+    # 6.19 "mm/ksm: fix exec/fork inheritance support for prctl" (in 6.18.y stable).
     if mm.profile.slot_drop_keeps_merge_any and not mm.flags & MMF.MMF_VM_MERGEABLE:
         __ksm_enter(mm, tr)
     return vm_flags | VM.VM_MERGEABLE
@@ -569,6 +576,7 @@ def sys_prctl_memory_merge(mm: MM, option: int, args: tuple[int, int, int, int],
     arg2, arg3, arg4, arg5 = args
     name = "PR_SET_MEMORY_MERGE" if option == PR_SET_MEMORY_MERGE else "PR_GET_MEMORY_MERGE"
     with tr.enter("sys_prctl", name):
+        # 6.4 "mm: add new api to enable ksm per process" (d7597f59d1d3).
         if not (k.profile.prctl_memory_merge and k.config_ksm):
             why = ("CONFIG_KSM is not set" if k.profile.prctl_memory_merge
                    else f"the {k.profile.name} kernel has no such option (added in 6.4)")

@@ -218,6 +218,7 @@ def madvise_willneed(mm: MM, vma: VMA, start: int, end: int,
                      tr: Trace) -> tuple[int, VMA | None]:
     """madvise_willneed(): read ahead a file range (6.x: also swap in anonymous memory)."""
     if vma.file is None:
+        # 3.9 "mm: make madvise(MADV_WILLNEED) support swap file prefetch" (1998cc048901).
         if mm.profile.willneed_anon_ebadf:
             tr.note("madvise_willneed", "anonymous VMA has no file: EBADF")
             return -errno.EBADF, None
@@ -232,6 +233,8 @@ def madvise_dontneed_free(mm: MM, vma: VMA, start: int, end: int, advice: int,
     """madvise_dontneed() (6.x madvise_dontneed_free()): drop the pages of the range."""
     p = mm.profile
     name = advice_name(advice).lower()
+    # 5.18 "mm: madvise: MADV_DONTNEED_LOCKED" and "mm: enable MADV_DONTNEED for hugetlb
+    # mappings" (90e7e7f5ef3f).
     if not p.dontneed_valid_vma:
         if vma.flags & (VM.VM_LOCKED | VM.VM_HUGETLB | VM.VM_PFNMAP):
             tr.note("madvise_dontneed", "VM_LOCKED, VM_HUGETLB or VM_PFNMAP: EINVAL")
@@ -284,11 +287,14 @@ def madvise_remove(mm: MM, vma: VMA, start: int, end: int, tr: Trace) -> int:
     if f is None:
         tr.note("madvise_remove", "no file behind the VMA: EINVAL")
         return -errno.EINVAL
+    # 6.7 "mm: drop the assumption that VM_SHARED always implies writable":
+    # vma_is_shared_maywrite() replaced the VM_SHARED|VM_WRITE test.
     need = VM.VM_SHARED | (VM.VM_WRITE if p.remove_needs_write else VM.VM_MAYWRITE)
     if vma.flags & need != need:
         tr.note("madvise_remove", f"not {'|'.join(n.name or '' for n in VM if n & need)}: "
                 "EACCES")
         return -errno.EACCES
+    # 3.5 "mm/fs: route MADV_REMOVE to FALLOC_FL_PUNCH_HOLE" (3f31d07571ee).
     if f.fs not in p.remove_filesystems:
         err = -errno.ENOSYS if not p.remove_by_fallocate else (
             -errno.ENODEV if f.kind == "device" else -errno.EOPNOTSUPP)
@@ -298,7 +304,9 @@ def madvise_remove(mm: MM, vma: VMA, start: int, end: int, tr: Trace) -> int:
     first, last = vma.pgoff_at(start), vma.pgoff_at(end)
     for pgoff in [o for o in f.pages if first <= o < last]:
         del f.pages[pgoff]
+    # even_cows 0 since 3.5 "tmpfs: support fallocate FALLOC_FL_PUNCH_HOLE".
     mm.kernel.drop_file_pages(f, first, last, even_cows=p.remove_zaps_cows)
+    # vfs_fallocate() from 3.5, as above.
     how = "vfs_fallocate(PUNCH_HOLE)" if p.remove_by_fallocate else "vmtruncate_range"
     tr.note(how, f"file pages {first}..{last - 1} freed")
     return 0
@@ -362,6 +370,8 @@ def madvise_guard(mm: MM, vma: VMA, start: int, end: int, advice: int, tr: Trace
     if advice == MADV.MADV_GUARD_INSTALL:
         if vma.file is None:  # vma_is_anonymous(): page tables need an anon_vma
             mm.anon_vma_prepare(vma)
+        # "mm: introduce VM_MAYBE_GUARD and make visible in /proc/$pid/smaps" (6.19; in the
+        # 6.18 kernel modelled).
         if mm.profile.sticky_flags & VM.VM_MAYBE_GUARD:
             vma.flags |= VM.VM_MAYBE_GUARD
         mm.zap_range(start, end)

@@ -312,7 +312,9 @@ class MM:
         huge_bad = int(vma.flags) & _VM_HUGETLB and addr % HPAGE_SIZE != 0
         too_many = check_count and len(self._by_start) >= self.kernel.sysctl["max_map_count"]
         if huge_bad or too_many:
-            # 6.x checks max_map_count first, 2.6.32 the huge-page alignment first.
+            # 2.6.32 checks the huge-page alignment first; 2.6.33 "mmap: don't return ENOMEM
+            # when mapcount is temporarily exceeded in munmap()" made split_vma() check
+            # max_map_count before calling __split_vma().
             count_first = p.split_checks_count_first
             if too_many and (count_first or not huge_bad):
                 tr.note("split_vma", "at {:#x}: map_count {} >= max_map_count: ENOMEM", addr,
@@ -349,10 +351,12 @@ class MM:
     def _anon_compatible(self, src: VMA | None, src_anon: AnonVma | None, tgt: VMA) -> bool:
         """is_mergeable_anon_vma(): may `tgt` and the range from `src` share an anon_vma?"""
         if src_anon is None or tgt.anon_vma is None:
+            # 3.0 "mmap: avoid merging cloned VMAs" (965f55dea0e3), on 2.6.34's anon_vma_chain.
             if not self.profile.anon_vma_chain:
                 return True
             # 6.x: the VMA whose anon_vma would be shared must not have fork parents
-            # (vma_had_uncowed_parents(): its anon_vma_chain is not singular).
+            # (vma_had_uncowed_parents(): its anon_vma_chain is not singular; 6.16 "mm/vma:
+            # fix incorrectly disallowed anonymous VMA merges" tests that VMA, not the target).
             holder = tgt if tgt.anon_vma is not None else src
             return holder is None or holder.anon_vma is None or len(holder.chain) == 1
         return src_anon is tgt.anon_vma
@@ -378,6 +382,8 @@ class MM:
             tr.note(fn, "no merge: VM_SPECIAL flags")
             return None
         pages = (end - start) >> PAGE_SHIFT
+        # 6.12 "mm: rework vm_ops->close() handling on VMA merge" (714965ca8252 "mm/mmap:
+        # start distinguishing if vma can be removed in mergeability test" began it).
         modern = p.close_blocks_only_deletion
         if (modern and middle is not None and middle.start == start and middle.end == end
                 and middle.vm_ops_close):
@@ -471,6 +477,7 @@ class MM:
                 continue
             if (vma.flags ^ near.flags) & ~access:
                 continue
+            # 2.6.34 "Simplify and comment on anon_vma re-use for anon_vma_prepare()".
             if self.profile.anon_vma_chain and len(near.chain) != 1:
                 continue  # reusable_anon_vma(): the neighbour's chain must be singular
             if self.profile.anon_reuse_asks_merge and near.vm_ops_close:
@@ -505,7 +512,7 @@ class MM:
             hint = page_align(hint)
             if hint % align == 0 and hint <= TASK_SIZE - length and self._free(hint, length):
                 return hint
-        gap = self.profile.stack_guard_gap
+        gap = self.profile.stack_guard_gap  # 4.12 "mm: larger stack guard gap, between vmas"
         high = MMAP_BASE
         for vma in reversed(self.vmas):
             if vma.start >= MMAP_BASE:
@@ -540,7 +547,8 @@ class MM:
             return 0
         with tr.enter(fn, f"[{start:#x}, {end:#x})"):
             if start > vma.start:
-                # 2.6.32 split_vma() checks the count itself; 2.6.33 moved the check here so
+                # 2.6.32 split_vma() checks the count itself; 2.6.33 ("mmap: don't return ENOMEM
+                # when mapcount is temporarily exceeded in munmap()") moved the check here so
                 # that a split at the far end which only removes a VMA is not refused.
                 if (not p.munmap_split_checks_count and end < vma.end
                         and self.map_count >= self.kernel.sysctl["max_map_count"]):
@@ -586,7 +594,7 @@ class MM:
             tr.note("sys_mmap", "no MAP_ANONYMOUS and no file: EBADF")
             return -errno.EBADF
         if not p.hugetlb_in_do_mmap and flags & MAP.MAP_HUGETLB:
-            # 6.x ksys_mmap_pgoff(): before do_mmap(), a file must be on hugetlbfs.
+            # 6.12 mm/mmap.c ksys_mmap_pgoff(): before do_mmap(), a file must be on hugetlbfs.
             if file is not None and file.kind != "hugetlb":
                 tr.note("ksys_mmap_pgoff", "MAP_HUGETLB with a file not on hugetlbfs: EINVAL")
                 return -errno.EINVAL
@@ -596,6 +604,8 @@ class MM:
             tr.note(fn, "len 0: EINVAL")
             return -errno.EINVAL
         length = page_align(length)
+        # 6.12 mm/mmap.c do_mmap() refuses only a len that aligns to 0; __get_unmapped_area()
+        # checks TASK_SIZE.
         if length == 0 or (p.mmap_len_checked_in_do_mmap and length > TASK_SIZE):
             # v2.6.32 do_mmap_pgoff(): "if (!len || len > TASK_SIZE) return -ENOMEM;"
             tr.note(fn, "len wraps when page-aligned or exceeds TASK_SIZE: ENOMEM")
@@ -614,6 +624,7 @@ class MM:
                 return -errno.EINVAL
             length, file = self._hugetlb_file_setup(length, fn, tr)
         fixed = bool(flags & MAP.MAP_FIXED)
+        # 4.17 "mm: introduce MAP_FIXED_NOREPLACE" (a4ff8e8620d3).
         noreplace = bool(flags & MAP.MAP_FIXED_NOREPLACE) and p.fixed_noreplace
         if not fixed and not noreplace and addr and addr < MMAP_MIN_ADDR:
             addr = MMAP_MIN_ADDR  # round_hint_to_min()
@@ -639,7 +650,9 @@ class MM:
             vm_flags |= VM.VM_GROWSDOWN
         if flags & MAP.MAP_LOCKED:
             vm_flags |= VM.VM_LOCKED
-        # MAP_TYPE is 0xf; MAP_SHARED_VALIDATE (3) arrived with MAP_FIXED_NOREPLACE's kernels.
+        # MAP_TYPE is 0xf; MAP_SHARED_VALIDATE (3) arrived with MAP_FIXED_NOREPLACE's kernels
+        # (4.15 "mm: introduce MAP_SHARED_VALIDATE, a mechanism to safely define new mmap
+        # flags", 1c9725974074; MAP_FIXED_NOREPLACE followed in 4.17).
         mtype = flags & 0xF
         if file is not None:
             if mtype == MAP.MAP_SHARED or (mtype == MAP.MAP_SHARED_VALIDATE and p.fixed_noreplace):
@@ -653,10 +666,12 @@ class MM:
                 tr.note(fn, "neither MAP_SHARED nor MAP_PRIVATE: EINVAL")
                 return -errno.EINVAL
             # After the MAP_SHARED checks (EACCES first), as the MAP_PRIVATE case they fall into.
+            # 6.12 mm/mmap.c do_mmap(): "if (vm_flags & (VM_GROWSDOWN|VM_GROWSUP))".
             if p.growsdown_private_anon_only and vm_flags & VM.VM_GROWSDOWN:
                 tr.note(fn, "MAP_GROWSDOWN on a file mapping: EINVAL")
                 return -errno.EINVAL
         else:
+            # MAP_SHARED_VALIDATE from 4.15 and MAP_GROWSDOWN refused by 6.12 do_mmap(), as above.
             if mtype == MAP.MAP_SHARED or (mtype == MAP.MAP_SHARED_VALIDATE and p.fixed_noreplace):
                 if p.growsdown_private_anon_only and vm_flags & VM.VM_GROWSDOWN:
                     tr.note(fn, "MAP_GROWSDOWN on a shared anonymous mapping: EINVAL")
@@ -703,7 +718,8 @@ class MM:
             if not huge and charged == VM.VM_WRITE:
                 vm_flags |= VM.VM_ACCOUNT  # accountable_mapping()
             # prctl(PR_SET_MEMORY_MERGE): ksm_vma_flags(), before the merge attempt where
-            # can_set_ksm_flags_early() (anonymous and shmem mappings, 6.17), else after it.
+            # can_set_ksm_flags_early() (anonymous and shmem mappings, 6.17, "mm: prevent KSM
+            # from breaking VMA merging for new VMAs"), else after it.
             merge_any = bool(self.flags & MMF.MMF_VM_MERGE_ANY)
             early = self.profile.merge_any_flags_before_merge and (
                 file is None or file.fs == "tmpfs")
@@ -765,6 +781,7 @@ class MM:
         mapping (is_cow_mapping(): private with VM_MAYWRITE)."""
         pfn = file.pfn + pgoff
         cow = vm_flags & (VM.VM_SHARED | VM.VM_MAYWRITE) == VM.VM_MAYWRITE
+        # 3.7 "mm, x86, pat: rework linear pfn-mmap tracking": only a COW mapping.
         if self.profile.remap_pfn_pgoff_always or cow:
             tr.note("remap_pfn_range", f"vm_pgoff = pfn {pfn:#x}")
             return vm_flags, pfn
@@ -850,6 +867,7 @@ class MM:
                           | VM.VM_NORESERVE):
                 newflags |= VM.VM_ACCOUNT
                 tr.note("mprotect_fixup", "private mapping made writable: charged, VM_ACCOUNT")
+        # 6.7 "mm/mprotect: allow unfaulted VMAs to be unaccounted on mprotect()".
         elif (p.mprotect_unaccounts and old & VM.VM_ACCOUNT and vma.file is None
               and vma.anon_vma is None):
             newflags &= ~VM.VM_ACCOUNT

@@ -36,6 +36,8 @@ def sys_mremap(mm: MM, addr: int, old_len: int, new_len: int, flags: int, new_ad
     """sys_mremap() -> do_mremap(): returns the (new) address or -errno."""
     p = mm.profile
     with tr.enter("do_mremap"):
+        # 6.18 mm/mremap.c do_mremap(): check_mremap_params() and vma_lookup() before anything
+        # is unmapped; v2.6.32 do_mremap() unmaps the destination first.
         if p.mremap_checks_first:
             ret = _do_mremap_modern(mm, addr, old_len, new_len, flags, new_addr, tr)
         else:
@@ -290,6 +292,7 @@ def move_vma(mm: MM, vma: VMA, old_addr: int, old_len: int, new_len: int, new_ad
         if mm.map_count >= k.sysctl["max_map_count"] - 3:
             return _fail(tr, "move_vma", "map_count too close to max_map_count",
                          -errno.ENOMEM)
+        # 2.6.32 "ksm: prevent mremap move poisoning" (1ff829957316): unmerge, keep the flag.
         if p.mremap_ksm_hook:
             err, _ = ksm_madvise(mm, vma, old_addr, old_addr + old_len,
                                  MADV.MADV_UNMERGEABLE, vma.flags, tr)

@@ -92,32 +92,44 @@ class Profile:
     advices: frozenset[int]
     #: ksm_madvise(): MADV_MERGEABLE is ignored on a VMA with any of these flags.
     ksm_ignore: VM
-    #: ksm_madvise(): UNMERGEABLE breaks KSM pages (unmerge_ksm_pages()); the seed's is a comment.
+    #: ksm_madvise(): UNMERGEABLE breaks KSM pages (unmerge_ksm_pages(), 2.6.32, "ksm: Kernel
+    #: SamePage Merging", 31dbd01f3143); the seed's is a comment.
     unmerge_pages: bool
-    #: mm/ksm.c has ksmd, sysfs knobs and counters.
+    #: mm/ksm.c has ksmd, sysfs knobs and counters (2.6.32, "ksm: Kernel SamePage Merging",
+    #: 31dbd01f3143).
     has_ksmd: bool
-    #: ksm_fork() runs before dup_mmap() copies the VMAs and its failure fails fork().
+    #: ksm_fork() runs before dup_mmap() copies the VMAs and its failure fails fork(); 6.12
+    #: ("fork: only invoke khugepaged, ksm hooks if no error") runs it after, best effort.
     ksm_fork_first: bool
     #: VM_SPECIAL: vma_merge() never merges such a VMA.
     vm_special: VM
     #: Flags vma_merge() leaves out of the comparison (VM_CAN_NONLINEAR; later VM_SOFTDIRTY).
     merge_ignore: VM
-    #: Flags a merged VMA keeps if any part had them (6.18 VM_STICKY: VM_MAYBE_GUARD).
+    #: Flags a merged VMA keeps if any part had them (VM_STICKY: VM_MAYBE_GUARD, "mm: introduce
+    #: VM_MAYBE_GUARD and make visible in /proc/$pid/smaps", 6.19; in the 6.18 kernel modelled).
     sticky_flags: VM
-    #: anon_vma_chain (2.6.34+): a fork child's VMA links to its own and its parent's anon_vma,
-    #: and a VMA without anon_vma merges only with one whose chain is singular.
+    #: anon_vma_chain (2.6.34, "mm: change anon_vma linking to fix multi-process server
+    #: scalability issue", 5beb49305251): a fork child's VMA links to its own and its parent's
+    #: anon_vma, and a VMA without anon_vma merges only with one whose chain is singular (3.0,
+    #: "mmap: avoid merging cloned VMAs", 965f55dea0e3).
     anon_vma_chain: bool
     #: find_mergeable_anon_vma() asks can_vma_merge_before()/after(), so a neighbour with
     #: vm_ops->close lends no anon_vma (2.6.32); reusable_anon_vma()'s anon_vma_compatible()
     #: ("Simplify and comment on anon_vma re-use for anon_vma_prepare()", 2.6.34) does not ask.
     anon_reuse_asks_merge: bool
-    #: vm_ops->close blocks only merges that would delete that VMA (6.x), not every merge.
+    #: vm_ops->close blocks only merges that would delete that VMA, not every merge (6.12, "mm:
+    #: rework vm_ops->close() handling on VMA merge"; first relaxed by 714965ca8252 "mm/mmap:
+    #: start distinguishing if vma can be removed in mergeability test").
     close_blocks_only_deletion: bool
-    #: mprotect_fixup() drops VM_ACCOUNT when a never-faulted private anonymous VMA loses write.
+    #: mprotect_fixup() drops VM_ACCOUNT when a never-faulted private anonymous VMA loses write
+    #: (6.7, "mm/mprotect: allow unfaulted VMAs to be unaccounted on mprotect()").
     mprotect_unaccounts: bool
-    #: split_vma() checks max_map_count before the hugetlb alignment (6.x), not after.
+    #: split_vma() checks max_map_count before __split_vma()'s hugetlb alignment check, not
+    #: after (2.6.33, "mmap: don't return ENOMEM when mapcount is temporarily exceeded in
+    #: munmap()").
     split_checks_count_first: bool
-    #: MADV_WILLNEED on an anonymous VMA: EBADF (2.6.32) or swap-in readahead, 0 (6.x).
+    #: MADV_WILLNEED on an anonymous VMA: EBADF (2.6.32) or swap-in readahead, 0 (3.9, "mm: make
+    #: madvise(MADV_WILLNEED) support swap file prefetch", 1998cc048901).
     willneed_anon_ebadf: bool
     #: VM flags fork clears in the child (VM_LOCKED; later VM_LOCKED_MASK).
     fork_clears: VM
@@ -130,18 +142,23 @@ class Profile:
     smaps_codes: Mapping[VM, str]
     #: /proc/PID/smaps prints a VmFlags line (3.8+).
     smaps_vmflags: bool
-    #: MAP_FIXED_NOREPLACE exists (4.17); older kernels ignore the bit, so it is only a hint.
+    #: MAP_FIXED_NOREPLACE exists (4.17, "mm: introduce MAP_FIXED_NOREPLACE", a4ff8e8620d3);
+    #: older kernels ignore the bit, so it is only a hint.
     fixed_noreplace: bool
     #: do_munmap() splits with split_vma(), which refuses at max_map_count (2.6.32); from
-    #: 2.6.33 it calls __split_vma() and checks the count only when it cuts a VMA in two.
+    #: 2.6.33 ("mmap: don't return ENOMEM when mapcount is temporarily exceeded in munmap()")
+    #: it calls __split_vma() and checks the count only when it cuts a VMA in two.
     munmap_split_checks_count: bool
-    #: Stack guard gap kept below a VM_GROWSDOWN VMA by placement (4.12: 256 pages; 0 before).
+    #: Stack guard gap kept below a VM_GROWSDOWN VMA by placement (4.12, "mm: larger stack
+    #: guard gap, between vmas", 1be7107fbe18: 256 pages; 0 before).
     stack_guard_gap: int
-    #: MAP_GROWSDOWN is refused (EINVAL) on shared and file mappings (6.x do_mmap()).
+    #: MAP_GROWSDOWN is refused (EINVAL) on shared and file mappings (6.12 mm/mmap.c
+    #: do_mmap(): "if (vm_flags & (VM_GROWSDOWN|VM_GROWSUP)) return -EINVAL;").
     growsdown_private_anon_only: bool
-    #: MADV_REMOVE needs VM_SHARED|VM_WRITE (2.6.32) rather than VM_SHARED|VM_MAYWRITE (6.x),
-    #: and works only where the filesystem can punch holes: tmpfs (2.6.32 truncate_range),
-    #: or any fallocate(PUNCH_HOLE) filesystem (6.x).
+    #: MADV_REMOVE needs VM_SHARED|VM_WRITE (2.6.32) rather than VM_SHARED|VM_MAYWRITE
+    #: (vma_is_shared_maywrite(), 6.7, "mm: drop the assumption that VM_SHARED always implies
+    #: writable"), and works only where the filesystem can punch holes: tmpfs (2.6.32
+    #: truncate_range), or any fallocate(PUNCH_HOLE) filesystem (3.5, see remove_by_fallocate).
     remove_needs_write: bool
     remove_filesystems: frozenset[str]
     #: Flags that make MADV_REMOVE EINVAL: VM_LOCKED|VM_NONLINEAR|VM_HUGETLB (2.6.32
@@ -162,7 +179,8 @@ class Profile:
     # -- v2.6.32 source reading (mm/mmap.c, mm/memory.c, mm/mlock.c, mm/filemap.c) ----------
     #: MADV_REMOVE zaps every mapping of the punched range, private COW copies included:
     #: 2.6.32 vmtruncate_range() -> unmap_mapping_range(mapping, offset, len, 1) (even_cows);
-    #: 6.x shmem_fallocate(PUNCH_HOLE) passes even_cows = 0, so COW copies keep their data.
+    #: shmem_fallocate(PUNCH_HOLE) passes even_cows = 0, so COW copies keep their data (3.5,
+    #: "tmpfs: support fallocate FALLOC_FL_PUNCH_HOLE": "hole-punching leaves COWed pages").
     remove_zaps_cows: bool = False
     #: mmap_region() drops VM_LOCKED again for these VMAs and for hugetlb ones: 2.6.32
     #: mlock_vma_pages_range() ("and don't come back!"), 6.x the VM_SPECIAL test after
@@ -176,10 +194,11 @@ class Profile:
     #: __get_unmapped_area().
     mmap_len_checked_in_do_mmap: bool = False
     #: Flags generic_file_mmap()/ext4_file_mmap()/shmem_mmap() set on a file VMA (2.6.32:
-    #: VM_CAN_NONLINEAR; gone with remap_file_pages() emulation in 4.0).
+    #: VM_CAN_NONLINEAR; gone in 3.7, "mm: kill vma flag VM_CAN_NONLINEAR").
     file_mmap_flags: VM = VM(0)
     #: remap_pfn_range() of the whole VMA sets vm_pgoff = pfn and VM_PFN_AT_MMAP (2.6.32);
-    #: 6.x sets vm_pgoff = pfn only on a COW (private, VM_MAYWRITE) mapping.
+    #: from 3.7 ("mm, x86, pat: rework linear pfn-mmap tracking") it sets vm_pgoff = pfn only
+    #: on a COW (private, VM_MAYWRITE) mapping.
     remap_pfn_pgoff_always: bool = False
     # -- mremap (mm/mremap.c) ----------------------------------------------------------------
     #: move_vma() calls ksm_madvise(MADV_UNMERGEABLE) on the range before moving it, leaving
@@ -216,13 +235,17 @@ class Profile:
     #: sizeof(struct ksm_rmap_item), the cost that general_profit subtracts per item.
     rmap_item_size: int = 64
     #: cmp_and_merge_page() computes the checksum of a non-KSM page *before* searching the
-    #: stable tree (6.12 and 6.18; 6.1 and 2.6.32 searched the stable tree first).
+    #: stable tree (6.11, "mm/ksm: don't waste time searching stable tree for fast changing
+    #: page"; 6.1 and 2.6.32 searched the stable tree first).
     checksum_before_stable_search: bool = False
-    #: Separate struct stable_node objects (2.6.33); in 2.6.32 a stable-tree node is the first
-    #: rmap_item of the KSM page, and nodes are found stale through their items' addresses.
+    #: Separate struct stable_node objects (2.6.33, "ksm: separate stable_node", 7b6ba2c7d3ba,
+    #: and "ksm: stable_node point to page and back", 08beca44dfb0); in 2.6.32 a stable-tree
+    #: node is the first rmap_item of the KSM page, and nodes are found stale through their
+    #: items' addresses.
     stable_node_objects: bool = True
-    #: The scanned page itself becomes the KSM page (2.6.33); 2.6.32 copies it into a newly
-    #: allocated kernel page, limited by max_kernel_pages.
+    #: The scanned page itself becomes the KSM page (2.6.33, "ksm: share anon page without
+    #: allocating", 80e148226028); 2.6.32 copies it into a newly allocated kernel page, limited
+    #: by max_kernel_pages.
     ksm_page_in_place: bool = True
     #: ksm_do_scan() rule of 2.6.32: a KSM page whose item is in the stable tree and that is
     #: mapped only once is broken back into a normal page. Later kernels keep it a KSM page.
@@ -230,7 +253,8 @@ class Profile:
     #: get_next_rmap_item() unlinks a reused item from the unstable tree (2.6.32); later kernels
     #: leave that to cmp_and_merge_page() or should_skip_rmap_item().
     unlink_unstable_on_revisit: bool = False
-    #: prctl(PR_SET_MEMORY_MERGE / PR_GET_MEMORY_MERGE) exist (6.4).
+    #: prctl(PR_SET_MEMORY_MERGE / PR_GET_MEMORY_MERGE) exist (6.4, "mm: add new api to enable
+    #: ksm per process", d7597f59d1d3).
     prctl_memory_merge: bool = False
     #: Under MMF_VM_MERGE_ANY a new anonymous or shmem mmap gets VM_MERGEABLE *before*
     #: vma_merge(), so it merges with mergeable neighbours (6.17, "mm: prevent KSM from
@@ -241,12 +265,15 @@ class Profile:
     #: 6.19, in 6.18.y stable; 6.12 cleared both bits).
     slot_drop_keeps_merge_any: bool = False
     #: try_to_merge_with_ksm_page() unlinks the merged rmap_item from its tree ("Unstable nid
-    #: is in union with stable anon_vma: remove first", 3.9 "ksm: allow trees per NUMA node").
+    #: is in union with stable anon_vma: remove first", 3.9 "ksm: shrink 32-bit rmap_item back
+    #: to 32 bytes", bc56620b4934).
     merge_unlinks_rmap_item: bool = False
-    #: /proc/PID/ksm_stat exists (6.1, "ksm: count allocated ksm rmap_items for each process").
+    #: /proc/PID/ksm_stat exists (6.1, "ksm: count allocated ksm rmap_items for each process",
+    #: cb4df4cae4f2).
     proc_ksm_stat: bool = False
     #: ksm_madvise() answers a failed __ksm_enter() with -EAGAIN itself (the seed); v2.6.32
-    #: returns __ksm_enter()'s -ENOMEM, which madvise_behavior() turns into -EAGAIN.
+    #: returns __ksm_enter()'s -ENOMEM, which madvise_behavior() turns into -EAGAIN ("ksm: fix
+    #: endless loop on oom").
     ksm_madvise_enter_eagain: bool = False
     #: The profile of the kernel this machine runs (Linux 6.18): a live replay's results and
     #: VmFlags codes can match this profile's exactly, not only its VMA bounds.
@@ -361,7 +388,8 @@ _MODERN = Profile(
     unmerge_pages=True,
     has_ksmd=True,
     ksm_fork_first=False,
-    # 6.x VM_SPECIAL: VM_RESERVED is gone (3.7), VM_MIXEDMAP joined.
+    # 6.x VM_SPECIAL: VM_RESERVED is gone (3.7, "mm: kill vma flag VM_RESERVED and
+    # mm->reserved_vm counter"), VM_MIXEDMAP joined.
     vm_special=V.VM_IO | V.VM_DONTEXPAND | V.VM_PFNMAP | V.VM_MIXEDMAP,
     # 6.18: MADV_GUARD_INSTALL marks the whole VMA VM_MAYBE_GUARD ("gu"); it never blocks a
     # merge and survives one.

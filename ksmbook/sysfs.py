@@ -185,6 +185,7 @@ class KsmSysfs(Mapping[str, int | str]):
 
     def _number(self, text: str, kind: str = "uint") -> int:
         """Parse as the profile's kernel does; the store functions map errors to errnos."""
+        # v2.6.32 mm/ksm.c *_store(): strict_strtoul(); 6.12: kstrtouint() and kstrtoul().
         if self.kernel.profile.ksm_number_parser == "strict_strtoul":
             value = _strict_strtoul(text)
             if kind == "uint" and value > _UINT_MAX:

@@ -266,5 +266,6 @@ def predict(contents: Sequence[Any] | None, *, profile: str = "modern", scans: i
     history = [ksmd.full_scans(1) for _ in range(scans)]
     result: dict[str, Any] = dict(history[-1]) if history else ksmd.counters()
     result["history"] = history
+    # /proc/PID/ksm_stat: 6.1 "ksm: count allocated ksm rmap_items for each process".
     result["ksm_stat"] = [ksmd.ksm_stat(p) for p in procs] if k.profile.proc_ksm_stat else []
     return result

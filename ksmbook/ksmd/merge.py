@@ -57,8 +57,8 @@ class Merge(Trees):
         if err:
             return err
         if item.flags and self.profile.merge_unlinks_rmap_item:
-            # 3.9 "ksm: allow trees per NUMA node": "Unstable nid is in union with stable
-            # anon_vma: remove first".
+            # 3.9 "ksm: shrink 32-bit rmap_item back to 32 bytes" (bc56620b4934): "Unstable
+            # nid is in union with stable anon_vma: remove first".
             self.remove_rmap_item_from_tree(item)
         return 0
 

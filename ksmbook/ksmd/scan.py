@@ -206,6 +206,7 @@ class Scan(Merge):
                     passed(item)
                 else:
                     item = rest[pos]
+                    # unlink: v2.6.32 get_next_rmap_item(), as in that method.
                     if item.vpn == vpn and not (unlink and item.flags == UNSTABLE_FLAG):
                         # get_next_rmap_item()'s common case: the item is the next one.
                         slot.rest_pos = pos + 1
@@ -246,6 +247,7 @@ class Scan(Merge):
         mm = slot.mm
         self.ks.remove(mm)
         mm.flags &= ~MMF.MMF_VM_MERGEABLE
+        # 6.19 "mm/ksm: fix exec/fork inheritance support for prctl" keeps MMF_VM_MERGE_ANY.
         if not self.profile.slot_drop_keeps_merge_any:
             mm.flags &= ~MMF.MMF_VM_MERGE_ANY
         if self._tr is not None:
@@ -263,6 +265,7 @@ class Scan(Merge):
             if item.vpn == vpn:
                 slot.rest_pos = pos + 1
                 slot.items.append(item)
+                # v2.6.32 mm/ksm.c get_next_rmap_item() unlinks a reused unstable item.
                 if item.flags == UNSTABLE_FLAG and self.profile.unlink_unstable_on_revisit:
                     self.remove_rmap_item_from_tree(item, 0)
                 return item
@@ -332,14 +335,14 @@ class Scan(Merge):
             self.remove_rmap_item_from_tree(item)
         gate_first = p.checksum_before_stable_search
         if gate_first and stable_node is None:
-            # 6.9 "mm/ksm: don't waste time searching stable tree for fast changing page":
+            # 6.11 "mm/ksm: don't waste time searching stable tree for fast changing page":
             # the checksum gate moved before the stable-tree search.
             if item.flags:
                 self.remove_rmap_item_from_tree(item)
             if not self._gate_passes(item, page):
                 return
         kpage = self.stable_tree_search(page)
-        if objects:
+        if objects:  # 2.6.33 "ksm: stable_node point to page and back" (08beca44dfb0)
             if kpage is page and item.head is stable_node:
                 return
             if item.flags:
@@ -374,7 +377,8 @@ class Scan(Merge):
         if not objects:
             # 2.6.32: "As soon as we merge this page, we want to remove the rmap_item of the
             # page we have merged with from the unstable tree, and insert it instead as new
-            # node in the stable tree."
+            # node in the stable tree." (Until 3.9 "ksm: shrink 32-bit rmap_item back to 32
+            # bytes" moved the unlink into try_to_merge_with_ksm_page().)
             self.remove_rmap_item_from_tree(tree_item)
         new = self.stable_tree_insert(kpage, tree_item)
         if new is None:
@@ -382,7 +386,7 @@ class Scan(Merge):
             self.break_cow(tree_item)
             self.break_cow(item)
             return
-        if objects:
+        if objects:  # 2.6.33 "ksm: separate stable_node": "_two_ stable_tree_append()s"
             self.stable_tree_append(tree_item, new)
         self.stable_tree_append(item, new)
 

@@ -74,6 +74,7 @@ class Trees(KsmdBase):
         if flags == STABLE_FLAG:
             node = item.head
             assert node is not None
+            # 2.6.33 "ksm: stable_node point to page and back" (08beca44dfb0).
             if self.profile.stable_node_objects:
                 if node.kpage.mapcount <= 0:
                     # ksm_get_folio() finds the KSM page freed: the whole node goes.
@@ -276,6 +277,8 @@ class Trees(KsmdBase):
     def stable_tree_search(self, page: Page) -> Page | None:
         """stable_tree_search(): the KSM page of equal content that can take one more sharer
         (its node is ``kpage.ksm``); the page itself if it is a forked KSM page."""
+        # 2.6.33 "ksm: separate stable_node" (7b6ba2c7d3ba); the forked-page shortcut is
+        # "ksm: stable_node point to page and back" (08beca44dfb0).
         if not self.profile.stable_node_objects:
             return self._stable_tree_search_rmap_item(page)
         tr = self._tr

@@ -173,6 +173,7 @@ class Views(Trees):
     def ksm_stat(self, process: Process) -> dict[str, int | str]:
         """/proc/PID/ksm_stat (6.x): the process's rmap_items, zero pages, merging pages,
         profit, and whether it has MMF_VM_MERGE_ANY / a VM_MERGEABLE area."""
+        # 6.1 "ksm: count allocated ksm rmap_items for each process" (cb4df4cae4f2).
         if not self.profile.proc_ksm_stat:
             raise FileNotFoundError(errno.ENOENT, f"/proc/{process.pid}/ksm_stat does not "
                                     f"exist in the {self.profile.name} kernel")
