@@ -650,12 +650,13 @@ class MM:
             vm_flags |= VM.VM_GROWSDOWN
         if flags & MAP.MAP_LOCKED:
             vm_flags |= VM.VM_LOCKED
-        # MAP_TYPE is 0xf; MAP_SHARED_VALIDATE (3) arrived with MAP_FIXED_NOREPLACE's kernels
-        # (4.15 "mm: introduce MAP_SHARED_VALIDATE, a mechanism to safely define new mmap
-        # flags", 1c9725974074; MAP_FIXED_NOREPLACE followed in 4.17).
+        # MAP_TYPE is 0xf; MAP_SHARED_VALIDATE (3) is a map type from 4.15 ("mm: introduce
+        # MAP_SHARED_VALIDATE, a mechanism to safely define new mmap flags", 1c9725974074).
         mtype = flags & 0xF
+        shared = mtype == MAP.MAP_SHARED or (mtype == MAP.MAP_SHARED_VALIDATE
+                                             and p.map_shared_validate)
         if file is not None:
-            if mtype == MAP.MAP_SHARED or (mtype == MAP.MAP_SHARED_VALIDATE and p.fixed_noreplace):
+            if shared:
                 if prot & PROT.PROT_WRITE and not file.writable:
                     tr.note(fn, "MAP_SHARED, PROT_WRITE, file open read-only: EACCES")
                     return -errno.EACCES
@@ -671,8 +672,8 @@ class MM:
                 tr.note(fn, "MAP_GROWSDOWN on a file mapping: EINVAL")
                 return -errno.EINVAL
         else:
-            # MAP_SHARED_VALIDATE from 4.15 and MAP_GROWSDOWN refused by 6.12 do_mmap(), as above.
-            if mtype == MAP.MAP_SHARED or (mtype == MAP.MAP_SHARED_VALIDATE and p.fixed_noreplace):
+            # MAP_GROWSDOWN refused by 6.12 do_mmap(), as above.
+            if shared:
                 if p.growsdown_private_anon_only and vm_flags & VM.VM_GROWSDOWN:
                     tr.note(fn, "MAP_GROWSDOWN on a shared anonymous mapping: EINVAL")
                     return -errno.EINVAL

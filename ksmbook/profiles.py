@@ -145,6 +145,9 @@ class Profile:
     #: MAP_FIXED_NOREPLACE exists (4.17, "mm: introduce MAP_FIXED_NOREPLACE", a4ff8e8620d3);
     #: older kernels ignore the bit, so it is only a hint.
     fixed_noreplace: bool
+    #: MAP_SHARED_VALIDATE (3) is a map type (4.15, "mm: introduce MAP_SHARED_VALIDATE, a
+    #: mechanism to safely define new mmap flags", 1c9725974074); before, EINVAL.
+    map_shared_validate: bool
     #: do_munmap() splits with split_vma(), which refuses at max_map_count (2.6.32); from
     #: 2.6.33 ("mmap: don't return ENOMEM when mapcount is temporarily exceeded in munmap()")
     #: it calls __split_vma() and checks the count only when it cuts a VMA in two.
@@ -332,6 +335,7 @@ _SEED = Profile(
     smaps_codes=MappingProxyType(_CODES_2632),
     smaps_vmflags=False,
     fixed_noreplace=False,
+    map_shared_validate=False,
     munmap_split_checks_count=True,
     stack_guard_gap=0,
     growsdown_private_anon_only=False,
@@ -408,6 +412,7 @@ _MODERN = Profile(
     smaps_codes=MappingProxyType(_CODES_MODERN),
     smaps_vmflags=True,
     fixed_noreplace=True,
+    map_shared_validate=True,
     munmap_split_checks_count=False,
     stack_guard_gap=256 << 12,
     growsdown_private_anon_only=True,

@@ -374,7 +374,7 @@ class Scan(Merge):
         kpage = self.try_to_merge_two_pages(item, page, tree_item, tree_page)
         if kpage is None:
             return
-        if not objects:
+        if not p.merge_unlinks_rmap_item:
             # 2.6.32: "As soon as we merge this page, we want to remove the rmap_item of the
             # page we have merged with from the unstable tree, and insert it instead as new
             # node in the stable tree." (Until 3.9 "ksm: shrink 32-bit rmap_item back to 32
