@@ -234,7 +234,7 @@ def _global_lock() -> Iterator[None]:
 class KsmKnobs:
     """Snapshot every writable knob of /sys/kernel/mm/ksm on enter, restore them all on exit.
 
-    ``with KsmKnobs() as k: k.set(pages_to_scan=1000, smart_scan=0); k.counters()``
+    ``with KsmKnobs() as k: k.set(pages_to_scan=1000, smart_scan=0); read_counters()``
 
     Restoring (also when the body raised) goes: run=0; if max_page_sharing or merge_across_nodes
     differ, unmerge (run=2) and write them; advisor_mode, advisor_*, pages_to_scan, the other
@@ -330,9 +330,6 @@ class KsmKnobs:
                 _write(n, knobs[n])
         if "run" in knobs:
             _write("run", knobs["run"])
-
-    def counters(self) -> dict[str, int]:
-        return read_counters()
 
 
 # --------------------------------------------------------------------------- ksmd
@@ -652,8 +649,8 @@ class RunnerKsmd:
 
     It steps a ``Ksmd`` prepared with ``stepping()``. ``run`` is kept here, as the simulated
     kernel keeps it, and ksmd is only woken by a statement: ``run=1`` makes the next batch
-    run, ``run=0`` keeps ksmd parked, ``run=2`` unmerges everything. sleep_millisecs is kept
-    too but never written (ksmd stays parked between statements); every other knob is
+    run, ``run=0`` keeps ksmd parked, ``run=2`` unmerges everything. sleep_millisecs is
+    checked but never written (ksmd stays parked between statements); every other knob is
     written as the statement says (the session restores them all).
     """
 
@@ -664,7 +661,6 @@ class RunnerKsmd:
         self.batches = 0
         self.log: list[Any] = []
         self.run = 0
-        self.knobs: dict[str, str] = {}
 
     @property
     def sysfs(self) -> RunnerKsmd:
@@ -731,7 +727,6 @@ class RunnerKsmd:
             _uint(name, text)
         else:
             _write(name, text)
-        self.knobs[name] = text
         return len(text)
 
 

@@ -197,7 +197,6 @@ class Probe:
     rows: tuple[ProbeRow, ...]
     scans: int
     threshold_us: float
-    counters_before_writes: dict[str, int]
     area: tuple[int, int]
 
     @property
@@ -241,13 +240,12 @@ def probe(attacker: Process, guesses: Sequence[int], *, scans: int = 2,
     attacker.write_pages(base, list(guesses))
     attacker.madvise(base, n * PAGE_SIZE, MADV.MADV_MERGEABLE)
     kernel.ksmd.full_scans(scans)
-    before = dict(kernel.ksmd.counters())
     line = threshold_us()
     rows = []
     for i, guess in enumerate(guesses):
         t = timed_write(attacker, base + i * PAGE_SIZE, guess ^ 0x5A5A, rng)
         rows.append(ProbeRow(guess, t.address, t.kind, t.latency_us, t.latency_us > line))
-    return Probe(tuple(rows), scans, line, before, (base, base + n * PAGE_SIZE))
+    return Probe(tuple(rows), scans, line, (base, base + n * PAGE_SIZE))
 
 
 # -- measuring the real thing ----------------------------------------------------------------

@@ -105,10 +105,6 @@ class _Machine:
         return [n for n, p in self.runner.procs.items() if p.alive]
 
 
-def _kernel_op(profile: str, config_ksm: bool) -> Boot:
-    return Boot(profile, config_ksm)
-
-
 def _fresh_label(taken: set[str]) -> str:
     """A, B, ..., Z, then A2, B2, ...: the first label not taken."""
     n = 1
@@ -154,7 +150,7 @@ class Explorer(Widget):
                  script: str | None = None) -> None:
         get_profile(profile)
         super().__init__()
-        self._kernel_op = _kernel_op(profile, config_ksm)
+        self._kernel_op = Boot(profile, config_ksm)
         self._actions: list[tuple[Statement, ...]] = []
         #: Earlier and undone states of the history, each with what changed it.
         self._undo: list[_State] = []
@@ -587,7 +583,7 @@ class Explorer(Widget):
 
     @guarded
     def _on_kernel_change(self, _: object = None) -> None:
-        op = _kernel_op(str(self.profile.value), bool(self.config_ksm.value))
+        op = Boot(str(self.profile.value), bool(self.config_ksm.value))
         state = self._state(f"{self._kernel_op} -> {op}")
         try:
             self._replay(op, self._actions)
