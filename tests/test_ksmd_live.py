@@ -1,21 +1,19 @@
 """The simulator's ksmd against this machine's ksmd: the same pages, the same counters.
 
-Each test lets the live ksmd (driven by ksmbook.live_ksmd, which snapshots and restores every
-knob of /sys/kernel/mm/ksm and leaves no KSM state behind) and the simulated "modern" kernel
-scan the same pages, and asserts that the counters are EQUAL after every full scan:
-pages_shared, pages_sharing, pages_unshared and pages_volatile (each, and their sum),
-ksm_zero_pages, stable_node_chains, stable_node_dups, general_profit, pages_scanned,
-pages_skipped, and every process's /proc/PID/ksm_stat.
+The static mixes (``live_ksmd.measure`` against ``ksmd.predict``) compare the counters after
+every full scan: pages_shared, pages_sharing, pages_unshared and pages_volatile (each, and
+their sum), ksm_zero_pages, stable_node_chains, stable_node_dups, general_profit,
+pages_scanned, pages_skipped, and every process's /proc/PID/ksm_stat. The other tests are
+scenarios, full scans (``ksmd scan``) or single batches (``ksmd batch``) with writes, munmap,
+mprotect, madvise, fork and exit between them, run by the scenario Runner on the simulator
+and by ``live.replay(..., ksmd=True)`` on this machine (``Ksmd.stepping``: a keeper process
+keeps ksmd's list non-empty, LRU caches are drained before each batch), and compared after
+every statement: results, maps, every counter and every process's ksm_stat. The live side
+snapshots and restores every knob of /sys/kernel/mm/ksm and leaves no KSM state behind.
 
 They skip, with the reason, where the live ksmd cannot be driven (not Linux, no KSM, not
 root) or where other processes on the machine use KSM meanwhile (their pages would be counted
-too). All together they take well under a minute.
-
-The stepped tests are scenarios (``ksmd batch`` statements with writes, munmap, mprotect,
-madvise, fork and exit between them) run by the scenario Runner on the simulator and by
-``live.replay(..., ksmd=True)`` on this machine (``Ksmd.stepping``: a keeper process keeps
-ksmd's list non-empty, LRU caches are drained before each batch), compared after every
-statement. Set KSMBOOK_STEPPED_PROGRAMS for a longer fuzz than the default 200 programs.
+too). Set KSMBOOK_STEPPED_PROGRAMS for a longer fuzz than the default 200 stepped programs.
 
 ksm_zero_pages (and so general_profit) is compared relative to its value after the reset, as
 live_ksmd does for pages_scanned / pages_skipped: the live global counter can carry an offset no
@@ -26,7 +24,6 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -38,13 +35,11 @@ import ksmbook as kb
 from ksmbook import live
 from ksmbook import live_ksmd as L
 from ksmbook import scenario as sc
-from ksmbook.kernel import Process
-from ksmbook.ksmd import READ, KsmdIdle, predict
+from ksmbook.ksmd import READ, predict
 from ksmbook.scenario import StepResult
 
 pytestmark = [pytest.mark.live, pytest.mark.usefixtures("live_ksmd")]
 
-P = kb.PAGE_SIZE
 #: The counters compared after every pass (the sum unshared + volatile is compared as well).
 COMPARED = ("full_scans", "pages_shared", "pages_sharing", "pages_unshared", "pages_volatile",
             "ksm_zero_pages", "stable_node_chains", "stable_node_dups", "general_profit",
@@ -80,11 +75,6 @@ def _compared(counters: dict[str, Any]) -> dict[str, Any]:
     return got
 
 
-def measure(contents: list[Any] | None, **kw: Any) -> dict[str, Any]:
-    """live_ksmd.measure(): counters after each pass, relative to the reset."""
-    return L.measure(contents, **kw)
-
-
 def _skip_if_foreign(foreign: list[int]) -> None:
     if foreign:
         pytest.skip(f"other processes use KSM now, the global counters are shared: {foreign}")
@@ -106,7 +96,7 @@ def _assert_same(live: dict[str, Any], sim: dict[str, Any]) -> None:
 @pytest.mark.parametrize("n", [4096, 65536])
 def test_random_mix_equals_the_prediction(n: int, use_zero_pages: int) -> None:
     contents = mix(n, seed=n + use_zero_pages)
-    live = measure(contents, use_zero_pages=use_zero_pages, scans=2)
+    live = L.measure(contents, use_zero_pages=use_zero_pages, scans=2)
     sim = predict(contents, use_zero_pages=use_zero_pages, scans=2)
     _assert_same(live, sim)
     assert sim["pages_sharing"] > 0 and sim["pages_unshared"] > 0
@@ -117,7 +107,7 @@ def test_three_processes_with_read_and_untouched_pages(use_zero_pages: int) -> N
     plan = [mix(700, seed=1) + [READ] * 20 + [None] * 20,
             mix(500, seed=2, zero=0.5) + [None, READ] * 10,
             [0] * 300 + [500_001] * 300 + mix(100, seed=3)]
-    live = measure(None, processes=plan, use_zero_pages=use_zero_pages, scans=3)
+    live = L.measure(None, processes=plan, use_zero_pages=use_zero_pages, scans=3)
     sim = predict(None, processes=plan, use_zero_pages=use_zero_pages, scans=3)
     _assert_same(live, sim)
 
@@ -134,205 +124,12 @@ def test_hypothesis_mixes_equal_the_prediction(n: int, seed: int, zero: float,
     contents = mix(n, seed, zero, repeated, patterns)
     knobs = {"use_zero_pages": use_zero_pages, "max_page_sharing": max_page_sharing,
              "smart_scan": smart_scan}
-    live = measure(contents, scans=6, **knobs)  # type: ignore[arg-type]
+    live = L.measure(contents, scans=6, **knobs)  # type: ignore[arg-type]
     sim = predict(contents, scans=6, **knobs)  # type: ignore[arg-type]
     _assert_same(live, sim)
 
 
-# ------------------------------------------------------------------ the same steps on both
-
-
-class Twins:
-    """Processes living twice, on the live kernel and in the simulator, given the same calls;
-    after every full scan their counters and ksm_stat must be equal."""
-
-    def __init__(self, ksmd: L.Ksmd, **knobs: int) -> None:
-        self.live = ksmd
-        self.k = kb.Kernel(profile="modern")
-        self.k.ksmd.tracing = False
-        for name, value in knobs.items():
-            self.k.sysfs[name] = value
-        self.k.sysfs["pages_to_scan"] = 10_000_000
-        self.k.sysfs["sleep_millisecs"] = 0
-        self.k.sysfs["run"] = 1
-        self.pairs: list[tuple[L.LiveProcess, Process, list[int]]] = []
-
-    def spawn(self, contents: list[int]) -> int:
-        lp = self.live.spawn(contents)
-        sp = self.k.spawn()
-        a = sp.mmap(len(contents) * P, kb.PROT_READ | kb.PROT_WRITE,
-                    kb.MAP_PRIVATE | kb.MAP_ANONYMOUS)
-        sp.write_pages(a, contents)
-        sp.madvise(a, len(contents) * P, kb.MADV_MERGEABLE)
-        self.pairs.append((lp, sp, [a]))
-        return len(self.pairs) - 1
-
-    def write(self, i: int, page: int, content: int) -> None:
-        lp, sp, regions = self.pairs[i]
-        lp.write(0, page, content)
-        sp.write_pages(regions[0] + page * P, [content])
-
-    def fork(self, i: int) -> int:
-        lp, sp, regions = self.pairs[i]
-        self.pairs.append((lp.fork(), sp.fork(), list(regions)))
-        return len(self.pairs) - 1
-
-    def exit(self, i: int) -> None:
-        lp, sp, _ = self.pairs[i]
-        lp.close()
-        sp.exit()
-
-    def madvise(self, i: int, advice: int, first: int, pages: int) -> None:
-        lp, sp, regions = self.pairs[i]
-        lp.madvise(0, advice, first, pages)
-        sp.madvise(regions[0] + first * P, pages * P, advice)
-
-    def unmap(self, i: int, pages: int) -> None:
-        lp, sp, regions = self.pairs[i]
-        lp.unmap(0)
-        sp.munmap(regions[0], pages * P)
-
-    def scan(self, n: int = 1) -> None:
-        for _ in range(n):
-            try:
-                live = self.live.scan(1)
-            except L.KsmdIdle:  # every slot was dropped: the simulated ksmd must idle too
-                with pytest.raises(KsmdIdle):
-                    self.k.ksmd.full_scans(1)
-                return
-            finally:
-                # An idle ksmd wakes and scans at once when an mm registers (__ksm_enter());
-                # the simulated one runs only when stepped: keep the live one stopped (run=0,
-                # which changes no scan state) between steps.
-                self.live.stop()
-            foreign = L.mergeable_mms(exclude=[lp.pid for lp, _, _ in self.pairs])
-            if foreign:  # the live pass also scanned another process's pages
-                raise _Foreign(foreign)
-            sim = self.k.ksmd.full_scans(1)
-            assert _compared(live) == _compared(sim)
-            for lp, sp, _ in self.pairs:
-                if sp.alive:
-                    lstat, sstat = lp.ksm_stat(), self.k.ksmd.ksm_stat(sp)
-                    assert {k: lstat[k] for k in STAT} == {k: sstat[k] for k in STAT}
-
-
-class _Foreign(Exception):
-    """Another process registered with KSM during the run: its pages count too."""
-
-
-def on_twins(scenario: Callable[[Twins], None], attempts: int = 3, **knobs: int) -> None:
-    """Run the scenario on a fresh live session and simulator; start again (up to `attempts`
-    times) if another process used KSM meanwhile, then skip."""
-    foreign: list[int] = []
-    for _ in range(attempts):
-        try:
-            with L.session(**knobs) as ksmd:  # type: ignore[arg-type]
-                scenario(Twins(ksmd, **knobs))
-            return
-        except _Foreign as e:
-            foreign = list(e.args[0])
-    pytest.skip(f"other processes kept using KSM, the global counters are shared: {foreign}")
-
-
-def test_cow_fork_exit_and_unmap() -> None:
-    on_twins(_cow_fork_exit_and_unmap)
-
-
-def _cow_fork_exit_and_unmap(twins: Twins) -> None:
-    p1 = twins.spawn([1, 1, 2, 3, 4, 4])
-    p2 = twins.spawn([1, 2, 5])
-    twins.scan(2)
-    twins.write(p2, 0, 9)       # COW of a KSM page
-    twins.write(p1, 2, 2)       # same bytes again
-    twins.scan(2)
-    child = twins.fork(p1)      # the child's KSM ptes join, its others are the parent's pages
-    twins.scan(3)
-    twins.write(child, 4, 7)
-    twins.exit(p2)
-    twins.scan(2)
-    twins.madvise(child, kb.MADV_UNMERGEABLE, 0, 2)
-    twins.scan(2)
-    twins.unmap(p1, 6)
-    twins.scan(2)
-
-
-def test_zero_pages_fork_and_write() -> None:
-    on_twins(_zero_pages_fork_and_write, use_zero_pages=1)
-
-
-def _zero_pages_fork_and_write(t: Twins) -> None:
-    p = t.spawn([0, 0, 0, 0, 1, 1])
-    t.scan(3)
-    child = t.fork(p)
-    t.write(child, 0, 5)
-    t.scan(2)
-    t.madvise(p, kb.MADV_UNMERGEABLE, 2, 2)
-    t.scan(2)
-    t.exit(child)
-    t.scan(2)
-
-
-def test_smart_scan_schedule_with_a_fork() -> None:
-    on_twins(_smart_scan_schedule_with_a_fork)
-
-
-def _smart_scan_schedule_with_a_fork(twins: Twins) -> None:
-    p = twins.spawn([1, 1, 2, 3] + list(range(10, 30)))
-    twins.scan(3)
-    twins.fork(p)
-    twins.scan(12)
-
-
-@settings(max_examples=5, deadline=None, derandomize=True)
-@given(use_zero_pages=st.integers(0, 1), seed=st.integers(0, 2**32 - 1),
-       steps=st.integers(3, 10))
-def test_random_programs_on_both_kernels(use_zero_pages: int, seed: int, steps: int) -> None:
-    """Random spawns, writes, forks, exits and advice between passes: equal after each."""
-
-    def program(t: Twins) -> None:
-        rng = random.Random(seed)
-        sizes: list[int] = []
-        children: dict[int, list[int]] = {}
-        alive: list[int] = []
-
-        def spawn() -> None:
-            pages = [rng.choice([0, 1, 2, 3, 500_001]) for _ in range(rng.randint(1, 12))]
-            alive.append(t.spawn(pages))
-            sizes.append(len(pages))
-            children[alive[-1]] = []
-
-        spawn()
-        for _ in range(steps):
-            op = rng.choice(["spawn", "write", "fork", "exit", "advise", "scan"])
-            i = rng.choice(alive)
-            n = sizes[i]
-            if op == "spawn" and len(alive) < 4:
-                spawn()
-            elif op == "write":
-                t.write(i, rng.randint(0, n - 1), rng.randint(0, 4))
-            elif op == "fork" and len(alive) < 4:
-                j = t.fork(i)
-                alive.append(j)
-                sizes.append(n)
-                children[i].append(j)
-                children[j] = []
-            elif op == "exit" and len(alive) > 1 and not children[i]:
-                t.exit(i)
-                alive.remove(i)
-                for kids in children.values():
-                    if i in kids:
-                        kids.remove(i)
-            elif op == "advise":
-                first = rng.randint(0, n - 1)
-                pages = rng.randint(1, n - first)
-                advice = rng.choice([kb.MADV_MERGEABLE, kb.MADV_UNMERGEABLE])
-                t.madvise(i, advice, first, pages)
-            t.scan(rng.randint(1, 2))
-
-    on_twins(program, use_zero_pages=use_zero_pages)
-
-
-# ------------------------------------------------------------------ both, one statement at a time
+# ------------------------------------------------------------------ the same scenario on both
 
 
 def replay_alone(script: str, maps: bool = True, attempts: int = 3) -> list[StepResult]:
@@ -354,35 +151,144 @@ def simulate(script: str, maps: bool = True) -> list[StepResult]:
     return sc.run(script, k, maps=maps)
 
 
-def stepped_script(seed: int) -> str:
+def on_both(script: str | list[str], maps: bool = True) -> list[StepResult]:
+    """Run the scenario (text, or its lines) on the simulator and on this machine; equal
+    results, maps, counters and ksm_stat after every statement. Returns the live results."""
+    if isinstance(script, list):
+        script = "\n".join(script) + "\n"
+    real = replay_alone(script, maps)
+    report = mismatch(script, simulate(script, maps), real)
+    assert report is None, report
+    return real
+
+
+#: pages_to_scan for full-scan scenarios: far above any page count here (one batch a pass).
+BIG = 10_000_000
+
+
+def prelude(pages_to_scan: int, **knobs: int) -> list[str]:
+    """A scenario's first lines: the modern kernel, its knobs, run=1, and a keeper process
+    (forked from p1 while p1's address space is empty) with one untouched mergeable page. So
+    ksmd's list never empties (an mm left without VM_MERGEABLE areas leaves it), on either
+    side: the live one keeps such a keeper too (``Ksmd.stepping``)."""
+    return ["kernel modern", f"sysfs pages_to_scan={pages_to_scan}",
+            *(f"sysfs {name}={value}" for name, value in knobs.items()), "sysfs run=1",
+            "p1: fork keeper", "keeper: map K 1p rw private anon",
+            "keeper: madvise K 1p MERGEABLE"]
+
+
+def mapped(proc: str, label: str, contents: list[int]) -> list[str]:
+    """`proc` maps private anonymous pages labelled `label`, writes `contents` and madvises
+    them MADV_MERGEABLE."""
+    n = len(contents)
+    return [f"{proc}: map {label} {n}p rw private anon",
+            f"{proc}: write {label} " + " ".join(map(str, contents)),
+            f"{proc}: madvise {label} {n}p MERGEABLE"]
+
+
+def scans(n: int) -> list[str]:
+    """n full scans, compared after each."""
+    return ["ksmd scan 1"] * n
+
+
+def test_cow_fork_exit_and_unmap() -> None:
+    on_both([*prelude(BIG), *mapped("p1", "A", [1, 1, 2, 3, 4, 4]),
+             "spawn p2", *mapped("p2", "B", [1, 2, 5]), *scans(2),
+             "p2: write B 9",                 # COW of a KSM page
+             "p1: write A+2p 2", *scans(2),   # same bytes again
+             "p1: fork c", *scans(3),  # the child's KSM ptes join, its others are p1's pages
+             "c: write A+4p 7", "p2: exit", *scans(2),
+             "c: madvise A 2p UNMERGEABLE", *scans(2),
+             "p1: munmap A 6p", *scans(2)])
+
+
+def test_zero_pages_fork_and_write() -> None:
+    on_both([*prelude(BIG, use_zero_pages=1), *mapped("p1", "A", [0, 0, 0, 0, 1, 1]),
+             *scans(3), "p1: fork c", "c: write A 5", *scans(2),
+             "p1: madvise A+2p 2p UNMERGEABLE", *scans(2), "c: exit", *scans(2)])
+
+
+def test_smart_scan_schedule_with_a_fork() -> None:
+    on_both([*prelude(BIG), *mapped("p1", "A", [1, 1, 2, 3, *range(10, 30)]), *scans(3),
+             "p1: fork c", *scans(12)])
+
+
+@settings(max_examples=5, deadline=None, derandomize=True)
+@given(use_zero_pages=st.integers(0, 1), seed=st.integers(0, 2**32 - 1),
+       steps=st.integers(3, 10))
+def test_random_programs_on_both_kernels(use_zero_pages: int, seed: int, steps: int) -> None:
+    """Random spawns, writes, forks, exits and advice between passes: equal after each."""
+    rng = random.Random(seed)
+    lines = prelude(BIG, use_zero_pages=use_zero_pages)
+    areas: dict[str, tuple[str, int]] = {}  # process -> (label, pages) of its mapping
+    children: dict[str, list[str]] = {}
+    alive: list[str] = []
+
+    def spawn() -> None:
+        pages = [rng.choice([0, 1, 2, 3, 500_001]) for _ in range(rng.randint(1, 12))]
+        p = f"p{len(areas) + 1}"
+        lines.extend(([] if p == "p1" else [f"spawn {p}"]) + mapped(p, f"A{p}", pages))
+        areas[p] = (f"A{p}", len(pages))
+        children[p] = []
+        alive.append(p)
+
+    spawn()
+    for _ in range(steps):
+        op = rng.choice(["spawn", "write", "fork", "exit", "advise", "scan"])
+        p = rng.choice(alive)
+        label, n = areas[p]
+        if op == "spawn" and len(alive) < 4:
+            spawn()
+        elif op == "write":
+            lines.append(f"{p}: write {label}+{rng.randint(0, n - 1)}p {rng.randint(0, 4)}")
+        elif op == "fork" and len(alive) < 4:
+            child = f"p{len(areas) + 1}"
+            lines.append(f"{p}: fork {child}")
+            areas[child] = areas[p]
+            children[p].append(child)
+            children[child] = []
+            alive.append(child)
+        elif op == "exit" and len(alive) > 1 and not children[p]:
+            lines.append(f"{p}: exit")
+            alive.remove(p)
+            for kids in children.values():
+                if p in kids:
+                    kids.remove(p)
+        elif op == "advise":
+            first = rng.randint(0, n - 1)
+            pages = rng.randint(1, n - first)
+            advice = rng.choice(["MERGEABLE", "UNMERGEABLE"])
+            lines.append(f"{p}: madvise {label}+{first}p {pages}p {advice}")
+        lines += scans(rng.randint(1, 2))
+    on_both(lines)
+
+
+# ------------------------------------------------------------------ one batch at a time
+
+
+def stepped_script(seed: int) -> list[str]:
     """A seeded random program as a scenario: pages_to_scan 1-8, use_zero_pages and smart_scan
-    0 or 1; 2-3 processes of 2-8 pages (contents 0-6) made mergeable; then 8-14 ksmd batches
-    with up to two changes before each (writes, munmap, mprotect, MERGEABLE/UNMERGEABLE, fork,
-    exit). A keeper process with one untouched mergeable page registers first: ksmd's list
-    never empties (an mm left without VM_MERGEABLE areas leaves it), as on the live side,
-    where ``Ksmd.stepping`` keeps one too (and drains the LRU caches before each batch). The
-    processes start as forks of p1 while its address space is still empty: on the live side a
-    fork costs a few milliseconds, a fresh worker about 25."""
+    0 or 1 (after the keeper of `prelude`); 2-3 processes of 2-8 pages (contents 0-6) made
+    mergeable; then 8-14 ksmd batches with up to two changes before each (writes, munmap,
+    mprotect, MERGEABLE/UNMERGEABLE, fork, exit). The processes start as forks of p1 while
+    its address space is still empty: on the live side a fork costs a few milliseconds, a
+    fresh worker about 25."""
     knobs = random.Random(seed * 7919)
     rng = random.Random(seed)
     contents = [[rng.randint(0, 6) for _ in range(rng.randint(2, 8))]
                 for _ in range(rng.randint(2, 3))]
-    lines = ["kernel modern", f"sysfs pages_to_scan={knobs.randint(1, 8)}",
-             f"sysfs use_zero_pages={knobs.randint(0, 1)}",
-             f"sysfs smart_scan={knobs.randint(0, 1)}", "sysfs run=1", "p1: fork keeper",
-             *(f"p1: fork p{i}" for i in range(2, len(contents) + 1)),
-             "keeper: map K 1p rw private anon", "keeper: madvise K 1p MERGEABLE"]
-    mapped: dict[str, tuple[str, int]] = {}  # live process -> (label, pages) of its mapping
+    lines = [f"# seed {seed}", *prelude(knobs.randint(1, 8), use_zero_pages=knobs.randint(0, 1),
+                                        smart_scan=knobs.randint(0, 1)),
+             *(f"p1: fork p{i}" for i in range(2, len(contents) + 1))]
+    areas: dict[str, tuple[str, int]] = {}  # live process -> (label, pages) of its mapping
     for i, values in enumerate(contents, 1):
-        mapped[f"p{i}"] = (f"A{i}", len(values))
-        lines += [f"p{i}: map A{i} {len(values)}p rw private anon",
-                  f"p{i}: write A{i} " + " ".join(map(str, values)),
-                  f"p{i}: madvise A{i} {len(values)}p MERGEABLE"]
-    procs = len(mapped)
+        areas[f"p{i}"] = (f"A{i}", len(values))
+        lines += mapped(f"p{i}", f"A{i}", values)
+    procs = len(areas)
     for _ in range(rng.randint(8, 14)):
         for _ in range(rng.choice([0, 0, 1, 1, 2])):
-            p = rng.choice(list(mapped))
-            label, n = mapped[p]
+            p = rng.choice(list(areas))
+            label, n = areas[p]
             first = rng.randint(0, n - 1)
             pages = rng.randint(1, n - first)
             at = f"{label}+{first}p"
@@ -397,15 +303,15 @@ def stepped_script(seed: int) -> str:
             elif op == "madvise":
                 advice = rng.choice(["MERGEABLE", "UNMERGEABLE"])
                 lines.append(f"{p}: madvise {at} {pages}p {advice}")
-            elif op == "fork" and len(mapped) < 5:
+            elif op == "fork" and len(areas) < 5:
                 procs += 1
                 lines.append(f"{p}: fork p{procs}")
-                mapped[f"p{procs}"] = mapped[p]
-            elif op == "exit" and len(mapped) > 1:
+                areas[f"p{procs}"] = areas[p]
+            elif op == "exit" and len(areas) > 1:
                 lines.append(f"{p}: exit")
-                del mapped[p]
+                del areas[p]
         lines.append("ksmd batch")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 TREE_ORDER_SCRIPT = """\
@@ -435,10 +341,7 @@ def test_stepped_batches_the_smallest_tree_order_example() -> None:
     (unstable_tree_search_insert() finds no page behind it): after B's batch the live ksmd
     shows 3 unshared and 4 volatile pages (measured on this machine, Linux 6.18), and so must
     the simulator."""
-    real = replay_alone(TREE_ORDER_SCRIPT)
-    report = mismatch(TREE_ORDER_SCRIPT, simulate(TREE_ORDER_SCRIPT), real)
-    assert report is None, report
-    last = real[-1].counters
+    last = on_both(TREE_ORDER_SCRIPT)[-1].counters
     assert last is not None and (last["pages_unshared"], last["pages_volatile"]) == (3, 4), last
 
 
@@ -456,14 +359,10 @@ def test_stepped_random_programs_on_both_kernels() -> None:
     such, and the test skips."""
     shared: list[int] = []
     for seed in range(STEPPED_PROGRAMS):
-        script = stepped_script(seed)
         try:
-            real = replay_alone(script, maps=False)
+            on_both(stepped_script(seed), maps=False)
         except pytest.skip.Exception:  # another process used KSM during all attempts
             shared.append(seed)
-            continue
-        report = mismatch(f"# seed {seed}\n{script}", simulate(script, maps=False), real)
-        assert report is None, report
     if len(shared) > STEPPED_PROGRAMS // 10:
         pytest.skip(f"other processes used KSM during {len(shared)} of {STEPPED_PROGRAMS} "
                     "programs: the global counters are shared")
