@@ -10,6 +10,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-ksmbook
 PIP_FLAGS ?= -qq --progress-bar off
+# uv installs the package and its pins into the venv (resolved as pip would, in a
+# fraction of the time); pip itself only installs uv.
+UV := uv==0.13.8
 
 # make lab: LAB_IP=0.0.0.0 LAB_PORT=9999 LAB_ARGS='...' make lab
 LAB_IP   ?= 127.0.0.1
@@ -49,7 +52,8 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install $(PIP_FLAGS) -e '.[test,classroom]'
+	$(PY) -m pip install $(PIP_FLAGS) $(UV)
+	$(VENV)/bin/uv pip install --quiet --python $(PY) -e '.[test,classroom]'
 	@touch $@
 
 lab: $(STAMP)
