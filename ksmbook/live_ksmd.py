@@ -598,24 +598,13 @@ class LiveProcess:
             self.worker.madvise(start, length, _MADV_MERGEABLE)
         return len(self.regions) - 1
 
-    def madvise(self, region: int, advice: int, first: int = 0, pages: int | None = None) -> None:
-        n = self.regions[region][1]
-        npages = n - first if pages is None else pages
-        self.worker.madvise(self.address(region, first), npages * PAGE_SIZE, advice)
+    def madvise(self, region: int, advice: int) -> None:
+        """madvise(2) over the whole of *region*."""
+        self.worker.madvise(self.address(region), self.regions[region][1] * PAGE_SIZE, advice)
 
     def write(self, region: int, index: int, content: int) -> None:
         """Write page *index* of *region* with ``page_bytes(content)`` (a COW fault if KSM)."""
         self.worker.fill(self.address(region, index), [content])
-
-    def unmap(self, region: int, first: int = 0, pages: int | None = None) -> None:
-        n = self.regions[region][1]
-        npages = n - first if pages is None else pages
-        self.worker.munmap(self.address(region, first), npages * PAGE_SIZE)
-
-    def prctl(self, option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0,
-              arg5: int = 0) -> int:
-        """prctl() in the worker; returns its result or raises OSError."""
-        return self.worker.prctl(option, arg2, arg3, arg4, arg5)
 
     def fork(self) -> LiveProcess:
         """fork() the worker; the child is a worker too, with the same regions."""
@@ -625,11 +614,6 @@ class LiveProcess:
 
     def ksm_stat(self) -> dict[str, Any]:
         return ksm_stat(self.pid)
-
-    def close(self) -> None:
-        """exit(): its mm goes (its forked children live on, as after a real exit); counters
-        lag until ksmd's next visit or run=2. The session ends every worker it started."""
-        self.worker.exit()
 
 
 # --------------------------------------------------------------------------- the scenario's ksmd

@@ -194,17 +194,10 @@ class Arena:
 # smaps parsing (controller side)
 # --------------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
-class LiveVMA:
-    """One VMA as /proc/PID/smaps shows it. ``counters`` are the smaps ``kB`` lines (in kB)."""
+class LiveVMA(MapEntry):
+    """One VMA as /proc/PID/smaps shows it: its maps line and VmFlags codes, and ``counters``,
+    the smaps ``kB`` lines (in kB)."""
 
-    start: int
-    end: int
-    perms: str
-    offset: int
-    path: str
-    vmflags: tuple[str, ...]
-    dev: str = dataclasses.field(default="00:00", compare=False)
-    inode: int = dataclasses.field(default=0, compare=False)
     counters: dict[str, int] = dataclasses.field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -794,8 +787,6 @@ class LiveTask:
 
     def maps(self) -> list[MapEntry]:
         """The arena's VMAs as the simulator's maps entries (simulator addresses and paths)."""
-        from ksmbook.procfs import MapEntry
-
         arena, paths = self.kernel.arena, self.kernel.sim_paths
         return [MapEntry(arena.to_sim(v.start), arena.to_sim(v.end), v.perms, v.offset, v.dev,
                          v.inode, paths.get(v.path, v.path), v.vmflags)
