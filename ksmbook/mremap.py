@@ -39,9 +39,9 @@ def sys_mremap(mm: MM, addr: int, old_len: int, new_len: int, flags: int, new_ad
         # 6.18 mm/mremap.c do_mremap(): check_mremap_params() and vma_lookup() before anything
         # is unmapped; v2.6.32 do_mremap() unmaps the destination first.
         if p.mremap_checks_first:
-            ret = _do_mremap_modern(mm, addr, old_len, new_len, flags, new_addr, tr)
+            ret = _do_mremap_checks_first(mm, addr, old_len, new_len, flags, new_addr, tr)
         else:
-            ret = _do_mremap_2632(mm, addr, old_len, new_len, flags, new_addr, tr)
+            ret = _do_mremap_unmaps_first(mm, addr, old_len, new_len, flags, new_addr, tr)
     if ret == -ERESTARTSYS:
         return -errno.EINTR
     return ret
@@ -52,8 +52,8 @@ def _fail(tr: Trace, fn: str, why: str, err: int) -> int:
     return err
 
 
-def _do_mremap_2632(mm: MM, addr: int, old_len: int, new_len: int, flags: int, new_addr: int,
-                    tr: Trace) -> int:
+def _do_mremap_unmaps_first(mm: MM, addr: int, old_len: int, new_len: int, flags: int,
+                            new_addr: int, tr: Trace) -> int:
     """v2.6.32 do_mremap(), check by check in its order."""
     fn = "do_mremap"
     if flags & ~(_FIXED | _MAYMOVE):
@@ -97,12 +97,7 @@ def _do_mremap_2632(mm: MM, addr: int, old_len: int, new_len: int, flags: int, n
         nxt = mm.next_vma(vma)
         max_addr = nxt.start if nxt is not None else TASK_SIZE
         if max_addr - addr >= new_len:
-            mm.resize(vma, vma.start, addr + new_len)
-            tr.note("vma_adjust", "grown in place to {:#x}-{:#x}", vma.start, vma.end)
-            tr.event("resize", vma.start, vma.end, "grown")
-            if vma.flags & VM.VM_LOCKED:
-                mm.kernel.mm_populate(mm, addr + old_len, addr + new_len)
-            return addr
+            return _expand_in_place(mm, vma, addr, old_len, new_len, tr)
     if not flags & _MAYMOVE:
         return _fail(tr, fn, "no room to grow in place and no MREMAP_MAYMOVE", -errno.ENOMEM)
     if not flags & _FIXED:
@@ -113,8 +108,8 @@ def _do_mremap_2632(mm: MM, addr: int, old_len: int, new_len: int, flags: int, n
     return move_vma(mm, vma, addr, old_len, new_len, new_addr, flags, tr)
 
 
-def _do_mremap_modern(mm: MM, addr: int, old_len: int, new_len: int, flags: int,
-                      new_addr: int, tr: Trace) -> int:
+def _do_mremap_checks_first(mm: MM, addr: int, old_len: int, new_len: int, flags: int,
+                            new_addr: int, tr: Trace) -> int:
     """6.18 do_mremap(): check_mremap_params(), vma_lookup(), then mremap_to() (MREMAP_FIXED
     or MREMAP_DONTUNMAP) or mremap_at()."""
     fn = "check_mremap_params"
@@ -166,14 +161,7 @@ def _do_mremap_modern(mm: MM, addr: int, old_len: int, new_len: int, flags: int,
     if err:
         return err
     if vma.end - addr == old_len and _vma_expandable(mm, vma, new_len - old_len):
-        grown = mm.vma_merge(vma, vma.end, addr + new_len, vma.flags, vma.file,
-                             vma.pgoff_at(vma.end), vma.anon_vma, None, tr)
-        if grown is None:
-            return _fail(tr, "vma_merge_extend", "cannot extend the VMA", -errno.ENOMEM)
-        tr.note("expand_vma_in_place", "grown in place to {:#x}-{:#x}", grown.start, grown.end)
-        if grown.flags & VM.VM_LOCKED:
-            k.mm_populate(mm, addr + old_len, addr + new_len)
-        return addr
+        return _expand_in_place(mm, vma, addr, old_len, new_len, tr)
     if not flags & _MAYMOVE:
         return _fail(tr, "expand_vma", "no room to grow in place and no MREMAP_MAYMOVE",
                      -errno.ENOMEM)
@@ -261,6 +249,28 @@ def _check_prep_vma(mm: MM, vma: VMA, addr: int, old_len: int, new_len: int, fla
     if vma.flags & (VM.VM_DONTEXPAND | VM.VM_PFNMAP):
         return _fail(tr, fn, "VM_DONTEXPAND or VM_PFNMAP VMA cannot grow", -errno.EFAULT)
     return 0
+
+
+def _expand_in_place(mm: MM, vma: VMA, addr: int, old_len: int, new_len: int,
+                     tr: Trace) -> int:
+    """Grow `vma`, which [addr, addr + old_len) ends, to addr + new_len where it lies."""
+    if mm.profile.mremap_expand_merges:
+        # 6.0 "mm: add merging after mremap resize" (6.18 vma_merge_extend()): the grown VMA
+        # merges with a compatible next one; a VMA that cannot merge cannot grow.
+        grown = mm.vma_merge(vma, vma.end, addr + new_len, vma.flags, vma.file,
+                             vma.pgoff_at(vma.end), vma.anon_vma, None, tr)
+        if grown is None:
+            return _fail(tr, "vma_merge_extend", "cannot extend the VMA", -errno.ENOMEM)
+        tr.note("expand_vma_in_place", "grown in place to {:#x}-{:#x}", grown.start, grown.end)
+    else:
+        # v2.6.32 do_mremap(): vma_adjust() moves vm_end, nothing more.
+        grown = vma
+        mm.resize(vma, vma.start, addr + new_len)
+        tr.note("vma_adjust", "grown in place to {:#x}-{:#x}", vma.start, vma.end)
+        tr.event("resize", vma.start, vma.end, "grown")
+    if grown.flags & VM.VM_LOCKED:
+        mm.kernel.mm_populate(mm, addr + old_len, addr + new_len)
+    return addr
 
 
 def _vma_expandable(mm: MM, vma: VMA, delta: int) -> bool:

@@ -217,8 +217,8 @@ class Profile:
     #: source before the destination is unmapped. 2.6.32 unmaps the destination first and
     #: looks the VMA up only to grow or move.
     mremap_checks_first: bool = False
-    #: Growing in place merges with a compatible next VMA (vma_merge_extend(), 6.x); 2.6.32's
-    #: vma_adjust() only moves vm_end.
+    #: Growing in place merges with a compatible next VMA (6.0, "mm: add merging after mremap
+    #: resize"; 6.18 vma_merge_extend()); 2.6.32's vma_adjust() only moves vm_end.
     mremap_expand_merges: bool = False
     #: MREMAP_FIXED moves of an unresized range may span several VMAs and gaps (6.17
     #: remap_move()).
