@@ -11,14 +11,7 @@ nodes the kernel's walks.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Protocol
-
-
-class RbNode(Protocol):
-    rb_left: Any
-    rb_right: Any
-    rb_parent: Any
-    rb_red: bool
+from typing import Any
 
 
 class RbRoot:
