@@ -39,7 +39,7 @@ def mapped(pages: int = 8, **kwargs: object) -> PredictExplorer:
 
 def vmas(ex: PredictExplorer) -> list[tuple[int, int, tuple[str, ...]]]:
     proc = next(p for p in ex.kernel.processes if p.name == "p1")
-    return [(r.start, r.end, r.codes) for r in kr.snapshot(proc).vmas]
+    return [(r.start, r.end, r.vmflags) for r in kr.snapshot(proc).vmas]
 
 
 def ask(ex: PredictExplorer, start: str, length: str, advice: int = MERGEABLE) -> None:

@@ -33,7 +33,7 @@ def madvise(ex: Explorer, start: str, length: str, advice: int) -> None:
 def vmas(ex: Explorer, name: str = "p1") -> list[tuple[int, int, tuple[str, ...]]]:
     proc = next(p for p in ex.kernel.processes if p.name == name)
     snap = kr.snapshot(proc)
-    return [(r.start, r.end, r.codes) for r in snap.vmas]
+    return [(r.start, r.end, r.vmflags) for r in snap.vmas]
 
 
 def test_map_then_mergeable_in_the_middle() -> None:

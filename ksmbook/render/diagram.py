@@ -90,7 +90,7 @@ _NBSP = "\u00a0"
 
 def _lanes_for(rows: Sequence[Snapshot]) -> list[Lane]:
     """The mergeable lane always; the others when some VMA has the flag."""
-    codes = {c for snap in rows for r in snap.vmas for c in r.codes}
+    codes = {c for snap in rows for r in snap.vmas for c in r.vmflags}
     return [lane for lane in LANES if lane.name == "mg" or codes & set(lane.codes)]
 
 
@@ -415,7 +415,7 @@ class SpaceFigure:
         for lane in lanes:
             y -= _LANE
             codes = frozenset(lane.codes)
-            marked = np.fromiter((not codes.isdisjoint(r.codes) for r in snap.vmas),
+            marked = np.fromiter((not codes.isdisjoint(r.vmflags) for r in snap.vmas),
                                  dtype=bool, count=n)
             lane_verts.append(_rects(xs0[marked], xs1[marked], y, y + _LANE_MARK))
             lane_colors += [lane.color] * int(marked.sum())

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..constants import MMF, PAGE_SHIFT, VM
+from ..constants import MMF, VM
 from ..procfs import MapEntry, format_maps, map_entry
 
 if TYPE_CHECKING:
@@ -30,17 +30,10 @@ _SPECIAL_CODES = frozenset({"io", "pf", "mm", "reserved", "insertpage", "sao"})
 
 
 @dataclass(frozen=True)
-class Region:
-    """One VMA as a view sees it: its maps line, its VmFlags codes and (simulated) flags."""
+class Region(MapEntry):
+    """One VMA as a view sees it: its maps line and VmFlags codes (``MapEntry``), the kind
+    the diagrams tell apart and (simulated) flags."""
 
-    start: int
-    end: int
-    perms: str
-    offset: int
-    dev: str
-    inode: int
-    path: str
-    codes: tuple[str, ...]
     kind: str
     flags: VM | None = None
 
@@ -49,18 +42,10 @@ class Region:
         return self.end - self.start
 
     @property
-    def pages(self) -> int:
-        return self.size >> PAGE_SHIFT
-
-    @property
     def entry(self) -> MapEntry:
         """The /proc/PID/maps line of this VMA."""
         return MapEntry(self.start, self.end, self.perms, self.offset, self.dev, self.inode,
-                        self.path, self.codes)
-
-    def has(self, code: str) -> bool:
-        """Whether the smaps VmFlags line shows `code` ("mg" = VM_MERGEABLE)."""
-        return code in self.codes
+                        self.path, self.vmflags)
 
 
 @dataclass(frozen=True, eq=True)

@@ -134,8 +134,8 @@ def _covering(regions: tuple[Region, ...], starts: list[int], lo: int, hi: int) 
 
 def _flag_delta(old: Region, new: Region) -> str:
     """'+mg', '-wr +ac', or the VM names when the codes say nothing (2.6.32-only flags)."""
-    added = [c for c in new.codes if c not in old.codes]
-    gone = [c for c in old.codes if c not in new.codes]
+    added = [c for c in new.vmflags if c not in old.vmflags]
+    gone = [c for c in old.vmflags if c not in new.vmflags]
     parts = [f"-{c}" for c in gone] + [f"+{c}" for c in added]
     if not parts and old.flags is not None and new.flags is not None and old.flags != new.flags:
         on, off = VM(new.flags & ~old.flags), VM(old.flags & ~new.flags)
