@@ -3,7 +3,8 @@
 
 The simulator's ksmd must give the same counters as the real one. This module is the oracle: it
 puts pages with chosen contents into worker processes of ``ksmbook.live`` (the one live harness:
-the same workers, arena and page bytes, ``ksmbook.pages.page_bytes``, as the scenario replay),
+the same ``LiveTask`` processes, arena and page bytes, ``ksmbook.pages.page_bytes``, as the
+scenario replay),
 lets the real ksmd make an exact number of full scans or batches over them, and reads every
 counter of /sys/kernel/mm/ksm and every worker's /proc/PID/ksm_stat.
 
@@ -69,8 +70,8 @@ from .pages import PAGE_SIZE
 
 __all__ = [
     "KSM_DIR", "COUNTERS", "KNOB_ORDER", "PARK_MS", "ksm_available", "read_counters",
-    "KsmKnobs", "Ksmd", "KsmdIdle", "LiveProcess", "RunnerKsmd", "session", "measure", "time_scans",
-    "mergeable_mms", "ksm_stat",
+    "KsmKnobs", "Ksmd", "KsmdIdle", "RunnerKsmd", "session", "measure", "time_scans",
+    "map_pages", "mergeable_mms", "ksm_stat",
 ]
 
 KSM_DIR = "/sys/kernel/mm/ksm"
@@ -387,11 +388,13 @@ class Ksmd:
         self.knobs = knobs
         self.timeout = timeout
         self.live = live.LiveSession(timeout=timeout)
+        #: The workers as processes (``ksmbook.live.LiveTask``: the simulator's Process API).
+        self.kernel = live.LiveKernel(self.live)
         self.scan_seconds: list[float] = []
         self.history: list[dict[str, int]] = []
-        self.processes: list[LiveProcess] = []
         self.base: dict[str, int] = {}
-        self.keeper: LiveProcess | None = None
+        self.keeper: live.LiveTask | None = None
+        self._drain_at = 0
         self._budget = _BIG_BUDGET
         self._park = PARK_MS
 
@@ -406,15 +409,14 @@ class Ksmd:
         self.history.clear()
         self.scan_seconds.clear()
 
-    def stepping(self, pages_to_scan: int) -> LiveProcess:
+    def stepping(self, pages_to_scan: int) -> live.LiveTask:
         """Prepare batch stepping: pages_to_scan = N for every batch, and the keeper worker
         (registered now, so call this before spawning the others): one untouched mergeable
         page keeps ksmd's list non-empty, one private written page serves ``drain()``.
         Returns the keeper."""
         self.set_budget(pages_to_scan)
-        keeper = self.spawn()
-        keeper.map([None])
-        keeper.map([1], madvise=False)
+        keeper = self.spawn([None])
+        self._drain_at = map_pages(keeper, [1], madvise=False)
         self.keeper = keeper
         return keeper
 
@@ -426,7 +428,7 @@ class Ksmd:
     def drain(self) -> None:
         """Drain every CPU's LRU caches (move_pages() on the keeper's private page)."""
         if self.keeper is not None:
-            self.keeper.worker.drain(self.keeper.address(1))
+            self.keeper.drain(self._drain_at)
 
     def _wait_parked(self, deadline: float) -> None:
         while not _ksmd_parked():
@@ -501,22 +503,15 @@ class Ksmd:
         """Counters now, relative to ``base`` (the reset)."""
         return _relative(read_counters(), self.base)
 
-    def live_processes(self) -> list[LiveProcess]:
+    def live_processes(self) -> list[live.LiveTask]:
         """This session's workers still running, forked children included."""
-        out: list[LiveProcess] = []
-        todo = list(self.processes)
-        while todo:
-            p = todo.pop(0)
-            if not p.closed:
-                out.append(p)
-                todo.extend(p.children)
-        return out
+        return [p for p in self.kernel.processes if p.alive]
 
     def contamination(self) -> str:
         """"" when the global counters are exactly the sums over this session's running
         workers (their /proc/PID/ksm_stat), else what differs: pages of another process (or
         of one that exited and ksmd has not cleaned up yet) are being counted."""
-        stats = [p.ksm_stat() for p in self.live_processes()]
+        stats = [ksm_stat(p.worker.pid) for p in self.live_processes()]
         c = read_counters()
         mine = {
             "rmap_items": sum(s.get("ksm_rmap_items", 0) for s in stats),
@@ -534,18 +529,18 @@ class Ksmd:
 
     def foreign_mms(self) -> list[int]:
         """PIDs of other processes registered with KSM right now (ksmd scans them too)."""
-        return mergeable_mms(exclude=[p.pid for p in self.live_processes()])
+        return mergeable_mms(exclude=[p.worker.pid for p in self.live_processes()])
 
     def relative_history(self) -> list[dict[str, Any]]:
         return [_relative(h, self.base) for h in self.history]
 
-    def spawn(self, contents: Sequence[Any] | None = None, *, madvise: bool = True
-              ) -> LiveProcess:
-        """A new worker (ended with this session), optionally mapping *contents*."""
-        p = LiveProcess(self.live.spawn())
-        self.processes.append(p)
+    def spawn(self, contents: Sequence[int | str | None] | None = None, *,
+              madvise: bool = True) -> live.LiveTask:
+        """A new worker (ended with this session), optionally mapping *contents*
+        (``map_pages``)."""
+        p = self.kernel.spawn()
         if contents is not None:
-            p.map(contents, madvise=madvise)
+            map_pages(p, contents, madvise=madvise)
         return p
 
     def close(self) -> None:
@@ -553,67 +548,26 @@ class Ksmd:
         with contextlib.suppress(OSError):
             _write("run", 0)
         self.live.close()
-        self.processes.clear()
+        self.kernel.processes.clear()
         self.keeper = None
         _unmerge_all()
 
 
 # --------------------------------------------------------------------------- worker processes
 
-class LiveProcess:
-    """A ``ksmbook.live`` worker holding pages for ksmd, in regions it numbers 0, 1, ...
-
-    Region i is mapped private anonymous at a fixed place inside the worker's arena, one page
-    of hole after the region before it, so regions never merge with each other or with any
-    unrelated VMA. ``contents`` items: an int (``ksmbook.pages.page_bytes``), READ (read-touched:
-    maps the shared zero page, never a KSM candidate) or None (never touched).
-    """
-
-    def __init__(self, worker: live.Worker, regions: Sequence[tuple[int, int]] = ()) -> None:
-        self.worker = worker
-        self.pid: int = worker.pid
-        self.regions: list[tuple[int, int]] = list(regions)  # (start address, pages)
-        self.children: list[LiveProcess] = []
-
-    @property
-    def closed(self) -> bool:
-        return self.worker.exited
-
-    def address(self, region: int, index: int = 0) -> int:
-        """The live address of page *index* of *region*."""
-        return self.regions[region][0] + index * PAGE_SIZE
-
-    def map(self, contents: Sequence[int | str | None], *, madvise: bool = True) -> int:
-        """mmap a private anonymous region, give each page its content, then (by default)
-        madvise(MADV_MERGEABLE). Returns the region's index."""
-        start = self.worker.arena.base + PAGE_SIZE
-        if self.regions:
-            last, n = max(self.regions)
-            start = last + (n + 1) * PAGE_SIZE
-        length = len(contents) * PAGE_SIZE
-        self.worker.mmap(start, length, _PROT_RW, _MAP_ANON_PRIVATE)
-        self.regions.append((start, len(contents)))
-        self.worker.fill(start, contents)
-        if madvise:
-            self.worker.madvise(start, length, _MADV_MERGEABLE)
-        return len(self.regions) - 1
-
-    def madvise(self, region: int, advice: int) -> None:
-        """madvise(2) over the whole of *region*."""
-        self.worker.madvise(self.address(region), self.regions[region][1] * PAGE_SIZE, advice)
-
-    def write(self, region: int, index: int, content: int) -> None:
-        """Write page *index* of *region* with ``page_bytes(content)`` (a COW fault if KSM)."""
-        self.worker.fill(self.address(region, index), [content])
-
-    def fork(self) -> LiveProcess:
-        """fork() the worker; the child is a worker too, with the same regions."""
-        child = LiveProcess(self.worker.fork(), self.regions)
-        self.children.append(child)
-        return child
-
-    def ksm_stat(self) -> dict[str, Any]:
-        return ksm_stat(self.pid)
+def map_pages(task: live.LiveTask, contents: Sequence[int | str | None], *,
+              madvise: bool = True) -> int:
+    """mmap a private anonymous area in *task*, placed as the simulator places it, give each
+    page its content, then (by default) madvise(MADV_MERGEABLE); returns its address (the
+    simulator's, as every ``LiveTask`` call). ``contents`` items: an int
+    (``ksmbook.pages.page_bytes``), READ (read-touched: maps the shared zero page, never a KSM
+    candidate) or None (never touched)."""
+    length = len(contents) * PAGE_SIZE
+    addr = task.mmap(length, _PROT_RW, _MAP_ANON_PRIVATE)
+    task.fill(addr, contents)
+    if madvise:
+        task.madvise(addr, length, _MADV_MERGEABLE)
+    return addr
 
 
 # --------------------------------------------------------------------------- the scenario's ksmd
@@ -650,13 +604,6 @@ class RunnerKsmd:
     def sysfs(self) -> RunnerKsmd:
         return self
 
-    @property
-    def ks(self) -> Any:
-        """What the Runner reads of the scan state: pages_scanned."""
-        import types
-
-        return types.SimpleNamespace(pages_scanned=self.counters()["pages_scanned"])
-
     def counters(self) -> dict[str, Any]:
         return self.driver.counters()
 
@@ -667,7 +614,7 @@ class RunnerKsmd:
     def foreign_mms(self, own: Sequence[int]) -> list[int]:
         """PIDs registered with KSM now other than `own` and this driver's workers: ksmd
         scans their pages too, and the global counters count them."""
-        return mergeable_mms(exclude=[*own, *(p.pid for p in self.driver.live_processes())])
+        return mergeable_mms(exclude=[*own, *(p.worker.pid for p in self.driver.live_processes())])
 
     def batch(self) -> BatchReport:
         """One wake-up: one batch of ksm_do_scan(pages_to_scan) if run is 1."""
@@ -750,7 +697,7 @@ def measure(contents: Sequence[Any] | None, *, use_zero_pages: int = 0,
             timeout: float = 300.0, retries: int = 3) -> dict[str, Any]:
     """Counters of the live ksmd after exactly *scans* full scans of the given pages.
 
-    *contents*: one list of page contents (see ``LiveProcess``), mapped by each of *processes*
+    *contents*: one list of page contents (see ``map_pages``), mapped by each of *processes*
     worker processes, or a list of lists (one per process; or pass that list as *processes*).
     Processes register in list order, after a reset, with ksmd stopped, so scan 1 is a full
     first visit of every page. Knobs are restored afterwards and a final run=2 leaves no KSM
@@ -774,7 +721,7 @@ def measure(contents: Sequence[Any] | None, *, use_zero_pages: int = 0,
             ksmd.stop()
             foreign |= set(ksmd.foreign_mms())
             dirty = ksmd.contamination()
-            stats = [p.ksm_stat() for p in procs]
+            stats = [ksm_stat(p.worker.pid) for p in procs]
             history = ksmd.relative_history()
             seconds = list(ksmd.scan_seconds)
         result = dict(history[-1]) if history else {}
@@ -817,7 +764,7 @@ def time_scans(contents: Sequence[Any], *, scans: int = 3, pages_to_scan: int = 
         _write("pages_to_scan", pages_to_scan)
         workers = live.LiveSession(timeout=timeout)
         try:
-            LiveProcess(workers.spawn()).map(list(contents))
+            map_pages(live.LiveKernel(workers).spawn(), list(contents))
             deadline = time.monotonic() + timeout
             ends: list[float] = []
             t0 = time.monotonic()

@@ -1046,11 +1046,16 @@ class Runner:
     @_run.register
     def _(self, op: KsmdScans) -> int:
         ksmd = self.k.ksmd
-        first, scanned = ksmd.batches, ksmd.ks.pages_scanned
+        first, scanned = ksmd.batches, self._pages_scanned()
         ksmd.full_scans(op.count)
         if ksmd.tracing and ksmd.batches > first:  # the log keeps the latest batches' traces
             self._traces = list(ksmd.log)[-(ksmd.batches - first):]
-        return ksmd.ks.pages_scanned - scanned
+        return self._pages_scanned() - scanned
+
+    def _pages_scanned(self) -> int:
+        """ksmd's count of pages handed to cmp_and_merge_page() (ksm_pages_scanned), also in
+        a kernel whose sysfs has no pages_scanned file."""
+        return self.k.ksmd.ks.pages_scanned
 
     @_run.register
     def _(self, op: KsmdRun) -> int:

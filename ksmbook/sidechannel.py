@@ -284,11 +284,11 @@ def measure_write_latency(pages: int = 1024, *, seed: int = 0) -> dict[str, Any]
     }
     with live_ksmd.session(use_zero_pages=1, smart_scan=0) as ksmd:
         helper = ksmd.spawn()
-        regions = {}
+        areas = {}
         for kind, (contents, mergeable) in plan.items():
-            regions[kind] = helper.map(contents, madvise=mergeable)
+            areas[kind] = live_ksmd.map_pages(helper, contents, madvise=mergeable)
             if kind != COW:
-                helper.madvise(regions[kind], MADV.MADV_DONTFORK)
+                helper.madvise(areas[kind], len(contents) * PAGE_SIZE, MADV.MADV_DONTFORK)
         # fork() before ksmd places any zero page: 6.18's ksm_fork() adds the parent's
         # whole ksm_zero_pages count to the global counter, also for zero pages in
         # MADV_DONTFORK areas that the child never gets, and nothing takes it back. The
@@ -296,13 +296,12 @@ def measure_write_latency(pages: int = 1024, *, seed: int = 0) -> dict[str, Any]
         helper.fork()
         ksmd.scan(2)
         ksmd.stop()
-        stat = helper.ksm_stat()
+        stat = live_ksmd.ksm_stat(helper.worker.pid)
         if stat.get("ksm_merging_pages", 0) < 2 * pages or \
                 stat.get("ksm_zero_pages", 0) < pages:
             raise RuntimeError(f"ksmd did not merge the helper's pages: {stat}")
-        targets = [(kind, helper.address(regions[kind], i)) for kind in _ORDER
-                   for i in range(pages)]
-        times = helper.worker.time_writes([a for _, a in targets], seed=seed)
+        targets = [(kind, areas[kind] + i * PAGE_SIZE) for kind in _ORDER for i in range(pages)]
+        times = helper.time_writes([a for _, a in targets], seed=seed)
     ns: dict[str, list[int]] = {}
     for (kind, _), t in zip(targets, times, strict=True):
         ns.setdefault(kind, []).append(t)

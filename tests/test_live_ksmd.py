@@ -119,13 +119,18 @@ def test_cow_then_fork() -> None:
         p1 = ksmd.spawn([X])
         p2 = ksmd.spawn([X])
         assert ksmd.scan(2)["pages_sharing"] == 1
-        p2.write(0, 0, Y)                       # COW copy; counters lag until the next pass
+        page = p2.maps()[0].start
+        assert p2.read_page(page) == X
+        p2.write_pages(page, [Y])               # COW copy; counters lag until the next pass
         assert ksmd.counters()["pages_sharing"] == 1
         c = ksmd.scan(1)
         assert (c["pages_shared"], c["pages_sharing"], c["pages_volatile"]) == (1, 0, 1)
-        p1.fork()                               # the child's KSM page joins on first visit
+        child = p1.fork()                       # the child's KSM page joins on first visit
+        assert ksmd.live_processes() == [p1, p2, child]
         c = ksmd.scan(1)
         assert (c["pages_shared"], c["pages_sharing"]) == (1, 1)
-        if L.mergeable_mms(exclude=[p.pid for p in ksmd.processes] + [p1.children[0].pid]):
+        assert [L.ksm_stat(p.worker.pid)["ksm_merging_pages"] for p in (p1, p2, child)] \
+            == [1, 0, 1]
+        if L.mergeable_mms(exclude=[p.worker.pid for p in ksmd.live_processes()]):
             pytest.skip("other processes use KSM now")
 

@@ -40,12 +40,14 @@ How it stays out of harm's way:
 
 Two levels of use. :class:`LiveSession` / :class:`Worker` are the raw calls on live addresses
 (``w.mmap(addr, length, prot, flags)``, ``w.madvise(...)``, ``w.fill(addr, contents)``,
-``w.layout()``, ``w.fork()``); ``ksmbook.live_ksmd`` and the side-channel probe use them.
-:func:`replay` runs a :mod:`ksmbook.scenario` through the scenario's own ``Runner`` on a
-:class:`LiveKernel` (this machine's kernel behind the simulator's ``Kernel``/``Process`` API) and
-returns what ``ksmbook.scenario.run`` returns, in simulator addresses (translated by a constant
-:class:`Arena` offset), so each step can be compared with the ``modern`` profile. Page contents
-are written as ``ksmbook.pages.page_bytes`` gives them, the one rule the simulator uses too.
+``w.layout()``, ``w.fork()``). :class:`LiveKernel` and :class:`LiveTask` put this machine's
+kernel behind the simulator's ``Kernel``/``Process`` API, in simulator addresses (translated by
+a constant :class:`Arena` offset): a live process is a ``LiveTask``, whether the scenario
+replay, ``ksmbook.live_ksmd`` or the side-channel probe drives it. :func:`replay` runs a
+:mod:`ksmbook.scenario` through the scenario's own ``Runner`` on a ``LiveKernel`` and returns
+what ``ksmbook.scenario.run`` returns, so each step can be compared with the ``modern`` profile.
+Page contents are written as ``ksmbook.pages.page_bytes`` gives them, the one rule the
+simulator uses too.
 
 What can go wrong: the platform is not Linux/x86_64 or has no KSM (:func:`available` says which);
 the arena is already in use (a sanitizer, a huge heap) and the worker refuses to start; a worker
@@ -767,7 +769,22 @@ class LiveTask:
             if not any(v.start <= page < v.end and "w" in v.perms for v in vmas):
                 raise OSError(_EFAULT, f"write: {self.kernel.arena.to_sim(page):#x} is not "
                               "mapped writable")
-        self.worker.fill(start, list(values))
+        self.fill(addr, values)
+
+    def fill(self, addr: int, contents: Sequence[int | str | None]) -> None:
+        """Give the pages from addr on their contents in one call (``Worker.fill``: an int is
+        written as ``page_bytes`` gives it, "read" is read-faulted, None is left untouched);
+        unchecked, so a page that cannot be written gives EFAULT part way."""
+        self.worker.fill(self._live(addr), list(contents))
+
+    def drain(self, addr: int) -> None:
+        """Drain every CPU's LRU caches (move_pages() on this process's present page addr)."""
+        self.worker.drain(self._live(addr))
+
+    def time_writes(self, addrs: Sequence[int], seed: int = 0) -> list[int]:
+        """Nanoseconds of a one-byte write to each address, timed in the worker
+        (``Worker.time_writes``)."""
+        return self.worker.time_writes([self._live(a) for a in addrs], seed=seed)
 
     def read_page(self, addr: int) -> int:
         """The content of the page at addr: its bytes read back through ``page_bytes``."""
@@ -869,6 +886,10 @@ class LiveRunner(Runner):
             if foreign:
                 raise KsmShared(foreign)
         return got
+
+    def _pages_scanned(self) -> int:
+        """pages_scanned of /sys/kernel/mm/ksm, relative to the reset."""
+        return int(cast(LiveKernel, self.k).ksmd.counters()["pages_scanned"])
 
     def snapshot(self) -> dict[str, list[MapEntry]]:
         return {name: cast(LiveTask, p).maps() for name, p in self.procs.items() if p.alive}
