@@ -202,24 +202,6 @@ class LiveVMA(MapEntry):
 
     counters: dict[str, int] = dataclasses.field(default_factory=dict, compare=False, hash=False)
 
-    @property
-    def size(self) -> int:
-        """Length in bytes."""
-        return self.end - self.start
-
-    @property
-    def flags(self) -> str:
-        """VmFlags as smaps prints them, e.g. ``"rd wr mr mw me ac mg"``."""
-        return " ".join(self.vmflags)
-
-    def shifted(self, delta: int) -> LiveVMA:
-        """The same VMA moved by ``delta`` bytes (for translating into simulator addresses)."""
-        return dataclasses.replace(self, start=self.start + delta, end=self.end + delta)
-
-    def __str__(self) -> str:
-        return (f"{self.start:012x}-{self.end:012x} {self.perms} {self.offset:08x} "
-                f"{self.path:<20} {self.flags}")
-
 
 _HEADER = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S{4}) ([0-9a-f]+) (\S+) (\d+) *(.*)$", re.M)
 
@@ -436,10 +418,6 @@ class Worker:
         lo = self.arena.base if lo is None else lo
         hi = self.arena.end if hi is None else hi
         return parse_smaps(self.smaps(), lo, hi)
-
-    def sim_layout(self) -> list[LiveVMA]:
-        """The arena's VMAs translated into simulator addresses."""
-        return [v.shifted(-self.arena.offset) for v in self.layout()]
 
     # -- cleanup ------------------------------------------------------------------------------
     @property
