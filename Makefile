@@ -11,7 +11,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-ksmbook
 PIP_FLAGS ?= -qq --progress-bar off
 # uv installs the package and its pins into the venv (resolved as pip would, in a
-# fraction of the time); pip itself only installs uv.
+# fraction of the time, compiling the bytecode as pip does); pip itself only installs uv.
 UV := uv==0.13.8
 
 # make lab: LAB_IP=0.0.0.0 LAB_PORT=9999 LAB_ARGS='...' make lab
@@ -53,7 +53,7 @@ $(NODE_STAMP): package.json package-lock.json
 
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install $(PIP_FLAGS) $(UV)
-	$(VENV)/bin/uv pip install --quiet --python $(PY) -e '.[test,classroom]'
+	$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -e '.[test,classroom]'
 	@touch $@
 
 lab: $(STAMP)
