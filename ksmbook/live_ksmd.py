@@ -41,9 +41,10 @@ reported relative to the reset, as is ksm_zero_pages (see ``_relative``).
 What can go wrong:
 
 - ksmd is machine-wide. Any other process registered with KSM while ksmd runs here is scanned
-  too, and its pages are counted. ``measure`` checks that the global counters equal the sums of
-  its own workers' /proc/PID/ksm_stat and repeats the experiment otherwise; it reports
-  "foreign_mms" and "contamination".
+  too, and its pages are counted. The replay raises ``live.KsmShared`` when it sees one;
+  ``measure`` (the scenario of ``ksmbook.ksmd.predict``, replayed) also checks that the global
+  counters equal the sums of its processes' /proc/PID/ksm_stat, repeats the experiment
+  otherwise, and reports "foreign_mms" and "contamination".
 - Users of this module serialize on an flock (/run/lock/ksmbook-live-ksmd.lock); other programs
   that write /sys/kernel/mm/ksm do not.
 - max_page_sharing and merge_across_nodes give EBUSY while a KSM page exists, even briefly
@@ -70,8 +71,8 @@ from .pages import PAGE_SIZE
 
 __all__ = [
     "KSM_DIR", "COUNTERS", "KNOB_ORDER", "PARK_MS", "ksm_available", "read_counters",
-    "KsmKnobs", "Ksmd", "KsmdIdle", "RunnerKsmd", "session", "measure", "time_scans",
-    "map_pages", "mergeable_mms", "ksm_stat",
+    "KsmKnobs", "Ksmd", "KsmdIdle", "RunnerKsmd", "session", "measure", "contamination",
+    "time_scans", "map_pages", "mergeable_mms", "ksm_stat",
 ]
 
 KSM_DIR = "/sys/kernel/mm/ksm"
@@ -390,8 +391,6 @@ class Ksmd:
         self.live = live.LiveSession(timeout=timeout)
         #: The workers as processes (``ksmbook.live.LiveTask``: the simulator's Process API).
         self.kernel = live.LiveKernel(self.live)
-        self.scan_seconds: list[float] = []
-        self.history: list[dict[str, int]] = []
         self.base: dict[str, int] = {}
         self.keeper: live.LiveTask | None = None
         self._drain_at = 0
@@ -406,8 +405,6 @@ class Ksmd:
         _write("pages_to_scan", _BIG_BUDGET)
         self._park = PARK_MS if int(_read("sleep_millisecs")) != PARK_MS else PARK_MS + 1
         _write("sleep_millisecs", self._park)
-        self.history.clear()
-        self.scan_seconds.clear()
 
     def stepping(self, pages_to_scan: int) -> live.LiveTask:
         """Prepare batch stepping: pages_to_scan = N for every batch, and the keeper worker
@@ -469,20 +466,16 @@ class Ksmd:
 
     def scan(self, n: int = 1) -> dict[str, int]:
         """Let ksmd make exactly *n* more full scans; return the counters after the last one,
-        relative to ``base`` (each scan's raw counters are appended to ``history``, its wall
-        time to ``scan_seconds``)."""
+        relative to ``base``."""
         if self._budget != _BIG_BUDGET:
             _write("pages_to_scan", _BIG_BUDGET)
         try:
             for _ in range(n):
-                t0 = time.monotonic()
-                self._one_batch(t0 + self.timeout, lambda b, now: now[0] > b[0])
-                self.scan_seconds.append(time.monotonic() - t0)
-                self.history.append(read_counters())
+                self._one_batch(time.monotonic() + self.timeout, lambda b, now: now[0] > b[0])
         finally:
             if self._budget != _BIG_BUDGET:
                 _write("pages_to_scan", self._budget)
-        return _relative(self.history[-1] if self.history else read_counters(), self.base)
+        return self.counters()
 
     def batch(self) -> dict[str, Any]:
         """Let ksmd run exactly one batch of ksm_do_scan(pages_to_scan) (``stepping(n)`` set
@@ -506,33 +499,6 @@ class Ksmd:
     def live_processes(self) -> list[live.LiveTask]:
         """This session's workers still running, forked children included."""
         return [p for p in self.kernel.processes if p.alive]
-
-    def contamination(self) -> str:
-        """"" when the global counters are exactly the sums over this session's running
-        workers (their /proc/PID/ksm_stat), else what differs: pages of another process (or
-        of one that exited and ksmd has not cleaned up yet) are being counted."""
-        stats = [ksm_stat(p.worker.pid) for p in self.live_processes()]
-        c = read_counters()
-        mine = {
-            "rmap_items": sum(s.get("ksm_rmap_items", 0) for s in stats),
-            "merging_pages": sum(s.get("ksm_merging_pages", 0) for s in stats),
-            "zero_pages": sum(s.get("ksm_zero_pages", 0) for s in stats),
-        }
-        glob = {
-            "rmap_items": c["pages_shared"] + c["pages_sharing"] + c["pages_unshared"]
-            + c["pages_volatile"],
-            "merging_pages": c["pages_shared"] + c["pages_sharing"],
-            "zero_pages": c.get("ksm_zero_pages", 0) - self.base.get("ksm_zero_pages", 0),
-        }
-        return "; ".join(f"{k}: global {glob[k]} != this session's {mine[k]}"
-                         for k in mine if mine[k] != glob[k])
-
-    def foreign_mms(self) -> list[int]:
-        """PIDs of other processes registered with KSM right now (ksmd scans them too)."""
-        return mergeable_mms(exclude=[p.worker.pid for p in self.live_processes()])
-
-    def relative_history(self) -> list[dict[str, Any]]:
-        return [_relative(h, self.base) for h in self.history]
 
     def spawn(self, contents: Sequence[int | str | None] | None = None, *,
               madvise: bool = True) -> live.LiveTask:
@@ -663,14 +629,6 @@ class RunnerKsmd:
 
 # --------------------------------------------------------------------------- experiments
 
-def _per_process(contents: Any, processes: Any) -> list[list[Any]]:
-    if isinstance(processes, list):
-        return [list(p) for p in processes]
-    if contents and isinstance(contents[0], (list, tuple)):
-        return [list(p) for p in contents]
-    return [list(contents) for _ in range(int(processes))]
-
-
 @contextlib.contextmanager
 def session(*, timeout: float = 300.0, **knobs: object) -> Iterator[Ksmd]:
     """A clean live-ksmd experiment: knobs snapshotted (``KsmKnobs``), ksmd reset (run 0 -> 2
@@ -694,48 +652,70 @@ def session(*, timeout: float = 300.0, **knobs: object) -> Iterator[Ksmd]:
 def measure(contents: Sequence[Any] | None, *, use_zero_pages: int = 0,
             max_page_sharing: int | None = None, smart_scan: int | None = None,
             scans: int = 2, processes: int | list[list[Any]] = 1,
-            timeout: float = 300.0, retries: int = 3) -> dict[str, Any]:
-    """Counters of the live ksmd after exactly *scans* full scans of the given pages.
+            retries: int = 3) -> dict[str, Any]:
+    """Counters of the live ksmd after exactly *scans* full scans of the given pages: the
+    scenario of ``ksmbook.ksmd.predict`` (``ksmbook.ksmd.scan_scenario``, same arguments),
+    replayed on this machine (``ksmbook.live.replay(..., ksmd=True)``).
 
-    *contents*: one list of page contents (see ``map_pages``), mapped by each of *processes*
+    *contents*: one list of page contents (ints, READ or None), mapped by each of *processes*
     worker processes, or a list of lists (one per process; or pass that list as *processes*).
     Processes register in list order, after a reset, with ksmd stopped, so scan 1 is a full
     first visit of every page. Knobs are restored afterwards and a final run=2 leaves no KSM
     state behind.
 
-    Returns the counters after the last scan (pages_scanned / pages_skipped as differences over
-    the experiment), plus: "history" (the counters after each scan), "scan_seconds", "elapsed"
-    (their sum), "ksm_stat" (one dict per process, before they exit), "foreign_mms" (other PIDs
-    registered with KSM during the run) and "contamination" ("" when the global counters equal
-    the sums of the processes' own ksm_stat). ksmd is global: if another process's pages were
-    counted, the experiment is repeated up to *retries* times; check "contamination".
+    Returns what ``predict`` returns (the counters after the last scan, relative to the reset,
+    "history" and "ksm_stat"), plus: "elapsed" (wall time of the replay that gave them),
+    "contamination" ("" when the global counters equal the sums of the processes' own
+    ksm_stat), "foreign_mms" (PIDs of other processes registered with KSM that made an
+    earlier replay start again) and "attempts". ksmd is global: a replay during which another
+    process used KSM (``live.KsmShared``) or whose counters are contaminated is repeated, up
+    to *retries* times; ``live.KsmShared`` comes out of the last one.
     """
-    plan = _per_process(contents, processes)
+    from .ksmd import scan_results, scan_scenario
+
+    scenario = scan_scenario(contents, scans=scans, use_zero_pages=use_zero_pages,
+                             max_page_sharing=max_page_sharing, smart_scan=smart_scan,
+                             processes=processes)
+    foreign: set[int] = set()
     result: dict[str, Any] = {}
     for attempt in range(retries + 1):
-        with session(timeout=timeout, use_zero_pages=use_zero_pages,
-                     max_page_sharing=max_page_sharing, smart_scan=smart_scan) as ksmd:
-            procs = [ksmd.spawn(pages) for pages in plan]
-            foreign = set(ksmd.foreign_mms())
-            ksmd.scan(scans)
-            ksmd.stop()
-            foreign |= set(ksmd.foreign_mms())
-            dirty = ksmd.contamination()
-            stats = [ksm_stat(p.worker.pid) for p in procs]
-            history = ksmd.relative_history()
-            seconds = list(ksmd.scan_seconds)
-        result = dict(history[-1]) if history else {}
-        result["history"] = history
-        result["scan_seconds"] = seconds
-        result["elapsed"] = sum(seconds)
-        result["ksm_stat"] = stats
+        t0 = time.monotonic()
+        try:
+            steps = live.replay(scenario, ksmd=True, maps=False)
+        except live.KsmShared as e:
+            if attempt == retries:
+                raise
+            foreign.update(e.pids)
+            time.sleep(0.2)
+            continue
+        result = scan_results(steps)
+        result["elapsed"] = time.monotonic() - t0
+        result["contamination"] = contamination(result, result["ksm_stat"])
         result["foreign_mms"] = sorted(foreign)
-        result["contamination"] = dirty
         result["attempts"] = attempt + 1
-        if not dirty and not foreign:
+        if not result["contamination"]:
             break
         time.sleep(0.2)
     return result
+
+
+def contamination(counters: dict[str, Any], stats: Sequence[dict[str, Any]]) -> str:
+    """"" when the global counters (relative to the reset) are exactly the sums over the
+    processes' /proc/PID/ksm_stat, else what differs: pages of another process (or of one that
+    exited and ksmd has not cleaned up yet) are being counted."""
+    mine = {
+        "rmap_items": sum(s.get("ksm_rmap_items", 0) for s in stats),
+        "merging_pages": sum(s.get("ksm_merging_pages", 0) for s in stats),
+        "zero_pages": sum(s.get("ksm_zero_pages", 0) for s in stats),
+    }
+    glob = {
+        "rmap_items": counters["pages_shared"] + counters["pages_sharing"]
+        + counters["pages_unshared"] + counters["pages_volatile"],
+        "merging_pages": counters["pages_shared"] + counters["pages_sharing"],
+        "zero_pages": counters.get("ksm_zero_pages", 0),
+    }
+    return "; ".join(f"{k}: global {glob[k]} != the processes' {mine[k]}"
+                     for k in mine if mine[k] != glob[k])
 
 
 def _relative(counters: dict[str, int], base: dict[str, int]) -> dict[str, Any]:
