@@ -1124,3 +1124,25 @@ def test_every_change_that_matters_to_the_unstable_tree_is_noticed(profile: str,
     hooked = _program(_Draws(seed=seed), profile, tracing=False, steps=60)
     always = _program(_Draws(seed=seed), profile, tracing=False, steps=60, recheck=True)
     assert hooked == always
+
+
+def test_scan_scenario_is_what_predict_runs() -> None:
+    """predict() and live_ksmd.measure() share one scenario: it prints and parses back, names
+    every process, knob and scan, and run by the Runner it gives predict()'s counters."""
+    from ksmbook import scenario as sc
+    from ksmbook.ksmd import READ, predict, scan_results, scan_scenario
+
+    plan = [[7, 7, READ, None, 0, 9], [7, 0, 0]]
+    s = scan_scenario(None, processes=plan, scans=3, use_zero_pages=1, max_page_sharing=2)
+    text = sc.format_scenario(s)
+    assert sc.parse(text) == s
+    lines = text.splitlines()
+    assert lines[0].startswith("kernel modern")
+    assert "p2: madvise A2 3p MERGEABLE" in lines and "sysfs max_page_sharing=2" in lines
+    assert lines.count("ksmd scan 1") == 3 and lines.index("sysfs run=1") < lines.index(
+        "ksmd scan 1")
+    got = scan_results(sc.run(s, maps=False))
+    want = predict(None, processes=plan, scans=3, use_zero_pages=1, max_page_sharing=2)
+    assert got == want
+    assert len(got["history"]) == 3 and got["full_scans"] == 3
+    assert got["ksm_zero_pages"] == 3 and got["pages_sharing"] == 1
