@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import doctest
+import io
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -34,3 +38,15 @@ def test_readme_starts_with_the_two_commands() -> None:
     lines = [line for line in README.read_text().splitlines() if line.strip()][:4]
     assert any("make lab" in line for line in lines)
     assert any("make test" in line for line in lines)
+
+
+@pytest.mark.live
+def test_readme_live_example(live_kernel: None) -> None:
+    """The example that runs a scenario on the simulator and on this machine prints what the
+    README shows."""
+    code, expected = re.search(r"```python\n(from ksmbook import live, scenario\n.*?)```\n\n"
+                               r"```text\n(.*?)```", README.read_text(), re.S).groups()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(code, {})
+    assert out.getvalue() == expected
