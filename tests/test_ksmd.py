@@ -766,10 +766,11 @@ def test_rbtree_keeps_order_and_balance(ops: list[tuple[bool, int]]) -> None:
     black_height(root.rb_node, None)
 
 
-def test_a_stable_tree_search_removes_the_stale_nodes_it_meets() -> None:
-    """stable_tree_search() meeting a node whose KSM page was freed removes it at once (and
-    starts again), before ksmd's cursor reaches the rmap_items of the unmapped pages."""
-    k = kb.Kernel(profile="modern")
+def _stale_tree_under_a_cursor(profile: str) -> tuple[kb.Kernel, Process]:
+    """Process B (one page, 3) registered before A (pages 1 1 2 2), two full scans one page a
+    batch (two KSM pages, two sharers), then A unmapped: the stable tree's nodes now point at
+    freed KSM pages, and ksmd's cursor is about to search for B's page. Returns (kernel, B)."""
+    k = kb.Kernel(profile=profile)
     pb, pa = k.spawn(), k.spawn()
     region(pb, [3])
     a = region(pa, [1, 1, 2, 2])
@@ -778,6 +779,13 @@ def test_a_stable_tree_search_removes_the_stale_nodes_it_meets() -> None:
     k.ksmd.full_scans(2)
     assert c(k, "pages_shared", "pages_sharing") == (2, 2)
     pa.munmap(a, 4 * P)
+    return k, pb
+
+
+def test_a_stable_tree_search_removes_the_stale_nodes_it_meets() -> None:
+    """stable_tree_search() meeting a node whose KSM page was freed removes it at once (and
+    starts again), before ksmd's cursor reaches the rmap_items of the unmapped pages."""
+    k, pb = _stale_tree_under_a_cursor("modern")
     k.ksmd.batch()  # pass 3: B's page 3 is searched for in the stable tree
     assert c(k, "pages_shared", "pages_sharing") == (0, 0)
     assert k.ksmd.cursor()[0] == pb.pid and not k.ksm.stable
@@ -788,15 +796,7 @@ def test_2632_stable_tree_search_gives_up_at_a_node_left_without_rmap_items() ->
     """v2.6.32 stable_tree_search(): a node whose rmap_items no longer map its KSM page loses
     them one by one; once none is left the search returns NULL ("if (!tree_rmap_item) return
     NULL"), leaving the rest of the tree for later walks."""
-    k = kb.Kernel(profile="2.6.32")
-    pb, pa = k.spawn(), k.spawn()
-    region(pb, [3])
-    a = region(pa, [1, 1, 2, 2])
-    k.sysfs["pages_to_scan"] = 1
-    k.sysfs["run"] = 1
-    k.ksmd.full_scans(2)
-    assert c(k, "pages_shared", "pages_sharing") == (2, 2)
-    pa.munmap(a, 4 * P)
+    k, pb = _stale_tree_under_a_cursor("2.6.32")
     k.ksmd.batch()  # B's page 3: the walk meets the root, content 1, and gives up
     assert c(k, "pages_shared", "pages_sharing") == (1, 1)
     assert [n.content for n in k.ksmd.stable_tree()] == [2]

@@ -223,9 +223,9 @@ def chapter_text(n: int) -> str:
     return " ".join(markdown(load(path)).split())
 
 
-def batches_per_pass(pages: int) -> tuple[int, float]:
-    """Batches of ksmd's first pass over `pages` pages of one process with the default knobs,
-    and the simulated seconds it took."""
+def _unique_pages(pages: int) -> Any:
+    """A modern kernel, ksmd untraced and running, and one process with `pages` pages of
+    distinct contents advised MERGEABLE."""
     import ksmbook as kb
 
     k = kb.Kernel(profile="modern")
@@ -236,6 +236,13 @@ def batches_per_pass(pages: int) -> tuple[int, float]:
     p.write_pages(a, list(range(1, pages + 1)))
     p.madvise(a, pages * kb.PAGE_SIZE, kb.MADV_MERGEABLE)
     k.sysfs["run"] = 1
+    return k
+
+
+def batches_per_pass(pages: int) -> tuple[int, float]:
+    """Batches of ksmd's first pass over `pages` pages of one process with the default knobs,
+    and the simulated seconds it took."""
+    k = _unique_pages(pages)
     n = 0
     while True:
         n += 1
@@ -277,16 +284,7 @@ def test_chapter_8_write_costs() -> None:
 def smart_scan_processed(pages: int, scans: int) -> list[int]:
     """The full scans (1, 2, ...) in which smart_scan processed, not skipped, `pages` unique
     pages of one process (default knobs)."""
-    import ksmbook as kb
-
-    k = kb.Kernel(profile="modern")
-    k.ksmd.tracing = False
-    p = k.spawn()
-    a = p.mmap(pages * kb.PAGE_SIZE, kb.PROT_READ | kb.PROT_WRITE,
-               kb.MAP_PRIVATE | kb.MAP_ANONYMOUS)
-    p.write_pages(a, list(range(1, pages + 1)))
-    p.madvise(a, pages * kb.PAGE_SIZE, kb.MADV_MERGEABLE)
-    k.sysfs["run"] = 1
+    k = _unique_pages(pages)
     skipped, processed = 0, []
     for scan in range(1, scans + 1):
         now = k.ksmd.full_scans(1)["pages_skipped"]
