@@ -36,11 +36,15 @@ TEST_WORKERS ?= auto
 XDIST_FLAGS  := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile)
 PYTEST_ARGS  ?=
 
-.PHONY: all install lab test lint typecheck pytest html bench strip check-env clean
+.PHONY: all install system-deps lab test lint typecheck pytest html bench strip check-env clean
 
 all: test
 
 install: $(STAMP)
+
+# Debian's chromium (browser tests) and nodejs/npm, installed when missing (scripts/system_deps.sh).
+system-deps:
+	@bash scripts/system_deps.sh
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -48,7 +52,7 @@ $(PY):
 # The offline HTML book serves MathJax, the widget manager and requirejs from npm
 # (package-lock.json).
 NODE_STAMP := node_modules/.package-lock.json
-$(NODE_STAMP): package.json package-lock.json
+$(NODE_STAMP): package.json package-lock.json | system-deps
 	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 
 $(STAMP): pyproject.toml | $(PY)
@@ -61,7 +65,7 @@ lab: $(STAMP)
 
 # Lint, type check and pytest all run even if an earlier one fails, so the pytest summary is
 # always printed; the target fails if any of them failed.
-test: $(STAMP) $(NODE_STAMP)
+test: $(STAMP) $(NODE_STAMP) system-deps
 	@status=0; \
 	echo "== ruff check ksmbook tests"; \
 	$(VENV)/bin/ruff check ksmbook tests || status=1; \
@@ -78,7 +82,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy ksmbook
 
-pytest: $(STAMP) $(NODE_STAMP)
+pytest: $(STAMP) $(NODE_STAMP) system-deps
 	$(PY) -m pytest $(PYTEST_PATHS) $(NBVAL_FLAGS) $(XDIST_FLAGS) $(PYTEST_ARGS)
 
 # make html: the book built by Jupyter Book (book/_config.yml, book/_toc.yml) from the notebooks
