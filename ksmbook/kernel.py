@@ -30,7 +30,7 @@ from .mremap import sys_mremap
 from .procfs import format_maps, read_maps
 from .profiles import Profile, get_profile
 from .sysfs import KsmSysfs
-from .trace import Trace, errno_name
+from .trace import Fault, Trace, errno_name
 
 __all__ = ["Kernel", "Process", "DRIVER_STYLES", "KSM_KCONFIG_HELP"]
 
@@ -280,33 +280,119 @@ def anon_vma_prepare(mm: MM, vma: VMA) -> None:
     mm.anon_vma_prepare(vma)
 
 
-def handle_write_fault(mm: MM, vma: VMA, addr: int, content: int | None) -> None:
-    """do_anonymous_page() / do_wp_page() / a shared write: store `content` at addr
-    (None keeps what is there). KSM pages and pages shared after fork are copied."""
+def handle_write_fault(mm: MM, vma: VMA, addr: int, content: int | None,
+                       tr: Trace | None = None) -> Fault:
+    """handle_mm_fault() for a write at `addr`: store `content` (None keeps what is there),
+    record in `tr` the path the fault took, and return what it did.
+
+    6.x mm/memory.c handle_pte_fault(): a missing pte goes to do_anonymous_page() (a new
+    zeroed page) or do_fault() -> do_cow_fault() / do_shared_fault() (file pages); a present,
+    write-protected one to do_wp_page(), which copies in wp_page_copy() a page mapped more than
+    once or a KSM page (wp_can_reuse_anon_folio() refuses KSM folios). v2.6.32 mm/memory.c
+    handle_pte_fault(): do_anonymous_page(), do_linear_fault() -> __do_fault() (which makes
+    the private copy itself), do_wp_page() ("if (PageAnon(old_page) && !PageKsm(old_page))"
+    -> reuse_swap_page(); else the copy at its ``gotten:`` label). The simulator keeps no
+    write bit per pte: a private anonymous page mapped once is written in place (NONE).
+    """
     vpn = addr >> PAGE_SHIFT
     if vma.flags & VM.VM_SHARED and vma.file is not None:
         page = file_page(vma.file, vma.pgoff_at(addr))
         if content is not None:
             page.content = content
-        if vpn not in mm.ptes:
+        if vpn in mm.ptes:
+            fault = Fault.NONE
+        else:
             page.mapcount += 1
             mm.ptes[vpn] = page
+            fault = Fault.FILE_SHARED
+    else:
+        anon_vma_prepare(mm, vma)
+        old = mm.ptes.get(vpn)
+        if old is None:
+            if vma.file is not None:
+                base, fault = file_page(vma.file, vma.pgoff_at(addr)).content, Fault.FILE_COW
+            else:
+                base, fault = 0, Fault.ANON_NEW
+            mm.ptes[vpn] = Page(base if content is None else content)
+        elif old.anon and old.mapcount == 1 and old.ksm is None:
+            if content is not None:
+                old.content = content
+                mm.kernel.ksm.page_written()
+            old.lazyfree = False  # the write dirties the pte: reclaim will keep the page
+            fault = Fault.NONE
+        else:
+            if old is mm.kernel.ksm.zero_page:
+                fault = Fault.KSM_ZERO_COPY
+            elif old.ksm is not None:
+                fault = Fault.KSM_COPY
+            else:
+                fault = Fault.COW_COPY
+            old.mapcount -= 1
+            mm.ptes[vpn] = Page(old.content if content is None else content)
+            mm.kernel.page_unmapped(mm, vpn, old)
+    if tr is not None:
+        _trace_fault(tr, mm.profile, addr, fault, "write")
+    return fault
+
+
+def handle_read_fault(mm: MM, vma: VMA, addr: int, tr: Trace | None = None) -> tuple[int, Fault]:
+    """A read at `addr`: the content there and what the fault handler did (recorded in `tr`).
+
+    A present pte needs no fault. A missing one: 6.x handle_pte_fault() -> do_anonymous_page()
+    maps the shared zero page read-only ("if (!(vmf->flags & FAULT_FLAG_WRITE) &&
+    !mm_forbids_zeropage(vma->vm_mm))"; v2.6.32 the same, "if (!(flags & FAULT_FLAG_WRITE))
+    { entry = pte_mkspecial(pfn_pte(my_zero_pfn(address), ...)"), and do_fault() ->
+    do_read_fault() (v2.6.32 do_linear_fault() -> __do_fault()) maps the page-cache page. The
+    simulator maps nothing on a read: the content is what those pages hold.
+    """
+    page = mm.ptes.get(addr >> PAGE_SHIFT)
+    if page is not None:
+        content, fault = page.content, Fault.NONE
+    elif vma.file is not None:
+        cached = vma.file.pages.get(vma.pgoff_at(addr))
+        content, fault = (cached.content if cached is not None else 0), Fault.FILE_READ
+    else:
+        content, fault = 0, Fault.ZERO_MAP
+    if tr is not None:
+        _trace_fault(tr, mm.profile, addr, fault, "read")
+    return content, fault
+
+
+def _trace_fault(tr: Trace, p: Profile, addr: int, fault: Fault, access: str) -> None:
+    """Record the kernel path of one page access and its fault event (see handle_write_fault
+    for the 6.x and v2.6.32 function names)."""
+    tr.event("fault", addr, addr + PAGE_SIZE, fault)
+    if fault is Fault.NONE:
+        tr.note("mmu", "{} at {:#x}: the pte is present and allows it: no fault", access, addr)
         return
-    anon_vma_prepare(mm, vma)
-    old = mm.ptes.get(vpn)
-    if old is None:
-        base = file_page(vma.file, vma.pgoff_at(addr)).content if vma.file is not None else 0
-        mm.ptes[vpn] = Page(base if content is None else content)
-        return
-    if old.anon and old.mapcount == 1 and old.ksm is None:
-        if content is not None:
-            old.content = content
-            mm.kernel.ksm.page_written()
-        old.lazyfree = False  # the write dirties the pte: reclaim will keep the page
-        return
-    old.mapcount -= 1
-    mm.ptes[vpn] = Page(old.content if content is None else content)
-    mm.kernel.page_unmapped(mm, vpn, old)
+    with tr.enter("handle_mm_fault", "{} fault at {:#x}", access, addr):
+        if fault is Fault.ANON_NEW:
+            tr.note("do_anonymous_page", "a new zeroed page, mapped writable")
+        elif fault is Fault.ZERO_MAP:
+            tr.note("do_anonymous_page", "a read: the shared zero page, mapped read-only")
+        elif fault in (Fault.FILE_COW, Fault.FILE_SHARED, Fault.FILE_READ):
+            what = {Fault.FILE_COW: "a private write: copy the page-cache page into a new page",
+                    Fault.FILE_SHARED: "a shared write: the page-cache page, mapped writable",
+                    Fault.FILE_READ: "a read: the page-cache page, mapped read-only"}[fault]
+            if p.fault_handlers_split:  # 3.15, see Profile.fault_handlers_split
+                name = {Fault.FILE_COW: "do_cow_fault", Fault.FILE_SHARED: "do_shared_fault",
+                        Fault.FILE_READ: "do_read_fault"}[fault]
+                with tr.enter("do_fault"):
+                    tr.note(name, what)
+            else:
+                with tr.enter("do_linear_fault"):
+                    tr.note("__do_fault", what)
+        else:
+            why = {Fault.KSM_COPY: "a KSM page is never reused",
+                   Fault.KSM_ZERO_COPY: "the zero page ksmd mapped (use_zero_pages)",
+                   Fault.COW_COPY: "not an anonymous page mapped once"}[fault]
+            what = ("a new zeroed page; ksm_might_unmap_zero_page(): ksm_zero_pages - 1"
+                    if fault is Fault.KSM_ZERO_COPY else "copy the page into a new page")
+            if p.wp_page_split:  # 4.1, see Profile.wp_page_split
+                with tr.enter("do_wp_page", why):
+                    tr.note("wp_page_copy", what)
+            else:
+                tr.note("do_wp_page", "{}: gotten: {}", why, what)
 
 
 class Process:
@@ -498,41 +584,67 @@ class Process:
 
     # -- memory access (page faults) -----------------------------------------------------
 
-    def _fault_vma(self, addr: int, write: bool) -> VMA:
+    def _access_error(self, addr: int, write: bool) -> str | None:
+        """Why an access at addr would raise SIGSEGV (arch/x86/mm/fault.c
+        do_user_addr_fault() -> bad_area()), or None if a VMA allows it."""
         vma = self.mm.vma_at(addr)
-        need = VM.VM_WRITE if write else VM.VM_READ
         if addr >> PAGE_SHIFT in self.mm.guards:
-            raise OSError(errno.EFAULT, f"{addr:#x} is a guard page: the access would raise "
-                          "SIGSEGV")
-        if vma is None or not vma.flags & need:
+            return f"{addr:#x} is a guard page: the access would raise SIGSEGV"
+        if vma is None or not vma.flags & (VM.VM_WRITE if write else VM.VM_READ):
             what = "unmapped" if vma is None else f"not {'writable' if write else 'readable'}"
-            raise OSError(errno.EFAULT, f"{addr:#x} is {what}: the access would raise SIGSEGV")
-        return vma
+            return f"{addr:#x} is {what}: the access would raise SIGSEGV"
+        return None
+
+    def _access(self, call: str, args: tuple[object, ...], body: Callable[[Trace], int],
+                addrs: Iterable[int], write: bool) -> int:
+        """Run a page access as a traced call; an access that would raise SIGSEGV is
+        OSError(EFAULT) saying why (and nothing is written)."""
+        why: list[str] = []
+
+        def checked(tr: Trace) -> int:
+            for a in addrs:
+                reason = self._access_error(a, write)
+                if reason is not None:
+                    tr.note("do_user_addr_fault", "{}", reason)
+                    why.append(reason)
+                    return -errno.EFAULT
+            return body(tr)
+        try:
+            return self._syscall(call, checked, *args)
+        except OSError as e:
+            if why:
+                raise OSError(errno.EFAULT, why[0]) from None
+            raise e
 
     def write_pages(self, addr: int, contents: Iterable[int]) -> None:
-        """Write one page per int (0 = an all-zero page), from addr on. A write to an
-        unmapped or read-only page raises OSError(EFAULT) and writes nothing."""
+        """Write one page per int (0 = an all-zero page), from addr on: a traced call whose
+        trace has one fault event per page (see handle_write_fault). A write to an unmapped
+        or read-only page raises OSError(EFAULT) and writes nothing."""
         values = [int(c) for c in contents]
         _check_ints(addr=addr)
         if addr % PAGE_SIZE:
             raise ValueError(f"address {addr:#x} is not page aligned")
-        if not self.alive:
-            raise ProcessLookupError(errno.ESRCH, f"process {self.pid} has exited")
-        vmas = [self._fault_vma(addr + i * PAGE_SIZE, True) for i in range(len(values))]
-        for i, (vma, value) in enumerate(zip(vmas, values, strict=True)):
-            handle_write_fault(self.mm, vma, addr + i * PAGE_SIZE, value)
+        addrs = [addr + i * PAGE_SIZE for i in range(len(values))]
+
+        def body(tr: Trace) -> int:
+            mm = self.mm
+            for a, value in zip(addrs, values, strict=True):
+                vma = mm.vma_at(a)
+                assert vma is not None
+                handle_write_fault(mm, vma, a, value, tr)
+            return 0
+        self._access("write_pages({:#x}, {})", (addr, values), body, addrs, True)
 
     def read_page(self, addr: int) -> int:
-        """The content of the page at addr (0 = all zeros)."""
+        """The content of the page at addr (0 = all zeros): a traced call whose trace has the
+        fault event (see handle_read_fault)."""
         _check_ints(addr=addr)
-        vma = self._fault_vma(addr, False)
-        page = self.mm.ptes.get(addr >> PAGE_SHIFT)
-        if page is not None:
-            return page.content
-        if vma.file is not None:
-            cached = vma.file.pages.get(vma.pgoff_at(addr))
-            return cached.content if cached is not None else 0
-        return 0
+
+        def body(tr: Trace) -> int:
+            vma = self.mm.vma_at(addr)
+            assert vma is not None
+            return handle_read_fault(self.mm, vma, addr, tr)[0]
+        return self._access("read_page({:#x})", (addr,), body, (addr,), False)
 
 
 def _check_ints(**values: int) -> None:

@@ -185,6 +185,16 @@ class Profile:
     #: shmem_fallocate(PUNCH_HOLE) passes even_cows = 0, so COW copies keep their data (3.5,
     #: "tmpfs: support fallocate FALLOC_FL_PUNCH_HOLE": "hole-punching leaves COWed pages").
     remove_zaps_cows: bool = False
+    #: handle_pte_fault() hands a missing file page to do_read_fault(), do_cow_fault() or
+    #: do_shared_fault() (3.15, "mm: introduce do_read_fault()" e655fb29074a, "mm: introduce
+    #: do_cow_fault()" ec47c3b95430, "mm: introduce do_shared_fault() and drop do_fault()"
+    #: f0c6d4d295e4); before, do_linear_fault() -> __do_fault() did all three.
+    fault_handlers_split: bool = False
+    #: do_wp_page() calls wp_page_reuse() and wp_page_copy() (4.1, "mm: refactor do_wp_page,
+    #: extract the reuse case" 4e047f897771, "mm: refactor do_wp_page, extract the page copy
+    #: flow" 2f38ab2c3c7f); before, do_wp_page() reused at its reuse: label and copied at
+    #: gotten: itself (v2.6.32 mm/memory.c).
+    wp_page_split: bool = False
     #: mmap_region() drops VM_LOCKED again for these VMAs and for hugetlb ones: 2.6.32
     #: mlock_vma_pages_range() ("and don't come back!"), 6.x the VM_SPECIAL test after
     #: the mapping is set up.
@@ -387,6 +397,8 @@ _V2632 = Profile(**{**_SEED.__dict__, "name": "2.6.32",
 _MODERN = Profile(
     name="modern",
     title="Linux 6.x (checked against a live 6.18 kernel)",
+    fault_handlers_split=True,
+    wp_page_split=True,
     advices=_MODERN_ADVICES,
     ksm_ignore=_KSM_IGNORE_MODERN,
     unmerge_pages=True,

@@ -8,12 +8,13 @@ a page, copies 4 KiB and changes the page table. A write to a private page that 
 once needs no fault at all. The difference is large and easy to time, and it only exists
 because *some other mapping had the same content*: that is the side channel.
 
-`classify` says which fault a write to a simulated page would take (it reads the simulated
-kernel's page tables, it does not change them); `LATENCY_US` gives each kind of fault the
-latency measured on this machine; `timed_write` performs a write on the simulator and returns
-a modelled latency for it, with noise from a seeded `random.Random`, so a notebook that uses it
-prints the same numbers on every run; `probe` is the attack: map pages holding guesses,
-advise them MERGEABLE, let ksmd scan, and time a write to each.
+Which fault a write took is not worked out here: the simulated kernel's fault handler records
+it (``Process.write_pages`` is a traced call with one ``fault`` event per page, its detail a
+`ksmbook.trace.Fault`; `fault_of` reads it). `LATENCY_US` gives each kind of fault the latency
+measured on this machine; `timed_write` performs a write on the simulator and returns the
+latency modelled for the fault its trace recorded, with noise from a seeded `random.Random`,
+so a notebook that uses it prints the same numbers on every run; `probe` is the attack: map
+pages holding guesses, advise them MERGEABLE, let ksmd scan, and time a write to each.
 
 Calibration: this machine (Linux 6.18.44 x86-64, AMD EPYC, 2 vCPUs), measured with::
 
@@ -62,92 +63,57 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .constants import MADV, MAP, PAGE_SHIFT, PAGE_SIZE, PROT, VM
+from .constants import MADV, MAP, PAGE_SIZE, PROT
+from .trace import Fault, Trace
 
 if TYPE_CHECKING:
     from .kernel import Kernel, Process
 
-__all__ = ["NONE", "FIRST_TOUCH", "COW", "COW_KSM", "COW_KSM_ZERO", "KINDS", "KIND_TEXT",
-           "LATENCY_US", "SPREAD", "CALIBRATION", "classify", "model_latency",
+__all__ = ["KINDS", "LATENCY_US", "SPREAD", "CALIBRATION", "fault_of", "model_latency",
            "WriteTiming", "timed_write", "ProbeRow", "Probe", "probe", "threshold_us",
            "measure_write_latency", "calibration_text", "main"]
 
-#: The kinds of fault a write can take (mm/memory.c handle_pte_fault()).
-NONE = "none"
-FIRST_TOUCH = "first-touch"
-COW = "cow"
-COW_KSM = "cow-ksm"
-COW_KSM_ZERO = "cow-ksm-zero"
-KINDS = (NONE, FIRST_TOUCH, COW, COW_KSM, COW_KSM_ZERO)
-#: What each kind of fault does, in the kernel's words.
-KIND_TEXT = {
-    NONE: "no fault: the page is private and mapped once",
-    FIRST_TOUCH: "do_anonymous_page(): a new zeroed page",
-    COW: "do_wp_page() -> wp_page_copy(): copy a page shared after fork()",
-    COW_KSM: "do_wp_page() -> wp_page_copy(): copy a KSM page",
-    COW_KSM_ZERO: "do_wp_page() -> wp_page_copy(): a new page for a KSM-placed zero page",
-}
+#: The faults a write can take that the calibration measured (their `Fault.text` says what
+#: each does, in the kernel's words).
+KINDS = (Fault.NONE, Fault.ANON_NEW, Fault.COW_COPY, Fault.KSM_COPY, Fault.KSM_ZERO_COPY)
 
-#: The measured calibration (microseconds): kind -> (median, p10, p90); see the module
-#: docstring for the command and the machine. "read-zero" is a page only read before (the
-#: shared zero page), which the simulator treats as untouched (FIRST_TOUCH).
+#: The measured calibration (microseconds): kind -> (median, p10, p90), keyed by the `Fault`
+#: names of the table in the module docstring (see it for the command and the machine).
+#: "read-zero" is a write to a page only read before (do_wp_page() -> wp_page_copy() from the
+#: shared zero page), which the simulator never takes: it maps nothing on a read, so such a
+#: write is ANON_NEW ("first-touch").
 CALIBRATION: dict[str, tuple[float, float, float]] = {
-    NONE: (0.86, 0.73, 1.03),
-    FIRST_TOUCH: (2.90, 2.64, 3.21),
+    Fault.NONE: (0.86, 0.73, 1.03),
+    Fault.ANON_NEW: (2.90, 2.64, 3.21),
     "read-zero": (3.21, 2.96, 3.58),
-    COW: (3.58, 3.33, 4.14),
-    COW_KSM: (3.85, 3.40, 4.71),
-    COW_KSM_ZERO: (3.21, 2.96, 3.62),
+    Fault.COW_COPY: (3.58, 3.33, 4.14),
+    Fault.KSM_COPY: (3.85, 3.40, 4.71),
+    Fault.KSM_ZERO_COPY: (3.21, 2.96, 3.62),
 }
 #: Modelled typical latency of each kind of write fault (the measured medians), microseconds.
-LATENCY_US = {kind: CALIBRATION[kind][0] for kind in KINDS}
+LATENCY_US: dict[Fault, float] = {kind: CALIBRATION[kind][0] for kind in KINDS}
 #: The spread of each kind: sigma of a log-normal fitted to the measured median and p90.
-SPREAD = {kind: math.log(CALIBRATION[kind][2] / CALIBRATION[kind][0]) / 1.2816
-          for kind in KINDS}
+SPREAD: dict[Fault, float] = {
+    kind: math.log(CALIBRATION[kind][2] / CALIBRATION[kind][0]) / 1.2816 for kind in KINDS}
 
 
 # -- the cost model -------------------------------------------------------------------------
 
-def _vma_for_write(process: Process, addr: int) -> Any:
-    """The VMA a write at addr faults in, or OSError(EFAULT) as the write itself would give
-    (unmapped, not writable, or a guard page: SIGSEGV)."""
-    mm = process.mm
-    vma = mm.vma_at(addr)
-    if addr >> PAGE_SHIFT in mm.guards:
-        raise OSError(errno.EFAULT, f"{addr:#x} is a guard page: the write would raise SIGSEGV")
-    if vma is None or not vma.flags & VM.VM_WRITE:
-        what = "unmapped" if vma is None else "not writable"
-        raise OSError(errno.EFAULT, f"{addr:#x} is {what}: the write would raise SIGSEGV")
-    return vma
+def fault_of(trace: Trace | None) -> Fault:
+    """The fault that a one-page write or read took, from its trace's fault event
+    (``Process.write_pages`` records one per page: see ``ksmbook.kernel.handle_write_fault``)."""
+    faults = trace.faults() if trace is not None else []
+    if len(faults) != 1:
+        raise ValueError(f"not the trace of a one-page access: {len(faults)} fault events")
+    return faults[0]
 
 
-def classify(process: Process, addr: int) -> str:
-    """The fault a write to `addr` would take now (handle_pte_fault(), do_anonymous_page(),
-    do_wp_page(), wp_page_copy() in mm/memory.c); reads the page tables, changes nothing.
-
-    One of KINDS. A shared mapping's page is written in place (NONE once it is mapped); an
-    absent page is FIRST_TOUCH (a page only read maps the shared zero page on a real kernel;
-    the simulator maps nothing on a read, and the two cost the same, see CALIBRATION).
-    """
-    vma = _vma_for_write(process, addr)
-    page = process.mm.ptes.get(addr >> PAGE_SHIFT)
-    if page is None:
-        return FIRST_TOUCH
-    if vma.flags & VM.VM_SHARED:
-        return NONE
-    kernel = process.kernel
-    if kernel.profile.has_ksmd and page is kernel.ksm.zero_page:
-        return COW_KSM_ZERO
-    if page.ksm is not None:
-        return COW_KSM
-    if not page.anon or page.mapcount > 1:
-        return COW
-    return NONE
-
-
-def model_latency(kind: str, rng: random.Random | None = None) -> float:
-    """A modelled latency (us) for a write taking fault `kind`: the measured median, or with
-    `rng` a draw from a log-normal around it with the measured spread."""
+def model_latency(kind: Fault, rng: random.Random | None = None) -> float:
+    """A modelled latency (us) for a write taking fault `kind` (one of KINDS): the measured
+    median, or with `rng` a draw from a log-normal around it with the measured spread."""
+    if kind not in LATENCY_US:
+        raise ValueError(f"no calibration for a write that takes {kind.text}: the calibration "
+                         f"measured {', '.join(KINDS)}")
     median = LATENCY_US[kind]
     if rng is None:
         return median
@@ -157,7 +123,7 @@ def model_latency(kind: str, rng: random.Random | None = None) -> float:
 def threshold_us() -> float:
     """Where an attacker puts the line between "no fault" and "some fault": the geometric mean
     of the two medians."""
-    return math.sqrt(LATENCY_US[NONE] * LATENCY_US[FIRST_TOUCH])
+    return math.sqrt(LATENCY_US[Fault.NONE] * LATENCY_US[Fault.ANON_NEW])
 
 
 @dataclass(frozen=True)
@@ -166,16 +132,16 @@ class WriteTiming:
 
     pid: int
     address: int
-    kind: str
+    kind: Fault
     latency_us: float
 
 
 def timed_write(process: Process, addr: int, content: int,
                 rng: random.Random | None = None) -> WriteTiming:
     """Write one page with `content` on the simulator (Process.write_pages) and return the
-    fault it took with a modelled latency (a seeded `rng` adds noise)."""
-    kind = classify(process, addr)
+    fault its trace recorded, with a modelled latency for it (a seeded `rng` adds noise)."""
     process.write_pages(addr, [content])
+    kind = fault_of(process.last_trace)
     return WriteTiming(process.pid, addr, kind, model_latency(kind, rng))
 
 
@@ -185,7 +151,7 @@ class ProbeRow:
 
     guess: int
     address: int
-    kind: str
+    kind: Fault
     latency_us: float
     slow: bool
 
@@ -275,19 +241,19 @@ def measure_write_latency(pages: int = 1024, *, seed: int = 0) -> dict[str, Any]
     tag = os.getpid() & 0xFFFF  # keeps the contents apart from any other process's pages
     # kind -> (contents, MADV_MERGEABLE); every region but "cow" is MADV_DONTFORK
     plan: dict[str, tuple[list[int | str | None], bool]] = {
-        COW_KSM: ([tag * 2**32 + i // 2 for i in range(2 * pages)], True),
-        NONE: ([tag * 2**32 + 2**20 + i for i in range(pages)], True),
-        FIRST_TOUCH: ([None] * pages, True),
+        Fault.KSM_COPY: ([tag * 2**32 + i // 2 for i in range(2 * pages)], True),
+        Fault.NONE: ([tag * 2**32 + 2**20 + i for i in range(pages)], True),
+        Fault.ANON_NEW: ([None] * pages, True),
         "read-zero": (["read"] * pages, True),
-        COW: ([tag * 2**32 + 2**21 + i for i in range(pages)], False),
-        COW_KSM_ZERO: ([0] * pages, True),
+        Fault.COW_COPY: ([tag * 2**32 + 2**21 + i for i in range(pages)], False),
+        Fault.KSM_ZERO_COPY: ([0] * pages, True),
     }
     with live_ksmd.session(use_zero_pages=1, smart_scan=0) as ksmd:
         helper = ksmd.spawn()
         areas = {}
         for kind, (contents, mergeable) in plan.items():
             areas[kind] = live_ksmd.map_pages(helper, contents, madvise=mergeable)
-            if kind != COW:
+            if kind != Fault.COW_COPY:
                 helper.madvise(areas[kind], len(contents) * PAGE_SIZE, MADV.MADV_DONTFORK)
         # fork() before ksmd places any zero page: 6.18's ksm_fork() adds the parent's
         # whole ksm_zero_pages count to the global counter, also for zero pages in
@@ -317,7 +283,8 @@ def measure_write_latency(pages: int = 1024, *, seed: int = 0) -> dict[str, Any]
     return result
 
 
-_ORDER = (NONE, FIRST_TOUCH, "read-zero", COW, COW_KSM, COW_KSM_ZERO)
+_ORDER = (Fault.NONE, Fault.ANON_NEW, "read-zero", Fault.COW_COPY, Fault.KSM_COPY,
+          Fault.KSM_ZERO_COPY)
 
 
 def calibration_text(result: dict[str, Any] | None = None) -> str:
@@ -328,14 +295,14 @@ def calibration_text(result: dict[str, Any] | None = None) -> str:
         r = result[kind]
         return r["median"], r["p10"], r["p90"]
 
-    base = row(NONE)[0]
+    base = row(Fault.NONE)[0]
     lines = [f"{'kind':<13} {'median':>7} {'p10':>7} {'p90':>7} {'- none':>7}"
              + ("     p99" if result is not None else "")]
     for kind in _ORDER:
         med, p10, p90 = row(kind)
         lines.append(f"{kind:<13} {med:7.2f} {p10:7.2f} {p90:7.2f} {med - base:7.2f}"
                      + (f" {result[kind]['p99']:7.2f}" if result is not None else ""))
-    lines.append(f"cow-ksm / none: {row(COW_KSM)[0] / base:.1f} times")
+    lines.append(f"cow-ksm / none: {row(Fault.KSM_COPY)[0] / base:.1f} times")
     return "\n".join(lines)
 
 

@@ -18,12 +18,13 @@ per step is kept, so nothing new is left for the cyclic garbage collector to swe
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from .constants import ERRNO_NAMES
 
-__all__ = ["Step", "Event", "Trace", "errno_name"]
+__all__ = ["Step", "Event", "Fault", "Trace", "errno_name"]
 
 
 def errno_name(err: int) -> str:
@@ -50,6 +51,66 @@ class Step(NamedTuple):
         return f"{text}: {message}" if message else text
 
 
+class Fault(enum.StrEnum):
+    """What the page-fault handler did for one page that a write or a read touched
+    (mm/memory.c handle_mm_fault() -> handle_pte_fault()); the value is its short name.
+
+    Each member's `text` says what the kernel does, in its function names (6.x; 2.6.32 names
+    in the docstrings of ``ksmbook.kernel.handle_write_fault`` and ``handle_read_fault``). The
+    simulator keeps no write bit per pte: a private page mapped once is taken as writable, so a
+    write to it is NONE where the kernel may first take do_wp_page() -> wp_page_reuse() (a
+    page whose other fork()ed mapping is gone); and a read maps nothing (ZERO_MAP, FILE_READ).
+    """
+
+    #: The pte allows the access: no fault (a private page mapped once, or a shared page).
+    NONE = "none"
+    #: do_anonymous_page(): a write to an untouched anonymous page gets a new zeroed page.
+    ANON_NEW = "first-touch"
+    #: do_cow_fault() (2.6.32 do_linear_fault() -> __do_fault()): a write to an untouched page
+    #: of a private file mapping gets a private copy of the page-cache page.
+    FILE_COW = "file-cow"
+    #: do_shared_fault() (2.6.32 do_linear_fault() -> __do_fault()): a write to an untouched
+    #: page of a shared mapping maps the page-cache page itself, writable.
+    FILE_SHARED = "file-shared"
+    #: do_wp_page() -> wp_page_copy(): the page is mapped more than once (shared after fork(),
+    #: or the page-cache page of a private file mapping): the writer gets a copy.
+    COW_COPY = "cow"
+    #: do_wp_page() -> wp_page_copy(): a KSM page is never reused, the writer gets a copy.
+    KSM_COPY = "cow-ksm"
+    #: do_wp_page() -> wp_page_copy(): the zero page that ksmd mapped (use_zero_pages) is
+    #: replaced by a new zeroed page, and ksm_zero_pages goes down.
+    KSM_ZERO_COPY = "cow-ksm-zero"
+    #: do_anonymous_page() for a read of an untouched anonymous page: the kernel maps the
+    #: shared zero page read-only; the simulator maps nothing and reads zeros.
+    ZERO_MAP = "zero-map"
+    #: do_read_fault() (2.6.32 __do_fault()): a read of an untouched file page; the kernel maps
+    #: the page-cache page, the simulator reads it without mapping it.
+    FILE_READ = "file-read"
+
+    @property
+    def text(self) -> str:
+        """What the fault did, in the kernel's words."""
+        return _FAULT_TEXT[self]
+
+    @property
+    def faulted(self) -> bool:
+        """Whether the access took a page fault at all."""
+        return self is not Fault.NONE
+
+
+_FAULT_TEXT = {
+    Fault.NONE: "no fault: the page is mapped and the access is allowed",
+    Fault.ANON_NEW: "do_anonymous_page(): a new zeroed page",
+    Fault.FILE_COW: "do_cow_fault(): a private copy of the page-cache page",
+    Fault.FILE_SHARED: "do_shared_fault(): the page-cache page, mapped writable",
+    Fault.COW_COPY: "do_wp_page() -> wp_page_copy(): copy a page mapped more than once",
+    Fault.KSM_COPY: "do_wp_page() -> wp_page_copy(): copy a KSM page",
+    Fault.KSM_ZERO_COPY: "do_wp_page() -> wp_page_copy(): a new page for a KSM-placed zero page",
+    Fault.ZERO_MAP: "do_anonymous_page(): a read of an untouched page reads the zero page",
+    Fault.FILE_READ: "do_read_fault(): a read of the page-cache page",
+}
+
+
 class Event(NamedTuple):
     """What a call did, for readers that need more than the text of its steps.
 
@@ -57,13 +118,19 @@ class Event(NamedTuple):
     fail (a check refused the call; detail names it: advice, config_ksm, unaligned, len, wrap,
     max_map_count, hugetlb_align, vm_area_dup, __ksm_enter), hole (nothing mapped in
     [start, end)), ignored (ksm_madvise() left the flags alone; detail says why), unchanged
-    (the flags were already as asked) or empty (len 0).
+    (the flags were already as asked) or empty (len 0). A page access: fault (one page,
+    [start, start + PAGE_SIZE); detail is the `Fault` outcome).
     """
 
     kind: str
     start: int
     end: int
-    detail: str = ""
+    detail: str | Fault = ""
+
+    @property
+    def fault(self) -> Fault | None:
+        """The outcome of a fault event, else None."""
+        return self.detail if isinstance(self.detail, Fault) else None
 
 
 # Steps and events are built with tuple.__new__ directly: a NamedTuple's own __new__ is a
@@ -129,9 +196,13 @@ class Trace:
         """Record a decision taken in `function` (`template` formatted with `args` when read)."""
         self.records.append(_tuple_new(Step, (self._depth, function, template, args)))
 
-    def event(self, kind: str, start: int, end: int, detail: str = "") -> None:
+    def event(self, kind: str, start: int, end: int, detail: str | Fault = "") -> None:
         """Record a change to the address space."""
         self.events.append(_tuple_new(Event, (kind, start, end, detail)))
+
+    def faults(self) -> list[Fault]:
+        """The outcome of each page access the call made, in order."""
+        return [e.detail for e in self.events if isinstance(e.detail, Fault)]
 
     @property
     def errno(self) -> int | None:

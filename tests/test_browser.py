@@ -300,7 +300,7 @@ def test_ksmd_stepper_in_jupyterlab(lab: tuple[str, str]) -> None:
 
     from ksmbook.render.ksm_pages import page_state
     from ksmbook.render.text import addr_text
-    from ksmbook.sidechannel import KIND_TEXT, classify
+    from ksmbook.sidechannel import fault_of
 
     # What the simulator predicts for the notebook's set-up: two full scans, a write of a new
     # content into p2's first (merged) page, one more full scan.
@@ -316,9 +316,9 @@ def test_ksmd_stepper_in_jupyterlab(lab: tuple[str, str]) -> None:
     target = p2_rows[0]
     assert target.label.startswith("KSM page"), target
     p2 = next(p for p in k.processes if p.name == "p2")
-    fault = KIND_TEXT[classify(p2, target.address)]
     fresh = 1 + max(max(contents) for contents in setup["CONTENTS"])
     p2.write_pages(target.address, [fresh])
+    fault = fault_of(p2.last_trace).text
     written = dict(k.ksmd.counters())
     k.ksmd.full_scans(1)
     stepped = dict(k.ksmd.counters())

@@ -12,6 +12,7 @@ import pytest
 import ksmbook as kb
 from ksmbook import sidechannel as sc
 from ksmbook.ksmd import KsmdIdle
+from ksmbook.trace import Fault
 
 P = kb.PAGE_SIZE
 RW = kb.PROT_READ | kb.PROT_WRITE
@@ -28,7 +29,7 @@ def area(p: kb.Process, contents: list[int | None], advise: bool = True) -> int:
     return a
 
 
-def every_kind() -> tuple[kb.Kernel, list[tuple[kb.Process, int, str]]]:
+def every_kind() -> tuple[kb.Kernel, list[tuple[kb.Process, int, Fault]]]:
     """One page of each kind, after two full scans with use_zero_pages=1."""
     k = kb.Kernel(profile="modern")
     k.sysfs["use_zero_pages"] = 1
@@ -40,27 +41,87 @@ def every_kind() -> tuple[kb.Kernel, list[tuple[kb.Process, int, str]]]:
     q.fork("child")
     k.sysfs["run"] = 1
     k.ksmd.full_scans(2)
-    return k, [(p, a, sc.NONE), (p, a + P, sc.COW_KSM), (p, a + 2 * P, sc.COW_KSM_ZERO),
-               (p, a + 3 * P, sc.FIRST_TOUCH), (q, b, sc.COW)]
+    return k, [(p, a, Fault.NONE), (p, a + P, Fault.KSM_COPY), (p, a + 2 * P, Fault.KSM_ZERO_COPY),
+               (p, a + 3 * P, Fault.ANON_NEW), (q, b, Fault.COW_COPY)]
 
 
-def test_classify_every_kind_without_changing_anything() -> None:
+def test_each_write_records_the_fault_it_took() -> None:
     k, cases = every_kind()
-    before = {p.pid: dict(p.mm.ptes) for p in k.processes}
-    assert [sc.classify(p, addr) for p, addr, _ in cases] == [kind for *_, kind in cases]
-    assert {p.pid: dict(p.mm.ptes) for p in k.processes} == before
-
-
-def test_the_write_does_what_the_class_says() -> None:
-    k, cases = every_kind()
+    zero_pages = k.sysfs["ksm_zero_pages"]
     for p, addr, kind in cases:
         old = p.mm.ptes.get(addr >> 12)
         t = sc.timed_write(p, addr, 0x77)
         new = p.mm.ptes[addr >> 12]
-        assert t.kind == kind and p.read_page(addr) == 0x77
-        assert (new is old) == (kind == sc.NONE), kind     # every fault gives a new page
+        trace = p.last_trace
+        assert trace is not None and trace.faults() == [kind] == [t.kind]
+        assert [(e.start, e.end) for e in trace.events] == [(addr, addr + P)]
+        assert p.read_page(addr) == 0x77
+        assert (new is old) == (kind == Fault.NONE), kind   # every fault gives a new page
         assert new.ksm is None and new.mapcount == 1
         assert t.latency_us == sc.LATENCY_US[kind]          # no rng: the median
+        assert k.log[-2] is trace and k.log[-1] is p.last_trace   # the read is traced too
+    assert k.sysfs["ksm_zero_pages"] == zero_pages - 1   # ksm_might_unmap_zero_page()
+
+
+PATHS = {
+    "modern": {
+        Fault.ANON_NEW: ["handle_mm_fault", "do_anonymous_page"],
+        Fault.KSM_COPY: ["handle_mm_fault", "do_wp_page", "wp_page_copy"],
+        Fault.COW_COPY: ["handle_mm_fault", "do_wp_page", "wp_page_copy"],
+        Fault.FILE_COW: ["handle_mm_fault", "do_fault", "do_cow_fault"],
+        Fault.FILE_SHARED: ["handle_mm_fault", "do_fault", "do_shared_fault"],
+        Fault.NONE: ["mmu"],
+    },
+    # v2.6.32 mm/memory.c: no wp_page_copy() (the copy is do_wp_page()'s gotten: label) and
+    # no do_cow_fault()/do_shared_fault() (do_linear_fault() -> __do_fault()).
+    "2.6.32": {
+        Fault.ANON_NEW: ["handle_mm_fault", "do_anonymous_page"],
+        Fault.KSM_COPY: ["handle_mm_fault", "do_wp_page"],
+        Fault.COW_COPY: ["handle_mm_fault", "do_wp_page"],
+        Fault.FILE_COW: ["handle_mm_fault", "do_linear_fault", "__do_fault"],
+        Fault.FILE_SHARED: ["handle_mm_fault", "do_linear_fault", "__do_fault"],
+        Fault.NONE: ["mmu"],
+    },
+}
+
+
+@pytest.mark.parametrize("profile", ["2.6.32", "modern"])
+def test_the_fault_path_names_the_kernel_functions(profile: str) -> None:
+    k = kb.Kernel(profile=profile)
+    p = k.spawn()
+    f = k.create_file("data.bin", 2 * P, contents=[5, 6])
+    a = area(p, [1, 1, 2, None])
+    priv = p.mmap(P, RW, kb.MAP_PRIVATE, file=f)
+    shared = p.mmap(P, RW, kb.MAP_SHARED, file=f, offset=P)
+    k.sysfs["run"] = 1
+    k.ksmd.full_scans(2)
+    p.fork("child")
+    seen = {}
+    # untouched, merged, fork-shared, private file, shared file, then the first page again
+    for addr in (a + 3 * P, a, a + 2 * P, priv, shared, a + 3 * P):
+        p.write_pages(addr, [9])
+        trace = p.last_trace
+        assert trace is not None
+        seen[trace.faults()[0]] = trace.functions()
+    assert seen == PATHS[profile]
+    assert f.pages[1].content == 9 and f.pages[0].content == 5   # shared written, private copied
+
+
+def test_reads_are_traced_and_map_nothing() -> None:
+    k = kb.Kernel(profile="modern")
+    p = k.spawn()
+    f = k.create_file("data.bin", P, contents=[5])
+    a = area(p, [None, 3], advise=False)
+    b = p.mmap(P, kb.PROT_READ, kb.MAP_PRIVATE, file=f)
+    got = []
+    for addr in (a, a + P, b):
+        value = p.read_page(addr)
+        assert p.last_trace is not None
+        got.append((value, p.last_trace.faults(), p.last_trace.call))
+    assert got == [(0, [Fault.ZERO_MAP], f"read_page({a:#x})"),
+                   (3, [Fault.NONE], f"read_page({a + P:#x})"),
+                   (5, [Fault.FILE_READ], f"read_page({b:#x})")]
+    assert sorted(p.mm.ptes) == [(a + P) >> 12]
 
 
 def test_shared_mappings_and_bad_addresses() -> None:
@@ -68,18 +129,34 @@ def test_shared_mappings_and_bad_addresses() -> None:
     p = k.spawn()
     s = p.mmap(2 * P, RW, kb.MAP_SHARED | kb.MAP_ANONYMOUS)
     p.write_pages(s, [5])
-    assert sc.classify(p, s) == sc.NONE
+    assert p.last_trace is not None and p.last_trace.faults() == [Fault.FILE_SHARED]
+    assert sc.timed_write(p, s, 6).kind == Fault.NONE
     r = p.mmap(P, kb.PROT_READ, ANON)
+    before = len(k.log)
     for addr in (r, 0x1000):
-        with pytest.raises(OSError) as e:
-            sc.classify(p, addr)
+        with pytest.raises(OSError, match="SIGSEGV") as e:
+            p.write_pages(addr, [1])
         assert e.value.errno == errno.EFAULT
+        assert p.last_trace is not None and p.last_trace.errno == errno.EFAULT
+        assert p.last_trace.faults() == [] and "do_user_addr_fault" in p.last_trace.functions()
+    assert len(k.log) == before + 2
+    with pytest.raises(OSError):                  # a bad page anywhere: nothing is written
+        p.write_pages(s, [7, 8, 9])
+    assert p.read_page(s) == 6
+
+
+def test_a_write_to_an_uncalibrated_fault_has_no_modelled_latency() -> None:
+    k = kb.Kernel(profile="modern")
+    p = k.spawn()
+    f = k.create_file("data.bin", P)
+    with pytest.raises(ValueError, match="no calibration"):
+        sc.timed_write(p, p.mmap(P, RW, kb.MAP_PRIVATE, file=f), 1)
 
 
 def test_the_model_is_the_calibration() -> None:
     lat = sc.LATENCY_US
-    assert lat[sc.NONE] < lat[sc.FIRST_TOUCH] < lat[sc.COW] < lat[sc.COW_KSM]
-    assert lat[sc.COW_KSM] / lat[sc.NONE] > 3
+    assert lat[Fault.NONE] < lat[Fault.ANON_NEW] < lat[Fault.COW_COPY] < lat[Fault.KSM_COPY]
+    assert lat[Fault.KSM_COPY] / lat[Fault.NONE] > 3
     # The docstring's table and the constants are the same measurement.
     rows = {m[0]: tuple(float(x) for x in m[1:4])
             for m in re.findall(r"^\s+([a-z-]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+[\d.]+\s+[\d.]+",
@@ -89,13 +166,13 @@ def test_the_model_is_the_calibration() -> None:
 
 
 def test_noise_is_seeded() -> None:
-    a = [sc.model_latency(sc.COW_KSM, random.Random(3)) for _ in range(5)]
-    b = [sc.model_latency(sc.COW_KSM, random.Random(3)) for _ in range(5)]
+    a = [sc.model_latency(Fault.KSM_COPY, random.Random(3)) for _ in range(5)]
+    b = [sc.model_latency(Fault.KSM_COPY, random.Random(3)) for _ in range(5)]
     assert a == b
     rng = random.Random(0)
-    draws = sorted(sc.model_latency(sc.NONE, rng) for _ in range(2001))
-    assert abs(draws[1000] - sc.LATENCY_US[sc.NONE]) < 0.05
-    assert max(draws) < sc.threshold_us() < min(sc.model_latency(sc.COW_KSM, rng)
+    draws = sorted(sc.model_latency(Fault.NONE, rng) for _ in range(2001))
+    assert abs(draws[1000] - sc.LATENCY_US[Fault.NONE]) < 0.05
+    assert max(draws) < sc.threshold_us() < min(sc.model_latency(Fault.KSM_COPY, rng)
                                                  for _ in range(2000))
 
 
@@ -115,7 +192,7 @@ def test_probe_finds_only_what_a_victim_offered() -> None:
     assert probe_against("none").found == []
     assert probe_against("madvise", scans=1).found == []     # the checksum gate
     result = probe_against("madvise")
-    assert [r.kind for r in result.rows] == ["none", "none", "cow-ksm", "none"]
+    assert [r.kind for r in result.rows] == [Fault.NONE, Fault.NONE, Fault.KSM_COPY, Fault.NONE]
     assert result.text() == probe_against("madvise").text()   # deterministic
 
 
@@ -158,5 +235,6 @@ def test_live_calibration_orders_the_faults_and_restores_everything() -> None:
     assert live_ksmd.read_counters().get("ksm_zero_pages", 0) == zero_before
     assert result["ksm_stat"]["ksm_merging_pages"] >= 256
     med = {kind: result[kind]["median"] for kind in sc.CALIBRATION}
-    assert med[sc.COW_KSM] > 2 * med[sc.NONE]
-    assert med[sc.FIRST_TOUCH] > 1.5 * med[sc.NONE] and med[sc.COW] > 1.5 * med[sc.NONE]
+    assert med[Fault.KSM_COPY] > 2 * med[Fault.NONE]
+    assert med[Fault.ANON_NEW] > 1.5 * med[Fault.NONE]
+    assert med[Fault.COW_COPY] > 1.5 * med[Fault.NONE]

@@ -5,7 +5,7 @@ A problem is a list of `Step`s: each is one line of the question ("p1: mmap 4 pa
 [A A B B], madvise(MADV_MERGEABLE)") and the scenario statements that do it, run through
 ``ksmbook.scenario.Runner`` on a kernel with ksmd running (run=1). The answer comes from that
 run: the counters of /sys/kernel/mm/ksm (`CountersProblem`, `KsmdCountProblem`), the fault a
-labelled write takes (``ksmbook.sidechannel.classify``; `ChoiceProblem`), or the fewest scans
+labelled write takes (its trace's fault event; `ChoiceProblem`), or the fewest scans
 after which an attacker's probe finds a secret (`ScansProblem`). The solution prints the
 statements, which ``python -m ksmbook run`` replays.
 """
@@ -42,7 +42,8 @@ from ..scenario import (
     boot,
     format_op,
 )
-from ..sidechannel import COW_KSM, COW_KSM_ZERO, KIND_TEXT, classify
+from ..sidechannel import fault_of
+from ..trace import Fault
 from .answers import AnswerError
 from .problem import Problem
 from .registry import register
@@ -58,7 +59,7 @@ _SHORT = {v: k for k, v in COUNTER_SHORT.items()}
 _LETTERS = "ABCDEFGHJKLMNPQRSTUVW"
 _FOUR = ("pages_shared", "pages_sharing", "pages_unshared", "pages_volatile")
 #: The faults a reader sees as a slow write: copy-on-write of a page KSM placed.
-_SLOW = (COW_KSM, COW_KSM_ZERO)
+_SLOW = (Fault.KSM_COPY, Fault.KSM_ZERO_COPY)
 
 
 def content_name(content: int) -> str:
@@ -168,7 +169,7 @@ class KsmdRun:
 
     kernel: Kernel
     after: list[dict[str, int]] = field(default_factory=list)
-    faults: dict[str, str] = field(default_factory=dict)
+    faults: dict[str, Fault] = field(default_factory=dict)
 
     def slow(self) -> tuple[str, ...]:
         """The labelled writes that took a copy-on-write fault of a KSM page."""
@@ -181,7 +182,7 @@ def _setup(profile: str) -> tuple[Statement, ...]:
 
 def _execute(steps: Sequence[Step], profile: str) -> KsmdRun:
     """Run the steps through the scenario runner on a fresh kernel of `profile`, ksmd running
-    (run=1), classifying each labelled write just before it runs."""
+    (run=1), keeping the fault each labelled write's trace recorded."""
     setup = _setup(profile)
     kernel = boot(Scenario(setup))
     runner = Runner(kernel, maps=False)
@@ -191,10 +192,9 @@ def _execute(steps: Sequence[Step], profile: str) -> KsmdRun:
     for step in steps:
         for op, label in zip(step.statements, step.labels or ("",) * len(step.statements),
                              strict=True):
+            result = runner.step(op)
             if label:
-                assert isinstance(op, Write)
-                run.faults[label] = classify(runner.proc(op, op.proc), runner.addr(op, op.addr))
-            runner.step(op)
+                run.faults[label] = fault_of(result.trace)
         run.after.append(dict(kernel.ksmd.counters()))
     return run
 
@@ -285,7 +285,7 @@ class KsmdProblem(Problem):
             out.append("      " + ", ".join(f"{f} {c[f]}" for f in shown))
         if self.run.faults:
             out += ["", "The fault each labelled write took:"]
-            out += [f"  ({label}) {KIND_TEXT[kind]}" for label, kind in self.run.faults.items()]
+            out += [f"  ({label}) {kind.text}" for label, kind in self.run.faults.items()]
         names = {c: content_name(c) for c in range(len(_LETTERS) + 1)}
         out += ["", "The pages at the end:", pages_text(page_state(self.run.kernel,
                                                                   names=names))]
@@ -602,7 +602,7 @@ def _slow_writes(rng: random.Random, profile: str) -> KsmdProblem:
                "a page of the same content in another mapping.",
                "The child shares the attacker's pages after fork(): a write by the attacker to "
                "a page it never merged is a COW fault too, but not of a KSM page "
-               "(sidechannel.classify() tells the kinds apart).", rule),
+               "(the write's trace tells the kinds apart).", rule),
         why=rule)
 
 

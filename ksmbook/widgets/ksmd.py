@@ -4,7 +4,7 @@ write to any page to watch copy-on-write break a merge.
 Nothing here knows how ksmd behaves: every action is a statement of the scenario language
 (``ksmd batch``, ``ksmd scan 1``, ``sysfs NAME=VALUE``, ``p2: write ADDR V``) run by
 `ksmbook.scenario.Runner` (refused values come back with the kernel's errno, shown as a
-message); the fault a write takes is ``ksmbook.sidechannel.classify``, and the pictures and
+message); the fault a write took is the one its trace records, and the pictures and
 tables come from ``ksmbook.render.ksm_pages``. The set-up and every action form `script`, which
 ``python -m ksmbook run`` replays to the same counters. Typed contents are parsed (a name or a
 number), never evaluated; an error in a callback becomes a message in the widget, never a
@@ -47,8 +47,8 @@ from ..scenario import (
     parse,
     run,
 )
-from ..sidechannel import KIND_TEXT, LATENCY_US, classify
-from ..trace import Trace, errno_name
+from ..sidechannel import LATENCY_US, fault_of
+from ..trace import Fault, Trace, errno_name
 from .common import InputError, Widget, checkbox, guarded, pre
 
 __all__ = ["KsmdStepper", "demo_script", "demo_kernel", "DEMO_NAMES"]
@@ -94,7 +94,7 @@ class KsmdStepper(Widget):
         super().__init__()
         self._setup = demo_script() if setup is None else setup
         self.names = dict(DEMO_NAMES if names is None else names)
-        self.last_write: str | None = None
+        self.last_write: Fault | None = None
         self.traces: list[Trace] = []
         self.state: PageState | None = None
         self._build_controls()
@@ -309,15 +309,14 @@ class KsmdStepper(Widget):
         p = self._process()
         addr = int(self.page.value)
         content = self._content()
-        kind = classify(p, addr)
         result = self._step(Write(p.name, Addr(None, addr), (content,)))
         if result.result < 0:
             raise InputError(f"The write failed with {errno_name(result.result)}.")
-        self.last_write = kind
+        kind = self.last_write = fault_of(result.trace)
         name = self.names.get(content, str(content))
-        self._say(f"{p.name} wrote {name} at {addr_text(addr)}: {KIND_TEXT[kind]} (about "
-                  f"{LATENCY_US[kind]:.1f} us on this machine). ksmd's trees and counters "
-                  "notice at its next visit of the page.")
+        cost = f" (about {LATENCY_US[kind]:.1f} us on this machine)" if kind in LATENCY_US else ""
+        self._say(f"{p.name} wrote {name} at {addr_text(addr)}: {kind.text}{cost}. ksmd's "
+                  "trees and counters notice at its next visit of the page.")
         self._refresh()
 
     # -- views ------------------------------------------------------------------------
