@@ -288,6 +288,21 @@ class Profile:
     #: returns __ksm_enter()'s -ENOMEM, which madvise_behavior() turns into -EAGAIN ("ksm: fix
     #: endless loop on oom").
     ksm_madvise_enter_eagain: bool = False
+    #: try_to_merge_one_page() fails (-EFAULT) when the page it would replace is already a KSM
+    #: page: a v2.6.32 KSM page has a NULL anon_vma (include/linux/ksm.h 34-42, PageKsm()), so
+    #: write_protect_page()'s page_address_in_vma() fails for it (v2.6.32 mm/ksm.c 622-624 and
+    #: 770-772; mm/rmap.c 250-253). Gone in 2.6.33 with "ksm: stable_node point to page and
+    #: back" (08beca44dfb0): a KSM page is found as its own stable node's page, and
+    #: try_to_merge_one_page() returns 0 at once for page == kpage, never meeting another one.
+    merge_refuses_ksm_page: bool = False
+    #: The longest sysfs write a store function sees, in bytes: v2.6.32 fs/sysfs/file.c
+    #: fill_write_buffer() keeps PAGE_SIZE - 1 (175-176) and the write returns that many; the
+    #: kernfs write path keeps PAGE_SIZE (3.14, 414985ae23c0 "sysfs, kernfs: move file core
+    #: code to fs/kernfs/file.c"; 6.18 kernfs_fop_write_iter(): len = min(len, PAGE_SIZE)).
+    #: Either way the buffer is NUL-terminated after the bytes kept, so the store functions
+    #: parse up to the first NUL byte (v2.6.32 fs/sysfs/file.c 181, lib/vsprintf.c 169 and
+    #: 176: strict_strtoul() stops at strlen()).
+    sysfs_write_max: int = 4096
     #: The profile of the kernel this machine runs (Linux 6.18): a live replay's results and
     #: VmFlags codes can match this profile's exactly, not only its VMA bounds.
     checkable_live: bool = False
@@ -372,6 +387,9 @@ _SEED = Profile(
     # vma->vm_end) { vma->vm_pgoff = pfn; vma->vm_flags |= VM_PFN_AT_MMAP; }".
     remap_pfn_pgoff_always=True,
     mremap_ksm_hook=False,
+    # The seed's tree is 2.6.32-rc: the same fs/sysfs/file.c, and no ksmd to merge anything.
+    merge_refuses_ksm_page=True,
+    sysfs_write_max=4095,
 )
 
 # 2.6.32 mm/ksm.c: ksm_attrs[] and the store functions' strict_strtoul().
@@ -388,6 +406,8 @@ _KSM_2632: dict[str, Any] = {
     "break_unshared_ksm_page": True,
     "unlink_unstable_on_revisit": True,
     "ksm_madvise_enter_eagain": False,
+    "merge_refuses_ksm_page": True,
+    "sysfs_write_max": 4095,
 }
 
 _V2632 = Profile(**{**_SEED.__dict__, "name": "2.6.32",
@@ -483,6 +503,9 @@ _MODERN = Profile(
     slot_drop_keeps_merge_any=True,
     merge_unlinks_rmap_item=True,
     proc_ksm_stat=True,
+    merge_refuses_ksm_page=False,
+    # Checked live on 6.18: a 5001-byte write to pages_to_scan returns 4096.
+    sysfs_write_max=4096,
     checkable_live=True,
 )
 

@@ -140,6 +140,15 @@ class KsmSysfs(Mapping[str, int | str]):
             raise FileNotFoundError(errno.ENOENT, f"No such file or directory: {KSM_DIR}/{name}")
         return f"{self[name]}\n"
 
+    def mode(self, name: str) -> int:
+        """The file's permission bits: 0644 for a knob, 0444 for a counter, owned by root
+        (v2.6.32 mm/ksm.c KSM_ATTR() "__ATTR(_name, 0644, ...)" and KSM_ATTR_RO(); 6.18 the
+        same). Only root may write a knob; opening one for writing as any other user gives
+        EACCES (generic_permission())."""
+        if name not in self._names:
+            raise FileNotFoundError(errno.ENOENT, f"No such file or directory: {KSM_DIR}/{name}")
+        return 0o444 if name in self._counters else 0o644
+
     def knobs(self) -> dict[str, int | str]:
         """The writable files and their values."""
         return {n: self[n] for n in self._names if n in self._knobs}
@@ -156,15 +165,21 @@ class KsmSysfs(Mapping[str, int | str]):
     def __setitem__(self, name: str, value: int | str) -> None:
         self.write(name, value)
 
-    def write(self, name: str, value: int | str) -> int:
+    def write(self, name: str, value: int | str, *, uid: int = 0) -> int:
         """Write `value` (an int, or the exact text) to the file; returns the bytes written.
 
         Raises FileNotFoundError for an unknown file, PermissionError (EACCES) for a counter,
         OSError with the store function's errno for a refused value. Writing nothing ("")
-        calls no store function and changes nothing, as on the live kernel.
+        calls no store function and changes nothing, as on the live kernel. One write keeps
+        at most ``profile.sysfs_write_max`` bytes (4095 in 2.6.32, 4096 since kernfs) and
+        returns how many it kept; the value is parsed up to the first NUL byte. `uid` is the
+        writer's: only root (0) may open a knob for writing (`mode`).
         """
         if name not in self._names:
             raise FileNotFoundError(errno.ENOENT, f"No such file or directory: {KSM_DIR}/{name}")
+        if uid != 0:
+            raise PermissionError(errno.EACCES, f"{os.strerror(errno.EACCES)}: {KSM_DIR}/{name} "
+                                  f"is mode {self.mode(name):04o}, owned by root")
         if name in self._counters:
             raise PermissionError(errno.EACCES, f"{os.strerror(errno.EACCES)}: {KSM_DIR}/{name} "
                                   "is read-only")
@@ -174,14 +189,23 @@ class KsmSysfs(Mapping[str, int | str]):
             text = value
         else:
             raise TypeError(f"write an int or a str, not {type(value).__name__}")
-        if not text:
+        data = text.encode()
+        # v2.6.32 fs/sysfs/file.c fill_write_buffer() 175-176 keeps PAGE_SIZE - 1 bytes of one
+        # write, 6.x kernfs_fop_write_iter() PAGE_SIZE; the store function gets that count and
+        # returns it, so a longer write is a short write.
+        count = min(len(data), self.kernel.profile.sysfs_write_max)
+        if not count:
             return 0
+        # Both NUL-terminate the buffer after the bytes kept (v2.6.32 fill_write_buffer() 181)
+        # and the parsers stop at the first NUL (strict_strtoul()'s strlen(), kstrtox's end
+        # of string), so "1\0junk" is read as "1".
+        parsed = data[:count].split(b"\0", 1)[0].decode(errors="replace")
         try:
-            getattr(self, f"_store_{name}")(text)
+            getattr(self, f"_store_{name}")(parsed)
         except _Refused as e:
             raise OSError(e.err, f"{os.strerror(e.err)}: writing {text!r} to "
                           f"{KSM_DIR}/{name}") from None
-        return len(text.encode())
+        return count
 
     def _number(self, text: str, kind: str = "uint") -> int:
         """Parse as the profile's kernel does; the store functions map errors to errnos."""

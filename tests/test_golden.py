@@ -14,6 +14,7 @@ from helpers import ANON, RW, E, P, errno_of, mapfix
 import ksmbook as kb
 from ksmbook.constants import TASK_SIZE
 from ksmbook.kernel import Process
+from ksmbook.scenario import parse, run
 
 pytestmark = pytest.mark.parametrize("profile", ["seed", "2.6.32"])
 
@@ -369,3 +370,126 @@ def test_ksm_enter_order_and_fork_nesting(profile: str) -> None:
     assert steps == [(0, "copy_process"), (1, "copy_mm"), (2, "dup_mm"), (3, "dup_mmap")]
     last = p.last_trace.steps[-1]  # type: ignore[union-attr]
     assert (last.depth, last.function, last.message) == (1, "copy_process", "child pid 2")
+
+
+# -- v2.6.32 ksmd and sysfs, read line by line from pristine v2.6.32 (sndrzt/linux-2.6.32,
+# ae8292a5 "linux-2.6.32 original source code"): mm/ksm.c, mm/rmap.c, include/linux/ksm.h,
+# fs/sysfs/file.c, lib/vsprintf.c. The seed's dummy mm/ksm.c has neither ksmd nor sysfs.
+
+#: A forked child's KSM page whose stable node has gone meets a new KSM page of its content.
+STRAY_KSM_PAGE = """\
+map A 8p rw private anon
+write A 1 1 2 2 3 3 7 7
+madvise A 8p MERGEABLE
+spawn pq
+pq: map Q 2p rw private anon
+pq: write Q 50 51
+pq: madvise Q 2p MERGEABLE
+sysfs run=1
+ksmd scan 2
+sysfs pages_to_scan=8
+ksmd batch 1
+pq: write Q 7 7
+write A+2p 20 21
+write A+4p 30 31
+ksmd batch 1
+fork c
+write A+6p 70 71
+ksmd scan 1
+ksmd scan 1
+"""
+
+#: The same stray KSM page, kept by a failing break_ksm(), as the unstable tree's node.
+STRAY_KSM_PAGE_UNSTABLE = """\
+map A 2p rw private anon
+write A 5 5
+madvise A 2p MERGEABLE
+sysfs run=1
+ksmd scan 2
+fork c
+write A 6 7
+spawn q
+q: map Q 1p rw private anon
+q: write Q 5
+q: madvise Q 1p MERGEABLE
+inject break_ksm 4
+ksmd scan 1
+ksmd scan 1
+"""
+
+COUNTERS = ("pages_shared", "pages_sharing", "pages_unshared", "pages_volatile")
+
+
+def _ksmd_2632(profile: str) -> None:
+    if profile == "seed":
+        pytest.skip("the seed's dummy mm/ksm.c has no ksmd and no /sys/kernel/mm/ksm")
+
+
+def _counts(step: object) -> tuple[int, ...]:
+    counters = step.counters  # type: ignore[attr-defined]
+    return tuple(counters[n] for n in COUNTERS)
+
+
+def test_a_ksm_page_is_never_merged_again(profile: str) -> None:
+    """v2.6.32 include/linux/ksm.h 34-42: a KSM page "is a PageAnon page, with NULL anon_vma";
+    so try_to_merge_one_page() (mm/ksm.c 770) -> write_protect_page() -> page_address_in_vma()
+    (mm/ksm.c 622-624; mm/rmap.c 250-253: vma->anon_vma != the page's NULL anon_vma) fails with
+    -EFAULT for it. The child's KSM pages of content 7 (their node left with A+6p, A+7p) meet
+    pq's new KSM page of 7 in the stable tree (cmp_and_merge_page() 1093-1111): no merge, no
+    stable_tree_append(), the child stays on its old page, counted volatile. By hand: after
+    the last two scans 2/4/0/12, then 2/4/6/6 (shared/sharing/unshared/volatile)."""
+    _ksmd_2632(profile)
+    steps = run(parse(f"kernel {profile}\n" + STRAY_KSM_PAGE))
+    assert [_counts(s) for s in steps[-2:]] == [(2, 4, 0, 12), (2, 4, 6, 6)]
+    notes = [str(s) for t in steps[-1].traces for s in t.steps
+             if s.function == "write_protect_page"]
+    assert len(notes) == 2 and all("page_address_in_vma" in n for n in notes)
+
+
+def test_a_stray_ksm_page_as_the_unstable_trees_node(profile: str) -> None:
+    """The same cause on the unstable tree: break_ksm() fails (injected OOM) for the child's
+    KSM page at cmp_and_merge_page()'s "if (PageKsm(page)) break_cow()" (mm/ksm.c 1119-1120),
+    so on the next pass the KSM page is inserted as a node of the unstable tree (1134,
+    1044-1049). q's page of the same content finds it: try_to_merge_two_pages() merges q's
+    page into a new kernel page (854), then try_to_merge_with_ksm_page() of the tree page
+    fails in write_protect_page() (858), and "we have a ksm page with only one pte pointing to
+    it: so break it" (863-864): q gets a private copy back. By hand, after the two scans:
+    0/0/0/5 then 0/0/3/2 (A's two pages and the child's first unshared; the child's second
+    page and q's volatile)."""
+    _ksmd_2632(profile)
+    steps = run(parse(f"kernel {profile}\n" + STRAY_KSM_PAGE_UNSTABLE))
+    assert [_counts(s) for s in steps[-2:]] == [(0, 0, 0, 5), (0, 0, 3, 2)]
+    text = "\n".join(str(t) for t in steps[-1].traces)
+    assert "page_address_in_vma" in text and "try_to_merge_two_pages: failed" in text
+    assert "KSM page copied to a private page" in text  # break_cow() of q's page
+
+
+def test_sysfs_write_stops_at_a_nul_byte(profile: str) -> None:
+    """v2.6.32 fs/sysfs/file.c fill_write_buffer() NUL-terminates the buffer at count (181)
+    and the store functions get count (209) and return it (mm/ksm.c 1506, 1529, 1576);
+    strict_strtoul() (lib/vsprintf.c 162-183) measures the string with strlen() (169) and
+    accepts a tail of "\\0" (176): the value ends at the first NUL byte."""
+    _ksmd_2632(profile)
+    s = kb.Kernel(profile).sysfs
+    assert s.write("run", "1\0") == 2
+    assert s["run"] == 1
+    assert s.write("pages_to_scan", "5\0junk") == 6
+    assert s["pages_to_scan"] == 5
+    assert s.write("sleep_millisecs", "44\n\0x") == 5       # "44\n": one trailing newline
+    assert s["sleep_millisecs"] == 44
+    assert errno_of(lambda: s.write("sleep_millisecs", "\0")) == E.EINVAL  # strlen() 0
+    assert errno_of(lambda: s.write("sleep_millisecs", "7 \0")) == E.EINVAL
+
+
+def test_sysfs_keeps_4095_bytes_of_one_write(profile: str) -> None:
+    """v2.6.32 fs/sysfs/file.c 175-176: "if (count >= PAGE_SIZE) count = PAGE_SIZE - 1;", and
+    sysfs_write_file() returns that count (241-247): "0" * 4095 + "1" leaves run at 0 and
+    the write returns 4095. kernfs (3.14 on; this machine's 6.18, checked live in
+    tests/test_live_sysfs.py) keeps 4096 bytes: the same write sets run to 1, returns 4096."""
+    _ksmd_2632(profile)
+    for name, (kept, run_after) in ((profile, (4095, 0)), ("modern", (4096, 1))):
+        s = kb.Kernel(name).sysfs
+        assert s.write("run", "0" * 4095 + "1") == kept, name
+        assert s["run"] == run_after, name
+        assert s.write("sleep_millisecs", "0" * 4094 + "41") == kept, name
+        assert s["sleep_millisecs"] == (4 if kept == 4095 else 41), name

@@ -26,6 +26,13 @@ class Merge(Trees):
             return 0
         if not page.anon:
             return -errno.EFAULT
+        if page.ksm is not None and self.profile.merge_refuses_ksm_page:
+            # v2.6.32 mm/ksm.c 770: write_protect_page() -> page_address_in_vma() (mm/rmap.c
+            # 250-253) compares the VMA's anon_vma with the page's, NULL for a KSM page.
+            if self._tr is not None:
+                self._note(1, "write_protect_page", "page_address_in_vma(): a KSM page has "
+                           "no anon_vma: -EFAULT, not merged")
+            return -errno.EFAULT
         if kpage is None:
             page.ksm = PENDING
             return 0
