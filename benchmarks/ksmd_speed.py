@@ -2,7 +2,7 @@
 
 For 4,096 and 65,536 pages of a mix (20 % zero pages, 40 % from 300 repeated patterns, 40 %
 unique) both scan with pages_to_scan 100,000 and sleep_millisecs 0. The live time runs from
-run=1 until full_scans reaches 3 (``ksmbook.live_ksmd.time_scans``, knobs restored); the
+run=1 until full_scans reaches 3 (``ksmbook.live.ksmd.time_scans``, knobs restored); the
 simulated time is the wall time of ``k.ksmd.full_scans(3)`` with default settings (tracing
 on, as a reader's kernel runs). Neither counts mapping and writing the pages. Each is the best
 of a few runs (the best CPU time of the simulator is printed too, for a loaded machine); the
@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import ksmbook as kb  # noqa: E402
-from ksmbook import live_ksmd  # noqa: E402
+from ksmbook.live import ksmd as live_ksmd  # noqa: E402
 
 SIZES = (4096, 65536)
 SCANS = 3

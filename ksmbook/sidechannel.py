@@ -22,7 +22,7 @@ Calibration: this machine (Linux 6.18.44 x86-64, AMD EPYC, 2 vCPUs), measured wi
 
 A ``ksmbook.live`` worker maps 2048 pages of each kind and forks a child that keeps the
 fork-shared ones; the live ksmd merges the mergeable ones (two exact full scans through
-``ksmbook.live_ksmd.session``: pages_to_scan 10,000,000, use_zero_pages 1, smart_scan 0, ksmd
+``ksmbook.live.ksmd.session``: pages_to_scan 10,000,000, use_zero_pages 1, smart_scan 0, ksmd
 parked between scans and stopped while timing; every knob restored afterwards); the merges are
 checked in /proc/PID/ksm_stat; then the worker writes one byte to each page, in a shuffled
 order, between two ``time.perf_counter_ns()``. Microseconds; "- none" subtracts the first row,
@@ -227,13 +227,13 @@ def measure_write_latency(pages: int = 1024, *, seed: int = 0) -> dict[str, Any]
     shared after fork(), KSM pages, and zero pages that ksmd replaced by the zero page.
 
     A ``ksmbook.live`` worker maps and fills the pages, advises them MADV_MERGEABLE and forks
-    a child that keeps the fork-shared pages; the live ksmd (``ksmbook.live_ksmd.session``: knobs
+    a child that keeps the fork-shared pages; the live ksmd (``ksmbook.live.ksmd.session``: knobs
     saved, everything unmerged, use_zero_pages=1, smart_scan=0) makes two full scans and is
     stopped; then the worker times its writes. The merges are checked with /proc/PID/ksm_stat
     before the timing. Every knob is restored afterwards. Returns {kind: {"median", "p10",
     "p90", "mean", "n"} in us, ..., "ksm_stat": ..., "machine": ...}.
     """
-    from . import live_ksmd
+    from .live import ksmd as live_ksmd
 
     ok, why = live_ksmd.ksm_available()
     if not ok:

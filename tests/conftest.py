@@ -50,7 +50,7 @@ def live_kernel() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def live_ksmd(live_kernel: None) -> Iterator[None]:
     """Skip unless this machine's ksmd can be driven (root, writable /sys/kernel/mm/ksm)."""
-    from ksmbook import live_ksmd
+    from ksmbook.live import ksmd as live_ksmd
 
     ok, why = live_ksmd.ksm_available()
     if not ok:
@@ -62,7 +62,7 @@ def live_ksmd(live_kernel: None) -> Iterator[None]:
 def ksm_to_ourselves(live_ksmd: None) -> Iterator[None]:
     """Hold the live-ksmd lock for the whole test, so that its before and after readings of the
     machine-wide knobs and counters see no other test's session (another pytest-xdist worker)."""
-    from ksmbook import live_ksmd
+    from ksmbook.live import ksmd as live_ksmd
 
     with live_ksmd._global_lock():
         yield None

@@ -1,5 +1,5 @@
 """ksmd of the simulator: the reference's worked examples, the counters this machine's 6.18 ksmd
-gave in the same experiments (/sys/kernel/mm/ksm, measured with ksmbook.live_ksmd), sysfs
+gave in the same experiments (/sys/kernel/mm/ksm, measured with ksmbook.live.ksmd), sysfs
 errnos, and properties: merging never changes what a process reads, the counters always agree
 with the trees, and tracing never changes a decision.
 """
@@ -14,9 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ksmbook as kb
+from ksmbook.experiment import predict
 from ksmbook.kernel import Process
 from ksmbook.ksm import STABLE_FLAG, UNSTABLE_FLAG, StableChain, StableNode
-from ksmbook.ksmd import KsmdIdle, KsmdUnavailable, calc_checksum, predict
+from ksmbook.ksmd import KsmdIdle, KsmdUnavailable, calc_checksum
 from ksmbook.pages import memcmp_key, page_bytes
 
 P = kb.PAGE_SIZE
@@ -1127,10 +1128,10 @@ def test_every_change_that_matters_to_the_unstable_tree_is_noticed(profile: str,
 
 
 def test_scan_scenario_is_what_predict_runs() -> None:
-    """predict() and live_ksmd.measure() share one scenario: it prints and parses back, names
+    """predict() and experiment.measure() share one scenario: it prints and parses back, names
     every process, knob and scan, and run by the Runner it gives predict()'s counters."""
     from ksmbook import scenario as sc
-    from ksmbook.ksmd import READ, predict, scan_results, scan_scenario
+    from ksmbook.experiment import READ, predict, scan_results, scan_scenario
 
     plan = [[7, 7, READ, None, 0, 9], [7, 0, 0]]
     s = scan_scenario(None, processes=plan, scans=3, use_zero_pages=1, max_page_sharing=2)

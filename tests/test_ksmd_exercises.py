@@ -22,7 +22,7 @@ from ksmbook.exercises import (
     chapter_exercises,
     generate,
 )
-from ksmbook.ksmd import predict
+from ksmbook.experiment import predict
 from ksmbook.scenario import KsmdScans, Madvise, Map, Prctl, SysfsWrite, Write, parse
 
 #: The published problems (seed 0 sets): their steps and answers. Never edit: a changed
@@ -125,7 +125,7 @@ def test_other_seeds_give_other_problems_the_same_way() -> None:
 
 
 def test_counter_answers_agree_with_predict() -> None:
-    """ksmd-mix answers against ksmbook.ksmd.predict (a separate path through the model)."""
+    """ksmd-mix answers against ksmbook.experiment.predict (a separate path through the model)."""
     for seed in range(10):
         ex = generate("ksmd-mix", seed)
         maps = [list(w.values) for w in statements(ex, Write)]

@@ -1,7 +1,7 @@
 """The simulator's ksmd against this machine's ksmd: the same pages, the same counters.
 
-The static mixes (``live_ksmd.measure`` against ``ksmd.predict``: the same scenario,
-``ksmd.scan_scenario``, replayed on this machine and run by the scenario Runner) compare the
+The static mixes (``experiment.measure`` against ``experiment.predict``: the same scenario,
+``experiment.scan_scenario``, replayed on this machine and run by the scenario Runner) compare the
 counters after every full scan: pages_shared, pages_sharing, pages_unshared and pages_volatile
 (each, and their sum), ksm_zero_pages, stable_node_chains, stable_node_dups, general_profit,
 pages_scanned, pages_skipped, and every process's /proc/PID/ksm_stat. The other tests are
@@ -33,10 +33,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ksmbook as kb
-from ksmbook import live
-from ksmbook import live_ksmd as L
+from ksmbook import experiment, live
 from ksmbook import scenario as sc
-from ksmbook.ksmd import READ, predict
+from ksmbook.experiment import READ, predict
 from ksmbook.scenario import StepResult
 
 pytestmark = [pytest.mark.live, pytest.mark.usefixtures("live_ksmd")]
@@ -82,9 +81,9 @@ def _skip_if_foreign(foreign: list[int]) -> None:
 
 
 def measured(contents: list[Any] | None, **kwargs: Any) -> dict[str, Any]:
-    """``live_ksmd.measure``, skipped if other processes kept using KSM through its retries."""
+    """``experiment.measure``, skipped if other processes kept using KSM through its retries."""
     try:
-        return L.measure(contents, **kwargs)
+        return experiment.measure(contents, **kwargs)
     except live.KsmShared as e:
         _skip_if_foreign(e.pids)
         raise

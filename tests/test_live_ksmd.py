@@ -1,4 +1,4 @@
-"""Tests of ksmbook.live_ksmd: the live-ksmd oracle restores every knob and counts like the kernel.
+"""Tests of ksmbook.live.ksmd: the live-ksmd oracle restores every knob and counts like the kernel.
 
 The tests need Linux with KSM and root (the ``live_ksmd`` fixture skips with the reason
 otherwise). All together they take a few seconds.
@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from ksmbook import live
-from ksmbook import live_ksmd as L
+from ksmbook import experiment, live
+from ksmbook.live import ksmd as L
 
 pytestmark = [pytest.mark.live, pytest.mark.usefixtures("ksm_to_ourselves")]
 
@@ -34,10 +34,10 @@ CHANGED = {
 
 
 def measured(contents: list | None, **kwargs: Any) -> dict:
-    """``L.measure``, skipped if other processes used KSM meanwhile (the counters are global):
-    through all its retries (``live.KsmShared``), or unseen but counted (contamination)."""
+    """``experiment.measure``, skipped if other processes used KSM meanwhile (the counters are
+    global): through all its retries (``live.KsmShared``), or unseen but counted (contamination)."""
     try:
-        r = L.measure(contents, **kwargs)
+        r = experiment.measure(contents, **kwargs)
     except live.KsmShared as e:
         pytest.skip(f"other processes kept using KSM, the counters are global: {e.pids}")
     if r["contamination"]:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from ksmbook import live_ksmd
+from ksmbook.live import ksmd as live_ksmd
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 ALL = sorted(NOTEBOOKS.glob("*.ipynb"))
@@ -89,7 +89,7 @@ def ksm_files() -> dict[str, str]:
 
 @contextlib.contextmanager
 def live_ksmd_lock() -> Iterator[None]:
-    """Hold the lock every user of ksmbook.live_ksmd takes (the live tests wait meanwhile)."""
+    """Hold the lock every user of ksmbook.live.ksmd takes (the live tests wait meanwhile)."""
     with live_ksmd._global_lock():
         yield
 
@@ -124,7 +124,7 @@ def test_the_watch_catches_a_write(watched: Path, tmp_path: Path,
     monkeypatch.setenv("KSMBOOK_KSM_WATCH_DIR", str(fake))
     monkeypatch.setenv("KSMBOOK_KSM_WATCH_LOCK", str(lock))
     script = textwrap.dedent(f"""
-        from ksmbook import live_ksmd
+        from ksmbook.live import ksmd as live_ksmd
         live_ksmd.KSM_DIR, live_ksmd._LOCK_PATH = {str(fake)!r}, {str(lock)!r}
         try:
             with live_ksmd.session():

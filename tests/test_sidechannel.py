@@ -226,7 +226,7 @@ def test_smart_scan_can_keep_identical_pages_apart() -> None:
 @pytest.mark.live
 @pytest.mark.usefixtures("ksm_to_ourselves")
 def test_live_calibration_orders_the_faults_and_restores_everything() -> None:
-    from ksmbook import live_ksmd
+    from ksmbook.live import ksmd as live_ksmd
     knobs = live_ksmd.KsmKnobs.snapshot()
     zero_before = live_ksmd.read_counters().get("ksm_zero_pages", 0)
     result = sc.measure_write_latency(128)

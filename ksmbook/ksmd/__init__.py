@@ -11,8 +11,9 @@ ksm_do_scan(pages_to_scan) or by full scans, on a simulated clock, and records w
 * ``merge``: try_to_merge_*() and break_cow();
 * ``views``: the counters, /proc/PID/ksm_stat and read-only records for diagrams;
 * ``base``: what they share (the kernel, the batch's trace, calc_checksum());
-* this module: the thread (ksm_scan_thread()) and its clock, and `predict` (the counters of
-  `scan_scenario`, the experiment ``ksmbook.live_ksmd.measure`` runs on this machine).
+* this module: the thread (ksm_scan_thread()) and its clock.
+
+The same experiment on the simulator and on this machine's ksmd is ``ksmbook.experiment``.
 
 Every difference between kernels is a feature of the `Profile` (``ksmbook.profiles``), tested
 where the code branches: 2.6.32 (final v2.6.32 mm/ksm.c) has no separate stable_node objects,
@@ -33,10 +34,8 @@ from __future__ import annotations
 
 import collections
 import gc
-import os
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..ksm import KSM_RUN_MERGE
 from ..trace import Trace
@@ -46,15 +45,11 @@ from .views import PageView, RmapItemView, Sharer, SlotView, StableNodeView, Uns
 
 if TYPE_CHECKING:
     from ..kernel import Kernel
-    from ..scenario import Scenario, StepResult
 
 __all__ = ["Ksmd", "KsmdIdle", "KsmdUnavailable", "BatchReport", "Sharer", "StableNodeView",
            "UnstableItemView", "RmapItemView", "PageView", "SlotView", "calc_checksum",
-           "predict", "scan_scenario", "scan_results", "READ", "PAGE_COST_US", "BATCH_COST_US"]
+           "PAGE_COST_US", "BATCH_COST_US"]
 
-#: Page marker for `predict` besides ints and None (never touched), the same as
-#: ``ksmbook.live_ksmd``'s: a page only read (it maps the shared zero page: no KSM candidate).
-READ = "read"
 #: Simulated CPU time of ksmd: per page processed by cmp_and_merge_page() and per batch
 #: (pass-start drain, locking). Calibrated on this machine's live ksmd (2 to 5 us per page in
 #: a pass that merges, less in one that only hashes or finds KSM pages).
@@ -208,99 +203,3 @@ class Ksmd(Scan, Views):
                 raise ValueError("simulated time does not advance: sleep_millisecs, "
                                  "page_cost_us and batch_cost_us are all 0")
         return reports
-
-
-# -- one experiment for the simulator and the live ksmd ----------------------------------
-
-
-def _plan(contents: Sequence[Any] | None, processes: int | list[list[Any]]) -> list[list[Any]]:
-    """The pages of each process: `processes` as a list of lists, `contents` as one, or
-    `contents` (one list) in each of `processes` processes."""
-    if isinstance(processes, list):
-        return [list(p) for p in processes]
-    if contents and isinstance(contents[0], (list, tuple)):
-        return [list(p) for p in contents]
-    return [list(contents or ()) for _ in range(int(processes))]
-
-
-def scan_scenario(contents: Sequence[Any] | None, *, profile: str = "modern", scans: int = 2,
-                  use_zero_pages: int = 0, max_page_sharing: int | None = None,
-                  smart_scan: int | None = None, processes: int | list[list[Any]] = 1
-                  ) -> Scenario:
-    """The scenario of `predict` and ``ksmbook.live_ksmd.measure``: one process per list of
-    pages (p1, p2, ... in that order), each mapping its pages, writing the ints (runs of them
-    in one ``write``), reading the READ pages, leaving None untouched and advising the whole
-    area MERGEABLE; then the knobs, ``sysfs run=1`` and one ``ksmd scan 1`` per full scan.
-
-    `contents`: one list of page contents, mapped by each of `processes` processes; or one
-    list per process, as `contents` or as `processes`.
-    """
-    from .. import scenario as sc
-    from ..constants import MADV, PAGE_SIZE, PROT
-    from ..profiles import get_profile
-
-    ops: list[sc.Statement] = [sc.Boot(profile)]
-    for n, pages in enumerate(_plan(contents, processes), 1):
-        proc, area = f"p{n}", f"A{n}"
-        ops.append(sc.Spawn(proc))
-        if not pages:
-            continue
-        length = len(pages) * PAGE_SIZE
-        ops.append(sc.Map(proc, area, length, int(PROT.PROT_READ | PROT.PROT_WRITE)))
-        i = 0
-        while i < len(pages):
-            j = i
-            while j < len(pages) and isinstance(pages[j], int) and not isinstance(pages[j], bool):
-                j += 1
-            if j > i:
-                ops.append(sc.Write(proc, sc.Addr(area, i * PAGE_SIZE), tuple(pages[i:j])))
-                i = j
-                continue
-            if pages[i] == READ:
-                ops.append(sc.Read(proc, sc.Addr(area, i * PAGE_SIZE)))
-            elif pages[i] is not None:
-                raise ValueError(f"page content must be an int, READ or None: {pages[i]!r}")
-            i += 1
-        ops.append(sc.Madvise(proc, sc.Addr(area, 0), length, int(MADV.MADV_MERGEABLE)))
-    has_zero_pages = "use_zero_pages" in get_profile(profile).ksm_knobs
-    knobs = {"use_zero_pages": use_zero_pages if use_zero_pages or has_zero_pages else None,
-             "max_page_sharing": max_page_sharing, "smart_scan": smart_scan,
-             "pages_to_scan": 10_000_000, "sleep_millisecs": 0, "run": 1}
-    ops += [sc.SysfsWrite(name, str(value)) for name, value in knobs.items() if value is not None]
-    ops += [sc.KsmdScans(1) for _ in range(scans)]
-    return sc.Scenario(tuple(ops))
-
-
-def scan_results(steps: Sequence[StepResult]) -> dict[str, Any]:
-    """What `predict` and ``ksmbook.live_ksmd.measure`` return, from the steps of a
-    `scan_scenario`: the counters after the last statement, "history" (the counters after each
-    ``ksmd scan``) and "ksm_stat" (each process's /proc/PID/ksm_stat, [] in a kernel without
-    that file). A refused statement raises its OSError."""
-    from ..scenario import KsmdScans
-
-    for step in steps:
-        if step.errno is not None:
-            raise OSError(step.errno, f"{step.op}: {os.strerror(step.errno)}")
-    last = [s for s in steps if s.counters is not None][-1]
-    result: dict[str, Any] = dict(last.counters or {})
-    result["history"] = [s.counters for s in steps if isinstance(s.op, KsmdScans)]
-    result["ksm_stat"] = list((last.ksm_stat or {}).values())
-    return result
-
-
-def predict(contents: Sequence[Any] | None, *, profile: str = "modern", scans: int = 2,
-            use_zero_pages: int = 0, max_page_sharing: int | None = None,
-            smart_scan: int | None = None, processes: int | list[list[Any]] = 1
-            ) -> dict[str, Any]:
-    """The simulator's counters after `scans` full scans of the given pages, in the shape of
-    ``ksmbook.live_ksmd.measure`` (same arguments, same scenario, same keys), so the two can
-    be compared: `scan_scenario` run by the scenario Runner, ksmd untraced; see `scan_results`.
-    """
-    from ..scenario import boot, run
-
-    scenario = scan_scenario(contents, profile=profile, scans=scans,
-                             use_zero_pages=use_zero_pages, max_page_sharing=max_page_sharing,
-                             smart_scan=smart_scan, processes=processes)
-    kernel = boot(scenario)
-    kernel.ksmd.tracing = False
-    return scan_results(run(scenario, kernel, maps=False))

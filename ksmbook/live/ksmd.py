@@ -11,7 +11,8 @@ counter of /sys/kernel/mm/ksm and every worker's /proc/PID/ksm_stat.
 Nothing here runs in the caller's process: no test runner or notebook kernel gets VM_MERGEABLE
 areas, KSM pages or an mm_slot of its own.
 
-The protocol that gives reproducible counters (see ``Ksmd`` and ``measure``):
+The protocol that gives reproducible counters (see ``KsmdDriver`` and
+``ksmbook.experiment.measure``):
 
 1. Stop ksmd (run=0), then unmerge everything (run=2). run=2 frees every rmap_item, breaks every
    KSM page and sets full_scans to 0, and leaves the scan cursor at the list head. Writing run=2
@@ -29,7 +30,7 @@ The protocol that gives reproducible counters (see ``Ksmd`` and ``measure``):
    (state S, wchan ksm_scan_thread) before reading counters. Waking ksmd only when it is parked
    avoids the one race: a new sleep value written after the batch ended but before ksmd read
    the old one would be lost and ksmd would sleep an hour.
-5. Stepping batches while the world changes (``Ksmd.stepping``): one *keeper* worker holds an
+5. Stepping batches while the world changes (``KsmdDriver.stepping``): one *keeper* worker holds an
    untouched mergeable page, so ksmd's mm list never empties (ksmd_should_run() stays true and
    an exit or munmap does not idle it), and before each batch a move_pages() call on one of the
    keeper's own pages drains every CPU's LRU caches: a page just copied on write still holds a
@@ -41,15 +42,15 @@ reported relative to the reset, as is ksm_zero_pages (see ``_relative``).
 What can go wrong:
 
 - ksmd is machine-wide. Any other process registered with KSM while ksmd runs here is scanned
-  too, and its pages are counted. The replay raises ``live.KsmShared`` when it sees one;
-  ``measure`` (the scenario of ``ksmbook.ksmd.predict``, replayed) also checks that the global
+  too, and its pages are counted. The replay raises ``KsmShared`` when it sees one;
+  ``ksmbook.experiment.measure`` (the scenario of ``predict``, replayed) also checks that the global
   counters equal the sums of its processes' /proc/PID/ksm_stat, repeats the experiment
   otherwise, and reports "foreign_mms" and "contamination".
 - Users of this module serialize on an flock (/run/lock/ksmbook-live-ksmd.lock); other programs
   that write /sys/kernel/mm/ksm do not.
 - max_page_sharing and merge_across_nodes give EBUSY while a KSM page exists, even briefly
   after run=2 if a process is exiting right then; writes of them unmerge first and retry.
-- If no mm is registered, ksmd does not run and full_scans never moves: ``Ksmd.scan`` raises
+- If no mm is registered, ksmd does not run and full_scans never moves: ``KsmdDriver.scan`` raises
   ``KsmdIdle`` instead of waiting.
 
 Linux versions: written against Linux 6.18 (x86-64). KsmKnobs reads whatever writable files the
@@ -65,13 +66,13 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from . import live
-from .ksmd import BatchReport, KsmdIdle
-from .pages import PAGE_SIZE
+from ..ksmd import BatchReport, KsmdIdle
+from ..pages import PAGE_SIZE
+from .harness import LiveKernel, LiveRefused, LiveSession, LiveTask, available, read_ksm_sysfs
 
 __all__ = [
     "KSM_DIR", "COUNTERS", "KNOB_ORDER", "PARK_MS", "ksm_available", "read_counters",
-    "KsmKnobs", "Ksmd", "KsmdIdle", "RunnerKsmd", "session", "measure", "contamination",
+    "KsmKnobs", "KsmdDriver", "KsmdIdle", "LiveKsmd", "session", "contamination",
     "time_scans", "map_pages", "mergeable_mms", "ksm_stat",
 ]
 
@@ -137,13 +138,13 @@ def _knob_value(name: str, text: str) -> str:
 
 def read_counters() -> dict[str, int]:
     """Every counter of /sys/kernel/mm/ksm (COUNTERS) as an int."""
-    return {n: int(v) for n, v in live.read_ksm_sysfs().items() if n in COUNTERS}
+    return {n: int(v) for n, v in read_ksm_sysfs().items() if n in COUNTERS}
 
 
 def ksm_available() -> tuple[bool, str]:
     """(True, "") when the live ksmd can be driven here, else (False, why not). Opens nothing
     for writing; call it only where a live test or measurement is about to run."""
-    ok, why = live.available()
+    ok, why = available()
     if not ok:
         return False, why
     if not os.path.exists(_path("run")):
@@ -377,7 +378,7 @@ def _progress() -> tuple[int, int]:
     return int(_read("full_scans")), int(_read("pages_scanned"))
 
 
-class Ksmd:
+class KsmdDriver:
     """Drive the live ksmd one full scan (``scan``) or one batch (``batch``) at a time, over
     the pages of worker processes (see the module docstring).
 
@@ -388,11 +389,11 @@ class Ksmd:
     def __init__(self, knobs: KsmKnobs, *, timeout: float = 120.0) -> None:
         self.knobs = knobs
         self.timeout = timeout
-        self.live = live.LiveSession(timeout=timeout)
-        #: The workers as processes (``ksmbook.live.LiveTask``: the simulator's Process API).
-        self.kernel = live.LiveKernel(self.live)
+        self.live = LiveSession(timeout=timeout)
+        #: The workers as processes (``ksmbook.LiveTask``: the simulator's Process API).
+        self.kernel = LiveKernel(self.live)
         self.base: dict[str, int] = {}
-        self.keeper: live.LiveTask | None = None
+        self.keeper: LiveTask | None = None
         self._drain_at = 0
         self._budget = _BIG_BUDGET
         self._park = PARK_MS
@@ -406,7 +407,7 @@ class Ksmd:
         self._park = PARK_MS if int(_read("sleep_millisecs")) != PARK_MS else PARK_MS + 1
         _write("sleep_millisecs", self._park)
 
-    def stepping(self, pages_to_scan: int) -> live.LiveTask:
+    def stepping(self, pages_to_scan: int) -> LiveTask:
         """Prepare batch stepping: pages_to_scan = N for every batch, and the keeper worker
         (registered now, so call this before spawning the others): one untouched mergeable
         page keeps ksmd's list non-empty, one private written page serves ``drain()``.
@@ -496,12 +497,12 @@ class Ksmd:
         """Counters now, relative to ``base`` (the reset)."""
         return _relative(read_counters(), self.base)
 
-    def live_processes(self) -> list[live.LiveTask]:
+    def live_processes(self) -> list[LiveTask]:
         """This session's workers still running, forked children included."""
         return [p for p in self.kernel.processes if p.alive]
 
     def spawn(self, contents: Sequence[int | str | None] | None = None, *,
-              madvise: bool = True) -> live.LiveTask:
+              madvise: bool = True) -> LiveTask:
         """A new worker (ended with this session), optionally mapping *contents*
         (``map_pages``)."""
         p = self.kernel.spawn()
@@ -521,7 +522,7 @@ class Ksmd:
 
 # --------------------------------------------------------------------------- worker processes
 
-def map_pages(task: live.LiveTask, contents: Sequence[int | str | None], *,
+def map_pages(task: LiveTask, contents: Sequence[int | str | None], *,
               madvise: bool = True) -> int:
     """mmap a private anonymous area in *task*, placed as the simulator places it, give each
     page its content, then (by default) madvise(MADV_MERGEABLE); returns its address (the
@@ -545,13 +546,13 @@ def _uint(name: str, text: str) -> int:
     return int(text)
 
 
-class RunnerKsmd:
+class LiveKsmd:
     """This machine's ksmd behind the simulated ksmd and sysfs API that
     ``ksmbook.scenario.Runner`` calls (``batch()``, ``full_scans(n)``, ``counters()``,
     ``sysfs.write(name, value)``), so that ``ksmd batch``, ``ksmd scan N`` and ``sysfs``
     statements run on the live kernel too (``ksmbook.live.replay(..., ksmd=True)``).
 
-    It steps a ``Ksmd`` prepared with ``stepping()``. ``run`` is kept here, as the simulated
+    It steps a ``KsmdDriver`` prepared with ``stepping()``. ``run`` is kept here, as the simulated
     kernel keeps it, and ksmd is only woken by a statement: ``run=1`` makes the next batch
     run, ``run=0`` keeps ksmd parked, ``run=2`` unmerges everything. sleep_millisecs is
     checked but never written (ksmd stays parked between statements); every other knob is
@@ -560,21 +561,21 @@ class RunnerKsmd:
 
     tracing = False
 
-    def __init__(self, driver: Ksmd) -> None:
+    def __init__(self, driver: KsmdDriver) -> None:
         self.driver = driver
         self.batches = 0
         self.log: list[Any] = []
         self.run = 0
 
     @property
-    def sysfs(self) -> RunnerKsmd:
+    def sysfs(self) -> LiveKsmd:
         return self
 
     def counters(self) -> dict[str, Any]:
         return self.driver.counters()
 
     def ksm_stat(self, process: Any) -> dict[str, Any]:
-        """/proc/PID/ksm_stat of a replayed process (a ``ksmbook.live.LiveTask``)."""
+        """/proc/PID/ksm_stat of a replayed process (a ``ksmbook.LiveTask``)."""
         return ksm_stat(process.worker.pid)
 
     def foreign_mms(self, own: Sequence[int]) -> list[int]:
@@ -601,8 +602,6 @@ class RunnerKsmd:
         return self.driver.scan(n)
 
     def run_for(self, ms: float) -> list[BatchReport]:
-        from .live import LiveRefused
-
         raise LiveRefused(f"ksmd run {ms}: the live ksmd is stepped by batches and full scans, "
                           "not by time")
 
@@ -630,16 +629,16 @@ class RunnerKsmd:
 # --------------------------------------------------------------------------- experiments
 
 @contextlib.contextmanager
-def session(*, timeout: float = 300.0, **knobs: object) -> Iterator[Ksmd]:
+def session(*, timeout: float = 300.0, **knobs: object) -> Iterator[KsmdDriver]:
     """A clean live-ksmd experiment: knobs snapshotted (``KsmKnobs``), ksmd reset (run 0 -> 2
-    -> 0), the given knobs set (None = leave), then yield a ``Ksmd``; create workers with
+    -> 0), the given knobs set (None = leave), then yield a ``KsmdDriver``; create workers with
     ``ksmd.spawn(contents)`` and step with ``ksmd.scan(n)``. On exit the workers exit, a final
     run=2 leaves no KSM state behind, and every knob is restored, also after an exception.
 
     ``with session(smart_scan=0) as ksmd: p = ksmd.spawn([1, 1, 2]); c = ksmd.scan(2)``
     """
     with KsmKnobs() as k:
-        ksmd = Ksmd(k, timeout=timeout)
+        ksmd = KsmdDriver(k, timeout=timeout)
         try:
             ksmd.reset()
             k.set(**knobs)
@@ -647,56 +646,6 @@ def session(*, timeout: float = 300.0, **knobs: object) -> Iterator[Ksmd]:
             yield ksmd
         finally:
             ksmd.close()
-
-
-def measure(contents: Sequence[Any] | None, *, use_zero_pages: int = 0,
-            max_page_sharing: int | None = None, smart_scan: int | None = None,
-            scans: int = 2, processes: int | list[list[Any]] = 1,
-            retries: int = 3) -> dict[str, Any]:
-    """Counters of the live ksmd after exactly *scans* full scans of the given pages: the
-    scenario of ``ksmbook.ksmd.predict`` (``ksmbook.ksmd.scan_scenario``, same arguments),
-    replayed on this machine (``ksmbook.live.replay(..., ksmd=True)``).
-
-    *contents*: one list of page contents (ints, READ or None), mapped by each of *processes*
-    worker processes, or a list of lists (one per process; or pass that list as *processes*).
-    Processes register in list order, after a reset, with ksmd stopped, so scan 1 is a full
-    first visit of every page. Knobs are restored afterwards and a final run=2 leaves no KSM
-    state behind.
-
-    Returns what ``predict`` returns (the counters after the last scan, relative to the reset,
-    "history" and "ksm_stat"), plus: "elapsed" (wall time of the replay that gave them),
-    "contamination" ("" when the global counters equal the sums of the processes' own
-    ksm_stat), "foreign_mms" (PIDs of other processes registered with KSM that made an
-    earlier replay start again) and "attempts". ksmd is global: a replay during which another
-    process used KSM (``live.KsmShared``) or whose counters are contaminated is repeated, up
-    to *retries* times; ``live.KsmShared`` comes out of the last one.
-    """
-    from .ksmd import scan_results, scan_scenario
-
-    scenario = scan_scenario(contents, scans=scans, use_zero_pages=use_zero_pages,
-                             max_page_sharing=max_page_sharing, smart_scan=smart_scan,
-                             processes=processes)
-    foreign: set[int] = set()
-    result: dict[str, Any] = {}
-    for attempt in range(retries + 1):
-        t0 = time.monotonic()
-        try:
-            steps = live.replay(scenario, ksmd=True, maps=False)
-        except live.KsmShared as e:
-            if attempt == retries:
-                raise
-            foreign.update(e.pids)
-            time.sleep(0.2)
-            continue
-        result = scan_results(steps)
-        result["elapsed"] = time.monotonic() - t0
-        result["contamination"] = contamination(result, result["ksm_stat"])
-        result["foreign_mms"] = sorted(foreign)
-        result["attempts"] = attempt + 1
-        if not result["contamination"]:
-            break
-        time.sleep(0.2)
-    return result
 
 
 def contamination(counters: dict[str, Any], stats: Sequence[dict[str, Any]]) -> str:
@@ -742,9 +691,9 @@ def time_scans(contents: Sequence[Any], *, scans: int = 3, pages_to_scan: int = 
         _unmerge_all()
         knobs.set(advisor_mode="none", smart_scan=smart_scan)
         _write("pages_to_scan", pages_to_scan)
-        workers = live.LiveSession(timeout=timeout)
+        workers = LiveSession(timeout=timeout)
         try:
-            map_pages(live.LiveKernel(workers).spawn(), list(contents))
+            map_pages(LiveKernel(workers).spawn(), list(contents))
             deadline = time.monotonic() + timeout
             ends: list[float] = []
             t0 = time.monotonic()
