@@ -10,11 +10,10 @@ import pytest
 
 import ksmbook as kb
 import ksmbook.render as kr
-from ksmbook.exercises import LayoutEntry, ResultProblem
+from ksmbook.exercises import AnswerError, LayoutEntry, ResultProblem
 from ksmbook.exercises.answers import errno_text, layout_of
 from ksmbook.scenario import Scenario
 from ksmbook.widgets import PredictExplorer
-from ksmbook.widgets.common import InputError
 from ksmbook.widgets.predict import (
     MADVISE_CODES,
     PageRegion,
@@ -94,7 +93,7 @@ def test_wrong_predictions_get_the_exercises_feedback() -> None:
     ex = mapped()
     ask(ex, "A+2p", "4p")
     history = ex.history
-    predict(ex, "ENOMEM", "0-2 2-6 6-8")
+    predict(ex, "ENOMEM", "0-2 2-6 dc 6-8")
     assert not ex.errors
     (p,) = ex.predictions
     assert not p.result_feedback.correct and not p.layout_feedback.correct
@@ -171,9 +170,9 @@ def test_mprotect_compares_protections_and_munmap_boundaries() -> None:
 
 @pytest.mark.parametrize(("result", "layout", "message"), [
     ("", "0-2 2-6 mg 6-8", "Pick the result you predict"),
-    ("0", "", "Type the VMAs you predict"),
-    ("0", "   ", "Type the VMAs you predict"),
-    ("0", "mg 0-8", "start with a page range such as 0-2"),
+    ("0", "", "type the VMAs as page ranges with their flags, for example 0-1 1-3 mg 3-8"),
+    ("0", "   ", "type the VMAs as page ranges"),
+    ("0", "mg 0-8", "start with a page range such as 0-1"),
     ("0", "0-2 2-6 mg 6-9", "these pages run from 0 to 8"),
     ("0", "0-4 2-6 mg", "overlap"),
     ("0", "4-2", "a VMA ends after it starts"),
@@ -200,7 +199,7 @@ def test_bad_predictions_get_a_message_and_change_nothing(result: str, layout: s
 def test_a_call_that_cannot_run_is_not_asked_about() -> None:
     ex = mapped()
     ask(ex, "Q+2p", "4p")
-    assert "No mapping is labelled 'Q'" in ex.message and ex.pending is None
+    assert "No mapping labelled 'Q'" in ex.message and ex.pending is None
     assert not ex.errors and len(vmas(ex)) == 1
 
 
@@ -254,7 +253,7 @@ def test_parse_pages() -> None:
     assert parse_pages("0-2 2-6 mg 6-8", 8) == [(0, 2, ""), (2, 6, "mg"), (6, 8, "")]
     assert parse_pages("0-2, 2-6 rd wr mg", 6) == [(0, 2, ""), (2, 6, "rd wr mg")]
     assert parse_pages("None", 8) == []
-    with pytest.raises(InputError, match="from 0 to 4"):
+    with pytest.raises(AnswerError, match="from 0 to 4"):
         parse_pages("0-5", 4)
 
 

@@ -59,7 +59,7 @@ def test_map_then_mergeable_in_the_middle() -> None:
 def test_the_slider_and_the_vma_menu_write_the_range_fields() -> None:
     ex = mapped()
     a0 = ex.kernel.processes[0].vmas[0].start
-    lo = ex._window()[0]
+    lo = ex.ranges.window()[0]
     ex.range_pages.value = ((a0 - lo) // P + 2, (a0 - lo) // P + 5)
     assert (ex.range_start.value, ex.range_length.value) == ("A+2p", "3p")
     assert "3p" in ex.range_readout.value
@@ -314,7 +314,7 @@ def test_a_callback_error_is_shown_and_changes_nothing(monkeypatch: pytest.Monke
 
     def broken(*args: object) -> None:
         raise RuntimeError("boom")
-    monkeypatch.setattr(ex._machine, "run", broken)
+    monkeypatch.setattr(ex.session.runner, "step", broken)
     madvise(ex, "A+4p", "8p", int(kb.MADV_MERGEABLE))
     assert "could not do that (RuntimeError: boom)" in ex.message
     assert "Traceback" not in ex.message_box.value
@@ -341,6 +341,8 @@ def test_live_button_compares_with_the_real_kernel() -> None:
     ex = mapped("modern")
     madvise(ex, "A+4p", "8p", int(kb.MADV_MERGEABLE))
     ex.live_button.click()
+    assert "Linux kernel" in ex.live_confirm.value and not ex.live_box.value
+    ex.live_yes.click()
     assert not ex.errors
     assert "Same results and the same VMAs." in ex.live_box.value, ex.live_box.value
     assert ex.live_box.value.count("VmFlags: rd wr mr mw me ac mg") == 2
@@ -352,6 +354,8 @@ def test_live_button_says_why_it_cannot_run(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(live, "available", lambda: (False, "no KSM in this test"))
     ex = mapped()
     ex.live_button.click()
+    assert "Linux kernel" in ex.live_confirm.value and not ex.live_box.value
+    ex.live_yes.click()
     assert not ex.errors
     assert ex.live_box.value == "<pre" + ex.live_box.value[4:] and \
         "The live kernel cannot run here: no KSM in this test" in ex.live_box.value
@@ -362,6 +366,8 @@ def test_live_button_explains_a_refusal() -> None:
     """A kernel without KSM cannot be replayed live; the reason is shown, not raised."""
     ex = mapped(config_ksm=False)
     ex.live_button.click()
+    assert "Linux kernel" in ex.live_confirm.value and not ex.live_box.value
+    ex.live_yes.click()
     assert not ex.errors
     assert ex.live_box.value.startswith("<pre") and (
         "refused" in ex.live_box.value or "cannot run here" in ex.live_box.value)

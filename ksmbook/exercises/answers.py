@@ -16,7 +16,8 @@ from ..profiles import Profile
 from ..scenario import Madvise, ScenarioError, parse
 
 __all__ = ["AnswerError", "Layout", "LayoutEntry", "parse_result", "parse_count", "parse_yesno",
-           "parse_advice", "parse_layout", "format_layout", "layout_of", "errno_text", "ALL_CODES"]
+           "parse_advice", "parse_layout", "parse_pages", "format_pages", "format_layout",
+           "layout_of", "errno_text", "ALL_CODES", "PAGES_EXAMPLE"]
 
 #: Every smaps VmFlags code a layout answer may use.
 ALL_CODES = frozenset({
@@ -29,6 +30,12 @@ ALL_CODES = frozenset({
 _ERRNOS = {name: num for num, name in ERRNO_NAMES.items()}
 _STRERROR = {os.strerror(num).lower(): num for num in ERRNO_NAMES}
 _PERMS = re.compile(r"[r-][w-][x-][ps]\Z")
+_RANGE = re.compile(r"(\d+)-(\d+)\Z")
+#: The example of the page-range form (not the answer to any call the book suggests first).
+PAGES_EXAMPLE = "0-1 1-3 mg 3-8"
+_FORMS = (f"page ranges with their flags ('{PAGES_EXAMPLE}': first page, end page exclusive), "
+          "a list of (start_page, end_page, flags) such as [(0, 1, ''), (1, 3, 'mg'), "
+          "(3, 8, '')], or maps lines ('10000000-10002000 rw-p ... VmFlags: rd wr mg')")
 _MAPS_LINE = re.compile(r"\s*([0-9a-fA-F]+)-([0-9a-fA-F]+)\s+([r-][w-][x-][ps])\b(.*)")
 
 
@@ -170,17 +177,65 @@ def _codes(flags: object, profile: Profile | None) -> frozenset[str]:
     return frozenset(codes)
 
 
+def parse_pages(text: str, pages: int | None = None) -> list[tuple[int, int, str]]:
+    """A layout typed as page ranges, "0-1 1-3 mg 3-8" (a VMA's first page, its end page
+    exclusive, then its flags), as (start_page, end_page, flags) tuples; "none" for no VMA.
+    With `pages`, the pages must lie in 0..pages. AnswerError says what is accepted."""
+    words = text.replace(",", " ").split()
+    if not words:
+        raise AnswerError(f"type the VMAs as page ranges with their flags, for example "
+                          f"{PAGES_EXAMPLE} (or none if no VMA is left)")
+    if [word.lower() for word in words] == ["none"]:
+        return []
+    out: list[tuple[int, int, list[str]]] = []
+    for word in words:
+        m = _RANGE.match(word)
+        if m is None:
+            if not out:
+                raise AnswerError(f"{word!r}: start with a page range such as 0-1 (first page, "
+                                  "then the page after the last), then its flags")
+            out[-1][2].append(word)
+            continue
+        first, end = int(m.group(1)), int(m.group(2))
+        if pages is not None and end > pages:
+            raise AnswerError(f"{word!r}: these pages run from 0 to {pages} (page {pages} is "
+                              "the end of the last one)")
+        out.append((first, end, []))
+    return [(a, b, " ".join(flags)) for a, b, flags in out]
+
+
+def format_pages(layout: Layout, codes: Iterable[str] | None = None) -> str:
+    """'0-1 1-3 mg 3-8' (only `codes` shown, if given); 'none' for no VMA."""
+    if not layout:
+        return "none"
+    keep = None if codes is None else frozenset(codes)
+    return " ".join(" ".join([f"{e.start}-{e.end}",
+                              *_code_order({c for c in e.codes if keep is None or c in keep})])
+                    for e in layout)
+
+
+def _is_pages(text: str) -> bool:
+    words = text.replace(",", " ").split()
+    return (len(text.strip().splitlines()) == 1 and bool(words)
+            and (bool(_RANGE.match(words[0])) or [w.lower() for w in words] == ["none"]))
+
+
 def parse_layout(answer: object, base: int, profile: Profile | None = None) -> Layout:
-    """A list of (start_page, end_page, flags), pages counted from `base` and end exclusive,
-    flags as smaps codes ("mg", "rd wr mg", ""); or maps text (`Process.maps()` lines)."""
+    """A layout answer, pages counted from `base` and end exclusive, flags as smaps codes
+    ("mg", "rd wr mg", ""), in any of three forms: page ranges as predict mode takes them
+    ("0-1 1-3 mg 3-8"), a list of (start_page, end_page, flags), or maps text
+    (`Process.maps()` lines)."""
+    if isinstance(answer, str) and _is_pages(answer):
+        return parse_layout(parse_pages(answer), base, profile)
     if isinstance(answer, str):
         lines = [ln for ln in answer.splitlines() if ln.strip()]
+        if not lines:
+            raise AnswerError(f"no layout given: answer with {_FORMS}")
         entries = []
         for ln in lines:
             m = _MAPS_LINE.match(ln)
             if m is None:
-                raise AnswerError(f"{ln.strip()!r} is not a maps line "
-                                  "('10000000-10002000 rw-p ... VmFlags: rd wr mg')")
+                raise AnswerError(f"{ln.strip()!r} is not a layout: answer with {_FORMS}")
             start, end = int(m.group(1), 16), int(m.group(2), 16)
             if start % (1 << PAGE_SHIFT) or end % (1 << PAGE_SHIFT) or start < base:
                 raise AnswerError(f"{ln.strip()!r}: addresses must be page aligned and at or "
@@ -191,8 +246,7 @@ def parse_layout(answer: object, base: int, profile: Profile | None = None) -> L
                                        _codes(flags, profile)))
         return _check_layout(tuple(entries))
     if isinstance(answer, Mapping) or not isinstance(answer, Iterable):
-        raise AnswerError("a layout is a list of (start_page, end_page, flags) such as "
-                          "[(0, 2, ''), (2, 6, 'mg'), (6, 8, '')], or maps text")
+        raise AnswerError(f"not a layout: answer with {_FORMS}")
     entries = []
     for item in answer:
         if isinstance(item, LayoutEntry):

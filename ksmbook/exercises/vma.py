@@ -138,14 +138,16 @@ class ScenarioProblem(Problem):
     """A question about the last operation of a scenario, answered by the simulator.
 
     `proc` is the process asked about; `base` is page 0 of layout answers; `show_before`
-    prints `proc`'s maps before the last operation under the scenario.
+    prints `proc`'s maps before the last operation under the scenario. `ran` gives the
+    kernel and the results of every statement after the kernel line, if the scenario has
+    been run already (a widget's session), so that it is not run again.
     """
 
     def __init__(self, scenario: Scenario | str, question: str, *,
                  profile: str | None = None, config_ksm: bool | None = None,
                  proc: str = "p1", base: int = BASE, intro: str = "",
                  show_before: bool = True, hints: Iterable[str] = (), title: str = "Exercise",
-                 ident: str = "") -> None:
+                 ident: str = "", ran: tuple[Kernel, Sequence[StepResult]] | None = None) -> None:
         sc = parse(scenario) if isinstance(scenario, str) else scenario
         ops = [op for op in sc.ops if not isinstance(op, Boot)]
         if not ops or isinstance(ops[-1], SETUP):
@@ -164,6 +166,10 @@ class ScenarioProblem(Problem):
         #: `python -m ksmbook run`.
         self.scenario = Scenario((kernel_op, *ops))
         self.proc, self.base, self.show_before = proc, base, show_before
+        if ran is not None:  # already run (a widget's session): the kernel and the results
+            kernel, results = ran
+            boot_step = StepResult(self.scenario.ops[0], 0, None, {})
+            self.__dict__["_run"] = (kernel, [boot_step, *results])
         _ = self.results  # run now: a broken problem fails where it is made
 
     def check_last(self, op: Statement) -> None:

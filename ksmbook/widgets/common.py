@@ -4,7 +4,8 @@ line and preformatted text."""
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from typing import Any, TypeVar, cast
 
@@ -36,6 +37,15 @@ class Widget:
     def _say(self, text: str, error: bool = False) -> None:
         self.message = text
         self.message_box.value = message_html(text, error)
+
+    @contextmanager
+    def _quiet(self) -> Iterator[None]:
+        """While views are brought in line: the controls' callbacks do not act."""
+        self._syncing = True
+        try:
+            yield
+        finally:
+            self._syncing = False
 
     def _recover(self) -> None:
         """Bring the widget back in line with its history after a callback failed."""

@@ -3,11 +3,13 @@
 `PredictExplorer` is the `Explorer` with one difference: a madvise, mprotect or munmap does
 not run when its button is pressed. The reader first predicts what the call returns (0 or
 which errno) and the VMAs the pages around the range will be afterwards, typed as page
-ranges counted from the mapping ("0-2 2-6 mg 6-8") or picked as split points among the
-candidates (the range's ends, the current VMA boundaries); then the call runs on the kernel, the
-diagram shows what the kernel did, and each prediction gets the feedback the exercises give
-(`ksmbook.exercises.ResultProblem` and `LayoutProblem`: what a wrong answer would mean,
-never the answer itself).
+ranges counted from the mapping (the exercises' page-range form, "0-1 1-3 mg 3-8") or picked as
+split points among the candidates (the range's ends, the current VMA boundaries); then the call
+runs once, in the explorer's session, the diagram shows what the kernel did, and each
+prediction gets the feedback the exercises give (`ksmbook.exercises.ResultProblem` and
+`ksmbook.exercises.region.RegionLayoutProblem`, built from that run: what a wrong answer would
+mean, never the answer itself). A layout typed without any flags predicts the boundaries
+only, and is judged on them.
 
 The prediction is structured (an errno, a tuple of `LayoutEntry`) and is compared with the
 kernel's result, its VMAs and the events of the call's trace, as the exercises compare
@@ -17,7 +19,6 @@ answers; nothing is read back from text the kernel printed.
 from __future__ import annotations
 
 import html
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,21 +26,22 @@ from typing import Any
 import ipywidgets as w
 
 from ..constants import ERRNO_NAMES, PAGE_SHIFT, PAGE_SIZE
-from ..exercises import AnswerError, Feedback, LayoutProblem, Problem, ResultProblem
-from ..exercises.answers import Layout, errno_text, layout_of
-from ..procfs import MapEntry
-from ..render import addr_text, snapshot
-from ..scenario import (
-    Madvise,
-    Mprotect,
-    Munmap,
-    Scenario,
-    ScenarioError,
-    Statement,
-    StepResult,
-    format_op,
-    process_of,
+from ..exercises import AnswerError, Feedback, LayoutEntry, Problem, ResultProblem
+from ..exercises.answers import (
+    PAGES_EXAMPLE,
+    Layout,
+    errno_text,
+    format_pages,
+    layout_of,
+    parse_layout,
+    parse_pages,
+    parse_result,
 )
+from ..exercises.region import PageRegion, RegionLayoutProblem, region_of
+from ..profiles import get_profile
+from ..render import addr_text, snapshot
+from ..scenario import Madvise, Mprotect, Munmap, ScenarioError, Statement, format_op, process_of
+from ..session import sentence
 from .common import InputError, guarded
 from .explorer import Explorer
 
@@ -54,80 +56,12 @@ PREDICTED = (Madvise, Mprotect, Munmap)
 MADVISE_CODES = ("mg", "dc", "rr", "sr", "hg", "nh", "dd", "wf")
 #: ... after an mprotect: the protections.
 MPROTECT_CODES = ("rd", "wr", "ex")
-_U64 = 2**64
 #: At most this many split-point checkboxes (with more candidates, pages are typed).
 _MAX_SPLITS = 32
 _CELL = " style='white-space:nowrap;padding-right:12px'"
-_RANGE = re.compile(r"(\d+)-(\d+)\Z")
 #: The results offered, the ones madvise, mprotect and munmap most often give first.
 _RESULTS = ("0", "EINVAL", "ENOMEM", "EAGAIN", "EPERM", "EACCES") + tuple(
     sorted(set(ERRNO_NAMES.values()) - {"EINVAL", "ENOMEM", "EAGAIN", "EPERM", "EACCES"}))
-
-
-@dataclass(frozen=True)
-class PageRegion:
-    """The pages a layout prediction is about: [start, end), page 0 at `start`."""
-
-    start: int
-    end: int
-
-    @property
-    def pages(self) -> int:
-        return (self.end - self.start) >> PAGE_SHIFT
-
-
-def region_of(entries: Sequence[MapEntry], start: int, end: int) -> PageRegion:
-    """The range [start, end) widened to whole pages and to every run of contiguous VMAs it
-    touches or borders: the VMAs a split_vma() or vma_merge() of the call can change."""
-    lo = start & ~(PAGE_SIZE - 1)
-    hi = min(-(-end // PAGE_SIZE) * PAGE_SIZE, _U64)
-    runs: list[list[int]] = []
-    for e in sorted(entries, key=lambda e: e.start):
-        if runs and runs[-1][1] == e.start:
-            runs[-1][1] = e.end
-        else:
-            runs.append([e.start, e.end])
-    for run_start, run_end in runs:
-        if run_start <= hi and lo <= run_end:
-            lo, hi = min(lo, run_start), max(hi, run_end)
-    return PageRegion(lo, hi)
-
-
-def format_pages(layout: Layout, codes: Sequence[str] | None = None) -> str:
-    """'0-2 2-6 mg 6-8' (only `codes` shown, if given); 'none' for no VMA."""
-    if not layout:
-        return "none"
-    keep = None if codes is None else frozenset(codes)
-    return " ".join(" ".join([f"{e.start}-{e.end}",
-                              *sorted(c for c in e.codes if keep is None or c in keep)])
-                    for e in layout)
-
-
-def parse_pages(text: str, pages: int) -> list[tuple[int, int, str]]:
-    """A typed layout, "0-2 2-6 mg 6-8" (a VMA's first page, end page exclusive, then its
-    flags), as the (start_page, end_page, flags) tuples layout answers take; "none" for no
-    VMA. Pages must lie in 0..`pages`. Raises InputError with what is accepted."""
-    words = text.replace(",", " ").split()
-    if not words:
-        raise InputError("Type the VMAs you predict as page ranges with their flags, for "
-                         "example: 0-2 2-6 mg 6-8 (or none if no VMA is left).")
-    if [word.lower() for word in words] == ["none"]:
-        return []
-    out: list[tuple[int, int, list[str]]] = []
-    for word in words:
-        m = _RANGE.match(word)
-        if m is None:
-            if not out:
-                raise InputError(f"{word!r}: start with a page range such as 0-2 (first page, "
-                                 "then the page after the last), then its flags.")
-            out[-1][2].append(word)
-            continue
-        first, end = int(m.group(1)), int(m.group(2))
-        if end > pages:
-            raise InputError(f"{word!r}: these pages run from 0 to {pages} (page {pages} is "
-                             "the end of the last one).")
-        out.append((first, end, []))
-    return [(a, b, " ".join(flags)) for a, b, flags in out]
 
 
 def split_candidates(now: Layout, first: int, end: int, pages: int) -> tuple[int, ...]:
@@ -140,7 +74,8 @@ def split_candidates(now: Layout, first: int, end: int, pages: int) -> tuple[int
 def split_pages(points: Sequence[int], pages: int, typed: Sequence[tuple[int, int, str]]) -> str:
     """The layout text with a VMA boundary at each of `points`: each piece keeps the flags of
     the typed VMA it starts in, and a piece starting where the typed layout has no VMA is left
-    out (unmapped); with nothing typed, pieces cover all the pages without flags."""
+    out (unmapped); with nothing typed, pieces cover all the pages without flags (a prediction
+    of the boundaries only)."""
     edges = [0, *sorted(points), pages]
     out = []
     for a, b in zip(edges, edges[1:], strict=False):
@@ -151,24 +86,11 @@ def split_pages(points: Sequence[int], pages: int, typed: Sequence[tuple[int, in
     return " ".join(out) or "none"
 
 
-class RegionLayoutProblem(LayoutProblem):
-    """A layout question about one region of `proc`'s address space (other mappings of the
-    process are not asked about)."""
-
-    def __init__(self, scenario: Scenario, question: str, *, region: PageRegion,
-                 **kwargs: Any) -> None:
-        self.region = region
-        super().__init__(scenario, question, base=region.start, **kwargs)
-
-    def maps_of(self, result: StepResult) -> list[MapEntry]:
-        return [e for e in super().maps_of(result)
-                if e.start < self.region.end and e.end > self.region.start]
-
-
 @dataclass(frozen=True)
 class Prediction:
     """One predicted call: the pages asked about, what the reader said, what the kernel did,
-    and the feedback."""
+    and the feedback. `boundaries_only`: the layout was typed without flags, and is judged on
+    its boundaries."""
 
     call: str
     region: PageRegion
@@ -179,6 +101,7 @@ class Prediction:
     codes: tuple[str, ...]
     result_feedback: Feedback
     layout_feedback: Feedback
+    boundaries_only: bool = False
 
     @property
     def correct(self) -> bool:
@@ -187,14 +110,13 @@ class Prediction:
 
 @dataclass(frozen=True)
 class _Question:
-    """A call waiting for the reader's prediction, with the problems that judge it."""
+    """A call waiting for the reader's prediction."""
 
     ops: tuple[Statement, ...]
+    proc: str
     region: PageRegion
     splits: tuple[int, ...]
     codes: tuple[str, ...]
-    result: ResultProblem
-    layout: RegionLayoutProblem
 
 
 def _verdict(problem: Problem, given: Any) -> Feedback:
@@ -211,6 +133,8 @@ class PredictExplorer(Explorer):
     Takes the `Explorer`'s arguments. `predictions` holds every judged `Prediction`;
     `predict_first` (a checkbox) turns the asking off and on.
     """
+
+    what = "explorer in predict mode"
 
     def __init__(self, profile: str = "seed", config_ksm: bool = True, *,
                  script: str | None = None) -> None:
@@ -231,7 +155,7 @@ class PredictExplorer(Explorer):
             options=[("(pick)", "")] + [(r, r) for r in _RESULTS], value="",
             description="returns", style={"description_width": "initial"},
             layout=w.Layout(width="170px"))
-        self.predict_layout = w.Text(value="", placeholder="0-2 2-6 mg 6-8",
+        self.predict_layout = w.Text(value="", placeholder=f"e.g. {PAGES_EXAMPLE}",
                                      description="VMAs after", style={"description_width":
                                                                       "initial"},
                                      layout=w.Layout(width="340px"))
@@ -274,32 +198,42 @@ class PredictExplorer(Explorer):
         if self._question is not None:
             self._set_question(None)
 
+    def _history_changed(self, message: str) -> None:
+        """Another kernel, undo, redo, reset or a loaded script: the feedback on the last
+        prediction no longer describes what is shown."""
+        self.feedback_box.value = ""
+        super()._history_changed(message)
+
+    def picture_lines(self) -> tuple[str, ...]:
+        """The stored picture shows the prediction fields too."""
+        return ("Predict, then run: press madvise, mprotect or munmap; the call waits until "
+                "you pick what it returns (0 or an errno) and type the VMAs the pages around "
+                f"the range will form, for example {PAGES_EXAMPLE} (first page, end page "
+                "exclusive, then the flags; without flags only the boundaries are judged); "
+                "then press Run and compare.", *super().picture_lines())
+
     def _ask(self, ops: tuple[Statement, ...]) -> None:
         op = ops[-1]
         assert isinstance(op, PREDICTED)
         name = process_of(op) or "p1"
-        proc = self._machine.process(name)
+        proc = self.session.process(name)
         if proc is None or not proc.alive:
+            self._alive("run a system call")
             raise InputError(f"No process named {name!r}.")
-        start = self._resolve(op.addr)
+        try:
+            start = self.session.addr(op.addr)
+        except ScenarioError as e:
+            raise InputError(sentence(e)) from None
         entries = snapshot(proc, self._cache).entries
         region = region_of(entries, start, start + op.length)
         codes = MPROTECT_CODES if isinstance(op, Mprotect) else (
             MADVISE_CODES if isinstance(op, Madvise) else ())
-        scenario = Scenario(self.history.ops + ops)
-        question = f"What does `{format_op(op)}` do?"
-        try:
-            result = ResultProblem(scenario, question)
-            layout = RegionLayoutProblem(scenario, question, region=region, codes=codes,
-                                         proc=name)
-        except ScenarioError as e:
-            raise InputError(e.message[0].upper() + e.message[1:] + ".") from None
         now = layout_of([e for e in entries if e.start < region.end and e.end > region.start],
                         region.start)
         splits = split_candidates(now, (start - region.start) >> PAGE_SHIFT,
                                   -(-(start + op.length - region.start) // PAGE_SIZE),
                                   region.pages)
-        self._set_question(_Question(ops, region, splits, codes, result, layout))
+        self._set_question(_Question(ops, name, region, splits, codes))
         flags = (f"flags compared: {' '.join(codes)}" if codes
                  else "only the boundaries are compared")
         self._say(f"Predict first: what will {format_op(op)} return, and what VMAs will "
@@ -312,8 +246,9 @@ class PredictExplorer(Explorer):
             f"<code>{html.escape(self._addr_words(region.start))}</code>) are now: "
             f"<code>{html.escape(format_pages(now, codes))}</code><br>"
             f"<span style='color:#444'>Type each VMA after the call as first-end page (end "
-            f"exclusive) with its flags, e.g. <code>0-2 2-6 mg 6-8</code>; leave unmapped "
-            f"pages out; {html.escape(flags)}.</span></div>")
+            f"exclusive) with its flags, in the form <code>{PAGES_EXAMPLE}</code>; leave "
+            f"unmapped pages out; {html.escape(flags)}; a layout without any flags predicts "
+            f"the boundaries only.</span></div>")
 
     def _set_question(self, question: _Question | None) -> None:
         self._question = question
@@ -343,24 +278,28 @@ class PredictExplorer(Explorer):
                   if box.value]
         try:
             typed = parse_pages(str(self.predict_layout.value), q.region.pages)
-        except InputError:
+        except AnswerError:
             typed = []
         self.predict_layout.value = split_pages(points, q.region.pages, typed)
 
     # -- the answer -------------------------------------------------------------------------
 
-    def _read_prediction(self, q: _Question) -> tuple[int, Layout]:
-        """The reader's prediction as the problems read answers (InputError if unreadable)."""
+    def _read_prediction(self, q: _Question) -> tuple[int, Layout, bool]:
+        """The reader's prediction as the problems read answers, and whether it gives the
+        boundaries only (InputError if unreadable)."""
         if not self.predict_result.value:
             raise InputError("Pick the result you predict: 0, or the errno the call fails "
                              "with.")
         text = str(self.predict_layout.value)
-        tuples = parse_pages(text, q.region.pages)
         try:
-            return (q.result.parse(str(self.predict_result.value)),
-                    q.layout.parse(tuples))
+            tuples = parse_pages(text, q.region.pages)
+            layout = parse_layout(tuples, q.region.start, get_profile(self.kernel.profile.name))
         except AnswerError as e:
             raise InputError(f"{text.strip()!r}: {e}.") from None
+        keep = frozenset(q.codes)
+        layout = tuple(LayoutEntry(e.start, e.end, e.codes & keep) for e in layout)
+        return (parse_result(str(self.predict_result.value)), layout,
+                bool(q.codes) and bool(layout) and not any(flags for _, _, flags in tuples))
 
     @guarded
     def _on_submit(self, _: object = None) -> None:
@@ -368,11 +307,24 @@ class PredictExplorer(Explorer):
         if q is None:
             raise InputError("No call is waiting for a prediction: choose a range and press "
                              "madvise, mprotect or munmap.")
-        result, layout = self._read_prediction(q)
+        result, layout, boundaries_only = self._read_prediction(q)
         super()._do(q.ops)
+        s = self.session
+        ran = (s.kernel, [*s.steps[:-1], s.with_maps(s.steps[-1])])
+        question = f"What does `{format_op(q.ops[-1])}` do?"
+        result_problem = ResultProblem(s.scenario, question, ran=ran)
+        layout_problem = RegionLayoutProblem(s.scenario, question, region=q.region,
+                                             codes=q.codes, proc=q.proc, ran=ran)
+        expected = layout_problem.answer
+        if boundaries_only and [(e.start, e.end) for e in layout] == \
+                [(e.start, e.end) for e in expected]:
+            layout_fb = Feedback("correct", "Right: the boundaries (you gave no flags, so only "
+                                 "they are judged; the kernel's flags are beside).")
+        else:
+            layout_fb = _verdict(layout_problem, layout)
         prediction = Prediction(
-            format_op(q.ops[-1]), q.region, result, layout, q.result.answer,
-            q.layout.answer, q.codes, _verdict(q.result, result), _verdict(q.layout, layout))
+            format_op(q.ops[-1]), q.region, result, layout, result_problem.answer, expected,
+            q.codes, _verdict(result_problem, result), layout_fb, boundaries_only)
         self.predictions.append(prediction)
         self._show_feedback(prediction)
 
