@@ -105,7 +105,7 @@ def test_fork_shared_pages_say_how_often_they_are_mapped() -> None:
     k = kb.Kernel(profile="modern")
     p, a = offer(k, [7], "p")
     p.fork("c")
-    assert states(kp.page_state(k))[("p", a)] == "unscanned (mapped 2 times)"
+    assert states(kp.page_state(k))[("p", a)] == "unscanned; one page in 2 page tables"
 
 
 def test_text_twin_is_deterministic_and_complete() -> None:

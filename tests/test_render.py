@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 from matplotlib.colors import to_hex
 
@@ -369,3 +372,89 @@ def test_a_figure_updates_in_place() -> None:
     fig = view.show_change(before, kr.snapshot(p), p.last_trace)
     assert fig is view.figure and view.row_bars == bars
     assert len(bars[1].get_paths()) == 3
+
+
+# -- legibility: every figure the book draws, measured --------------------------------------
+
+def _book_figures(notebook: Path) -> list[Any]:
+    """Run a notebook's code cells (not those tagged nbval-ignore-output or nbval-skip: the
+    widget and live-kernel cells) in an IPython shell and collect every figure it shows."""
+    import json
+
+    from IPython.core.interactiveshell import InteractiveShell
+    from matplotlib.figure import Figure
+
+    import ksmbook.render.ksm_pages as kpm
+
+    figs: list[Any] = []
+
+    def grab(fig: Any, *args: Any, **kw: Any) -> bytes:
+        figs.append(fig)
+        return b""
+
+    shell = InteractiveShell.instance()
+    shell.reset()
+    saved = kpm.png_bytes
+    kpm.png_bytes = grab  # type: ignore[assignment]
+    try:
+        for cell in json.loads(notebook.read_text(encoding="utf-8"))["cells"]:
+            tags = set(cell.get("metadata", {}).get("tags", []))
+            if cell["cell_type"] != "code" or tags & {"nbval-ignore-output", "nbval-skip"}:
+                continue
+            shell.display_formatter.formatters["image/png"].for_type(Figure, grab)
+            result = shell.run_cell("".join(cell["source"]), silent=True)
+            assert result.success, f"{notebook.name}: {result.error_in_exec!r}"
+    finally:
+        kpm.png_bytes = saved  # type: ignore[assignment]
+    return figs
+
+
+BOOK = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]-*.ipynb"))
+
+
+@pytest.mark.parametrize("notebook", BOOK, ids=[p.name[:2] for p in BOOK])
+def test_every_figure_of_the_book_is_legible(notebook: Path) -> None:
+    """No text under 10 px on screen (PNG at 100 dpi; in the HTML book scaled to its text
+    column), none outside its figure, none over another text, no guide line across a label."""
+    from figure_check import problems
+
+    found = []
+    for i, fig in enumerate(_book_figures(notebook)):
+        trace_panel = getattr(getattr(fig, "_ksmbook_view", None), "trace_panel", False)
+        found += [f"figure {i}: {p}" for p in problems(fig, html=not trace_panel)]
+    assert not found, "\n".join(found)
+
+
+def test_legibility_of_dense_and_forked_layouts() -> None:
+    """The layouts the chapters do not draw: many small VMAs, a fork child with holes, a
+    change beside the trace panel."""
+    from figure_check import problems
+
+    k = kb.Kernel(profile="modern")
+    p = k.spawn()
+    a = p.mmap(40 * kb.PAGE_SIZE, kb.PROT_READ | kb.PROT_WRITE,
+               kb.MAP_PRIVATE | kb.MAP_ANONYMOUS)
+    for i in range(0, 40, 4):
+        p.madvise(a + i * kb.PAGE_SIZE, kb.PAGE_SIZE, kb.MADV_MERGEABLE)
+    p.madvise(a + 8 * kb.PAGE_SIZE, 8 * kb.PAGE_SIZE, kb.MADV_DONTFORK)
+    p.fork("child")
+    before = kr.snapshot(p)
+    p.mprotect(a + 20 * kb.PAGE_SIZE, kb.PAGE_SIZE, kb.PROT_READ)
+    figs = [(kr.processes(k), True), (kr.before_after(before, kr.snapshot(p), p.last_trace,
+                                                      trace_panel=False), True),
+            (kr.before_after(before, kr.snapshot(p), p.last_trace), False)]
+    found = [f"figure {i}: {x}" for i, (f, html) in enumerate(figs)
+             for x in problems(f, html=html)]
+    assert not found, "\n".join(found)
+
+
+def test_a_fork_child_shows_its_dontfork_hole() -> None:
+    k = kb.Kernel(profile="seed")
+    p = k.spawn("parent")
+    a = p.mmap(8 * kb.PAGE_SIZE, kb.PROT_READ | kb.PROT_WRITE, kb.MAP_PRIVATE | kb.MAP_ANONYMOUS)
+    p.madvise(a + 4 * kb.PAGE_SIZE, 4 * kb.PAGE_SIZE, kb.MADV_DONTFORK)
+    p.fork("child")
+    fig = kr.processes(k)
+    from figure_check import texts
+
+    assert [t.get_text() for t in texts(fig)].count("no VMA here") == 1

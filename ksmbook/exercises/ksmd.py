@@ -594,7 +594,8 @@ def _slow_writes(rng: random.Random, profile: str) -> KsmdProblem:
             "page is never scanned.")
     return ChoiceProblem(
         steps + writes, "Which of the writes (a)-(d) take a copy-on-write fault of a "
-        "KSM page, the slow write that tells the attacker another process has the same page?",
+        "KSM page? (A write to a page the child still shares faults too, and costs about as "
+        "much: timing alone would not tell the attacker which is which.)",
         profile=profile,
         intro="A victim and an attacker offer pages to KSM; the attacker forks a child (which "
               "keeps running) before ksmd scans.",

@@ -11,6 +11,7 @@ not pyplot: no global state, and a figure shown as a cell's value appears once.
 from __future__ import annotations
 
 import textwrap
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -81,10 +82,10 @@ LANES = (
 
 # Vertical geometry, in inches (the axes' y unit is one inch, downwards from 0).
 _TITLE, _BAR, _LANE, _LANE_MARK, _ROW_GAP, _BAND = 0.27, 0.46, 0.14, 0.09, 0.14, 0.40
-_LEFT, _RIGHT, _WIDTH = 1.15, 0.5, 9.6
+_LEFT, _RIGHT, _WIDTH = 1.45, 0.45, 7.2
 _CHAR_IN = 7.5 * 0.6 / 72  # width of one 7.5 pt character, in inches
-_ADDR_CHAR_IN = 6.8 * 0.6 / 72
-_TRACE_PT = 6.6
+_ADDR_CHAR_IN = 7.5 * 0.6 / 72
+_TRACE_PT = 7.5
 _NBSP = "\u00a0"
 
 
@@ -281,7 +282,8 @@ class SpaceFigure:
             verts.append([])
             colors.append([])
             y, agg = self._draw_row(snap, name, y, lanes, upi, verts[-1], colors[-1],
-                                    lane_verts, lane_colors, breaks, was)
+                                    lane_verts, lane_colors, breaks, was,
+                                    holes=ch is None and len(rows) > 1)
             aggregated += agg
             kinds |= {r.kind for r in snap.vmas}
         while len(self.row_bars) < len(rows):
@@ -318,15 +320,15 @@ class SpaceFigure:
             self.notes.append(f"per-VMA labels left out in rows of more than {LABEL_LIMIT} "
                               "VMAs (the maps table lists every VMA)")
         if self.notes:
-            width = int((self.diagram_width - 0.2) / (7 * 0.55 / 72))
+            width = int((self.diagram_width - 0.2) / (7.5 * 0.55 / 72))
             lines = textwrap.wrap("Note: " + "; ".join(self.notes) + ".", width)
             self._text(self.ax, -_LEFT * upi + 0.05 * upi, y - 0.04, "\n".join(lines),
-                       fontsize=7, color=_GREY, va="top", style="italic")
-            y -= 0.1 + 0.135 * len(lines)
+                       fontsize=7.5, color=_GREY, va="top", style="italic")
+            y -= 0.1 + 0.145 * len(lines)
         height = -y + 0.08
         trace_lines = self._trace_lines(trace) if self.trace_ax is not None else []
         if self.trace_ax is not None:
-            height = max(height, top + 0.2 + 0.118 * min(len(trace_lines), 60))
+            height = max(height, top + 0.2 + 0.134 * min(len(trace_lines), 60))
         self.figure.set_size_inches(self.width, height)
         self.ax.set_xlim(-_LEFT * upi, layout.total + _RIGHT * upi)
         self.ax.set_ylim(-height, 0)
@@ -368,7 +370,8 @@ class SpaceFigure:
 
     def _draw_row(self, snap: Snapshot, name: str, y: float, lanes: list[Lane], upi: float,
                   verts: list, colors: list, lane_verts: list, lane_colors: list[str],
-                  breaks: list, was_mergeable: bool | None = None) -> tuple[float, int]:
+                  breaks: list, was_mergeable: bool | None = None,
+                  holes: bool = False) -> tuple[float, int]:
         """One process: title, bars, lanes, addresses. Returns the y below it."""
         layout = self.layout
         n = len(snap.vmas)
@@ -405,6 +408,8 @@ class SpaceFigure:
         if labelled:
             for r, x0, x1 in zip(snap.vmas, xs0, xs1, strict=True):
                 self._bar_label(r, x0, x1, bar_top, bar_bot, upi)
+        if holes and snap.vmas:
+            self._row_holes(snap, bar_top, bar_bot, upi, breaks)
         lo, hi = (snap.vmas[0].start, snap.vmas[-1].end) if snap.vmas else (0, 0)
         for gap in layout.gaps:
             if not lo <= gap.start < gap.end <= hi:
@@ -420,10 +425,37 @@ class SpaceFigure:
             lane_verts.append(_rects(xs0[marked], xs1[marked], y, y + _LANE_MARK))
             lane_colors += [lane.color] * int(marked.sum())
             self._text(self.ax, -0.08 * upi, y + _LANE_MARK / 2, f"{lane.label}  {lane.name}",
-                       fontsize=6.8, ha="right", va="center",
+                       fontsize=7.5, ha="right", va="center",
                        color=lane.color if lane.name == "mg" else _GREY)
         y = self._addresses(snap, labelled, y, upi)
         return y - _ROW_GAP, 0 if labelled else 1
+
+    def _row_holes(self, snap: Snapshot, top: float, bot: float, upi: float,
+                   breaks: list) -> None:
+        """Where another row has a VMA and this one none (a fork child's VM_DONTCOPY areas,
+        an area one process unmapped): an outline with "no VMA" in it."""
+        layout = self.layout
+        gap_starts = {g.start for g in layout.gaps}
+        starts = [r.start for r in snap.vmas]
+        pieces: list[list[int]] = []
+        for a, b in pairwise(layout.bounds):
+            if a in gap_starts:
+                continue
+            i = bisect_right(starts, a) - 1
+            if i >= 0 and snap.vmas[i].end >= b:
+                continue
+            if pieces and pieces[-1][1] == a:
+                pieces[-1][1] = b
+            else:
+                pieces.append([a, b])
+        for a, b in pieces:
+            x0, x1 = layout.x(a), layout.x(b)
+            breaks += [[(x0, top), (x1, top)], [(x1, top), (x1, bot)],
+                       [(x1, bot), (x0, bot)], [(x0, bot), (x0, top)]]
+            if (x1 - x0) / upi >= 7 * _CHAR_IN:
+                self._text(self.ax, (x0 + x1) / 2, (top + bot) / 2, "no VMA here",
+                           ha="center", va="center", fontsize=7.5, color=_GREY,
+                           style="italic")
 
     def _bar_label(self, r: Region, x0: float, x1: float, top: float, bot: float,
                    upi: float) -> None:
@@ -437,7 +469,7 @@ class SpaceFigure:
                        ha="center", va="center", color=color, fontsize=7.5, weight="bold")
             if two:
                 self._text(self.ax, mid, (top + bot) / 2 - 0.09, r.perms, ha="center",
-                           va="center", color=color, fontsize=6.8, family="monospace")
+                           va="center", color=color, fontsize=7.5, family="monospace")
 
     def _gap_mark(self, x0: float, x1: float, size: int, shortened: bool, top: float,
                   bot: float, upi: float, breaks: list) -> None:
@@ -449,7 +481,7 @@ class SpaceFigure:
         text = size_text(size)
         if (x1 - x0) / upi >= len(text) * _CHAR_IN * 0.9 or shortened:
             self._text(self.ax, mid, bot + 0.06, text, ha="center", va="bottom",
-                       fontsize=6.5, color=_GREY, style="italic")
+                       fontsize=7.5, color=_GREY, style="italic")
 
     def _addresses(self, snap: Snapshot, labelled: bool, y: float, upi: float) -> float:
         """Boundary addresses under the row: level, staggered or upright as room allows."""
@@ -473,20 +505,20 @@ class SpaceFigure:
                 stagger = least < need
                 if pre:
                     self._text(self.ax, -0.08 * upi, y, f"{pre}…", ha="right", va="top",
-                               fontsize=6.8, family="monospace", color=_GREY)
+                               fontsize=7.5, family="monospace", color=_GREY)
                 for i, (t, x) in enumerate(zip(texts, xs, strict=True)):
                     self._text(self.ax, x, y - 0.14 * (i % 2 if stagger else 0), t,
-                               ha="center", va="top", fontsize=6.8, family="monospace")
+                               ha="center", va="top", fontsize=7.5, family="monospace")
                 return y - (0.30 if stagger else 0.16)
         if prefix:
             self._text(self.ax, -0.08 * upi, y, f"{prefix}…", ha="right", va="top",
-                       fontsize=6.8, family="monospace", color=_GREY)
+                       fontsize=7.5, family="monospace", color=_GREY)
         last = None
         for t, x in zip(texts, xs, strict=True):
             if last is not None and (x - last) / upi < 0.12:
                 continue
             last = x
-            self._text(self.ax, x, y, t, ha="center", va="top", fontsize=6.8, rotation=90,
+            self._text(self.ax, x, y, t, ha="center", va="top", fontsize=7.5, rotation=90,
                        family="monospace")
         return y - 0.1 - 0.075 * max(len(t) for t in texts)
 
@@ -500,30 +532,55 @@ class SpaceFigure:
         after_bounds = {a for r in after.vmas for a in (r.start, r.end)}
         before_bounds = {a for r in before.vmas for a in (r.start, r.end)}
         placed: list[tuple[float, float, float]] = []  # (x0, x1, y) of labels drawn
-
-        def label(x: float, yy: float, text: str, **kw: object) -> bool:
-            half = (len(text) + 1) * _CHAR_IN * upi / 2
-            if len(placed) >= LABEL_LIMIT or any(
-                    abs(py - yy) < 0.1 and x - half < px1 and px0 < x + half
-                    for px0, px1, py in placed):
-                return False
-            placed.append((x - half, x + half, yy))
-            self._text(self.ax, x, yy, text, ha="center", **kw)
-            return True
+        lo_x, hi_x = -_LEFT * upi, layout.total + _RIGHT * upi
+        pad = 0.04 * upi
 
         marks = [(c.kind, cut, _ERR if c.kind == "split" else _OK)
                  for c in ch.split + ch.of("moved") for cut in sorted(after_bounds)
                  if c.start < cut < c.end and cut not in before_bounds]
         marks += [("merged", gone, _OK) for c in ch.merged for gone in sorted(before_bounds)
                   if c.start < gone < c.end and gone not in after_bounds]
+        cut_xs = [layout.x(addr) for _, addr, _ in marks]
+
+        def label(texts: list[str], x: float, yy: float, span: tuple[float, float] | None,
+                  **kw: object) -> bool:
+            """Draw the first of `texts` that fits: centred on x (inside `span`, a bracket,
+            when it has one), else beside the bracket; never over another label, never across
+            a guide line, never outside the figure."""
+            if len(placed) >= LABEL_LIMIT:
+                return False
+            for text in texts:
+                w = (len(text) + 1) * _CHAR_IN * upi
+                spots = [(x - w / 2, x + w / 2, "center", x)]
+                if span is not None:
+                    lo, hi = span
+                    if w > hi - lo:
+                        spots = [(hi + pad, hi + pad + w, "left", hi + pad),
+                                 (lo - pad - w, lo - pad, "right", lo - pad)]
+                for x0, x1, ha, at in spots:
+                    if x0 < lo_x or x1 > hi_x:
+                        continue
+                    if any(abs(py - yy) < 0.16 and x0 < px1 and px0 < x1
+                           for px0, px1, py in placed):
+                        continue
+                    if span is not None and any(x0 < g < x1 for g in cut_xs):
+                        continue
+                    placed.append((x0, x1, yy))
+                    self._text(self.ax, at, yy, text, ha=ha, **kw)
+                    return True
+            return False
+
         unlabelled = 0
+        title_top = band_bot
         for what, addr, color in marks:
             x = layout.x(addr)
-            guides.append([(x, band_top - 0.16), (x, bar_bot)])
-            guide_colors.append(color)
+            # Two pieces: around the after row's title line, never across it.
+            guides += [[(x, band_top - 0.16), (x, title_top)],
+                       [(x, title_top - _TITLE), (x, bar_bot)]]
+            guide_colors += [color, color]
             self.annotations.append((what, addr))
-            if not label(x, band_top - 0.02, what, va="top", fontsize=7, color=color,
-                         weight="bold"):
+            if not label([what], x, band_top - 0.02, None, va="top", fontsize=7.5,
+                         color=color, weight="bold"):
                 unlabelled += 1
         yb = band_bot + 0.08
         tick = 0.05
@@ -534,8 +591,11 @@ class SpaceFigure:
             guide_colors += [_INK] * 3
             text = c.detail if c.kind == "flags" else c.kind
             self.annotations.append((f"{c.kind} {text}".strip(), c.start))
-            if not label((x0 + x1) / 2, yb + 0.04, text, va="bottom", fontsize=7.5,
-                         weight="bold", family="monospace",
+            # A flags change reads "rw-p->r--p -wr"; its last word alone ("-wr") where the
+            # whole does not fit.
+            forms = [text] + ([text.split()[-1]] if c.kind == "flags" and " " in text else [])
+            if not label(forms, (x0 + x1) / 2, yb + 0.04, (x0, x1), va="bottom",
+                         fontsize=7.5, weight="bold", family="monospace",
                          color=_OK if "+mg" in text else _INK):
                 unlabelled += 1
         if unlabelled:
@@ -566,7 +626,7 @@ class SpaceFigure:
         assert ax is not None
         ax.set_xlim(0, 1)
         ax.set_ylim(-height, 0)
-        limit = max(int((height - top - 0.25) / 0.118), 4)
+        limit = max(int((height - top - 0.25) / 0.134), 4)
         shown = lines if len(lines) <= limit else lines[:limit - 1] + [
             f"... {len(lines) - limit + 1} more lines"]
         self._text(ax, 0.02, -top + 0.02, "kernel trace", fontsize=8, weight="bold",

@@ -27,6 +27,7 @@ against.
 from __future__ import annotations
 
 import io
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -101,7 +102,7 @@ class PageRow:
         if self.state == "stale":
             label = "stale: written since, its rmap_item is still in the stable tree"
         if self.state != "untouched" and self.sharers > 1:
-            label += f" (mapped {self.sharers} times)"
+            label += f"; one page in {self.sharers} page tables"
         return label
 
 
@@ -398,7 +399,7 @@ class PageFigure:
         for area in state.areas:
             ax.text(_LEFT - 0.1, y + _CELL / 2, f"{area.process}\n{addr_text(area.start)}"
                     + (" mg" if area.mergeable else ""), ha="right", va="center",
-                    fontsize=7, family="monospace", color=_INK)
+                    fontsize=8, family="monospace", color=_INK)
             for i, r in enumerate(area.rows):
                 x = _LEFT + i * (_CELL + _GAP)
                 box = [(x, y), (x + _CELL, y), (x + _CELL, y + _CELL), (x, y + _CELL)]
@@ -423,14 +424,14 @@ class PageFigure:
                     code += f" x{r.sharers}"
                 if code:
                     ax.text(x + _CELL / 2, y + _CELL + 0.1, code, ha="center", va="center",
-                            fontsize=6.5, color=_INK)
+                            fontsize=8, color=_INK)
                 if r.process == cursor_proc and r.address == cursor_addr - PAGE_SIZE:
                     ax.annotate("", (x + _CELL / 2, y - 0.02), (x + _CELL / 2, y - 0.2),
                                 arrowprops={"arrowstyle": "-|>", "color": _INK, "lw": 1})
                     self.notes.append(f"cursor after {r.process} {addr_text(r.address)}")
             if area.hidden:
                 ax.text(_LEFT + len(area.rows) * (_CELL + _GAP), y + _CELL / 2,
-                        f"+{area.hidden}", fontsize=7, va="center", color=_GREY)
+                        f"+{area.hidden}", fontsize=8, va="center", color=_GREY)
                 self.notes.append(f"{area.hidden} pages of {area.process} "
                                   f"{addr_text(area.start)} not drawn")
             y += _ROW
@@ -462,7 +463,7 @@ class PageFigure:
             ax.text(_LEFT - 0.1, yy + _NODE_H / 2, label, ha="right", va="center", fontsize=8,
                     color=color, weight="bold")
             if not nodes:
-                ax.text(_LEFT, yy + _NODE_H / 2, "(empty)", va="center", fontsize=7,
+                ax.text(_LEFT, yy + _NODE_H / 2, "(empty)", va="center", fontsize=8,
                         color=_GREY)
                 if label == "stable tree":
                     stable_boxes.append((_LEFT, _LEFT + 0.5))  # the "(empty)"
@@ -471,7 +472,7 @@ class PageFigure:
             w = min(_NODE_W, step - 0.05)
             if len(nodes) > _MAX_NODES:
                 ax.text(_LEFT + _MAX_NODES * step, yy + _NODE_H / 2,
-                        f"+{len(nodes) - _MAX_NODES}", va="center", fontsize=7, color=_GREY)
+                        f"+{len(nodes) - _MAX_NODES}", va="center", fontsize=8, color=_GREY)
                 self.notes.append(f"{len(nodes) - _MAX_NODES} {label} nodes not drawn")
             for i, node in enumerate(nodes[:_MAX_NODES]):
                 x = _LEFT + i * step
@@ -484,7 +485,7 @@ class PageFigure:
                     text = f"{_cell_label(state.name(node.content))[0]} #{node.page}"
                     if node.chain:
                         ax.text(x + 0.03, yy + _NODE_H + 0.12, f"dup of {node.chain}",
-                                fontsize=6, color=_INK)
+                                fontsize=8, color=_INK)
                     self.nodes.append(("stable", node.page))
                     targets = node.sharers
                     kind = "stable"
@@ -494,7 +495,7 @@ class PageFigure:
                     targets = ((node.process, node.address),)
                     kind = "unstable"
                 ax.text(x + w / 2, yy + _NODE_H / 2, text,
-                        ha="center", va="center", fontsize=7 if len(text) < 9 else 6,
+                        ha="center", va="center", fontsize=8,
                         linespacing=0.9, weight="bold",
                         color="white" if face in _DARK_TEXT else _INK)
                 for proc, addr in targets:
@@ -556,16 +557,25 @@ class PageFigure:
         if state.has_ksmd:
             text += ("\nsolid blue line: merged into that KSM page (stable tree);  "
                      "dashed orange line: in the unstable tree")
-        self.ax.text(0.1, height - 0.1, text, fontsize=6.5, color=_GREY, va="bottom")
+        columns = int((self.figure.get_figwidth() - 0.2) / (8 * 0.56 / 72))
+        lines = [w for line in text.split("\n")
+                 for w in textwrap.wrap(line, columns, break_on_hyphens=False)]
+        extra = 0.14 * max(0, len(lines) - text.count("\n") - 1)
+        if extra:
+            height += extra
+            self.figure.set_size_inches(self.figure.get_figwidth(), height)
+            self.ax.set_ylim(height, 0)
+        self.ax.text(0.1, height - 0.1, "\n".join(lines), fontsize=8, color=_GREY,
+                     va="bottom")
 
 
 def _cell_label(name: str) -> tuple[str, float]:
     """A content's name as it fits in a cell: up to 4 characters as they are, longer names
     broken at spaces (at most 2 lines of 5) in a smaller font."""
     if len(name) <= 4:
-        return name, 7
+        return name, 8
     lines = name.split(" ", 1) if " " in name else [name[:5], name[5:10]]
-    return "\n".join(line[:5] for line in lines if line), 5.5
+    return "\n".join(line[:4] for line in lines if line), 8
 
 
 def _box(x: float, y: float, w: float, face: str, hatch: str, edge: str) -> Any:
@@ -599,7 +609,7 @@ def counters_plot(history: Sequence[Mapping[str, int]], *, title: str | None = N
     keys = [k for k in (keys if keys is not None else _plot_keys(history))
             if k in COUNTER_STYLES]
     fig = Figure(figsize=(6.4, 3.0), dpi=100)
-    ax = fig.add_axes((0.1, 0.16, 0.6, 0.72))
+    ax = fig.add_axes((0.11, 0.2, 0.58, 0.68))
     xs = [h.get("full_scans", i) for i, h in enumerate(history)]
     for k in keys:
         label, color, style, marker = COUNTER_STYLES[k]
@@ -630,11 +640,11 @@ def probe_plot(probe: Probe, *, names: Mapping[int, str] | None = None,
            linewidth=0.5, hatch=None)
     for x, r in zip(xs, probe.rows, strict=True):
         if r.slow:
-            ax.text(x, r.latency_us, "slow", ha="center", va="bottom", fontsize=7, color=_INK)
+            ax.text(x, r.latency_us, "slow", ha="center", va="bottom", fontsize=8, color=_INK)
     ax.axhline(probe.threshold_us, color=_INK, linestyle="--", linewidth=1)
     ax.text(len(xs) - 0.5, probe.threshold_us, " threshold", va="bottom", ha="right",
-            fontsize=7, color=_INK)
-    ax.set_xticks(xs, labels, fontsize=7, rotation=45 if turned else 0,
+            fontsize=8, color=_INK)
+    ax.set_xticks(xs, labels, fontsize=8, rotation=90 if turned else 0,
                   ha="right" if turned else "center", rotation_mode="anchor")
     ax.set_xlabel("guess (the content the attacker wrote to its page)")
     ax.set_ylabel("write time (us, modelled)")
@@ -645,7 +655,7 @@ def probe_plot(probe: Probe, *, names: Mapping[int, str] | None = None,
 
 # -- showing in a notebook ------------------------------------------------------------------
 
-def png_bytes(fig: Figure, dpi: int = 80) -> bytes:
+def png_bytes(fig: Figure, dpi: int = 100) -> bytes:
     """The figure as PNG (no creation-software metadata, so the bytes depend only on it)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
