@@ -251,10 +251,12 @@ def batches_per_pass(pages: int) -> tuple[int, float]:
 
 
 def test_chapter_7_batches_per_pass() -> None:
-    """The pass-length rule the prose states (P // pages_to_scan + 1 batches: 11 for 1000
-    pages, the eleventh of 1050 pages scanning 50) is what the simulated ksmd does."""
+    """The pass-length rule the prose states (P // pages_to_scan + 1 batches when no page is
+    skipped: 11 for 1000 pages, the eleventh of 1050 pages scanning 50) is what the simulated
+    ksmd does."""
     text = chapter_text(7)
-    assert "a pass over `P` pages takes `P // pages_to_scan + 1` batches" in text
+    assert "a pass that processes `P` pages takes `P // pages_to_scan + 1` batches" in text
+    assert "pages `smart_scan` skips do not count in `P`" in text
     assert "for 1000 pages at 100 a batch, ten full batches and an eleventh" in text
     assert "about 11 x 20 ms per pass" in text
     for pages in (1000, 1050, 999):
