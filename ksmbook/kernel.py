@@ -30,6 +30,7 @@ from .mremap import sys_mremap
 from .procfs import format_maps, read_maps
 from .profiles import Profile, get_profile
 from .sysfs import KsmSysfs
+from .thp import Thp
 from .trace import Fault, Trace, errno_name
 
 __all__ = ["Kernel", "Process", "DRIVER_STYLES", "KSM_KCONFIG_HELP"]
@@ -62,7 +63,8 @@ DRIVER_STYLES: dict[str, Callable[[Profile], VM]] = {
 #: The types of an advice that need no _check_ints(): an int, or a MADV member.
 _ADVICE_TYPES = (int, MADV)
 _SYSCTL_DEFAULTS = {"max_map_count": 65530, "nr_hugepages": 0}
-FAULT_POINTS = ("__ksm_enter", "split_vma", "signal_pending", "break_ksm")
+FAULT_POINTS = ("__ksm_enter", "split_vma", "signal_pending", "break_ksm",
+                "write_protect_page", "alloc_rmap_item")
 
 
 def _oserror(err: int, what: str) -> OSError:
@@ -84,6 +86,9 @@ class Kernel:
         #: The most recent system calls' traces, oldest first.
         self.log: collections.deque[Trace] = collections.deque(maxlen=10_000)
         self.ksm = KsmState(self)
+        #: Transparent huge pages: /sys/kernel/mm/transparent_hugepage/enabled and the PMD
+        #: mappings (ksmbook.thp; kernels with Profile.thp only).
+        self.thp = Thp(self)
         self._faults: dict[str, int] = {}
         self._next_pid = 1
         self._ino = 0
@@ -177,7 +182,9 @@ class Kernel:
     def inject(self, point: str, times: int = 1) -> None:
         """Make the next `times` passes through a fault point fail: "__ksm_enter" and
         "split_vma" (allocation failure, ENOMEM), "break_ksm" (OOM while unmerging),
-        "signal_pending" (a signal arrives while unmerging)."""
+        "signal_pending" (a signal arrives while unmerging), "write_protect_page" (ksmd finds
+        the page it would merge pinned by I/O: an extra reference, no merge) and
+        "alloc_rmap_item" (ksmd cannot allocate an rmap_item: its batch ends there)."""
         if point not in FAULT_POINTS:
             raise ValueError(f"unknown fault point {point!r}; choose one of "
                              f"{', '.join(FAULT_POINTS)}")
@@ -311,9 +318,14 @@ def handle_write_fault(mm: MM, vma: VMA, addr: int, content: int | None,
         if old is None:
             if vma.file is not None:
                 base, fault = file_page(vma.file, vma.pgoff_at(addr)).content, Fault.FILE_COW
+                mm.ptes[vpn] = Page(base if content is None else content)
+            elif mm.kernel.thp.allowable(mm, vma, addr):  # ksmbook.thp (2.6.38 and later)
+                sub = mm.kernel.thp.do_huge_pmd_anonymous_page(mm, vma, addr)
+                sub.content = 0 if content is None else content
+                fault = Fault.HUGE_NEW
             else:
-                base, fault = 0, Fault.ANON_NEW
-            mm.ptes[vpn] = Page(base if content is None else content)
+                fault = Fault.ANON_NEW
+                mm.ptes[vpn] = Page(0 if content is None else content)
         elif old.anon and old.mapcount == 1 and old.ksm is None:
             if content is not None:
                 old.content = content
@@ -368,6 +380,9 @@ def _trace_fault(tr: Trace, p: Profile, addr: int, fault: Fault, access: str) ->
     with tr.enter("handle_mm_fault", "{} fault at {:#x}", access, addr):
         if fault is Fault.ANON_NEW:
             tr.note("do_anonymous_page", "a new zeroed page, mapped writable")
+        elif fault is Fault.HUGE_NEW:
+            tr.note("do_huge_pmd_anonymous_page", "a new zeroed 2 MiB huge page, mapped by "
+                    "one PMD (ksmbook.thp)")
         elif fault is Fault.ZERO_MAP:
             tr.note("do_anonymous_page", "a read: the shared zero page, mapped read-only")
         elif fault in (Fault.FILE_COW, Fault.FILE_SHARED, Fault.FILE_READ):

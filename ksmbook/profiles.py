@@ -303,6 +303,10 @@ class Profile:
     #: parse up to the first NUL byte (v2.6.32 fs/sysfs/file.c 181, lib/vsprintf.c 169 and
     #: 176: strict_strtoul() stops at strlen()).
     sysfs_write_max: int = 4096
+    #: Transparent huge pages of anonymous memory (2.6.38, "thp: transparent hugepage core",
+    #: 71e3aac0724f; ksmbook.thp): a first write fault in an eligible aligned 2 MiB range maps
+    #: a huge page, which ksmd splits before merging one of its subpages.
+    thp: bool = False
     #: The profile of the kernel this machine runs (Linux 6.18): a live replay's results and
     #: VmFlags codes can match this profile's exactly, not only its VMA bounds.
     checkable_live: bool = False
@@ -390,6 +394,7 @@ _SEED = Profile(
     # The seed's tree is 2.6.32-rc: the same fs/sysfs/file.c, and no ksmd to merge anything.
     merge_refuses_ksm_page=True,
     sysfs_write_max=4095,
+    thp=False,
 )
 
 # 2.6.32 mm/ksm.c: ksm_attrs[] and the store functions' strict_strtoul().
@@ -506,6 +511,7 @@ _MODERN = Profile(
     merge_refuses_ksm_page=False,
     # Checked live on 6.18: a 5001-byte write to pages_to_scan returns 4096.
     sysfs_write_max=4096,
+    thp=True,
     checkable_live=True,
 )
 

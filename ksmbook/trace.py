@@ -86,6 +86,9 @@ class Fault(enum.StrEnum):
     #: do_read_fault() (2.6.32 __do_fault()): a read of an untouched file page; the kernel maps
     #: the page-cache page, the simulator reads it without mapping it.
     FILE_READ = "file-read"
+    #: do_huge_pmd_anonymous_page(): a write to an untouched page of a THP-eligible range gets
+    #: a zeroed 2 MiB huge page mapped by one PMD (ksmbook.thp; 2.6.38 and later).
+    HUGE_NEW = "first-touch-huge"
 
     @property
     def text(self) -> str:
@@ -108,6 +111,7 @@ _FAULT_TEXT = {
     Fault.KSM_ZERO_COPY: "do_wp_page() -> wp_page_copy(): a new page for a KSM-placed zero page",
     Fault.ZERO_MAP: "do_anonymous_page(): a read of an untouched page reads the zero page",
     Fault.FILE_READ: "do_read_fault(): a read of the page-cache page",
+    Fault.HUGE_NEW: "do_huge_pmd_anonymous_page(): a new zeroed 2 MiB huge page",
 }
 
 

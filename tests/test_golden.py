@@ -493,3 +493,33 @@ def test_sysfs_keeps_4095_bytes_of_one_write(profile: str) -> None:
         assert s["run"] == run_after, name
         assert s.write("sleep_millisecs", "0" * 4094 + "41") == kept, name
         assert s["sleep_millisecs"] == (4 if kept == 4095 else 41), name
+
+
+def test_a_pinned_page_is_not_merged(profile: str) -> None:
+    """v2.6.32 write_protect_page() (mm/ksm.c 645-652): "Check that no O_DIRECT or similar I/O
+    is in progress on the page": page_mapcount + 2 != page_count leaves the pte as it was and
+    fails. ``inject write_protect_page`` gives the next such check an extra reference: the
+    identical pair is not merged in that pass, and merges in the next."""
+    _ksmd_2632(profile)
+    text = (f"kernel {profile}\nmap A 2p rw private anon\nwrite A 4 4\n"
+            "madvise A 2p MERGEABLE\nsysfs run=1\nksmd scan 1\ninject write_protect_page\n"
+            "ksmd scan 1\nksmd scan 1\n")
+    steps = run(parse(text))
+    assert [_counts(steps[i]) for i in (-4, -2, -1)] == [(0, 0, 0, 2), (0, 0, 1, 1),
+                                                          (1, 1, 0, 0)]
+    assert "extra reference" in "\n".join(str(t) for t in steps[-2].traces)
+
+
+def test_rmap_item_allocation_failure_ends_the_batch(profile: str) -> None:
+    """v2.6.32 get_next_rmap_item() (1190-1197) returns NULL when alloc_rmap_item() fails;
+    scan_get_next_rmap_item() returns it (1249-1255) with ksm_scan.address still on the page,
+    and ksm_do_scan() returns at once (1321-1323): the batch ends early and the next one
+    starts at that page again."""
+    _ksmd_2632(profile)
+    text = (f"kernel {profile}\nmap A 4p rw private anon\nwrite A 1 2 3 4\n"
+            "madvise A 4p MERGEABLE\nsysfs run=1\ninject alloc_rmap_item\nksmd batch 1\n"
+            "ksmd batch 1\n")
+    k = kb.Kernel(profile)
+    steps = run(parse(text), k)
+    assert [s.result for s in steps[-2:]] == [0, 4]   # pages scanned by each batch
+    assert k.ksm.rmap_items == 4 and k.ksm.seqnr == 1

@@ -7,6 +7,7 @@ import errno
 
 from ..ksm import RmapItem, break_ksm
 from ..mm import MM, VMA, Page
+from ..thp import HugePage
 from .base import WHERE
 from .trees import Trees
 
@@ -17,6 +18,10 @@ PENDING = object()
 
 class Merge(Trees):
     """try_to_merge_*() and break_cow()."""
+
+    #: The huge page of the unstable tree's page while try_to_merge_two_pages() merges the
+    #: scanned page: ksmd's reference to it makes splitting that huge page fail.
+    _pinned_huge: HugePage | None = None
 
     def try_to_merge_one_page(self, mm: MM, vma: VMA, vpn: int, page: Page,
                               kpage: Page | None) -> int:
@@ -33,12 +38,45 @@ class Merge(Trees):
                 self._note(1, "write_protect_page", "page_address_in_vma(): a KSM page has "
                            "no anon_vma: -EFAULT, not merged")
             return -errno.EFAULT
+        thp = self.kernel.thp
+        if thp.pmds:
+            huge = thp.huge_page_of(mm, vpn)
+            if huge is not None:
+                # 6.18 try_to_merge_one_page(): "if (folio_test_large(folio)) { if
+                # (split_huge_page(page)) goto out_unlock;" (ksmbook.thp).
+                if huge is self._pinned_huge:
+                    if self._tr is not None:
+                        self._note(1, "split_huge_page", "fails: ksmd holds a second reference "
+                                   "to this huge page (the unstable tree's page)")
+                    return -errno.EFAULT
+                self._note_split(huge.start, thp.split_huge_page(mm, huge))
+        if self.kernel._faults and self.kernel.should_fail("write_protect_page"):
+            # write_protect_page(): "Check that no O_DIRECT or similar I/O is in progress on
+            # the page": page_mapcount + 2 (+1 swapcache) != page_count (v2.6.32 mm/ksm.c
+            # 645-652; 6.18 folio_mapcount() + 1 + swapped != folio_ref_count()).
+            if self._tr is not None:
+                self._note(1, "write_protect_page", "the page has an extra reference (I/O in "
+                           "progress): -EFAULT, not merged")
+            return -errno.EFAULT
+        if mm.ptes.get(vpn) is not page:
+            # write_protect_page(): page_vma_mapped_walk() finds the page no longer mapped
+            # there (a split just mapped the zero page in its place).
+            return -errno.EFAULT
         if kpage is None:
             page.ksm = PENDING
             return 0
         if page.content != kpage.content:  # pages_identical()
             return -errno.EFAULT
         return self.replace_page(mm, vpn, page, kpage)
+
+    def _note_split(self, start: int, zeroed: int) -> None:
+        if self.ks.unstable and not self.ks.unstable_exact:
+            # Pages of unstable-tree nodes may have become the zero page mid-batch: the rest
+            # of the pass walks the kernel's red-black tree.
+            self._unstable_build_rbtree()
+        if self._tr is not None:
+            self._note(1, "split_huge_page", "the huge page at {:#x} is split into 512 small "
+                       "pages; its {} all-zero ones now map the zero page", start, zeroed)
 
     def replace_page(self, mm: MM, vpn: int, page: Page, kpage: Page) -> int:
         """replace_page(): repoint the pte from `page` to the KSM page (or the zero page)."""
@@ -86,9 +124,17 @@ class Merge(Trees):
                                tree_page: Page) -> Page | None:
         """try_to_merge_two_pages(): make one KSM page of two identical pages."""
         ks = self.ks
+        thp = self.kernel.thp
+        # ksmd holds a reference to tree_page too: if it is a subpage of the same huge page as
+        # `page`, the split for `page` fails (ksmbook.thp).
+        pinned = (thp.huge_page_of(tree_item.slot.mm, tree_item.vpn) if thp.pmds else None)
         if self.profile.ksm_page_in_place:
             # 2.6.33 "ksm: share anon page without allocating": `page` becomes the KSM page.
-            err = self.try_to_merge_with_ksm_page(item, page, None)
+            self._pinned_huge = pinned
+            try:
+                err = self.try_to_merge_with_ksm_page(item, page, None)
+            finally:
+                self._pinned_huge = None
             kpage = page
         else:
             # 2.6.32 copies the page into a new kernel page, at most max_kernel_pages of them.
@@ -111,6 +157,12 @@ class Merge(Trees):
                 self._note(1, "try_to_merge_two_pages", "failed")
             else:
                 self._note(1, "try_to_merge_two_pages", "merged into KSM page #{}", kpage.id)
+        if err and pinned is not None and thp.huge_page_of(item.slot.mm, item.vpn) is pinned:
+            # 6.18 cmp_and_merge_page(): "If both pages we tried to merge belong to the same
+            # compound page ... split_huge_page failed. ... We will split the page now, but no
+            # merging will take place."
+            zeroed = thp.split_huge_page(item.slot.mm, pinned)
+            self._note_split(pinned.start, zeroed)
         return None if err else kpage
 
     def break_cow(self, item: RmapItem) -> None:

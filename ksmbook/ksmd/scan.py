@@ -43,6 +43,10 @@ def _skip_age(age: int) -> int:
     return 8
 
 
+class _NoRmapItem(Exception):
+    """alloc_rmap_item() failed (injected): scan_get_next_rmap_item() returns NULL."""
+
+
 class Scan(Merge):
     """ksm_do_scan() and what it calls."""
 
@@ -94,6 +98,13 @@ class Scan(Merge):
                         break
                 else:
                     item = None  # the walk ended: it set ksm_scan.address
+        except _NoRmapItem:
+            # ksm_do_scan(): "if (!rmap_item) return;" with ksm_scan.address left on the page:
+            # the next batch starts again there.
+            self._walk = None
+            if tr is not None:
+                self._note(0, "get_next_rmap_item", "alloc_rmap_item() failed: the batch ends "
+                           "here, the next one starts again at this page")
         finally:
             if item is not None:
                 ks.address = (item.vpn + 1) << PAGE_SHIFT
@@ -200,6 +211,7 @@ class Scan(Merge):
                 pos = slot.rest_pos
                 if pos >= nrest:
                     # get_next_rmap_item() past the end of the list: a new item.
+                    self._alloc_rmap_item()
                     item = RmapItem(slot, vpn)
                     ks.rmap_items += 1
                     slot.nr_items += 1
@@ -275,11 +287,18 @@ class Scan(Merge):
             self.remove_rmap_item_from_tree(item, 0)
             self._free_rmap_item(item)
         slot.rest_pos = pos
+        self._alloc_rmap_item()
         item = RmapItem(slot, vpn)
         self.ks.rmap_items += 1
         slot.nr_items += 1
         slot.items.append(item)
         return item
+
+    def _alloc_rmap_item(self) -> None:
+        """alloc_rmap_item(): kmem_cache_zalloc() may fail (an injected fault)."""
+        k = self.kernel
+        if k._faults and k.should_fail("alloc_rmap_item"):
+            raise _NoRmapItem
 
     def remove_trailing_rmap_items(self, slot: MmSlot) -> None:
         """remove_trailing_rmap_items(): free the items from the cursor to the list end."""

@@ -1,0 +1,194 @@
+"""Transparent huge pages of anonymous memory, and what KSM does to them (modern profile).
+
+Linux has had THP since 2.6.38 ("thp: transparent hugepage core", 71e3aac0724f); 2.6.32 and
+the seed have none, so only a kernel whose profile has ``thp`` gets huge pages here.
+
+* /sys/kernel/mm/transparent_hugepage/enabled of the *simulated* kernel: ``k.thp.enabled``
+  ("always", "madvise" as on this machine, or "never"); ``k.thp.write("always")`` parses as
+  enabled_store() does. The host's file is only ever read.
+* A write fault on an untouched page of a private anonymous VMA whose aligned 2 MiB range
+  lies inside the VMA and has no page table yet, in mode "always" or in mode "madvise" with
+  VM_HUGEPAGE (MADV_HUGEPAGE; VM_NOHUGEPAGE forbids it), allocates one zeroed huge page that
+  a single PMD maps: do_huge_pmd_anonymous_page() (6.18 mm/huge_memory.c, via
+  __handle_mm_fault() -> create_huge_pmd() when thp_vma_allowable_order() says so). Its 512
+  subpages are the simulator's pages of that range; the fault is ``trace.Fault.HUGE_NEW``.
+* ksmd scans every subpage of a huge page (folio_walk_start() gives the subpage; each is an
+  anonymous candidate), and try_to_merge_one_page() splits the huge page before it merges one
+  of them ("if (folio_test_large(folio)) { if (split_huge_page(page)) goto out_unlock;").
+  Since 6.12 ("mm: remap unused subpages to shared zeropage when splitting isolated thp",
+  b1f202060afe) a split maps every all-zero subpage to the shared zero page, which is no KSM
+  candidate: on this machine a huge page with three written subpages keeps 12 kB of Rss
+  after ksmd merged two of them.
+* ``AnonHugePages`` (smaps, ``anon_huge_pages_kb``) counts the huge pages still mapped by a
+  PMD: 2048 kB each.
+
+Not modelled (see notebooks/09-ksm-and-huge-pages.ipynb): khugepaged collapsing small pages
+into huge ones later; the huge zero page that a read fault maps (the simulator maps nothing on
+a read, and a later write allocates the huge page, as 6.12's do_huge_zero_wp_pmd() does);
+fork() sharing a PMD (the child's copies count as small pages); mTHP sizes; defrag and
+allocation failure (every huge page allocation succeeds); the deferred split of a partly
+unmapped huge page (it stops counting in AnonHugePages at once).
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from .constants import PAGE_SHIFT, VM
+from .mm import MM, VMA, Page
+
+if TYPE_CHECKING:
+    from .kernel import Kernel
+
+__all__ = ["HPAGE_PMD_NR", "HPAGE_PMD_SIZE", "THP_MODES", "HugePage", "Thp",
+           "anon_huge_pages_kb"]
+
+HPAGE_PMD_SHIFT = 21
+HPAGE_PMD_SIZE = 1 << HPAGE_PMD_SHIFT
+HPAGE_PMD_NR = HPAGE_PMD_SIZE >> PAGE_SHIFT  # 512
+_SUB = HPAGE_PMD_SHIFT - PAGE_SHIFT
+THP_MODES = ("always", "madvise", "never")
+THP_DIR = "/sys/kernel/mm/transparent_hugepage"
+
+
+class HugePage:
+    """An anonymous huge page (a PMD-size folio) and its 512 subpages, in address order."""
+
+    __slots__ = ("hpn", "pages")
+
+    def __init__(self, hpn: int, pages: list[Page]) -> None:
+        self.hpn = hpn          # address >> 21 of the range it backs
+        self.pages = pages
+
+    @property
+    def start(self) -> int:
+        return self.hpn << HPAGE_PMD_SHIFT
+
+    def __repr__(self) -> str:
+        return f"HugePage({self.start:#x})"
+
+
+class Thp:
+    """The simulated kernel's THP state: the ``enabled`` mode and the PMD-mapped huge pages
+    of each mm."""
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        self.enabled = "madvise"   # this machine's /sys/kernel/mm/transparent_hugepage/enabled
+        self.pmds: dict[MM, dict[int, HugePage]] = {}
+        #: The shared zero page a split maps in place of an all-zero subpage (6.12).
+        self.zero_page = Page(0, mapcount=0, anon=False)
+        self.splits = 0            # thp_split_page in /proc/vmstat
+        self.faults = 0            # thp_fault_alloc in /proc/vmstat
+
+    # -- /sys/kernel/mm/transparent_hugepage/enabled ----------------------------------------
+
+    def read(self) -> str:
+        """The file's text: "always [madvise] never"."""
+        return " ".join(f"[{m}]" if m == self.enabled else m for m in THP_MODES) + "\n"
+
+    def write(self, text: str) -> int:
+        """enabled_store(): one of the three words (sysfs_streq(): one trailing newline)."""
+        word = text.removesuffix("\n")
+        if word not in THP_MODES:
+            raise OSError(errno.EINVAL, f"Invalid argument: writing {text!r} to "
+                          f"{THP_DIR}/enabled")
+        self.enabled = word
+        return len(text.encode())
+
+    # -- the fault -----------------------------------------------------------------------
+
+    def allowable(self, mm: MM, vma: VMA, addr: int) -> bool:
+        """thp_vma_allowable_order() + thp_vma_suitable_order() for a PMD at `addr`, and the
+        PMD still empty (no page table below it: no small page in the range)."""
+        if not self.kernel.profile.thp or self.enabled == "never":
+            return False
+        flags = vma.flags
+        if vma.file is not None or flags & (VM.VM_SHARED | VM.VM_HUGETLB | VM.VM_NOHUGEPAGE):
+            return False
+        if self.enabled == "madvise" and not flags & VM.VM_HUGEPAGE:
+            return False
+        hpn = addr >> HPAGE_PMD_SHIFT
+        start = hpn << HPAGE_PMD_SHIFT
+        if start < vma.start or start + HPAGE_PMD_SIZE > vma.end:
+            return False
+        first = start >> PAGE_SHIFT
+        return not any(True for _ in mm.ptes.irange(first, first + HPAGE_PMD_NR - 1))
+
+    def do_huge_pmd_anonymous_page(self, mm: MM, vma: VMA, addr: int) -> Page:
+        """do_huge_pmd_anonymous_page(): a zeroed huge page mapped by one PMD; returns the
+        subpage at `addr`."""
+        hpn = addr >> HPAGE_PMD_SHIFT
+        first = hpn << _SUB
+        pages = [Page(0) for _ in range(HPAGE_PMD_NR)]
+        for i, page in enumerate(pages):
+            mm.ptes[first + i] = page
+        self.pmds.setdefault(mm, {})[hpn] = HugePage(hpn, pages)
+        self.faults += 1
+        return pages[(addr >> PAGE_SHIFT) - first]
+
+    # -- what is PMD-mapped ------------------------------------------------------------------
+
+    def huge_page_of(self, mm: MM, vpn: int) -> HugePage | None:
+        """The huge page that maps `vpn` in `mm` through a PMD, if any (a record whose range
+        changed since, by munmap, a COW copy or a VMA split, is dropped: the kernel split that
+        PMD then)."""
+        pmds = self.pmds.get(mm)
+        if not pmds:
+            return None
+        hpn = vpn >> _SUB
+        hp = pmds.get(hpn)
+        if hp is None:
+            return None
+        if not self._intact(mm, hp):
+            del pmds[hpn]
+            return None
+        return hp
+
+    def _intact(self, mm: MM, hp: HugePage) -> bool:
+        start = hp.start
+        vma = mm.vma_at(start)
+        if vma is None or vma.end < start + HPAGE_PMD_SIZE or vma.start > start:
+            return False
+        first = hp.hpn << _SUB
+        get = mm.ptes.get
+        return all(get(first + i) is page for i, page in enumerate(hp.pages))
+
+    def huge_pages(self, mm: MM) -> list[HugePage]:
+        """The huge pages PMD-mapped in `mm`, in address order."""
+        pmds = self.pmds.get(mm, {})
+        return [hp for hpn in sorted(pmds) if (hp := self.huge_page_of(mm, hpn << _SUB))]
+
+    # -- ksmd's split --------------------------------------------------------------------------
+
+    def split_huge_page(self, mm: MM, hp: HugePage) -> int:
+        """split_huge_page(): the huge page becomes 512 small pages mapped by ptes; since 6.12
+        each all-zero one is replaced by the shared zero page (remap_page() with
+        RMP_USE_SHARED_ZEROPAGE -> try_to_map_unused_to_zeropage()). Returns how many."""
+        del self.pmds[mm][hp.hpn]
+        self.splits += 1
+        first = hp.hpn << _SUB
+        locked = bool((v := mm.vma_at(hp.start)) and v.flags & VM.VM_LOCKED)
+        zeroed = 0
+        if not locked:
+            zero = self.zero_page
+            ptes = mm.ptes
+            for i, page in enumerate(hp.pages):
+                if page.content == 0 and ptes.get(first + i) is page:
+                    dict.__setitem__(ptes, first + i, zero)  # the key is there already
+                    page.mapcount -= 1
+                    zero.mapcount += 1
+                    zeroed += 1
+        self.kernel.ksm.pages_changed = True
+        return zeroed
+
+
+def anon_huge_pages_kb(mm: MM, vma: VMA | None = None) -> int:
+    """AnonHugePages of smaps in kB: 2048 for each huge page mapped by a PMD (in `vma`, or in
+    the whole mm as /proc/PID/smaps_rollup)."""
+    thp: Thp = mm.kernel.thp
+    pages = thp.huge_pages(mm)
+    if vma is not None:
+        pages = [hp for hp in pages if vma.start <= hp.start < vma.end]
+    return len(pages) * (HPAGE_PMD_SIZE >> 10)
