@@ -71,7 +71,7 @@ def test_writes_parse_as_kernfs_does() -> None:
     """6.18 kernfs_fop_write_iter(): one write keeps min(count, PAGE_SIZE) bytes, NUL-terminates
     them and hands that count to the store function; kstrtox and sysfs_streq() stop at the
     first NUL byte. The modern profile gives the same count, errno and value for each write."""
-    from ksmbook import live_ksmd
+    from ksmbook.live import ksmd as live_ksmd
 
     k = kb.Kernel("modern")
     with live_ksmd.KsmKnobs():

@@ -174,7 +174,8 @@ def _collapsed() -> int:
 def test_live_thp_and_ksmd_step_by_step(text: str) -> None:
     """Each statement, and each ksmd batch, gives the same result, AnonHugePages of p1 and
     KSM counters on this machine as in the simulator."""
-    from ksmbook import live
+    from ksmbook.live import LiveKernel, LiveRunner, LiveSession
+    from ksmbook.live.replay import _ksmd_backend, _scenario_arena
 
     if _host_thp_mode() != "madvise":
         pytest.skip("this check is written for THP mode madvise (this machine's)")
@@ -183,9 +184,9 @@ def test_live_thp_and_ksmd_step_by_step(text: str) -> None:
     collapsed = _collapsed()
     got = []
     with contextlib.ExitStack() as stack:
-        backend = live._ksmd_backend(stack)
-        session = stack.enter_context(live.LiveSession(arena=live._scenario_arena(sc)))
-        runner = live.LiveRunner(live.LiveKernel(session, backend))  # type: ignore[arg-type]
+        backend = _ksmd_backend(stack)
+        session = stack.enter_context(LiveSession(arena=_scenario_arena(sc)))
+        runner = LiveRunner(LiveKernel(session, backend))
         for op in sc.ops:
             res = runner.step(op)
             p = runner.procs.get("p1")
