@@ -31,7 +31,7 @@ from .procfs import format_maps, read_maps
 from .profiles import Profile, get_profile
 from .sysfs import KsmSysfs
 from .thp import Thp
-from .trace import Fault, Trace, errno_name
+from .trace import Fault, Kind, Trace, errno_name
 
 __all__ = ["Kernel", "Process", "DRIVER_STYLES", "KSM_KCONFIG_HELP"]
 
@@ -373,7 +373,7 @@ def handle_read_fault(mm: MM, vma: VMA, addr: int, tr: Trace | None = None) -> t
 def _trace_fault(tr: Trace, p: Profile, addr: int, fault: Fault, access: str) -> None:
     """Record the kernel path of one page access and its fault event (see handle_write_fault
     for the 6.x and v2.6.32 function names)."""
-    tr.event("fault", addr, addr + PAGE_SIZE, fault)
+    tr.event(Kind.FAULT, addr, addr + PAGE_SIZE, fault)
     if fault is Fault.NONE:
         tr.note("mmu", "{} at {:#x}: the pte is present and allows it: no fault", access, addr)
         return

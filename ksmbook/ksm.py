@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from .constants import ERESTARTSYS, MADV, MMF, PAGE_SHIFT, VM, as_vm
 from .mm import MM, VMA, File, Page, flag_names
 from .rbtree import RbRoot
-from .trace import Trace
+from .trace import Fail, Kind, Trace
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -347,7 +347,7 @@ def ksm_madvise(mm: MM, vma: VMA, start: int, end: int, advice: int, flags: VM,
             blocking = int(flags) & int(p.ksm_ignore)
             if blocking:
                 tr.note("ksm_madvise", "ignored: {}", flag_names(as_vm(blocking)))
-                tr.event("ignored", start, end, flag_names(as_vm(blocking)))
+                tr.event(Kind.IGNORED, start, end, flag_names(as_vm(blocking)))
                 return 0, flags
             if not int(mm.flags) & _MMF_VM_MERGEABLE:
                 err = __ksm_enter(mm, tr)
@@ -362,7 +362,7 @@ def ksm_madvise(mm: MM, vma: VMA, start: int, end: int, advice: int, flags: VM,
         mm.kernel.ksm.pages_changed = True
         if not int(flags) & _VM_MERGEABLE:
             tr.note("ksm_madvise", "ignored: VMA is not VM_MERGEABLE")
-            tr.event("ignored", start, end, "VMA is not VM_MERGEABLE")
+            tr.event(Kind.IGNORED, start, end, "VMA is not VM_MERGEABLE")
             return 0, flags
         # 2.6.32 "ksm: Kernel SamePage Merging" (31dbd01f3143) added unmerge_ksm_pages().
         if p.unmerge_pages and vma.anon_vma is not None:
@@ -387,7 +387,7 @@ def __ksm_enter(mm: MM, tr: Trace) -> int:
             why = ("injected failure (the seed's dummy cannot fail)" if not k.profile.has_ksmd
                    else "alloc_mm_slot() failed")
             tr.note("__ksm_enter", "{}: ENOMEM", why)
-            tr.event("fail", 0, 0, "__ksm_enter")
+            tr.event(Kind.FAIL, 0, 0, Fail.KSM_ENTER)
             return -errno.ENOMEM
         # v2.6.32 mm/ksm.c __ksm_enter(): list_add_tail() of the mm_slot, set_bit(
         # MMF_VM_MERGEABLE), atomic_inc(&mm->mm_count), then wake_up_interruptible() if the
@@ -517,7 +517,7 @@ def _ksm_add_vmas(mm: MM, tr: Trace) -> None:
     for vma in mm.vmas:
         if not vma.flags & VM.VM_MERGEABLE and vma_ksm_compatible(mm, vma.flags, vma.file):
             vma.flags |= VM.VM_MERGEABLE
-            tr.event("flags", vma.start, vma.end, "+VM_MERGEABLE")
+            tr.event(Kind.FLAGS, vma.start, vma.end, "+VM_MERGEABLE")
 
 
 def _ksm_del_vmas(mm: MM, tr: Trace) -> int:
@@ -531,7 +531,7 @@ def _ksm_del_vmas(mm: MM, tr: Trace) -> int:
             if err:
                 return err
         vma.flags &= ~VM.VM_MERGEABLE
-        tr.event("flags", vma.start, vma.end, "-VM_MERGEABLE")
+        tr.event(Kind.FLAGS, vma.start, vma.end, "-VM_MERGEABLE")
     return 0
 
 

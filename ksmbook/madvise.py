@@ -15,7 +15,7 @@ import functools
 from .constants import ERESTARTSYS, MADV, PAGE_SHIFT, PAGE_SIZE, VM
 from .ksm import ksm_madvise
 from .mm import MM, VMA, flag_names
-from .trace import Trace, errno_name
+from .trace import Fail, Kind, Trace, errno_name
 
 __all__ = ["sys_madvise", "madvise_vma", "madvise_behavior"]
 
@@ -56,25 +56,25 @@ def sys_madvise(mm: MM, start: int, len_in: int, advice: int, tr: Trace) -> int:
             no_ksm = advice in _KSM_ADVICES
             why = "CONFIG_KSM is not set" if no_ksm else "not an advice this kernel knows"
             tr.note("madvise_behavior_valid", f"{advice_name(advice)}: {why}: EINVAL")
-            tr.event("fail", start, start, "config_ksm" if no_ksm else "advice")
+            tr.event(Kind.FAIL, start, start, Fail.CONFIG_KSM if no_ksm else Fail.ADVICE)
             return -errno.EINVAL
         if start & (PAGE_SIZE - 1):
             tr.note(fn, f"start {start:#x} not page aligned: EINVAL")
-            tr.event("fail", start, start, "unaligned")
+            tr.event(Kind.FAIL, start, start, Fail.UNALIGNED)
             return -errno.EINVAL
         length = (len_in + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1) & _U64
         if len_in and not length:
             tr.note(fn, "len rounds up past 2**64 to 0: EINVAL")
-            tr.event("fail", start, start, "len")
+            tr.event(Kind.FAIL, start, start, Fail.LEN)
             return -errno.EINVAL
         end = start + length
         if end > _U64:
             tr.note(fn, "start + len wraps: EINVAL")
-            tr.event("fail", start, start, "wrap")
+            tr.event(Kind.FAIL, start, start, Fail.WRAP)
             return -errno.EINVAL
         if end == start:
             tr.note(fn, "len 0: nothing to do, 0")
-            tr.event("empty", start, start)
+            tr.event(Kind.EMPTY, start, start)
             return 0
         if advice in _POPULATE_ADVICES:
             return madvise_populate(mm, start, end, advice, tr)
@@ -91,12 +91,12 @@ def madvise_walk(mm: MM, start: int, end: int, advice: int, tr: Trace) -> int:
     while True:
         if vma is None:
             tr.note("find_vma", f"nothing mapped at or above {start:#x}: ENOMEM")
-            tr.event("hole", start, end)
+            tr.event(Kind.HOLE, start, end)
             return -errno.ENOMEM
         if start < vma.start:
             tr.note("find_vma", f"hole [{start:#x}, {min(vma.start, end):#x}): "
                     "remember ENOMEM, go on")
-            tr.event("hole", start, min(vma.start, end))
+            tr.event(Kind.HOLE, start, min(vma.start, end))
             unmapped_error = -errno.ENOMEM
             start = vma.start
             if start >= end:
@@ -204,7 +204,7 @@ def _behavior(mm: MM, vma: VMA, prev: VMA | None, start: int, end: int, advice: 
     if not err:
         if new == vma.flags:
             tr.note(fn, "flags unchanged: no split, no merge")
-            tr.event("unchanged", start, end)
+            tr.event(Kind.UNCHANGED, start, end)
             return 0, vma
         with contextlib.nullcontext() if legacy else tr.enter(fn):
             err, prev = mm.modify_flags(vma, prev, start, end, new, tr)

@@ -33,7 +33,7 @@ from .constants import (
     VM,
     as_vm,
 )
-from .trace import Trace, errno_name
+from .trace import Fail, Kind, Trace, errno_name
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -319,15 +319,15 @@ class MM:
             if too_many and (count_first or not huge_bad):
                 tr.note("split_vma", "at {:#x}: map_count {} >= max_map_count: ENOMEM", addr,
                         self.map_count)
-                tr.event("fail", addr, addr, "max_map_count")
+                tr.event(Kind.FAIL, addr, addr, Fail.MAX_MAP_COUNT)
                 return -errno.ENOMEM
             tr.note("split_vma", "at {:#x}: hugetlb VMA, address not huge-page aligned: "
                     "EINVAL", addr)
-            tr.event("fail", addr, addr, "hugetlb_align")
+            tr.event(Kind.FAIL, addr, addr, Fail.HUGETLB_ALIGN)
             return -errno.EINVAL
         if self.kernel._faults and self.kernel.should_fail("split_vma"):
             tr.note("split_vma", f"at {addr:#x}: {p.fn('kmem_cache_alloc')}() failed: ENOMEM")
-            tr.event("fail", addr, addr, "vm_area_dup")
+            tr.event(Kind.FAIL, addr, addr, Fail.VM_AREA_DUP)
             return -errno.ENOMEM
         new = VMA(vma.start, addr, vma.flags, vma.pgoff, vma.file, vma.anon_vma, vma.chain)
         if new_below:
@@ -343,9 +343,9 @@ class MM:
         tr.note("split_vma", "at {:#x}: new VMA {:#x}-{:#x} ({}), map_count {}", addr,
                 new.start, new.end, "below" if new_below else "above", len(self._by_start))
         if new_below:
-            tr.event("split", new.start, vma.end, hex(addr))
+            tr.event(Kind.SPLIT, new.start, vma.end, hex(addr))
         else:
-            tr.event("split", vma.start, new.end, hex(addr))
+            tr.event(Kind.SPLIT, vma.start, new.end, hex(addr))
         return 0
 
     def _anon_compatible(self, src: VMA | None, src_anon: AnonVma | None, tgt: VMA) -> bool:
@@ -445,7 +445,7 @@ class MM:
             if sticky:
                 target.flags = as_vm(int(target.flags) | sticky)
         tr.note(fn, "{}: now {:#x}-{:#x}", how, target.start, target.end)
-        tr.event("merge", target.start, target.end, how)
+        tr.event(Kind.MERGE, target.start, target.end, how)
         return target
 
     def _take_anon(self, target: VMA, other: VMA | None,
@@ -553,7 +553,7 @@ class MM:
                 if (not p.munmap_split_checks_count and end < vma.end
                         and self.map_count >= self.kernel.sysctl["max_map_count"]):
                     tr.note(fn, "splitting at both ends would pass max_map_count: ENOMEM")
-                    tr.event("fail", start, end, "max_map_count")
+                    tr.event(Kind.FAIL, start, end, Fail.MAX_MAP_COUNT)
                     return -errno.ENOMEM
                 err = self.split_vma(vma, start, False, tr, p.munmap_split_checks_count)
                 if err:
@@ -570,7 +570,7 @@ class MM:
                 self.remove(vma)
                 self._release_file(vma)
                 tr.note("unmap_region", f"removed {vma.start:#x}-{vma.end:#x}")
-                tr.event("unmap", vma.start, vma.end)
+                tr.event(Kind.UNMAP, vma.start, vma.end)
         return 0
 
     def _release_file(self, vma: VMA) -> None:
@@ -766,7 +766,7 @@ class MM:
             vma = VMA(addr, end, vm_flags, pgoff, file)
             self.insert(vma)
             tr.note("vma_link", f"new VMA {addr:#x}-{end:#x}, map_count {self.map_count}")
-            tr.event("map", addr, end)
+            tr.event(Kind.MAP, addr, end)
             refused = vm_flags & self.profile.mlock_refused
             if vm_flags & VM.VM_LOCKED and refused:
                 vma.flags &= ~VM.VM_LOCKED
@@ -899,7 +899,7 @@ class MM:
         sticky = self._sticky
         merged.flags = as_vm(int(newflags) | (before & sticky)) if sticky else newflags
         if before != newflags:
-            tr.event("flags", merged.start, merged.end, _flags_change(before, int(newflags)))
+            tr.event(Kind.FLAGS, merged.start, merged.end, _flags_change(before, int(newflags)))
         return 0, merged
 
 

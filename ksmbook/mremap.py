@@ -24,7 +24,7 @@ import errno
 from .constants import ERESTARTSYS, HPAGE_SIZE, MADV, MREMAP, PAGE_SHIFT, TASK_SIZE, VM
 from .ksm import ksm_madvise
 from .mm import MM, VMA, page_align
-from .trace import Trace, errno_name
+from .trace import Kind, Trace, errno_name
 
 __all__ = ["sys_mremap"]
 
@@ -267,7 +267,7 @@ def _expand_in_place(mm: MM, vma: VMA, addr: int, old_len: int, new_len: int,
         grown = vma
         mm.resize(vma, vma.start, addr + new_len)
         tr.note("vma_adjust", "grown in place to {:#x}-{:#x}", vma.start, vma.end)
-        tr.event("resize", vma.start, vma.end, "grown")
+        tr.event(Kind.RESIZE, vma.start, vma.end, "grown")
     if grown.flags & VM.VM_LOCKED:
         mm.kernel.mm_populate(mm, addr + old_len, addr + new_len)
     return addr
@@ -319,7 +319,7 @@ def move_vma(mm: MM, vma: VMA, old_addr: int, old_len: int, new_len: int, new_ad
             new = VMA(new_addr, new_addr + new_len, flags_now, pgoff, file, anon_vma, chain)
             mm.insert(new)
             tr.note("copy_vma", "new VMA {:#x}-{:#x}", new.start, new.end)
-            tr.event("map", new.start, new.end)
+            tr.event(Kind.MAP, new.start, new.end)
         moved = _move_page_tables(mm, old_addr, new_addr, old_len)
         tr.note("move_page_tables", "{} pages moved", moved)
         if flags & _DONTUNMAP:

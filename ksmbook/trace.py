@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 
 from .constants import ERRNO_NAMES
 
-__all__ = ["Step", "Event", "Fault", "Trace", "errno_name"]
+__all__ = ["Step", "Event", "Kind", "Fail", "Fault", "Trace", "errno_name"]
 
 
 def errno_name(err: int) -> str:
@@ -49,6 +49,58 @@ class Step(NamedTuple):
         text = f"{'  ' * self.depth}{self.function}"
         message = self.message
         return f"{text}: {message}" if message else text
+
+
+class Kind(enum.StrEnum):
+    """What an `Event` records; the value is the name the views print."""
+
+    #: split_vma(): [start, end) is one of the two halves; detail: the split address.
+    SPLIT = "split"
+    #: vma_merge(): [start, end) is the merged VMA; detail: which neighbours it took.
+    MERGE = "merge"
+    #: A new VMA (mmap_region(), or mremap's move).
+    MAP = "map"
+    #: A VMA removed (munmap and the unmapped parts of mmap and mremap).
+    UNMAP = "unmap"
+    #: A VMA grown in place by mremap; detail: "grown".
+    RESIZE = "resize"
+    #: The VMA's flags changed; detail: the change ("+VM_MERGEABLE").
+    FLAGS = "flags"
+    #: A check refused the call; detail: the `Fail` naming the check.
+    FAIL = "fail"
+    #: Nothing is mapped in [start, end).
+    HOLE = "hole"
+    #: ksm_madvise() left the flags alone; detail: why (the flags that keep KSM away).
+    IGNORED = "ignored"
+    #: The flags were already as asked.
+    UNCHANGED = "unchanged"
+    #: len 0: nothing to do.
+    EMPTY = "empty"
+    #: One page accessed: [start, start + PAGE_SIZE); detail: the `Fault` outcome.
+    FAULT = "fault"
+
+
+class Fail(enum.StrEnum):
+    """The check named by a `Kind.FAIL` event; the value is the kernel's name for it."""
+
+    #: madvise_behavior_valid() does not know the advice.
+    ADVICE = "advice"
+    #: Without CONFIG_KSM, madvise_behavior_valid() does not know MADV_(UN)MERGEABLE.
+    CONFIG_KSM = "config_ksm"
+    #: start is not page aligned.
+    UNALIGNED = "unaligned"
+    #: len rounds up past the top of the address space.
+    LEN = "len"
+    #: start + len wraps around.
+    WRAP = "wrap"
+    #: split_vma() (or mmap) would pass vm.max_map_count.
+    MAX_MAP_COUNT = "max_map_count"
+    #: A hugetlb VMA cannot be split off a huge page boundary.
+    HUGETLB_ALIGN = "hugetlb_align"
+    #: split_vma() cannot allocate the new VMA (vm_area_dup(); 2.6.32 kmem_cache_alloc()).
+    VM_AREA_DUP = "vm_area_dup"
+    #: __ksm_enter() cannot allocate the mm_slot.
+    KSM_ENTER = "__ksm_enter"
 
 
 class Fault(enum.StrEnum):
@@ -116,30 +168,20 @@ _FAULT_TEXT = {
 
 
 class Event(NamedTuple):
-    """What a call did, for readers that need more than the text of its steps.
+    """What a call did, for readers that need more than the text of its steps: a `Kind`
+    (a change to the address space, a decision, or a page access), the range it concerns, and
+    a detail: the `Fail` check of a FAIL event, the `Fault` outcome of a FAULT event, else
+    text (see each `Kind` member)."""
 
-    A change to the address space: split, merge, flags, map, unmap or resize. A decision:
-    fail (a check refused the call; detail names it: advice, config_ksm, unaligned, len, wrap,
-    max_map_count, hugetlb_align, vm_area_dup, __ksm_enter), hole (nothing mapped in
-    [start, end)), ignored (ksm_madvise() left the flags alone; detail says why), unchanged
-    (the flags were already as asked) or empty (len 0). A page access: fault (one page,
-    [start, start + PAGE_SIZE); detail is the `Fault` outcome).
-    """
-
-    kind: str
+    kind: Kind
     start: int
     end: int
-    detail: str | Fault = ""
+    detail: str | Fail | Fault = ""
 
     @property
     def fault(self) -> Fault | None:
         """The outcome of a fault event, else None."""
         return self.detail if isinstance(self.detail, Fault) else None
-
-
-# Steps and events are built with tuple.__new__ directly: a NamedTuple's own __new__ is a
-# Python function, and a system call records several of each.
-_tuple_new = tuple.__new__
 
 
 @dataclass
@@ -187,7 +229,7 @@ class Trace:
 
     def enter(self, function: str, template: str = "", *args: Any) -> Trace:
         """Record entering `function`; steps recorded inside the `with` block nest under it."""
-        self.records.append(_tuple_new(Step, (self._depth, function, template, args)))
+        self.records.append(Step(self._depth, function, template, args))
         return self
 
     def __enter__(self) -> None:
@@ -198,11 +240,11 @@ class Trace:
 
     def note(self, function: str, template: str, *args: Any) -> None:
         """Record a decision taken in `function` (`template` formatted with `args` when read)."""
-        self.records.append(_tuple_new(Step, (self._depth, function, template, args)))
+        self.records.append(Step(self._depth, function, template, args))
 
-    def event(self, kind: str, start: int, end: int, detail: str | Fault = "") -> None:
+    def event(self, kind: Kind, start: int, end: int, detail: str | Fail | Fault = "") -> None:
         """Record a change to the address space."""
-        self.events.append(_tuple_new(Event, (kind, start, end, detail)))
+        self.events.append(Event(kind, start, end, detail))
 
     def faults(self) -> list[Fault]:
         """The outcome of each page access the call made, in order."""

@@ -39,6 +39,7 @@ from ksmbook.exercises.answers import (
 )
 from ksmbook.procfs import format_maps
 from ksmbook.scenario import Madvise, Map, format_scenario, run
+from ksmbook.trace import Fail, Kind
 
 # Published problems: these scenarios must never change for these seeds. A generator whose
 # output has to change gets a new version (or name); it does not edit these lines.
@@ -175,7 +176,7 @@ def test_answers_are_what_the_scenario_runs_to() -> None:
             elif isinstance(ex, CountProblem) and ex.measure == "vmas":
                 assert ex.answer == len(last.maps[ex.proc])
             elif isinstance(ex, CountProblem):
-                assert ex.answer == sum(e.kind == "split" for e in last.trace.events)
+                assert ex.answer == sum(e.kind is Kind.SPLIT for e in last.trace.events)
             elif ex.kind == "layout":
                 got = [(e.start, e.end, "mg" in e.vmflags) for e in last.maps[ex.proc]]
                 want = [(BASE + le.start * 4096, BASE + le.end * 4096, "mg" in le.codes)
@@ -406,15 +407,15 @@ def test_minus_one_asks_for_an_errno_name() -> None:
 def test_feedback_reads_the_trace_events() -> None:
     """The facts behind the feedback are the kernel's structured events."""
     hole = generate("hole-result", 0)
-    assert [e.kind for e in hole.last.trace.events if e.kind == "hole"] == ["hole"]
+    assert [e.kind for e in hole.last.trace.events if e.kind is Kind.HOLE] == [Kind.HOLE]
     assert hole.facts.hole and not hole.facts.failed
     unaligned = generate("entry-errors", 0)
-    assert unaligned.facts.failed == "unaligned"
+    assert unaligned.facts.failed is Fail.UNALIGNED
     assert "not page aligned" in unaligned.solution_text().split("\n")[1]
     ignored = generate("ignored-count", 0)
     assert ignored.facts.ignored == ("VM_SHARED|VM_MAYSHARE",)
     enter = chapter_exercises(4)[7]
-    assert enter.facts.failed == "__ksm_enter"
+    assert enter.facts.failed is Fail.KSM_ENTER
     assert enter.why().startswith("__ksm_enter() cannot allocate the mm_slot; madvise reports "
                                   "that ENOMEM as EAGAIN")
 

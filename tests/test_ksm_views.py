@@ -16,6 +16,7 @@ import pytest
 import ksmbook as kb
 from ksmbook.render import ksm_pages as kp
 from ksmbook.sidechannel import probe
+from ksmbook.trace import Fault
 from ksmbook.widgets.ksmd import KsmdStepper, demo_kernel
 
 P = kb.PAGE_SIZE
@@ -274,12 +275,12 @@ def test_widget_write_breaks_a_merge() -> None:
     w.write_button.click()
     p2 = next(p for p in w.kernel.processes if p.name == "p2")
     assert p2.read_page(addr) == 2
-    assert w.last_write == "cow-ksm"
+    assert w.last_write is Fault.KSM_COPY
     assert "copy a KSM page" in w.message
     assert "stale" in w.pages_text                       # ksmd has not looked yet
     w.content.value = "Q"                                # a new name: a new content
     w.write_button.click()
-    assert w.last_write == "none" and w.names[p2.read_page(addr)] == "Q"
+    assert w.last_write is Fault.NONE and w.names[p2.read_page(addr)] == "Q"
     assert not w.errors
 
 

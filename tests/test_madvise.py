@@ -13,6 +13,7 @@ from helpers import ANON, RW, VALID, A, E, P, bounds, errno_of, layout, mapfix, 
 
 import ksmbook as kb
 from ksmbook.kernel import Process
+from ksmbook.trace import Kind
 
 M, U = kb.MADV_MERGEABLE, kb.MADV_UNMERGEABLE
 U64 = 2**64
@@ -651,7 +652,7 @@ def test_trace_of_the_issue_example_on_the_seed() -> None:
     depth = {s.function: s.depth for s in tr.steps}
     assert depth["sys_madvise"] < depth["madvise_vma"] < depth["madvise_behavior"] < (
         depth["ksm_madvise"]) < depth["__ksm_enter"]
-    assert [e.kind for e in tr.events] == ["split", "split", "flags"]
+    assert [e.kind for e in tr.events] == [Kind.SPLIT, Kind.SPLIT, Kind.FLAGS]
     assert str(tr).startswith(f"madvise({a + 2 * P:#x}, {4 * P}, MADV_MERGEABLE) = 0")
 
 

@@ -37,7 +37,7 @@ from ..scenario import (
     process_of,
     run,
 )
-from ..trace import Event, Trace
+from ..trace import Event, Fail, Kind, Trace
 from .answers import (
     Layout,
     LayoutEntry,
@@ -60,23 +60,23 @@ BASE = 0x10000000
 
 #: What the check named by a "fail" event refuses, for feedback.
 _FAILED = {
-    "advice": "madvise_behavior_valid() does not know the advice",
-    "config_ksm": "without CONFIG_KSM, madvise_behavior_valid() does not know "
-                  "MADV_MERGEABLE/MADV_UNMERGEABLE",
-    "unaligned": "start is not page aligned",
-    "len": "len rounds up past the top of the address space",
-    "wrap": "start + len wraps around",
-    "max_map_count": "split_vma() would pass max_map_count",
-    "hugetlb_align": "a hugetlb VMA cannot be split off a huge page boundary",
-    "vm_area_dup": "split_vma() cannot allocate the new VMA",
-    "__ksm_enter": "__ksm_enter() cannot allocate the mm_slot",
+    Fail.ADVICE: "madvise_behavior_valid() does not know the advice",
+    Fail.CONFIG_KSM: "without CONFIG_KSM, madvise_behavior_valid() does not know "
+                     "MADV_MERGEABLE/MADV_UNMERGEABLE",
+    Fail.UNALIGNED: "start is not page aligned",
+    Fail.LEN: "len rounds up past the top of the address space",
+    Fail.WRAP: "start + len wraps around",
+    Fail.MAX_MAP_COUNT: "split_vma() would pass max_map_count",
+    Fail.HUGETLB_ALIGN: "a hugetlb VMA cannot be split off a huge page boundary",
+    Fail.VM_AREA_DUP: "split_vma() cannot allocate the new VMA",
+    Fail.KSM_ENTER: "__ksm_enter() cannot allocate the mm_slot",
 }
-_ENTRY_CHECKS = ("advice", "config_ksm", "unaligned", "len", "wrap")
-_NO_MEMORY = ("max_map_count", "vm_area_dup", "__ksm_enter")
+_ENTRY_CHECKS = (Fail.ADVICE, Fail.CONFIG_KSM, Fail.UNALIGNED, Fail.LEN, Fail.WRAP)
+_NO_MEMORY = (Fail.MAX_MAP_COUNT, Fail.VM_AREA_DUP, Fail.KSM_ENTER)
 
 
-def _events(trace: Trace | None, kind: str) -> list[Event]:
-    return [] if trace is None else [e for e in trace.events if e.kind == kind]
+def _events(trace: Trace | None, kind: Kind) -> list[Event]:
+    return [] if trace is None else [e for e in trace.events if e.kind is kind]
 
 
 @dataclass(frozen=True)
@@ -90,25 +90,25 @@ class Facts:
     mmap_merges: int = 0
     all_splits: int = 0
     all_merges: int = 0
-    failed: str = ""
+    failed: Fail | None = None
     empty: bool = False
 
     @classmethod
     def of(cls, results: Sequence[StepResult]) -> Facts:
         """Read the facts out of the step results (the last one is the asked operation)."""
         last = results[-1].trace
-        failed = _events(last, "fail")
+        failed = [e.detail for e in _events(last, Kind.FAIL) if isinstance(e.detail, Fail)]
         return cls(
-            hole=bool(_events(last, "hole")),
-            ignored=tuple(dict.fromkeys(e.detail for e in _events(last, "ignored"))),
-            unchanged=bool(_events(last, "unchanged")),
-            merges=len(_events(last, "merge")),
-            mmap_merges=sum(len(_events(r.trace, "merge")) for r in results
+            hole=bool(_events(last, Kind.HOLE)),
+            ignored=tuple(dict.fromkeys(str(e.detail) for e in _events(last, Kind.IGNORED))),
+            unchanged=bool(_events(last, Kind.UNCHANGED)),
+            merges=len(_events(last, Kind.MERGE)),
+            mmap_merges=sum(len(_events(r.trace, Kind.MERGE)) for r in results
                             if isinstance(r.op, Map)),
-            all_splits=sum(len(_events(r.trace, "split")) for r in results),
-            all_merges=sum(len(_events(r.trace, "merge")) for r in results),
-            failed=failed[-1].detail if failed and results[-1].result < 0 else "",
-            empty=bool(_events(last, "empty")),
+            all_splits=sum(len(_events(r.trace, Kind.SPLIT)) for r in results),
+            all_merges=sum(len(_events(r.trace, Kind.MERGE)) for r in results),
+            failed=failed[-1] if failed and results[-1].result < 0 else None,
+            empty=bool(_events(last, Kind.EMPTY)),
         )
 
 
@@ -130,7 +130,7 @@ def _layout(entries: list[MapEntry], base: int, codes: Iterable[str]) -> Layout:
 
 def _event_text(e: Event) -> str:
     where = f"[{e.start:#x}, {e.end:#x})" if e.end > e.start else f"at {e.start:#x}"
-    detail = _FAILED.get(e.detail, e.detail) if e.kind == "fail" else e.detail
+    detail = _FAILED[e.detail] if isinstance(e.detail, Fail) else e.detail
     return f"{e.kind} {where}" + (f": {detail}" if detail else "")
 
 
@@ -247,11 +247,12 @@ class ScenarioProblem(Problem):
 
     def why(self) -> str:
         f = self.facts
-        if f.failed in _NO_MEMORY and errno_text(self.last.result) == "EAGAIN":
+        if f.failed is not None and f.failed in _NO_MEMORY and \
+                errno_text(self.last.result) == "EAGAIN":
             return (f"{_FAILED[f.failed]}; madvise reports that ENOMEM as EAGAIN (try "
                     "again), keeping ENOMEM for a range that is not all mapped.")
-        if f.failed:
-            return f"The deciding check: {_FAILED.get(f.failed, f.failed)}."
+        if f.failed is not None:
+            return f"The deciding check: {_FAILED[f.failed]}."
         if f.ignored:
             return f"ksm_madvise() ignored the advice ({'; '.join(f.ignored)})."
         if f.hole:
@@ -299,6 +300,10 @@ class ResultProblem(ScenarioProblem):
         return _result_feedback(errno_text(given), errno_text(self.answer), self.facts)
 
 
+#: The event each counted measure of a CountProblem counts.
+_COUNTED = {"splits": Kind.SPLIT, "merges": Kind.MERGE}
+
+
 class CountProblem(ScenarioProblem):
     """How many VMAs does `proc` have at the end (measure "vmas"), or how many splits or
     merges does the last operation make ("splits", "merges")."""
@@ -317,7 +322,7 @@ class CountProblem(ScenarioProblem):
     def answer(self) -> int:
         if self.measure == "vmas":
             return len(self.maps_of(self.last))
-        return len(_events(self.last.trace, self.measure.removesuffix("s")))
+        return len(_events(self.last.trace, _COUNTED[self.measure]))
 
     def parse(self, answer: object) -> int:
         return parse_count(answer)
@@ -506,7 +511,7 @@ class AdviceProblem(ScenarioProblem):
 def _result_feedback(g: str, e: str, f: Facts) -> str:
     """Feedback on the wrong result `g` (expected `e`): what `g` would mean, and where to look,
     without naming `e`."""
-    if f.failed == "config_ksm":
+    if f.failed is Fail.CONFIG_KSM:
         return (f"{g} would mean the advice got past madvise_behavior_valid(). Look at the "
                 "kernel line: which advices does a kernel built with CONFIG_KSM=n know? That "
                 "check comes before every other, even before len 0 and the mappings.")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 
 from ..constants import MMF, PAGE_SIZE, VM
-from ..trace import Trace
+from ..trace import Kind, Trace
 from .snapshot import Region, Snapshot
 
 __all__ = ["Change", "Changes", "maps_text", "changes", "changes_text", "size_text",
@@ -158,7 +158,7 @@ def changes(before: Snapshot, after: Snapshot, trace: Trace | None = None) -> Ch
     bv, av = before.vmas, after.vmas
     bstarts, astarts = [r.start for r in bv], [r.start for r in av]
     bounds = sorted({a for r in bv + av for a in (r.start, r.end)})
-    new_maps = [(e.start, e.end) for e in trace.events if e.kind == "map"] if trace else []
+    new_maps = [(e.start, e.end) for e in trace.events if e.kind is Kind.MAP] if trace else []
     pieces = [(lo, hi, _covering(bv, bstarts, lo, hi), _covering(av, astarts, lo, hi))
               for lo, hi in pairwise(bounds)]
     items: list[Change] = []
@@ -173,7 +173,7 @@ def changes(before: Snapshot, after: Snapshot, trace: Trace | None = None) -> Ch
             sources.setdefault(id(a), set()).add(id(b) if b is not None else 0)
     # With the trace at hand, a cut that no split_vma() made is a boundary that vma_merge()
     # moved: the VMA shrank and a neighbour grew over the piece.
-    splits = [e for e in trace.events if e.kind == "split"] if trace is not None else None
+    splits = [e for e in trace.events if e.kind is Kind.SPLIT] if trace is not None else None
     for r in bv:
         if id(r) in cuts:
             at = ", ".join(addr_text(c) for c in cuts[id(r)])
