@@ -68,6 +68,23 @@ ksmd batch 1
 ksmd batch 1
 """
 
+#: tools/testing/selftests/mm/ksm_tests.c -H -s 4 (ksm_merge_hugepages_time(); see
+#: tests/test_peer_suites.py): two huge pages touched first, all 1024 pages then written alike.
+KSM_TESTS_HUGE = f"""\
+kernel modern
+sysfs sleep_millisecs=0
+sysfs pages_to_scan=10
+map A 1024p rw private anon at 0x7fffe0000000 fixed noreserve
+madvise A 1024p HUGEPAGE
+write A 1
+write A+512p 1
+write A {" ".join(["42"] * 1024)}
+madvise A 1024p MERGEABLE
+sysfs run=1
+ksmd scan 1
+ksmd scan 1
+"""
+
 #: Per step of ACROSS_PROCESSES's ksmd batches: pages scanned, p1's AnonHugePages (kB) and
 #: shared/sharing/unshared/volatile, as this machine's 6.18 gave them.
 ACROSS_EXPECTED = [
@@ -169,8 +186,8 @@ def _collapsed() -> int:
 
 @pytest.mark.live
 @pytest.mark.usefixtures("ksm_to_ourselves")
-@pytest.mark.parametrize("text", [SAME_HUGE_PAGE, ACROSS_PROCESSES],
-                         ids=["same-huge-page", "across-processes"])
+@pytest.mark.parametrize("text", [SAME_HUGE_PAGE, ACROSS_PROCESSES, KSM_TESTS_HUGE],
+                         ids=["same-huge-page", "across-processes", "ksm_tests-H"])
 def test_live_thp_and_ksmd_step_by_step(text: str) -> None:
     """Each statement, and each ksmd batch, gives the same result, AnonHugePages of p1 and
     KSM counters on this machine as in the simulator."""
