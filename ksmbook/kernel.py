@@ -12,6 +12,7 @@ import enum
 import errno
 import os
 from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from .constants import MADV, MAP, MMF, MREMAP, PAGE_SHIFT, PAGE_SIZE, PROT, VM
 from .ksm import (
@@ -27,11 +28,14 @@ from .ksmd import Ksmd, KsmdUnavailable
 from .madvise import advice_name, sys_madvise
 from .mm import MM, VMA, AnonVma, File, Page, flag_names
 from .mremap import sys_mremap
-from .procfs import format_maps, read_maps
+from .procfs import MapEntry, format_maps, read_maps
 from .profiles import Profile, get_profile
 from .sysfs import KsmSysfs
 from .thp import Thp
 from .trace import Fault, Kind, Trace, errno_name
+
+if TYPE_CHECKING:
+    from .backend import FileBackend
 
 __all__ = ["Kernel", "Process", "DRIVER_STYLES", "KSM_KCONFIG_HELP"]
 
@@ -439,6 +443,15 @@ class Process:
         """/proc/PID/maps with each VMA's smaps VmFlags codes."""
         return format_maps(read_maps(self.mm))
 
+    def map_entries(self) -> list[MapEntry]:
+        """/proc/PID/maps with each VMA's smaps VmFlags codes, as records."""
+        return read_maps(self.mm)
+
+    def ksm_stat(self) -> dict[str, int | str]:
+        """/proc/PID/ksm_stat (``ksmbook.ksmd.Ksmd.ksm_stat``); FileNotFoundError in a kernel
+        without that file."""
+        return self.kernel.ksmd.ksm_stat(self)
+
     # -- system calls -------------------------------------------------------------------
 
     def _syscall(self, call: str, body: Callable[[Trace], int], *args: object) -> int:
@@ -455,9 +468,13 @@ class Process:
         return tr.result
 
     def mmap(self, length: int, prot: int, flags: int, *, addr: int = 0,
-             file: File | None = None, offset: int = 0) -> int:
-        """mmap(2); returns the start address."""
+             file: FileBackend | None = None, offset: int = 0) -> int:
+        """mmap(2); returns the start address. `file` is one of this kernel's files
+        (``create_file``, ``create_device``); any other object is a bad descriptor (EBADF,
+        as fget() of an fd this process does not have)."""
         _check_ints(length=length, prot=prot, flags=flags, addr=addr, offset=offset)
+        if file is not None and not isinstance(file, File):
+            raise _oserror(errno.EBADF, f"mmap: {file!r} is not a file of this kernel")
         call = (f"mmap({addr:#x}, {length}, {_prot_text(prot)}, {_map_text(flags)}"
                 f"{', ' + file.path if file else ''}{f', {offset:#x}' if offset else ''})")
         return self._syscall(call, lambda tr: self.mm.do_mmap(

@@ -58,13 +58,14 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import singledispatchmethod
+from typing import Generic, TypeVar
 
+from .backend import FileBackend, KernelBackend, ProcessBackend
 from .constants import MADV, MAP, MREMAP, PAGE_SIZE, PROT
-from .kernel import DRIVER_STYLES, FAULT_POINTS, Kernel, Process
+from .kernel import DRIVER_STYLES, FAULT_POINTS, Kernel
 from .ksm import PR_GET_MEMORY_MERGE, PR_SET_MEMORY_MERGE
 from .ksmd import BatchReport, KsmdIdle, KsmdUnavailable
-from .mm import File
-from .procfs import MapEntry, read_maps
+from .procfs import MapEntry
 from .profiles import PROFILES
 from .trace import Trace, errno_name
 
@@ -861,24 +862,30 @@ def boot(scenario: Scenario, profile: str | None = None,
     return Kernel(profile or first.profile, first.ksm if config_ksm is None else config_ksm)
 
 
-class Runner:
+P = TypeVar("P", bound=ProcessBackend)
+
+
+class Runner(Generic[P]):
     """Runs statements one at a time on a kept kernel: `step(op)` returns a `StepResult`
     (the result or -errno, the trace, and with ``maps=True`` every live process's maps).
     `procs`, `labels` and `files` map names to processes, addresses and files; processes
-    the kernel already has are known by their names."""
+    the kernel already has are known by their names.
 
-    def __init__(self, kernel: Kernel, *, maps: bool = True) -> None:
+    The kernel is any `ksmbook.backend.KernelBackend`: the simulator's ``Kernel`` or this
+    machine's (``ksmbook.live.LiveKernel``); `P` is its process type."""
+
+    def __init__(self, kernel: KernelBackend[P], *, maps: bool = True) -> None:
         self.k = kernel
         self.maps = maps
-        self.procs: dict[str, Process] = {p.name: p for p in kernel.processes}
+        self.procs: dict[str, P] = {p.name: p for p in kernel.processes}
         self.labels: dict[str, int] = {}
-        self.files: dict[str, File] = {}
+        self.files: dict[str, FileBackend] = {}
         self._traces: list[Trace] = []
 
     def fail(self, op: Statement, message: str) -> ScenarioError:
         return ScenarioError(op.line, 1, message)
 
-    def proc(self, op: Statement, name: str) -> Process:
+    def proc(self, op: Statement, name: str) -> P:
         if name == "p1" and "p1" not in self.procs:
             self.procs["p1"] = self.k.spawn("p1")
         if name not in self.procs:
@@ -919,7 +926,7 @@ class Runner:
     def _ksm_stat(self) -> dict[str, dict[str, int | str]] | None:
         """/proc/PID/ksm_stat of every live process (None: the kernel has no such file)."""
         try:
-            return {name: self.k.ksmd.ksm_stat(p) for name, p in self.procs.items() if p.alive}
+            return {name: p.ksm_stat() for name, p in self.procs.items() if p.alive}
         except FileNotFoundError:
             return None
 
@@ -1046,16 +1053,11 @@ class Runner:
     @_run.register
     def _(self, op: KsmdScans) -> int:
         ksmd = self.k.ksmd
-        first, scanned = ksmd.batches, self._pages_scanned()
+        first, scanned = ksmd.batches, ksmd.pages_scanned
         ksmd.full_scans(op.count)
         if ksmd.tracing and ksmd.batches > first:  # the log keeps the latest batches' traces
             self._traces = list(ksmd.log)[-(ksmd.batches - first):]
-        return self._pages_scanned() - scanned
-
-    def _pages_scanned(self) -> int:
-        """ksmd's count of pages handed to cmp_and_merge_page() (ksm_pages_scanned), also in
-        a kernel whose sysfs has no pages_scanned file."""
-        return self.k.ksmd.ks.pages_scanned
+        return ksmd.pages_scanned - scanned
 
     @_run.register
     def _(self, op: KsmdRun) -> int:
@@ -1072,7 +1074,7 @@ class Runner:
         return 0
 
     def snapshot(self) -> dict[str, list[MapEntry]]:
-        return {name: read_maps(p.mm) for name, p in self.procs.items() if p.alive}
+        return {name: p.map_entries() for name, p in self.procs.items() if p.alive}
 
 
 def run(scenario: Scenario | str, kernel: Kernel | None = None, *,

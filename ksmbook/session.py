@@ -116,7 +116,7 @@ class Session:
 
     @property
     def kernel(self) -> Kernel:
-        return self.runner.k
+        return self._kernel
 
     @property
     def kernel_op(self) -> Boot:
@@ -171,7 +171,8 @@ class Session:
     def _build(self, history: History) -> None:
         """Boot a kernel for `history` and run it; on success it becomes the session's kernel
         and history (a ScenarioError leaves everything as it was)."""
-        runner = Runner(Kernel(history.kernel.profile, history.kernel.ksm), maps=self._maps)
+        kernel = Kernel(history.kernel.profile, history.kernel.ksm)
+        runner = Runner(kernel, maps=self._maps)
         actions = history.actions or tuple((op,) for op in history.setup)
         steps: list[StepResult] = []
         before = None
@@ -180,6 +181,7 @@ class Session:
                 before = self._observe(runner, action)
             steps += [runner.step(op) for op in action]
         self.runner, self.history, self.steps = runner, history, steps
+        self._kernel = kernel
         self.before = before
 
     def _observe(self, runner: Runner, action: Sequence[Statement]) -> Any:

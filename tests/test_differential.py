@@ -302,5 +302,5 @@ def test_mprotect_grows_bits_match_live_kernel(live_kernel: object) -> None:
             sim = _result(p.mprotect, addr, length, prot)
             real = _result(t.mprotect, addr, length, prot)
             assert sim == real, (hex(addr), length, hex(prot))
-            assert [map_entry(v, p.kernel.profile) for v in p.vmas] == t.maps(), \
+            assert [map_entry(v, p.kernel.profile) for v in p.vmas] == t.map_entries(), \
                 (hex(addr), length, hex(prot))

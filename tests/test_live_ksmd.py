@@ -125,7 +125,7 @@ def test_cow_then_fork() -> None:
         p1 = ksmd.spawn([X])
         p2 = ksmd.spawn([X])
         assert ksmd.scan(2)["pages_sharing"] == 1
-        page = p2.maps()[0].start
+        page = p2.map_entries()[0].start
         assert p2.read_page(page) == X
         p2.write_pages(page, [Y])               # COW copy; counters lag until the next pass
         assert ksmd.counters()["pages_sharing"] == 1

@@ -109,6 +109,12 @@ class Ksmd(Scan, Views):
                 f"clock_ms={ks.clock_ms:g})")
 
     @property
+    def pages_scanned(self) -> int:
+        """Pages handed to cmp_and_merge_page() since boot (ksm_pages_scanned), also in a
+        kernel whose sysfs shows no pages_scanned."""
+        return self.ks.pages_scanned
+
+    @property
     def clock_ms(self) -> float:
         """Simulated milliseconds since boot."""
         return self.ks.clock_ms

@@ -59,6 +59,7 @@ is killed and gives :class:`WorkerTimeout`). ``MAP_LOCKED`` needs RLIMIT_MEMLOCK
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import os
 import re
@@ -70,9 +71,11 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn, Protocol
 
+from ..backend import FileBackend, KsmdBackend, SysfsBackend
 from ..procfs import MapEntry
+from ..trace import Trace
 from .worker import (
     _EFAULT,
     _ENOMEM,
@@ -112,6 +115,9 @@ __all__ = [
     "WorkerTimeout",
     "available",
     "parse_smaps",
+    "ksm_stat",
+    "parse_ksm_stat",
+    "LiveKsmdBackend",
     "read_ksm_sysfs",
 ]
 
@@ -568,6 +574,34 @@ class LiveFile:
     writable: bool
 
 
+class LiveKsmdBackend(KsmdBackend, SysfsBackend, Protocol):
+    """What a ``LiveKernel`` needs of this machine's ksmd (``ksmbook.live.ksmd.LiveKsmd``,
+    a layer above this module): the ksmd and sysfs backends, and who else uses KSM."""
+
+    def foreign_mms(self, own: Sequence[int]) -> list[int]:
+        """PIDs registered with KSM other than `own` and the driver's own workers."""
+        ...
+
+
+def ksm_stat(pid: int) -> dict[str, Any]:
+    """/proc/PID/ksm_stat as a dict (ints where numeric); {} if unreadable."""
+    try:
+        with open(f"/proc/{pid}/ksm_stat") as f:
+            return parse_ksm_stat(f.read())
+    except OSError:
+        return {}
+
+
+def parse_ksm_stat(text: str) -> dict[str, Any]:
+    """The text of /proc/PID/ksm_stat (``proc_pid_ksm_stat()``) as a dict."""
+    out: dict[str, Any] = {}
+    for line in text.splitlines():
+        key, _, val = line.partition(" ")
+        val = val.strip()
+        out[key.rstrip(":")] = int(val) if val.lstrip("-").isdigit() else val
+    return out
+
+
 class _LiveSysctl:
     """/proc/sys/vm as the scenario's ``sysctl`` sees it: a write is accepted only if it asks
     for the value this machine has (the live side never changes a global sysctl)."""
@@ -597,9 +631,12 @@ class LiveTask:
         return self.kernel.arena.to_live(addr)
 
     def mmap(self, length: int, prot: int, flags: int, addr: int = 0,
-             file: LiveFile | None = None, offset: int = 0) -> int:
+             file: FileBackend | None = None, offset: int = 0) -> int:
         """mmap(2). Without MAP_FIXED(_NOREPLACE) the address is chosen as the simulator
-        chooses it (``_unmapped_area``) and sent with MAP_FIXED_NOREPLACE."""
+        chooses it (``_unmapped_area``) and sent with MAP_FIXED_NOREPLACE. `file` is one of
+        this kernel's files (``LiveKernel.create_file``); any other object gives EBADF."""
+        if file is not None and not isinstance(file, LiveFile):
+            raise OSError(errno.EBADF, f"mmap: {file!r} is not a file of the live kernel")
         live = self._live(addr) if addr else 0
         if not flags & (_MAP_FIXED | _MAP_FIXED_NOREPLACE):
             found = self._unmapped_area(length, live, _HPAGE if flags & _MAP_HUGETLB else _PAGE)
@@ -749,7 +786,11 @@ class LiveTask:
     def exit(self) -> None:
         self.worker.exit()
 
-    def maps(self) -> list[MapEntry]:
+    def ksm_stat(self) -> dict[str, int | str]:
+        """/proc/PID/ksm_stat of the worker."""
+        return ksm_stat(self.worker.pid)
+
+    def map_entries(self) -> list[MapEntry]:
         """The arena's VMAs as the simulator's maps entries (simulator addresses and paths)."""
         arena, paths = self.kernel.arena, self.kernel.sim_paths
         return [MapEntry(arena.to_sim(v.start), arena.to_sim(v.end), v.perms, v.offset, v.dev,
@@ -763,12 +804,12 @@ class LiveKernel:
     :class:`LiveRefused`: devices, fault injection, reclaim, and ksmd and /sys/kernel/mm/ksm
     unless ``ksmd`` (a ``ksmbook.live.ksmd.LiveKsmd``) is given."""
 
-    def __init__(self, session: LiveSession, ksmd: Any = None) -> None:
+    def __init__(self, session: LiveSession, ksmd: LiveKsmdBackend | None = None) -> None:
         self.session = session
         self._ksmd = ksmd
         self.arena = session.arena
         self.processes: list[LiveTask] = []
-        self.log: list[Any] = []  # no traces: the real kernel does not say what it did
+        self.log: list[Trace] = []  # no traces: the real kernel does not say what it did
         self.sysctl = _LiveSysctl()
         self.sim_paths: dict[str, str] = {}  # live path -> simulator path
         self._pids = 0
@@ -788,18 +829,18 @@ class LiveKernel:
         self.sim_paths[path] = name if name.startswith("/") else f"/tmp/{name}"
         return LiveFile(path, writable)
 
-    def create_device(self, name: str, style: str) -> Any:
+    def create_device(self, name: str, style: str) -> NoReturn:
         raise LiveRefused(f"device {name} {style}: devices exist only in the simulator")
 
-    def inject(self, point: str, times: int = 1) -> None:
+    def inject(self, point: str, times: int = 1) -> NoReturn:
         raise LiveRefused(f"inject {point}: fault injection exists only in the simulator")
 
-    def reclaim(self) -> int:
+    def reclaim(self) -> NoReturn:
         raise LiveRefused("reclaim: the live replay never puts this machine under memory "
                           "pressure")
 
     @property
-    def ksmd(self) -> Any:
+    def ksmd(self) -> LiveKsmdBackend:
         """``ksmbook.live.ksmd.LiveKsmd`` when the replay was asked to drive ksmd."""
         if self._ksmd is None:
             raise LiveRefused("the live replay drives this machine's ksmd only when asked "
@@ -807,8 +848,9 @@ class LiveKernel:
         return self._ksmd
 
     @property
-    def sysfs(self) -> Any:
-        return self.ksmd.sysfs
+    def sysfs(self) -> LiveKsmdBackend:
+        """/sys/kernel/mm/ksm, written through the live ksmd (which restores every knob)."""
+        return self.ksmd
 
 
 class KsmShared(LiveError):

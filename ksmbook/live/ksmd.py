@@ -68,7 +68,16 @@ from typing import Any
 
 from ..ksmd import BatchReport, KsmdIdle
 from ..pages import PAGE_SIZE
-from .harness import LiveKernel, LiveRefused, LiveSession, LiveTask, available, read_ksm_sysfs
+from ..trace import Trace
+from .harness import (
+    LiveKernel,
+    LiveRefused,
+    LiveSession,
+    LiveTask,
+    available,
+    ksm_stat,
+    read_ksm_sysfs,
+)
 
 __all__ = [
     "KSM_DIR", "COUNTERS", "KNOB_ORDER", "PARK_MS", "ksm_available", "read_counters",
@@ -166,25 +175,6 @@ def mergeable_mms(exclude: Sequence[int] = ()) -> list[int]:
         if st.get("ksm_mergeable") == "yes" or st.get("ksm_rmap_items", 0):
             pids.append(int(entry))
     return pids
-
-
-def ksm_stat(pid: int) -> dict[str, Any]:
-    """/proc/PID/ksm_stat as a dict (ints where numeric); {} if unreadable."""
-    try:
-        with open(f"/proc/{pid}/ksm_stat") as f:
-            return parse_ksm_stat(f.read())
-    except OSError:
-        return {}
-
-
-def parse_ksm_stat(text: str) -> dict[str, Any]:
-    """The text of /proc/PID/ksm_stat (``proc_pid_ksm_stat()``) as a dict."""
-    out: dict[str, Any] = {}
-    for line in text.splitlines():
-        key, _, val = line.partition(" ")
-        val = val.strip()
-        out[key.rstrip(":")] = int(val) if val.lstrip("-").isdigit() else val
-    return out
 
 
 def _unmerge_all() -> None:
@@ -549,34 +539,31 @@ def _uint(name: str, text: str) -> int:
 class LiveKsmd:
     """This machine's ksmd behind the simulated ksmd and sysfs API that
     ``ksmbook.scenario.Runner`` calls (``batch()``, ``full_scans(n)``, ``counters()``,
-    ``sysfs.write(name, value)``), so that ``ksmd batch``, ``ksmd scan N`` and ``sysfs``
+    ``write(name, value)`` as sysfs), so that ``ksmd batch``, ``ksmd scan N`` and ``sysfs``
     statements run on the live kernel too (``ksmbook.live.replay(..., ksmd=True)``).
 
-    It steps a ``KsmdDriver`` prepared with ``stepping()``. ``run`` is kept here, as the simulated
-    kernel keeps it, and ksmd is only woken by a statement: ``run=1`` makes the next batch
+    It steps a ``KsmdDriver`` prepared with ``stepping()``. ``run`` is kept here, as the
+    simulated kernel keeps it, and ksmd is only woken by a statement: ``run=1`` makes the next batch
     run, ``run=0`` keeps ksmd parked, ``run=2`` unmerges everything. sleep_millisecs is
     checked but never written (ksmd stays parked between statements); every other knob is
     written as the statement says (the session restores them all).
     """
 
-    tracing = False
-
     def __init__(self, driver: KsmdDriver) -> None:
         self.driver = driver
+        self.tracing = False
         self.batches = 0
-        self.log: list[Any] = []
+        #: No traces: the real ksmd does not say what it did.
+        self.log: list[Trace] = []
         self.run = 0
 
-    @property
-    def sysfs(self) -> LiveKsmd:
-        return self
-
-    def counters(self) -> dict[str, Any]:
+    def counters(self) -> dict[str, int]:
         return self.driver.counters()
 
-    def ksm_stat(self, process: Any) -> dict[str, Any]:
-        """/proc/PID/ksm_stat of a replayed process (a ``ksmbook.LiveTask``)."""
-        return ksm_stat(process.worker.pid)
+    @property
+    def pages_scanned(self) -> int:
+        """pages_scanned of /sys/kernel/mm/ksm, relative to the reset."""
+        return self.driver.counters()["pages_scanned"]
 
     def foreign_mms(self, own: Sequence[int]) -> list[int]:
         """PIDs registered with KSM now other than `own` and this driver's workers: ksmd

@@ -9,9 +9,7 @@ way round.
 from __future__ import annotations
 
 import contextlib
-from typing import cast
 
-from ..procfs import MapEntry
 from ..profiles import PROFILES
 from ..scenario import Boot, Map, Runner, Scenario, Statement, StepResult, parse
 from .harness import (
@@ -56,26 +54,22 @@ def _scenario_arena(scenario: Scenario) -> Arena:
         ) from None
 
 
-class LiveRunner(Runner):
+class LiveRunner(Runner[LiveTask]):
     """``ksmbook.scenario.Runner`` on a :class:`LiveKernel`: the same statements, run by the
     same code, on this machine's kernel; the maps come from each worker's smaps. A ksmd or
     sysfs statement during which another process used KSM raises :class:`KsmShared`."""
 
+    def __init__(self, kernel: LiveKernel, *, maps: bool = True) -> None:
+        super().__init__(kernel, maps=maps)
+        self.live = kernel
+
     def step(self, op: Statement) -> StepResult:
         got = super().step(op)
         if got.counters is not None:
-            k = cast(LiveKernel, self.k)
-            foreign = k.ksmd.foreign_mms([p.worker.pid for p in k.processes])
+            foreign = self.live.ksmd.foreign_mms([p.worker.pid for p in self.live.processes])
             if foreign:
                 raise KsmShared(foreign)
         return got
-
-    def _pages_scanned(self) -> int:
-        """pages_scanned of /sys/kernel/mm/ksm, relative to the reset."""
-        return int(cast(LiveKernel, self.k).ksmd.counters()["pages_scanned"])
-
-    def snapshot(self) -> dict[str, list[MapEntry]]:
-        return {name: cast(LiveTask, p).maps() for name, p in self.procs.items() if p.alive}
 
 
 def replay(scenario: Scenario | str, session: LiveSession | None = None, *,
@@ -108,7 +102,7 @@ def replay(scenario: Scenario | str, session: LiveSession | None = None, *,
             backend = _ksmd_backend(stack)
         if session is None:
             session = stack.enter_context(LiveSession(arena=_scenario_arena(scenario)))
-        runner = LiveRunner(LiveKernel(session, backend), maps=maps)  # type: ignore[arg-type]
+        runner = LiveRunner(LiveKernel(session, backend), maps=maps)
         return [runner.step(op) for op in scenario.ops]
 
 

@@ -104,7 +104,7 @@ class KsmdStepper(Widget):
 
     @property
     def kernel(self) -> Kernel:
-        return self._runner.k
+        return self._kernel
 
     @property
     def pages_text(self) -> str:
@@ -196,6 +196,7 @@ class KsmdStepper(Widget):
             run(scenario, kernel)
         else:
             kernel = self._setup()
+        self._kernel = kernel
         self._runner = Runner(kernel, maps=False)
         #: The statements run since the set-up.
         self.session: list[Statement] = []
