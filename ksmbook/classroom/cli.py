@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC
 from typing import Any
 
 __all__ = ["add_classroom_parser"]
@@ -38,6 +39,7 @@ def add_classroom_parser(subparsers: Any) -> argparse.ArgumentParser:
                         "the same kinds")
     a.add_argument("--force", action="store_true", help="overwrite an existing assignment")
     a.set_defaults(func=_assignment)
+    _add_course_parsers(sub)
     return p
 
 
@@ -51,4 +53,154 @@ def _assignment(args: argparse.Namespace) -> int:
         print(f"classroom assignment: {e}", file=sys.stderr)
         return 2
     print(path)
+    return 0
+
+
+# -- the course: roster, due dates, export, report (ksmbook.classroom.course/export/report) -----
+
+def _add_course_parsers(sub: Any) -> None:
+    r = sub.add_parser(
+        "roster", help="import the class list (CSV) into the course's gradebook",
+        description="Add or update the students of FILE.csv in the nbgrader gradebook of the "
+                    "course folder DIR. The first line names the columns: id (required: the "
+                    "student's user name on the hub), first_name, last_name, email.")
+    r.add_argument("--course", required=True, metavar="DIR", help="the nbgrader course folder")
+    r.add_argument("file", metavar="FILE.csv")
+    r.set_defaults(func=_roster)
+
+    d = sub.add_parser(
+        "due", help="set an assignment's due date and late policy",
+        description="Set the due date of assignment NAME in the gradebook (nbgrader's autograde "
+                    "measures lateness against it), the late policy that autograde applies, "
+                    "and a locked cell in the source notebook that tells the students both. "
+                    "Run it before `nbgrader generate_assignment NAME`.")
+    d.add_argument("--course", required=True, metavar="DIR", help="the nbgrader course folder")
+    d.add_argument("--assignment", required=True, metavar="NAME")
+    d.add_argument("--due", required=True, metavar="WHEN",
+                   help="e.g. '2026-12-14 17:00' (this machine's time zone), "
+                        "'2026-12-14 17:00 Europe/Paris' or '2026-12-14T17:00+01:00'")
+    d.add_argument("--late-penalty", type=float, metavar="PCT",
+                   help="percent of the score lost per day (or part of a day) late; "
+                        "100: a late submission scores 0 (default: no penalty)")
+    d.add_argument("--late-days", type=float, metavar="D",
+                   help="submissions more than D days late score 0")
+    d.set_defaults(func=_due)
+
+    e = sub.add_parser(
+        "export", help="grades.csv and questions.csv, with flagged submissions",
+        description="Write grades.csv (one row per student and assignment) and questions.csv "
+                    "(one row per student and graded cell: points, max points, status) from "
+                    "the course's gradebook and submissions, and print who is flagged and why "
+                    "(autograde failed, not autograded, notebook missing or unreadable, a "
+                    "locked or test cell deleted or edited).")
+    e.add_argument("--course", required=True, metavar="DIR", help="the nbgrader course folder")
+    e.add_argument("--assignment", metavar="NAME", help="only this assignment")
+    e.add_argument("--out", metavar="OUTDIR", help="where to write the CSV files (default DIR)")
+    e.set_defaults(func=_export)
+
+    rp = sub.add_parser(
+        "report", help="an HTML page of what the class got wrong",
+        description="Write DIR/reports/NAME.html: the score distribution, each question's "
+                    "success rate, and for every question the misconceptions the wrong "
+                    "answers reveal, with counts and one example each. Answers are read from "
+                    "the submitted notebooks as data (never run) and judged by each problem's "
+                    "own check.")
+    rp.add_argument("--course", required=True, metavar="DIR", help="the nbgrader course folder")
+    rp.add_argument("--assignment", required=True, metavar="NAME")
+    rp.add_argument("--out", metavar="FILE.html", help="default DIR/reports/NAME.html")
+    rp.set_defaults(func=_report)
+
+
+def _course_error(command: str, e: Exception) -> int:
+    print(f"classroom {command}: {e}", file=sys.stderr)
+    return 2
+
+
+def _roster(args: argparse.Namespace) -> int:
+    from .course import Course, CourseError, import_roster, read_roster
+
+    try:
+        course = Course.open(args.course)
+        entries = read_roster(args.file)
+        added, updated, others = import_roster(course, entries)
+    except CourseError as e:
+        return _course_error("roster", e)
+    print(f"{course.course_id}: {len(entries)} students in the roster ({added} added, "
+          f"{updated} updated) in {course.db_url}")
+    if others:
+        print(f"kept {len(others)} student(s) of the gradebook that the roster does not list: "
+              + ", ".join(others))
+    return 0
+
+
+def _due(args: argparse.Namespace) -> int:
+    from .course import Course, CourseError, LatePolicy, parse_due, set_due
+
+    policy = None
+    if args.late_penalty is not None or args.late_days is not None:
+        policy = LatePolicy(args.late_penalty or 0.0, args.late_days)
+    try:
+        course = Course.open(args.course)
+        due = parse_due(args.due)
+        result = set_due(course, args.assignment, due, policy)
+    except CourseError as e:
+        return _course_error("due", e)
+
+    utc = result.due.astimezone(UTC)
+    print(f"{result.assignment}: due {result.due.isoformat(sep=' ', timespec='minutes')} "
+          f"({utc.strftime('%Y-%m-%d %H:%M')} UTC)")
+    print("late policy: " + (result.policy.describe() if result.policy else
+                             "none set (nbgrader records lateness, no penalty)"))
+    for path in result.notebooks:
+        print(f"students see it in {path.relative_to(course.root)} once released")
+    if result.released:
+        print(f"release/{result.assignment} exists already: run `nbgrader generate_assignment "
+              f"{result.assignment} --force` and `nbgrader release_assignment "
+              f"{result.assignment} --force` so the students see the new date")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .course import Course, CourseError
+    from .export import collect, summary, write_csvs
+
+    try:
+        course = Course.open(args.course)
+        subs = collect(course, args.assignment)
+        out = Path(args.out) if args.out else course.root
+        grades, questions = write_csvs(subs, out)
+    except CourseError as e:
+        return _course_error("export", e)
+    print(summary(subs))
+    print(f"wrote {grades} and {questions}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .course import Course, CourseError
+    from .report import build_report, write_report
+
+    try:
+        course = Course.open(args.course)
+        rep = build_report(course, args.assignment)
+        out = Path(args.out) if args.out else \
+            course.root / "reports" / f"{args.assignment}.html"
+        path = write_report(rep, out)
+    except CourseError as e:
+        return _course_error("report", e)
+    submitted = len(rep.scores)
+    print(f"{rep.assignment}: {submitted} submissions of {len(rep.submissions)} students")
+    for q in rep.questions:
+        rate = q.success_rate
+        top = q.misconceptions()[:1]
+        line = f"  {q.number}. {q.title}: " + (f"{100 * rate:.0f}% right" if rate is not None
+                                                else "no answers")
+        if top:
+            line += f"; most common slip ({top[0][1]}): {top[0][0]}"
+        print(line)
+    print(f"wrote {path}")
     return 0

@@ -1,0 +1,422 @@
+"""What the class got wrong: ``python -m ksmbook classroom report --course DIR --assignment NAME``.
+
+An HTML page for the teacher (figures embedded as PNG, so the one file can be mailed or
+projected): the score distribution, each question's success rate, and for every question the
+misconceptions the wrong answers reveal, with counts and one example each.
+
+The answers are read from the submitted notebooks as data: the right-hand side of each
+``answer_N = ...`` line is read by ``ast.literal_eval``, never run. Each answer is judged by
+the problem's own ``grade()`` (the check the hidden tests make), and a wrong one is described
+by the problem's ``misconception()``. Scores are nbgrader's (late penalties and manual grades
+included) for the submissions it autograded; the others are scored from their answers, and the
+page says how many. Where nbgrader's verdict and the answer disagree (an answer the problem
+calls wrong that the autograder passed), the page lists the submission: that is what a
+student who beat the hidden tests looks like.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import html
+import io
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..exercises import Problem, generate
+from .course import Course, CourseError
+from .export import NOT_AUTOGRADED, NOT_SUBMITTED, Submission, collect
+
+__all__ = ["Answer", "QuestionReport", "ClassReport", "build_report", "render_html",
+           "write_report", "read_answer"]
+
+_ANSWER_ID = re.compile(r"answer_(\d+)\Z")
+_TEST_ID = re.compile(r"test_(\d+)\Z")
+
+
+@dataclass
+class Answer:
+    """One student's answer to one question, as read and judged."""
+
+    student_id: str
+    source: str            # the answer as written (the right-hand side), "" if none
+    status: str            # correct, incorrect, unreadable, unattempted
+    misconception: str = ""
+
+
+@dataclass
+class QuestionReport:
+    number: int
+    title: str
+    question: str
+    max_points: float
+    answers: list[Answer] = field(default_factory=list)
+    autograde_disagrees: list[str] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(1 for a in self.answers if a.status == status)
+
+    @property
+    def success_rate(self) -> float | None:
+        return self.count("correct") / len(self.answers) if self.answers else None
+
+    def misconceptions(self) -> list[tuple[str, int, str]]:
+        """(misconception, how many answers, one example answer), most frequent first."""
+        counts: Counter[str] = Counter()
+        example: dict[str, str] = {}
+        for a in self.answers:
+            if a.status == "incorrect":
+                counts[a.misconception] += 1
+                example.setdefault(a.misconception, a.source)
+        return [(m, n, example[m]) for m, n in counts.most_common()]
+
+    def unreadable(self) -> list[tuple[str, int, str]]:
+        counts: Counter[str] = Counter()
+        example: dict[str, str] = {}
+        for a in self.answers:
+            if a.status == "unreadable":
+                counts[a.misconception] += 1
+                example.setdefault(a.misconception, a.source)
+        return [(m, n, example[m]) for m, n in counts.most_common()]
+
+
+@dataclass
+class ClassReport:
+    course_id: str
+    assignment: str
+    submissions: list[Submission]
+    scores: dict[str, float]           # student id -> score (submitted students only)
+    from_answers: list[str]            # students scored from their answers (not autograded)
+    max_score: float
+    questions: list[QuestionReport]
+
+
+def read_answer(source: str, name: str) -> tuple[str, object, str]:
+    """The value a cell assigns to `name`, read as data: (text, value, status).
+
+    Status is "ok", "unattempted" (no assignment, or ``...``/``None``/NotImplementedError
+    left in) or "unreadable" (an expression that is not a literal: it is not run).
+    """
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return source.strip()[:200], None, "unreadable"
+    found: ast.expr | None = None
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            found = node.value
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) \
+                and node.target.id == name and node.value is not None:
+            found = node.value
+    if found is None:
+        return "", None, "unattempted"
+    text = ast.get_source_segment(source, found) or ast.unparse(found)
+    try:
+        value = ast.literal_eval(found)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return text, None, "unreadable"
+    if value is None or value is Ellipsis:
+        return text, value, "unattempted"
+    return text, value, "ok"
+
+
+def _cells(path: Path) -> list[dict[str, Any]]:
+    try:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        cells = nb["cells"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return []
+    return [c for c in cells if isinstance(c, dict)]
+
+
+def _src(cell: dict[str, Any]) -> str:
+    s = cell.get("source", "")
+    return "".join(s) if isinstance(s, list) else str(s)
+
+
+def _gid(cell: dict[str, Any]) -> str:
+    return str(cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", ""))
+
+
+def _problem_refs(source_nb: Path) -> dict[int, tuple[str, int, int, str]]:
+    """Question number -> (generator, version, seed, profile), read from the hidden test
+    cells of the source notebook (the call that grades the answer names them)."""
+    refs = {}
+    for cell in _cells(source_nb):
+        m = _TEST_ID.match(_gid(cell))
+        if m is None:
+            continue
+        try:
+            tree = ast.parse(_src(cell))
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and len(node.args) >= 4:
+                try:
+                    args = [ast.literal_eval(a) for a in node.args[:4]]
+                except ValueError:
+                    continue
+                if isinstance(args[0], str) and isinstance(args[1], int) and \
+                        isinstance(args[2], int) and isinstance(args[3], str):
+                    refs[int(m.group(1))] = (args[0], args[1], args[2], args[3])
+                    break
+    return refs
+
+
+class _Problems:
+    """The problems of an assignment, per student (the same for every student unless the
+    assignment is made per student)."""
+
+    def __init__(self, course: Course, assignment: str) -> None:
+        self.course, self.assignment = course, assignment
+        nbs = sorted((course.root / "source" / assignment).glob("*.ipynb"))
+        self.refs: dict[int, tuple[str, int, int, str]] = {}
+        for nb in nbs:
+            self.refs.update(_problem_refs(nb))
+        self._cache: dict[tuple[str, int, int, str], Problem] = {}
+
+    def numbers(self) -> list[int]:
+        return sorted(self.refs)
+
+    def get(self, number: int, student: str | None = None) -> Problem | None:
+        ref = self.refs.get(number)
+        if ref is None:
+            return None
+        if ref not in self._cache:
+            try:
+                self._cache[ref] = generate(f"{ref[0]}/v{ref[1]}", ref[2], ref[3])
+            except ValueError:
+                return None
+        return self._cache[ref]
+
+
+def _key(text: str) -> str:
+    """A misconception with the student's own figures taken out, so that "2 splits is too
+    many" and "3 splits is too many" count as one."""
+    text = re.sub(r"\b\d+\b", "N", text)
+    return re.sub(r"\bN ([A-Za-z]{3,}?)s?\b", r"N \1(s)", text)
+
+
+def _answers_of(path: Path) -> dict[int, str]:
+    return {int(m.group(1)): _src(c) for c in _cells(path)
+            if (m := _ANSWER_ID.match(_gid(c))) is not None}
+
+
+def _autograde_results(path: Path) -> dict[int, bool]:
+    """Question number -> did nbgrader's test cell pass (from the autograded notebook)."""
+    out = {}
+    for c in _cells(path):
+        m = _TEST_ID.match(_gid(c))
+        if m is not None:
+            out[int(m.group(1))] = not any(o.get("output_type") == "error"
+                                           for o in c.get("outputs", []))
+    return out
+
+
+def build_report(course: Course, assignment: str) -> ClassReport:
+    """Read every submission of `assignment` and judge its answers."""
+    course.check_assignment(assignment)
+    subs = collect(course, assignment)
+    problems = _Problems(course, assignment)
+    numbers = problems.numbers()
+    if not numbers:
+        raise CourseError(f"{assignment}: no autograded ksmbook problems in "
+                          f"{course.root / 'source' / assignment}")
+    max_points: dict[int, float] = {}
+    for s in subs:
+        for grade in s.questions:
+            m = _TEST_ID.match(grade.question)
+            if m is not None:
+                max_points[int(m.group(1))] = grade.max_points
+    questions = []
+    for n in numbers:
+        p = problems.get(n)
+        questions.append(QuestionReport(n, f"Problem {n}",
+                                        p.question if p else "", max_points.get(n, 1.0)))
+    by_number = {q.number: q for q in questions}
+    scores: dict[str, float] = {}
+    from_answers: list[str] = []
+    for s in subs:
+        if s.status == NOT_SUBMITTED:
+            continue
+        answers: dict[int, str] = {}
+        for nb in sorted((course.root / "submitted" / s.student_id / assignment)
+                         .glob("*.ipynb")):
+            answers.update(_answers_of(nb))
+        autograded: dict[int, bool] = {}
+        for nb in sorted((course.root / "autograded" / s.student_id / assignment)
+                         .glob("*.ipynb")):
+            autograded.update(_autograde_results(nb))
+        points = 0.0
+        for n in numbers:
+            q = by_number[n]
+            problem = problems.get(n, s.student_id)
+            text, value, status = read_answer(answers.get(n, ""), f"answer_{n}")
+            answer = Answer(s.student_id, text, status)
+            if problem is not None and status == "ok":
+                fb = problem.grade(value)
+                answer.status = fb.status
+                if fb.status == "incorrect":
+                    answer.misconception = _key(problem.misconception(problem.parse(value)))
+                elif fb.status == "unreadable":
+                    answer.misconception = _key(str(fb).removeprefix("Cannot read that "
+                                                                     "answer: "))
+            elif status == "unreadable":
+                answer.misconception = "not a Python literal (the report does not run code)"
+            q.answers.append(answer)
+            if answer.status == "correct":
+                points += q.max_points
+            if n in autograded and autograded[n] and answer.status != "correct":
+                q.autograde_disagrees.append(s.student_id)
+        if s.status == NOT_AUTOGRADED:
+            scores[s.student_id] = points
+            from_answers.append(s.student_id)
+        else:  # nbgrader's score: 0 for a failed autograde or a missing notebook
+            scores[s.student_id] = s.score
+    max_score = max((s.max_score for s in subs), default=0.0) or \
+        sum(q.max_points for q in questions)
+    return ClassReport(course.course_id, assignment, subs, scores, from_answers, max_score,
+                       questions)
+
+
+# -- the page ----------------------------------------------------------------------------------
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _figures(rep: ClassReport) -> tuple[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 3))
+    ax = fig.add_subplot()
+    values = list(rep.scores.values())
+    top = rep.max_score or max(values, default=1.0) or 1.0
+    step = 1.0 if top <= 20 else top / 20
+    edges = [i * step - step / 2 for i in range(int(top / step) + 2)]
+    ax.hist(values, bins=edges, color="#4c72b0", edgecolor="white")
+    ax.set_xlabel(f"score (out of {top:g})")
+    ax.set_ylabel("students")
+    ax.set_title(f"{rep.assignment}: scores of {len(values)} submissions")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    scores_png = _png(fig)
+
+    fig = Figure(figsize=(6, 0.5 + 0.45 * len(rep.questions)))
+    ax = fig.add_subplot()
+    labels = [f"{q.number}. {q.title}" for q in rep.questions][::-1]
+    rates = [100 * (q.success_rate or 0.0) for q in rep.questions][::-1]
+    bars = ax.barh(labels, rates, color="#55a868")
+    for bar, rate in zip(bars, rates, strict=True):
+        ax.text(min(rate + 1, 92), bar.get_y() + bar.get_height() / 2, f"{rate:.0f}%",
+                va="center", fontsize=8)
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("answered correctly (% of submissions)")
+    ax.set_title("success rate per question")
+    return scores_png, _png(fig)
+
+
+_CSS = """
+body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem;
+       color: #222; }
+table { border-collapse: collapse; margin: 0.5rem 0 1rem; }
+th, td { border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: left; vertical-align: top; }
+th { background: #f3f3f3; }
+td.n { text-align: right; }
+code { background: #f6f6f6; padding: 0 0.2rem; }
+.warn { color: #a00; }
+"""
+
+
+def render_html(rep: ClassReport) -> str:
+    e = html.escape
+    submitted = [s for s in rep.submissions if s.status != NOT_SUBMITTED]
+    values = sorted(rep.scores.values())
+    mean = sum(values) / len(values) if values else 0.0
+    median = (values[len(values) // 2] + values[(len(values) - 1) // 2]) / 2 if values else 0.0
+    out = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+           f"<title>{e(rep.assignment)}: what the class got wrong</title>"
+           f"<style>{_CSS}</style></head><body>",
+           f"<h1>{e(rep.assignment)}: what the class got wrong</h1>",
+           f"<p>Course <code>{e(rep.course_id)}</code>: {len(rep.submissions)} students, "
+           f"{len(submitted)} submitted. Mean score {mean:.2f}, median {median:g}, "
+           f"out of {rep.max_score:g}.</p>"]
+    if rep.from_answers:
+        out.append(f"<p>{len(rep.from_answers)} submission(s) not autograded yet are scored "
+                   "here from their answers (the same check as the hidden tests): "
+                   + e(", ".join(rep.from_answers)) + ".</p>")
+    flagged = [s for s in rep.submissions if s.flagged]
+    if flagged:
+        out.append(f"<p class=\"warn\">{len(flagged)} flagged submission(s): check them by "
+                   "hand (<code>python -m ksmbook classroom export</code> lists them too)</p>"
+                   "<ul>" + "".join(f"<li>{e(s.student_id)}: {e('; '.join(s.flags))}</li>"
+                                    for s in flagged) + "</ul>")
+    if values:
+        scores_png, rates_png = _figures(rep)
+        out.append(f"<h2>Scores</h2><img alt=\"score distribution\" src=\"{scores_png}\">")
+        out.append(f"<h2>Questions</h2><img alt=\"success rate per question\" "
+                   f"src=\"{rates_png}\">")
+    out.append("<table><tr><th>question</th><th>correct</th><th>wrong</th>"
+               "<th>unreadable</th><th>not answered</th></tr>")
+    for q in rep.questions:
+        out.append(f"<tr><td>{q.number}. {e(q.title)}</td><td class=n>{q.count('correct')}</td>"
+                   f"<td class=n>{q.count('incorrect')}</td>"
+                   f"<td class=n>{q.count('unreadable')}</td>"
+                   f"<td class=n>{q.count('unattempted')}</td></tr>")
+    out.append("</table>")
+    for q in rep.questions:
+        rate = q.success_rate
+        out.append(f"<h3>{q.number}. {e(q.title)}</h3><p>{e(q.question)} "
+                   f"({q.max_points:g} point{'s' if q.max_points != 1 else ''}; "
+                   + (f"{100 * rate:.0f}% right" if rate is not None else "no answers")
+                   + ")</p>")
+        wrong = q.misconceptions()
+        if wrong:
+            out.append("<table><tr><th>what the wrong answers overlooked</th><th>answers</th>"
+                       "<th>for example</th></tr>")
+            for text, n, example in wrong:
+                out.append(f"<tr><td>{e(text)}</td><td class=n>{n}</td>"
+                           f"<td><code>{e(example)}</code></td></tr>")
+            out.append("</table>")
+        elif q.answers:
+            out.append("<p>No wrong answers.</p>")
+        unreadable = q.unreadable()
+        if unreadable:
+            out.append("<table><tr><th>answers that could not be read</th><th>answers</th>"
+                       "<th>for example</th></tr>")
+            for text, n, example in unreadable:
+                out.append(f"<tr><td>{e(text)}</td><td class=n>{n}</td>"
+                           f"<td><code>{e(example)}</code></td></tr>")
+            out.append("</table>")
+        if q.autograde_disagrees:
+            out.append("<p class=\"warn\">The autograder passed a wrong answer here (check "
+                       "these submissions by hand): " + e(", ".join(q.autograde_disagrees))
+                       + "</p>")
+    out.append("</body></html>\n")
+    return "\n".join(out)
+
+
+def write_report(rep: ClassReport, path: Path) -> Path:
+    """Write the page to `path` (whole, or not at all)."""
+    page = render_html(rep)
+    if path.is_dir():
+        raise CourseError(f"--out {path}: a folder (give the HTML file's name)")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(page, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as err:
+        raise CourseError(f"cannot write {path}: {err.strerror or err}") from None
+    return path
