@@ -18,14 +18,12 @@ from itertools import pairwise
 from typing import Any
 
 import numpy as np
-from matplotlib import rcParams
 from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.legend import Legend
 from matplotlib.patches import Patch
 from matplotlib.text import Text
-from matplotlib.transforms import Bbox
 
 from ..trace import Trace
 from .layout import Layout
@@ -119,49 +117,10 @@ def _rects(x0: np.ndarray, x1: np.ndarray, y0: float, y1: float) -> np.ndarray:
     return out
 
 
-class _Label(Text):
-    """A `Text` that keeps its layout (line sizes and offsets, which do not depend on where it
-    is drawn) from one render to the next.
-
-    Matplotlib measures text afresh for every new renderer, and every `savefig` makes one; the
-    explorer encodes the same labels on every click, and measuring them (font shaping of every
-    line of the kernel trace) is much of the encoding time. The layout is keyed on everything
-    it is computed from: the renderer's measuring method and resolution, the figure's dpi, the
-    text, its font, and its alignment, rotation and line spacing.
-    """
-
-    _layouts: dict[tuple, tuple] = {}
-
-    def _get_layout(self, renderer: Any) -> tuple:
-        prop = self.get_fontproperties()
-        fig = self.get_figure(root=True)
-        key = (getattr(renderer.get_text_width_height_descent, "__func__", None),
-               renderer.points_to_pixels(72.0), fig.dpi if fig is not None else None,
-               self.get_text(), tuple(prop.get_family()), prop.get_style(), prop.get_variant(),
-               prop.get_weight(), prop.get_stretch(), prop.get_size_in_points(),
-               prop.get_file(), prop.get_math_fontfamily(), self.get_usetex(),
-               self.get_parse_math(), self.get_wrap(),
-               self._get_multialignment(),  # type: ignore[attr-defined]
-               self.get_rotation(), self.get_rotation_mode(),
-               self.get_horizontalalignment(), self.get_verticalalignment(),
-               self.get_linespacing(), *(rcParams[k] for k in _TEXT_RC))  # type: ignore[index]
-        if self.get_wrap() or key[0] is None:
-            return super()._get_layout(renderer)  # type: ignore[misc]
-        hit = self._layouts.get(key)
-        if hit is None:
-            if len(self._layouts) > 4096:
-                self._layouts.clear()
-            hit = self._layouts[key] = super()._get_layout(renderer)  # type: ignore[misc]
-        bbox, lines, corner = hit
-        return Bbox(bbox.get_points().copy()), list(lines), corner
-
-
 #: Every property that a diagram's labels set, at the value a new Text has unless told.
 _TEXT_DEFAULTS = {"fontsize": 7.5, "color": _INK, "ha": "left", "va": "baseline",
                   "family": "sans-serif", "weight": "normal", "style": "normal",
                   "rotation": 0.0, "linespacing": "normal"}
-#: rcParams that change how text is measured.
-_TEXT_RC = ("text.hinting", "text.hinting_factor", "text.kerning_factor", "text.antialiased")
 
 
 class SpaceFigure:
@@ -215,8 +174,8 @@ class SpaceFigure:
             text.set_text(s)
             text.update(props)
         else:
-            text = _Label(x, y, s, transform=ax.transData,  # type: ignore[attr-defined]
-                          clip_on=False, **props)
+            text = Text(x, y, s, transform=ax.transData,  # type: ignore[attr-defined]
+                        clip_on=False, **props)
             ax.add_artist(text)  # type: ignore[attr-defined]
         self._texts.append(text)
 
