@@ -95,13 +95,19 @@ class Session:
     `setup` (scenario text, a `Scenario` or statements) is run first; its ``kernel`` line (or
     `kernel`) chooses the kernel. `before` is called just before the last action runs (see
     `BeforeHook`). `maps` asks the runner for every process's maps after each statement.
+    `factory`, instead of a set-up, builds the starting kernel with code (every rebuild calls
+    it again); a script cannot replay that code, and says so in a comment.
     """
 
     def __init__(self, setup: str | Scenario | Iterable[Statement] = (), *,
                  kernel: Boot | None = None, before: BeforeHook | None = None,
-                 maps: bool = False) -> None:
+                 maps: bool = False, factory: Callable[[], Kernel] | None = None) -> None:
         ops = statements(setup)
         boots = [op for op in ops if isinstance(op, Boot)]
+        self._factory = factory
+        if factory is not None and kernel is None:
+            k = factory()
+            kernel = Boot(k.profile.name, k.config_ksm)
         kernel_op = kernel or (boots[-1] if boots else Boot())
         self._before_hook = before
         self._maps = maps
@@ -171,7 +177,8 @@ class Session:
     def _build(self, history: History) -> None:
         """Boot a kernel for `history` and run it; on success it becomes the session's kernel
         and history (a ScenarioError leaves everything as it was)."""
-        kernel = Kernel(history.kernel.profile, history.kernel.ksm)
+        kernel = (self._factory() if self._factory is not None
+                  else Kernel(history.kernel.profile, history.kernel.ksm))
         runner = Runner(kernel, maps=self._maps)
         actions = history.actions or tuple((op,) for op in history.setup)
         steps: list[StepResult] = []
@@ -278,6 +285,9 @@ class Session:
         state: the kernel line, the set-up, every action. With `outcomes`, each system call's
         result follows as a comment (``# = 0x...``)."""
         lines = [format_op(self.history.kernel)]
+        if self._factory is not None:
+            name = getattr(self._factory, "__name__", "a function")
+            lines.append(f"# set up by {name}(), which this script cannot replay")
         for step in self.steps:
             text = format_op(step.op)
             out = "" if isinstance(step.op, SETUP) or not outcomes else step.outcome()

@@ -250,7 +250,7 @@ def test_png_formatter_for_ipython(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_widget_steps_ksmd() -> None:
     w = KsmdStepper()
-    assert w.kernel.sysfs["pages_to_scan"] == 2 and w.pages_to_scan.value == 2
+    assert w.kernel.sysfs["pages_to_scan"] == 2 and w.pages_to_scan.value == "2"
     w.batch_button.click()
     assert w.kernel.ksmd.counters()["pages_scanned"] == 2
     assert "2 pages scanned" in w.message
@@ -299,9 +299,9 @@ def test_widget_knobs_show_the_kernels_errno() -> None:
     w = KsmdStepper()
     w.scan_button.click()
     w.scan_button.click()
-    w.max_page_sharing.value = 10                        # KSM pages exist: EBUSY
+    w.max_page_sharing.value = "10"                       # KSM pages exist: EBUSY
     assert "EBUSY" in w.message
-    assert w.max_page_sharing.value == 256 == w.kernel.sysfs["max_page_sharing"]
+    assert w.max_page_sharing.value == "256" and 256 == w.kernel.sysfs["max_page_sharing"]
     w.run.value = 0
     w.scan_button.click()
     assert "does not scan" in w.message

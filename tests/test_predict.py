@@ -358,3 +358,58 @@ def test_a_call_in_a_forked_child_is_asked_about_the_child() -> None:
     assert ex.predictions[-1].correct and not ex.errors
     parent, child = ({p.name: p for p in ex.kernel.processes}[n] for n in ("p1", "c1"))
     assert len(parent.vmas) == 1 and len(child.vmas) == 3
+
+
+def test_the_example_is_not_the_answer_to_the_first_suggested_call() -> None:
+    ex = mapped()
+    ask(ex, "A+2p", "4p")
+    assert "0-2 2-6 mg 6-8" not in ex.question_box.value + ex.predict_layout.placeholder
+    assert "0-1 1-3 mg 3-8" in ex.question_box.value
+
+
+def test_split_points_predict_the_boundaries_and_are_judged_on_them() -> None:
+    ex = mapped()
+    ask(ex, "A+2p", "4p")
+    for box in ex.split_points.children:
+        box.value = box.description in ("2", "6")
+    assert ex.predict_layout.value == "0-2 2-6 6-8"
+    ex.predict_result.value = "0"
+    ex.submit_button.click()
+    (p,) = ex.predictions
+    assert p.boundaries_only and p.correct and "the boundaries" in p.layout_feedback.message
+    ask(ex, "A", "8p")                                 # wrong boundaries stay wrong
+    predict(ex, "0", "0-4 4-8")
+    assert not ex.predictions[-1].layout_feedback.correct and not ex.errors
+
+
+def test_the_feedback_goes_when_the_kernel_changes() -> None:
+    ex = mapped()
+    ask(ex, "A+2p", "4p")
+    predict(ex, "0", "0-2 2-6 mg 6-8")
+    assert "ksmbook-feedback" in ex.feedback_box.value
+    ex.config_ksm.value = False
+    assert ex.feedback_box.value == "" and "now fails" in ex.message
+
+
+def test_the_stored_picture_shows_the_prediction_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    import IPython.display
+
+    shown: list = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj, raw=False: shown.append(obj))
+    ex = mapped()
+    ex._ipython_display_()
+    (bundle,) = shown
+    assert "Predict, then run" in bundle["text/html"] and "Run and compare" in bundle["text/plain"]
+    assert "explorer in predict mode" in bundle["text/plain"]
+
+
+def test_exercises_take_the_predict_mode_form() -> None:
+    from ksmbook.exercises import LayoutProblem
+
+    problem = LayoutProblem("map A 8p rw private anon at 0x10000000\nmadvise A+2p 4p MERGEABLE\n",
+                            "?")
+    assert problem.grade("0-2 2-6 mg 6-8").correct
+    bad = problem.grade("pages two to six")
+    assert bad.status == "unreadable" and "answer = [(0, 2" in bad.message
+    assert "0-1 1-3 mg 3-8" in bad.message
+    assert "a layout of 1 VMA " in problem.grade("0-8").message

@@ -400,10 +400,10 @@ def test_stepper_session_replays_as_a_script(capsys: pytest.CaptureFixture[str],
 
     w = KsmdStepper()
     w.batch_button.click()
-    w.pages_to_scan.value = 3
+    w.pages_to_scan.value = "3"
     w.scan_button.click()
     w.scan_button.click()
-    w.max_page_sharing.value = 10                  # refused (EBUSY): replayed as refused
+    w.max_page_sharing.value = "10"                 # refused (EBUSY): replayed as refused
     assert "EBUSY" in w.message
     w.process.value = "p2"
     w.page.value = w.page.options[0][1]
@@ -525,3 +525,101 @@ def test_stepper_trace_names_the_ksm_pages_the_diagram_shows() -> None:
     named = {int(n) for n in re.findall(r"KSM page #(\d+)", w.trace_box.value)}
     assert named and named <= shown
     assert {r.page for r in w.state.rows if r.state == "KSM page"} == shown
+
+
+@pytest.mark.parametrize(("knob", "typed", "errname", "why"), [
+    ("pages_to_scan", "-5", "EINVAL", "kstrtouint()"),
+    ("pages_to_scan", "99999999999", "EINVAL", "below 2**32"),
+    ("max_page_sharing", "1", "EINVAL", "at least 2"),
+    ("max_page_sharing", "99999999999", "ERANGE", "kstrtoint()"),
+])
+def test_stepper_knobs_are_refused_as_the_kernel_refuses(knob: str, typed: str, errname: str,
+                                                         why: str) -> None:
+    from ksmbook.widgets import KsmdStepper
+
+    w = KsmdStepper()
+    before = w.kernel.sysfs[knob]
+    getattr(w, knob).value = typed
+    assert f"refused it with {errname}" in w.message and why in w.message
+    assert w.kernel.sysfs[knob] == before and getattr(w, knob).value == str(before)
+    assert f"sysfs {knob}={typed}\n" in w.script and not w.errors
+
+
+def test_stepper_explains_ebusy_and_keeps_one_series_per_reset_of_full_scans() -> None:
+    from ksmbook.render.ksm_pages import counters_table
+    from ksmbook.widgets import KsmdStepper
+
+    w = KsmdStepper()
+    w.scan_button.click()
+    w.scan_button.click()
+    w.max_page_sharing.value = "10"
+    assert "EBUSY" in w.message and "set run to 2 (unmerge all) first" in w.message
+    w.run.value = 2
+    assert "full_scans starts again from 0" in w.message
+    w.run.value = 1
+    w.scan_button.click()
+    w.scan_button.click()
+    assert [h["full_scans"] for h in w.history] == [0, 1, 2]
+    assert [[h["full_scans"] for h in s] for s in w.earlier] == [[0, 1, 2]]
+    rows = counters_table(w.history).splitlines()[1:]
+    assert len(rows) == len(set(rows)) == 3
+    assert "run=2" in w.counters_box.value and not w.errors
+
+
+def test_stepper_copies_its_session_out_and_models_no_timing() -> None:
+    from ksmbook.widgets import KsmdStepper
+    from ksmbook.widgets.ksmd import demo_kernel
+
+    w = KsmdStepper()
+    w.scan_button.click()
+    w.scan_button.click()
+    w.process.value = "p2"
+    w.page.value = w.page.options[0][1]
+    w.content.value = "Y"
+    w.write_button.click()
+    assert "on this machine" not in w.message and "nothing is timed here" in w.message
+    assert w.script_box.value.startswith("kernel modern ksm=y\nmap A 4p")
+    assert "ksmd scan 1" in w.script_box.value
+    coded = KsmdStepper(lambda: demo_kernel("modern"))
+    assert "cannot replay" in coded.script
+
+
+def test_a_reboot_names_the_calls_that_now_fail() -> None:
+    ex = mapped()
+    madvise(ex, "A+4p", "8p", int(kb.MADV_MERGEABLE))
+    madvise(ex, "A", "2p", int(kb.MADV_MERGEABLE))
+    ex.config_ksm.value = False
+    assert "replayed 3 actions; 2 calls now fail" in ex.message, ex.message
+    assert "madvise A+4p 8p MERGEABLE -> EINVAL" in ex.message
+    ex.config_ksm.value = True
+    assert "now fail" not in ex.message and not ex.errors
+
+
+def test_an_exited_process_names_the_way_forward() -> None:
+    ex = mapped()
+    ex.exit_button.click()
+    for button in (ex.map_button, ex.fork_button):
+        button.click()
+        assert "p1 has exited" in ex.message and "Undo" in ex.message and "Reset" in ex.message
+    ex.undo_button.click()
+    ex.fork_button.click()
+    ex.exit_button.click()                          # p1 exits, c1 runs
+    assert list(ex.process.options) == ["c1"] and not ex.errors
+
+
+def test_reset_keeps_the_cells_starting_script() -> None:
+    ex = Explorer(script="map A 8p rw private anon\n")
+    madvise(ex, "A+2p", "4p", int(kb.MADV_MERGEABLE))
+    ex.reset_button.click()
+    assert len(ex.kernel.processes[0].vmas) == 1
+    assert ex.script_text == "kernel seed ksm=y\nmap A 8p rw private anon\n"
+    assert "starting script" in ex.message and not ex.errors
+
+
+def test_the_live_replay_asks_first() -> None:
+    ex = mapped()
+    assert "Run this script on this machine" in ex.live_button.description
+    ex.live_button.click()
+    assert ex.live_ask.layout.display is None and "Linux kernel" in ex.live_confirm.value
+    ex.live_no.click()
+    assert ex.live_ask.layout.display == "none" and "Nothing was run" in ex.live_box.value

@@ -139,7 +139,8 @@ class Problem(ABC):
         try:
             given = self.parse(answer)
         except AnswerError as e:
-            return Feedback("unreadable", f"Cannot read that answer: {e}")
+            return Feedback("unreadable", f"Cannot read that answer: {e}\nAn answer of the "
+                            f"form expected:\n    {self.example()}")
         return self.judge(given)
 
     def check(self, answer: object = None) -> None:

@@ -412,7 +412,8 @@ class LayoutProblem(ScenarioProblem):
 
     def form(self) -> list[str]:
         return ["Answer as a list of (start_page, end_page, flags), end exclusive, flags as "
-                f"smaps codes; only {' '.join(self.codes)} are compared."]
+                "smaps codes, or as page ranges the way predict mode takes them ('0-1 1-3 mg "
+                f"3-8'); only {' '.join(self.codes)} are compared."]
 
     def example(self) -> str:
         outer = " ".join(c for c in self.codes if c in ("rd", "wr"))
@@ -597,7 +598,7 @@ def _count_feedback(measure: str, given: int, expected: int, f: Facts, proc: str
 def _layout_feedback(given: Layout, expected: Layout, f: Facts, proc: str) -> str:
     if len(given) != len(expected):
         return _count_feedback("vmas", len(given), len(expected), f, proc,
-                               f"a layout of {len(given)} VMAs")
+                               f"a layout of {len(given)} VMA{'' if len(given) == 1 else 's'}")
     for g, e in zip(given, expected, strict=True):
         if (g.start, g.end) != (e.start, e.end):
             return (f"the VMA boundaries differ from page {min(g.start, e.start)} on: where "

@@ -2,17 +2,19 @@
 write to any page to watch copy-on-write break a merge.
 
 Nothing here knows how ksmd behaves: every action is a statement of the scenario language
-(``ksmd batch``, ``ksmd scan 1``, ``sysfs NAME=VALUE``, ``p2: write ADDR V``) run by
-`ksmbook.scenario.Runner` (refused values come back with the kernel's errno, shown as a
-message); the fault a write took is the one its trace records, and the pictures and
-tables come from ``ksmbook.render.ksm_pages``. The set-up and every action form `script`, which
+(``ksmd batch``, ``ksmd scan 1``, ``sysfs NAME=VALUE``, ``p2: write ADDR V``) run in a
+`ksmbook.session.Session` (a knob's text is written as typed, and a value the kernel refuses
+comes back with its errno, shown as a message that says which check refused it); the
+fault a write took is the one its trace records, and the pictures and tables come from
+``ksmbook.render.ksm_pages``. The set-up and every action form `script`, which
 ``python -m ksmbook run`` replays to the same counters. Typed contents are parsed (a name or a
 number), never evaluated; an error in a callback becomes a message in the widget, never a
-traceback.
+traceback. The controls are built in `ksmd_controls`.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -35,21 +37,20 @@ from ..scenario import (
     Addr,
     KsmdBatch,
     KsmdScans,
-    Runner,
-    Scenario,
     ScenarioError,
     Statement,
     StepResult,
     SysfsWrite,
     Write,
     boot,
-    format_scenario,
     parse,
     run,
 )
+from ..session import Session
 from ..sidechannel import LATENCY_US, fault_of
 from ..trace import Fault, Trace, errno_name
-from .common import InputError, Widget, checkbox, guarded, pre
+from .common import InputError, guarded, pre
+from .ksmd_controls import KNOBS, StepperControls
 
 __all__ = ["KsmdStepper", "demo_script", "demo_kernel", "DEMO_NAMES"]
 
@@ -57,6 +58,7 @@ __all__ = ["KsmdStepper", "demo_script", "demo_kernel", "DEMO_NAMES"]
 DEMO_NAMES = {1: "X", 2: "Y", 3: "Z"}
 _TRACE_LINES = 120
 _NUMBER = re.compile(r"(0x[0-9a-fA-F]+|\d+)\Z")
+_WORD = re.compile(r"[^\s#=:]+\Z")
 
 
 def demo_script(profile: str = "modern") -> str:
@@ -77,34 +79,69 @@ def demo_kernel(profile: str = "modern") -> Kernel:
     return kernel
 
 
-class KsmdStepper(Widget):
+#: Why the kernel refuses a value, by knob and errno (the store functions of mm/ksm.c).
+REFUSALS = {
+    ("run", errno.EINVAL): "run_store() takes 0 (stop), 1 (merge) or 2 (unmerge all), parsed "
+                           "by kstrtouint()",
+    ("pages_to_scan", errno.EINVAL): "pages_to_scan_store() parses the text with "
+                                     "kstrtouint(): an unsigned decimal number below 2**32; a "
+                                     "minus sign or a larger number is refused with EINVAL",
+    ("max_page_sharing", errno.EINVAL): "max_page_sharing_store() takes an int of at least 2 "
+                                        "(kstrtoint())",
+    ("max_page_sharing", errno.ERANGE): "max_page_sharing_store() parses an int: kstrtoint() "
+                                        "refuses a number above 2**31-1 with ERANGE",
+    ("max_page_sharing", errno.EBUSY): "max_page_sharing_store() refuses to change the limit "
+                                       "while KSM pages exist (remove_all_stable_nodes() "
+                                       "cannot remove them): set run to 2 (unmerge all) first",
+}
+#: How the stepper words the fault cost: a figure of the side-channel model, not a timing.
+COST = ("the side-channel model (ksmbook.sidechannel) puts a fault of this kind at about "
+        "{us:.1f} us, the median of its calibration run; nothing is timed here")
+
+
+class KsmdStepper(StepperControls):
     """Step the simulated ksmd and watch pages merge; write a page and watch the merge break.
 
     ``setup`` is the scenario text to start from (and again on Reset), default `demo_script`;
     a function returning a `Kernel` also works, but then `script` cannot replay it. ``names``
     gives page contents names (default: X, Y, Z for 1, 2, 3). Display it as a cell's last
-    value. For tests: `kernel`, `script` (the set-up and every action since, as scenario
-    text), `history` (counters after each full scan), `state`, `pages_text`, `view`,
-    `message`, `last_write` (the fault kind of the last write), `traces` (ksmd's traces of the
-    last step).
+    value. For tests: `kernel`, `session` (a `ksmbook.session.Session`), `script` (the set-up
+    and every action since, as scenario text), `history` (counters after each full scan since
+    the last reset of full_scans), `earlier` (the series before it: run=2 sets full_scans back
+    to 0), `state`, `pages_text`, `view`, `message`, `last_write` (the fault kind of the last
+    write), `traces` (ksmd's traces of the last step).
     """
 
     def __init__(self, setup: str | Callable[[], Kernel] | None = None, *,
                  names: Mapping[int, str] | None = None) -> None:
         super().__init__()
-        self._setup = demo_script() if setup is None else setup
+        setup = demo_script() if setup is None else setup
         self.names = dict(DEMO_NAMES if names is None else names)
         self.last_write: Fault | None = None
         self.traces: list[Trace] = []
         self.state: PageState | None = None
-        self._build_controls()
+        self.view = PageFigure()
+        if isinstance(setup, str):
+            self.session = Session(setup)
+        else:
+            self.session = Session(factory=setup)
+        self._wire()
         self._start()
+
+    def _wire(self) -> None:
+        self.batch_button.on_click(self._on_batch)
+        self.scan_button.on_click(self._on_scan)
+        self.reset_button.on_click(self._on_reset)
+        self.write_button.on_click(self._on_write)
+        for knob in KNOBS:
+            getattr(self, knob).observe(self._on_knob, "value")
+        self.process.observe(self._on_process, "value")
 
     # -- public state -----------------------------------------------------------------
 
     @property
     def kernel(self) -> Kernel:
-        return self._kernel
+        return self.session.kernel
 
     @property
     def pages_text(self) -> str:
@@ -113,72 +150,7 @@ class KsmdStepper(Widget):
     @property
     def script(self) -> str:
         """The set-up and every statement run since, as `python -m ksmbook run` reads it."""
-        if isinstance(self._setup, str):
-            head = format_scenario(parse(self._setup))
-        else:
-            name = getattr(self._setup, "__name__", "a function")
-            head = f"# set up by {name}(), which is not part of this script\n"
-        return head + format_scenario(Scenario(tuple(self.session)))
-
-    # -- controls ---------------------------------------------------------------------
-
-    def _build_controls(self) -> None:
-        small = w.Layout(width="auto")
-        style = {"description_width": "initial"}
-        self.batch_button = w.Button(description="one batch", icon="step-forward",
-                                     tooltip="ksm_do_scan(pages_to_scan), then sleep",
-                                     layout=small)
-        self.scan_button = w.Button(description="one full scan", icon="fast-forward",
-                                    button_style="primary", layout=small)
-        self.reset_button = w.Button(description="Reset", icon="undo", layout=small)
-        self.run = w.Dropdown(options=[("0 (stop)", 0), ("1 (merge)", 1),
-                                       ("2 (unmerge all)", 2)], description="run",
-                              style=style, layout=w.Layout(width="170px"))
-        self.pages_to_scan = w.BoundedIntText(value=100, min=0, max=10_000_000,
-                                              description="pages_to_scan", style=style,
-                                              layout=w.Layout(width="190px"))
-        self.smart_scan = checkbox("smart_scan", True)
-        self.use_zero_pages = checkbox("use_zero_pages", False)
-        self.max_page_sharing = w.BoundedIntText(value=256, min=0, max=1 << 30,
-                                                 description="max_page_sharing", style=style,
-                                                 layout=w.Layout(width="200px"))
-        self.process = w.Dropdown(description="write: process", style=style,
-                                  layout=w.Layout(width="190px"))
-        self.page = w.Dropdown(description="page", style=style, layout=w.Layout(width="420px"))
-        self.content = w.Text(value="W", description="new content", style=style,
-                              placeholder="a name or a number",
-                              layout=w.Layout(width="200px"))
-        self.write_button = w.Button(description="write", icon="pencil", layout=small)
-        self.diagram = w.HTML("")
-        self.diagram.add_class("ksmbook-pages")
-        self.table = w.HTML("")
-        self.counters_diagram = w.HTML("")
-        self.counters_box = w.HTML("")
-        self.trace_box = w.HTML("")
-        for name in ("batch_button", "scan_button", "reset_button", "run", "pages_to_scan",
-                     "smart_scan", "use_zero_pages", "max_page_sharing", "process", "page",
-                     "content", "write_button"):
-            getattr(self, name).add_class("ksmd-" + name.replace("_", "-"))
-        self.batch_button.on_click(self._on_batch)
-        self.scan_button.on_click(self._on_scan)
-        self.reset_button.on_click(self._on_reset)
-        self.write_button.on_click(self._on_write)
-        for knob in ("run", "pages_to_scan", "smart_scan", "use_zero_pages", "max_page_sharing"):
-            getattr(self, knob).observe(self._on_knob, "value")
-        self.process.observe(self._on_process, "value")
-        tabs = w.Tab(children=[self.table, w.VBox([self.counters_diagram, self.counters_box]),
-                               self.trace_box])
-        for i, title in enumerate(("Pages (text)", "Counters over scans", "ksmd trace")):
-            tabs.set_title(i, title)
-        self.tabs = tabs
-        self.knob_row = w.HBox([self.run, self.pages_to_scan, self.smart_scan,
-                                self.use_zero_pages, self.max_page_sharing])
-        self.widget = w.VBox([
-            w.HBox([self.batch_button, self.scan_button, self.reset_button]),
-            self.knob_row,
-            w.HBox([self.process, self.page, self.content, self.write_button]),
-            self.message_box, self.diagram, tabs])
-        self.widget.add_class("ksmbook-ksmd")
+        return self.session.script()
 
     def _ipython_display_(self) -> None:
         """The live widget, with a picture of it for where it cannot run (`snapshot`)."""
@@ -190,20 +162,11 @@ class KsmdStepper(Widget):
     # -- actions ----------------------------------------------------------------------
 
     def _start(self) -> None:
-        if isinstance(self._setup, str):
-            scenario = parse(self._setup)
-            kernel = boot(scenario)
-            run(scenario, kernel)
-        else:
-            kernel = self._setup()
-        self._kernel = kernel
-        self._runner = Runner(kernel, maps=False)
-        #: The statements run since the set-up.
-        self.session: list[Statement] = []
+        kernel = self.kernel
         self.history: list[dict[str, int]] = [dict(kernel.ksmd.counters())]
+        self.earlier: list[list[dict[str, int]]] = []
         self.last_write = None
         self.traces = []
-        self.view = PageFigure()
         modern = "smart_scan" in kernel.sysfs
         for name in ("smart_scan", "use_zero_pages", "max_page_sharing"):
             getattr(self, name).layout.display = None if modern else "none"
@@ -213,16 +176,18 @@ class KsmdStepper(Widget):
         self._refresh()
 
     def _step(self, op: Statement) -> StepResult:
-        """Run one statement on the kernel and record it in the session; a statement the
-        runner cannot run (ksmd cannot get there) is the reader's error and is not kept."""
+        """Run one statement in the session; a statement the runner cannot run (ksmd cannot
+        get there) is the reader's error and is not kept."""
         try:
-            result = self._runner.step(op)
+            (result,) = self.session.do((op,))
         except ScenarioError as e:
             raise InputError(e.message) from None
-        self.session.append(op)
-        if result.counters is not None and \
-                result.counters["full_scans"] != self.history[-1]["full_scans"]:
-            self.history.append(result.counters)
+        counters = result.counters
+        if counters is not None and counters["full_scans"] != self.history[-1]["full_scans"]:
+            if counters["full_scans"] < self.history[-1]["full_scans"]:
+                self.earlier.append(self.history)  # full_scans went back to 0 (run=2)
+                self.history = []
+            self.history.append(counters)
         return result
 
     @guarded
@@ -257,22 +222,32 @@ class KsmdStepper(Widget):
 
     @guarded
     def _on_reset(self, _: object = None) -> None:
+        self.session.reset()
         self._start()
         self._say("Back to the start.")
 
     @guarded
     def _on_knob(self, change: dict[str, Any]) -> None:
         name = change["owner"].description
-        value = int(change["new"])
-        result = self._step(SysfsWrite(name, str(value)))
+        new = change["new"]
+        value = str(int(new)) if isinstance(new, (bool, int)) else str(new).strip()
+        if not _WORD.match(value):
+            self._refresh()
+            raise InputError(f"Type one number for {name} (what you type is written to "
+                             f"/sys/kernel/mm/ksm/{name} as it is).")
+        result = self._step(SysfsWrite(name, value))
         if result.result < 0:
-            self._say(f"Refused with {errno_name(result.result)}: "
-                      f"{os.strerror(-result.result)} (echo {value} > "
-                      f"/sys/kernel/mm/ksm/{name})", error=True)
+            why = REFUSALS.get((name, -result.result), "")
+            self._say(f"The kernel refused it with {errno_name(result.result)} "
+                      f"({os.strerror(-result.result)}): echo {value} > "
+                      f"/sys/kernel/mm/ksm/{name}" + (f". {why}." if why else "."),
+                      error=True)
         else:
             self._say(f"echo {value} > /sys/kernel/mm/ksm/{name}")
-        if name == "run" and value == 2 and result.result == 0:
-            self.history.append(dict(self.kernel.ksmd.counters()))
+            if name == "run" and value == "2":
+                self._say("echo 2 > /sys/kernel/mm/ksm/run: every KSM page is unmerged, and "
+                          "full_scans starts again from 0 (unmerge_and_remove_all_rmap_items() "
+                          "resets the scan's sequence number); the chart starts a new series.")
         self._refresh()
 
     @guarded
@@ -315,7 +290,7 @@ class KsmdStepper(Widget):
             raise InputError(f"The write failed with {errno_name(result.result)}.")
         kind = self.last_write = fault_of(result.trace)
         name = self.names.get(content, str(content))
-        cost = f" (about {LATENCY_US[kind]:.1f} us on this machine)" if kind in LATENCY_US else ""
+        cost = f" ({COST.format(us=LATENCY_US[kind])})" if kind in LATENCY_US else ""
         self._say(f"{p.name} wrote {name} at {addr_text(addr)}: {kind.text}{cost}. ksmd's "
                   "trees and counters notice at its next visit of the page.")
         self._refresh()
@@ -324,12 +299,12 @@ class KsmdStepper(Widget):
 
     def _sync_knobs(self) -> None:
         sysfs = self.kernel.sysfs
-        for name in ("run", "pages_to_scan", "smart_scan", "use_zero_pages",
-                     "max_page_sharing"):
+        for name in KNOBS:
             if name in sysfs:
                 control = getattr(self, name)
                 value = int(sysfs[name])
-                control.value = bool(value) if isinstance(control, w.Checkbox) else value
+                control.value = (bool(value) if isinstance(control, w.Checkbox)
+                                 else value if isinstance(control, w.Dropdown) else str(value))
 
     def _sync_pages(self) -> None:
         state = self.state
@@ -367,7 +342,11 @@ class KsmdStepper(Widget):
             self.state, title=f"{k.profile.title}: after {scans}"))
         self.table.value = pre(pages_text(self.state), "ksmbook-text")
         self.counters_diagram.value = to_svg(counters_plot(self.history))
-        self.counters_box.value = pre(counters_table(self.history))
+        series = [*self.earlier, self.history]
+        self.counters_box.value = pre(
+            "\n-- run=2: every page unmerged, full_scans back to 0 --\n".join(
+                counters_table(h) for h in series))
+        self.script_box.value = self.session.script(outcomes=True)
         if not self.traces:
             self.trace_box.value = pre("(no ksmd step yet)")
         else:
