@@ -15,11 +15,23 @@ import functools
 __all__ = [
     "PAGE_SHIFT", "PAGE_SIZE", "HPAGE_SIZE", "TASK_SIZE", "MMAP_BASE", "MMAP_MIN_ADDR",
     "DEFAULT_MAX_MAP_COUNT", "PROT", "MAP", "MREMAP", "MADV", "VM", "MMF", "ERRNO_NAMES",
-    "ERESTARTSYS", "as_vm",
+    "ERESTARTSYS", "as_vm", "HZ", "msecs_to_jiffies",
 ]
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
+#: CONFIG_HZ: the timer frequency, the x86 default in 2.6.32 and 6.x (kernel/Kconfig.hz
+#: "default HZ_250") and this machine's.
+HZ = 250
+
+
+def msecs_to_jiffies(m: int) -> int:
+    """msecs_to_jiffies() (v2.6.32 kernel/time.c 452-466; 6.x the same rule): rounded up to
+    whole jiffies; an int-negative value (2**31 and above) means "forever"
+    (MAX_JIFFY_OFFSET)."""
+    if m >= 1 << 31:
+        return ((1 << 63) - 1 >> 1) - 1
+    return (m + 1000 // HZ - 1) // (1000 // HZ)
 HPAGE_SIZE = 2 << 20
 #: x86-64 user address space limit (arch/x86/include/asm/page_64_types.h TASK_SIZE_MAX).
 TASK_SIZE = 0x7FFFFFFFF000

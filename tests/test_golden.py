@@ -523,3 +523,24 @@ def test_rmap_item_allocation_failure_ends_the_batch(profile: str) -> None:
     steps = run(parse(text), k)
     assert [s.result for s in steps[-2:]] == [0, 4]   # pages scanned by each batch
     assert k.ksm.rmap_items == 4 and k.ksm.seqnr == 1
+
+
+def test_ksmd_sleeps_whole_jiffies(profile: str) -> None:
+    """v2.6.32 ksm_scan_thread() (mm/ksm.c 1353-1355): schedule_timeout_interruptible(
+    msecs_to_jiffies(ksm_thread_sleep_millisecs)), and msecs_to_jiffies() (kernel/time.c
+    452-466) rounds up to whole jiffies: at HZ=250 (kernel/Kconfig.hz 7) a sleep of 1 ms is
+    4 ms, 5 ms is 8 ms, 20 ms stays 20 ms. (6.18 the same; on this machine, HZ=250, one full
+    scan of a single page took ~10 ms for sleep_millisecs 1, 2 and 4 alike, ~14 for 5.)"""
+    _ksmd_2632(profile)
+    for ms, slept in ((0, 0), (1, 4), (4, 4), (5, 8), (20, 20), (3601, 3604)):
+        k = kb.Kernel(profile)
+        p = k.spawn()
+        mapfix(p, 0x10000, P)
+        p.write_pages(0x10000, [1])
+        p.madvise(0x10000, P, M)
+        k.sysfs["run"] = 1
+        k.sysfs["sleep_millisecs"] = ms
+        before = k.ksmd.clock_ms
+        k.ksmd.page_cost_us = k.ksmd.batch_cost_us = 0
+        k.ksmd.batch()
+        assert k.ksmd.clock_ms - before == slept, ms

@@ -37,6 +37,7 @@ import gc
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..constants import HZ, msecs_to_jiffies
 from ..ksm import KSM_RUN_MERGE
 from ..trace import Trace
 from .base import calc_checksum
@@ -160,12 +161,15 @@ class Ksmd(Scan, Views):
         cpu = (scanned * self.page_cost_us + self.batch_cost_us) / 1000
         ks.clock_ms += cpu
         ks.cpu_ms += cpu
+        # ksm_scan_thread() sleeps msecs_to_jiffies(sleep_millisecs): whole jiffies, 4 ms at
+        # HZ=250 (v2.6.32 mm/ksm.c 1354-1355; 6.x wait_event_freezable_timeout()).
+        slept = msecs_to_jiffies(int(ks.knobs["sleep_millisecs"])) * 1000 // HZ
         if self.ksmd_should_run():
-            ks.clock_ms += int(ks.knobs["sleep_millisecs"])
+            ks.clock_ms += slept
         if tr is not None:
             tr.result = scanned
             tr.note("ksm_scan_thread", "{} pages scanned, {} skipped; sleep {} ms (clock {:g} ms)",
-                    scanned, skipped, ks.knobs["sleep_millisecs"], ks.clock_ms)
+                    scanned, skipped, slept, ks.clock_ms)
             self._keep(tr)
         return BatchReport(self.batches, True, scanned, skipped, ks.seqnr != seqnr,
                            ks.clock_ms, tr)
