@@ -13,8 +13,11 @@ it (``Process.write_pages`` is a traced call with one ``fault`` event per page, 
 `ksmbook.trace.Fault`; `fault_of` reads it). `LATENCY_US` gives each kind of fault the latency
 measured on this machine; `timed_write` performs a write on the simulator and returns the
 latency modelled for the fault its trace recorded, with noise from a seeded `random.Random`,
-so a notebook that uses it prints the same numbers on every run; `probe` is the attack: map
-pages holding guesses, advise them MERGEABLE, let ksmd scan, and time a write to each.
+so a notebook that uses it prints the same numbers on every run. The attack (map pages
+holding guesses, advise them MERGEABLE, let ksmd scan, time a write to each) is written once,
+as statements of the scenario language (`probe_statements`, which the chapter 8 exercises use
+too): `probe` runs them through the scenario Runner on the simulator, `probe_live` replays
+them on this machine's kernel (``ksmbook.live.replay``) and times the writes for real.
 
 Calibration: this machine (Linux 6.18.44 x86-64, AMD EPYC, 2 vCPUs), measured with::
 
@@ -63,14 +66,29 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .constants import MADV, MAP, PAGE_SIZE, PROT
+from .constants import MADV, PAGE_SIZE, PROT
+from .ksmd import KsmdIdle
+from .scenario import (
+    Addr,
+    Boot,
+    KsmdScans,
+    Madvise,
+    Map,
+    Runner,
+    Scenario,
+    Spawn,
+    Statement,
+    SysfsWrite,
+    Write,
+)
 from .trace import Fault, Trace
 
 if TYPE_CHECKING:
     from .kernel import Kernel, Process
 
 __all__ = ["KINDS", "LATENCY_US", "SPREAD", "CALIBRATION", "fault_of", "model_latency",
-           "WriteTiming", "timed_write", "ProbeRow", "Probe", "probe", "threshold_us",
+           "WriteTiming", "timed_write", "ProbeRow", "Probe", "probe_statements", "probe",
+           "probe_live", "threshold_us",
            "measure_write_latency", "calibration_text", "main"]
 
 #: The faults a write can take that the calibration measured (their `Fault.text` says what
@@ -151,7 +169,8 @@ class ProbeRow:
 
     guess: int
     address: int
-    kind: Fault
+    #: The fault the write took (None on the live kernel, which does not say).
+    kind: Fault | None
     latency_us: float
     slow: bool
 
@@ -178,40 +197,96 @@ class Probe:
         lines = [f"probe area {start:08x}-{end:08x} ({len(self.rows)} pages, one guess each)",
                  f"{'guess':>8}  {'address':>12}  {'fault':<13} {'time':>8}  verdict"]
         for r in self.rows:
-            lines.append(f"{name(r.guess):>8}  {r.address:>12x}  {r.kind:<13} "
+            lines.append(f"{name(r.guess):>8}  {r.address:>12x}  {r.kind or '?':<13} "
                          f"{r.latency_us:6.2f}us  {'SLOW: someone has it' if r.slow else 'fast'}")
         lines.append(f"threshold {self.threshold_us:.2f}us after {self.scans} full scans; "
                      f"found: {', '.join(name(c) for c in self.found) or 'nothing'}")
         return "\n".join(lines)
 
 
-def probe(attacker: Process, guesses: Sequence[int], *, scans: int = 2,
-          rng: random.Random | None = None) -> Probe:
-    """The attack of Suzaki et al. on the simulator: `attacker` maps one page per guess,
-    writes the guesses, advises them MADV_MERGEABLE, lets ksmd make `scans` full scans, then
-    writes every page once and times it. A slow write means the page had been merged: some
-    other mergeable mapping holds the same content. ksmd must be running (run=1).
+def probe_statements(proc: str, guesses: Sequence[int], scans: int, *,
+                     label: str = "") -> tuple[Statement, ...]:
+    """The attack of Suzaki et al. as statements of the scenario language: `proc` maps one
+    page per guess (labelled `label`, default `proc` in capitals), writes the guesses,
+    advises them MADV_MERGEABLE, lets ksmd make `scans` full scans, then writes a new content
+    to each page once: those last ``len(guesses)`` writes are the timed ones.
 
-    Guesses must differ from each other (equal guesses would merge with each other).
-    """
+    Guesses must differ from each other (equal guesses would merge with each other)."""
+    if not guesses:
+        raise ValueError("no guesses")
     if len(set(guesses)) != len(guesses):
         raise ValueError("the guesses must differ from each other: equal pages of the "
                          "attacker merge with each other and would all look slow")
-    if not guesses:
-        raise ValueError("no guesses")
+    area = label or proc.upper()
+    length = len(guesses) * PAGE_SIZE
+    return (Map(proc, area, length, int(PROT.PROT_READ | PROT.PROT_WRITE)),
+            Write(proc, Addr(area, 0), tuple(guesses)),
+            Madvise(proc, Addr(area, 0), length, int(MADV.MADV_MERGEABLE)),
+            KsmdScans(scans),
+            *(Write(proc, Addr(area, i * PAGE_SIZE), (g ^ 0x5A5A,))
+              for i, g in enumerate(guesses)))
+
+
+def _rows(guesses: Sequence[int], base: int, kinds: Sequence[Fault | None],
+          latencies: Sequence[float], line: float) -> tuple[ProbeRow, ...]:
+    return tuple(ProbeRow(g, base + i * PAGE_SIZE, kind, t, t > line)
+                 for i, (g, kind, t) in enumerate(zip(guesses, kinds, latencies, strict=True)))
+
+
+def probe(attacker: Process, guesses: Sequence[int], *, scans: int = 2,
+          rng: random.Random | None = None) -> Probe:
+    """The probe (`probe_statements`) run by the scenario Runner on the simulator, as process
+    `attacker` (known to the Runner by its name): a slow write means the page had been merged,
+    some other mergeable mapping holds the same content. Each timed write's latency is modelled
+    from the fault its trace recorded (`fault_of`, `model_latency`; a seeded `rng` adds
+    noise). ksmd must be running (run=1): KsmdIdle before anything is mapped if it is not."""
+    statements = probe_statements(attacker.name, guesses, scans)
     kernel: Kernel = attacker.kernel
+    if int(kernel.sysfs["run"]) != 1:  # (a kernel without ksmd raises KsmdUnavailable)
+        raise KsmdIdle(f"ksmd is not running (run={kernel.sysfs['run']}): write 1 to "
+                       "/sys/kernel/mm/ksm/run before the probe")
+    runner = Runner(kernel, maps=False)
+    if runner.procs.get(attacker.name) is not attacker:
+        raise ValueError(f"another process is named {attacker.name!r}: the probe's statements "
+                         "name the attacker")
     n = len(guesses)
-    base = attacker.mmap(n * PAGE_SIZE, PROT.PROT_READ | PROT.PROT_WRITE,
-                         MAP.MAP_PRIVATE | MAP.MAP_ANONYMOUS)
-    attacker.write_pages(base, list(guesses))
-    attacker.madvise(base, n * PAGE_SIZE, MADV.MADV_MERGEABLE)
-    kernel.ksmd.full_scans(scans)
+    for op in statements[:-n]:
+        runner.step(op)
+    kinds = [fault_of(runner.step(op).trace) for op in statements[-n:]]
+    base = runner.labels[attacker.name.upper()]
     line = threshold_us()
-    rows = []
-    for i, guess in enumerate(guesses):
-        t = timed_write(attacker, base + i * PAGE_SIZE, guess ^ 0x5A5A, rng)
-        rows.append(ProbeRow(guess, t.address, t.kind, t.latency_us, t.latency_us > line))
-    return Probe(tuple(rows), scans, line, (base, base + n * PAGE_SIZE))
+    rows = _rows(guesses, base, kinds, [model_latency(kind, rng) for kind in kinds], line)
+    return Probe(rows, scans, line, (base, base + n * PAGE_SIZE))
+
+
+def probe_live(victim: Sequence[Statement], guesses: Sequence[int], *, scans: int = 2,
+               proc: str = "attacker", seed: int = 0) -> Probe:
+    """The same probe on this machine's kernel (root, KSM built in): the statements of
+    `victim` (its set-up, without ksmd statements), then ``spawn`` `proc` and the probe's
+    statements up to its timed writes, replayed by ``ksmbook.live.replay`` with this machine's
+    ksmd driven (knobs saved and restored, ``run=1`` written before the scans). The timed
+    writes are then one-byte stores at the addresses those write statements name, timed in
+    the attacker's worker (``Worker.time_writes``, shuffled order, `seed`): the real kernel
+    does not say which fault a store took, so each row's `kind` is None and its time is
+    measured, not modelled."""
+    from .live.harness import LiveSession
+    from .live.replay import replay
+
+    statements = probe_statements(proc, guesses, scans)
+    n = len(guesses)
+    set_up = statements[:-n]
+    scenario = Scenario((Boot("modern", True), *victim, Spawn(proc), *set_up[:-1],
+                         SysfsWrite("run", "1"), *set_up[-1:]))
+    with LiveSession() as session:
+        results = replay(scenario, session, ksmd=True, maps=False)
+        mapped = [r for r in results if r.op == set_up[0]]
+        base = mapped[-1].result
+        live = session.arena.to_live(base)
+        attacker = next(w for w in session.workers if w.layout(live, live + PAGE_SIZE))
+        times = attacker.time_writes([live + i * PAGE_SIZE for i in range(n)], seed=seed)
+    line = threshold_us()
+    rows = _rows(guesses, base, [None] * n, [t / 1000 for t in times], line)
+    return Probe(rows, scans, line, (base, base + n * PAGE_SIZE))
 
 
 # -- measuring the real thing ----------------------------------------------------------------

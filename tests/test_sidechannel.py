@@ -4,6 +4,7 @@ latency, the attacker's probe on the simulator, and (live) the calibration on th
 from __future__ import annotations
 
 import errno
+import os
 import random
 import re
 
@@ -12,6 +13,7 @@ import pytest
 import ksmbook as kb
 from ksmbook import sidechannel as sc
 from ksmbook.ksmd import KsmdIdle
+from ksmbook.scenario import Runner
 from ksmbook.trace import Fault
 
 P = kb.PAGE_SIZE
@@ -196,6 +198,41 @@ def test_probe_finds_only_what_a_victim_offered() -> None:
     assert result.text() == probe_against("madvise").text()   # deterministic
 
 
+def test_the_probe_is_its_statements_run_by_the_runner() -> None:
+    """probe() runs probe_statements() through the scenario Runner: the same statements as
+    text, replayed by ksmbook.scenario.run, take the same faults; the chapter 8 exercises
+    build their probe from the same statements."""
+    from ksmbook.exercises.ksmd import probe_step
+    from ksmbook.scenario import (
+        Addr,
+        Boot,
+        Madvise,
+        Map,
+        Scenario,
+        Spawn,
+        SysfsWrite,
+        Write,
+        format_scenario,
+        parse,
+        run,
+    )
+
+    statements = sc.probe_statements("attacker", [40, 41, 42, 43], 2)
+    assert probe_step("attacker", [40, 41, 42, 43], 2).statements == (Spawn("attacker"),
+                                                                       *statements)
+    victim = (Spawn("victim"), Map("victim", "V", 2 * P, RW),
+              Write("victim", Addr("V", 0), (42, 7)),
+              Madvise("victim", Addr("V", 0), 2 * P, kb.MADV_MERGEABLE))
+    text = format_scenario(Scenario((Boot("modern", True), *victim, SysfsWrite("run", "1"),
+                                     Spawn("attacker"), *statements)))
+    results = run(parse(text), maps=False)
+    faults = [sc.fault_of(r.trace) for r in results[-4:]]
+    assert faults == [r.kind for r in probe_against("madvise").rows]
+    assert [str(r.op) for r in results[-4:]] == [f"attacker: write ATTACKER+{i}p {g ^ 0x5A5A}"
+                                                 .replace("+0p", "") for i, g in
+                                                 enumerate([40, 41, 42, 43])]
+
+
 def test_probe_refusals() -> None:
     k = kb.Kernel(profile="modern")
     a = k.spawn()
@@ -238,3 +275,34 @@ def test_live_calibration_orders_the_faults_and_restores_everything() -> None:
     assert med[Fault.KSM_COPY] > 2 * med[Fault.NONE]
     assert med[Fault.ANON_NEW] > 1.5 * med[Fault.NONE]
     assert med[Fault.COW_COPY] > 1.5 * med[Fault.NONE]
+
+
+@pytest.mark.live
+@pytest.mark.usefixtures("ksm_to_ourselves")
+def test_the_same_probe_on_the_live_kernel_finds_the_secret() -> None:
+    """probe_live() replays the probe's statements on this machine's kernel (its ksmd driven,
+    every knob restored) and times the writes for real: it finds what the simulator finds."""
+    from ksmbook.live import ksmd as live_ksmd
+    from ksmbook.scenario import Addr, Madvise, Map, Spawn, Write
+
+    knobs = live_ksmd.KsmKnobs.snapshot()
+    secret = (os.getpid() << 20) + 42      # a content no other process on the machine has
+    guesses = [secret - 2, secret - 1, secret, secret + 1]
+    victim = (Spawn("victim"), Map("victim", "V", 2 * P, RW),
+              Write("victim", Addr("V", 0), (secret, secret + 7)),
+              Madvise("victim", Addr("V", 0), 2 * P, kb.MADV_MERGEABLE))
+    live = sc.probe_live(victim, guesses, scans=2)
+    assert live_ksmd.KsmKnobs.snapshot() == knobs
+    k = kb.Kernel(profile="modern")
+    runner = Runner(k, maps=False)
+    for op in victim:
+        runner.step(op)
+    k.sysfs["run"] = 1
+    simulated = sc.probe(k.spawn("attacker"), guesses, scans=2)
+    assert simulated.found == [secret]
+    # The first store of the timing loop is slower (1 to 2 us more, measured here), so a
+    # fast page can come out over the threshold; the merged one is the slowest by far.
+    assert secret in live.found, live.text()
+    assert max(live.rows, key=lambda r: r.latency_us).guess == secret, live.text()
+    assert [r.address for r in live.rows] == [r.address for r in simulated.rows]
+    assert all(r.kind is None for r in live.rows) and "?" in live.text()

@@ -42,7 +42,7 @@ from ..scenario import (
     boot,
     format_op,
 )
-from ..sidechannel import fault_of
+from ..sidechannel import fault_of, probe_statements
 from ..trace import Fault
 from .answers import AnswerError
 from .problem import Problem
@@ -146,18 +146,16 @@ def scan_step(scans: int) -> Step:
 
 
 def probe_step(proc: str, guesses: Sequence[int], scans: int, shown: str = "") -> Step:
-    """The attack of Suzaki et al. (``ksmbook.sidechannel.probe``): `proc` maps one page per
-    guess, writes the guesses, advises them, lets ksmd make `scans` full scans, then writes
-    each page once; the writes are labelled with the guesses' names."""
-    n = len(guesses)
-    setup = (*_mapping(proc, n), *_fill(proc, guesses),
-             Madvise(proc, Addr(_area(proc), 0), n * PAGE_SIZE, MADV.MADV_MERGEABLE),
-             KsmdScans(scans))
-    timed = tuple(Write(proc, _page(proc, i), (g ^ 0x5A5A,)) for i, g in enumerate(guesses))
+    """The attack of Suzaki et al. (``ksmbook.sidechannel.probe_statements``, the statements
+    ``sidechannel.probe`` runs): `proc` maps one page per guess, writes the guesses, advises
+    them, lets ksmd make `scans` full scans, then writes each page once; the writes are
+    labelled with the guesses' names."""
+    spawn: tuple[Statement, ...] = () if proc == "p1" else (Spawn(proc),)
+    statements = (*spawn, *probe_statements(proc, guesses, scans, label=_area(proc)))
     names = [content_name(g) for g in guesses]
     return Step(f"{proc}: probe [{' '.join(names)}]: mmap, write the guesses, madvise, ksmd "
                 f"makes {shown or scans} full scans, then time a write to each",
-                setup + timed, ("",) * len(setup) + tuple(names))
+                statements, ("",) * (len(statements) - len(names)) + tuple(names))
 
 
 # -- running the steps ------------------------------------------------------------------------
