@@ -5,12 +5,14 @@ VMA becomes three), then MADV_UNMERGEABLE on the same page (vma_merge() with bot
 neighbours: one VMA again). The address space holds N VMAs, made by alternating protections
 (read-write, read-only) over one big private anonymous mapping, as a program would get them.
 
-The live side runs in a child process (ctypes madvise on a real mapping, timed in the
-child), so this process is never registered with KSM. Both sides are timed in CPU time
-(time.process_time(): user plus system time of the timing process, so the kernel's own work
-counts), which other processes competing for the CPUs do not inflate as they do wall time.
-It needs Linux with CONFIG_KSM and vm.max_map_count above N plus the child's own mappings;
-rows that cannot run say why. No sysctl and no /sys/kernel/mm/ksm knob is touched.
+The live side runs in a worker of the live harness (``ksmbook.live.ksmd.session``: the
+project's lock, a worker confined to its arena, ksmd reset and every knob restored), which
+times the pairs itself (``LiveTask.time_madvise``), so this process is never registered with
+KSM. Both sides are timed in CPU time (time.process_time(): user plus system time of the
+timing process, so the kernel's own work counts), which other processes competing for the
+CPUs do not inflate as they do wall time. It needs Linux with CONFIG_KSM, root (the session
+resets ksmd) and vm.max_map_count above N plus the worker's own mappings; rows that cannot
+run say why. No sysctl is touched.
 
     python benchmarks/madvise_pair.py [--counts 64,1024,16384,60000] [--profile modern]
                                       [--pairs 2000] [--rounds 3] [--cprofile]
@@ -20,10 +22,8 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import json
 import os
 import pstats
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,57 +31,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import ksmbook as kb  # noqa: E402
+from ksmbook.live import ksmd as live_ksmd  # noqa: E402
 
 P = kb.PAGE_SIZE
 CHUNK = 4  # pages per VMA
 COUNTS = (64, 1024, 16384, 60000)
-
-# The child: build N VMAs, check the split and the merge, time R pairs. Prints JSON.
-LIVE_CHILD = r"""
-import ctypes, json, sys, time
-N, R, CHUNK, ROUNDS = (int(a) for a in sys.argv[1:5])
-P = 4096
-libc = ctypes.CDLL(None, use_errno=True)
-libc.mmap.restype = ctypes.c_void_p
-libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
-                      ctypes.c_int, ctypes.c_long]
-for f in (libc.mprotect, libc.madvise):
-    f.restype, f.argtypes = ctypes.c_int, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-
-def count():
-    with open("/proc/self/maps") as f:
-        return sum(1 for _ in f)
-
-before = count()
-a = libc.mmap(None, N * CHUNK * P, 3, 0x22 | 0x4000, -1, 0)   # PRIVATE|ANON|NORESERVE
-if a in (None, 2**64 - 1):
-    print(json.dumps({"error": f"mmap failed: errno {ctypes.get_errno()}"})); sys.exit()
-for i in range(1, N, 2):
-    if libc.mprotect(a + i * CHUNK * P, CHUNK * P, 1):
-        print(json.dumps({"error": f"mprotect failed at VMA {i}: errno {ctypes.get_errno()} "
-                                   "(vm.max_map_count too low?)"})); sys.exit()
-built = count() - before
-mid = a + (N // 2) * CHUNK * P + P
-madvise = libc.madvise
-if madvise(mid, P, 12):
-    print(json.dumps({"error": f"MADV_MERGEABLE failed: errno {ctypes.get_errno()}"})); sys.exit()
-split = count() - before
-madvise(mid, P, 13)
-merged = count() - before
-def best(length):
-    times = []
-    for _ in range(ROUNDS):
-        t = time.process_time()
-        for _ in range(R):
-            madvise(mid, length, 12)
-            madvise(mid, length, 13)
-        times.append((time.process_time() - t) / R)
-    return min(times)
-pair, empty = best(P), best(0)
-print(json.dumps({"vmas": built, "after_split": split, "after_merge": merged,
-                  "pair": pair, "empty_pair": empty}))
-"""
-
 
 def sim_pair(profile: str, n: int, pairs: int, rounds: int,
              profiler: cProfile.Profile | None) -> dict:
@@ -116,22 +70,34 @@ def sim_pair(profile: str, n: int, pairs: int, rounds: int,
 
 
 def live_pair(n: int, pairs: int, rounds: int) -> dict:
-    """The best of `rounds` timings of the same pair on this machine's kernel, in a child."""
-    if not sys.platform.startswith("linux"):
-        return {"error": "not Linux"}
-    if not os.path.isdir("/sys/kernel/mm/ksm"):
-        return {"error": "no KSM (/sys/kernel/mm/ksm missing)"}
+    """The best of `rounds` timings of the same pair on this machine's kernel, in a worker of
+    the live harness (``ksmbook.live.ksmd.session``: the lock, the arena, knobs restored)."""
+    ok, why = live_ksmd.ksm_available()
+    if not ok:
+        return {"error": why}
     try:
         limit = int(Path("/proc/sys/vm/max_map_count").read_text())
     except OSError:
         limit = 65530
     if n + 1000 > limit:
         return {"error": f"vm.max_map_count is {limit}: too low for {n} VMAs"}
-    out = subprocess.run([sys.executable, "-I", "-S", "-c", LIVE_CHILD, str(n), str(pairs),
-                          str(CHUNK), str(rounds)], capture_output=True, text=True, timeout=600)
-    if out.returncode:
-        return {"error": f"child failed: {out.stderr.strip().splitlines()[-1:]}"}
-    return json.loads(out.stdout)
+    mergeable, unmergeable = int(kb.MADV_MERGEABLE), int(kb.MADV_UNMERGEABLE)
+    with live_ksmd.session(timeout=600) as ksmd:
+        task = ksmd.spawn()
+        a = task.mmap(n * CHUNK * P, kb.PROT_READ | kb.PROT_WRITE,
+                      kb.MAP_PRIVATE | kb.MAP_ANONYMOUS | kb.MAP_NORESERVE)
+        for i in range(1, n, 2):
+            task.mprotect(a + i * CHUNK * P, CHUNK * P, kb.PROT_READ)
+        built = len(task.map_entries())
+        mid = a + (n // 2) * CHUNK * P + P
+        task.madvise(mid, P, mergeable)
+        split = len(task.map_entries())
+        task.madvise(mid, P, unmergeable)
+        merged = len(task.map_entries())
+        pair = min(task.time_madvise(mid, P, (mergeable, unmergeable), pairs, rounds))
+        empty = min(task.time_madvise(mid, 0, (mergeable, unmergeable), pairs, rounds))
+    return {"vmas": built, "after_split": split, "after_merge": merged, "pair": pair,
+            "empty_pair": empty}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             first = (sim_us, live_us)
         checks = [f"sim {sim['vmas']}->{sim['after_split']}->{sim['after_merge']}"]
         if live_us is not None:
-            # The child also has its own mappings (Python, libc): only the differences count.
+            # The arena's VMAs only (the worker's own mappings lie outside it).
             base = live["vmas"]
             checks.append(f"live +{live['after_split'] - base}/+{live['after_merge'] - base}")
             ratio = sim_us / live_us

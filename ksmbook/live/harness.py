@@ -376,6 +376,13 @@ class Worker:
         worker). The pages must be mapped writable, else the worker dies (WorkerDied)."""
         return self._call("time_writes", addrs=list(addrs), seed=seed)
 
+    def time_madvise(self, addr: int, length: int, advices: Sequence[int], repeat: int,
+                     rounds: int = 1) -> list[float]:
+        """CPU seconds per repeat of the madvise calls (one per advice, in turn), timed in the
+        worker with time.process_time(), one figure per round (``Worker.time_madvise``)."""
+        return self._call("time_madvise", addr=addr, length=length, advices=list(advices),
+                          repeat=repeat, rounds=rounds)
+
     def read(self, addr: int, length: int = _PAGE) -> bytes:
         """Read ``length`` bytes at ``addr`` with process_vm_readv: EFAULT, never SIGSEGV."""
         return _decode_bytes(self._call("read", addr=addr, length=length))
@@ -769,6 +776,12 @@ class LiveTask:
         """Nanoseconds of a one-byte write to each address, timed in the worker
         (``Worker.time_writes``)."""
         return self.worker.time_writes([self._live(a) for a in addrs], seed=seed)
+
+    def time_madvise(self, addr: int, length: int, advices: Sequence[int], repeat: int,
+                     rounds: int = 1) -> list[float]:
+        """CPU seconds per repeat of the madvise calls, timed in the worker
+        (``Worker.time_madvise``)."""
+        return self.worker.time_madvise(self._live(addr), length, advices, repeat, rounds)
 
     def read_page(self, addr: int) -> int:
         """The content of the page at addr: its bytes read back through ``page_bytes``."""

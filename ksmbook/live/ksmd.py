@@ -201,15 +201,34 @@ def _write_unmerged(name: str, value: object, tries: int = 40) -> None:
 
 # --------------------------------------------------------------------------- locking
 
+def _open_lock(path: str) -> int:
+    """A descriptor to flock, for whichever user runs: the lock file is opened read-only
+    (flock needs no write access, so a file another user created serves every user), and
+    created world-readable (fchmod 0644 whatever the umask) only if it does not exist yet.
+    An existing file is never opened with O_CREAT: in a sticky world-writable directory
+    such as /run/lock, fs.protected_regular refuses O_CREAT on another user's file."""
+    while True:
+        try:
+            return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            pass
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except FileExistsError:
+            continue  # another process created it meanwhile: open it as it is
+        os.fchmod(fd, 0o644)
+        return fd
+
+
 @contextlib.contextmanager
 def _global_lock() -> Iterator[None]:
-    """Serialize users of the global knobs (pytest-xdist workers, notebooks) with flock;
-    re-entrant within one process."""
+    """Serialize users of the global knobs (pytest-xdist workers, notebooks, benchmarks) with
+    flock; re-entrant within one process. Works for every user: see `_open_lock`."""
     import fcntl  # POSIX only: imported here so that this module imports anywhere
 
     global _lock_depth, _lock_fd
     if _lock_depth == 0:
-        _lock_fd = os.open(_LOCK_PATH, os.O_RDWR | os.O_CREAT, 0o666)
+        _lock_fd = _open_lock(_LOCK_PATH)
         fcntl.flock(_lock_fd, fcntl.LOCK_EX)
     _lock_depth += 1
     try:
@@ -479,6 +498,31 @@ class KsmdDriver:
                         lambda b, now: now[0] > b[0] or now[1] >= b[1] + n)
         return self.counters()
 
+    def run_free(self, scans: int, *, pages_to_scan: int, sleep_millisecs: int) -> list[float]:
+        """Let ksmd run freely (not parked between batches) at the given pages_to_scan and
+        sleep_millisecs until *scans* more full scans have ended, then stop it (run=0).
+        Returns the seconds from run=1 to each full_scans step."""
+        deadline = time.monotonic() + self.timeout
+        _write("pages_to_scan", pages_to_scan)
+        self._budget = pages_to_scan
+        start = _progress()[0]
+        ends: list[float] = []
+        t0 = time.monotonic()
+        _write("sleep_millisecs", sleep_millisecs)  # also ends a parked (timed) sleep
+        _write("run", 1)
+        try:
+            while len(ends) < scans:
+                done = _progress()[0] - start
+                if done > len(ends):
+                    ends.extend([time.monotonic() - t0] * (min(done, scans) - len(ends)))
+                    continue
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{scans} full scans took more than {self.timeout} s")
+                time.sleep(0.0005)
+        finally:
+            _write("run", 0)
+        return ends
+
     def stop(self) -> None:
         """run=0 (ksmd stays asleep; counters keep their values)."""
         _write("run", 0)
@@ -671,34 +715,12 @@ def _relative(counters: dict[str, int], base: dict[str, int]) -> dict[str, Any]:
 def time_scans(contents: Sequence[Any], *, scans: int = 3, pages_to_scan: int = 100_000,
                sleep_millisecs: int = 0, smart_scan: int | None = None,
                timeout: float = 600.0) -> dict[str, Any]:
-    """Wall time of *scans* full scans with ksmd running freely (no parking) at the given
-    pages_to_scan / sleep_millisecs, from run=1 to full_scans reaching *scans*.
+    """Wall time of *scans* full scans of *contents* (one worker) with ksmd running freely at
+    the given pages_to_scan / sleep_millisecs, in a ``session`` (the lock, every knob
+    restored, ksmd reset first): ``KsmdDriver.run_free``.
     Returns {"elapsed", "scan_ends" (seconds at each full_scans step), "pages"}."""
-    with KsmKnobs() as knobs:
-        _unmerge_all()
-        knobs.set(advisor_mode="none", smart_scan=smart_scan)
-        _write("pages_to_scan", pages_to_scan)
-        workers = LiveSession(timeout=timeout)
-        try:
-            map_pages(LiveKernel(workers).spawn(), list(contents))
-            deadline = time.monotonic() + timeout
-            ends: list[float] = []
-            t0 = time.monotonic()
-            _write("sleep_millisecs", sleep_millisecs)  # also ends a parked (timed) sleep
-            _write("run", 1)
-            seen = 0
-            while seen < scans:
-                fs = _progress()[0]
-                if fs > seen:
-                    ends.extend([time.monotonic() - t0] * (fs - seen))
-                    seen = fs
-                    continue
-                if time.monotonic() > deadline:
-                    raise TimeoutError("full scans too slow")
-                time.sleep(0.0005)
-            _write("run", 0)
-        finally:
-            workers.close()
-            with contextlib.suppress(OSError):
-                _unmerge_all()
+    with session(timeout=timeout, advisor_mode="none", smart_scan=smart_scan) as ksmd:
+        ksmd.spawn(list(contents))
+        ends = ksmd.run_free(scans, pages_to_scan=pages_to_scan,
+                             sleep_millisecs=sleep_millisecs)
     return {"elapsed": ends[-1], "scan_ends": ends, "pages": len(contents)}

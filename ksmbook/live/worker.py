@@ -349,6 +349,34 @@ class _Server:
             gc.enable()
         return out
 
+    def op_time_madvise(self, addr: int, length: int, advices: list[int], repeat: int,
+                        rounds: int) -> list[float]:
+        """Call madvise(addr, length, advice) for each advice in turn, `repeat` times, and time
+        it with time.process_time() (user plus system CPU time of this worker: the kernel's
+        own work counts, other processes do not); one figure per round, in seconds per
+        repeat. A failing call raises its OSError."""
+        import gc
+        import time
+
+        for advice in advices:
+            if advice in FORBIDDEN_ADVICE:
+                raise LiveRefused(f"madvise advice {advice} (HWPOISON/SOFT_OFFLINE) is never sent")
+        self._range(addr, length, "time_madvise")
+        madvise, clock = self.c.madvise, time.process_time
+        out = []
+        gc.disable()
+        try:
+            for _ in range(rounds):
+                t0 = clock()
+                for _ in range(repeat):
+                    for advice in advices:
+                        if madvise(addr, length, advice):
+                            _check(-1, "madvise")
+                out.append((clock() - t0) / repeat)
+        finally:
+            gc.enable()
+        return out
+
     def op_smaps(self) -> str:
         fd = os.open("/proc/self/smaps", os.O_RDONLY)
         try:
