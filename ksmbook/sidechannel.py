@@ -156,10 +156,17 @@ class WriteTiming:
 
 def timed_write(process: Process, addr: int, content: int,
                 rng: random.Random | None = None) -> WriteTiming:
-    """Write one page with `content` on the simulator (Process.write_pages) and return the
-    fault its trace recorded, with a modelled latency for it (a seeded `rng` adds noise)."""
-    process.write_pages(addr, [content])
-    kind = fault_of(process.last_trace)
+    """Write one page with `content` on the simulator (a ``write`` statement run by the
+    scenario Runner) and return the fault its trace recorded, with a modelled latency for it
+    (a seeded `rng` adds noise). A write that would raise SIGSEGV raises OSError(EFAULT)."""
+    runner = Runner(process.kernel, maps=False)
+    if runner.procs.get(process.name) is not process:
+        raise ValueError(f"another process is named {process.name!r}")
+    result = runner.step(Write(process.name, Addr(None, addr), (content,)))
+    if result.result < 0:
+        why = result.trace.steps[-1].message if result.trace is not None else ""
+        raise OSError(-result.result, why or os.strerror(-result.result))
+    kind = fault_of(result.trace)
     return WriteTiming(process.pid, addr, kind, model_latency(kind, rng))
 
 

@@ -7,6 +7,7 @@ import errno
 import os
 import random
 import re
+from pathlib import Path
 
 import pytest
 
@@ -142,6 +143,8 @@ def test_shared_mappings_and_bad_addresses() -> None:
         assert p.last_trace is not None and p.last_trace.errno == errno.EFAULT
         assert p.last_trace.faults() == [] and "do_user_addr_fault" in p.last_trace.functions()
     assert len(k.log) == before + 2
+    with pytest.raises(OSError, match="is unmapped: the access would raise SIGSEGV"):
+        sc.timed_write(p, 0x1000, 1)
     with pytest.raises(OSError):                  # a bad page anywhere: nothing is written
         p.write_pages(s, [7, 8, 9])
     assert p.read_page(s) == 6
@@ -306,3 +309,22 @@ def test_the_same_probe_on_the_live_kernel_finds_the_secret() -> None:
     assert max(live.rows, key=lambda r: r.latency_us).guess == secret, live.text()
     assert [r.address for r in live.rows] == [r.address for r in simulated.rows]
     assert all(r.kind is None for r in live.rows) and "?" in live.text()
+
+
+def test_run_trace_shows_the_fault_of_each_labelled_write(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The replay a chapter 8 exercise prints, run with ``python -m ksmbook run --trace``,
+    shows the kernel path of each write: the slow ones copy a KSM page in wp_page_copy()."""
+    from ksmbook.__main__ import main
+    from ksmbook.exercises.ksmd import _slow_writes
+    from ksmbook.scenario import format_scenario
+
+    problem = _slow_writes(random.Random(3), "modern")
+    path = tmp_path / "slow-writes.ksm"
+    path.write_text(format_scenario(problem.scenario))
+    assert main(["run", "--trace", str(path)]) == 0
+    out = capsys.readouterr().out
+    copies = out.count("do_wp_page: a KSM page is never reused\n        wp_page_copy:")
+    assert copies == len(problem.answer) > 0
+    assert out.count("do_wp_page: not an anonymous page mapped once") == \
+        sum(kind is Fault.COW_COPY for kind in problem.run.faults.values())
