@@ -593,6 +593,8 @@ class Process:
                 page = self.mm.ptes[vpn]
                 page.mapcount += 1
                 mm.ptes[vpn] = page
+        if k.thp.pmds:
+            k.thp.copy_huge_pmds(self.mm, mm)  # copy_huge_pmd() (ksmbook.thp)
         tr.note("dup_mmap", f"{mm.map_count} VMAs copied")
         if not p.ksm_fork_first:  # 6.12 "fork: only invoke khugepaged, ksm hooks if no error"
             ksm_fork(mm, self.mm, tr)

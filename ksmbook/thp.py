@@ -25,9 +25,9 @@ the seed have none, so only a kernel whose profile has ``thp`` gets huge pages h
 Not modelled (see notebooks/09-ksm-and-huge-pages.ipynb): khugepaged collapsing small pages
 into huge ones later; the huge zero page that a read fault maps (the simulator maps nothing on
 a read, and a later write allocates the huge page, as 6.12's do_huge_zero_wp_pmd() does);
-fork() sharing a PMD (the child's copies count as small pages); mTHP sizes; defrag and
-allocation failure (every huge page allocation succeeds); the deferred split of a partly
-unmapped huge page (it stops counting in AnonHugePages at once).
+mTHP sizes; defrag and allocation failure (every huge page allocation succeeds); the deferred
+split queue (a huge page whose PMD was split stays one folio until ksmd splits it); mremap
+moving a huge page.
 """
 
 from __future__ import annotations
@@ -77,6 +77,9 @@ class Thp:
         self.kernel = kernel
         self.enabled = "madvise"   # this machine's /sys/kernel/mm/transparent_hugepage/enabled
         self.pmds: dict[MM, dict[int, HugePage]] = {}
+        #: Every subpage of a huge page not split yet (mapped by a PMD or, after a PMD split
+        #: by munmap, mprotect, a COW fault, by ptes), by Page.id: folio_test_large().
+        self.large: dict[int, HugePage] = {}
         #: The shared zero page a split maps in place of an all-zero subpage (6.12).
         self.zero_page = Page(0, mapcount=0, anon=False)
         self.splits = 0            # thp_split_page in /proc/vmstat
@@ -122,13 +125,19 @@ class Thp:
         hpn = addr >> HPAGE_PMD_SHIFT
         first = hpn << _SUB
         pages = [Page(0) for _ in range(HPAGE_PMD_NR)]
+        hp = HugePage(hpn, pages)
         for i, page in enumerate(pages):
             mm.ptes[first + i] = page
-        self.pmds.setdefault(mm, {})[hpn] = HugePage(hpn, pages)
+            self.large[page.id] = hp
+        self.pmds.setdefault(mm, {})[hpn] = hp
         self.faults += 1
         return pages[(addr >> PAGE_SHIFT) - first]
 
     # -- what is PMD-mapped ------------------------------------------------------------------
+
+    def folio_of(self, page: Page) -> HugePage | None:
+        """The huge page `page` is a subpage of, while it is not split (folio_test_large())."""
+        return self.large.get(page.id) if self.large else None
 
     def huge_page_of(self, mm: MM, vpn: int) -> HugePage | None:
         """The huge page that maps `vpn` in `mm` through a PMD, if any (a record whose range
@@ -160,27 +169,49 @@ class Thp:
         pmds = self.pmds.get(mm, {})
         return [hp for hpn in sorted(pmds) if (hp := self.huge_page_of(mm, hpn << _SUB))]
 
+    def copy_huge_pmds(self, old: MM, new: MM) -> None:
+        """copy_huge_pmd() from dup_mmap(): the child's PMD maps the parent's huge page too
+        (write-protected in both; a later write splits the writer's PMD and copies 4 KiB)."""
+        for hp in self.huge_pages(old):
+            if self._intact(new, hp):
+                self.pmds.setdefault(new, {})[hp.hpn] = hp
+
     # -- ksmd's split --------------------------------------------------------------------------
 
     def split_huge_page(self, mm: MM, hp: HugePage) -> int:
-        """split_huge_page(): the huge page becomes 512 small pages mapped by ptes; since 6.12
-        each all-zero one is replaced by the shared zero page (remap_page() with
-        RMP_USE_SHARED_ZEROPAGE -> try_to_map_unused_to_zeropage()). Returns how many."""
-        del self.pmds[mm][hp.hpn]
+        """split_huge_page(): the huge page becomes 512 small pages mapped by ptes in every mm
+        that maps it; since 6.12 each all-zero one is replaced by the shared zero page
+        (remap_page() with RMP_USE_SHARED_ZEROPAGE -> try_to_map_unused_to_zeropage()).
+        Returns how many ptes of `mm` now map the zero page."""
         self.splits += 1
-        first = hp.hpn << _SUB
-        locked = bool((v := mm.vma_at(hp.start)) and v.flags & VM.VM_LOCKED)
+        for page in hp.pages:
+            self.large.pop(page.id, None)
+        for pmds in self.pmds.values():
+            if pmds.get(hp.hpn) is hp:
+                del pmds[hp.hpn]
         zeroed = 0
-        if not locked:
-            zero = self.zero_page
-            ptes = mm.ptes
-            for i, page in enumerate(hp.pages):
-                if page.content == 0 and ptes.get(first + i) is page:
-                    dict.__setitem__(ptes, first + i, zero)  # the key is there already
-                    page.mapcount -= 1
-                    zero.mapcount += 1
-                    zeroed += 1
+        for proc in self.kernel.processes:
+            if proc.alive:
+                count = self._remap_zero_subpages(proc.mm, hp)
+                if proc.mm is mm:
+                    zeroed = count
         self.kernel.ksm.pages_changed = True
+        return zeroed
+
+    def _remap_zero_subpages(self, mm: MM, hp: HugePage) -> int:
+        vma = mm.vma_at(hp.start)
+        if vma is None or vma.flags & VM.VM_LOCKED or vma.anon_vma is None:
+            return 0
+        first = hp.hpn << _SUB
+        zero = self.zero_page
+        ptes = mm.ptes
+        zeroed = 0
+        for i, page in enumerate(hp.pages):
+            if page.content == 0 and ptes.get(first + i) is page:
+                dict.__setitem__(ptes, first + i, zero)  # the key is there already
+                page.mapcount -= 1
+                zero.mapcount += 1
+                zeroed += 1
         return zeroed
 
 

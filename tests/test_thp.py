@@ -85,15 +85,48 @@ ksmd scan 1
 ksmd scan 1
 """
 
-#: Per step of ACROSS_PROCESSES's ksmd batches: pages scanned, p1's AnonHugePages (kB) and
+#: fork() shares the PMD (copy_huge_pmd()); the child's write splits its own PMD only; ksmd's
+#: split of the (still large) folio maps the zero page for its all-zero subpages in both.
+FORKED = """\
+kernel modern
+map A 512p rw private anon at 0x7fffe0000000 fixed
+madvise A 512p HUGEPAGE
+madvise A 512p MERGEABLE
+write A 5 6
+fork c
+sysfs pages_to_scan=1000
+sysfs run=1
+ksmd scan 1
+c: write A+300p 9
+ksmd scan 1
+ksmd scan 1
+"""
+
+#: MADV_MERGEABLE on half of a huge page's VMA splits the VMA, and with it the PMD; the folio
+#: stays one until ksmd splits it, and then all its zero subpages, in both halves, go.
+HALF_ADVISED = """\
+kernel modern
+map A 512p rw private anon at 0x7fffe0000000 fixed
+madvise A 512p HUGEPAGE
+write A 5 5 7
+madvise A+256p 256p MERGEABLE
+write A+256p 5 5
+sysfs pages_to_scan=1000
+sysfs run=1
+ksmd scan 1
+ksmd scan 1
+ksmd scan 1
+"""
+
+#: Per step of ACROSS_PROCESSES's ksmd batches: pages scanned, AnonHugePages (kB) and
 #: shared/sharing/unshared/volatile, as this machine's 6.18 gave them.
 ACROSS_EXPECTED = [
-    (200, 2048, (0, 0, 0, 200)),
-    (200, 2048, (0, 0, 0, 400)),
-    (115, 2048, (0, 0, 0, 515)),
-    (6, 0, (1, 1, 3, 1)),
-    (4, 0, (1, 1, 2, 0)),
-    (4, 0, (1, 1, 2, 0)),
+    (200, {"p1": 2048, "p2": 0}, (0, 0, 0, 200)),
+    (200, {"p1": 2048, "p2": 0}, (0, 0, 0, 400)),
+    (115, {"p1": 2048, "p2": 0}, (0, 0, 0, 515)),
+    (6, {"p1": 0, "p2": 0}, (1, 1, 3, 1)),
+    (4, {"p1": 0, "p2": 0}, (1, 1, 2, 0)),
+    (4, {"p1": 0, "p2": 0}, (1, 1, 2, 0)),
 ]
 
 
@@ -103,8 +136,8 @@ def _sim_steps(text: str) -> list[tuple[int, int | None, tuple[int, ...] | None]
     out = []
     for op in sc.ops:
         res = r.step(op)
-        p = r.procs.get("p1")
-        out.append((res.result, p and anon_huge_pages_kb(p.mm),
+        huge = {name: anon_huge_pages_kb(p.mm) for name, p in r.procs.items() if p.alive}
+        out.append((res.result, huge.get("p1") if len(huge) < 2 else huge,
                     res.counters and tuple(res.counters[n] for n in COUNTERS)))
     return out
 
@@ -186,8 +219,10 @@ def _collapsed() -> int:
 
 @pytest.mark.live
 @pytest.mark.usefixtures("ksm_to_ourselves")
-@pytest.mark.parametrize("text", [SAME_HUGE_PAGE, ACROSS_PROCESSES, KSM_TESTS_HUGE],
-                         ids=["same-huge-page", "across-processes", "ksm_tests-H"])
+@pytest.mark.parametrize("text", [SAME_HUGE_PAGE, ACROSS_PROCESSES, KSM_TESTS_HUGE, FORKED,
+                                  HALF_ADVISED],
+                         ids=["same-huge-page", "across-processes", "ksm_tests-H", "forked",
+                              "half-advised"])
 def test_live_thp_and_ksmd_step_by_step(text: str) -> None:
     """Each statement, and each ksmd batch, gives the same result, AnonHugePages of p1 and
     KSM counters on this machine as in the simulator."""
@@ -206,10 +241,10 @@ def test_live_thp_and_ksmd_step_by_step(text: str) -> None:
         runner = LiveRunner(LiveKernel(session, backend))
         for op in sc.ops:
             res = runner.step(op)
-            p = runner.procs.get("p1")
-            ahp = p and sum(v.counters.get("AnonHugePages", 0)
-                            for v in p.worker.layout())  # type: ignore[attr-defined]
-            got.append((res.result, ahp,
+            huge = {name: sum(v.counters.get("AnonHugePages", 0)
+                              for v in p.worker.layout())  # type: ignore[attr-defined]
+                    for name, p in runner.procs.items() if p.alive}
+            got.append((res.result, huge.get("p1") if len(huge) < 2 else huge,
                         res.counters and tuple(res.counters[n] for n in COUNTERS)))
     if _collapsed() != collapsed:
         pytest.skip("khugepaged collapsed pages during the check (pid-agnostic counter)")
@@ -225,3 +260,17 @@ def test_never_writes_the_hosts_thp_mode() -> None:
     assert k.thp.read() == "[always] madvise never\n"
     if before is not None:
         assert os.stat("/sys/kernel/mm/transparent_hugepage/enabled").st_mtime == before
+
+
+def test_fork_shares_the_pmd_and_ksmd_splits_the_folio_everywhere() -> None:
+    steps = _sim_steps(FORKED)
+    assert steps[5][1] == {"p1": 2048, "c": 2048}          # after fork
+    assert steps[9][1] == {"p1": 2048, "c": 0}             # the child's COW write
+    assert steps[-2:] == [(7, {"p1": 0, "c": 0}, (0, 0, 3, 4)),
+                          (5, {"p1": 0, "c": 0}, (0, 0, 3, 2))]
+
+
+def test_half_advised_huge_page() -> None:
+    steps = _sim_steps(HALF_ADVISED)
+    assert steps[4][1] == 0                                # the VMA split split the PMD
+    assert steps[-3:] == [(256, 0, (0, 0, 0, 256)), (2, 0, (0, 0, 1, 1)), (2, 0, (1, 1, 0, 0))]

@@ -39,8 +39,8 @@ class Merge(Trees):
                            "no anon_vma: -EFAULT, not merged")
             return -errno.EFAULT
         thp = self.kernel.thp
-        if thp.pmds:
-            huge = thp.huge_page_of(mm, vpn)
+        if thp.large:
+            huge = thp.folio_of(page)
             if huge is not None:
                 # 6.18 try_to_merge_one_page(): "if (folio_test_large(folio)) { if
                 # (split_huge_page(page)) goto out_unlock;" (ksmbook.thp).
@@ -127,7 +127,7 @@ class Merge(Trees):
         thp = self.kernel.thp
         # ksmd holds a reference to tree_page too: if it is a subpage of the same huge page as
         # `page`, the split for `page` fails (ksmbook.thp).
-        pinned = (thp.huge_page_of(tree_item.slot.mm, tree_item.vpn) if thp.pmds else None)
+        pinned = thp.folio_of(tree_page)
         if self.profile.ksm_page_in_place:
             # 2.6.33 "ksm: share anon page without allocating": `page` becomes the KSM page.
             self._pinned_huge = pinned
@@ -157,7 +157,7 @@ class Merge(Trees):
                 self._note(1, "try_to_merge_two_pages", "failed")
             else:
                 self._note(1, "try_to_merge_two_pages", "merged into KSM page #{}", kpage.id)
-        if err and pinned is not None and thp.huge_page_of(item.slot.mm, item.vpn) is pinned:
+        if err and pinned is not None and thp.folio_of(page) is pinned:
             # 6.18 cmp_and_merge_page(): "If both pages we tried to merge belong to the same
             # compound page ... split_huge_page failed. ... We will split the page now, but no
             # merging will take place."
