@@ -62,7 +62,8 @@ def _add_course_parsers(sub: Any) -> None:
     r = sub.add_parser(
         "roster", help="import the class list (CSV) into the course's gradebook",
         description="Add or update the students of FILE.csv in the nbgrader gradebook of the "
-                    "course folder DIR. The first line names the columns: id (required: the "
+                    "course folder DIR (made, with its nbgrader_config.py, if it does not "
+                    "exist yet). The first line names the columns: id (required: the "
                     "student's user name on the hub), first_name, last_name, email.")
     r.add_argument("--course", required=True, metavar="DIR", help="the nbgrader course folder")
     r.add_argument("file", metavar="FILE.csv")
@@ -120,8 +121,8 @@ def _roster(args: argparse.Namespace) -> int:
     from .course import Course, CourseError, import_roster, read_roster
 
     try:
-        course = Course.open(args.course)
-        entries = read_roster(args.file)
+        entries = read_roster(args.file)  # read and checked before anything is made
+        course = Course.open(args.course, create=True)
         added, updated, others = import_roster(course, entries)
     except CourseError as e:
         return _course_error("roster", e)

@@ -60,9 +60,16 @@ class Course:
     config: Any
 
     @classmethod
-    def open(cls, folder: str | Path) -> Course:
-        """The course in `folder`; CourseError if it is not an nbgrader course folder."""
+    def open(cls, folder: str | Path, *, create: bool = False) -> Course:
+        """The course in `folder`; CourseError if it is not an nbgrader course folder.
+
+        With `create`, a folder that does not exist yet (in a folder that does) becomes a new
+        course folder, with the ``nbgrader_config.py`` that ``classroom assignment`` writes
+        (course id: the folder's name).
+        """
         root = Path(folder).expanduser()
+        if create and not (root / "nbgrader_config.py").exists():
+            cls._create(root)
         if not root.is_dir():
             raise CourseError(f"no course folder {root} (make one with `python -m ksmbook "
                               "classroom assignment --course DIR ...`)")
@@ -82,6 +89,26 @@ class Course:
         root = root.resolve()
         db_url = str(cd.get("db_url", "") or f"sqlite:///{root / 'gradebook.db'}")
         return cls(root, course_id, db_url, config)
+
+    @staticmethod
+    def _create(root: Path) -> None:
+        from .assignment import COURSE_CONFIG
+
+        if root.exists() and not root.is_dir():
+            raise CourseError(f"{root} is not a folder")
+        if not root.parent.is_dir():
+            raise CourseError(f"no folder {root.parent} to make the course folder "
+                              f"{root.name} in")
+        if root.is_dir() and any(root.iterdir()):
+            raise CourseError(f"{root} is not empty and has no nbgrader_config.py: not a "
+                              "course folder")
+        try:
+            root.mkdir(exist_ok=True)
+            (root / "nbgrader_config.py").write_text(
+                COURSE_CONFIG.format(course_id=root.resolve().name), encoding="utf-8")
+        except OSError as e:
+            raise CourseError(f"cannot make the course folder {root}: {e.strerror or e}"
+                              ) from None
 
     @property
     def config_file(self) -> Path:

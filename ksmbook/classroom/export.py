@@ -359,6 +359,14 @@ def write_csvs(subs: list[Submission], out_dir: Path) -> tuple[Path, Path]:
     return files[0][0], files[1][0]
 
 
+def _duration(seconds: float) -> str:
+    days, rest = divmod(int(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    return " ".join(f"{n}{unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "min"))
+                    if n) or f"{int(seconds)}s"
+
+
 def summary(subs: list[Submission]) -> str:
     """What the export command prints: per assignment the counts, then who is flagged, why."""
     lines = []
@@ -375,6 +383,10 @@ def summary(subs: list[Submission]) -> str:
         if late:
             line += f", {len(late)} late"
         lines.append(line)
+        if late:
+            lines.append(f"  late ({len(late)}): " + ", ".join(
+                f"{s.student_id} {_duration(s.seconds_late)}"
+                + (f" (penalty {s.penalty:g})" if s.penalty else "") for s in late))
         manual = [s.student_id for s in mine if s.status == NEEDS_MANUAL]
         if manual:
             lines.append(f"  needs manual grading in formgrader ({len(manual)}): "

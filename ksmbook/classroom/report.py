@@ -29,7 +29,7 @@ from typing import Any
 
 from ..exercises import Problem, generate
 from .course import Course, CourseError
-from .export import NOT_AUTOGRADED, NOT_SUBMITTED, Submission, collect
+from .export import GRADED, NEEDS_MANUAL, NOT_AUTOGRADED, NOT_SUBMITTED, Submission, collect
 
 __all__ = ["Answer", "QuestionReport", "ClassReport", "build_report", "render_html",
            "write_report", "read_answer"]
@@ -207,17 +207,6 @@ def _answers_of(path: Path) -> dict[int, str]:
             if (m := _ANSWER_ID.match(_gid(c))) is not None}
 
 
-def _autograde_results(path: Path) -> dict[int, bool]:
-    """Question number -> did nbgrader's test cell pass (from the autograded notebook)."""
-    out = {}
-    for c in _cells(path):
-        m = _TEST_ID.match(_gid(c))
-        if m is not None:
-            out[int(m.group(1))] = not any(o.get("output_type") == "error"
-                                           for o in c.get("outputs", []))
-    return out
-
-
 def build_report(course: Course, assignment: str) -> ClassReport:
     """Read every submission of `assignment` and judge its answers."""
     course.check_assignment(assignment)
@@ -248,10 +237,13 @@ def build_report(course: Course, assignment: str) -> ClassReport:
         for nb in sorted((course.root / "submitted" / s.student_id / assignment)
                          .glob("*.ipynb")):
             answers.update(_answers_of(nb))
+        # question number -> full points in the gradebook (autograded submissions only)
         autograded: dict[int, bool] = {}
-        for nb in sorted((course.root / "autograded" / s.student_id / assignment)
-                         .glob("*.ipynb")):
-            autograded.update(_autograde_results(nb))
+        if s.status in (GRADED, NEEDS_MANUAL):
+            for grade in s.questions:
+                m = _TEST_ID.match(grade.question)
+                if m is not None and grade.status != NEEDS_MANUAL:
+                    autograded[int(m.group(1))] = grade.points >= grade.max_points > 0
         points = 0.0
         for n in numbers:
             q = by_number[n]
