@@ -234,10 +234,12 @@ class Kernel:
                     if not mm.ptes[vpn].anon:
                         mm.zap_range(vpn << PAGE_SHIFT, (vpn + 1) << PAGE_SHIFT)
 
-    def populate_write(self, mm: MM, vma: VMA, start: int, end: int) -> None:
-        """Write-fault every page of [start, end) without changing its content."""
+    def populate_write(self, mm: MM, vma: VMA, start: int, end: int,
+                       tr: Trace | None = None) -> None:
+        """Write-fault every page of [start, end) without changing its content (faultin_page()
+        -> handle_mm_fault() with FAULT_FLAG_WRITE), recording each fault in `tr` if given."""
         for addr in range(start, end, PAGE_SIZE):
-            handle_write_fault(mm, vma, addr, None)
+            handle_write_fault(mm, vma, addr, None, tr)
 
     def mm_populate(self, mm: MM, start: int, end: int) -> None:
         """mm_populate() (2.6.32 make_pages_present()): fault in a MAP_LOCKED or MAP_POPULATE

@@ -328,7 +328,7 @@ def madvise_populate(mm: MM, start: int, end: int, advice: int, tr: Trace) -> in
                 return -errno.EINVAL
             stop = min(end, vma.end)
             if write:
-                mm.kernel.populate_write(mm, vma, addr, stop)
+                mm.kernel.populate_write(mm, vma, addr, stop, tr)
             tr.note("faultin_page_range", f"[{addr:#x}, {stop:#x}) faulted in")
             addr = stop
     return 0

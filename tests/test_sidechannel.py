@@ -15,7 +15,7 @@ import ksmbook as kb
 from ksmbook import sidechannel as sc
 from ksmbook.ksmd import KsmdIdle
 from ksmbook.scenario import Runner
-from ksmbook.trace import Fault
+from ksmbook.trace import Fault, Kind
 
 P = kb.PAGE_SIZE
 RW = kb.PROT_READ | kb.PROT_WRITE
@@ -125,6 +125,20 @@ def test_reads_are_traced_and_map_nothing() -> None:
                    (3, [Fault.NONE], f"read_page({a + P:#x})"),
                    (5, [Fault.FILE_READ], f"read_page({b:#x})")]
     assert sorted(p.mm.ptes) == [(a + P) >> 12]
+
+
+def test_madv_populate_write_records_its_faults() -> None:
+    """MADV_POPULATE_WRITE write-faults each page (faultin_page() -> handle_mm_fault()): the
+    madvise trace has a fault event per page, nested under madvise_populate."""
+    k = kb.Kernel(profile="modern")
+    p = k.spawn()
+    a = area(p, [None, 5, None], advise=False)
+    p.madvise(a, 3 * P, kb.MADV_POPULATE_WRITE)
+    trace = p.last_trace
+    assert trace is not None
+    assert trace.faults() == [Fault.ANON_NEW, Fault.NONE, Fault.ANON_NEW]
+    assert [e.start for e in trace.events if e.kind is Kind.FAULT] == [a, a + P, a + 2 * P]
+    assert [p.read_page(a + i * P) for i in range(3)] == [0, 5, 0]
 
 
 def test_shared_mappings_and_bad_addresses() -> None:
