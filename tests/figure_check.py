@@ -2,7 +2,8 @@
 
 Used by tests/test_render.py. A figure is measured with matplotlib's Agg renderer
 (`Text.get_window_extent`) at the resolution the book shows it: PNG at 100 dpi, shown at its
-own size in JupyterLab, and scaled down to the HTML book's text column where wider than it.
+own size in JupyterLab and in the HTML book (book/_static/ksmbook.css keeps the theme from
+scaling figures down to its 688 px text column: a wider one scrolls sideways).
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from matplotlib.text import Text
 
 #: Resolution of the PNG the book stores (ksmbook.render.ksm_pages.png_bytes).
 PNG_DPI = 100
-#: Width of the HTML book's text column in CSS px at 100 % zoom (sphinx-book-theme, measured
-#: in Chromium at a 1280 px wide window: tests/test_html_book.py); a wider image is scaled down.
-COLUMN_PX = 720
+#: Width of the HTML book's text column in CSS px at 100 % zoom (sphinx-book-theme in Chromium,
+#: 1280 px wide window). Figures of the chapters fit it; wider ones scroll (see above).
+COLUMN_PX = 688
 #: The smallest text a reader should have to read, in CSS px.
 MIN_PX = 10.0
 
@@ -41,20 +42,18 @@ def texts(fig: Figure) -> list[Text]:
             if t.get_visible() and t.get_text().strip() and id(t) not in hidden]
 
 
-def problems(fig: Figure, *, html: bool = True) -> list[str]:
-    """What is wrong with the text of `fig`: too small, outside the figure, overlapping
-    another text, or crossed by a guide line. `html`: the figure is also shown in the HTML
-    book's text column (scaled down to it)."""
+def problems(fig: Figure) -> list[str]:
+    """What is wrong with the text of `fig` as shown at its own size (JupyterLab, and the HTML
+    book): too small, outside the figure, overlapping another text, or crossed by a guide
+    line."""
     fig.set_dpi(PNG_DPI)
     canvas = FigureCanvasAgg(fig)
     renderer = canvas.get_renderer()
     fig.draw(renderer)
-    width_px = fig.get_figwidth() * PNG_DPI
-    scale = min(1.0, COLUMN_PX / width_px) if html else 1.0
     out: list[str] = []
     boxes = []
     for t in texts(fig):
-        px = t.get_fontsize() * PNG_DPI / 72 * scale
+        px = t.get_fontsize() * PNG_DPI / 72
         label = repr(t.get_text()[:40])
         if px < MIN_PX - 1e-6:
             out.append(f"{label}: {px:.1f} px on screen (< {MIN_PX})")

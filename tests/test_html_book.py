@@ -278,6 +278,34 @@ def _readme_commands() -> set[str]:
         re.findall(r"^(make [a-z-]+)\b", readme, re.M))
 
 
+def test_static_pages_invite_no_run_and_fold_an_answer_under_each_exercise(
+        real_book: Path) -> None:
+    """Nothing runs in the HTML book: no picture says "Run the cell"; every exercise that the
+    stored notebook leaves unanswered has its answer folded under it, the answer that
+    ``solution()`` gives for the exercise the page shows."""
+    import json
+
+    from ksmbook.exercises import chapter_exercises
+
+    for page in sorted(real_book.glob("[0-9][0-9]-*.html")):
+        text = page.read_text(encoding="utf-8")
+        assert "Run the cell" not in text, page.name
+        try:
+            chapter_exercises(int(page.name[:2]))
+        except ValueError:
+            continue  # its exercises are not in the registry's chapter sets
+        nb = json.loads((REPO / "notebooks" / f"{page.stem}.ipynb").read_text())
+        unanswered = sum("Not answered yet" in "".join(o.get("text", ""))
+                         for c in nb["cells"] for o in c.get("outputs", []))
+        assert text.count("<summary>Show the answer</summary>") == unanswered, page.name
+    ch1 = (real_book / "01-address-spaces-and-vmas.html").read_text(encoding="utf-8")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        chapter_exercises(1)[0].solution()
+    first = out.getvalue().strip().splitlines()[0]
+    assert html.escape(first) in ch1
+
+
 def test_ci_workflow_runs_the_readme_commands_and_publishes_the_book() -> None:
     workflow = yaml.safe_load((REPO / ".github" / "workflows" / "book.yml").read_text())
     triggers = workflow.get("on", workflow.get(True))  # YAML 1.1 reads a bare `on` as True
@@ -288,10 +316,10 @@ def test_ci_workflow_runs_the_readme_commands_and_publishes_the_book() -> None:
     makes = [r for r in runs if r.startswith("make")]
     assert makes == ["make test", "make html"]
     assert set(makes) <= _readme_commands()
-    # What .ci/run installs from Debian for the tests, the workflow installs too.
-    ci_run = (REPO / ".ci" / "run").read_text()
-    wanted = {p for line in re.findall(r"apt-get install (.+)", ci_run)
-              for p in line.split() if not p.startswith("-") and p != ">/dev/null"}
+    # What make installs from Debian for the tests (scripts/system_deps.sh), the workflow
+    # installs too.
+    deps = (REPO / "scripts" / "system_deps.sh").read_text()
+    wanted = {pkg for group in re.findall(r"need\+=\(([^)]*)\)", deps) for pkg in group.split()}
     apt = {p for r in runs if r.startswith("apt-get install") for p in r.split()[2:]
            if not p.startswith("-")}
     assert wanted and wanted <= apt

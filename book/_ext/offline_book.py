@@ -6,6 +6,11 @@ package-lock.json) into the build's ``_static/``; _config.yml points ``mathjax_p
 ``nb_ipywidgets_js`` there. The build fails if a page would still load anything from another
 host.
 
+Static pages: nothing runs in the HTML book, so the pictures of widgets do not invite the reader
+to "run the cell" (they say where the widget is live instead), and under each exercise whose
+stored output is "Not answered yet" a folded "Show the answer" gives the answer with its trace,
+computed at build time by ``ksmbook.exercises`` from the exercise the page shows.
+
 Alt text: every figure in the book is followed by its text twin (``ksmbook.render``): a figure a
 cell displays, by the text the cell prints next; the picture of a widget (an HTML output), by
 the ``<pre>`` right after its ``<img>``. The figure's alt text is that text.
@@ -51,6 +56,7 @@ def _check_node_modules(app: Sphinx) -> None:
 
 def _static_path(app: Sphinx, config: object) -> None:
     app.config.html_static_path.append(str(BOOK / "_static"))
+    app.add_css_file("ksmbook.css")
 
 
 def _vendor(static: Path) -> None:
@@ -103,7 +109,89 @@ def alt_from_pre(page: str) -> str:
         lambda m: m[1] + html.escape(html.unescape(m[4]).strip()) + m[3] + m[4], page)
 
 
+#: What a widget's picture (or the note left where a widget was) says in a notebook, and what
+#: it says in the HTML book, where no cell runs.
+RUN_NOTES = (
+    ("Run the cell to make it live.",
+     "In the notebook, opened in JupyterLab, running the cell makes it live."),
+    ("Run the cell to show it.",
+     "In the notebook, opened in JupyterLab, running the cell shows it."),
+)
+
+
+def static_wording(text: str) -> str:
+    for notebook, book in RUN_NOTES:
+        text = text.replace(notebook, book)
+    return text
+
+
+def _static_pictures(doctree: nodes.document) -> None:
+    for raw in list(doctree.findall(nodes.raw)):
+        fixed = static_wording(raw.astext())
+        if fixed != raw.astext():
+            raw.replace_self(nodes.raw(fixed, fixed, **raw.attributes))
+    for block in list(doctree.findall(nodes.literal_block)):
+        fixed = static_wording(block.astext())
+        if fixed != block.astext():
+            block.replace_self(nodes.literal_block(fixed, fixed, **block.attributes))
+
+
+_EXERCISE = re.compile(r"^Exercise (\d+)\.(\d+)\s+\[([^\]]+)\]")
+
+
+def exercise_answer(chapter: int, number: int, title: str) -> str | None:
+    """The answer and trace of exercise `chapter`.`number` as ``solution()`` prints it, or None
+    when the exercise the registry gives is not the one the page shows (`title`: its id)."""
+    import contextlib
+    import io
+
+    from ksmbook.exercises import chapter_exercises
+
+    try:
+        problems = chapter_exercises(chapter)
+    except ValueError:  # a chapter whose exercises are not in the registry's chapter sets
+        return None
+    if not 0 < number <= len(problems):
+        return None
+    problem = problems[number - 1]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        problem.show()
+    m = _EXERCISE.match(out.getvalue())
+    if m is None or m[3] != title:
+        return None
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        problem.solution()
+    return out.getvalue().strip()
+
+
+def _folded_answers(doctree: nodes.document) -> None:
+    """After the "Not answered yet" output of each exercise, its answer in a <details>."""
+    shown: tuple[int, int, str] | None = None
+    for block in list(doctree.findall(nodes.literal_block)):
+        if not _is_stream(block):
+            continue
+        text = block.astext()
+        m = _EXERCISE.match(text)
+        if m:
+            shown = (int(m[1]), int(m[2]), m[3])
+            continue
+        if shown is None or not text.startswith("Not answered yet"):
+            continue
+        answer = exercise_answer(*shown)
+        shown = None
+        if answer is None:
+            continue
+        folded = ('<details class="ksm-answer"><summary>Show the answer</summary>'
+                  f'<pre>{html.escape(answer)}</pre></details>')
+        parent = block.parent
+        parent.insert(parent.index(block) + 1, nodes.raw("", folded, format="html"))
+
+
 def _set_alt(app: Sphinx, doctree: nodes.document, docname: str) -> None:
+    _static_pictures(doctree)
+    _folded_answers(doctree)
     for image, text in text_twins(doctree):
         image["alt"] = text
     for raw in list(doctree.findall(nodes.raw)):

@@ -338,7 +338,7 @@ class PageFigure:
     pixels.
     """
 
-    def __init__(self, width: float = 7.0) -> None:
+    def __init__(self, width: float = 6.8) -> None:
         self.width = width
         self.figure = Figure(figsize=(width, 3.0), dpi=100)
         self.figure._ksmbook_view = self  # type: ignore[attr-defined]
