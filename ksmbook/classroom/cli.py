@@ -40,6 +40,8 @@ def add_classroom_parser(subparsers: Any) -> argparse.ArgumentParser:
     a.add_argument("--force", action="store_true", help="overwrite an existing assignment")
     a.set_defaults(func=_assignment)
     _add_course_parsers(sub)
+    from .hub import add_hub_admin_parser
+    add_hub_admin_parser(sub)
     return p
 
 

@@ -18,7 +18,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,8 @@ from urllib.parse import urlencode
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
-__all__ = ["HubError", "Hub", "Student", "Kernel", "Execution", "run_test_hub"]
+__all__ = ["HubError", "Hub", "Browser", "Student", "Kernel", "Execution", "hub_env",
+           "run_test_hub", "remove_hub_users", "shared_python"]
 
 
 class HubError(Exception):
@@ -85,21 +86,61 @@ class Hub:
     async def login(self, name: str, password: str) -> Student:
         """Log in through the hub's login form (the authenticator decides), then get the
         student an API token of their own."""
-        code, _, headers = await self.request("GET", "/hub/login", headers={"Cookie": ""})
-        jar = SimpleCookie()
-        for value in headers.get_list("Set-Cookie"):
-            jar.load(value)
-        xsrf = jar["_xsrf"].value
-        code, _, headers = await self.request(
-            "POST", "/hub/login", headers={"Cookie": f"_xsrf={xsrf}",
-                                           "Content-Type": "application/x-www-form-urlencoded"},
-            raw_body=urlencode({"username": name, "password": password, "_xsrf": xsrf}),
-            follow=False)
+        browser = Browser(self)
+        code, page = await browser.form("/hub/login", {"username": name, "password": password})
         if code != 302:
-            raise HubError(f"login of {name}: the hub answered {code}")
+            raise HubError(f"login of {name}: the hub answered {code}: {_message(page)}")
         token = (await self.api("POST", f"/users/{name}/tokens",
                                 body={"note": "ksmbook hub client"}))["token"]
         return Student(self, name, token)
+
+
+def _message(page: Any) -> str:
+    """The alert or error a hub page shows (sign-up, login), as text."""
+    import re
+
+    text = str(page or "")
+    m = re.search(r'<(?:div|p) class="(?:alert[^"]*|login_error)"[^>]*>(.*?)</(?:div|p)>', text,
+                  re.S)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", m.group(1))).strip() if m else ""
+
+
+@dataclass
+class Browser:
+    """What a person's browser does on the hub's pages: cookies kept, forms posted with the
+    hub's XSRF token, redirects not followed."""
+
+    hub: Hub
+    cookies: dict[str, str] = field(default_factory=dict)
+
+    async def get(self, path: str) -> tuple[int, Any]:
+        code, data, _ = await self._fetch("GET", path)
+        return code, data
+
+    async def form(self, path: str, fields: dict[str, str]) -> tuple[int, Any]:
+        """POST a form; (status, page)."""
+        if "_xsrf" not in self.cookies:
+            await self._fetch("GET", "/hub/login")
+        body = urlencode({**fields, "_xsrf": self.cookies["_xsrf"]})
+        code, data, _ = await self._fetch("POST", path, body)
+        return code, data
+
+    async def _fetch(self, method: str, path: str, body: str | None = None
+                     ) -> tuple[int, Any, Any]:
+        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
+        if body is not None:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        code, data, resp_headers = await self.hub.request(method, path, headers=headers,
+                                                          raw_body=body, follow=False)
+        for value in resp_headers.get_list("Set-Cookie"):
+            jar: SimpleCookie = SimpleCookie()
+            jar.load(value)
+            for key, morsel in jar.items():
+                if morsel.value and "1970" not in str(morsel["expires"]):
+                    self.cookies[key] = morsel.value
+                else:
+                    self.cookies.pop(key, None)
+        return code, data, resp_headers
 
 
 @dataclass
@@ -215,19 +256,44 @@ def _free_ports(n: int) -> int:
     raise HubError("no free ports on 127.0.0.1")
 
 
-@contextlib.contextmanager
-def run_test_hub(root: Path, repo: Path, timeout: float = 60
-             ) -> Iterator[tuple[Hub, subprocess.Popen[bytes]]]:
-    """Run `repo`'s class hub in test mode with its state and homes below `root`; stop it
-    (and with it every student's server) on exit. The log is root/hub.log."""
-    port, token = _free_ports(3), secrets.token_hex(32)
+def hub_env(root: Path, repo: Path, mode: str = "test", port: int | None = None,
+            token: str | None = None) -> dict[str, str]:
+    """The environment that runs `repo`'s class hub on 127.0.0.1 with everything below
+    `root`: test mode, or class mode with local processes (KSMBOOK_HUB_SPAWNER=local)."""
     bin_dir = str(Path(sys.executable).parent)
     proxy_dir = repo / "node_modules" / ".bin"
-    env = {**os.environ, "KSMBOOK_HUB_MODE": "test", "KSMBOOK_HUB_PORT": str(port),
-           "KSMBOOK_HUB_API_TOKEN": token, "KSMBOOK_HUB_ROOT": str(root),
+    env = {**os.environ, "KSMBOOK_HUB_MODE": mode,
+           "KSMBOOK_HUB_PORT": str(port or _free_ports(3)),
+           "KSMBOOK_HUB_API_TOKEN": token or secrets.token_hex(32),
            "PATH": os.pathsep.join([bin_dir, str(proxy_dir), os.environ.get("PATH", "")])}
+    if os.geteuid() == 0:  # each server runs as its student: a Python they can all run
+        python = shared_python(root)
+        if python is None:
+            raise HubError(f"no Python that every account can run ({sys.executable} is "
+                           "private and there is no system python3 of its version)")
+        env["KSMBOOK_HUB_PYTHON"] = str(python)
+    if mode == "test":
+        env["KSMBOOK_HUB_ROOT"] = str(root)
+    else:
+        env.update(KSMBOOK_HUB_SPAWNER="local", KSMBOOK_HUB_IP="127.0.0.1",
+                   KSMBOOK_HUB_STATE=str(root / "hub"), KSMBOOK_EXCHANGE=str(root / "exchange"),
+                   KSMBOOK_HUB_HOMES=str(root / "homes"))
+    return env
+
+
+@contextlib.contextmanager
+def run_test_hub(root: Path, repo: Path, timeout: float = 60, *,
+                 env: dict[str, str] | None = None
+                 ) -> Iterator[tuple[Hub, subprocess.Popen[bytes]]]:
+    """Run `repo`'s class hub with its state and homes below `root` (in test mode, or as
+    `env` from hub_env() says); stop it (and with it every student's server) on exit. The
+    log is root/hub.log (mode 0600)."""
+    env = env or hub_env(root, repo)
+    port, token = int(env["KSMBOOK_HUB_PORT"]), env["KSMBOOK_HUB_API_TOKEN"]
+    bin_dir = str(Path(sys.executable).parent)
     root.mkdir(parents=True, exist_ok=True)
-    with open(root / "hub.log", "wb") as log:
+    with open(os.open(root / "hub.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
+              "wb") as log:
         proc = subprocess.Popen(
             [os.path.join(bin_dir, "jupyterhub"), "-f",
              str(repo / "classroom" / "jupyterhub_config.py")],
@@ -255,3 +321,73 @@ def run_test_hub(root: Path, repo: Path, timeout: float = 60
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+def shared_python(dest: Path) -> Path | None:
+    """A Python with this interpreter's packages that every account can run: this one if it
+    can, else (this machine's Python lives in a private folder) a venv in `dest` made from
+    the system's python3 of the same version whose site-packages are this one's, with this
+    venv's commands; None if there is no such python3."""
+    from .hub import reachable_by_all
+
+    if reachable_by_all(sys.executable):
+        return Path(sys.executable)
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    system = Path("/usr/bin") / version
+    if not reachable_by_all(system):
+        return None
+    venv = dest / "venv"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([str(system), "-m", "venv", "--without-pip", str(venv)], check=True)
+        site = Path(sys.prefix) / "lib" / version / "site-packages"
+        (venv / "lib" / version / "site-packages" / "ksmbook-shared.pth").write_text(
+            f"import site; site.addsitedir({str(site)!r})\n")
+        for data in ("share", "etc"):  # Jupyter's data files and its extensions' config
+            if (Path(sys.prefix) / data).is_dir():
+                (venv / data).symlink_to(Path(sys.prefix) / data)
+        own = f"#!{sys.prefix}/bin/python"
+        for script in (Path(sys.prefix) / "bin").iterdir():
+            if script.is_file() and not (venv / "bin" / script.name).exists():
+                try:
+                    text = script.read_text()
+                except (UnicodeDecodeError, OSError):
+                    continue
+                if text.startswith(own):
+                    out = venv / "bin" / script.name
+                    out.write_text(f"#!{python}\n" + text.split("\n", 1)[1])
+                    out.chmod(0o755)
+    for d in [dest, *dest.parents]:
+        if d == Path("/"):
+            break
+        if not d.stat().st_mode & 0o001:
+            return None
+    return python
+
+
+def _pids_of(uid: int) -> list[int]:
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            with contextlib.suppress(OSError):
+                if d.stat().st_uid == uid:
+                    pids.append(int(d.name))
+    return pids
+
+
+def remove_hub_users(homes: Path) -> list[str]:
+    """Remove the OS users the hub created whose homes are below `homes` (as root), with
+    their processes; the names removed."""
+    import pwd
+
+    from .hub import USER_MARK, remove_os_user
+
+    removed = []
+    for entry in pwd.getpwall():
+        if entry.pw_gecos == USER_MARK and Path(entry.pw_dir).is_relative_to(homes):
+            for pid in _pids_of(entry.pw_uid):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            remove_os_user(entry.pw_name)
+            removed.append(entry.pw_name)
+    return removed

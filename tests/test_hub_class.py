@@ -1,0 +1,225 @@
+"""Class mode, through its real authenticator (Native Authenticator, as pinned in pyproject):
+the teacher's account made before the hub starts, sign-up, approval, login, the password rules,
+the lockout, the names refused; formgrader on the teacher's server only.
+
+One hub for the module, on 127.0.0.1, with local processes instead of systemd units
+(KSMBOOK_HUB_SPAWNER=local); it runs as root, as class mode does, so its servers run as OS
+users that the hub creates and the module's teardown removes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("jupyterhub", reason="the classroom extra is not installed")
+pytest.importorskip("nativeauthenticator", reason="the classroom extra is not installed")
+
+from ksmbook.classroom.hub import MIN_PASSWORD, USER_MARK  # noqa: E402
+from ksmbook.classroom.hubclient import (  # noqa: E402
+    Browser,
+    Hub,
+    _message,
+    hub_env,
+    remove_hub_users,
+    run_test_hub,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+PROXY = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
+TAG = secrets.token_hex(2)
+TEACHER = f"kbt{TAG}"
+TEACHER_PASSWORD = "a long teacher passphrase"
+PASSWORD = "student passphrase 7"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(os.geteuid() != 0, reason="class mode runs as root (it creates an OS "
+                                                   "user per student)"),
+    pytest.mark.skipif(not PROXY.exists(), reason="configurable-http-proxy is not installed "
+                                                  "(npm ci)"),
+]
+
+
+def _run(*args: str, env: dict[str, str], input: str | None = None
+         ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ksmbook", *args], env=env, input=input,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def root() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="ksmbook-class-hub-"))
+    path.chmod(0o755)  # students reach their homes below it
+    try:
+        yield path
+    finally:
+        remove_hub_users(path)
+        if not os.environ.get("KSMBOOK_KEEP_HUB_ROOT"):
+            subprocess.run(["rm", "-rf", str(path)], check=False)
+
+
+@pytest.fixture(scope="module")
+def env(root: Path) -> dict[str, str]:
+    return {**hub_env(root, REPO, mode="class"), "KSMBOOK_HUB_ADMIN": TEACHER}
+
+
+@pytest.fixture(scope="module")
+def hub(root: Path, env: dict[str, str]) -> Iterator[Hub]:
+    # The teacher's account first, as the README says: a password file, then the command.
+    pw = root / "teacher-password"
+    pw.write_text(TEACHER_PASSWORD + "\n")
+    pw.chmod(0o600)
+    made = _run("classroom", "hub-admin", "--password-file", str(pw), env=env)
+    assert made.returncode == 0, made.stderr
+    assert TEACHER in made.stdout
+    with run_test_hub(root, REPO, timeout=90, env=env) as (client, _proc):
+        yield client
+
+
+def _signup(hub: Hub, name: str, password: str, confirm: str | None = None) -> str:
+    async def go() -> str:
+        code, page = await Browser(hub).form("/hub/signup", {
+            "username": name, "signup_password": password,
+            "signup_password_confirmation": password if confirm is None else confirm})
+        assert code == 200, code
+        return _message(page)
+    return asyncio.run(go())
+
+
+def _login(hub: Hub, name: str, password: str) -> tuple[int, str, Browser]:
+    async def go() -> tuple[int, str, Browser]:
+        b = Browser(hub)
+        code, page = await b.form("/hub/login", {"username": name, "password": password})
+        return code, _message(page), b
+    return asyncio.run(go())
+
+
+def _teacher(hub: Hub) -> Browser:
+    code, message, browser = _login(hub, TEACHER, TEACHER_PASSWORD)
+    assert code == 302, message
+    return browser
+
+
+def _approve(browser: Browser, name: str) -> int:
+    return asyncio.run(browser.get(f"/hub/authorize/{name}"))[0]
+
+
+def test_hub_admin_refuses_bad_input(root: Path, monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from ksmbook.__main__ import main
+
+    monkeypatch.setenv("KSMBOOK_HUB_STATE", str(root / "other-state"))
+    short = root / "short"
+    short.write_text("short\n")
+    good = root / "good"
+    good.write_text(TEACHER_PASSWORD)
+    for args, message in (
+            (["--password-file", str(short)], f"shorter than {MIN_PASSWORD}"),
+            (["--password-file", str(root / "missing")], "cannot read"),
+            (["--password-file", str(good), "--name", "root"], "account of this machine"),
+            (["--password-file", str(good), "--name", "Bad Name"], "lowercase")):
+        assert main(["classroom", "hub-admin", *args]) == 2, args
+        out, err = capsys.readouterr()
+        assert message in err and TEACHER_PASSWORD not in out + err
+    assert not (root / "other-state").exists()
+
+
+def test_hub_does_not_start_without_the_teachers_account(root: Path,
+                                                         env: dict[str, str]) -> None:
+    other = root / "no-teacher"
+    other.mkdir()
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "jupyterhub"), "-f",
+         str(REPO / "classroom" / "jupyterhub_config.py")],
+        env={**hub_env(other, REPO, mode="class"), "KSMBOOK_HUB_ADMIN": f"kbn{TAG}"},
+        cwd=other, capture_output=True, text=True, timeout=90)
+    assert done.returncode != 0
+    assert "does not exist: create it first" in done.stdout + done.stderr
+
+
+def test_sign_up_approve_log_in(hub: Hub) -> None:
+    name = f"ada-{TAG}"
+    # Nobody signs up as the teacher (the account exists before sign-ups open).
+    assert "already in use" in _signup(hub, TEACHER, PASSWORD)
+    assert _login(hub, TEACHER, PASSWORD)[0] == 200  # the sign-up did not change it
+    # Short, common and mismatched passwords.
+    assert f"at least {MIN_PASSWORD} characters" in _signup(hub, name, "short1")
+    assert "at least" in _signup(hub, name, "1234567890")  # a common one
+    assert "did not match" in _signup(hub, name, PASSWORD, PASSWORD + "x")
+    assert "sent to the admin" in _signup(hub, name, PASSWORD)
+    # Not yet approved: no login.
+    code, message, _ = _login(hub, name, PASSWORD)
+    assert code == 200 and "has not been authorized" in message
+    # A student cannot approve anyone; the teacher can.
+    assert _approve(_login(hub, name, PASSWORD)[2], name) in (302, 403)
+    teacher = _teacher(hub)
+    assert _approve(teacher, name) == 302
+    code, _, student = _login(hub, name, PASSWORD)
+    assert code == 302, "the approved student logs in"
+    assert "jupyterhub-session-id" in student.cookies or student.cookies
+    code, message, _ = _login(hub, name, PASSWORD + "x")
+    assert code == 200 and "Invalid username or password" in message
+
+
+def test_names_refused(hub: Hub) -> None:
+    for name in ("root", "daemon", "sudo", "teacher", "nobody", "eve+x", "eve/x", "e ve"):
+        message = _signup(hub, name, PASSWORD)
+        assert "sent to the admin" not in message, name
+    # A sign-up whose name became an account of this machine before approval: refused.
+    late = f"mallory-{TAG}"
+    assert "sent to the admin" in _signup(hub, late, PASSWORD)
+    subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", late],
+                   check=True)
+    try:
+        assert _approve(_teacher(hub), late) == 403
+        assert _login(hub, late, PASSWORD)[0] == 200
+    finally:
+        subprocess.run(["userdel", late], check=True)
+
+
+def test_lockout_after_failed_logins(hub: Hub) -> None:
+    name = f"bob-{TAG}"
+    assert "sent to the admin" in _signup(hub, name, PASSWORD)
+    assert _approve(_teacher(hub), name) == 302
+    for _ in range(5):
+        assert _login(hub, name, "wrong password!")[0] == 200
+    code, message, _ = _login(hub, name, PASSWORD)
+    assert code == 200, "five failed logins lock the account for a while"
+
+
+def test_formgrader_is_the_teachers_only(hub: Hub) -> None:
+    name = f"cy-{TAG}"
+    assert "sent to the admin" in _signup(hub, name, PASSWORD)
+    assert _approve(_teacher(hub), name) == 302
+
+    async def scenario() -> None:
+        teacher, student = await asyncio.gather(hub.login(TEACHER, TEACHER_PASSWORD),
+                                                hub.login(name, PASSWORD))
+        t0 = time.monotonic()
+        await asyncio.gather(teacher.start(), student.start())
+        print(f"teacher and student ready in {time.monotonic() - t0:.1f} s")
+        code, page = await teacher.server("GET", "/formgrader")
+        assert code == 200 and "formgrader" in str(page).lower()
+        code, _ = await student.server("GET", "/formgrader")
+        assert code == 404
+        # A student's token does not open the teacher's server.
+        code, _ = await teacher.server("GET", "/formgrader", token=student.token)
+        assert code in (403, 404)
+        # Each runs as their own OS user, with a private home.
+        kernel = await student.kernel()
+        r = await kernel.execute("import os, pwd; e = pwd.getpwuid(os.getuid()); "
+                                 "print(e.pw_name, e.pw_gecos, os.getcwd())")
+        assert r.stdout.split()[0] == name and USER_MARK in r.stdout
+        await kernel.shutdown()
+        await asyncio.gather(teacher.stop(), student.stop())
+    asyncio.run(scenario())
