@@ -16,7 +16,12 @@ Removed:
   stored count is null but that has outputs ("Unrun reference cell has outputs"), which is what
   ``nbstripout --keep-output`` without ``--keep-count`` does.
 
-Kept: every output, cell tags (``nbval-ignore-output`` and friends), cell ids, kernelspec.
+Set: ``metadata.kernelspec`` to what JupyterLab writes when it opens the notebook with the
+book's kernel (ipykernel's ``python3``, "Python 3 (ipykernel)"), so that opening and closing a
+notebook changes nothing (``metadata.language_info`` is what that kernel reported when the
+notebook was executed; it stays).
+
+Kept: every output, cell tags (``nbval-ignore-output`` and friends), cell ids.
 
 Usage:
     python scripts/strip_notebooks.py notebooks/*.ipynb          # rewrite in place
@@ -41,6 +46,8 @@ WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 #: What an output that was only a widget view says once the view is removed.
 WIDGET_NOTE = "A widget was shown here when this notebook was executed. Run the cell to show it."
 CELL_METADATA_KEYS = ("execution", "ExecuteTime", "collapsed", "scrolled")
+#: The kernelspec JupyterLab records for the book's kernel (ipykernel's kernel.json).
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 
 
 def strip_notebook(nb: dict[str, Any]) -> dict[str, Any]:
@@ -48,6 +55,8 @@ def strip_notebook(nb: dict[str, Any]) -> dict[str, Any]:
     meta = nb.get("metadata", {})
     for key in NOTEBOOK_METADATA_KEYS:
         meta.pop(key, None)
+    if nb.get("metadata") is not None:
+        meta["kernelspec"] = dict(KERNELSPEC)
     count = 0
     for cell in nb.get("cells", []):
         cmeta = cell.get("metadata", {})
