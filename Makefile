@@ -36,7 +36,13 @@ TEST_WORKERS ?= auto
 XDIST_FLAGS  := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile)
 PYTEST_ARGS  ?=
 
-.PHONY: all install system-deps lab test lint typecheck pytest html bench strip check-env clean
+# make test-fast: the tests a contributor runs while working, in about a minute on a quiet
+# 2-core machine: tests/ without the live, browser, nbgrader, hub and slow ones (markers in
+# pyproject.toml; tests/conftest.py marks the browser, nbgrader and hub modules) and without
+# the notebooks. make test runs everything.
+FAST_MARKERS := not (live or browser or nbgrader or hub or slow)
+
+.PHONY: all install system-deps lab test test-fast lint typecheck pytest html bench strip check-env clean
 
 all: test
 
@@ -75,6 +81,9 @@ test: $(STAMP) $(NODE_STAMP) system-deps
 	$(PY) -m pytest $(PYTEST_PATHS) $(NBVAL_FLAGS) $(XDIST_FLAGS) $(PYTEST_ARGS) || status=$$?; \
 	if [ $$status -ne 0 ]; then echo "make test: FAILED (ruff, mypy or pytest; see above)"; fi; \
 	exit $$status
+
+test-fast: $(STAMP)
+	$(PY) -m pytest tests -m "$(FAST_MARKERS)" $(XDIST_FLAGS) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check ksmbook tests

@@ -19,8 +19,8 @@ RW = kb.PROT_READ | kb.PROT_WRITE
 ANON = kb.MAP_PRIVATE | kb.MAP_ANONYMOUS
 #: A low, free address for MAP_FIXED mappings (far from the top-down mmap area).
 A = 0x10000000
-#: Advice values each kernel accepts besides MERGEABLE/UNMERGEABLE (reference §1 and §4),
-#: written out here rather than taken from the profile, so that a wrong profile fails.
+#: Advice values each kernel accepts besides MERGEABLE/UNMERGEABLE (docs/kernel-semantics.md
+#: §1 and §4), written out here rather than taken from the profile, so that a wrong profile fails.
 VALID = {"seed": frozenset({0, 1, 2, 3, 4, 9, 10, 11}),
          "2.6.32": frozenset({0, 1, 2, 3, 4, 9, 10, 11}),
          "modern": frozenset({0, 1, 2, 3, 4, 8, 9, 10, 11, *range(14, 26), 102, 103})}

@@ -96,6 +96,7 @@ def test_unreadable_files_exit_2_with_a_message(
     assert code == 2 and err.startswith(f"{f}: ")
 
 
+@pytest.mark.slow
 def test_the_module_runs_as_a_program(tmp_path: Path) -> None:
     """One real subprocess: `python -m ksmbook` wiring and exit codes."""
     bad = subprocess.run([sys.executable, "-m", "ksmbook", "run", "-"], input="bogus\n",

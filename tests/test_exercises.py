@@ -185,7 +185,7 @@ def test_answers_are_what_the_scenario_runs_to() -> None:
 
 
 def test_hole_in_range_gives_enomem_after_advising_the_mapped_parts() -> None:
-    # kernel-semantics.md section 2: holes give ENOMEM while all mapped parts are advised.
+    # docs/kernel-semantics.md §2: holes give ENOMEM while all mapped parts are advised.
     crossing = 0
     for seed in range(30):
         ex = generate("hole-result", seed)
@@ -219,7 +219,7 @@ def test_chapter_6_pairs_differ_between_kernels() -> None:
     for old, new in pairs:
         assert body(old) == body(new) and old.profile != new.profile
         assert old.answer != new.answer, old.ident
-    # Facts from kernel-semantics.md: WILLNEED on anon is EBADF in 2.6.32, 0 in 6.x;
+    # Facts from docs/kernel-semantics.md (§4): WILLNEED on anon is EBADF in 2.6.32, 0 in 6.x;
     # MADV_FREE (8) is invalid before 4.5.
     assert ex[0].answer == -errno.EBADF and ex[1].answer == 0
     assert ex[2].answer == -errno.EINVAL and ex[3].answer == 0

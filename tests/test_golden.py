@@ -1,5 +1,5 @@
 """Golden tests for the seed and 2.6.32 kernels: the worked examples of the reference
-(kernel-semantics.md §1-§5, §7), checked as exact maps text or VMA tuples.
+(docs/kernel-semantics.md §1-§5, §7), checked as exact maps text or VMA tuples.
 
 Every expected value below was derived by hand from the rules of the 2.6.32 sources the
 reference cites (mm/madvise.c sys_madvise() and madvise_behavior(), mm/mmap.c vma_merge()

@@ -58,7 +58,7 @@ def test_without_config_ksm_there_is_no_ksmd(profile: str) -> None:
 
 @pytest.mark.parametrize("profile_name", WITH_KSMD)
 def test_sysfs_knob_defaults(profile_name: str) -> None:
-    """Reference §6: pages_to_scan 100, sleep_millisecs 20, run 0."""
+    """docs/kernel-semantics.md §6: pages_to_scan 100, sleep_millisecs 20, run 0."""
     s = kb.Kernel(profile_name).sysfs
     assert (s["run"], s["pages_to_scan"], s["sleep_millisecs"]) == (0, 100, 20)
 

@@ -352,6 +352,7 @@ def _watched(args: list[str], prefix: str, tmp_path) -> tuple[int, list[str]]:
     return done.returncode, touched
 
 
+@pytest.mark.slow
 def test_not_live_never_touches_ksm_sysfs_or_starts_a_worker(tmp_path):
     """`-m "not live"` collects every test module and runs the tests that lie next to the live
     ones, and nothing opens, lists or stats /sys/kernel/mm/ksm or starts a live worker."""
@@ -368,6 +369,7 @@ def test_not_live_never_touches_ksm_sysfs_or_starts_a_worker(tmp_path):
     assert rc == 0 and touched == []
 
 
+@pytest.mark.slow
 def test_the_watch_sees_what_it_looks_for(tmp_path):
     """The audit hook of the test above does catch a touch and a worker (a control run: the
     watched prefix is a scratch directory, and the "worker" is a Python that does nothing)."""

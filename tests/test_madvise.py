@@ -216,7 +216,7 @@ def test_split_file_mapping_keeps_each_piece_at_its_file_offset(proc: Process) -
 
 
 def test_merge_into_next_from_inside_a_vma(proc: Process) -> None:
-    """Reference §3: V=[0x10000,0x14000) next to mergeable W=[0x14000,0x18000)."""
+    """docs/kernel-semantics.md §3: V=[0x10000,0x14000) next to mergeable W=[0x14000,0x18000)."""
     mapfix(proc, 0x10000, 0x8000)
     proc.madvise(0x14000, 0x4000, M)
     assert proc.madvise(0x12000, 0x2000, M) == 0
@@ -414,7 +414,8 @@ def _ignore_cases() -> list[tuple[str, kb.VM]]:
 
 
 def test_the_ignore_lists_are_the_kernels() -> None:
-    """Reference §5: the seed's list (kept in 2.6.32) and 6.12 vma_ksm_compatible()."""
+    """docs/kernel-semantics.md §5: the seed's list (kept in 2.6.32) and 6.12
+    vma_ksm_compatible()."""
     old = {"VM_MERGEABLE", "VM_SHARED", "VM_MAYSHARE", "VM_PFNMAP", "VM_IO", "VM_DONTEXPAND",
            "VM_RESERVED", "VM_HUGETLB", "VM_INSERTPAGE", "VM_MIXEDMAP", "VM_SAO"}
     new = {"VM_MERGEABLE", "VM_SHARED", "VM_MAYSHARE", "VM_PFNMAP", "VM_IO", "VM_DONTEXPAND",

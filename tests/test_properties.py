@@ -66,7 +66,7 @@ def check_structure(p: Process) -> None:
 
 
 def joinable(p: Process, a: kb.VMA, b: kb.VMA) -> bool:
-    """Would vma_merge() join two adjacent VMAs? (reference §3, from 2.6.32 and 6.12
+    """Would vma_merge() join two adjacent VMAs? (docs/kernel-semantics.md §3, from 2.6.32 and 6.12
     is_mergeable_vma(), is_mergeable_anon_vma(), can_vma_merge_before/after())"""
     prof = p.kernel.profile
     if a.end != b.start or (a.flags ^ b.flags) & ~prof.merge_ignore:

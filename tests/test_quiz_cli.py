@@ -162,6 +162,7 @@ def test_replay_a_scenario_file(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     assert code == 2 and "missing.txt" in err
 
 
+@pytest.mark.slow
 def test_module_entry_point() -> None:
     done = subprocess.run([sys.executable, "-m", "ksmbook", "quiz", "--seed", "1", "-n", "1",
                            "--solve"], capture_output=True, text=True, timeout=120,

@@ -22,6 +22,7 @@ def test_readme_python_examples() -> None:
     assert result.failed == 0
 
 
+@pytest.mark.slow
 def test_readme_shell_examples() -> None:
     text = README.read_text()
     blocks = re.findall(r"```console\n\$ printf '(.*?)' \| python -m ksmbook run -\n(.*?)```",

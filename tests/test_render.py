@@ -124,7 +124,7 @@ def test_unmergeable_merges_back() -> None:
 
 
 def test_boundary_moved_by_a_merge_with_next() -> None:
-    """kernel-semantics §3: V=[0x10000,0x14000) next to mergeable W; advising V's top half
+    """docs/kernel-semantics.md §3: V=[0x10000,0x14000) next to mergeable W; advising V's top half
     moves the boundary (vma_merge() 'merged with next'); the count stays 2."""
     k = kb.Kernel("seed")
     p = k.spawn()
