@@ -304,8 +304,11 @@ def handle_write_fault(mm: MM, vma: VMA, addr: int, content: int | None,
     once or a KSM page (wp_can_reuse_anon_folio() refuses KSM folios). v2.6.32 mm/memory.c
     handle_pte_fault(): do_anonymous_page(), do_linear_fault() -> __do_fault() (which makes
     the private copy itself), do_wp_page() ("if (PageAnon(old_page) && !PageKsm(old_page))"
-    -> reuse_swap_page(); else the copy at its ``gotten:`` label). The simulator keeps no
-    write bit per pte: a private anonymous page mapped once is written in place (NONE).
+    -> reuse_swap_page() and its ``reuse:`` label; else the copy at its ``gotten:`` label).
+    A private anonymous page mapped once is written in place: without a fault (NONE), or,
+    if fork() write-protected it (`Page.wrprotect`), after do_wp_page() -> wp_page_reuse()
+    (REUSE). The simulator does not write-protect a page elsewhere (mprotect(), ksmd's
+    write_protect_page() on a merge that then fails).
     """
     vpn = addr >> PAGE_SHIFT
     if vma.flags & VM.VM_SHARED and vma.file is not None:
@@ -337,7 +340,8 @@ def handle_write_fault(mm: MM, vma: VMA, addr: int, content: int | None,
                 old.content = content
                 mm.kernel.ksm.page_written()
             old.lazyfree = False  # the write dirties the pte: reclaim will keep the page
-            fault = Fault.NONE
+            fault = Fault.REUSE if old.wrprotect else Fault.NONE
+            old.wrprotect = False
         else:
             if old is mm.kernel.ksm.zero_page:
                 fault = Fault.KSM_ZERO_COPY
@@ -403,6 +407,14 @@ def _trace_fault(tr: Trace, p: Profile, addr: int, fault: Fault, access: str) ->
             else:
                 with tr.enter("do_linear_fault"):
                     tr.note("__do_fault", what)
+        elif fault is Fault.REUSE:
+            why = "an anonymous page mapped once (its fork()ed twin is gone)"
+            if p.wp_page_split:  # 4.1, see Profile.wp_page_split
+                with tr.enter("do_wp_page", why):
+                    tr.note("wp_page_reuse", "the page is made writable again, no copy")
+            else:
+                tr.note("do_wp_page", "{}: reuse_swap_page(): reuse: made writable, no copy",
+                        why)
         else:
             why = {Fault.KSM_COPY: "a KSM page is never reused",
                    Fault.KSM_ZERO_COPY: "the zero page ksmd mapped (use_zero_pages)",
@@ -590,10 +602,13 @@ class Process:
                 continue
             mm.guards.update(v for v in range(vma.start >> PAGE_SHIFT,
                                               vma.end >> PAGE_SHIFT) if v in self.mm.guards)
+            cow = not vma.flags & VM.VM_SHARED  # is_cow_mapping(): both ptes write-protected
             for vpn in self.mm.ptes.irange(vma.start >> PAGE_SHIFT,
                                            (vma.end >> PAGE_SHIFT) - 1):
                 page = self.mm.ptes[vpn]
                 page.mapcount += 1
+                if cow and page.anon:
+                    page.wrprotect = True
                 mm.ptes[vpn] = page
         if k.thp.pmds:
             k.thp.copy_huge_pmds(self.mm, mm)  # copy_huge_pmd() (ksmbook.thp)

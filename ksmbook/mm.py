@@ -117,6 +117,10 @@ class Page:
     #: MADV_FREE marked it clean and lazily freeable (folio_mark_lazyfree()): reclaim may
     #: drop it; a write before that dirties it again and cancels the free.
     lazyfree: bool = False
+    #: Its ptes are write-protected although the page is private: fork() write-protected a
+    #: private anonymous page in both mms (copy_present_pte()), so the next write takes
+    #: do_wp_page() even once the page is mapped only once again (then wp_page_reuse()).
+    wrprotect: bool = False
     id: int = field(default_factory=lambda: next(_ids))
 
 

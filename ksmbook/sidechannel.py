@@ -24,9 +24,10 @@ Calibration: this machine (Linux 6.18.44 x86-64, AMD EPYC, 2 vCPUs), measured wi
     python3 -m ksmbook.sidechannel --calibrate --pages 2048   (root, KSM built in)
 
 A ``ksmbook.live`` worker maps 2048 pages of each kind and forks a child that keeps the
-fork-shared ones; the live ksmd merges the mergeable ones (two exact full scans through
-``ksmbook.live.ksmd.session``: pages_to_scan 10,000,000, use_zero_pages 1, smart_scan 0, ksmd
-parked between scans and stopped while timing; every knob restored afterwards); the merges are
+fork-shared ones (and, for the reuse row, a second child that exits at once); the live ksmd
+merges the mergeable ones (two exact full scans through ``ksmbook.live.ksmd.session``:
+pages_to_scan 10,000,000, use_zero_pages 1, smart_scan 0, ksmd parked between scans and
+stopped while timing; every knob restored afterwards); the merges are
 checked in /proc/PID/ksm_stat; then the worker writes one byte to each page, in a shuffled
 order, between two ``time.perf_counter_ns()``. Microseconds; "- none" subtracts the first row,
 which is the cost of the timing itself (a ctypes call) plus a write that needs no fault::
@@ -35,6 +36,7 @@ which is the cost of the timing itself (a ctypes call) plus a write that needs n
     none            0.86   0.73   1.03    0.00   2.79   private page mapped once: no fault
     first-touch     2.90   2.64   3.21    2.04  10.67   do_anonymous_page(): a zeroed page
     read-zero       3.21   2.96   3.58    2.35  10.91   wp_page_copy() from the zero page
+    reuse           2.31   2.10   2.56    1.45   3.06   wp_page_reuse(): fork()ed twin gone
     cow             3.58   3.33   4.14    2.72  11.01   wp_page_copy(): page shared by fork()
     cow-ksm         3.85   3.40   4.71    2.99  11.38   wp_page_copy(): a KSM page
     cow-ksm-zero    3.21   2.96   3.62    2.35  10.78   wp_page_copy(): a KSM-placed zero page
@@ -48,10 +50,14 @@ means ksmd merged them. With use_zero_pages=1, a zero page that ksmd replaced by
 costs what any zero page costs (cow-ksm-zero = read-zero): the write tells only that the page
 was all zeros and had been scanned.
 
-What the model leaves out: THP, swap, NUMA, caches that a real attacker must also defeat, the
-cost of a write fault that reuses its page (a page COW-shared after fork() whose other mapping
-is gone is counted here as "none"), and everything before the write: the attacker also pays
-for waiting until ksmd has scanned its pages twice.
+The reuse row was measured later, by the same command on the same machine, busier then: in
+its two runs "none" took 1.05 us and the other medians 0.15-0.4 us more than in the table, so
+a write that reuses its page (fork()ed to a child that has exited since) costs about 2.1 us
+here, between no fault and a new page.
+
+What the model leaves out: THP, swap, NUMA, caches that a real attacker must also defeat, and
+everything before the write: the attacker also pays for waiting until ksmd has scanned its
+pages twice.
 """
 
 from __future__ import annotations
@@ -93,7 +99,8 @@ __all__ = ["KINDS", "LATENCY_US", "SPREAD", "CALIBRATION", "fault_of", "model_la
 
 #: The faults a write can take that the calibration measured (their `Fault.text` says what
 #: each does, in the kernel's words).
-KINDS = (Fault.NONE, Fault.ANON_NEW, Fault.COW_COPY, Fault.KSM_COPY, Fault.KSM_ZERO_COPY)
+KINDS = (Fault.NONE, Fault.ANON_NEW, Fault.REUSE, Fault.COW_COPY, Fault.KSM_COPY,
+         Fault.KSM_ZERO_COPY)
 
 #: The measured calibration (microseconds): kind -> (median, p10, p90), keyed by the `Fault`
 #: names of the table in the module docstring (see it for the command and the machine).
@@ -104,6 +111,7 @@ CALIBRATION: dict[str, tuple[float, float, float]] = {
     Fault.NONE: (0.86, 0.73, 1.03),
     Fault.ANON_NEW: (2.90, 2.64, 3.21),
     "read-zero": (3.21, 2.96, 3.58),
+    Fault.REUSE: (2.31, 2.10, 2.56),
     Fault.COW_COPY: (3.58, 3.33, 4.14),
     Fault.KSM_COPY: (3.85, 3.40, 4.71),
     Fault.KSM_ZERO_COPY: (3.21, 2.96, 3.62),
@@ -306,7 +314,8 @@ def _percentile(values: list[float], q: float) -> float:
 def measure_write_latency(pages: int = 1024, *, seed: int = 0) -> dict[str, Any]:
     """Time one write to each of `pages` pages of every kind on the live kernel (root, KSM
     built in): private pages, untouched ones, read-only-touched ones (the zero page), pages
-    shared after fork(), KSM pages, and zero pages that ksmd replaced by the zero page.
+    whose fork()ed twin is gone, pages shared after fork(), KSM pages, and zero pages that
+    ksmd replaced by the zero page.
 
     A ``ksmbook.live`` worker maps and fills the pages, advises them MADV_MERGEABLE and forks
     a child that keeps the fork-shared pages; the live ksmd (``ksmbook.live.ksmd.session``: knobs
@@ -329,6 +338,7 @@ def measure_write_latency(pages: int = 1024, *, seed: int = 0) -> dict[str, Any]
         "read-zero": (["read"] * pages, True),
         Fault.COW_COPY: ([tag * 2**32 + 2**21 + i for i in range(pages)], False),
         Fault.KSM_ZERO_COPY: ([0] * pages, True),
+        Fault.REUSE: ([tag * 2**32 + 2**22 + i for i in range(pages)], False),
     }
     with live_ksmd.session(use_zero_pages=1, smart_scan=0) as ksmd:
         helper = ksmd.spawn()
@@ -342,6 +352,12 @@ def measure_write_latency(pages: int = 1024, *, seed: int = 0) -> dict[str, Any]
         # MADV_DONTFORK areas that the child never gets, and nothing takes it back. The
         # child keeps the fork-shared pages until the session ends.
         helper.fork()
+        # The "reuse" pages: fork()ed to a second child that exits at once, so they are
+        # mapped once again but write-protected (do_wp_page() -> wp_page_reuse()).
+        reuse = areas[Fault.REUSE]
+        helper.madvise(reuse, pages * PAGE_SIZE, MADV.MADV_DOFORK)
+        helper.fork().exit()
+        helper.madvise(reuse, pages * PAGE_SIZE, MADV.MADV_DONTFORK)
         ksmd.scan(2)
         ksmd.stop()
         stat = live_ksmd.ksm_stat(helper.worker.pid)
@@ -365,7 +381,7 @@ def measure_write_latency(pages: int = 1024, *, seed: int = 0) -> dict[str, Any]
     return result
 
 
-_ORDER = (Fault.NONE, Fault.ANON_NEW, "read-zero", Fault.COW_COPY, Fault.KSM_COPY,
+_ORDER = (Fault.NONE, Fault.ANON_NEW, "read-zero", Fault.REUSE, Fault.COW_COPY, Fault.KSM_COPY,
           Fault.KSM_ZERO_COPY)
 
 

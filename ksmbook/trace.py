@@ -108,10 +108,8 @@ class Fault(enum.StrEnum):
     (mm/memory.c handle_mm_fault() -> handle_pte_fault()); the value is its short name.
 
     Each member's `text` says what the kernel does, in its function names (6.x; 2.6.32 names
-    in the docstrings of ``ksmbook.kernel.handle_write_fault`` and ``handle_read_fault``). The
-    simulator keeps no write bit per pte: a private page mapped once is taken as writable, so a
-    write to it is NONE where the kernel may first take do_wp_page() -> wp_page_reuse() (a
-    page whose other fork()ed mapping is gone); and a read maps nothing (ZERO_MAP, FILE_READ).
+    in the docstrings of ``ksmbook.kernel.handle_write_fault`` and ``handle_read_fault``). A
+    read maps nothing in the simulator (ZERO_MAP, FILE_READ).
     """
 
     #: The pte allows the access: no fault (a private page mapped once, or a shared page).
@@ -124,6 +122,10 @@ class Fault(enum.StrEnum):
     #: do_shared_fault() (2.6.32 do_linear_fault() -> __do_fault()): a write to an untouched
     #: page of a shared mapping maps the page-cache page itself, writable.
     FILE_SHARED = "file-shared"
+    #: do_wp_page() -> wp_page_reuse(): a private anonymous page that fork() write-protected,
+    #: mapped only once again (the other mapping wrote its own copy, unmapped it or exited):
+    #: the pte is made writable, nothing is copied.
+    REUSE = "reuse"
     #: do_wp_page() -> wp_page_copy(): the page is mapped more than once (shared after fork(),
     #: or the page-cache page of a private file mapping): the writer gets a copy.
     COW_COPY = "cow"
@@ -158,6 +160,7 @@ _FAULT_TEXT = {
     Fault.ANON_NEW: "do_anonymous_page(): a new zeroed page",
     Fault.FILE_COW: "do_cow_fault(): a private copy of the page-cache page",
     Fault.FILE_SHARED: "do_shared_fault(): the page-cache page, mapped writable",
+    Fault.REUSE: "do_wp_page() -> wp_page_reuse(): the page, mapped once again, made writable",
     Fault.COW_COPY: "do_wp_page() -> wp_page_copy(): copy a page mapped more than once",
     Fault.KSM_COPY: "do_wp_page() -> wp_page_copy(): copy a KSM page",
     Fault.KSM_ZERO_COPY: "do_wp_page() -> wp_page_copy(): a new page for a KSM-placed zero page",

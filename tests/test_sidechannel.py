@@ -42,10 +42,13 @@ def every_kind() -> tuple[kb.Kernel, list[tuple[kb.Process, int, Fault]]]:
     q = k.spawn("q")
     b = area(q, [3], advise=False)
     q.fork("child")
+    r = k.spawn("r")
+    c = area(r, [4], advise=False)
+    r.fork("gone").exit()                   # r's page: write-protected, mapped once again
     k.sysfs["run"] = 1
     k.ksmd.full_scans(2)
     return k, [(p, a, Fault.NONE), (p, a + P, Fault.KSM_COPY), (p, a + 2 * P, Fault.KSM_ZERO_COPY),
-               (p, a + 3 * P, Fault.ANON_NEW), (q, b, Fault.COW_COPY)]
+               (p, a + 3 * P, Fault.ANON_NEW), (q, b, Fault.COW_COPY), (r, c, Fault.REUSE)]
 
 
 def test_each_write_records_the_fault_it_took() -> None:
@@ -59,10 +62,11 @@ def test_each_write_records_the_fault_it_took() -> None:
         assert trace is not None and trace.faults() == [kind] == [t.kind]
         assert [(e.start, e.end) for e in trace.events] == [(addr, addr + P)]
         assert p.read_page(addr) == 0x77
-        assert (new is old) == (kind == Fault.NONE), kind   # every fault gives a new page
+        assert (new is old) == (kind in (Fault.NONE, Fault.REUSE)), kind  # else a new page
         assert new.ksm is None and new.mapcount == 1
         assert t.latency_us == sc.LATENCY_US[kind]          # no rng: the median
         assert k.log[-2] is trace and k.log[-1] is p.last_trace   # the read is traced too
+        assert not new.wrprotect
     assert k.sysfs["ksm_zero_pages"] == zero_pages - 1   # ksm_might_unmap_zero_page()
 
 
@@ -73,6 +77,7 @@ PATHS = {
         Fault.COW_COPY: ["handle_mm_fault", "do_wp_page", "wp_page_copy"],
         Fault.FILE_COW: ["handle_mm_fault", "do_fault", "do_cow_fault"],
         Fault.FILE_SHARED: ["handle_mm_fault", "do_fault", "do_shared_fault"],
+        Fault.REUSE: ["handle_mm_fault", "do_wp_page", "wp_page_reuse"],
         Fault.NONE: ["mmu"],
     },
     # v2.6.32 mm/memory.c: no wp_page_copy() (the copy is do_wp_page()'s gotten: label) and
@@ -83,6 +88,7 @@ PATHS = {
         Fault.COW_COPY: ["handle_mm_fault", "do_wp_page"],
         Fault.FILE_COW: ["handle_mm_fault", "do_linear_fault", "__do_fault"],
         Fault.FILE_SHARED: ["handle_mm_fault", "do_linear_fault", "__do_fault"],
+        Fault.REUSE: ["handle_mm_fault", "do_wp_page"],
         Fault.NONE: ["mmu"],
     },
 }
@@ -98,7 +104,7 @@ def test_the_fault_path_names_the_kernel_functions(profile: str) -> None:
     shared = p.mmap(P, RW, kb.MAP_SHARED, file=f, offset=P)
     k.sysfs["run"] = 1
     k.ksmd.full_scans(2)
-    p.fork("child")
+    child = p.fork("child")
     seen = {}
     # untouched, merged, fork-shared, private file, shared file, then the first page again
     for addr in (a + 3 * P, a, a + 2 * P, priv, shared, a + 3 * P):
@@ -106,6 +112,9 @@ def test_the_fault_path_names_the_kernel_functions(profile: str) -> None:
         trace = p.last_trace
         assert trace is not None
         seen[trace.faults()[0]] = trace.functions()
+    child.write_pages(a + 2 * P, [8])       # the child's copy is its own again: reused
+    assert child.last_trace is not None
+    seen[child.last_trace.faults()[0]] = child.last_trace.functions()
     assert seen == PATHS[profile]
     assert f.pages[1].content == 9 and f.pages[0].content == 5   # shared written, private copied
 
@@ -292,6 +301,7 @@ def test_live_calibration_orders_the_faults_and_restores_everything() -> None:
     assert med[Fault.KSM_COPY] > 2 * med[Fault.NONE]
     assert med[Fault.ANON_NEW] > 1.5 * med[Fault.NONE]
     assert med[Fault.COW_COPY] > 1.5 * med[Fault.NONE]
+    assert med[Fault.NONE] < med[Fault.REUSE] < med[Fault.ANON_NEW]
 
 
 @pytest.mark.live
