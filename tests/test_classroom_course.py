@@ -93,7 +93,7 @@ def answered(course: Path, answers: dict[str, str] | None = None) -> object:
 def course(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("course") / "ksmbook-course"
     r = ksmbook("assignment", "--chapter", "2", "--course", str(root), "--name", NAME,
-                "--count", "3")
+                "--count", "3", "--seed", "0")  # the book's problems (chapter_exercises)
     assert r.returncode == 0, r.stderr
     roster = root.parent / "roster.csv"
     roster.write_text(ROSTER)
@@ -307,7 +307,7 @@ def synthetic_class(course: Path) -> dict[str, dict[int, str]]:
     from ksmbook.exercises import chapter_exercises
 
     r = ksmbook("assignment", "--chapter", "2", "--course", str(course), "--name", "hw2",
-                "--count", "4")
+                "--count", "4", "--seed", "0")  # the book's problems (chapter_exercises)
     assert r.returncode == 0, r.stderr
     g = nbgrader(course, "generate_assignment", "hw2")
     assert g.returncode == 0, g.stderr

@@ -1,4 +1,5 @@
-"""`python -m ksmbook classroom assignment`: nbgrader assignments from the chapter exercises."""
+"""`python -m ksmbook classroom`: nbgrader assignments from the chapter exercises (`assignment`),
+a student's answer key (`solutions`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ __all__ = ["add_classroom_parser"]
 
 _EPILOG = """\
 then, in the course folder, nbgrader's own commands:
-  nbgrader generate_assignment chapter02    # release/chapter02/: answers and hidden tests removed
+  nbgrader generate_assignment chapter02    # release/chapter02/: the answers removed
   nbgrader release_assignment chapter02     # students fetch it from JupyterLab
   nbgrader collect chapter02
   nbgrader autograde chapter02
@@ -27,34 +28,92 @@ def add_classroom_parser(subparsers: Any) -> argparse.ArgumentParser:
     a = sub.add_parser(
         "assignment", help="write an nbgrader source notebook of a chapter's exercises",
         description="Write DIR/source/NAME/NAME.ipynb, an nbgrader source notebook of the "
-                    "exercises that end chapter N (answers and hidden tests computed by the "
-                    "simulator), and DIR/nbgrader_config.py if it is missing.",
+                    "exercises that end chapter N (answers computed by the simulator), the "
+                    "course secret and the assignment's plan in DIR/.ksmbook/, and "
+                    "DIR/nbgrader_config.py (with ksmbook's grading step, which grades the "
+                    "recorded answers in autograde's process).",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     a.add_argument("--chapter", type=int, required=True, metavar="N")
     a.add_argument("--course", required=True, metavar="DIR", help="the nbgrader course folder")
     a.add_argument("--name", help="assignment name (default chapterNN)")
     a.add_argument("--count", type=int, metavar="K", help="only the first K exercises")
-    a.add_argument("--seed", type=int, default=0,
-                   help="0 (default): the book's exercises; another seed: other problems of "
-                        "the same kinds")
+    a.add_argument("--variants", action="store_true",
+                   help="each student gets their own problems (from the course secret and "
+                        "the student's id); needs the students (--students or the gradebook)")
+    a.add_argument("--students", metavar="ID,ID,...",
+                   help="the students' ids (nbgrader's ids: their hub names), added to those "
+                        "in the course's gradebook")
+    a.add_argument("--seed", type=int, default=None,
+                   help="default: one problem set drawn from the course secret; 0: the book's "
+                        "own exercises (their solutions are in every student's book); another "
+                        "seed: chapter_exercises(N, seed=SEED), which students can find")
+    a.add_argument("--points", type=int, default=1, metavar="P",
+                   help="points of each problem (default 1; a field of each test cell's "
+                        "nbgrader metadata, which can be edited in the source notebook)")
+    a.add_argument("--written", metavar="N,N,...",
+                   help="add an 'explain why' question after these problems (graded by hand "
+                        "in formgrader; the rubric is in the source notebook only)")
+    a.add_argument("--written-points", type=int, default=2, metavar="P",
+                   help="points of each written question (default 2)")
     a.add_argument("--force", action="store_true", help="overwrite an existing assignment")
     a.set_defaults(func=_assignment)
+    s = sub.add_parser(
+        "solutions", help="print a student's answer key (needs the course secret)",
+        description="Print the answers of one student's problems in assignment NAME, as the "
+                    "lines to put in the answer cells: answer_N = <python literal>. For the "
+                    "teacher only: it reads the course secret in DIR/.ksmbook/.")
+    s.add_argument("--course", required=True, metavar="DIR", help="the nbgrader course folder")
+    s.add_argument("--assignment", required=True, metavar="NAME")
+    s.add_argument("--student", required=True, metavar="ID")
+    s.add_argument("--problems", action="store_true",
+                   help="also print each problem's text (as # comment lines) above its answer")
+    s.set_defaults(func=_solutions)
     _add_course_parsers(sub)
     from .hub import add_hub_admin_parser
     add_hub_admin_parser(sub)
     return p
 
 
+def _int_list(text: str | None, option: str) -> list[int]:
+    if not text:
+        return []
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"{option} {text!r}: give problem numbers such as 1,3") from None
+
+
 def _assignment(args: argparse.Namespace) -> int:
     from .assignment import AssignmentError, write_assignment
 
+    def warn(message: str) -> None:
+        print(f"classroom assignment: warning: {message}", file=sys.stderr)
+
+    students = [s.strip() for s in (args.students or "").split(",") if s.strip()]
     try:
+        written = _int_list(args.written, "--written")
         path = write_assignment(args.chapter, args.course, name=args.name, count=args.count,
-                                seed=args.seed, force=args.force)
-    except AssignmentError as e:
+                                seed=args.seed, variants=args.variants, students=students,
+                                points=args.points, written=written,
+                                written_points=args.written_points, force=args.force,
+                                warn=warn)
+    except (AssignmentError, ValueError) as e:
         print(f"classroom assignment: {e}", file=sys.stderr)
         return 2
     print(path)
+    return 0
+
+
+def _solutions(args: argparse.Namespace) -> int:
+    from .assignment import AssignmentError, solution_lines
+
+    try:
+        lines = solution_lines(args.course, args.assignment, args.student,
+                               problems=args.problems)
+    except AssignmentError as e:
+        print(f"classroom solutions: {e}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
     return 0
 
 

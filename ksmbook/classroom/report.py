@@ -30,6 +30,7 @@ from typing import Any
 from ..exercises import Problem, generate
 from .course import Course, CourseError
 from .export import GRADED, NEEDS_MANUAL, NOT_AUTOGRADED, NOT_SUBMITTED, Submission, collect
+from .variants import load_plan, problems_of
 
 __all__ = ["Answer", "QuestionReport", "ClassReport", "build_report", "render_html",
            "write_report", "read_answer"]
@@ -179,11 +180,23 @@ class _Problems:
         for nb in nbs:
             self.refs.update(_problem_refs(nb))
         self._cache: dict[tuple[str, int, int, str], Problem] = {}
+        plan = load_plan(course.root, assignment)
+        self.planned, self.variants = plan is not None, plan is not None and plan.mode == "variants"
+        if plan is not None:
+            self.refs = {n: (ident, 0, 0, profile)
+                         for n, (ident, profile, _s) in enumerate(plan.problems, 1)}
+        self._planned: dict[str | None, list[Problem]] = {}
 
     def numbers(self) -> list[int]:
         return sorted(self.refs)
 
     def get(self, number: int, student: str | None = None) -> Problem | None:
+        if self.planned:  # made by ksmbook's classroom assignment (ksmbook.classroom.variants)
+            key = student if self.variants else None
+            if key not in self._planned:
+                self._planned[key] = problems_of(self.course.root, self.assignment, key) or []
+            mine = self._planned[key]
+            return mine[number - 1] if 1 <= number <= len(mine) else None
         ref = self.refs.get(number)
         if ref is None:
             return None

@@ -1,0 +1,139 @@
+"""ksmbook's grading step without nbgrader runs: answers read as data, feedback as plain text,
+per-student problems from the course secret, the sandbox's launcher (fast tests; the end-to-end
+runs are in test_classroom_nbgrader.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import pwd
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("nbgrader", reason="the classroom extra is not installed")
+
+from ksmbook.__main__ import main  # noqa: E402
+from ksmbook.classroom.assignment import _plain, write_assignment  # noqa: E402
+from ksmbook.classroom.grading import MAX_ANSWER, verdict  # noqa: E402
+from ksmbook.classroom.student import NotAnswered, record_answer  # noqa: E402
+from ksmbook.classroom.variants import load_plan, load_secret, problems_for  # noqa: E402
+from ksmbook.exercises import chapter_exercises, generate  # noqa: E402
+
+
+def _cli(*args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["classroom", *args])
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_answers_are_read_as_data_never_run(tmp_path: Path) -> None:
+    problem = chapter_exercises(2)[0]
+    canary = tmp_path / "ran"
+    for text in (f"__import__('pathlib').Path({str(canary)!r}).touch()",
+                 "(lambda: 1)()", "[" * 500 + "]" * 500, "x" * (MAX_ANSWER + 1)):
+        ok, message = verdict(problem, 1, text)
+        assert not ok and message.startswith("Problem 1: ") and "0 points" in message
+    assert not canary.exists()
+    assert verdict(problem, 1, None)[1].startswith("Problem 1: no answer was recorded")
+    assert verdict(problem, 1, repr(problem.answer_text()))[0]
+
+
+def test_feedback_points_at_nothing_a_graded_notebook_lacks() -> None:
+    assert _plain("Not quite: x. (hint() tells more; solution() shows the simulator's "
+                  "answer.)") == "Not quite: x."
+    assert _plain("Follow it through the checks (hint() shows the path).") == \
+        "Follow it through the checks."
+    assert _plain("Keep (this) and f() too.") == "Keep (this) and f() too."
+
+
+def test_record_answer_names_a_blank_answer(monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    for blank in (None, ...):
+        with pytest.raises(NotAnswered, match="problem 3 has no answer yet: write answer_3"):
+            record_answer(3, blank)
+    with pytest.raises(NotAnswered):
+        record_answer(3)
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    record_answer(2, "ENOMEM")
+    out, err = capsys.readouterr()
+    assert "answer_2 = 'ENOMEM'" in out and "ksmbook's autograde step" in err
+
+
+def test_problems_per_student_hide_their_seed(tmp_path: Path) -> None:
+    write_assignment(3, tmp_path, variants=True, students=["ann", "ben"], count=3)
+    plan, secret = load_plan(tmp_path, "chapter03"), load_secret(tmp_path)
+    assert plan is not None and plan.students == ["ann", "ben"]
+    ann, ben = (problems_for(plan, secret, s) for s in ("ann", "ben"))
+    assert [p.text() for p in ann] == [p.text() for p in problems_for(plan, secret, "ann")]
+    assert [p.text() for p in ann] != [p.text() for p in ben]
+    book = chapter_exercises(3)
+    for p, b in zip(ann, book, strict=False):
+        assert not re.search(r"seed \d|/v\d", p.text())
+        assert p.text() != b.text().replace(b.title, p.title)
+    # Nobody without the secret: the same id under another secret gets other problems.
+    other = problems_for(plan, b"another secret of 32 bytes......", "ann")
+    assert [p.text() for p in other] != [p.text() for p in ann]
+    # Pinned versions: the plan names each generator with its version.
+    assert all("/v" in ident for ident, _profile, _seed in plan.problems)
+    generate(plan.problems[0][0], 1)
+
+
+def test_solutions_prints_the_key_and_the_problems(tmp_path: Path) -> None:
+    write_assignment(2, tmp_path, variants=True, students=["ann"], count=2)
+    code, out, err = _cli("solutions", "--course", str(tmp_path), "--assignment", "chapter02",
+                          "--student", "ann")
+    assert code == 0 and err == ""
+    assert [line.split(" = ")[0] for line in out.splitlines()] == ["answer_1", "answer_2"]
+    code, out, _ = _cli("solutions", "--course", str(tmp_path), "--assignment", "chapter02",
+                        "--student", "ann", "--problems")
+    assert code == 0 and "# Problem 1" in out and "answer_2 = " in out
+    code, out, err = _cli("solutions", "--course", str(tmp_path), "--assignment", "chapter02",
+                          "--student", "zed")
+    assert code == 2 and out == "" and "'zed' is not among the students" in err
+    secret = (tmp_path / ".ksmbook" / "secret").read_bytes()
+    assert secret.hex() not in out + err
+
+
+def test_existing_course_config_gets_the_grading_step(tmp_path: Path) -> None:
+    (tmp_path / "nbgrader_config.py").write_text("c = get_config()\nc.X = 1\n")
+    write_assignment(2, tmp_path, count=1)
+    text = (tmp_path / "nbgrader_config.py").read_text()
+    assert text.startswith("c = get_config()\nc.X = 1\n")
+    assert text.count("AUTOGRADE_PREPROCESSORS") == 2
+    write_assignment(2, tmp_path, count=1, name="again")
+    assert (tmp_path / "nbgrader_config.py").read_text() == text
+
+
+def test_sandbox_launcher(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "ksmbook.classroom.sandbox"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "usage" in r.stderr
+    if os.geteuid() != 0:
+        pytest.skip("the sandbox changes user only when run as root")
+    try:
+        pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user nobody")
+    hidden = tmp_path / "course"
+    hidden.mkdir()
+    (hidden / "gradebook.db").write_text("grades")
+    os.chmod(hidden, 0o755)
+    os.chmod(hidden / "gradebook.db", 0o666)  # even a world-writable file is out of reach
+    code = ("import os, sys; print(os.getuid(), os.getcwd());"
+            f"p = {str(hidden / 'gradebook.db')!r}\n"
+            "try:\n open(p, 'a'); print('wrote')\nexcept OSError as e: print('denied', e.errno)")
+    r = subprocess.run([sys.executable, "-m", "ksmbook.classroom.sandbox",
+                        f"--dir={tmp_path / 'k'}", f"--hide={hidden}", "--",
+                        sys.executable, "-c", code], capture_output=True, text=True)
+    if "unshare" in r.stderr and "Operation not permitted" in r.stderr:
+        pytest.skip("no mount namespaces here")
+    uid, cwd = r.stdout.split()[:2]
+    assert int(uid) == pwd.getpwnam("nobody").pw_uid and cwd == str(tmp_path / "k" / "home")
+    assert "denied" in r.stdout and "wrote" not in r.stdout
+    assert (hidden / "gradebook.db").read_text() == "grades"
