@@ -241,15 +241,16 @@ class Kernel:
         for addr in range(start, end, PAGE_SIZE):
             handle_write_fault(mm, vma, addr, None, tr)
 
-    def mm_populate(self, mm: MM, start: int, end: int) -> None:
+    def mm_populate(self, mm: MM, start: int, end: int, tr: Trace | None = None) -> None:
         """mm_populate() (2.6.32 make_pages_present()): fault in a MAP_LOCKED or MAP_POPULATE
-        range; private writable VMAs take write faults (their pages become anonymous)."""
+        range; private writable VMAs take write faults (their pages become anonymous), each
+        recorded in `tr` if given."""
         addr = start
         while addr < end and (vma := mm.vma_at(addr)) is not None:
             stop = min(end, vma.end)
             private_write = vma.flags & (VM.VM_WRITE | VM.VM_SHARED) == VM.VM_WRITE
             if private_write:
-                self.populate_write(mm, vma, addr, stop)
+                self.populate_write(mm, vma, addr, stop, tr)
             elif vma.file is not None and vma.flags & VM.VM_READ and vma.file.kind != "device":
                 for a in range(addr, stop, PAGE_SIZE):
                     if a >> PAGE_SHIFT not in mm.ptes:

@@ -693,7 +693,7 @@ class MM:
                 flags & MAP.MAP_POPULATE and not flags & MAP.MAP_NONBLOCK)):
             vma = self.vma_at(got)
             if vma is None or not vma.flags & (VM.VM_IO | VM.VM_PFNMAP):
-                k.mm_populate(self, got, got + length)
+                k.mm_populate(self, got, got + length, tr)
                 tr.note(p.fn("make_pages_present"), "MAP_LOCKED or MAP_POPULATE: pages "
                         "faulted in")
         return got

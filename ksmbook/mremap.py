@@ -269,7 +269,7 @@ def _expand_in_place(mm: MM, vma: VMA, addr: int, old_len: int, new_len: int,
         tr.note("vma_adjust", "grown in place to {:#x}-{:#x}", vma.start, vma.end)
         tr.event(Kind.RESIZE, vma.start, vma.end, "grown")
     if grown.flags & VM.VM_LOCKED:
-        mm.kernel.mm_populate(mm, addr + old_len, addr + new_len)
+        mm.kernel.mm_populate(mm, addr + old_len, addr + new_len, tr)
     return addr
 
 
@@ -332,7 +332,7 @@ def move_vma(mm: MM, vma: VMA, old_addr: int, old_len: int, new_len: int, new_ad
         else:
             mm.do_munmap(old_addr, old_len, tr)
         if flags_now & VM.VM_LOCKED and new_len > old_len:
-            k.mm_populate(mm, new_addr + old_len, new_addr + new_len)
+            k.mm_populate(mm, new_addr + old_len, new_addr + new_len, tr)
     return new_addr
 
 

@@ -150,6 +150,19 @@ def test_madv_populate_write_records_its_faults() -> None:
     assert [p.read_page(a + i * P) for i in range(3)] == [0, 5, 0]
 
 
+def test_map_populate_and_map_locked_record_their_faults() -> None:
+    """mm_populate() (2.6.32 make_pages_present()) write-faults a private writable mapping:
+    mmap's trace has one fault per page."""
+    for profile, flag in (("modern", kb.MAP_POPULATE), ("2.6.32", kb.MAP_LOCKED)):
+        k = kb.Kernel(profile=profile)
+        p = k.spawn()
+        a = p.mmap(3 * P, RW, ANON | flag)
+        assert p.last_trace is not None
+        assert p.last_trace.faults() == [Fault.ANON_NEW] * 3, profile
+        assert [e.start for e in p.last_trace.events if e.kind is Kind.FAULT] == \
+            [a, a + P, a + 2 * P]
+
+
 def test_shared_mappings_and_bad_addresses() -> None:
     k = kb.Kernel(profile="modern")
     p = k.spawn()
