@@ -2,7 +2,8 @@
 
 Each `Step` names the kernel function it models and the decision taken there, nested as the
 calls nest. `Event` records the structural changes (a split, a merge, a flag change, a VMA
-added or removed) that the diagrams annotate.
+added or removed) that the diagrams annotate, the decisions (a failed check, a hole), and what
+the fault handler did for each page a call touched (`Fault`): a `Kind` names which.
 
 A step stores a `str.format` template and its arguments, not text: ``tr.note("f", "{} pages",
 n)`` costs one tuple, and the message is formatted only when someone reads it (``step.message``,
@@ -112,7 +113,8 @@ class Fault(enum.StrEnum):
     read maps nothing in the simulator (ZERO_MAP, FILE_READ).
     """
 
-    #: The pte allows the access: no fault (a private page mapped once, or a shared page).
+    #: The pte allows the access: no fault (a shared page, or a private one mapped once that
+    #: fork() did not write-protect).
     NONE = "none"
     #: do_anonymous_page(): a write to an untouched anonymous page gets a new zeroed page.
     ANON_NEW = "first-touch"
@@ -149,11 +151,6 @@ class Fault(enum.StrEnum):
         """What the fault did, in the kernel's words."""
         return _FAULT_TEXT[self]
 
-    @property
-    def faulted(self) -> bool:
-        """Whether the access took a page fault at all."""
-        return self is not Fault.NONE
-
 
 _FAULT_TEXT = {
     Fault.NONE: "no fault: the page is mapped and the access is allowed",
@@ -180,11 +177,6 @@ class Event(NamedTuple):
     start: int
     end: int
     detail: str | Fail | Fault = ""
-
-    @property
-    def fault(self) -> Fault | None:
-        """The outcome of a fault event, else None."""
-        return self.detail if isinstance(self.detail, Fault) else None
 
 
 @dataclass
