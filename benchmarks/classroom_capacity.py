@@ -11,7 +11,8 @@ hub (the hub, its proxy and the idle culler).
     .venv/bin/python benchmarks/classroom_capacity.py [--students 1 5 10 20]
 
 Needs the classroom extra and configurable-http-proxy (`npm ci`). Everything runs on the
-simulator (chapter 2 does not touch this machine's KSM).
+simulator (chapter 2 does not touch this machine's KSM). Run as root, the hub runs each
+student's server as an OS user of their own, as a class would; the users are removed after.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import nbformat
 import psutil
 from tornado.httpclient import AsyncHTTPClient
 
-from ksmbook.classroom.hubclient import Student, run_test_hub
+from ksmbook.classroom.hubclient import Student, hub_env, remove_hub_users, run_test_hub
 
 REPO = Path(__file__).resolve().parent.parent
 CHAPTER = REPO / "notebooks" / "02-madvise.ipynb"
@@ -77,24 +78,35 @@ async def _chapter(student: Student, cells: list[str]) -> float:
 def measure(n: int, cells: list[str]) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="ksmbook-capacity-") as tmp:
         root = Path(tmp)
+        root.chmod(0o755)  # as root, every student's server runs as their own OS user
         homes = root / "homes"
-        with run_test_hub(root, REPO, timeout=120) as (hub, proc):
-            async def run() -> dict[str, float]:
-                AsyncHTTPClient.configure(None, max_clients=4 * n + 10)
-                names = [f"student{i:02d}" for i in range(1, n + 1)]
-                students = await asyncio.gather(*(hub.login(s, "pw") for s in names))
-                t0 = time.monotonic()
-                await asyncio.gather(*(s.start(timeout=600) for s in students))
-                ready = time.monotonic() - t0
-                times = await asyncio.gather(*(_chapter(s, cells) for s in students))
-                per_student, pss = zip(*(_memory_below(homes / s) for s in names),
-                                       strict=True)
-                hub_rss = _rss_tree(proc.pid, homes)
-                return {"ready": ready, "median": statistics.median(times),
-                        "worst": max(times), "rss_mean": statistics.mean(per_student) / MiB,
-                        "rss_max": max(per_student) / MiB,
-                        "pss_mean": statistics.mean(pss) / MiB, "hub": hub_rss / MiB}
-            return asyncio.run(run())
+        env = {**hub_env(root, REPO), "KSMBOOK_HUB_ADMIN": f"bench{os.getpid()}"}
+        try:
+            return _measure(n, cells, root, homes, env)
+        finally:
+            if os.geteuid() == 0:
+                remove_hub_users(root)
+
+
+def _measure(n: int, cells: list[str], root: Path, homes: Path,
+             env: dict[str, str]) -> dict[str, float]:
+    with run_test_hub(root, REPO, timeout=120, env=env) as (hub, proc):
+        async def run() -> dict[str, float]:
+            AsyncHTTPClient.configure(None, max_clients=4 * n + 10)
+            names = [f"s{os.getpid()}-{i:02d}" for i in range(1, n + 1)]
+            students = await asyncio.gather(*(hub.login(s, "pw") for s in names))
+            t0 = time.monotonic()
+            await asyncio.gather(*(s.start(timeout=600) for s in students))
+            ready = time.monotonic() - t0
+            times = await asyncio.gather(*(_chapter(s, cells) for s in students))
+            per_student, pss = zip(*(_memory_below(homes / s) for s in names),
+                                   strict=True)
+            hub_rss = _rss_tree(proc.pid, homes)
+            return {"ready": ready, "median": statistics.median(times),
+                    "worst": max(times), "rss_mean": statistics.mean(per_student) / MiB,
+                    "rss_max": max(per_student) / MiB,
+                    "pss_mean": statistics.mean(pss) / MiB, "hub": hub_rss / MiB}
+        return asyncio.run(run())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,7 +31,8 @@ one after), KSMBOOK_HUB_STATE (/srv/ksmbook-hub: database, cookie secret), KSMBO
 ~/COURSE; default "ksmbook-course"), KSMBOOK_EXCHANGE (/srv/nbgrader/exchange),
 KSMBOOK_HUB_CULL (idle seconds before a server is stopped; 3600), KSMBOOK_HUB_PYTHON (the
 Python that runs every server, with this repository's packages; default the hub's own, which
-every account must be able to run).
+every account must be able to run), KSMBOOK_BOOK (the book's folder that every student's copy
+follows; default this repository's notebooks/).
 
 Test mode (KSMBOOK_HUB_MODE=test): listens on 127.0.0.1:KSMBOOK_HUB_PORT only, accepts any
 password (dummy authenticator: never for a class), runs local processes, and registers the
@@ -141,7 +142,7 @@ def _config_path(spawner):
 c.Spawner.default_url = "/lab"
 c.Spawner.cmd = [PYTHON, "-m", "ksmbook.classroom.bookcopy"]
 c.Spawner.environment = {
-    "KSMBOOK_BOOK": str(REPO / "notebooks"),
+    "KSMBOOK_BOOK": os.environ.get("KSMBOOK_BOOK") or str(REPO / "notebooks"),
     "JUPYTER_CONFIG_PATH": _config_path,
     "KSMBOOK_COURSE": COURSE,
     "KSMBOOK_EXCHANGE": str(EXCHANGE),

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import subprocess
 import tempfile
 import time
@@ -29,7 +30,7 @@ import pytest
 
 pytest.importorskip("jupyterhub", reason="the classroom extra is not installed")
 
-from ksmbook.classroom.bookcopy import MANIFEST, sync_book  # noqa: E402
+from ksmbook.classroom.bookcopy import COPY, MANIFEST, NOTICE, sync_book  # noqa: E402
 from ksmbook.classroom.hubclient import (  # noqa: E402
     Hub,
     Kernel,
@@ -46,6 +47,7 @@ TEACHER = f"kbt{TAG}"
 ADA, GRACE, LINUS = (f"{n}-{TAG}" for n in ("ada", "grace", "linus"))
 STUDENTS = (ADA, GRACE, LINUS)
 COURSE = "ksmbook-course"  # the hub's default KSMBOOK_COURSE
+EDITED, RUN = "02-madvise.ipynb", "03-the-ksm-mm-interface.ipynb"  # chapters ada edits / only runs
 
 SCENARIO = """\
 import ksmbook as kb
@@ -107,7 +109,9 @@ def test_a_class_on_the_hub(root: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("not root: the test-mode hub cannot run each student as an OS user of "
                     "their own (students would share the hub's user)")
-    env = {**hub_env(root, REPO), "KSMBOOK_HUB_ADMIN": TEACHER}
+    book = root / "book"  # the book the students' copies follow, updated below
+    shutil.copytree(REPO / "notebooks", book)
+    env = {**hub_env(root, REPO), "KSMBOOK_HUB_ADMIN": TEACHER, "KSMBOOK_BOOK": str(book)}
     homes = root / "homes"
     exchange = root / "exchange"
     with run_test_hub(root, REPO, timeout=120, env=env) as (client, proc):
@@ -116,11 +120,31 @@ def test_a_class_on_the_hub(root: Path) -> None:
         while _procs_under(homes) and time.monotonic() < deadline:
             time.sleep(0.5)
         assert _procs_under(homes) == []
-    # Everything is still there after a restart: accounts, homes, the exchange, the course.
+    # The book is corrected while the hub is down: a chapter ada edited, one she ran only.
+    for chapter in (EDITED, RUN):
+        nb = json.loads((book / chapter).read_text())
+        nb["cells"].append({"cell_type": "markdown", "metadata": {}, "source": "Corrected."})
+        (book / chapter).write_text(json.dumps(nb))
+    # Everything is still there after a restart: accounts, homes, the exchange, the course;
+    # ada's next login brings the book up to date and JupyterLab opens the notice.
     with run_test_hub(root, REPO, timeout=120, env=env) as (client, _):
         async def after() -> None:
             users = {u["name"] for u in await client.api("GET", "/users")}
             assert {TEACHER, *STUDENTS} <= users
+            ada = await client.login(ADA, "any")
+            await ada.start()
+            code, _, headers = await client.request("GET", f"/user/{ADA}/", token=ada.token,
+                                                    follow=False)
+            assert code == 302
+            assert headers["Location"].split("?")[0].endswith(f"/lab/tree/{COPY}/{NOTICE}")
+            code, notice = await ada.server("GET", f"/api/contents/{COPY}/{NOTICE}")
+            assert code == 200 and EDITED.replace(".ipynb", ".new.ipynb") in \
+                notice["content"]
+            code, mine = await ada.server("GET", f"/api/contents/{COPY}/{EDITED}")
+            assert any("# ada's edit" in c["source"] for c in mine["content"]["cells"])
+            code, ran = await ada.server("GET", f"/api/contents/{COPY}/{RUN}")
+            assert "Corrected." in str(ran["content"]["cells"])
+            await ada.stop()
         asyncio.run(after())
     assert (homes / ADA / "notes.txt").read_text() == f"{ADA}'s notes"
     assert len(list((exchange / COURSE / "inbound").iterdir())) >= 3
@@ -254,6 +278,19 @@ print("planted")
                                  {"type": "file", "format": "text",
                                   "content": f"{s.name}'s notes"})
         assert code in (200, 201)
+    # ada edits a chapter's source, and runs another (new outputs are not an edit).
+    for chapter, change in ((EDITED, "source"), (RUN, "outputs")):
+        path = f"/api/contents/{COPY}/{chapter}"
+        code, nb = await ada.server("GET", path)
+        cell = next(c for c in nb["content"]["cells"] if c["cell_type"] == "code")
+        if change == "source":
+            cell["source"] += "\n# ada's edit"
+        else:
+            cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "ran\n"}]
+            cell["execution_count"] = 99
+        code, _ = await ada.server("PUT", path, {"type": "notebook", "format": "json",
+                                                 "content": nb["content"]})
+        assert code == 200
     a, b = students[0], students[1]
     code, _ = await b.server("GET", "/api/contents/notes.txt", token=a.token)
     assert code in (403, 404), code
@@ -290,25 +327,101 @@ async def _submit(student: Student, answer: str) -> None:
     assert code == 200 and "error" not in str(out).lower(), out
 
 
-def test_book_copy_keeps_students_edits(tmp_path: Path) -> None:
+def _chapter(path: Path, *sources: str, outputs: str = "") -> None:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    for i, src in enumerate(sources):
+        cell = nbformat.v4.new_code_cell(src, execution_count=i + 1 if outputs else None)
+        if outputs:
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=outputs)]
+        nb.cells.append(cell)
+    nbformat.write(nb, path)
+
+
+def _run_and_save(path: Path, text: str) -> None:
+    """What running a chapter and saving it does: outputs, counts, metadata; no source."""
+    nb = json.loads(path.read_text())
+    for i, cell in enumerate(nb["cells"]):
+        cell["execution_count"] = 40 + i
+        cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": text}]
+        cell["metadata"]["collapsed"] = True
+    nb["metadata"]["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    path.write_text(json.dumps(nb))
+
+
+def test_book_copy_at_each_login(tmp_path: Path) -> None:
+    from ksmbook.classroom.bookcopy import prepare
+
+    book, home = tmp_path / "book", tmp_path / "home"
+    copy = home / COPY
+    book.mkdir()
+    _chapter(book / "01.ipynb", "print(1)")
+    _chapter(book / "02.ipynb", "print(2)")
+    (book / "data.txt").write_text("v1")
+    first, url = prepare(book, home)  # first login
+    assert first.copied == ("01.ipynb", "02.ipynb", "data.txt") and url is None
+    assert (copy / MANIFEST).exists()
+
+    # Running and saving chapter 1 is not an edit; a changed source in chapter 2 is.
+    _run_and_save(copy / "01.ipynb", "my output")
+    _run_and_save(copy / "02.ipynb", "my output")
+    mine = json.loads((copy / "02.ipynb").read_text())
+    mine["cells"][0]["source"] = "print(2)  # my answer"
+    (copy / "02.ipynb").write_text(json.dumps(mine))
+    assert prepare(book, home) == (sync_book(book, copy), None)  # nothing new in the book
+
+    # The book is updated; the next login brings it.
+    _chapter(book / "01.ipynb", "print('one')")
+    _chapter(book / "02.ipynb", "print('two')")
+    _chapter(book / "03.ipynb", "print(3)")
+    done, url = prepare(book, home)
+    assert (done.copied, done.updated, done.kept, done.placed) == (
+        ("03.ipynb",), ("01.ipynb",), ("02.ipynb",), ("02.ipynb",))
+    assert "print('one')" in (copy / "01.ipynb").read_text()
+    assert not (copy / "01.new.ipynb").exists()
+    # The edited chapter is the student's; the new one is beside it, and they are told where:
+    # JupyterLab opens the notice at this login, and the chapter's first cell says so.
+    assert "print('two')" in (copy / "02.new.ipynb").read_text()
+    assert url == f"/lab/tree/{COPY}/{NOTICE}"
+    assert "02.new.ipynb" in (copy / NOTICE).read_text()
+    cells = json.loads((copy / "02.ipynb").read_text())["cells"]
+    assert "02.new.ipynb" in cells[0]["source"] and cells[1]["source"].endswith("# my answer")
+
+    # The next login: nothing new, no notice opened, no second note.
+    done, url = prepare(book, home)
+    assert done.kept == ("02.ipynb",) and done.placed == () and url is None
+    _chapter(book / "02.ipynb", "print('two, fixed')")
+    done, url = prepare(book, home)
+    assert done.placed == ("02.ipynb",) and url is not None
+    cells = json.loads((copy / "02.ipynb").read_text())["cells"]
+    assert sum("02.new.ipynb" in c["source"] for c in cells) == 1
+    assert "fixed" in (copy / "02.new.ipynb").read_text()
+
+    # Deleting the chapter brings the current one back, and the notice goes.
+    (copy / "02.ipynb").unlink()
+    done, url = prepare(book, home)
+    assert done.copied == ("02.ipynb",) and url is None
+    assert not (copy / "02.new.ipynb").exists() and not (copy / NOTICE).exists()
+    # Other files: their bytes.
+    (copy / "data.txt").write_text("mine")
+    (book / "data.txt").write_text("v2")
+    assert prepare(book, home)[0].kept == ("data.txt",)
+
+
+def test_book_copy_reads_older_manifests(tmp_path: Path) -> None:
+    """A copy made before fingerprints (the manifest holds each file's sha256) updates."""
+    import hashlib
+
     book, copy = tmp_path / "book", tmp_path / "copy"
     book.mkdir()
-    (book / "01.ipynb").write_text("one v1")
-    (book / "02.ipynb").write_text("two v1")
-    first = sync_book(book, copy)
-    assert first.copied == ("01.ipynb", "02.ipynb") and (copy / MANIFEST).exists()
-    (copy / "02.ipynb").write_text("two, with my answers")
-    (book / "01.ipynb").write_text("one v2")
-    (book / "02.ipynb").write_text("two v2")
-    (book / "03.ipynb").write_text("three v1")
-    second = sync_book(book, copy)
-    assert (second.copied, second.updated, second.kept) == (
-        ("03.ipynb",), ("01.ipynb",), ("02.ipynb",))
-    assert (copy / "01.ipynb").read_text() == "one v2"
-    assert (copy / "02.ipynb").read_text() == "two, with my answers"
-    assert (copy / "02.new.ipynb").read_text() == "two v2"
-    (copy / "03.ipynb").unlink()  # deleting a chapter brings the current one back
-    assert sync_book(book, copy).copied == ("03.ipynb",)
+    copy.mkdir()
+    _chapter(book / "01.ipynb", "print(1)")
+    (copy / "01.ipynb").write_bytes((book / "01.ipynb").read_bytes())
+    (copy / MANIFEST).write_text(json.dumps(
+        {"01.ipynb": hashlib.sha256((book / "01.ipynb").read_bytes()).hexdigest()}))
+    _chapter(book / "01.ipynb", "print('one')")
+    assert sync_book(book, copy).updated == ("01.ipynb",)
 
 
 def _load_config(monkeypatch: pytest.MonkeyPatch, **env: str) -> object:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -73,15 +75,28 @@ def env(root: Path) -> dict[str, str]:
     return {**hub_env(root, REPO, mode="class"), "KSMBOOK_HUB_ADMIN": TEACHER}
 
 
+def _readme_commands() -> list[str]:
+    """The commands of README's "The hub's path", one string each (continuations joined)."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("### The hub's path"):text.index("### How many students")]
+    blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
+    return [" ".join(c.split()) for b in blocks
+            for c in re.sub(r"\\\n\s*", " ", b).splitlines() if c.strip()]
+
+
 @pytest.fixture(scope="module")
 def hub(root: Path, env: dict[str, str]) -> Iterator[Hub]:
-    # The teacher's account first, as the README says: a password file, then the command.
-    pw = root / "teacher-password"
-    pw.write_text(TEACHER_PASSWORD + "\n")
-    pw.chmod(0o600)
-    made = _run("classroom", "hub-admin", "--password-file", str(pw), env=env)
+    # The teacher's account first, with the README's command as written (the password on
+    # standard input), then the hub with the README's arguments.
+    commands = _readme_commands()
+    admin = next(c for c in commands if "hub-admin" in c)
+    argv = shlex.split(admin.split("#")[0])
+    assert argv[:2] == ["sudo", ".venv/bin/python"] and argv[2:4] == ["-m", "ksmbook"]
+    made = _run(*argv[4:], env=env, input=TEACHER_PASSWORD + "\n")
     assert made.returncode == 0, made.stderr
     assert TEACHER in made.stdout
+    start = next(c for c in commands if " jupyterhub " in c)
+    assert start.endswith("jupyterhub -f classroom/jupyterhub_config.py")
     with run_test_hub(root, REPO, timeout=90, env=env) as (client, _proc):
         yield client
 

@@ -12,3 +12,5 @@ c.Exchange.root = os.environ.get("KSMBOOK_EXCHANGE", "/srv/nbgrader/exchange")
 c.ExchangeFactory.collect = "ksmbook.classroom.exchange.ExchangeCollect"
 # KSMBOOK_CHECK_OWNER=0 only where every student runs as one OS user (test mode, not root).
 c.ExchangeCollect.check_owner = os.environ.get("KSMBOOK_CHECK_OWNER", "1") != "0"
+# On Kubernetes each student's pod writes only inbound/NAME/ (classroom/kubernetes/values.yaml).
+c.ExchangeCollect.per_student_inbound = os.environ.get("KSMBOOK_PER_STUDENT_INBOUND") == "1"

@@ -14,6 +14,11 @@ teacher's files. ``ExchangeCollect`` (the teacher's configuration on the hub set
   devices or pipes), read without following any link, so nothing can be swapped in between
   the check and the copy.
 
+On Kubernetes every student's pod runs as the same uid, so ownership says nothing; there each
+pod mounts only its own folder of the inbound (classroom/kubernetes/), ``inbound/NAME/``, and
+``per_student_inbound`` makes the collect read submissions from there, filing each only under
+the name of the folder it was found in.
+
 Limits as nbgrader's: files larger than ``CourseDirectory.max_file_size`` are left out, and a
 submission larger than ``CourseDirectory.max_dir_size`` is refused.
 """
@@ -34,6 +39,7 @@ from nbgrader.exchange.default.collect import (  # type: ignore[import-untyped]
     ExchangeCollect as _Collect,
 )
 from nbgrader.exchange.default.collect import groupby
+from traitlets import Bool
 
 __all__ = ["ExchangeCollect", "SubmissionRefused", "copy_submission"]
 
@@ -131,8 +137,18 @@ class ExchangeCollect(_Collect):
     """nbgrader's collect, filing each submission only under its owner's name (see the
     module docstring)."""
 
+    per_student_inbound = Bool(
+        False, help="Submissions are in inbound/NAME/ (one folder per student, the only one "
+                    "that student can write): file each only under NAME.").tag(config=True)
+
     def _genuine(self, record: dict[str, Any]) -> bool:
         path = os.path.join(self.inbound_path, record["filename"])
+        if self.per_student_inbound:
+            folder = record["filename"].split("/", 1)[0]
+            if folder != record["username"]:
+                self.log.error("%s claims to be submitted by %s but is in %s's folder: not "
+                               "collected", path, record["username"], folder)
+                return False
         try:
             st = os.lstat(path)
         except OSError:
@@ -141,7 +157,7 @@ class ExchangeCollect(_Collect):
             self.log.error("%s is not a folder (a link?): not collected", path)
             return False
         owner = _owner_name(st.st_uid)
-        if self.check_owner and owner != record["username"]:
+        if self.check_owner and not self.per_student_inbound and owner != record["username"]:
             self.log.error("%s claims to be submitted by %s but is owned by %s: not "
                            "collected", path, record["username"], owner)
             return False
@@ -153,7 +169,8 @@ class ExchangeCollect(_Collect):
         return True
 
     def _copy(self, src: str, dest: str | None, student: str) -> list[str]:
-        uid = pwd.getpwnam(student).pw_uid if self.check_owner else None
+        owned = self.check_owner and not self.per_student_inbound
+        uid = pwd.getpwnam(student).pw_uid if owned else None
         return copy_submission(
             src, dest, uid=uid, max_file=int(1000 * (self.coursedir.max_file_size or 0)),
             max_total=int(1000 * (self.coursedir.max_dir_size or 0)),
@@ -168,11 +185,16 @@ class ExchangeCollect(_Collect):
         if not os.path.isdir(self.inbound_path):
             self.fail(f"Course not found: {self.inbound_path}")
         student = self.coursedir.student_id or "*"
-        pattern = os.path.join(self.inbound_path,
-                               f"{'*' if student == '*' else glob.escape(student)}+"
-                               f"{glob.escape(self.coursedir.assignment_id)}+*")
-        records = [r for r in (self._path_to_record(f) for f in glob.glob(pattern))
-                   if self._genuine(r)]
+        claimed = "*" if student == "*" else glob.escape(student)
+        pattern = f"{claimed}+{glob.escape(self.coursedir.assignment_id)}+*"
+        if self.per_student_inbound:
+            pattern = os.path.join("*", pattern)
+        records = []
+        for path in glob.glob(os.path.join(glob.escape(self.inbound_path), pattern)):
+            record = self._path_to_record(path)
+            record["filename"] = os.path.relpath(path, self.inbound_path)
+            if self._genuine(record):
+                records.append(record)
         usergroups = groupby(records, lambda item: item["username"])
         with Gradebook(self.coursedir.db_url, self.coursedir.course_id) as gb:
             try:

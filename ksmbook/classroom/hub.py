@@ -234,7 +234,8 @@ def write_admin(state: Path, name: str, password: str) -> Path:
         raise AccountError(f"the password is shorter than {MIN_PASSWORD} characters")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     state.mkdir(mode=0o700, parents=True, exist_ok=True)
-    state.chmod(0o700)
+    if state.stat().st_uid == os.geteuid():  # (a mounted volume may be another's)
+        state.chmod(0o700)
     db = state / "jupyterhub.sqlite"
     session: Any = orm.new_session_factory(f"sqlite:///{db}")()
     try:
