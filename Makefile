@@ -61,9 +61,14 @@ NODE_STAMP := node_modules/.package-lock.json
 $(NODE_STAMP): package.json package-lock.json | system-deps
 	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 
-$(STAMP): pyproject.toml | $(PY)
+# JupyterLab's setting that saves widget state with a notebook (pyproject.toml's data-files,
+# which an editable install leaves out): see jupyter-config/.
+LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.d
+
+$(STAMP): pyproject.toml jupyter-config/ksmbook-widget-state.json | $(PY)
 	$(PY) -m pip install $(PIP_FLAGS) $(UV)
 	$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -e '.[test,classroom]'
+	mkdir -p $(LAB_OVERRIDES) && cp jupyter-config/ksmbook-widget-state.json $(LAB_OVERRIDES)/
 	@touch $@
 
 lab: $(STAMP)

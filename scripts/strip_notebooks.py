@@ -7,9 +7,9 @@ Removed:
   and view-only cell metadata (``collapsed``, ``scrolled``);
 - widget views (``application/vnd.jupyter.widget-view+json``) from outputs: their models are
   not stored, so a front end would say "model not found". The widgets of ksmbook display a
-  picture of themselves beside the view (``text/html``, with a note that running the cell makes
-  them live), which stays. An output that was only a widget view (and its repr) becomes that
-  note, never the repr;
+  picture of themselves as an output of its own (``text/html``, with a note that running the
+  cell makes them live), which stays, and their view output (an empty ``text/plain``) goes.
+  Any other output that was only a widget view (and its repr) becomes a note, never the repr;
 - execution-count noise: the counts of the code cells that ran are renumbered 1, 2, 3, ... in
   cell order (and their ``execute_result`` outputs with them), so re-running a cell by hand or
   restarting the kernel does not churn the diff. They are NOT nulled: nbval fails a cell whose
@@ -71,19 +71,24 @@ def strip_notebook(nb: dict[str, Any]) -> dict[str, Any]:
         for out in cell.get("outputs", []):
             if out.get("output_type") == "execute_result":
                 out["execution_count"] = count
-            strip_widget_view(out)
+        cell["outputs"] = [out for out in cell.get("outputs", []) if strip_widget_view(out)]
     return nb
 
 
-def strip_widget_view(out: dict[str, Any]) -> None:
-    """Remove a widget view from one output, keeping its picture (or leaving a note)."""
+def strip_widget_view(out: dict[str, Any]) -> bool:
+    """Remove a widget view from one output, keeping its picture (or leaving a note); False:
+    the output was only the view of a widget that displays its picture as another output
+    (its text/plain is empty), and goes."""
     data = out.get("data", {})
     if WIDGET_MIME not in data:
-        return
+        return True
     del data[WIDGET_MIME]
-    if not set(data) - {"text/plain"}:
-        data["text/plain"] = WIDGET_NOTE
     out.get("metadata", {}).pop(WIDGET_MIME, None)
+    if not set(data) - {"text/plain"}:
+        if not "".join(data.get("text/plain", "")):
+            return False
+        data["text/plain"] = WIDGET_NOTE
+    return True
 
 
 def dumps(nb: dict[str, Any]) -> str:

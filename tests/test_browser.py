@@ -95,7 +95,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     # notebook's own kernel starts by itself.
     settings = work / "settings" / "@jupyterlab"
     for plugin, value in (("apputils-extension/notification", {"fetchNews": "false"}),
-                          ("notebook-extension/tracker", {"autoStartDefaultKernel": True})):
+                          ("notebook-extension/tracker", {"autoStartDefaultKernel": True,
+                                                          # every cell in the page, so that
+                                                          # counts do not depend on scrolling
+                                                          "windowingMode": "none"})):
         path = settings / f"{plugin}.jupyterlab-settings"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(value))
@@ -468,6 +471,154 @@ def test_predict_then_run_in_jupyterlab(lab: tuple[str, str]) -> None:
                 assert failure not in body
         except Exception:
             page.screenshot(path=str(SHOTS / "predict-failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
+
+
+def _api(base: str, token: str, path: str, method: str = "GET") -> Any:
+    """A call of the Jupyter server's REST API (JSON answer, or None)."""
+    request = urllib.request.Request(f"{base}/api/{path}", method=method,
+                                     headers={"Authorization": f"token {token}"})
+    with urllib.request.urlopen(request, timeout=10) as r:
+        body = r.read()
+    return json.loads(body) if body else None
+
+
+def _raw(base: str, token: str, name: str) -> str:
+    """The notebook file as stored on disk, byte for byte (as text)."""
+    return str(_api(base, token, f"contents/{name}?type=file&format=text&content=1")["content"])
+
+
+def _stored(base: str, token: str, name: str) -> dict[str, Any]:
+    """The notebook file, parsed ({} while JupyterLab is still writing it)."""
+    try:
+        return dict(json.loads(_raw(base, token, name)))
+    except json.JSONDecodeError:
+        return {}
+
+
+def _until(condition: Any, what: str, seconds: float = 30) -> Any:
+    """Poll `condition()` until it gives a true value (AssertionError naming `what`)."""
+    deadline = time.monotonic() + seconds
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+    return value
+
+
+def _shut_down(base: str, token: str, name: str) -> None:
+    """Shut down the kernel of notebook `name` (the reader closes it and its kernel)."""
+    for session in _api(base, token, "sessions"):
+        if session["path"] == name:
+            _api(base, token, f"sessions/{session['id']}", "DELETE")
+
+
+def test_pictures_survive_run_save_close_reopen(lab: tuple[str, str]) -> None:
+    """Run All in a chapter, save, close it and shut its kernel down, reopen it with a fresh
+    kernel: every widget still shows (JupyterLab saved the widgets' state with the notebook:
+    jupyter-config/ksmbook-widget-state.json), and nothing says "model not found". Saved again
+    before a re-run (no widget state then), reopened: each widget cell shows its picture.
+    Then a notebook opened and closed without a change is left byte for byte as it was."""
+    from playwright.sync_api import expect, sync_playwright
+
+    base, token = lab
+    name, widgets = "02-madvise.ipynb", 2
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            page.set_default_timeout(TIMEOUT_MS)
+            expect.set_options(timeout=TIMEOUT_MS)
+            page.goto(f"{base}/lab/tree/{name}?reset&token={token}")
+            page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for()
+            _run_all_cells(page)
+            live = page.locator(".ksmbook-explorer")
+            expect(live).to_have_count(widgets, timeout=60_000)
+            page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for()
+            expect(page.locator(".ksmbook-stale:visible")).to_have_count(0)  # live: no note
+            # The pictures are there, hidden while their widgets are drawn.
+            expect(page.locator(".jp-OutputArea-output .ksmbook-snapshot")).to_have_count(
+                widgets)
+            expect(page.locator(".ksmbook-snapshot:visible")).to_have_count(0)
+
+            page.locator(".jp-Notebook").first.click()
+            page.keyboard.press("Control+s")
+            stored = _until(lambda: _stored(base, token, name).get("metadata", {}).get(
+                "widgets"), "the saved notebook's widget state")
+            state = stored["application/vnd.jupyter.widget-state+json"]["state"]
+            assert len(state) > 50, len(state)
+            _shut_down(base, token, name)
+            page.goto(f"{base}/lab?reset&token={token}")   # the notebook is closed
+            page.locator(".jp-Launcher, .jp-LabShell").first.wait_for()
+
+            page.goto(f"{base}/lab/tree/{name}?reset&token={token}")
+            page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for()
+            # Each widget cell shows its widget drawn from the saved state, or, where
+            # JupyterLab's widget manager lost the race between restoring the notebook's state
+            # and the new kernel's connection ("model not found"), its picture instead.
+            shown = page.locator(".ksmbook-explorer:visible, .ksmbook-snapshot:visible")
+            expect(shown).to_have_count(widgets)
+            restored = page.locator(".ksmbook-explorer:visible")
+            expect(restored.first).to_be_visible()
+            for i in range(shown.count()):
+                shown.nth(i).scroll_into_view_if_needed()
+                expect(shown.nth(i).locator(".ksmbook-diagram svg, img").first).to_be_visible()
+                shown.nth(i).screenshot(path=str(SHOTS / f"reopened-{i}.png"))
+            # One line says that this is a picture, in place of a broken-chain icon per control.
+            expect(page.locator(".ksmbook-stale:visible")).to_have_count(restored.count())
+            expect(page.locator(".ksmbook-stale").first).to_contain_text(
+                "Run the cell to make it live.")
+            page.wait_for_function(
+                """() => [...document.querySelectorAll('.ksmbook-widget *')].every(e =>
+                    getComputedStyle(e, '::before').display === 'none'
+                    || !e.classList.contains('jupyter-widgets-disconnected'))""")
+            body = page.locator("body").inner_text()
+            for failure in WIDGET_FAILURES:
+                assert failure not in body, f"{name} shows {failure!r} after a reopen"
+
+            # Saved again before the cells ran again, the notebook keeps no widget state
+            # (JupyterLab saves only live widgets): reopened, each widget cell shows its
+            # picture, and the widget output that cannot be drawn is hidden.
+            page.locator(".jp-Notebook").first.click()
+            page.keyboard.press("Control+s")
+            _until(lambda: _stored(base, token, name).get("metadata", {}).get("widgets", {}).get(
+                "application/vnd.jupyter.widget-state+json", {}).get("state") == {},
+                "a save without widget state")
+            _shut_down(base, token, name)
+            page.goto(f"{base}/lab?reset&token={token}")
+            page.locator(".jp-Launcher, .jp-LabShell").first.wait_for()
+            page.goto(f"{base}/lab/tree/{name}?reset&token={token}")
+            page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for()
+            pictures = page.locator(".ksmbook-snapshot:visible")
+            expect(pictures).to_have_count(widgets)
+            for i in range(widgets):
+                pictures.nth(i).scroll_into_view_if_needed()
+                expect(pictures.nth(i).locator("img")).to_be_visible()
+                expect(pictures.nth(i)).to_contain_text("Run the cell to make it live.")
+            pictures.first.screenshot(path=str(SHOTS / "reopened-without-state.png"))
+            expect(page.locator(".ksmbook-explorer")).to_have_count(0)
+            body = page.locator("body").inner_text()
+            for failure in WIDGET_FAILURES:
+                assert failure not in body, f"{name} shows {failure!r} without widget state"
+            _shut_down(base, token, name)
+
+            # Opening and closing a notebook without a change leaves the file as it was.
+            other = "01-address-spaces-and-vmas.ipynb"
+            before = _raw(base, token, other)
+            page.goto(f"{base}/lab/tree/{other}?reset&token={token}")
+            page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for()
+            expect(page.locator(".jp-OutputArea-output .ksmbook-snapshot").first).to_be_visible()
+            tab = page.locator(".lm-TabBar-tab.jp-mod-current")
+            expect(tab).not_to_have_class(re.compile(r"jp-mod-dirty"))
+            _shut_down(base, token, other)
+            page.goto(f"{base}/lab?reset&token={token}")
+            page.locator(".jp-Launcher, .jp-LabShell").first.wait_for()
+            assert _raw(base, token, other) == before
+        except Exception:
+            page.screenshot(path=str(SHOTS / "reopen-failure.png"), full_page=True)
             raise
         finally:
             browser.close()

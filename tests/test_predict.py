@@ -398,7 +398,7 @@ def test_the_stored_picture_shows_the_prediction_fields(monkeypatch: pytest.Monk
     monkeypatch.setattr(IPython.display, "display", lambda obj, raw=False: shown.append(obj))
     ex = mapped()
     ex._ipython_display_()
-    (bundle,) = shown
+    bundle, _view = shown
     assert "Predict, then run" in bundle["text/html"] and "Run and compare" in bundle["text/plain"]
     assert "explorer in predict mode" in bundle["text/plain"]
 

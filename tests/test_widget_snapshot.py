@@ -15,22 +15,27 @@ import pytest
 
 from ksmbook.widgets import Explorer
 from ksmbook.widgets.ksmd import KsmdStepper
-from ksmbook.widgets.snapshot import LIVE_NOTE, WIDGET_MIME, widget_bundle
+from ksmbook.widgets.snapshot import LIVE_NOTE, PICTURE_CSS, WIDGET_MIME, picture_bundle
 from scripts.strip_notebooks import WIDGET_NOTE, strip_notebook
 
 REPR = re.compile(r"^\w*(Box|Tab|Button|HTML|Dropdown)\(", re.M)
 
 
 def shown(widget: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """What displaying `widget` as a cell's value sends to the front end."""
+    """What displaying `widget` as a cell's value sends to the front end: two outputs, its
+    picture and then its view (returned merged, as one dict, with the view's model id)."""
     import IPython.display
 
     sent: list[dict[str, Any]] = []
     monkeypatch.setattr(IPython.display, "display",
                         lambda obj, raw=False: sent.append(obj if raw else {}))
     widget._ipython_display_()
-    assert len(sent) == 1
-    return sent[0]
+    assert len(sent) == 2
+    picture_out, view_out = sent
+    assert set(picture_out) == {"text/html", "text/plain"}
+    assert set(view_out) == {WIDGET_MIME, "text/plain"} and view_out["text/plain"] == ""
+    assert PICTURE_CSS in picture_out["text/html"]
+    return {**picture_out, WIDGET_MIME: view_out[WIDGET_MIME]}
 
 
 def picture(bundle: dict[str, Any]) -> bytes:
@@ -73,14 +78,20 @@ def notebook(outputs: list[dict[str, Any]]) -> dict[str, Any]:
          "outputs": outputs}]}
 
 
-def test_strip_keeps_the_picture_and_drops_the_view() -> None:
+def test_strip_keeps_the_picture_and_drops_the_view(monkeypatch: pytest.MonkeyPatch) -> None:
+    import IPython.display
+
     e = Explorer()
-    bundle = widget_bundle(e.widget, what="explorer", figure=e.view.figure, text=e.maps_text)
+    sent: list[dict[str, Any]] = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj, raw=False: sent.append(obj))
+    e._ipython_display_()
     nb = strip_notebook(notebook([{"output_type": "display_data", "metadata": {},
-                                   "data": dict(bundle)}]))
-    data = nb["cells"][0]["outputs"][0]["data"]
-    assert set(data) == {"text/html", "text/plain"}
-    assert data["text/html"] == bundle["text/html"]
+                                   "data": dict(bundle)} for bundle in sent]))
+    (out,) = nb["cells"][0]["outputs"]
+    assert set(out["data"]) == {"text/html", "text/plain"}
+    assert out["data"]["text/html"] == sent[0]["text/html"]
+    assert out["data"] == picture_bundle(what="explorer", figure=e.view.figure,
+                                         text=out["data"]["text/plain"].split("\n", 1)[1])
     assert "widgets" not in nb["metadata"]
 
 

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from functools import wraps
 from typing import Any, TypeVar, cast
 
-__all__ = ["InputError", "Widget", "checkbox", "guarded", "message_html", "pre"]
+__all__ = ["InputError", "Widget", "checkbox", "guarded", "message_html", "pre", "stale_note"]
 
 #: Room a checkbox needs: the box and its gap, and the widest character of a 13 px label.
 CHECKBOX_PX, CHAR_PX = 32, 9
@@ -89,3 +89,27 @@ def pre(text: str, cls: str = "") -> str:
     """Preformatted text as HTML (escaped), scrolling sideways rather than wrapping."""
     return (f'<pre class="{cls}" style="font-size:11px;line-height:1.3;margin:2px 0;'
             f'white-space:pre;overflow-x:auto">{html.escape(text)}</pre>')
+
+
+#: Where JupyterLab draws a widget from the state saved with the notebook, with no kernel
+#: behind it, ipywidgets marks every control "disconnected" (a red broken-chain icon each).
+#: Inside the book's widgets that mark gives way to one line saying what the reader sees.
+_STALE_CSS = (
+    ".ksmbook-widget .jupyter-widgets-disconnected::before,"
+    ".ksmbook-widget.jupyter-widgets-disconnected::before{display:none}"
+    ".ksmbook-stale{display:none;font-style:italic;color:#555;margin:2px 0 6px}"
+    ".jupyter-widgets-disconnected .ksmbook-stale{display:block}")
+
+
+def stale_note(what: str) -> Any:
+    """An HTML widget shown only while the widget is not connected to a kernel (drawn from
+    the saved notebook, or after the kernel stopped): it says that this is a picture of the
+    `what` as saved, and that running the cell makes it live."""
+    import ipywidgets as w
+
+    note = (f"A picture of the {what} as it was when the notebook was saved: it does not "
+            "respond. Run the cell to make it live.")
+    widget = w.HTML(f"<style>{_STALE_CSS}</style>"
+                    f'<div class="ksmbook-stale">{html.escape(note)}</div>')
+    widget.add_class("ksmbook-stale-note")
+    return widget

@@ -12,7 +12,7 @@ import ipywidgets as w
 from ..constants import MADV
 from ..kernel import DRIVER_STYLES, KSM_KCONFIG_HELP
 from ..profiles import PROFILES
-from .common import Widget, checkbox, pre
+from .common import Widget, checkbox, pre, stale_note
 
 __all__ = ["ExplorerControls", "MAP_KINDS", "PROTS", "advice_label"]
 
@@ -154,6 +154,8 @@ class ExplorerControls(Widget):
                                    "CONFIG_KSM", "Live kernel")):
             tabs.set_title(i, title)
         self.tabs = tabs
-        self.widget = w.VBox([controls, self.outcome, self.message_box, self.diagram,
-                              self.text_twin, self.procs_diagram, tabs])
+        self.stale = stale_note("explorer")
+        self.widget = w.VBox([self.stale, controls, self.outcome, self.message_box,
+                              self.diagram, self.text_twin, self.procs_diagram, tabs])
         self.widget.add_class("ksmbook-explorer")
+        self.widget.add_class("ksmbook-widget")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipywidgets as w
 
-from .common import Widget, checkbox
+from .common import Widget, checkbox, stale_note
 
 __all__ = ["StepperControls", "KNOBS"]
 
@@ -72,8 +72,10 @@ class StepperControls(Widget):
         self.tabs = tabs
         self.knob_row = w.HBox([getattr(self, knob) for knob in KNOBS])
         self.widget = w.VBox([
+            stale_note("ksmd stepper"),
             w.HBox([self.batch_button, self.scan_button, self.reset_button]),
             self.knob_row,
             w.HBox([self.process, self.page, self.content, self.write_button]),
             self.message_box, self.diagram, tabs])
         self.widget.add_class("ksmbook-ksmd")
+        self.widget.add_class("ksmbook-widget")
