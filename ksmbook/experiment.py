@@ -76,7 +76,7 @@ def scan_scenario(contents: Sequence[Any] | None, *, profile: str = "modern", sc
                 raise ValueError(f"page content must be an int, READ or None: {pages[i]!r}")
             i += 1
         ops.append(sc.Madvise(proc, sc.Addr(area, 0), length, int(MADV.MADV_MERGEABLE)))
-    has_zero_pages = "use_zero_pages" in get_profile(profile).ksm_knobs
+    has_zero_pages = get_profile(profile).use_zero_pages
     knobs = {"use_zero_pages": use_zero_pages if use_zero_pages or has_zero_pages else None,
              "max_page_sharing": max_page_sharing, "smart_scan": smart_scan,
              "pages_to_scan": 10_000_000, "sleep_millisecs": 0, "run": 1}

@@ -11,13 +11,16 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+from collections.abc import Mapping
+from types import MappingProxyType
 
 from .constants import ERESTARTSYS, MADV, PAGE_SHIFT, PAGE_SIZE, VM
 from .ksm import ksm_madvise
 from .mm import MM, VMA, flag_names
+from .profiles import Profile
 from .trace import Fail, Kind, Trace, errno_name
 
-__all__ = ["sys_madvise", "madvise_vma", "madvise_behavior"]
+__all__ = ["sys_madvise", "madvise_vma", "madvise_behavior", "ADVICE_FLAGS", "advice_codes"]
 
 # Advice sets as plain ints: sys_madvise() turns the advice into a plain int, and an int
 # finds an int in a set faster than it compares equal to an IntEnum member.
@@ -30,6 +33,39 @@ _FLAG_ADVICES = frozenset(int(a) for a in (
 _KSM_ADVICES = frozenset((int(MADV.MADV_MERGEABLE), int(MADV.MADV_UNMERGEABLE)))
 _POPULATE_ADVICES = frozenset((int(MADV.MADV_POPULATE_READ), int(MADV.MADV_POPULATE_WRITE)))
 _U64 = 2**64 - 1
+
+
+#: What each advice that changes vm_flags sets and clears, besides MERGEABLE/UNMERGEABLE
+#: (ksm_madvise()) and GUARD_INSTALL (Profile.guard_marks_vma): 2.6.32 madvise_behavior(),
+#: 6.12 madvise_vma_behavior().
+ADVICE_FLAGS: Mapping[MADV, tuple[VM, VM]] = MappingProxyType({
+    MADV.MADV_NORMAL: (VM(0), VM.VM_RAND_READ | VM.VM_SEQ_READ),
+    MADV.MADV_SEQUENTIAL: (VM.VM_SEQ_READ, VM.VM_RAND_READ),
+    MADV.MADV_RANDOM: (VM.VM_RAND_READ, VM.VM_SEQ_READ),
+    MADV.MADV_DONTFORK: (VM.VM_DONTCOPY, VM(0)),
+    MADV.MADV_DOFORK: (VM(0), VM.VM_DONTCOPY),
+    MADV.MADV_HUGEPAGE: (VM.VM_HUGEPAGE, VM.VM_NOHUGEPAGE),
+    MADV.MADV_NOHUGEPAGE: (VM.VM_NOHUGEPAGE, VM.VM_HUGEPAGE),
+    MADV.MADV_DONTDUMP: (VM.VM_DONTDUMP, VM(0)),
+    MADV.MADV_DODUMP: (VM(0), VM.VM_DONTDUMP),
+    MADV.MADV_WIPEONFORK: (VM.VM_WIPEONFORK, VM(0)),
+    MADV.MADV_KEEPONFORK: (VM(0), VM.VM_WIPEONFORK),
+})
+
+
+def advice_codes(profile: Profile, config_ksm: bool = True) -> tuple[str, ...]:
+    """The smaps VmFlags codes of the flags an advice this kernel takes can set or clear, in
+    the order the kernel prints them ("mg", "dc", "rr", "sr", ...)."""
+    flags = VM(0)
+    for advice in profile.all_advices(config_ksm):
+        if advice in ADVICE_FLAGS:
+            sets, clears = ADVICE_FLAGS[advice]
+            flags |= sets | clears
+        elif advice in _KSM_ADVICES:
+            flags |= VM.VM_MERGEABLE
+        elif advice == MADV.MADV_GUARD_INSTALL and profile.guard_marks_vma:
+            flags |= VM.VM_MAYBE_GUARD
+    return tuple(profile.codes(flags))
 
 
 @functools.lru_cache(maxsize=512)
@@ -154,7 +190,7 @@ def madvise_behavior(mm: MM, vma: VMA, prev: VMA | None, start: int, end: int, a
     """
     # 2.6.32 does all of this in madvise_behavior(); 6.x computes the flags in
     # madvise_vma_behavior() and applies them in madvise_update_vma().
-    if "madvise_behavior" in mm.profile.renamed:
+    if mm.profile.madvise_update_vma:
         return _behavior(mm, vma, prev, start, end, advice, False, tr)
     with tr.enter("madvise_behavior"):
         return _behavior(mm, vma, prev, start, end, advice, True, tr)
@@ -166,40 +202,22 @@ def _behavior(mm: MM, vma: VMA, prev: VMA | None, start: int, end: int, advice: 
     err = 0
     if advice in _KSM_ADVICES:
         err, new = ksm_madvise(mm, vma, start, end, advice, new, tr)
-    elif advice == MADV.MADV_NORMAL:
-        new &= ~(VM.VM_RAND_READ | VM.VM_SEQ_READ)
-    elif advice == MADV.MADV_SEQUENTIAL:
-        new = (new & ~VM.VM_RAND_READ) | VM.VM_SEQ_READ
-    elif advice == MADV.MADV_RANDOM:
-        new = (new & ~VM.VM_SEQ_READ) | VM.VM_RAND_READ
-    elif advice == MADV.MADV_DONTFORK:
-        new |= VM.VM_DONTCOPY
-    elif advice == MADV.MADV_DOFORK:
-        if vma.flags & VM.VM_IO:
+    else:
+        if advice == MADV.MADV_DOFORK and vma.flags & VM.VM_IO:
             tr.note("madvise_behavior", "MADV_DOFORK on a VM_IO VMA: EINVAL")
             return -errno.EINVAL, prev
-        new &= ~VM.VM_DONTCOPY
-    elif advice == MADV.MADV_HUGEPAGE:
-        new = (new & ~VM.VM_NOHUGEPAGE) | VM.VM_HUGEPAGE
-    elif advice == MADV.MADV_NOHUGEPAGE:
-        new = (new & ~VM.VM_HUGEPAGE) | VM.VM_NOHUGEPAGE
-    elif advice == MADV.MADV_DONTDUMP:
-        new |= VM.VM_DONTDUMP
-    elif advice == MADV.MADV_DODUMP:
-        if not vma.flags & VM.VM_HUGETLB and new & mm.profile.vm_special:
+        if (advice == MADV.MADV_DODUMP and not vma.flags & VM.VM_HUGETLB
+                and new & mm.profile.vm_special):
             tr.note("madvise_vma_behavior", "MADV_DODUMP on a VM_SPECIAL VMA: EINVAL")
             return -errno.EINVAL, prev
-        new &= ~VM.VM_DONTDUMP
-    elif advice == MADV.MADV_WIPEONFORK:
-        if vma.file is not None or vma.flags & VM.VM_SHARED:
+        if advice == MADV.MADV_WIPEONFORK and (vma.file is not None or vma.flags & VM.VM_SHARED):
             tr.note("madvise_vma_behavior", "MADV_WIPEONFORK needs private anonymous memory: "
                     "EINVAL")
             return -errno.EINVAL, prev
-        new |= VM.VM_WIPEONFORK
-    elif advice == MADV.MADV_KEEPONFORK:
-        if vma.flags & VM.VM_DROPPABLE:
+        if advice == MADV.MADV_KEEPONFORK and vma.flags & VM.VM_DROPPABLE:
             return -errno.EINVAL, prev
-        new &= ~VM.VM_WIPEONFORK
+        sets, clears = ADVICE_FLAGS[MADV(advice)]
+        new = (new & ~clears) | sets
     fn = mm.profile.fn("madvise_behavior")
     if not err:
         if new == vma.flags:
@@ -372,7 +390,7 @@ def madvise_guard(mm: MM, vma: VMA, start: int, end: int, advice: int, tr: Trace
             mm.anon_vma_prepare(vma)
         # "mm: introduce VM_MAYBE_GUARD and make visible in /proc/$pid/smaps" (6.19; in the
         # 6.18 kernel modelled).
-        if mm.profile.sticky_flags & VM.VM_MAYBE_GUARD:
+        if mm.profile.guard_marks_vma:
             vma.flags |= VM.VM_MAYBE_GUARD
         mm.zap_range(start, end)
         mm.guards.update(vpns)

@@ -12,6 +12,7 @@ Three profiles:
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -19,7 +20,7 @@ from typing import Any
 
 from .constants import MADV, VM
 
-__all__ = ["Profile", "PROFILES", "get_profile"]
+__all__ = ["Profile", "PROFILES", "get_profile", "KsmChecksum", "KsmNumberParser"]
 
 V = VM
 
@@ -82,219 +83,278 @@ _BITS_MODERN = {V.VM_LOCKONFAULT: 0x80000, V.VM_SYNC: 0x800000, V.VM_WIPEONFORK:
 _CODES_CACHE: dict[tuple[str, int], tuple[str, ...]] = {}
 
 
+class KsmNumberParser(enum.Enum):
+    """How mm/ksm.c's *_store() functions read a number."""
+
+    #: strict_strtoul(s, 10) (2.6.32): decimal digits and at most one trailing newline.
+    STRICT_STRTOUL = "strict_strtoul"
+    #: kstrtouint() and the other kstrto*() (2.6.39 and later): an optional "+", ERANGE on
+    #: overflow.
+    KSTRTOX = "kstrtox"
+
+
+class KsmChecksum(enum.Enum):
+    """calc_checksum()'s hash of a page; the value is the hash's seed."""
+
+    #: jhash2(page, PAGE_SIZE / 4, 17) (2.6.32).
+    JHASH2 = 17
+    #: xxhash(page, PAGE_SIZE, 0) truncated to 32 bits (later kernels).
+    XXHASH = 0
+
+
+# Every field of a Profile says where its difference comes from, in its metadata (checked by
+# tests/test_profiles.py): the Linux version and the commit (a 12-digit hash or the commit's
+# quoted subject) that introduced it, or, where the introducing commit was not traced, the
+# version and the source read (file and function); the profile's name and title are its
+# identity. No field has a default: a profile that leaves one out does not construct.
+
+def _since(version: str, commit: str) -> Any:
+    """A field whose difference came with `commit` in Linux `version`."""
+    return field(metadata={"since": version, "commit": commit})
+
+
+def _read(version: str, source: str) -> Any:
+    """A field read from `source` in Linux `version` (the introducing commit not traced)."""
+    return field(metadata={"read_in": version, "source": source})
+
+
+def _identity() -> Any:
+    """The profile's name or title: no kernel behaviour."""
+    return field(metadata={"identity": True})
+
+
 @dataclass(frozen=True)
 class Profile:
     """One kernel version's behaviour, as data."""
 
-    name: str
-    title: str
+    name: str = _identity()
+    title: str = _identity()
     #: madvise_behavior_valid(): advices other than MERGEABLE/UNMERGEABLE.
-    advices: frozenset[int]
+    advices: frozenset[int] = _read(
+        '6.12', 'v2.6.32 and v6.12 mm/madvise.c madvise_behavior_valid()')
     #: ksm_madvise(): MADV_MERGEABLE is ignored on a VMA with any of these flags.
-    ksm_ignore: VM
+    ksm_ignore: VM = _since('2.6.32', 'f8af4da3b4c1')
     #: ksm_madvise(): UNMERGEABLE breaks KSM pages (unmerge_ksm_pages(), 2.6.32, "ksm: Kernel
     #: SamePage Merging", 31dbd01f3143); the seed's is a comment.
-    unmerge_pages: bool
+    unmerge_pages: bool = _since('2.6.32', '31dbd01f3143')
     #: mm/ksm.c has ksmd, sysfs knobs and counters (2.6.32, "ksm: Kernel SamePage Merging",
     #: 31dbd01f3143).
-    has_ksmd: bool
+    has_ksmd: bool = _since('2.6.32', '31dbd01f3143')
     #: ksm_fork() runs before dup_mmap() copies the VMAs and its failure fails fork(); 6.12
     #: ("fork: only invoke khugepaged, ksm hooks if no error") runs it after, best effort.
-    ksm_fork_first: bool
+    ksm_fork_first: bool = _since('6.12', '"fork: only invoke khugepaged, ksm hooks if no error"')
     #: VM_SPECIAL: vma_merge() never merges such a VMA.
-    vm_special: VM
+    vm_special: VM = _since('3.7', '"mm: kill vma flag VM_RESERVED and mm->reserved_vm counter"')
     #: Flags vma_merge() leaves out of the comparison (VM_CAN_NONLINEAR; later VM_SOFTDIRTY).
-    merge_ignore: VM
+    merge_ignore: VM = _read(
+        '6.12', 'v2.6.32 mm/mmap.c is_mergeable_vma(), v6.12 mm/vma.c is_mergeable_vma()')
     #: Flags a merged VMA keeps if any part had them (VM_STICKY: VM_MAYBE_GUARD, "mm: introduce
     #: VM_MAYBE_GUARD and make visible in /proc/$pid/smaps", 6.19; in the 6.18 kernel modelled).
-    sticky_flags: VM
+    sticky_flags: VM = _since(
+        '6.19', '"mm: introduce VM_MAYBE_GUARD and make visible in /proc/$pid/smaps"')
     #: anon_vma_chain (2.6.34, "mm: change anon_vma linking to fix multi-process server
     #: scalability issue", 5beb49305251): a fork child's VMA links to its own and its parent's
     #: anon_vma, and a VMA without anon_vma merges only with one whose chain is singular (3.0,
     #: "mmap: avoid merging cloned VMAs", 965f55dea0e3).
-    anon_vma_chain: bool
+    anon_vma_chain: bool = _since('2.6.34', '5beb49305251')
     #: find_mergeable_anon_vma() asks can_vma_merge_before()/after(), so a neighbour with
     #: vm_ops->close lends no anon_vma (2.6.32); reusable_anon_vma()'s anon_vma_compatible()
     #: ("Simplify and comment on anon_vma re-use for anon_vma_prepare()", 2.6.34) does not ask.
-    anon_reuse_asks_merge: bool
+    anon_reuse_asks_merge: bool = _since(
+        '2.6.34', '"Simplify and comment on anon_vma re-use for anon_vma_prepare()"')
     #: vm_ops->close blocks only merges that would delete that VMA, not every merge (6.12, "mm:
     #: rework vm_ops->close() handling on VMA merge"; first relaxed by 714965ca8252 "mm/mmap:
     #: start distinguishing if vma can be removed in mergeability test").
-    close_blocks_only_deletion: bool
+    close_blocks_only_deletion: bool = _since('6.12', '714965ca8252')
     #: mprotect_fixup() drops VM_ACCOUNT when a never-faulted private anonymous VMA loses write
     #: (6.7, "mm/mprotect: allow unfaulted VMAs to be unaccounted on mprotect()").
-    mprotect_unaccounts: bool
+    mprotect_unaccounts: bool = _since(
+        '6.7', '"mm/mprotect: allow unfaulted VMAs to be unaccounted on mprotect()"')
     #: split_vma() checks max_map_count before __split_vma()'s hugetlb alignment check, not
     #: after (2.6.33, "mmap: don't return ENOMEM when mapcount is temporarily exceeded in
     #: munmap()").
-    split_checks_count_first: bool
+    split_checks_count_first: bool = _since(
+        '2.6.33', '"mmap: don\'t return ENOMEM when mapcount is temporarily exceeded in munmap()"')
     #: MADV_WILLNEED on an anonymous VMA: EBADF (2.6.32) or swap-in readahead, 0 (3.9, "mm: make
     #: madvise(MADV_WILLNEED) support swap file prefetch", 1998cc048901).
-    willneed_anon_ebadf: bool
+    willneed_anon_ebadf: bool = _since('3.9', '1998cc048901')
     #: VM flags fork clears in the child (VM_LOCKED; later VM_LOCKED_MASK).
-    fork_clears: VM
+    fork_clears: VM = _read('6.12', 'v2.6.32 and v6.12 kernel/fork.c dup_mmap()')
     #: Flags set by hugetlbfs_file_mmap().
-    hugetlb_flags: VM
+    hugetlb_flags: VM = _read(
+        '6.12', 'v2.6.32 and v6.12 fs/hugetlbfs/inode.c hugetlbfs_file_mmap()')
     #: Flags set by remap_pfn_range(), the usual way a driver maps device memory.
-    remap_pfn_flags: VM
+    remap_pfn_flags: VM = _read('6.12', 'v2.6.32 and v6.12 mm/memory.c remap_pfn_range()')
     #: Flags this kernel does not have.
-    missing_flags: VM
-    smaps_codes: Mapping[VM, str]
-    #: /proc/PID/smaps prints a VmFlags line (3.8+).
-    smaps_vmflags: bool
+    missing_flags: VM = _read('6.12', 'v2.6.32 and v6.12 include/linux/mm.h')
+    smaps_codes: Mapping[VM, str] = _read('6.12', 'v6.12 fs/proc/task_mmu.c show_smap_vma_flags()')
     #: MAP_FIXED_NOREPLACE exists (4.17, "mm: introduce MAP_FIXED_NOREPLACE", a4ff8e8620d3);
     #: older kernels ignore the bit, so it is only a hint.
-    fixed_noreplace: bool
+    fixed_noreplace: bool = _since('4.17', 'a4ff8e8620d3')
     #: MAP_SHARED_VALIDATE (3) is a map type (4.15, "mm: introduce MAP_SHARED_VALIDATE, a
     #: mechanism to safely define new mmap flags", 1c9725974074); before, EINVAL.
-    map_shared_validate: bool
+    map_shared_validate: bool = _since('4.15', '1c9725974074')
     #: do_munmap() splits with split_vma(), which refuses at max_map_count (2.6.32); from
     #: 2.6.33 ("mmap: don't return ENOMEM when mapcount is temporarily exceeded in munmap()")
     #: it calls __split_vma() and checks the count only when it cuts a VMA in two.
-    munmap_split_checks_count: bool
+    munmap_split_checks_count: bool = _since(
+        '2.6.33', '"mmap: don\'t return ENOMEM when mapcount is temporarily exceeded in munmap()"')
     #: Stack guard gap kept below a VM_GROWSDOWN VMA by placement (4.12, "mm: larger stack
     #: guard gap, between vmas", 1be7107fbe18: 256 pages; 0 before).
-    stack_guard_gap: int
+    stack_guard_gap: int = _since('4.12', '1be7107fbe18')
     #: MAP_GROWSDOWN is refused (EINVAL) on shared and file mappings (6.12 mm/mmap.c
     #: do_mmap(): "if (vm_flags & (VM_GROWSDOWN|VM_GROWSUP)) return -EINVAL;").
-    growsdown_private_anon_only: bool
+    growsdown_private_anon_only: bool = _read('6.12', 'v6.12 mm/mmap.c do_mmap()')
     #: MADV_REMOVE needs VM_SHARED|VM_WRITE (2.6.32) rather than VM_SHARED|VM_MAYWRITE
     #: (vma_is_shared_maywrite(), 6.7, "mm: drop the assumption that VM_SHARED always implies
     #: writable"), and works only where the filesystem can punch holes: tmpfs (2.6.32
     #: truncate_range), or any fallocate(PUNCH_HOLE) filesystem (3.5, see remove_by_fallocate).
-    remove_needs_write: bool
-    remove_filesystems: frozenset[str]
+    remove_needs_write: bool = _since(
+        '6.7', '"mm: drop the assumption that VM_SHARED always implies writable"')
+    remove_filesystems: frozenset[str] = _since('3.5', '3f31d07571ee')
     #: Flags that make MADV_REMOVE EINVAL: VM_LOCKED|VM_NONLINEAR|VM_HUGETLB (2.6.32
     #: madvise_remove()); VM_LOCKED alone once VM_NONLINEAR went (4.0) and hugetlbfs could
     #: punch holes ("mm/madvise: allow remove operation for hugetlbfs", 4.3).
-    remove_refused: VM
+    remove_refused: VM = _since('4.3', '"mm/madvise: allow remove operation for hugetlbfs"')
     #: MADV_REMOVE calls vfs_fallocate(PUNCH_HOLE) ("mm/fs: route MADV_REMOVE to
     #: FALLOC_FL_PUNCH_HOLE", 3f31d07571ee, 3.5): EOPNOTSUPP where the filesystem cannot,
     #: ENODEV for a device. Before, vmtruncate_range(): ENOSYS without ->truncate_range.
-    remove_by_fallocate: bool
+    remove_by_fallocate: bool = _since('3.5', '3f31d07571ee')
     #: madvise_dontneed_free_valid_vma() (5.18, "mm: madvise: MADV_DONTNEED_LOCKED" and
     #: "mm: enable MADV_DONTNEED for hugetlb mappings"): VM_LOCKED only without _LOCKED,
     #: hugetlb ranges cut to 2 MiB, VM_PFNMAP refused, MADV_FREE anonymous only. Before,
     #: madvise_dontneed() refused VM_LOCKED|VM_HUGETLB|VM_PFNMAP outright.
-    dontneed_valid_vma: bool
+    dontneed_valid_vma: bool = _since('5.18', '"mm: madvise: MADV_DONTNEED_LOCKED"')
     #: Kernel function names that this kernel calls by another name.
-    renamed: Mapping[str, str] = field(default_factory=dict)
+    renamed: Mapping[str, str] = _read(
+        '6.12', 'v2.6.32 and v6.12 mm/madvise.c, mm/mmap.c, mm/vma.c')
     # -- v2.6.32 source reading (mm/mmap.c, mm/memory.c, mm/mlock.c, mm/filemap.c) ----------
     #: MADV_REMOVE zaps every mapping of the punched range, private COW copies included:
     #: 2.6.32 vmtruncate_range() -> unmap_mapping_range(mapping, offset, len, 1) (even_cows);
     #: shmem_fallocate(PUNCH_HOLE) passes even_cows = 0, so COW copies keep their data (3.5,
     #: "tmpfs: support fallocate FALLOC_FL_PUNCH_HOLE": "hole-punching leaves COWed pages").
-    remove_zaps_cows: bool = False
+    remove_zaps_cows: bool = _since('3.5', '"tmpfs: support fallocate FALLOC_FL_PUNCH_HOLE"')
     #: handle_pte_fault() hands a missing file page to do_read_fault(), do_cow_fault() or
     #: do_shared_fault() (3.15, "mm: introduce do_read_fault()" e655fb29074a, "mm: introduce
     #: do_cow_fault()" ec47c3b95430, "mm: introduce do_shared_fault() and drop do_fault()"
     #: f0c6d4d295e4); before, do_linear_fault() -> __do_fault() did all three.
-    fault_handlers_split: bool = False
+    fault_handlers_split: bool = _since('3.15', 'e655fb29074a')
     #: do_wp_page() calls wp_page_reuse() and wp_page_copy() (4.1, "mm: refactor do_wp_page,
     #: extract the reuse case" 4e047f897771, "mm: refactor do_wp_page, extract the page copy
     #: flow" 2f38ab2c3c7f); before, do_wp_page() reused at its reuse: label and copied at
     #: gotten: itself (v2.6.32 mm/memory.c).
-    wp_page_split: bool = False
+    wp_page_split: bool = _since('4.1', '4e047f897771')
     #: mmap_region() drops VM_LOCKED again for these VMAs and for hugetlb ones: 2.6.32
     #: mlock_vma_pages_range() ("and don't come back!"), 6.x the VM_SPECIAL test after
     #: the mapping is set up.
-    mlock_refused: VM = VM(0)
+    mlock_refused: VM = _read(
+        '6.12', 'v2.6.32 mm/mlock.c mlock_vma_pages_range(), v6.12 mm/vma.c __mmap_region()')
     #: MAP_HUGETLB is handled inside do_mmap_pgoff() after the length and map_count checks and
     #: refuses any file with EINVAL (2.6.32); 6.x ksys_mmap_pgoff() handles it before do_mmap()
     #: and accepts a hugetlbfs file.
-    hugetlb_in_do_mmap: bool = False
+    hugetlb_in_do_mmap: bool = _read(
+        '6.12', 'v2.6.32 mm/mmap.c do_mmap_pgoff(), v6.12 mm/mmap.c ksys_mmap_pgoff()')
     #: do_mmap_pgoff() itself returns ENOMEM for len > TASK_SIZE (2.6.32); 6.x leaves that to
     #: __get_unmapped_area().
-    mmap_len_checked_in_do_mmap: bool = False
+    mmap_len_checked_in_do_mmap: bool = _read(
+        '6.12', 'v2.6.32 mm/mmap.c do_mmap_pgoff(), v6.12 mm/mmap.c do_mmap()')
     #: Flags generic_file_mmap()/ext4_file_mmap()/shmem_mmap() set on a file VMA (2.6.32:
     #: VM_CAN_NONLINEAR; gone in 3.7, "mm: kill vma flag VM_CAN_NONLINEAR").
-    file_mmap_flags: VM = VM(0)
+    file_mmap_flags: VM = _since('3.7', '"mm: kill vma flag VM_CAN_NONLINEAR"')
     #: remap_pfn_range() of the whole VMA sets vm_pgoff = pfn and VM_PFN_AT_MMAP (2.6.32);
     #: from 3.7 ("mm, x86, pat: rework linear pfn-mmap tracking") it sets vm_pgoff = pfn only
     #: on a COW (private, VM_MAYWRITE) mapping.
-    remap_pfn_pgoff_always: bool = False
+    remap_pfn_pgoff_always: bool = _since('3.7', '"mm, x86, pat: rework linear pfn-mmap tracking"')
     # -- mremap (mm/mremap.c) ----------------------------------------------------------------
     #: move_vma() calls ksm_madvise(MADV_UNMERGEABLE) on the range before moving it, leaving
     #: vm_flags as they were ("ksm: prevent mremap move poisoning", 1ff829957316, after the
     #: seed; still in 6.18 prep_move_vma()).
-    mremap_ksm_hook: bool = True
+    mremap_ksm_hook: bool = _since('2.6.32', '1ff829957316')
     #: MREMAP_DONTUNMAP exists (5.7).
-    mremap_dontunmap: bool = False
+    mremap_dontunmap: bool = _since('5.7', '"mm/mremap: add MREMAP_DONTUNMAP to mremap()"')
     #: The 6.x do_mremap(): check_mremap_params() first (new_len > TASK_SIZE is EINVAL for
     #: every call; with MREMAP_FIXED/DONTUNMAP the map_count must leave 6 spare), then
     #: vma_lookup(addr) (EFAULT even for a shrink, 5.16), hugetlb ranges aligned to 2 MiB and
     #: moved rather than refused, old_len 0 of a private mapping EINVAL, and the checks of the
     #: source before the destination is unmapped. 2.6.32 unmaps the destination first and
     #: looks the VMA up only to grow or move.
-    mremap_checks_first: bool = False
+    mremap_checks_first: bool = _read(
+        '6.12', 'v6.12 mm/mremap.c do_mremap(), check_mremap_params()')
     #: Growing in place merges with a compatible next VMA (6.0, "mm: add merging after mremap
     #: resize"; 6.18 vma_merge_extend()); 2.6.32's vma_adjust() only moves vm_end.
-    mremap_expand_merges: bool = False
+    mremap_expand_merges: bool = _since('6.0', '"mm: add merging after mremap resize"')
     #: MREMAP_FIXED moves of an unresized range may span several VMAs and gaps (6.17
     #: remap_move()).
-    mremap_multi_vma: bool = False
-    real_bits: Mapping[VM, int] = field(default_factory=dict)
+    mremap_multi_vma: bool = _read('6.17', 'v6.17 mm/mremap.c remap_move()')
+    real_bits: Mapping[VM, int] = _read('6.12', 'v6.12 include/linux/mm.h')
     # -- ksmd (mm/ksm.c); the seed has none ------------------------------------------------
     #: Writable files of /sys/kernel/mm/ksm with their boot values, in ksm_attrs[] order.
     #: None stands for "totalram_pages / 4" (2.6.32 max_kernel_pages).
-    ksm_knobs: Mapping[str, int | str | None] = field(default_factory=dict)
+    ksm_knobs: Mapping[str, int | str | None] = _read(
+        '6.18', 'v2.6.32 and v6.18 mm/ksm.c ksm_attrs[]')
     #: Read-only files of /sys/kernel/mm/ksm (the counters), in ksm_attrs[] order.
-    ksm_counters: tuple[str, ...] = ()
+    ksm_counters: tuple[str, ...] = _read('6.18', 'v2.6.32 and v6.18 mm/ksm.c ksm_attrs[]')
     #: How the *_store() functions parse numbers: "strict_strtoul" (2.6.32: digits and one
     #: trailing newline) or "kstrtox" (kstrtouint() & co: an optional "+", ERANGE on overflow).
-    ksm_number_parser: str = "kstrtox"
+    ksm_number_parser: KsmNumberParser = _read(
+        '6.12', 'v2.6.32 mm/ksm.c *_store() strict_strtoul(), v6.12 kstrtouint()')
     #: calc_checksum(): jhash2(seed 17) in 2.6.32, xxhash(seed 0) truncated to 32 bits later.
-    ksm_checksum: str = "xxhash"
+    ksm_checksum: KsmChecksum = _read('6.12', 'v2.6.32 and v6.12 mm/ksm.c calc_checksum()')
     #: sizeof(struct ksm_rmap_item), the cost that general_profit subtracts per item.
-    rmap_item_size: int = 64
+    rmap_item_size: int = _read(
+        '6.12', 'v6.12 mm/ksm.c struct ksm_rmap_item, general_profit_show()')
     #: cmp_and_merge_page() computes the checksum of a non-KSM page *before* searching the
     #: stable tree (6.11, "mm/ksm: don't waste time searching stable tree for fast changing
     #: page"; 6.1 and 2.6.32 searched the stable tree first).
-    checksum_before_stable_search: bool = False
+    checksum_before_stable_search: bool = _since(
+        '6.11', '"mm/ksm: don\'t waste time searching stable tree for fast changing page"')
     #: Separate struct stable_node objects (2.6.33, "ksm: separate stable_node", 7b6ba2c7d3ba,
     #: and "ksm: stable_node point to page and back", 08beca44dfb0); in 2.6.32 a stable-tree
     #: node is the first rmap_item of the KSM page, and nodes are found stale through their
     #: items' addresses.
-    stable_node_objects: bool = True
+    stable_node_objects: bool = _since('2.6.33', '7b6ba2c7d3ba')
     #: The scanned page itself becomes the KSM page (2.6.33, "ksm: share anon page without
     #: allocating", 80e148226028); 2.6.32 copies it into a newly allocated kernel page, limited
     #: by max_kernel_pages.
-    ksm_page_in_place: bool = True
+    ksm_page_in_place: bool = _since('2.6.33', '80e148226028')
     #: ksm_do_scan() rule of 2.6.32: a KSM page whose item is in the stable tree and that is
     #: mapped only once is broken back into a normal page. Later kernels keep it a KSM page.
-    break_unshared_ksm_page: bool = False
+    break_unshared_ksm_page: bool = _read('6.12', 'v2.6.32 and v6.12 mm/ksm.c cmp_and_merge_page()')
     #: get_next_rmap_item() unlinks a reused item from the unstable tree (2.6.32); later kernels
     #: leave that to cmp_and_merge_page() or should_skip_rmap_item().
-    unlink_unstable_on_revisit: bool = False
+    unlink_unstable_on_revisit: bool = _read(
+        '6.12', 'v2.6.32 mm/ksm.c get_next_rmap_item(), v6.12 should_skip_rmap_item()')
     #: prctl(PR_SET_MEMORY_MERGE / PR_GET_MEMORY_MERGE) exist (6.4, "mm: add new api to enable
     #: ksm per process", d7597f59d1d3).
-    prctl_memory_merge: bool = False
+    prctl_memory_merge: bool = _since('6.4', 'd7597f59d1d3')
     #: Under MMF_VM_MERGE_ANY a new anonymous or shmem mmap gets VM_MERGEABLE *before*
     #: vma_merge(), so it merges with mergeable neighbours (6.17, "mm: prevent KSM from
     #: breaking VMA merging for new VMAs"); before 6.17 ksm_add_vma() marked it afterwards.
-    merge_any_flags_before_merge: bool = False
+    merge_any_flags_before_merge: bool = _since(
+        '6.17', '"mm: prevent KSM from breaking VMA merging for new VMAs"')
     #: ksmd dropping a slot clears only MMF_VM_MERGEABLE, keeping MMF_VM_MERGE_ANY, and a later
     #: mmap re-registers the mm ("mm/ksm: fix exec/fork inheritance support for prctl",
     #: 6.19, in 6.18.y stable; 6.12 cleared both bits).
-    slot_drop_keeps_merge_any: bool = False
+    slot_drop_keeps_merge_any: bool = _since(
+        '6.19', '"mm/ksm: fix exec/fork inheritance support for prctl"')
     #: try_to_merge_with_ksm_page() unlinks the merged rmap_item from its tree ("Unstable nid
     #: is in union with stable anon_vma: remove first", 3.9 "ksm: shrink 32-bit rmap_item back
     #: to 32 bytes", bc56620b4934).
-    merge_unlinks_rmap_item: bool = False
+    merge_unlinks_rmap_item: bool = _since('3.9', 'bc56620b4934')
     #: /proc/PID/ksm_stat exists (6.1, "ksm: count allocated ksm rmap_items for each process",
     #: cb4df4cae4f2).
-    proc_ksm_stat: bool = False
+    proc_ksm_stat: bool = _since('6.1', 'cb4df4cae4f2')
     #: ksm_madvise() answers a failed __ksm_enter() with -EAGAIN itself (the seed); v2.6.32
     #: returns __ksm_enter()'s -ENOMEM, which madvise_behavior() turns into -EAGAIN ("ksm: fix
     #: endless loop on oom").
-    ksm_madvise_enter_eagain: bool = False
+    ksm_madvise_enter_eagain: bool = _since('2.6.32', '"ksm: fix endless loop on oom"')
     #: try_to_merge_one_page() fails (-EFAULT) when the page it would replace is already a KSM
     #: page: a v2.6.32 KSM page has a NULL anon_vma (include/linux/ksm.h 34-42, PageKsm()), so
     #: write_protect_page()'s page_address_in_vma() fails for it (v2.6.32 mm/ksm.c 622-624 and
     #: 770-772; mm/rmap.c 250-253). Gone in 2.6.33 with "ksm: stable_node point to page and
     #: back" (08beca44dfb0): a KSM page is found as its own stable node's page, and
     #: try_to_merge_one_page() returns 0 at once for page == kpage, never meeting another one.
-    merge_refuses_ksm_page: bool = False
+    merge_refuses_ksm_page: bool = _since('2.6.33', '08beca44dfb0')
     #: The longest sysfs write a store function sees, in bytes: v2.6.32 fs/sysfs/file.c
     #: fill_write_buffer() keeps PAGE_SIZE - 1 (175-176) and the write returns that many; the
     #: kernfs write path keeps PAGE_SIZE (3.14, 414985ae23c0 "sysfs, kernfs: move file core
@@ -302,14 +362,32 @@ class Profile:
     #: Either way the buffer is NUL-terminated after the bytes kept, so the store functions
     #: parse up to the first NUL byte (v2.6.32 fs/sysfs/file.c 181, lib/vsprintf.c 169 and
     #: 176: strict_strtoul() stops at strlen()).
-    sysfs_write_max: int = 4096
+    sysfs_write_max: int = _since('3.14', '414985ae23c0')
     #: Transparent huge pages of anonymous memory (2.6.38, "thp: transparent hugepage core",
     #: 71e3aac0724f; ksmbook.thp): a first write fault in an eligible aligned 2 MiB range maps
     #: a huge page, which ksmd splits before merging one of its subpages.
-    thp: bool = False
+    thp: bool = _since('2.6.38', '71e3aac0724f')
+    # -- features that used to be told by a proxy (a knob's presence, a renamed function) -
+    #: madvise flags are computed in madvise_vma_behavior() and applied in
+    #: madvise_update_vma(); 2.6.32 does both in madvise_behavior().
+    madvise_update_vma: bool = _read(
+        '6.12', 'v6.12 mm/madvise.c madvise_vma_behavior(), madvise_update_vma()')
+    #: MADV_GUARD_INSTALL marks the whole VMA VM_MAYBE_GUARD (6.19, in the 6.18 modelled).
+    guard_marks_vma: bool = _since(
+        '6.19', '"mm: introduce VM_MAYBE_GUARD and make visible in /proc/$pid/smaps"')
+    #: ksmd's smart_scan: skip pages that did not merge, more often the older they are
+    #: (/sys/kernel/mm/ksm/smart_scan).
+    smart_scan: bool = _since('6.7', '"mm/ksm: add "smart" page scanning mode"')
+    #: ksmd can map the shared zero page for an all-zero page
+    #: (/sys/kernel/mm/ksm/use_zero_pages).
+    use_zero_pages: bool = _read(
+        '6.12', 'v6.12 mm/ksm.c try_to_merge_with_zero_page(), use_zero_pages_store()')
+    #: ksmd's scan-time advisor sets pages_to_scan (/sys/kernel/mm/ksm/advisor_*).
+    scan_time_advisor: bool = _read(
+        '6.12', 'v6.12 mm/ksm.c scan_time_advisor(), advisor_mode_store()')
     #: The profile of the kernel this machine runs (Linux 6.18): a live replay's results and
     #: VmFlags codes can match this profile's exactly, not only its VMA bounds.
-    checkable_live: bool = False
+    checkable_live: bool = _identity()
 
     def fn(self, name: str) -> str:
         """`name` as this kernel spells the function."""
@@ -362,7 +440,6 @@ _SEED = Profile(
     remap_pfn_flags=V.VM_IO | V.VM_RESERVED | V.VM_PFNMAP | V.VM_PFN_AT_MMAP,
     missing_flags=_NEW_ONLY,
     smaps_codes=MappingProxyType(_CODES_2632),
-    smaps_vmflags=False,
     fixed_noreplace=False,
     map_shared_validate=False,
     munmap_split_checks_count=True,
@@ -395,6 +472,36 @@ _SEED = Profile(
     merge_refuses_ksm_page=True,
     sysfs_write_max=4095,
     thp=False,
+    renamed=MappingProxyType({}),
+    fault_handlers_split=False,
+    wp_page_split=False,
+    mremap_dontunmap=False,
+    mremap_checks_first=False,
+    mremap_expand_merges=False,
+    mremap_multi_vma=False,
+    real_bits=MappingProxyType({}),
+    ksm_knobs=MappingProxyType({}),
+    ksm_counters=(),
+    # The seed has no ksmd; its ksmd fields are those of the 2.6.32 release.
+    ksm_number_parser=KsmNumberParser.STRICT_STRTOUL,
+    ksm_checksum=KsmChecksum.JHASH2,
+    rmap_item_size=64,
+    checksum_before_stable_search=False,
+    stable_node_objects=False,
+    ksm_page_in_place=False,
+    break_unshared_ksm_page=True,
+    unlink_unstable_on_revisit=True,
+    prctl_memory_merge=False,
+    merge_any_flags_before_merge=False,
+    slot_drop_keeps_merge_any=False,
+    merge_unlinks_rmap_item=False,
+    proc_ksm_stat=False,
+    madvise_update_vma=False,
+    guard_marks_vma=False,
+    smart_scan=False,
+    use_zero_pages=False,
+    scan_time_advisor=False,
+    checkable_live=False,
 )
 
 # 2.6.32 mm/ksm.c: ksm_attrs[] and the store functions' strict_strtoul().
@@ -403,8 +510,8 @@ _KSM_2632: dict[str, Any] = {
                                    "max_kernel_pages": None}),
     "ksm_counters": ("pages_shared", "pages_sharing", "pages_unshared", "pages_volatile",
                      "full_scans"),
-    "ksm_number_parser": "strict_strtoul",
-    "ksm_checksum": "jhash2",
+    "ksm_number_parser": KsmNumberParser.STRICT_STRTOUL,
+    "ksm_checksum": KsmChecksum.JHASH2,
     "checksum_before_stable_search": False,
     "stable_node_objects": False,
     "ksm_page_in_place": False,
@@ -447,7 +554,6 @@ _MODERN = Profile(
     remap_pfn_flags=V.VM_IO | V.VM_PFNMAP | V.VM_DONTEXPAND | V.VM_DONTDUMP,
     missing_flags=_OLD_ONLY,
     smaps_codes=MappingProxyType(_CODES_MODERN),
-    smaps_vmflags=True,
     fixed_noreplace=True,
     map_shared_validate=True,
     munmap_split_checks_count=False,
@@ -495,8 +601,8 @@ _MODERN = Profile(
     ksm_counters=("pages_scanned", "pages_shared", "pages_sharing", "pages_unshared",
                   "pages_volatile", "pages_skipped", "ksm_zero_pages", "full_scans",
                   "stable_node_chains", "stable_node_dups", "general_profit"),
-    ksm_number_parser="kstrtox",
-    ksm_checksum="xxhash",
+    ksm_number_parser=KsmNumberParser.KSTRTOX,
+    ksm_checksum=KsmChecksum.XXHASH,
     rmap_item_size=64,
     checksum_before_stable_search=True,
     stable_node_objects=True,
@@ -512,6 +618,12 @@ _MODERN = Profile(
     # Checked live on 6.18: a 5001-byte write to pages_to_scan returns 4096.
     sysfs_write_max=4096,
     thp=True,
+    ksm_madvise_enter_eagain=False,
+    madvise_update_vma=True,
+    guard_marks_vma=True,
+    smart_scan=True,
+    use_zero_pages=True,
+    scan_time_advisor=True,
     checkable_live=True,
 )
 

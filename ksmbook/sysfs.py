@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from .ksm import KSM_RUN_UNMERGE, KsmState
+from .profiles import KsmNumberParser
 from .trace import Trace
 
 if TYPE_CHECKING:
@@ -210,7 +211,7 @@ class KsmSysfs(Mapping[str, int | str]):
     def _number(self, text: str, kind: str = "uint") -> int:
         """Parse as the profile's kernel does; the store functions map errors to errnos."""
         # v2.6.32 mm/ksm.c *_store(): strict_strtoul(); 6.12: kstrtouint() and kstrtoul().
-        if self.kernel.profile.ksm_number_parser == "strict_strtoul":
+        if self.kernel.profile.ksm_number_parser is KsmNumberParser.STRICT_STRTOUL:
             value = _strict_strtoul(text)
             if kind == "uint" and value > _UINT_MAX:
                 raise _Refused(errno.EINVAL)
@@ -239,7 +240,7 @@ class KsmSysfs(Mapping[str, int | str]):
 
     def _store_pages_to_scan(self, text: str) -> None:
         """pages_to_scan_store(): refused while the scan-time advisor sets it."""
-        if self.ks.knobs.get("advisor_mode", "none") != "none":
+        if self.kernel.profile.scan_time_advisor and self.ks.knobs["advisor_mode"] != "none":
             raise _Refused(errno.EINVAL)
         self.ks.knobs["pages_to_scan"] = self._uint_or_einval(text)
 

@@ -19,6 +19,7 @@ from ksmbook.kernel import Process
 from ksmbook.ksm import STABLE_FLAG, UNSTABLE_FLAG, StableChain, StableNode
 from ksmbook.ksmd import KsmdIdle, KsmdUnavailable, calc_checksum
 from ksmbook.pages import memcmp_key, page_bytes
+from ksmbook.profiles import KsmChecksum
 
 P = kb.PAGE_SIZE
 RW = kb.PROT_READ | kb.PROT_WRITE
@@ -894,7 +895,7 @@ def test_views_of_the_trees() -> None:
     assert items[3].oldchecksum == calc_checksum(Z) != 0
     assert [s.pid for s in k.ksmd.mm_slots()] == [p1.pid, p2.pid]
     assert k.ksmd.cursor() == (None, 0)  # at the list head between passes
-    assert calc_checksum(0) != 0 and calc_checksum(0, "jhash2") != calc_checksum(0)
+    assert calc_checksum(0) != 0 and calc_checksum(0, KsmChecksum.JHASH2) != calc_checksum(0)
 
 
 def test_predict_matches_the_measured_random_mix() -> None:

@@ -12,10 +12,10 @@ import ksmbook as kb
 import ksmbook.render as kr
 from ksmbook.exercises import AnswerError, LayoutEntry, ResultProblem
 from ksmbook.exercises.answers import errno_text, layout_of
+from ksmbook.madvise import advice_codes
 from ksmbook.scenario import Scenario
 from ksmbook.widgets import PredictExplorer
 from ksmbook.widgets.predict import (
-    MADVISE_CODES,
     PageRegion,
     format_pages,
     parse_pages,
@@ -53,8 +53,11 @@ def predict(ex: PredictExplorer, result: str, layout: str) -> None:
     ex.submit_button.click()
 
 
-def kernel_layout(ex: PredictExplorer, codes: tuple[str, ...] = MADVISE_CODES) -> tuple:
-    """p1's VMAs as read from the explorer's kernel, pages counted from the first VMA."""
+def kernel_layout(ex: PredictExplorer, codes: tuple[str, ...] | None = None) -> tuple:
+    """p1's VMAs as read from the explorer's kernel, pages counted from the first VMA; the
+    codes compared are those a madvise of that kernel can change unless `codes` says."""
+    if codes is None:
+        codes = advice_codes(ex.kernel.profile)
     proc = next(p for p in ex.kernel.processes if p.name == "p1")
     entries = kr.snapshot(proc).entries
     keep = frozenset(codes)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..ksm import KsmState, MmSlot
 from ..mm import MM, VMA
+from ..profiles import KsmChecksum
 from ..trace import Trace
 
 if TYPE_CHECKING:
@@ -18,11 +19,9 @@ WHERE = "pid {0.slot.pid} {0.address:#x}"
 
 _MASK64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
-#: The seed of each checksum algorithm, mixed: golden ratio * (seed + 1).
-_SEED_MIX = {name: _GOLDEN * (seed + 1) for name, seed in {"xxhash": 0, "jhash2": 17}.items()}
 
 
-def calc_checksum(content: int, algorithm: str = "xxhash") -> int:
+def calc_checksum(content: int, algorithm: KsmChecksum = KsmChecksum.XXHASH) -> int:
     """calc_checksum(): a 32-bit checksum of the page whose content is `content`.
 
     The kernel hashes the 4096 bytes (jhash2 seed 17 in 2.6.32, xxhash seed 0 later); pages are
@@ -30,7 +29,8 @@ def calc_checksum(content: int, algorithm: str = "xxhash") -> int:
     truncated to 32 bits like the kernel's. Equal contents give equal checksums; different
     contents almost never do; the zero page's checksum is not 0 (as measured live).
     """
-    x = ((content ^ (content >> 64)) + _SEED_MIX.get(algorithm, _GOLDEN)) & _MASK64
+    # The algorithm's seed, mixed: golden ratio * (seed + 1).
+    x = ((content ^ (content >> 64)) + _GOLDEN * (algorithm.value + 1)) & _MASK64
     x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
     x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
     return (x ^ (x >> 31)) & 0xFFFFFFFF

@@ -186,9 +186,8 @@ class Scan(Merge):
         first = mm.find_vma(ks.address)
         if first is None:
             return
-        # smart_scan (6.7, "mm/ksm: add "smart" page scanning mode"); older kernels have no
-        # such knob.
-        smart = ks.knobs.get("smart_scan")
+        # smart_scan (6.7, "mm/ksm: add "smart" page scanning mode"; Profile.smart_scan).
+        smart = self.profile.smart_scan and ks.knobs["smart_scan"]
         unlink = self.profile.unlink_unstable_on_revisit
         rest = slot.rest
         nrest = len(rest)
@@ -237,7 +236,7 @@ class Scan(Merge):
     def _pass_start(self) -> None:
         """Start of a full scan: advisor_start_scan(), the unstable tree emptied."""
         ks = self.ks
-        if ks.knobs.get("advisor_mode") == "scan-time":
+        if self.profile.scan_time_advisor and ks.knobs["advisor_mode"] == "scan-time":
             ks.advisor_start = ks.clock_ms
         self.unstable_reset()
         if self._tr is not None:
@@ -247,7 +246,7 @@ class Scan(Merge):
     def _pass_end(self) -> None:
         """End of a full scan: advisor_stop_scan(), ksm_scan.seqnr++ (full_scans)."""
         ks = self.ks
-        if ks.knobs.get("advisor_mode") == "scan-time":
+        if self.profile.scan_time_advisor and ks.knobs["advisor_mode"] == "scan-time":
             self._scan_time_advisor()
         ks.seqnr += 1
         if self._tr is not None:
@@ -427,7 +426,8 @@ class Scan(Merge):
             return False
         if tr is not None:
             tr.records += (1, "calc_checksum", "{:#010x} unchanged", 1, checksum)
-        if (checksum == self.zero_checksum and self.ks.knobs.get("use_zero_pages")
+        if (checksum == self.zero_checksum and self.profile.use_zero_pages
+                and self.ks.knobs["use_zero_pages"]
                 and not self.try_to_merge_with_zero_page(item, page)):
             return False
         return True

@@ -38,6 +38,7 @@ from ..exercises.answers import (
     parse_result,
 )
 from ..exercises.region import PageRegion, RegionLayoutProblem, region_of
+from ..madvise import advice_codes
 from ..profiles import get_profile
 from ..render import addr_text, snapshot
 from ..scenario import Madvise, Mprotect, Munmap, ScenarioError, Statement, format_op, process_of
@@ -46,15 +47,13 @@ from .common import InputError, guarded
 from .explorer import Explorer
 
 __all__ = ["PredictExplorer", "Prediction", "PageRegion", "format_pages", "parse_pages",
-           "region_of", "split_candidates", "split_pages", "MADVISE_CODES", "MPROTECT_CODES"]
+           "region_of", "split_candidates", "split_pages", "MPROTECT_CODES"]
 
 #: The calls whose outcome the reader predicts before they run.
 PREDICTED = (Madvise, Mprotect, Munmap)
-#: The smaps VmFlags codes a layout prediction is compared on, after a madvise: the flags
-#: an advice sets or clears (VM_MERGEABLE, VM_DONTCOPY, VM_RAND_READ/VM_SEQ_READ,
-#: VM_HUGEPAGE/VM_NOHUGEPAGE, VM_DONTDUMP, VM_WIPEONFORK).
-MADVISE_CODES = ("mg", "dc", "rr", "sr", "hg", "nh", "dd", "wf")
-#: ... after an mprotect: the protections.
+#: The smaps VmFlags codes a layout prediction is compared on after an mprotect: the
+#: protections. After a madvise: the flags an advice of the kernel can set or clear
+#: (``ksmbook.madvise.advice_codes``).
 MPROTECT_CODES = ("rd", "wr", "ex")
 #: At most this many split-point checkboxes (with more candidates, pages are typed).
 _MAX_SPLITS = 32
@@ -229,7 +228,8 @@ class PredictExplorer(Explorer):
         entries = snapshot(proc, self._cache).entries
         region = region_of(entries, start, start + op.length)
         codes = MPROTECT_CODES if isinstance(op, Mprotect) else (
-            MADVISE_CODES if isinstance(op, Madvise) else ())
+            advice_codes(self.session.kernel.profile)
+            if isinstance(op, Madvise) else ())
         now = layout_of([e for e in entries if e.start < region.end and e.end > region.start],
                         region.start)
         splits = split_candidates(now, (start - region.start) >> PAGE_SHIFT,

@@ -1,0 +1,64 @@
+"""The profiles rule, checked: every field of a Profile says where its difference comes from
+and has a value in every profile; features are fields, not proxies."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import pytest
+
+from ksmbook.constants import MADV
+from ksmbook.madvise import advice_codes
+from ksmbook.profiles import PROFILES, Profile
+
+FIELDS = dataclasses.fields(Profile)
+VERSION = re.compile(r"^(2\.6\.\d+|[3-9]\.\d+)$")
+#: A 12-to-40-digit commit hash, or the commit's subject line in double quotes.
+COMMIT = re.compile(r'^([0-9a-f]{12,40}|".+")$')
+#: A kernel source file ("mm/ksm.c", "include/linux/mm.h"), usually with its function.
+SOURCE = re.compile(r"\b(mm|fs|kernel|include|lib)/\S+\.[ch]\b")
+
+
+@pytest.mark.parametrize("f", FIELDS, ids=[f.name for f in FIELDS])
+def test_every_field_names_where_it_comes_from(f: dataclasses.Field[object]) -> None:
+    meta = dict(f.metadata)
+    if meta.get("identity"):
+        assert f.name in ("name", "title", "checkable_live")
+        return
+    if "since" in meta:
+        assert VERSION.match(meta["since"]), meta
+        assert COMMIT.match(meta["commit"]), meta
+    else:
+        assert VERSION.match(meta.get("read_in", "")), f"{f.name}: no since/commit: {meta}"
+        assert SOURCE.search(meta["source"]), meta
+
+
+def test_no_field_has_a_default() -> None:
+    """A profile that leaves a field out fails to construct instead of taking a default."""
+    assert [f.name for f in FIELDS
+            if f.default is not dataclasses.MISSING
+            or f.default_factory is not dataclasses.MISSING] == []
+    values = {f.name: getattr(PROFILES["modern"], f.name) for f in FIELDS}
+    del values["thp"]
+    with pytest.raises(TypeError, match="thp"):
+        Profile(**values)
+
+
+@pytest.mark.parametrize("profile", PROFILES.values(), ids=list(PROFILES))
+def test_features_agree_with_the_knobs_they_add(profile: Profile) -> None:
+    """A knob of /sys/kernel/mm/ksm exists exactly where its feature does: the code tests the
+    feature, and the knob table must not say otherwise."""
+    knobs = profile.ksm_knobs
+    assert profile.smart_scan == ("smart_scan" in knobs)
+    assert profile.use_zero_pages == ("use_zero_pages" in knobs)
+    assert profile.scan_time_advisor == ("advisor_mode" in knobs)
+    assert profile.has_ksmd == bool(knobs)
+
+
+@pytest.mark.parametrize("profile", PROFILES.values(), ids=list(PROFILES))
+def test_the_advice_codes_come_from_the_profile(profile: Profile) -> None:
+    codes = advice_codes(profile)
+    assert set(codes) <= set(profile.smaps_codes.values())
+    assert "mg" in codes and ("gu" in codes) == profile.guard_marks_vma
+    assert ("hg" in codes) == (MADV.MADV_HUGEPAGE in profile.all_advices(True))
