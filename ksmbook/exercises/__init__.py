@@ -10,9 +10,9 @@
 Every problem is a `Problem`: one class per kind of question (`ResultProblem`, `CountProblem`,
 `MmfProblem`, `AdviceProblem`, `LayoutProblem` about a scenario's last operation;
 `CountersProblem`, `KsmdCountProblem`, `ChoiceProblem`, `ScansProblem` about ksmd, whose
-`Step`s are scenario statements). `generate(name, seed, profile)` makes one problem (the same one
-for the same seed, always); `problem_set(seed, count)` a classroom quiz (also `python -m ksmbook
-quiz`).
+`ProblemStep`s are scenario statements). `generate(name, seed, profile)` makes one problem
+(the same one for the same seed, always); `problem_set(seed, count)` a classroom quiz (also
+`python -m ksmbook quiz`).
 """
 
 from . import generators as _generators  # noqa: F401  (registers chapters 0-6)
@@ -22,8 +22,8 @@ from .ksmd import (
     CountersProblem,
     KsmdCountProblem,
     KsmdProblem,
+    ProblemStep,
     ScansProblem,
-    Step,
 )
 from .problem import Feedback, Problem
 from .registry import GENERATORS, VERSIONS, Generator, generate, generator, register
@@ -49,6 +49,7 @@ from .vma import (
 __all__ = ["Problem", "Feedback", "AnswerError", "LayoutEntry", "BASE", "ScenarioProblem",
            "ResultProblem", "CountProblem", "MmfProblem", "AdviceProblem", "LayoutProblem",
            "KsmdProblem", "CountersProblem", "KsmdCountProblem", "ChoiceProblem", "ScansProblem",
-           "Step", "GENERATORS", "VERSIONS", "Generator", "generate", "generator", "register",
+           "ProblemStep", "GENERATORS", "VERSIONS", "Generator", "generate", "generator",
+           "register",
            "chapter_exercises", "problem_set", "student_seed", "CHAPTERS", "CHAPTER_SETS",
            "QUIZ_POOLS", "QUIZ_VERSION", "parse_layout", "parse_result"]

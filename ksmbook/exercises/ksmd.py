@@ -1,8 +1,8 @@
 """Problems about what ksmd does with the advice (chapter 7) and about the side channel that
 deduplication opens (chapter 8).
 
-A problem is a list of `Step`s: each is one line of the question ("p1: mmap 4 pages, write
-[A A B B], madvise(MADV_MERGEABLE)") and the scenario statements that do it, run through
+A problem is a list of `ProblemStep`s: each is one line of the question ("p1: mmap 4 pages,
+write [A A B B], madvise(MADV_MERGEABLE)") and the scenario statements that do it, run through
 ``ksmbook.scenario.Runner`` on a kernel with ksmd running (run=1). The answer comes from that
 run: the counters of /sys/kernel/mm/ksm (`CountersProblem`, `KsmdCountProblem`), the fault a
 labelled write takes (its trace's fault event; `ChoiceProblem`), or the fewest scans
@@ -48,7 +48,7 @@ from .answers import AnswerError
 from .problem import Problem
 from .registry import register
 
-__all__ = ["Step", "KsmdProblem", "CountersProblem", "KsmdCountProblem", "ChoiceProblem",
+__all__ = ["ProblemStep", "KsmdProblem", "CountersProblem", "KsmdCountProblem", "ChoiceProblem",
            "ScansProblem", "content_name", "COUNTER_SHORT"]
 
 #: Short names accepted for counters in answers.
@@ -74,7 +74,7 @@ def content_name(content: int) -> str:
 # -- steps: a line of the question and the statements that do it ---------------------------------
 
 @dataclass(frozen=True)
-class Step:
+class ProblemStep:
     """One line of the question and the scenario statements that do it; `labels` names the
     writes the question picks out (aligned with `statements`, "" for the others)."""
 
@@ -110,7 +110,7 @@ def _mapping(proc: str, pages: int) -> list[Statement]:
                         PROT.PROT_READ | PROT.PROT_WRITE)]
 
 
-def map_step(proc: str, contents: Sequence[int | None], advise: bool) -> Step:
+def map_step(proc: str, contents: Sequence[int | None], advise: bool) -> ProblemStep:
     """A new process `proc` (p1 starts by itself) maps private anonymous pages, writes
     `contents` (None: untouched) and, if `advise`, madvises them MADV_MERGEABLE."""
     n = len(contents)
@@ -118,34 +118,36 @@ def map_step(proc: str, contents: Sequence[int | None], advise: bool) -> Step:
     how = ", madvise(MADV_MERGEABLE)" if advise else " (no madvise)"
     advice: list[Statement] = [Madvise(proc, Addr(_area(proc), 0), n * PAGE_SIZE,
                                        MADV.MADV_MERGEABLE)] if advise else []
-    return Step(f"{proc}: mmap {n} page{'s' if n != 1 else ''}, write [{names}]{how}",
+    return ProblemStep(f"{proc}: mmap {n} page{'s' if n != 1 else ''}, write [{names}]{how}",
                 (*_mapping(proc, n), *_fill(proc, contents), *advice))
 
 
-def write_step(proc: str, index: int, content: int, label: str = "", owner: str = "") -> Step:
+def write_step(proc: str, index: int, content: int, label: str = "",
+               owner: str = "") -> ProblemStep:
     """`proc` writes `content` to page `index` of its pages (mapped by `owner`, if a parent)."""
     text = f"{proc}: write {content_name(content)} to its page {index}"
-    return Step(f"({label}) {text}" if label else text,
+    return ProblemStep(f"({label}) {text}" if label else text,
                 (Write(proc, _page(owner or proc, index), (content,)),), (label,))
 
 
-def fork_step(proc: str, child: str) -> Step:
-    return Step(f"{proc}: fork() -> {child}", (Fork(proc, child),))
+def fork_step(proc: str, child: str) -> ProblemStep:
+    return ProblemStep(f"{proc}: fork() -> {child}", (Fork(proc, child),))
 
 
-def merge_any_step(proc: str) -> Step:
-    return Step(f"{proc}: prctl(PR_SET_MEMORY_MERGE, 1)", (Prctl(proc, PR_SET_MEMORY_MERGE, 1),))
+def merge_any_step(proc: str) -> ProblemStep:
+    return ProblemStep(f"{proc}: prctl(PR_SET_MEMORY_MERGE, 1)",
+                       (Prctl(proc, PR_SET_MEMORY_MERGE, 1),))
 
 
-def knob_step(name: str, value: int) -> Step:
-    return Step(f"echo {value} > /sys/kernel/mm/ksm/{name}", (SysfsWrite(name, str(value)),))
+def knob_step(name: str, value: int) -> ProblemStep:
+    return ProblemStep(f"echo {value} > /sys/kernel/mm/ksm/{name}", (SysfsWrite(name, str(value)),))
 
 
-def scan_step(scans: int) -> Step:
-    return Step(f"ksmd: {scans} full scan{'s' if scans != 1 else ''}", (KsmdScans(scans),))
+def scan_step(scans: int) -> ProblemStep:
+    return ProblemStep(f"ksmd: {scans} full scan{'s' if scans != 1 else ''}", (KsmdScans(scans),))
 
 
-def probe_step(proc: str, guesses: Sequence[int], scans: int, shown: str = "") -> Step:
+def probe_step(proc: str, guesses: Sequence[int], scans: int, shown: str = "") -> ProblemStep:
     """The attack of Suzaki et al. (``ksmbook.sidechannel.probe_statements``, the statements
     ``sidechannel.probe`` runs): `proc` maps one page per guess, writes the guesses, advises
     them, lets ksmd make `scans` full scans, then writes each page once; the writes are
@@ -153,7 +155,7 @@ def probe_step(proc: str, guesses: Sequence[int], scans: int, shown: str = "") -
     spawn: tuple[Statement, ...] = () if proc == "p1" else (Spawn(proc),)
     statements = (*spawn, *probe_statements(proc, guesses, scans, label=_area(proc)))
     names = [content_name(g) for g in guesses]
-    return Step(f"{proc}: probe [{' '.join(names)}]: mmap, write the guesses, madvise, ksmd "
+    return ProblemStep(f"{proc}: probe [{' '.join(names)}]: mmap, write the guesses, madvise, ksmd "
                 f"makes {shown or scans} full scans, then time a write to each",
                 statements, ("",) * (len(statements) - len(names)) + tuple(names))
 
@@ -161,7 +163,7 @@ def probe_step(proc: str, guesses: Sequence[int], scans: int, shown: str = "") -
 # -- running the steps ------------------------------------------------------------------------
 
 @dataclass
-class KsmdRun:
+class ProblemRun:
     """The simulator's run of a problem's steps: the kernel at the end, ksmd's counters after
     each step, and the fault each labelled write took."""
 
@@ -178,7 +180,7 @@ def _setup(profile: str) -> tuple[Statement, ...]:
     return (Boot(profile, True), SysfsWrite("run", "1"))
 
 
-def _execute(steps: Sequence[Step], profile: str) -> KsmdRun:
+def _execute(steps: Sequence[ProblemStep], profile: str) -> ProblemRun:
     """Run the steps through the scenario runner on a fresh kernel of `profile`, ksmd running
     (run=1), keeping the fault each labelled write's trace recorded."""
     setup = _setup(profile)
@@ -186,7 +188,7 @@ def _execute(steps: Sequence[Step], profile: str) -> KsmdRun:
     runner = Runner(kernel, maps=False)
     for op in setup:
         runner.step(op)
-    run = KsmdRun(kernel)
+    run = ProblemRun(kernel)
     for step in steps:
         for op, label in zip(step.statements, step.labels or ("",) * len(step.statements),
                              strict=True):
@@ -227,7 +229,7 @@ class KsmdProblem(Problem):
     the line above the steps.
     """
 
-    def __init__(self, steps: Sequence[Step], question: str, *, profile: str, why: str = "",
+    def __init__(self, steps: Sequence[ProblemStep], question: str, *, profile: str, why: str = "",
                  intro: str = "", hints: Iterable[str] = (), legend: str = STEPS_LEGEND,
                  title: str = "Exercise", ident: str = "") -> None:
         super().__init__(question, profile=profile, intro=intro, hints=tuple(hints),
@@ -238,12 +240,12 @@ class KsmdProblem(Problem):
         self.steps, self._why, self.legend = tuple(steps), why, legend
         _ = self.answer  # run now: a broken problem fails where it is made
 
-    def run_steps(self) -> Sequence[Step]:
+    def run_steps(self) -> Sequence[ProblemStep]:
         """The steps the simulator runs (`steps`, unless a kind fills in a number)."""
         return self.steps
 
     @functools.cached_property
-    def run(self) -> KsmdRun:
+    def run(self) -> ProblemRun:
         """The simulator's run of the steps."""
         return _execute(self.run_steps(), self.profile)
 
@@ -304,7 +306,7 @@ class CountersProblem(KsmdProblem):
 
     kind = "counters"
 
-    def __init__(self, steps: Sequence[Step], question: str, *,
+    def __init__(self, steps: Sequence[ProblemStep], question: str, *,
                  fields: Sequence[str] = _FOUR, **kwargs: Any) -> None:
         self.fields = tuple(fields)
         super().__init__(steps, question, **kwargs)
@@ -357,7 +359,7 @@ class KsmdCountProblem(KsmdProblem):
 
     kind = "count"
 
-    def __init__(self, steps: Sequence[Step], question: str, *, field: str,
+    def __init__(self, steps: Sequence[ProblemStep], question: str, *, field: str,
                  **kwargs: Any) -> None:
         self.field = field
         super().__init__(steps, question, **kwargs)
@@ -382,7 +384,7 @@ class ScansProblem(KsmdCountProblem):
     are `steps` and the probe with the answer's scans; `probe(scans, "some")` is the line the
     question shows."""
 
-    def __init__(self, steps: Sequence[Step], probe: Callable[[int, str], Step],
+    def __init__(self, steps: Sequence[ProblemStep], probe: Callable[[int, str], ProblemStep],
                  question: str, **kwargs: Any) -> None:
         self.probe = probe
         super().__init__(steps, question, field="scans", **kwargs)
@@ -395,7 +397,7 @@ class ScansProblem(KsmdCountProblem):
                 return scans
         raise ValueError("the probe never finds what it looks for")
 
-    def run_steps(self) -> Sequence[Step]:
+    def run_steps(self) -> Sequence[ProblemStep]:
         return [*self.steps, self.probe(self.answer, "")]
 
     def setting(self) -> list[str]:
