@@ -277,13 +277,19 @@ def test_explorer_in_jupyterlab(lab: tuple[str, str]) -> None:
             browser.close()
 
 
-def _notebook_setup(name: str) -> dict[str, Any]:
-    """The names the first code cell of notebooks/`name` defines, run here (not in the lab)."""
+def _notebook_stepper(name: str) -> Any:
+    """The KsmdStepper that notebooks/`name` makes (its code cells run here, not in the lab,
+    up to the one that displays the stepper), whatever its set-up: a script or a function."""
     nb = json.loads((ROOT / "notebooks" / name).read_text(encoding="utf-8"))
-    cell = next(c for c in nb["cells"] if c["cell_type"] == "code")
     namespace: dict[str, Any] = {}
-    exec(compile("".join(cell["source"]), f"{name}[setup]", "exec"), namespace)
-    return namespace
+    for i, cell in enumerate(c for c in nb["cells"] if c["cell_type"] == "code"):
+        source = "".join(cell["source"])
+        exec(compile(source, f"{name}[{i}]", "exec"), namespace)
+        if "KsmdStepper(" in source:
+            break
+    from ksmbook.widgets import KsmdStepper
+
+    return next(v for v in namespace.values() if isinstance(v, KsmdStepper))
 
 
 def _shown_counters(text: str) -> dict[str, int]:
@@ -307,8 +313,7 @@ def test_ksmd_stepper_in_jupyterlab(lab: tuple[str, str]) -> None:
 
     # What the simulator predicts for the notebook's set-up: two full scans, a write of a new
     # content into p2's first (merged) page, one more full scan.
-    setup = _notebook_setup("ksmd-stepper.ipynb")
-    k = setup["two_processes"]()
+    k = _notebook_stepper("ksmd-stepper.ipynb").kernel  # a fresh one, built as the notebook does
     k.ksmd.full_scans(2)
     merged = dict(k.ksmd.counters())
     assert merged["pages_sharing"] > 0, merged
@@ -319,7 +324,7 @@ def test_ksmd_stepper_in_jupyterlab(lab: tuple[str, str]) -> None:
     target = p2_rows[0]
     assert target.label.startswith("KSM page"), target
     p2 = next(p for p in k.processes if p.name == "p2")
-    fresh = 1 + max(max(contents) for contents in setup["CONTENTS"])
+    fresh = 1 + max(r.content for r in rows)
     p2.write_pages(target.address, [fresh])
     fault = fault_of(p2.last_trace).text
     written = dict(k.ksmd.counters())
