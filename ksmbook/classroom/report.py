@@ -297,6 +297,10 @@ def _png(fig: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def _short(text: str, width: int = 48) -> str:
+    return text if len(text) <= width else text[:width - 1].rstrip() + "\u2026"
+
+
 def _figures(rep: ClassReport) -> tuple[str, str]:
     import matplotlib
 
@@ -320,7 +324,7 @@ def _figures(rep: ClassReport) -> tuple[str, str]:
 
     fig = Figure(figsize=(6, 0.5 + 0.45 * len(rep.questions)))
     ax = fig.add_subplot()
-    labels = [f"{q.number}. {q.title}" for q in rep.questions][::-1]
+    labels = [_short(f"{q.number}. {q.question or q.title}") for q in rep.questions][::-1]
     rates = [100 * (q.success_rate or 0.0) for q in rep.questions][::-1]
     bars = ax.barh(labels, rates, color="#55a868")
     for bar, rate in zip(bars, rates, strict=True):
