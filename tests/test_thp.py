@@ -26,6 +26,7 @@ A = 0x7FFFE0000000  # 2 MiB aligned
 RW = kb.PROT_READ | kb.PROT_WRITE
 ANON = kb.MAP_PRIVATE | kb.MAP_ANONYMOUS
 COUNTERS = ("pages_shared", "pages_sharing", "pages_unshared", "pages_volatile")
+LIVE_COUNTERS = (*COUNTERS, "ksm_zero_pages")
 
 #: One huge page, three written subpages: ksmd's first merge is of two subpages of the same
 #: huge page, whose split fails under ksmd's two references and is done afterwards.
@@ -118,6 +119,26 @@ ksmd scan 1
 ksmd scan 1
 """
 
+#: use_zero_pages: a zero-filled small page of another process becomes the zero page
+#: (ksm_zero_pages), the huge page's all-zero subpages go to the zero page by the split.
+ZERO_PAGES = """\
+kernel modern
+sysfs use_zero_pages=1
+map A 512p rw private anon at 0x7fffe0000000 fixed
+madvise A 512p HUGEPAGE
+madvise A 512p MERGEABLE
+write A 5 0 6
+spawn p2
+p2: map B 2p rw private anon
+p2: write B 6 0
+p2: madvise B 2p MERGEABLE
+sysfs pages_to_scan=1000
+sysfs run=1
+ksmd scan 1
+ksmd scan 1
+ksmd scan 1
+"""
+
 #: Per step of ACROSS_PROCESSES's ksmd batches: pages scanned, AnonHugePages (kB) and
 #: shared/sharing/unshared/volatile, as this machine's 6.18 gave them.
 ACROSS_EXPECTED = [
@@ -130,7 +151,8 @@ ACROSS_EXPECTED = [
 ]
 
 
-def _sim_steps(text: str) -> list[tuple[int, int | None, tuple[int, ...] | None]]:
+def _sim_steps(text: str, fields: tuple[str, ...] = COUNTERS
+               ) -> list[tuple[int, object, tuple[int, ...] | None]]:
     sc = parse(text)
     r = Runner(boot(sc))
     out = []
@@ -138,7 +160,7 @@ def _sim_steps(text: str) -> list[tuple[int, int | None, tuple[int, ...] | None]
         res = r.step(op)
         huge = {name: anon_huge_pages_kb(p.mm) for name, p in r.procs.items() if p.alive}
         out.append((res.result, huge.get("p1") if len(huge) < 2 else huge,
-                    res.counters and tuple(res.counters[n] for n in COUNTERS)))
+                    res.counters and tuple(res.counters[n] for n in fields)))
     return out
 
 
@@ -220,18 +242,18 @@ def _collapsed() -> int:
 @pytest.mark.live
 @pytest.mark.usefixtures("ksm_to_ourselves")
 @pytest.mark.parametrize("text", [SAME_HUGE_PAGE, ACROSS_PROCESSES, KSM_TESTS_HUGE, FORKED,
-                                  HALF_ADVISED],
+                                  HALF_ADVISED, ZERO_PAGES],
                          ids=["same-huge-page", "across-processes", "ksm_tests-H", "forked",
-                              "half-advised"])
+                              "half-advised", "use_zero_pages"])
 def test_live_thp_and_ksmd_step_by_step(text: str) -> None:
-    """Each statement, and each ksmd batch, gives the same result, AnonHugePages of p1 and
-    KSM counters on this machine as in the simulator."""
+    """Each statement, and each ksmd batch, gives the same result, AnonHugePages of each
+    process and KSM counters (ksm_zero_pages too) on this machine as in the simulator."""
     from ksmbook.live import LiveKernel, LiveRunner, LiveSession
     from ksmbook.live.replay import _ksmd_backend, _scenario_arena
 
     if _host_thp_mode() != "madvise":
         pytest.skip("this check is written for THP mode madvise (this machine's)")
-    sim = _sim_steps(text)
+    sim = _sim_steps(text, LIVE_COUNTERS)
     sc = parse(text)
     collapsed = _collapsed()
     got = []
@@ -245,7 +267,7 @@ def test_live_thp_and_ksmd_step_by_step(text: str) -> None:
                               for v in p.worker.layout())  # type: ignore[attr-defined]
                     for name, p in runner.procs.items() if p.alive}
             got.append((res.result, huge.get("p1") if len(huge) < 2 else huge,
-                        res.counters and tuple(res.counters[n] for n in COUNTERS)))
+                        res.counters and tuple(res.counters[n] for n in LIVE_COUNTERS)))
     if _collapsed() != collapsed:
         pytest.skip("khugepaged collapsed pages during the check (pid-agnostic counter)")
     for op, s, lv in zip(sc.ops, sim, got, strict=True):
