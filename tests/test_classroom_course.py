@@ -409,3 +409,18 @@ def test_read_answer_never_runs_code() -> None:
     assert read_answer("raise NotImplementedError()", "answer_1")[2] == "unattempted"
     assert read_answer("answer_1 = ...", "answer_1")[2] == "unattempted"
     assert read_answer("answer_1 = (", "answer_1")[2] == "unreadable"
+
+
+def test_report_reads_a_computed_answer_from_the_recorded_value(tmp_path: Path) -> None:
+    from ksmbook.classroom.report import _recorded_of
+    from ksmbook.classroom.student import ANSWER_MIME
+
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("record_answer(1, answer_1)")
+    cell.metadata["nbgrader"] = {"grade_id": "test_1"}
+    cell.outputs = [nbformat.v4.new_output(
+        "display_data", data={"text/plain": "answer_1 = 3", ANSWER_MIME: {"answer": 1,
+                                                                            "repr": "3"}})]
+    nb.cells.append(cell)
+    nbformat.write(nb, tmp_path / "hw.ipynb")
+    assert _recorded_of(tmp_path / "hw.ipynb") == {1: "3"}

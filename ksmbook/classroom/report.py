@@ -5,13 +5,14 @@ projected): the score distribution, each question's success rate, and for every 
 misconceptions the wrong answers reveal, with counts and one example each.
 
 The answers are read from the submitted notebooks as data: the right-hand side of each
-``answer_N = ...`` line is read by ``ast.literal_eval``, never run. Each answer is judged by
-the problem's own ``grade()`` (the check the hidden tests make), and a wrong one is described
-by the problem's ``misconception()``. Scores are nbgrader's (late penalties and manual grades
-included) for the submissions it autograded; the others are scored from their answers, and the
-page says how many. Where nbgrader's verdict and the answer disagree (an answer the problem
-calls wrong that the autograder passed), the page lists the submission: that is what a
-student who beat the hidden tests looks like.
+``answer_N = ...`` line is read by ``ast.literal_eval``, never run (an answer computed in the
+notebook is taken from the value the student's own run recorded, ``record_answer``'s data).
+Each answer is judged by the problem's own ``grade()`` (the check ksmbook's grading step
+makes), and a wrong one is described by the problem's ``misconception()``. Scores are
+nbgrader's (late penalties and manual grades included) for the submissions it autograded; the
+others are scored from their answers, and the page says how many. Where the gradebook and the
+answer disagree (full points for an answer the problem calls wrong), the page lists the
+submission: that is what a student who beat the grader would look like.
 """
 
 from __future__ import annotations
@@ -220,6 +221,23 @@ def _answers_of(path: Path) -> dict[int, str]:
             if (m := _ANSWER_ID.match(_gid(c))) is not None}
 
 
+def _recorded_of(path: Path) -> dict[int, str]:
+    """Question number -> the answer the student's own run recorded (``record_answer``'s
+    data in the test cell's output, as the student submitted it)."""
+    from .student import ANSWER_MIME
+
+    out = {}
+    for c in _cells(path):
+        if _TEST_ID.match(_gid(c)) is None:
+            continue
+        for o in c.get("outputs", []):
+            rec = o.get("data", {}).get(ANSWER_MIME) if isinstance(o, dict) else None
+            if isinstance(rec, dict) and isinstance(rec.get("answer"), int) \
+                    and isinstance(rec.get("repr"), str):
+                out[rec["answer"]] = rec["repr"]
+    return out
+
+
 def build_report(course: Course, assignment: str) -> ClassReport:
     """Read every submission of `assignment` and judge its answers."""
     course.check_assignment(assignment)
@@ -247,9 +265,11 @@ def build_report(course: Course, assignment: str) -> ClassReport:
         if s.status == NOT_SUBMITTED:
             continue
         answers: dict[int, str] = {}
+        recorded: dict[int, str] = {}
         for nb in sorted((course.root / "submitted" / s.student_id / assignment)
                          .glob("*.ipynb")):
             answers.update(_answers_of(nb))
+            recorded.update(_recorded_of(nb))
         # question number -> full points in the gradebook (autograded submissions only)
         autograded: dict[int, bool] = {}
         if s.status in (GRADED, NEEDS_MANUAL):
@@ -262,6 +282,12 @@ def build_report(course: Course, assignment: str) -> ClassReport:
             q = by_number[n]
             problem = problems.get(n, s.student_id)
             text, value, status = read_answer(answers.get(n, ""), f"answer_{n}")
+            from_run = False
+            if status == "unreadable" and n in recorded:
+                # an answer computed in the notebook: the value the student's run recorded
+                rtext, value, rstatus = read_answer(f"a = {recorded[n]}", "a")
+                if rstatus == "ok":
+                    text, status, from_run = rtext, rstatus, True
             answer = Answer(s.student_id, text, status)
             if problem is not None and status == "ok":
                 fb = problem.grade(value)
@@ -272,11 +298,13 @@ def build_report(course: Course, assignment: str) -> ClassReport:
                     answer.misconception = _key(str(fb).removeprefix("Cannot read that "
                                                                      "answer: "))
             elif status == "unreadable":
-                answer.misconception = "not a Python literal (the report does not run code)"
+                answer.misconception = ("not a plain value (a number, a string, True/False, a "
+                                        "list of tuples), and no value recorded by a run")
             q.answers.append(answer)
             if answer.status == "correct":
                 points += q.max_points
-            if n in autograded and autograded[n] and answer.status != "correct":
+            if n in autograded and autograded[n] and answer.status != "correct" \
+                    and not from_run:
                 q.autograde_disagrees.append(s.student_id)
         if s.status == NOT_AUTOGRADED:
             scores[s.student_id] = points
