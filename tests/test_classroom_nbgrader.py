@@ -101,7 +101,9 @@ answer_1 = None
 """
 
 TAMPER_1 = """\
-import sqlite3
+import sqlite3, subprocess
+subprocess.Popen(["sleep", "597"], start_new_session=True, stdin=subprocess.DEVNULL,
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # a process left behind
 try:
     db = sqlite3.connect(r"{root}/gradebook.db")
     db.execute("UPDATE grade SET manual_score = 99")
@@ -202,6 +204,9 @@ def test_cheats_score_what_their_answers_are_worth(course: Path) -> None:
         manual = [g.manual_score for sub in gb.assignment_submissions("chapter02")
                   for nb in sub.notebooks for g in nb.grades]
     assert manual and all(m is None for m in manual)
+    # What a student's kernel left running was killed with it.
+    left = subprocess.run(["pgrep", "-f", "sleep 597"], capture_output=True, text=True)
+    assert left.stdout == "", "a process the tamper kernel started is still running"
 
 
 def test_a_classmates_answers_score_what_they_are_worth_on_your_problems(course: Path) -> None:

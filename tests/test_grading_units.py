@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import pwd
 import re
 import subprocess
 import sys
@@ -111,29 +110,34 @@ def test_existing_course_config_gets_the_grading_step(tmp_path: Path) -> None:
 
 
 def test_sandbox_launcher(tmp_path: Path) -> None:
+    """The launcher runs the kernel command as a throwaway uid, in a private home, with the
+    course folder hidden; what it leaves running is killed by kill_uid."""
+    from ksmbook.classroom.sandbox import THROWAWAY_UIDS, kill_uid
+
     r = subprocess.run([sys.executable, "-m", "ksmbook.classroom.sandbox"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "usage" in r.stderr
     if os.geteuid() != 0:
         pytest.skip("the sandbox changes user only when run as root")
-    try:
-        pwd.getpwnam("nobody")
-    except KeyError:
-        pytest.skip("no user nobody")
     hidden = tmp_path / "course"
     hidden.mkdir()
     (hidden / "gradebook.db").write_text("grades")
     os.chmod(hidden, 0o755)
     os.chmod(hidden / "gradebook.db", 0o666)  # even a world-writable file is out of reach
-    code = ("import os, sys; print(os.getuid(), os.getcwd());"
+    uid = THROWAWAY_UIDS[12345]
+    code = ("import os, subprocess; print(os.getuid(), os.getcwd());"
             f"p = {str(hidden / 'gradebook.db')!r}\n"
-            "try:\n open(p, 'a'); print('wrote')\nexcept OSError as e: print('denied', e.errno)")
+            "try:\n open(p, 'a'); print('wrote')\nexcept OSError as e: print('denied', e.errno)\n"
+            "subprocess.Popen(['sleep', '300'], start_new_session=True, stdin=subprocess.DEVNULL,"
+            " stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)")
     r = subprocess.run([sys.executable, "-m", "ksmbook.classroom.sandbox",
-                        f"--dir={tmp_path / 'k'}", f"--hide={hidden}", "--",
+                        f"--dir={tmp_path / 'k'}", f"--uid={uid}", f"--hide={hidden}", "--",
                         sys.executable, "-c", code], capture_output=True, text=True)
     if "unshare" in r.stderr and "Operation not permitted" in r.stderr:
         pytest.skip("no mount namespaces here")
-    uid, cwd = r.stdout.split()[:2]
-    assert int(uid) == pwd.getpwnam("nobody").pw_uid and cwd == str(tmp_path / "k" / "home")
+    got_uid, cwd = r.stdout.split()[:2]
+    assert int(got_uid) == uid and cwd == str(tmp_path / "k" / "home")
     assert "denied" in r.stdout and "wrote" not in r.stdout
     assert (hidden / "gradebook.db").read_text() == "grades"
+    assert kill_uid(uid) == 1  # the sleep it left behind
+    assert kill_uid(uid) == 0

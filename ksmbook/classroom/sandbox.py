@@ -5,48 +5,107 @@ process, so by default the student's code runs as the teacher: it could rewrite 
 read the course secret and the answer keys, edit the course's configuration or read classmates'
 submissions. ``SandboxKernelManager`` starts the kernel through this module's launcher instead:
 when autograde runs as root (as on the class hub), the launcher copies the kernel's connection
-file into a fresh private folder owned by an unprivileged user (``nobody``, or
-``KSMBOOK_SANDBOX_USER``), drops every privilege to that user (groups, gid, uid) and starts the
-kernel there, in that folder. Run as another user, autograde cannot change user: the kernel then
-runs as that user (a warning says so), and the course folder should be readable by no one else.
+file into a fresh private folder owned by a throwaway uid of the kernel's own (no account has
+it: one student's kernel cannot reach another's; at most 256 processes; whatever it leaves
+running is killed when the kernel shuts down), or by ``KSMBOOK_SANDBOX_USER`` if set, drops
+every privilege to it (groups, gid, uid) and starts the kernel there, in that folder. Run as
+another user, autograde cannot change user: the kernel then runs as that user (a warning says
+so), and the course folder should be readable by no one else.
 
 The launcher also starts the kernel in a private mount namespace where the course folder is an
 empty, unreadable tmpfs, and where the folders the interpreter and packages live in are
 reachable by that user (a folder above them that it could not enter, such as ``/root``, is
 covered by a tmpfs that holds only them).
 
-    python -m ksmbook.classroom.sandbox [--dir=DIR] [--hide=DIR ...] -- KERNEL_COMMAND...
+    python -m ksmbook.classroom.sandbox [--dir=DIR] [--uid=N] [--hide=DIR ...] -- KERNEL_COMMAND...
 """
 
 from __future__ import annotations
 
 import os
 import pwd
+import secrets
 import shutil
 import sys
 import tempfile
-from typing import Any
+from typing import Any, NamedTuple
 
 from jupyter_client.manager import AsyncKernelManager
 
-__all__ = ["SandboxKernelManager", "sandbox_user"]
+__all__ = ["Identity", "SandboxKernelManager", "kill_uid", "sandbox_user"]
 
 _warned = False
 
 
-def sandbox_user() -> pwd.struct_passwd | None:
-    """The user student kernels run as (None if this process cannot change user)."""
+class Identity(NamedTuple):
+    """Whom a student kernel runs as: a throwaway uid of its own (`throwaway`: its processes
+    are killed when the kernel shuts down), or the named KSMBOOK_SANDBOX_USER."""
+
+    uid: int
+    gid: int
+    name: str
+    throwaway: bool
+
+
+#: Throwaway uids are drawn from here (no account has them; checked against the passwd data).
+THROWAWAY_UIDS = range(3_900_000_000, 3_990_000_000)
+
+
+def sandbox_user(uid: int | None = None) -> Identity | None:
+    """Whom the next student kernel runs as (None if this process cannot change user): the
+    user KSMBOOK_SANDBOX_USER names, else the throwaway `uid` (a fresh one if None)."""
     if os.geteuid() != 0:
         return None
-    name = os.environ.get("KSMBOOK_SANDBOX_USER", "nobody")
-    try:
-        user = pwd.getpwnam(name)
-    except KeyError:
-        raise RuntimeError(f"no user {name!r} to run the students' kernels as "
-                           "(set KSMBOOK_SANDBOX_USER to an unprivileged user)") from None
-    if user.pw_uid == 0:
-        raise RuntimeError(f"KSMBOOK_SANDBOX_USER={name} is root: name an unprivileged user")
-    return user
+    name = os.environ.get("KSMBOOK_SANDBOX_USER")
+    if name:
+        try:
+            user = pwd.getpwnam(name)
+        except KeyError:
+            raise RuntimeError(f"KSMBOOK_SANDBOX_USER={name}: no such user") from None
+        if user.pw_uid == 0:
+            raise RuntimeError(f"KSMBOOK_SANDBOX_USER={name} is root: name an unprivileged "
+                               "user")
+        return Identity(user.pw_uid, user.pw_gid, name, False)
+    while uid is None:
+        uid = secrets.choice(THROWAWAY_UIDS)
+        try:
+            pwd.getpwuid(uid)
+            uid = None
+        except KeyError:
+            pass
+    return Identity(uid, uid, f"student-kernel-{uid}", True)
+
+
+def kill_uid(uid: int) -> int:
+    """SIGKILL every live process of `uid` (a throwaway uid: what a kernel left running);
+    returns how many."""
+    import signal
+    import time
+
+    killed: set[int] = set()
+    for _round in range(5):
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/status") as f:
+                    status = dict(line.split(":", 1) for line in f if ":" in line)
+            except OSError:
+                continue
+            if str(uid) in status.get("Uid", "").split() and \
+                    not status.get("State", "").strip().startswith(("Z", "X")):
+                found.append(int(entry))
+        if not found:
+            break
+        for pid in found:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+            except OSError:
+                pass
+        time.sleep(0.05)
+    return len(killed)
 
 
 class SandboxKernelManager(AsyncKernelManager):
@@ -55,7 +114,8 @@ class SandboxKernelManager(AsyncKernelManager):
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         global _warned
         cmd: list[str] = super().format_kernel_cmd(extra_arguments)
-        if sandbox_user() is None:
+        who = sandbox_user()
+        if who is None:
             if not _warned:
                 self.log.warning(
                     "ksmbook: autograde runs the students' code as this user (only root can "
@@ -71,11 +131,19 @@ class SandboxKernelManager(AsyncKernelManager):
         except ImportError:  # pragma: no cover - nbgrader is what runs this
             pass
         self._sandbox_dir = tempfile.mkdtemp(prefix="ksmbook-kernel-")
+        self._sandbox_uid = who.uid if who.throwaway else None
         return [sys.executable, "-m", "ksmbook.classroom.sandbox", f"--dir={self._sandbox_dir}",
+                *([f"--uid={who.uid}"] if who.throwaway else []),
                 *[f"--hide={h}" for h in hide], "--", *cmd]
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         await super()._async_cleanup_resources(restart=restart)
+        uid = getattr(self, "_sandbox_uid", None)
+        if uid is not None and not restart:
+            left = kill_uid(uid)
+            if left:
+                self.log.warning("ksmbook: killed %d process(es) the student's kernel left "
+                                 "running", left)
         folder = getattr(self, "_sandbox_dir", None)
         if folder and not restart:
             shutil.rmtree(folder, ignore_errors=True)
@@ -110,20 +178,20 @@ def _mount(libc: Any, source: str, target: str, fstype: str | None, flags: int,
                       flags, data.encode() if data else None), f"mount {target}")
 
 
-def _blocker(path: str, user: pwd.struct_passwd) -> str | None:
+def _blocker(path: str, user: Identity) -> str | None:
     """The highest folder above `path` that `user` cannot enter (None if it can reach it)."""
     parts = os.path.realpath(path).split(os.sep)[1:]
     cur = ""
     for part in parts[:-1]:
         cur = f"{cur}/{part}"
         st = os.stat(cur)
-        if not (st.st_mode & 0o001 or (st.st_uid == user.pw_uid and st.st_mode & 0o100)
-                or (st.st_gid == user.pw_gid and st.st_mode & 0o010)):
+        if not (st.st_mode & 0o001 or (st.st_uid == user.uid and st.st_mode & 0o100)
+                or (st.st_gid == user.gid and st.st_mode & 0o010)):
             return cur
     return None
 
 
-def _private_mounts(user: pwd.struct_passwd, needed: list[str], hide: list[str],
+def _private_mounts(user: Identity, needed: list[str], hide: list[str],
                     stage: str) -> None:
     """In a new mount namespace: cover each folder in `hide` with an empty tmpfs, and make
     each path in `needed` (the interpreter, the packages) reachable by `user`: a folder above
@@ -155,7 +223,7 @@ def _private_mounts(user: pwd.struct_passwd, needed: list[str], hide: list[str],
                 os.mkdir(os.path.join(folder, entry))
                 _mount(libc, tmp, os.path.join(folder, entry), None, _MS_BIND | _MS_REC)
                 _check(libc.umount2(tmp.encode(), _MNT_DETACH), f"umount {tmp}")
-    raise OSError(f"cannot make {needed} reachable by {user.pw_name}")
+    raise OSError(f"cannot make {needed} reachable by {user.name}")
 
 
 def _needed(cmd: list[str], hide: list[str]) -> list[str]:
@@ -175,8 +243,8 @@ def _needed(cmd: list[str], hide: list[str]) -> list[str]:
     return sorted(set(out))
 
 
-def _launch(cmd: list[str], hide: list[str], folder: str | None) -> None:
-    user = sandbox_user()
+def _launch(cmd: list[str], hide: list[str], folder: str | None, uid: int | None) -> None:
+    user = sandbox_user(uid)
     if user is None:
         os.execvp(cmd[0], cmd)
     folder = folder or tempfile.mkdtemp(prefix="ksmbook-kernel-")
@@ -190,20 +258,24 @@ def _launch(cmd: list[str], hide: list[str], folder: str | None) -> None:
         i = cmd.index("-f") + 1
         conn = os.path.join(home, "kernel.json")
         shutil.copyfile(cmd[i], conn)
-        os.chown(conn, user.pw_uid, user.pw_gid)
+        os.chown(conn, user.uid, user.gid)
         os.chmod(conn, 0o600)
         cmd = [*cmd[:i], conn, *cmd[i + 1:]]
-    os.chown(home, user.pw_uid, user.pw_gid)
+    os.chown(home, user.uid, user.gid)
     os.chmod(home, 0o700)
     env: dict[str, Any] = {k: v for k, v in os.environ.items()
                            if not k.startswith(("JUPYTERHUB_", "JPY_API", "KSMBOOK_"))}
-    env.update(HOME=home, USER=user.pw_name, LOGNAME=user.pw_name, TMPDIR=home,
+    env.update(HOME=home, USER=user.name, LOGNAME=user.name, TMPDIR=home,
                IPYTHONDIR=os.path.join(home, ".ipython"),
                MPLCONFIGDIR=os.path.join(home, ".matplotlib"))
     os.chdir(home)
+    if user.throwaway:  # a uid of its own: bound its processes (a fork bomb stops here)
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_NPROC, (256, 256))
     os.setgroups([])
-    os.setgid(user.pw_gid)
-    os.setuid(user.pw_uid)
+    os.setgid(user.gid)
+    os.setuid(user.uid)
     os.umask(0o077)
     os.execvpe(cmd[0], cmd, env)
 
@@ -217,7 +289,9 @@ def main(argv: list[str]) -> None:
     i = argv.index("--")
     hide = [a.removeprefix("--hide=") for a in argv[:i] if a.startswith("--hide=")]
     folder = next((a.removeprefix("--dir=") for a in argv[:i] if a.startswith("--dir=")), None)
-    _launch(argv[i + 1:], hide, folder)
+    uid = next((int(a.removeprefix("--uid=")) for a in argv[:i] if a.startswith("--uid=")),
+               None)
+    _launch(argv[i + 1:], hide, folder, uid)
 
 
 if __name__ == "__main__":
