@@ -5,7 +5,8 @@ split_vma(), vma_merge() with can_vma_merge_before/after(), do_mmap_pgoff() and 
 do_munmap(), mprotect_fixup(). Where the versions differ the code asks the `Profile`.
 
 Kernel functions return 0 or a negative errno, as in C; `Process` turns those into OSError.
-The VMA index is a sorted list (sortedcontainers), so lookup, split and merge cost O(log n).
+The VMA index is a SortedDict (sortedcontainers) of the VMAs by start address, used through
+its public API only: a lookup is one irange() of it, a split or merge a store or a delete.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import errno
 import functools
 import itertools
-from bisect import bisect_left, bisect_right, insort
+from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -45,7 +46,6 @@ _ids = itertools.count(1)
 # Flags tested on every split and merge, as plain ints (an IntFlag operation costs ten times
 # an int one).
 _VM_HUGETLB = int(VM.VM_HUGETLB)
-_dict_set, _dict_del = dict.__setitem__, dict.__delitem__
 
 
 def page_align(n: int) -> int:
@@ -184,7 +184,6 @@ class MM:
         #: The VMAs by start address (the kernel's maple tree); `vmas` is its live,
         #: address-ordered view of the VMAs (len, [i], iteration, reversed).
         self._by_start: SortedDict = SortedDict()
-        self._starts = self._by_start._list  # SortedList of the start addresses
         self.vmas = self._by_start.values()
         self.flags = MMF(0)
         #: Page table: virtual page number -> Page.
@@ -200,48 +199,59 @@ class MM:
 
     # -- lookup -----------------------------------------------------------------------
 
+    def _below(self, addr: int) -> VMA | None:
+        """The VMA with the greatest start <= addr."""
+        return self._around(addr)[0]
+
+    def _above(self, addr: int) -> VMA | None:
+        """The VMA with the least start > addr."""
+        return self._around(addr)[1]
+
     def _around(self, addr: int) -> tuple[VMA | None, VMA | None]:
         """(the VMA with the greatest start <= addr, the VMA with the least start > addr).
 
-        Bisects the sorted start addresses directly (SortedList's `_maxes` and `_lists`, its
-        documented-stable layout): a lookup is two C bisects instead of an irange iterator."""
-        starts = self._starts
-        maxes = starts._maxes
+        Reads (never edits) the SortedList of start addresses through its block layout,
+        `_maxes` (each block's last key) and `_lists` (the blocks): two C bisects. Its public
+        irange() slices a whole block and the list of blocks for every lookup, which makes the
+        madvise pair at 60,000 VMAs 9.1x the kernel instead of at most 8x
+        (benchmarks/madvise_pair.py)."""
+        starts = self._by_start._list  # the SortedList of the start addresses
+        maxes, blocks = starts._maxes, starts._lists
         if not maxes:
             return None, None
         by_start = self._by_start
         pos = bisect_right(maxes, addr)
         if pos == len(maxes):
             return by_start[maxes[-1]], None
-        lst = starts._lists[pos]
-        idx = bisect_right(lst, addr)
+        block = blocks[pos]
+        idx = bisect_right(block, addr)
         if idx:
-            below = by_start[lst[idx - 1]]
+            below = by_start[block[idx - 1]]
         elif pos:
-            below = by_start[starts._lists[pos - 1][-1]]
+            below = by_start[blocks[pos - 1][-1]]
         else:
             below = None
-        return below, by_start[lst[idx]]
+        return below, by_start[block[idx]]
 
     def find_vma(self, addr: int) -> VMA | None:
         """find_vma(): the first VMA with end > addr."""
-        below, above = self._around(addr)
+        below = self._below(addr)
         if below is not None and below.end > addr:
             return below
-        return above
+        return self._above(addr)
 
     def find_vma_prev(self, addr: int) -> tuple[VMA | None, VMA | None]:
         """find_vma_prev(): find_vma() and the VMA before it."""
-        below, above = self._around(addr)
+        below = self._below(addr)
         if below is None or below.end <= addr:
-            return above, below  # above is None: below is the last VMA, if any
+            return self._above(addr), below  # None above: below is the last VMA, if any
         return below, self.prev_vma(below)
 
     def prev_vma(self, vma: VMA) -> VMA | None:
-        return self._around(vma.start - 1)[0]
+        return self._below(vma.start - 1)
 
     def next_vma(self, vma: VMA) -> VMA | None:
-        return self._around(vma.start)[1]
+        return self._above(vma.start)
 
     def vmas_from(self, vma: VMA) -> Iterator[VMA]:
         """`vma` and the VMAs above it, in address order."""
@@ -250,7 +260,7 @@ class MM:
 
     def vma_at(self, addr: int) -> VMA | None:
         """The VMA that contains addr, if any."""
-        below = self._around(addr)[0]
+        below = self._below(addr)
         return below if below is not None and below.end > addr else None
 
     # -- structure changes (the only code that edits VMA bounds) ------------------------
@@ -270,40 +280,12 @@ class MM:
             self._link(start, vma)
         vma.end = end
 
-    # The index's two edits. The common case (the key goes into or leaves a block of the
-    # SortedList that keeps its size within bounds, and no positional index has been built)
-    # is done on the blocks directly, as _around() reads them: it is what SortedList.add()
-    # and remove() do then, without their three Python calls. Anything else goes through
-    # SortedDict.
-
     def _link(self, start: int, vma: VMA) -> None:
         """Index `vma` under `start`, a start address not in the index."""
-        starts = self._starts
-        if not starts._index:
-            maxes = starts._maxes
-            pos = bisect_right(maxes, start)
-            if pos < len(maxes):
-                block = starts._lists[pos]
-                if len(block) < starts._load << 1:
-                    insort(block, start)
-                    starts._len += 1
-                    _dict_set(self._by_start, start, vma)
-                    return
         self._by_start[start] = vma
 
     def _unlink(self, start: int) -> None:
         """Drop `start` (a key of the index)."""
-        starts = self._starts
-        if not starts._index:
-            maxes = starts._maxes
-            pos = bisect_left(maxes, start)
-            block = starts._lists[pos]
-            if len(block) > (starts._load >> 1) + 1:
-                del block[bisect_left(block, start)]
-                maxes[pos] = block[-1]
-                starts._len -= 1
-                _dict_del(self._by_start, start)
-                return
         del self._by_start[start]
 
     # -- split and merge ----------------------------------------------------------------
@@ -335,8 +317,8 @@ class MM:
             return -errno.ENOMEM
         new = VMA(vma.start, addr, vma.flags, vma.pgoff, vma.file, vma.anon_vma, vma.chain)
         if new_below:
-            # The lower part keeps the old start key (a plain dict store), `vma` moves up.
-            _dict_set(self._by_start, vma.start, new)
+            # The lower part keeps the old start key, `vma` moves up.
+            self._by_start[vma.start] = new
             vma.pgoff += (addr - vma.start) >> PAGE_SHIFT
             vma.start = addr
             self._link(addr, vma)
@@ -399,7 +381,7 @@ class MM:
                 and prev.pgoff + ((prev.end - prev.start) >> PAGE_SHIFT) == pgoff)
         nxt = None
         if middle is None or middle.end == end:
-            nxt = self._around(end)[0]
+            nxt = self._below(end)
             if nxt is not None and nxt.start != end:
                 nxt = None
         right = (nxt is not None

@@ -33,7 +33,6 @@ refusing), NUMA (merge_across_nodes is a knob with its checks, one node), transp
 from __future__ import annotations
 
 import collections
-import gc
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -145,15 +144,9 @@ class Ksmd(Scan, Views):
             return BatchReport(self.batches, False, 0, 0, False, ks.clock_ms, tr)
         scanned, skipped, seqnr = ks.pages_scanned, ks.pages_skipped, ks.seqnr
         self._tr = tr
-        # A batch allocates many small objects and frees none in cycles: pausing the cyclic
-        # collector keeps its full sweeps of the page tables out of the hot loop.
-        collecting = gc.isenabled()
-        gc.disable()
         try:
             self.ksm_do_scan(n)
         finally:
-            if collecting:
-                gc.enable()
             self._tr = None
             self._walk = None
         scanned = ks.pages_scanned - scanned
