@@ -16,8 +16,10 @@ from .diagram import KIND_COLORS, KIND_LABELS, LABEL_LIMIT, LANES, Lane, SpaceFi
 from .ksm_pages import (
     counters_plot,
     page_diagram,
+    page_number,
     page_state,
     pages_text,
+    renumber,
     show_counters,
     show_pages,
     show_probe,
@@ -42,6 +44,7 @@ __all__ = [
     "maps_text", "changes", "changes_text", "Change", "Changes", "addr_text", "size_text",
     "outcome_text", "to_svg", "address_space", "before_after", "processes", "show", "show_change",
     "SpaceFigure", "view_of", "Layout", "Gap", "Lane", "LANES", "KIND_COLORS", "KIND_LABELS",
-    "LABEL_LIMIT", "page_state", "pages_text", "page_diagram", "counters_plot", "show_pages",
+    "LABEL_LIMIT", "page_state", "page_number", "renumber", "pages_text", "page_diagram",
+    "counters_plot", "show_pages",
     "show_counters", "show_probe", "use_png",
 ]

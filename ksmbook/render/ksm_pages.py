@@ -27,7 +27,9 @@ against.
 from __future__ import annotations
 
 import io
+import re
 import textwrap
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -89,7 +91,7 @@ class PageRow:
     pid: int
     address: int
     content: int | None
-    page: int | None        # physical page, numbered #1, #2, ... in order of appearance
+    page: int | None        # physical page, numbered #1, #2, ... (page_number)
     state: str              # one of STATES ("KSM page" also carries `sharers`)
     sharers: int            # page-table entries mapping the page (0 when untouched)
 
@@ -173,6 +175,25 @@ def _process_name(proc: Any) -> str:
     return str(getattr(proc, "name", "") or f"p{proc.pid}")
 
 
+#: The number each view gives a physical page of a kernel: #1, #2, ... in the order the pages
+#: first appear in any view of that kernel (page tables, trees, ksmd traces through `renumber`),
+#: so that every figure, table and trace of one example names a page alike.
+_NUMBERS: weakref.WeakKeyDictionary[Any, dict[int, int]] = weakref.WeakKeyDictionary()
+_PAGE_REF = re.compile(r"(page )#(\d+)")
+
+
+def page_number(kernel: Kernel, page_id: int) -> int:
+    """The number the views of `kernel` give the page whose simulator id is `page_id`."""
+    numbers = _NUMBERS.setdefault(kernel, {})
+    return numbers.setdefault(page_id, len(numbers) + 1)
+
+
+def renumber(kernel: Kernel, trace: object) -> str:
+    """A ksmd trace of `kernel` as text, its pages ("KSM page #5287", the simulator's ids)
+    named by the numbers the page views give them."""
+    return _PAGE_REF.sub(lambda m: f"{m[1]}#{page_number(kernel, int(m[2]))}", str(trace))
+
+
 def page_state(kernel: Kernel, processes: Sequence[Process] | None = None, *,
                names: Mapping[int, str] | None = None, mergeable_only: bool = False,
                max_pages: int = MAX_PAGES, kernel_ids: bool = False) -> PageState:
@@ -180,16 +201,15 @@ def page_state(kernel: Kernel, processes: Sequence[Process] | None = None, *,
 
     Areas shown: every VMA with VM_MERGEABLE, and (unless `mergeable_only`) every private
     anonymous one; at most `max_pages` pages of each are listed. Pages are numbered in order
-    of appearance, or with `kernel_ids` by the kernel's page id, as ksmd's trace names them
-    (a page then keeps its number from one state to the next).
+    of first appearance in any view of this kernel (`page_number`; a page keeps its number
+    from one state to the next, and `renumber` gives ksmd's traces the same numbers), or with
+    `kernel_ids` by the simulator's page id.
     """
     procs = list(processes) if processes is not None else list(kernel.processes)
     has_ksmd = kernel.profile.has_ksmd and kernel.config_ksm
     ksmd = kernel.ksmd if has_ksmd else None
-    numbers: dict[int, int] = {}
-
     def number(page_id: int) -> int:
-        return page_id if kernel_ids else numbers.setdefault(page_id, len(numbers) + 1)
+        return page_id if kernel_ids else page_number(kernel, page_id)
 
     pid_names = {p.pid: _process_name(p) for p in kernel.processes}
     pid_names.update({p.pid: _process_name(p) for p in procs})

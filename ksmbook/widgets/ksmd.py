@@ -31,6 +31,7 @@ from ..render.ksm_pages import (
     counters_table,
     page_state,
     pages_text,
+    renumber,
 )
 from ..render.text import addr_text
 from ..scenario import (
@@ -325,7 +326,7 @@ class KsmdStepper(StepperControls):
     def _refresh(self) -> None:
         """Bring every view in line with the kernel."""
         k = self.kernel
-        self.state = page_state(k, names=self.names, kernel_ids=True)
+        self.state = page_state(k, names=self.names)
         self._syncing = True
         try:
             self._sync_knobs()
@@ -350,7 +351,7 @@ class KsmdStepper(StepperControls):
         if not self.traces:
             self.trace_box.value = pre("(no ksmd step yet)")
         else:
-            lines = "\n".join(str(t) for t in self.traces).splitlines()
+            lines = "\n".join(renumber(k, t) for t in self.traces).splitlines()
             more = len(lines) - _TRACE_LINES
             self.trace_box.value = pre("\n".join(lines[:_TRACE_LINES])
                                         + (f"\n... {more} more lines" if more > 0 else ""))
