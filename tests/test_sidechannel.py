@@ -194,6 +194,19 @@ def test_a_write_to_an_uncalibrated_fault_has_no_modelled_latency() -> None:
         sc.timed_write(p, p.mmap(P, RW, kb.MAP_PRIVATE, file=f), 1)
 
 
+def test_one_copy_of_the_copy_on_write_decision() -> None:
+    """Which fault a write takes is decided in one place, the fault handler
+    (ksmbook.kernel.handle_write_fault): the side channel, the ksmd stepper and the ksmd
+    exercises read it from the write's trace and never look at page tables themselves."""
+    import ksmbook.exercises.ksmd
+    import ksmbook.widgets.ksmd
+
+    for module in (sc, ksmbook.widgets.ksmd, ksmbook.exercises.ksmd):
+        source = Path(module.__file__ or "").read_text()
+        for peek in (".ptes", "mapcount", ".ksm is", "ksm.zero_page", "wrprotect"):
+            assert peek not in source, (module.__name__, peek)
+
+
 def test_the_model_is_the_calibration() -> None:
     lat = sc.LATENCY_US
     assert lat[Fault.NONE] < lat[Fault.ANON_NEW] < lat[Fault.COW_COPY] < lat[Fault.KSM_COPY]
