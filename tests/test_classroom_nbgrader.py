@@ -36,6 +36,9 @@ from ksmbook.exercises import CHAPTERS  # noqa: E402
 
 BIN = str(Path(sys.executable).parent)
 ENV = {**os.environ, "PATH": BIN + os.pathsep + os.environ.get("PATH", "")}
+# One course for the module, built by real nbgrader runs (8 submissions autograded): minutes on
+# a loaded machine, more than the suite's default per-test timeout.
+pytestmark = pytest.mark.timeout(1200)
 FIXED = ("solution", "untouched", "onewrong", "patcher", "transformer", "tamper")
 VARIANT = ("alice", "bob")  # bob hands in alice's answers
 

@@ -8,6 +8,7 @@ import contextlib
 import io
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -141,3 +142,42 @@ def test_sandbox_launcher(tmp_path: Path) -> None:
     assert (hidden / "gradebook.db").read_text() == "grades"
     assert kill_uid(uid) == 1  # the sleep it left behind
     assert kill_uid(uid) == 0
+
+
+def test_sandbox_without_root_hides_the_course() -> None:
+    """Not root (here: inside the root launcher, as a throwaway uid), the launcher keeps the
+    uid but hides the course folder in a user namespace of its own, which the kernel cannot
+    undo, not even from a namespace it makes itself."""
+    import tempfile
+
+    from ksmbook.classroom.sandbox import THROWAWAY_UIDS, kill_uid
+
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root (to become a throwaway uid first) and unshare(1)")
+    base = Path(tempfile.mkdtemp(prefix="ksmbook-test-"))  # reachable by any user
+    try:
+        os.chmod(base, 0o777)
+        hidden = base / "course"
+        hidden.mkdir(mode=0o755)
+        (hidden / "gradebook.db").write_text("grades")
+        os.chmod(hidden / "gradebook.db", 0o666)  # only the namespace keeps it out of reach
+        uid = THROWAWAY_UIDS[54321]
+        code = ("import os, subprocess\n"
+                f"p = {str(hidden / 'gradebook.db')!r}\n"
+                "try:\n open(p, 'a'); print('wrote')\nexcept OSError as e: print('denied')\n"
+                "r = subprocess.run(['unshare', '-Urm', 'sh', '-c', f'umount "
+                "{os.path.dirname(p)}; cat {p}'], capture_output=True, text=True)\n"
+                "print('nested', 'grades' in r.stdout)")
+        r = subprocess.run([sys.executable, "-m", "ksmbook.classroom.sandbox",
+                            f"--dir={base / 'outer'}", f"--uid={uid}", "--",
+                            sys.executable, "-m", "ksmbook.classroom.sandbox",
+                            f"--dir={base / 'inner'}", f"--hide={hidden}", "--",
+                            sys.executable, "-c", code],
+                           capture_output=True, text=True, timeout=120)
+        kill_uid(uid)
+        if "unsandboxed" in r.stderr:
+            pytest.skip(f"no user namespaces here: {r.stderr.strip()}")
+        assert r.stdout.split() == ["denied", "nested", "False"], r.stderr
+        assert (hidden / "gradebook.db").read_text() == "grades"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

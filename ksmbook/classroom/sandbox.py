@@ -28,7 +28,7 @@ import secrets
 import shutil
 import sys
 import tempfile
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 from jupyter_client.manager import AsyncKernelManager
 
@@ -115,25 +115,28 @@ class SandboxKernelManager(AsyncKernelManager):
         global _warned
         cmd: list[str] = super().format_kernel_cmd(extra_arguments)
         who = sandbox_user()
-        if who is None:
-            if not _warned:
-                self.log.warning(
-                    "ksmbook: autograde runs the students' code as this user (only root can "
-                    "start their kernels as an unprivileged user): keep the course folder "
-                    "readable by you alone, and grade as root or in a container")
-                _warned = True
-            return cmd
-        hide = []
+        hide = [os.path.expanduser("~")] if who is None else []
         try:
             from nbgrader.coursedir import CourseDirectory  # type: ignore[import-untyped]
+            from nbgrader.exchange.default.exchange import (  # type: ignore[import-untyped]
+                Exchange,
+            )
 
             hide.append(os.path.realpath(CourseDirectory(config=self.config).root))
+            hide.append(os.path.realpath(Exchange(config=self.config).root))
         except ImportError:  # pragma: no cover - nbgrader is what runs this
             pass
+        if who is None and not _warned:
+            self.log.warning(
+                "ksmbook: autograde runs the students' code as this user (only root can give "
+                "their kernels a user of their own); it is started with your home, the course "
+                "folder and the exchange hidden from it where user namespaces allow, but it "
+                "can still write what you can write elsewhere: grade as root where you can")
+            _warned = True
         self._sandbox_dir = tempfile.mkdtemp(prefix="ksmbook-kernel-")
-        self._sandbox_uid = who.uid if who.throwaway else None
+        self._sandbox_uid = who.uid if who is not None and who.throwaway else None
         return [sys.executable, "-m", "ksmbook.classroom.sandbox", f"--dir={self._sandbox_dir}",
-                *([f"--uid={who.uid}"] if who.throwaway else []),
+                *([f"--uid={who.uid}"] if who is not None and who.throwaway else []),
                 *[f"--hide={h}" for h in hide], "--", *cmd]
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
@@ -245,10 +248,10 @@ def _needed(cmd: list[str], hide: list[str]) -> list[str]:
 
 def _launch(cmd: list[str], hide: list[str], folder: str | None, uid: int | None) -> None:
     user = sandbox_user(uid)
-    if user is None:
-        os.execvp(cmd[0], cmd)
     folder = folder or tempfile.mkdtemp(prefix="ksmbook-kernel-")
     os.makedirs(folder, mode=0o700, exist_ok=True)
+    if user is None:
+        _launch_unprivileged(cmd, hide, folder)
     os.chmod(folder, 0o711)  # the user may enter it (to its home), not list it
     home, stage = os.path.join(folder, "home"), os.path.join(folder, "stage")
     os.mkdir(home, 0o700)
@@ -278,6 +281,32 @@ def _launch(cmd: list[str], hide: list[str], folder: str | None, uid: int | None
     os.setuid(user.uid)
     os.umask(0o077)
     os.execvpe(cmd[0], cmd, env)
+
+
+def _launch_unprivileged(cmd: list[str], hide: list[str], folder: str) -> NoReturn:
+    """Not root: the kernel keeps this uid, but starts in a user and mount namespace of its own
+    where each folder of `hide` (the course, the exchange, the home if nothing needed is in it)
+    is an empty tmpfs, in a private home. Its capabilities in that namespace end at execve (its
+    uid there is not 0), so it cannot unmount them; a namespace it makes inside gets them
+    locked. Where user namespaces are refused, it runs unsandboxed (a warning says so)."""
+    home = os.path.join(folder, "home")
+    os.makedirs(home, mode=0o700, exist_ok=True)
+    if "-f" in cmd:
+        i = cmd.index("-f") + 1
+        conn = os.path.join(home, "kernel.json")
+        shutil.copyfile(cmd[i], conn)
+        cmd = [*cmd[:i], conn, *cmd[i + 1:]]
+    needed = _needed(cmd, [])
+    hide = [h for h in hide if os.path.isdir(h) and not any(
+        p == h or p.startswith(h.rstrip(os.sep) + os.sep) for p in needed)
+        and not (home == h or home.startswith(h.rstrip(os.sep) + os.sep))]
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("JUPYTERHUB_", "JPY_API", "KSMBOOK_"))}
+    env.update(HOME=home, TMPDIR=home, IPYTHONDIR=os.path.join(home, ".ipython"),
+               MPLCONFIGDIR=os.path.join(home, ".matplotlib"))
+    os.umask(0o077)
+    helper = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_userns.py")
+    os.execvpe(sys.executable, [sys.executable, "-I", helper, home, *hide, "--", *cmd], env)
 
 
 def main(argv: list[str]) -> None:
