@@ -7,10 +7,11 @@ A course's ``nbgrader_config.py`` (written by ``classroom assignment``) sets::
 
 which is nbgrader's own list with two changes:
 
-- ``SandboxExecute`` runs the student's notebook in a kernel that, when autograde runs as
-  root, drops to an unprivileged user (``nobody``) in an empty private folder: the student's
-  code cannot write the gradebook, read the course secret, edit the course's configuration or
-  read classmates' submissions (``ksmbook.classroom.sandbox``).
+- ``SandboxExecute`` runs the student's notebook in a kernel started in an empty private
+  folder and a mount namespace where the course folder and the exchange (and, not as root, the
+  teacher's home) are hidden; as root, as a throwaway uid of its own: the student's code cannot
+  write the gradebook, read the course secret, edit the course's configuration or read
+  classmates' submissions (``ksmbook.classroom.sandbox``).
 - ``GradeAnswers``, after the notebook ran and before nbgrader saves the grades, reads the
   answer each test cell recorded (``ksmbook.classroom.student.record_answer``) as DATA
   (``ast.literal_eval``, never eval), rebuilds that student's problems from the course's plan
