@@ -58,7 +58,7 @@ def problems(fig: Figure) -> list[str]:
         if px < MIN_PX - 1e-6:
             out.append(f"{label}: {px:.1f} px on screen (< {MIN_PX})")
         bb = t.get_window_extent(renderer)
-        if bb.x0 < -1 or bb.y0 < -1 or bb.x1 > fig.bbox.x1 + 1 or bb.y1 > fig.bbox.y1 + 1:
+        if bb.x0 < 0 or bb.y0 < 0 or bb.x1 > fig.bbox.x1 or bb.y1 > fig.bbox.y1:
             out.append(f"{label}: outside the figure ({bb.x0:.0f},{bb.y0:.0f})-"
                        f"({bb.x1:.0f},{bb.y1:.0f}) of {fig.bbox.x1:.0f}x{fig.bbox.y1:.0f}")
         boxes.append((t, bb))

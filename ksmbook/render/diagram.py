@@ -80,7 +80,7 @@ LANES = (
 
 # Vertical geometry, in inches (the axes' y unit is one inch, downwards from 0).
 _TITLE, _BAR, _LANE, _LANE_MARK, _ROW_GAP, _BAND = 0.27, 0.46, 0.14, 0.09, 0.14, 0.40
-_LEFT, _RIGHT, _WIDTH = 1.45, 0.35, 6.8
+_LEFT, _RIGHT, _WIDTH = 1.45, 0.45, 6.8
 _CHAR_IN = 7.5 * 0.6 / 72  # width of one 7.5 pt character, in inches
 _ADDR_CHAR_IN = 7.5 * 0.6 / 72
 _TRACE_PT = 7.5
