@@ -247,9 +247,14 @@ def test_bad_input_exit_2_nothing_written(course: Path, tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "full").iterdir()) == ["notes.txt"]
     r = ksmbook("roster", "--course", str(tmp_path / "new-course"), str(roster))
     assert r.returncode == 0, r.stderr
+    assert r.stderr == ""  # every id of ROSTER is a name the hub accepts
     assert "new-course: 7 students in the roster (7 added, 0 updated)" in r.stdout
     assert "course_id = 'new-course'" in (tmp_path / "new-course" / "nbgrader_config.py"
                                           ).read_text()
+    roster.write_text("id\nAlice\nroot\nbob\n")
+    r = ksmbook("roster", "--course", str(tmp_path / "other-course"), str(roster))
+    assert r.returncode == 0 and "refuses these names at sign-up" in r.stderr
+    assert r.stderr.rstrip().endswith(": Alice, root")
 
     r = ksmbook("due", "--course", str(course), "--assignment", "hw9", "--due", "2026-03-01")
     assert r.returncode == 2 and "no assignment 'hw9'" in r.stderr and "hw1" in r.stderr
@@ -264,7 +269,7 @@ def test_bad_input_exit_2_nothing_written(course: Path, tmp_path: Path) -> None:
 
     r = ksmbook("export", "--course", str(course), "--assignment", "hw9")
     assert r.returncode == 2 and "no assignment 'hw9'" in r.stderr
-    r = ksmbook("export", "--course", str(course), "--out", str(course / "grades.csv"))
+    r = ksmbook("export", "--course", str(course), "--out", str(course / "nbgrader_config.py"))
     assert r.returncode == 2 and "not a folder" in r.stderr
     r = ksmbook("export", "--course", str(tmp_path / "full"))
     assert r.returncode == 2 and "no nbgrader_config.py" in r.stderr

@@ -192,6 +192,16 @@ def _roster(args: argparse.Namespace) -> int:
     if others:
         print(f"kept {len(others)} student(s) of the gradebook that the roster does not list: "
               + ", ".join(others))
+    import re
+
+    from .hub import NAME_PATTERN, RESERVED
+
+    unusable = [e.id for e in entries if not re.fullmatch(NAME_PATTERN, e.id)
+                or e.id in RESERVED]
+    if unusable:
+        print("classroom roster: warning: the class hub refuses these names at sign-up (a "
+              "lowercase letter, then a-z 0-9 _ -, not reserved), so their submissions would "
+              "come under other names: " + ", ".join(unusable), file=sys.stderr)
     return 0
 
 
