@@ -40,12 +40,13 @@ LIVE_NOTE = ("A picture of the {what} as it was when this notebook was executed.
 #: JupyterLab only (its class names): the picture's output is followed by the widget's. Where
 #: that output draws one of the book's widgets (`.ksmbook-widget`), live or from saved state,
 #: the picture gives way to it; where it cannot ("Loading widget...", "model not found"), it
-#: gives way to the picture.
+#: gives way to the picture. (Other outputs carry data-mime-type, the widget renderer does not:
+#: an output printed after the widget is never hidden.)
 PICTURE_CSS = (
     ".jp-OutputArea-child:has(.ksmbook-snapshot):has(+ .jp-OutputArea-child .ksmbook-widget)"
     "{display:none}"
     ".jp-OutputArea-child:has(.ksmbook-snapshot) + .jp-OutputArea-child"
-    ":not(:has(.ksmbook-widget)){display:none}")
+    ":not(:has(.ksmbook-widget)):not(:has([data-mime-type])){display:none}")
 
 
 def _png(figure: Figure) -> str:
