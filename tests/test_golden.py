@@ -149,7 +149,7 @@ def test_section_5_seed_unmergeable_unmerges_nothing(profile: str) -> None:
     p.madvise(0x10000, 0x2000, M)
     p.madvise(0x10000, 0x2000, U)
     fns = p.last_trace.functions()  # type: ignore[union-attr]
-    assert ("unmerge_ksm_pages" in fns) == (profile == "2.6.32")
+    assert ("unmerge_ksm_pages" in fns) == p.kernel.profile.unmerge_pages
     assert p.maps() == maps((0x10000, 0x12000, F))
 
 
@@ -281,7 +281,7 @@ def test_pending_signal_stops_unmergeable_at_the_first_address(profile: str) -> 
     p.madvise(0x10000, 8 * P, M)
     k.inject("signal_pending")
     got = errno_of(lambda: p.madvise(0x10000 + 4 * P, 4 * P, U))  # no page there
-    if profile == "seed":
+    if not k.profile.unmerge_pages:
         assert got == 0
         assert p.maps() == maps((0x10000, 0x14000, FM), (0x14000, 0x18000, F))
         return
@@ -362,7 +362,7 @@ def test_ksm_enter_order_and_fork_nesting(profile: str) -> None:
     notes = [s.message for s in p.last_trace.steps  # type: ignore[union-attr]
              if s.function == "__ksm_enter" and s.message]
     want = ["set MMF_VM_MERGEABLE"]
-    if profile == "2.6.32":
+    if p.kernel.profile.has_ksmd:
         want = ["mm_slot added just before the scan cursor", *want, "first mm: wake up ksmd"]
     assert notes == want
     p.fork()
@@ -421,7 +421,7 @@ COUNTERS = ("pages_shared", "pages_sharing", "pages_unshared", "pages_volatile")
 
 
 def _ksmd_2632(profile: str) -> None:
-    if profile == "seed":
+    if not kb.get_profile(profile).has_ksmd:
         pytest.skip("the seed's dummy mm/ksm.c has no ksmd and no /sys/kernel/mm/ksm")
 
 

@@ -72,7 +72,7 @@ def test_p1_xxyz_p2_xy(profile: str) -> None:
     assert scan(k) == (2, 3, 1, 0)
     assert scan(k, 2) == (2, 3, 1, 0)
     assert k.sysfs["full_scans"] == 4
-    if profile == "modern":  # as measured: general_profit, per-process ksm_stat
+    if "general_profit" in k.profile.ksm_counters:  # as measured, with per-process ksm_stat
         assert k.sysfs["general_profit"] == 11904
         s1, s2 = k.ksmd.ksm_stat(p1), k.ksmd.ksm_stat(p2)
         assert (s1["ksm_rmap_items"], s1["ksm_merging_pages"], s1["ksm_process_profit"]) == \
@@ -231,7 +231,7 @@ def test_fork_child_joins_on_first_visit(profile: str) -> None:
     assert [s.pid for s in k.ksmd.mm_slots()] == [p.pid, child.pid]
     assert scan(k) == (1, 3, 1, 1)
     assert scan(k) == (1, 3, 1, 1)
-    if profile == "modern":
+    if k.profile.smart_scan:  # pages_scanned and pages_skipped came before it (6.7)
         assert c(k, "pages_scanned", "pages_skipped") == (18, 0)
         assert scan(k) == (1, 3, 1, 1) and c(k, "pages_scanned", "pages_skipped") == (23, 1)
         assert k.ksmd.ksm_stat(child)["ksm_merging_pages"] == 2
@@ -324,7 +324,7 @@ def test_exit_lags_until_the_next_pass(profile: str) -> None:
     p2.exit()
     assert c(k, *SSUV) == (1, 1, 0, 0)
     assert [s.exiting for s in k.ksmd.mm_slots()] == [True, False]  # moved after the cursor
-    if profile == "modern":
+    if not k.profile.break_unshared_ksm_page:
         assert scan(k) == (1, 0, 0, 0)
     else:  # 2.6.32 then breaks P1's now unshared KSM page
         assert scan(k) == (0, 0, 0, 1)
@@ -394,7 +394,7 @@ def test_run_2_unmerges_everything(profile: str) -> None:
     assert len(k.ksmd.mm_slots()) == 2 and kb.MMF_VM_MERGEABLE in p1.mm_flags
     assert all(kb.VM_MERGEABLE in v.flags for v in p1.vmas)
     assert "break_ksm" in k.sysfs.last_trace.functions()
-    if profile == "modern":
+    if "pages_scanned" in k.profile.ksm_counters:
         assert k.sysfs["pages_scanned"] == 18  # never reset
     k.sysfs["run"] = 2  # 2 -> 2 is no change: nothing happens
     k.sysfs["run"] = 1
@@ -425,7 +425,7 @@ def test_unmergeable_breaks_ksm_pages_and_counters_lag(profile: str) -> None:
     assert all(p2.mm.ptes[(a2 >> 12) + i].ksm is None for i in range(2))
     assert [p2.read_page(a2), p2.read_page(a2 + P)] == [X, Y]
     assert c(k, *SSUV) == (2, 2, 0, 0)
-    want = (2, 0, 0, 0) if profile == "modern" else (0, 0, 0, 2)
+    want = (0, 0, 0, 2) if k.profile.break_unshared_ksm_page else (2, 0, 0, 0)
     assert scan(k) == want
 
 
@@ -1068,8 +1068,8 @@ def _program(draw: _Draws, profile: str, tracing: bool, steps: int,
             k.ksm.pages_changed |= recheck
             k.ksmd.full_scans(1)
         elif op == "knob":
-            names = (["use_zero_pages", "smart_scan", "max_page_sharing", "pages_to_scan"]
-                     if profile == "modern" else ["max_kernel_pages", "pages_to_scan"])
+            names = [n for n in ("use_zero_pages", "smart_scan", "max_page_sharing",
+                                 "max_kernel_pages", "pages_to_scan") if n in k.profile.ksm_knobs]
             name = str(draw.pick(names))
             value = (draw.integer(2, 4) if name in ("max_page_sharing", "max_kernel_pages")
                      else draw.integer(1, 9) if name == "pages_to_scan" else draw.integer(0, 1))
@@ -1080,7 +1080,7 @@ def _program(draw: _Draws, profile: str, tracing: bool, steps: int,
         elif op == "run2":
             k.sysfs["run"] = 2
             k.sysfs["run"] = 1
-        elif op == "prctl" and profile == "modern":
+        elif op == "prctl" and k.profile.prctl_memory_merge:
             p.prctl(kb.ksm.PR_SET_MEMORY_MERGE, draw.integer(0, 1))
         for q in procs:
             if q.alive:

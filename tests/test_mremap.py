@@ -85,7 +85,7 @@ def test_order_differences_between_2632_and_modern(profile: str) -> None:
     every call (check_mremap_params()); 2.6.32 finds no room: ENOMEM."""
     p = spawn(profile)
     mapfix(p, A, 4 * P)
-    modern = profile == "modern"
+    modern = p.kernel.profile.mremap_checks_first
     assert errno_of(lambda: p.mremap(A + 0x100000, 4 * P, 2 * P)) == (E.EFAULT if modern else 0)
     assert errno_of(lambda: p.mremap(A, 4 * P, TASK_SIZE + P, MAY)) == (
         E.EINVAL if modern else E.ENOMEM)
@@ -99,7 +99,8 @@ def test_grow_in_place_merges_with_next_only_on_modern(profile: str) -> None:
     mapfix(p, A, 4 * P)
     mapfix(p, A + 8 * P, 4 * P)
     assert p.mremap(A, 4 * P, 8 * P) == A
-    want = [(A, A + 12 * P)] if profile == "modern" else [(A, A + 8 * P), (A + 8 * P, A + 12 * P)]
+    want = ([(A, A + 12 * P)] if p.kernel.profile.mremap_expand_merges
+            else [(A, A + 8 * P), (A + 8 * P, A + 12 * P)])
     assert [(v.start, v.end) for v in p.vmas] == want
 
 
@@ -121,14 +122,14 @@ def test_hugetlb(profile: str) -> None:
     assert errno_of(lambda: p.mremap(h, kb.HPAGE_SIZE, 2 * kb.HPAGE_SIZE, MAY)) == E.EINVAL
     dest = 0x40000000
     got = errno_of(lambda: p.mremap(h, kb.HPAGE_SIZE, kb.HPAGE_SIZE, MAY | FIX, dest))
-    assert got == (0 if profile == "modern" else E.EINVAL)
+    assert got == (0 if p.kernel.profile.mremap_checks_first else E.EINVAL)
 
 
 def test_dontunmap_only_on_modern(profile: str) -> None:
     p = spawn(profile)
     mapfix(p, A, 4 * P)
     p.write_pages(A, [1, 2, 3, 4])
-    if profile != "modern":
+    if not p.kernel.profile.mremap_dontunmap:
         assert errno_of(lambda: p.mremap(A, 4 * P, 4 * P, MAY | DONT)) == E.EINVAL
         return
     assert errno_of(lambda: p.mremap(A, 4 * P, 8 * P, MAY | DONT)) == E.EINVAL  # resizes
@@ -144,7 +145,7 @@ def test_modern_moves_several_vmas_with_gaps(profile: str) -> None:
     mapfix(p, A, 2 * P)
     mapfix(p, A + 3 * P, P, prot=kb.PROT_READ)
     got = errno_of(lambda: p.mremap(A, 4 * P, 4 * P, MAY | FIX, A + 0x100000))
-    if profile != "modern":
+    if not p.kernel.profile.mremap_multi_vma:
         assert got == E.EFAULT
         return
     assert got == 0
@@ -162,16 +163,16 @@ def test_move_breaks_ksm_pages_but_keeps_vm_mergeable(profile: str) -> None:
         mapfix(proc, A, 2 * P)
         proc.write_pages(A, [7, 7])
         proc.madvise(A, 2 * P, kb.MADV_MERGEABLE)
-    if profile != "seed":
+    if k.profile.mremap_ksm_hook:
         k.sysfs["run"] = 1
         k.ksmd.full_scans(3)
         assert p.mm.ptes[A >> 12].ksm is not None
     got = p.mremap(A, 2 * P, 2 * P, MAY | FIX, A + 0x100000)
     fns = p.last_trace.functions()  # type: ignore[union-attr]
-    assert ("ksm_madvise" in fns) == (profile != "seed")
+    assert ("ksm_madvise" in fns) == k.profile.mremap_ksm_hook
     assert p.vmas[0].flags & kb.VM_MERGEABLE
     assert [p.read_page(got), p.read_page(got + P)] == [7, 7]
-    if profile != "seed":
+    if k.profile.mremap_ksm_hook:
         assert all(p.mm.ptes[v].ksm is None for v in ((got >> 12), (got >> 12) + 1))
         assert "unmerge_ksm_pages" in fns
 
@@ -185,7 +186,7 @@ def test_pending_signal_interrupts_the_ksm_hook(profile: str) -> None:
     k.inject("signal_pending")
     before = state(p)
     got = errno_of(lambda: p.mremap(A, 2 * P, 2 * P, MAY | FIX, A + 0x100000))
-    if profile == "seed":
+    if not k.profile.mremap_ksm_hook:
         assert got == 0
     else:
         assert got == E.EINTR
