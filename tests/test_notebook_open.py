@@ -22,9 +22,6 @@ __all__ = ["lab"]  # the fixture, imported for pytest
 
 pytestmark = pytest.mark.browser
 
-#: The chapters and playgrounds this book owns (chapter 9 follows its own author's strip).
-OWN = tuple(n for n in ALL_NOTEBOOKS if not n.startswith("09-"))
-
 
 @pytest.fixture(scope="module")
 def page(lab: tuple[str, str]) -> Any:
@@ -38,7 +35,7 @@ def page(lab: tuple[str, str]) -> Any:
         browser.close()
 
 
-@pytest.mark.parametrize("name", OWN)
+@pytest.mark.parametrize("name", ALL_NOTEBOOKS)
 def test_opening_and_closing_a_notebook_changes_nothing(lab: tuple[str, str], page: Any,
                                                         name: str) -> None:
     import json
