@@ -2,7 +2,9 @@
 """Strip run-to-run noise from notebooks in place, KEEPING their outputs (nbval compares them).
 
 Removed:
-- notebook ``metadata.widgets`` (saved ipywidgets state) and ``metadata.signature``;
+- notebook ``metadata.signature``, and the saved ipywidgets state: ``metadata.widgets`` becomes
+  the empty state that JupyterLab itself writes on saving a notebook with no live widget (the book
+  turns widget-state saving on, ``jupyter-config/``), so opening and saving changes nothing;
 - per-cell execution timing (``metadata.execution`` from JupyterLab, ``metadata.ExecuteTime``)
   and view-only cell metadata (``collapsed``, ``scrolled``);
 - widget views (``application/vnd.jupyter.widget-view+json``) from outputs: their models are
@@ -42,6 +44,9 @@ from typing import Any
 __all__ = ["strip_notebook", "strip_file", "main"]
 
 NOTEBOOK_METADATA_KEYS = ("widgets", "signature")
+#: ``metadata.widgets`` as JupyterLab saves it when no widget is live.
+EMPTY_WIDGET_STATE = {"application/vnd.jupyter.widget-state+json": {
+    "state": {}, "version_major": 2, "version_minor": 0}}
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 #: What an output that was only a widget view says once the view is removed.
 WIDGET_NOTE = "A widget was shown here when this notebook was executed. Run the cell to show it."
@@ -57,6 +62,7 @@ def strip_notebook(nb: dict[str, Any]) -> dict[str, Any]:
         meta.pop(key, None)
     if nb.get("metadata") is not None:
         meta["kernelspec"] = dict(KERNELSPEC)
+        meta["widgets"] = json.loads(json.dumps(EMPTY_WIDGET_STATE))
     count = 0
     for cell in nb.get("cells", []):
         cmeta = cell.get("metadata", {})

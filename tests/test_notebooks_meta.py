@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from scripts.strip_notebooks import EMPTY_WIDGET_STATE
+
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 CHAPTERS = sorted(NOTEBOOKS.glob("[0-9][0-9]-*.ipynb"))
 #: The chapters and the playground notebooks.
@@ -148,7 +150,8 @@ def test_cites_kernel_sources(path: Path) -> None:
 @chapter
 def test_executed_and_clean(path: Path) -> None:
     nb = load(path)
-    assert "widgets" not in nb["metadata"], "widget state committed: run scripts/strip_notebooks.py"
+    assert nb["metadata"].get("widgets") == EMPTY_WIDGET_STATE, \
+        "widget state committed: run scripts/strip_notebooks.py"
     for c in nb["cells"]:
         if c["cell_type"] != "code":
             continue

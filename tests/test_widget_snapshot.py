@@ -16,7 +16,7 @@ import pytest
 from ksmbook.widgets import Explorer
 from ksmbook.widgets.ksmd import KsmdStepper
 from ksmbook.widgets.snapshot import LIVE_NOTE, PICTURE_CSS, WIDGET_MIME, picture_bundle
-from scripts.strip_notebooks import WIDGET_NOTE, strip_notebook
+from scripts.strip_notebooks import EMPTY_WIDGET_STATE, WIDGET_NOTE, strip_notebook
 
 REPR = re.compile(r"^\w*(Box|Tab|Button|HTML|Dropdown)\(", re.M)
 
@@ -92,7 +92,7 @@ def test_strip_keeps_the_picture_and_drops_the_view(monkeypatch: pytest.MonkeyPa
     assert out["data"]["text/html"] == sent[0]["text/html"]
     assert out["data"] == picture_bundle(what="explorer", figure=e.view.figure,
                                          text=out["data"]["text/plain"].split("\n", 1)[1])
-    assert "widgets" not in nb["metadata"]
+    assert nb["metadata"]["widgets"] == EMPTY_WIDGET_STATE
 
 
 def test_strip_replaces_a_bare_widget_view_with_a_note() -> None:
