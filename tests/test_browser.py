@@ -556,9 +556,10 @@ def test_pictures_survive_run_save_close_reopen(lab: tuple[str, str]) -> None:
 
             page.locator(".jp-Notebook").first.click()
             page.keyboard.press("Control+s")
-            stored = _until(lambda: _stored(base, token, name).get("metadata", {}).get(
-                "widgets"), "the saved notebook's widget state")
-            state = stored["application/vnd.jupyter.widget-state+json"]["state"]
+            # The committed notebook holds the empty widget state already: wait for the live one.
+            state = _until(lambda: _stored(base, token, name).get("metadata", {}).get(
+                "widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state"),
+                "the saved notebook's widget state")
             assert len(state) > 50, len(state)
             _shut_down(base, token, name)
             page.goto(f"{base}/lab?reset&token={token}")   # the notebook is closed

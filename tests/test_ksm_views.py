@@ -227,14 +227,18 @@ def test_probe_plot_marks_the_slow_writes() -> None:
     assert "probe area" in result.text() and re.search(r"[0-9a-f]{8}-[0-9a-f]{8}", result.text())
 
 
-def test_png_formatter_for_ipython(capsys: pytest.CaptureFixture[str]) -> None:
+def test_png_formatter_for_ipython(capsys: pytest.CaptureFixture[str],
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import IPython
     from IPython.core.interactiveshell import InteractiveShell
 
     k, *_ = example()
     fig = kp.page_diagram(k)
     assert kp.png_bytes(fig) == kp.png_bytes(fig)        # stable bytes
     assert kp.png_bytes(fig)[:8] == b"\x89PNG\r\n\x1a\n"
-    assert not kp.use_png()                              # no IPython running
+    with monkeypatch.context() as m:    # no IPython running (another test's shell may be)
+        m.setattr(IPython, "get_ipython", lambda: None)
+        assert not kp.use_png()
     shell = InteractiveShell.instance()
     try:
         assert kp.use_png()
