@@ -482,3 +482,109 @@ def test_every_view_of_one_kernel_numbers_a_page_alike() -> None:
     assert [r.page for area in first.areas for r in area.rows] == [1, 2]
     ksm = {r.page for area in second.areas for r in area.rows}
     assert len(ksm) == 1 and f"KSM page #{ksm.pop()}" in trace
+
+
+# -- ksmd's mm_slot list and scan cursor ------------------------------------------------------
+
+def _advised(k: kb.Kernel, name: str, contents: list[int]) -> kb.Process:
+    p = k.spawn(name)
+    a = p.mmap(len(contents) * P, RW, ANON)
+    p.write_pages(a, contents)
+    p.madvise(a, len(contents) * P, kb.MADV_MERGEABLE)
+    return p
+
+
+def _box_order(fig: Any) -> list[str]:
+    """The processes of the slot boxes, top to bottom."""
+    view = fig._ksmbook_view
+    return [name for name, box in sorted(view.slot_boxes, key=lambda nb: nb[1][1])]
+
+
+@pytest.mark.parametrize("profile", ["2.6.32", "modern"])
+def test_slot_list_shows_ksmd_order_and_cursor_after_a_partial_scan(profile: str) -> None:
+    """After a batch that stops inside an mm, the figure and its twin show the slots in
+    ksmd's order, the cursor's slot and address, and which rmap_items it has passed; an mm
+    registered then goes just before the cursor."""
+    from figure_check import problems
+
+    k = kb.Kernel(profile=profile)
+    procs = {p.pid: p for p in (_advised(k, "p1", [1, 1, 2]), _advised(k, "p2", [1, 3, 4, 5]))}
+    k.sysfs["run"] = 1
+    k.sysfs["pages_to_scan"] = 5
+    k.ksmd.batch()
+    _advised(k, "p3", [6])
+    pid, address = k.ksmd.cursor()
+    assert pid is not None
+    order = [procs[s.pid].name if s.pid in procs else "p3" for s in k.ksmd.mm_slots()]
+    under = next(i for i, s in enumerate(k.ksmd.mm_slots()) if s.under_cursor)
+    passed = [i.address < address for i in k.ksmd.rmap_items(procs[pid])]
+
+    state = kr.slot_list(k)
+    fig = kr.slot_list_diagram(state)
+    view = fig._ksmbook_view
+    assert _box_order(fig) == order and order[under - 1] == "p3"
+    assert state.cursor == under and state.passed(under) == sum(passed)
+    # The cursor bar stands right of the last square passed and left of the next one.
+    xs = [view.items[(procs[pid].name, i.address)][0] for i in k.ksmd.rmap_items(procs[pid])]
+    bar = view.cursor_at[0]
+    assert all((x < bar) == before for x, before in zip(xs, passed, strict=True))
+    assert view.slot_boxes[under][1][1] < view.cursor_at[1] < view.slot_boxes[under][1][3]
+    assert not problems(fig)
+
+    text = kr.slot_list_text(state).splitlines()
+    slot_lines = [line for line in text if line.startswith("  ") and ". mm_slot of " in line]
+    assert [line.split("mm_slot of ")[1].split(" ")[0] for line in slot_lines] == order
+    cursor_line = slot_lines[under]
+    assert cursor_line.endswith(f"<- cursor: next address {kr.addr_text(address)}")
+    codes = cursor_line.split(": ", 1)[1].split("  ")[1].split()
+    assert codes.index("|") == sum(passed)
+
+
+def test_slot_list_between_passes_and_its_item_states() -> None:
+    """At the list head the cursor frames the head; every rmap_item is drawn in the tree
+    ksmd holds it in, and the pass-end line counts on from full_scans."""
+    from figure_check import problems
+
+    k = kb.Kernel(profile="modern")
+    _advised(k, "p1", [1, 1, 2, 3])
+    _advised(k, "p2", [1, 2] + list(range(10, 10 + kr.mm_slots.MAX_ITEMS)))
+    k.sysfs["run"] = 1
+    counters = k.ksmd.full_scans(2)
+    assert k.ksmd.cursor() == (None, 0)
+    state = kr.slot_list(k)
+    fig = kr.slot_list_diagram(state)
+    view = fig._ksmbook_view
+    assert view.cursor_at is None and state.cursor is None
+    assert not problems(fig)
+    for item in k.ksmd.rmap_items():
+        row = next(r for r in state.slots if r.pid == item.pid)
+        assert (item.address, item.state) in row.items
+        if (row.process, item.address) in view.items:
+            assert row.items.index((item.address, item.state)) < kr.mm_slots.MAX_ITEMS
+    text = kr.slot_list_text(state)
+    assert text.splitlines()[1] == "  list head  <- cursor: at the list head (between passes)"
+    full = counters["full_scans"]
+    assert f"the pass ends (full_scans {full} -> {full + 1})" in text
+    hidden = len(state.slots[1].items) - kr.mm_slots.MAX_ITEMS
+    assert hidden > 0 and text.splitlines()[3].endswith(f"+{hidden}")
+    drawn = {s: sum(1 for (proc, _), _xy in view.items.items() if proc == s)
+             for s in ("p1", "p2")}
+    assert drawn == {"p1": 4, "p2": kr.mm_slots.MAX_ITEMS}
+
+
+def test_slot_list_of_an_exiting_mm_and_of_an_empty_list() -> None:
+    from figure_check import problems
+
+    k = kb.Kernel(profile="modern")
+    assert "no mm registered" in kr.slot_list_text(kr.slot_list(k))
+    p1 = _advised(k, "p1", [1, 2])
+    _advised(k, "p2", [1])
+    k.sysfs["run"] = 1
+    k.ksmd.full_scans(1)
+    p1.exit()
+    exiting = [s.exiting for s in k.ksmd.mm_slots()]
+    state = kr.slot_list(k)
+    assert [r.exiting for r in state.slots] == exiting and any(exiting)
+    assert "mm exiting" in kr.slot_list_text(state)
+    assert not problems(kr.slot_list_diagram(state))
+    assert not problems(kr.slot_list_diagram(kb.Kernel(profile="modern")))

@@ -26,6 +26,7 @@ from .ksm_pages import (
     use_png,
 )
 from .layout import Gap, Layout
+from .mm_slots import show_slot_list, slot_list, slot_list_diagram, slot_list_text
 from .show import address_space, before_after, processes, show, show_change, to_svg
 from .snapshot import KINDS, Region, Snapshot, from_entries, kind_of, snapshot, snapshots
 from .text import (
@@ -46,5 +47,6 @@ __all__ = [
     "SpaceFigure", "view_of", "Layout", "Gap", "Lane", "LANES", "KIND_COLORS", "KIND_LABELS",
     "LABEL_LIMIT", "page_state", "page_number", "renumber", "pages_text", "page_diagram",
     "counters_plot", "show_pages",
-    "show_counters", "show_probe", "use_png",
+    "show_counters", "show_probe", "use_png", "slot_list", "slot_list_text",
+    "slot_list_diagram", "show_slot_list",
 ]
