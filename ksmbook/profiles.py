@@ -103,18 +103,29 @@ class KsmChecksum(enum.Enum):
 
 
 # Every field of a Profile says where its difference comes from, in its metadata (checked by
-# tests/test_profiles.py): the Linux version and the commit (a 12-digit hash or the commit's
-# quoted subject) that introduced it, or, where the introducing commit was not traced, the
-# version and the source read (file and function); the profile's name and title are its
-# identity. No field has a default: a profile that leaves one out does not construct.
+# tests/test_profiles.py):
+# * a behaviour one commit introduced or changed names the Linux version and that commit (a
+#   12-digit hash, or the commit's subject in double quotes);
+# * a set, mask or table that many commits built up names the sources its values were read
+#   from, per profile: no single commit introduced it;
+# * a behaviour whose introducing commit was not traced names the source read, and the test
+#   lists it as an exception, so a new field cannot join it unnoticed.
+# The profile's name and title are its identity. No field has a default: a profile that leaves
+# one out does not construct.
 
 def _since(version: str, commit: str) -> Any:
     """A field whose difference came with `commit` in Linux `version`."""
     return field(metadata={"since": version, "commit": commit})
 
 
+def _accumulated(version: str, source: str) -> Any:
+    """A set, mask or table built up over many commits, read from `source` (up to Linux
+    `version`)."""
+    return field(metadata={"accumulated_to": version, "source": source})
+
+
 def _read(version: str, source: str) -> Any:
-    """A field read from `source` in Linux `version` (the introducing commit not traced)."""
+    """A behaviour read from `source` in Linux `version` (the introducing commit not traced)."""
     return field(metadata={"read_in": version, "source": source})
 
 
@@ -130,7 +141,7 @@ class Profile:
     name: str = _identity()
     title: str = _identity()
     #: madvise_behavior_valid(): advices other than MERGEABLE/UNMERGEABLE.
-    advices: frozenset[int] = _read(
+    advices: frozenset[int] = _accumulated(
         '6.12', 'v2.6.32 and v6.12 mm/madvise.c madvise_behavior_valid()')
     #: ksm_madvise(): MADV_MERGEABLE is ignored on a VMA with any of these flags.
     ksm_ignore: VM = _since('2.6.32', 'f8af4da3b4c1')
@@ -146,7 +157,7 @@ class Profile:
     #: VM_SPECIAL: vma_merge() never merges such a VMA.
     vm_special: VM = _since('3.7', '"mm: kill vma flag VM_RESERVED and mm->reserved_vm counter"')
     #: Flags vma_merge() leaves out of the comparison (VM_CAN_NONLINEAR; later VM_SOFTDIRTY).
-    merge_ignore: VM = _read(
+    merge_ignore: VM = _accumulated(
         '6.12', 'v2.6.32 mm/mmap.c is_mergeable_vma(), v6.12 mm/vma.c is_mergeable_vma()')
     #: Flags a merged VMA keeps if any part had them (VM_STICKY: VM_MAYBE_GUARD, "mm: introduce
     #: VM_MAYBE_GUARD and make visible in /proc/$pid/smaps", 6.19; in the 6.18 kernel modelled).
@@ -178,16 +189,19 @@ class Profile:
     #: MADV_WILLNEED on an anonymous VMA: EBADF (2.6.32) or swap-in readahead, 0 (3.9, "mm: make
     #: madvise(MADV_WILLNEED) support swap file prefetch", 1998cc048901).
     willneed_anon_ebadf: bool = _since('3.9', '1998cc048901')
-    #: VM flags fork clears in the child (VM_LOCKED; later VM_LOCKED_MASK).
-    fork_clears: VM = _read('6.12', 'v2.6.32 and v6.12 kernel/fork.c dup_mmap()')
+    #: VM flags dup_mmap() clears in the child: VM_LOCKED, and VM_LOCKONFAULT with it (4.4,
+    #: "mm: introduce VM_LOCKONFAULT", de60f5f10c58; VM_LOCKED_MASK in 6.x).
+    fork_clears: VM = _since('4.4', 'de60f5f10c58')
     #: Flags set by hugetlbfs_file_mmap().
-    hugetlb_flags: VM = _read(
+    hugetlb_flags: VM = _accumulated(
         '6.12', 'v2.6.32 and v6.12 fs/hugetlbfs/inode.c hugetlbfs_file_mmap()')
     #: Flags set by remap_pfn_range(), the usual way a driver maps device memory.
-    remap_pfn_flags: VM = _read('6.12', 'v2.6.32 and v6.12 mm/memory.c remap_pfn_range()')
+    remap_pfn_flags: VM = _accumulated(
+        '6.12', 'v2.6.32 and v6.12 mm/memory.c remap_pfn_range()')
     #: Flags this kernel does not have.
-    missing_flags: VM = _read('6.12', 'v2.6.32 and v6.12 include/linux/mm.h')
-    smaps_codes: Mapping[VM, str] = _read('6.12', 'v6.12 fs/proc/task_mmu.c show_smap_vma_flags()')
+    missing_flags: VM = _accumulated('6.12', 'v2.6.32 and v6.12 include/linux/mm.h')
+    smaps_codes: Mapping[VM, str] = _accumulated(
+        '6.12', 'v6.12 fs/proc/task_mmu.c show_smap_vma_flags()')
     #: MAP_FIXED_NOREPLACE exists (4.17, "mm: introduce MAP_FIXED_NOREPLACE", a4ff8e8620d3);
     #: older kernels ignore the bit, so it is only a hint.
     fixed_noreplace: bool = _since('4.17', 'a4ff8e8620d3')
@@ -226,7 +240,7 @@ class Profile:
     #: madvise_dontneed() refused VM_LOCKED|VM_HUGETLB|VM_PFNMAP outright.
     dontneed_valid_vma: bool = _since('5.18', '"mm: madvise: MADV_DONTNEED_LOCKED"')
     #: Kernel function names that this kernel calls by another name.
-    renamed: Mapping[str, str] = _read(
+    renamed: Mapping[str, str] = _accumulated(
         '6.12', 'v2.6.32 and v6.12 mm/madvise.c, mm/mmap.c, mm/vma.c')
     # -- v2.6.32 source reading (mm/mmap.c, mm/memory.c, mm/mlock.c, mm/filemap.c) ----------
     #: MADV_REMOVE zaps every mapping of the punched range, private COW copies included:
@@ -247,7 +261,7 @@ class Profile:
     #: mmap_region() drops VM_LOCKED again for these VMAs and for hugetlb ones: 2.6.32
     #: mlock_vma_pages_range() ("and don't come back!"), 6.x the VM_SPECIAL test after
     #: the mapping is set up.
-    mlock_refused: VM = _read(
+    mlock_refused: VM = _accumulated(
         '6.12', 'v2.6.32 mm/mlock.c mlock_vma_pages_range(), v6.12 mm/vma.c __mmap_region()')
     #: MAP_HUGETLB is handled inside do_mmap_pgoff() after the length and map_count checks and
     #: refuses any file with EINVAL (2.6.32); 6.x ksys_mmap_pgoff() handles it before do_mmap()
@@ -270,8 +284,9 @@ class Profile:
     #: vm_flags as they were ("ksm: prevent mremap move poisoning", 1ff829957316, after the
     #: seed; still in 6.18 prep_move_vma()).
     mremap_ksm_hook: bool = _since('2.6.32', '1ff829957316')
-    #: MREMAP_DONTUNMAP exists (5.7).
-    mremap_dontunmap: bool = _since('5.7', '"mm/mremap: add MREMAP_DONTUNMAP to mremap()"')
+    #: MREMAP_DONTUNMAP exists (5.7, "mm/mremap: add MREMAP_DONTUNMAP to mremap()",
+    #: e346b3813067).
+    mremap_dontunmap: bool = _since('5.7', 'e346b3813067')
     #: The 6.x do_mremap(): check_mremap_params() first (new_len > TASK_SIZE is EINVAL for
     #: every call; with MREMAP_FIXED/DONTUNMAP the map_count must leave 6 spare), then
     #: vma_lookup(addr) (EFAULT even for a shrink, 5.16), hugetlb ranges aligned to 2 MiB and
@@ -283,26 +298,26 @@ class Profile:
     #: Growing in place merges with a compatible next VMA (6.0, "mm: add merging after mremap
     #: resize"; 6.18 vma_merge_extend()); 2.6.32's vma_adjust() only moves vm_end.
     mremap_expand_merges: bool = _since('6.0', '"mm: add merging after mremap resize"')
-    #: MREMAP_FIXED moves of an unresized range may span several VMAs and gaps (6.17
-    #: remap_move()).
-    mremap_multi_vma: bool = _read('6.17', 'v6.17 mm/mremap.c remap_move()')
-    real_bits: Mapping[VM, int] = _read('6.12', 'v6.12 include/linux/mm.h')
+    #: MREMAP_FIXED moves of an unresized range may span several VMAs and gaps (6.17,
+    #: "mm/mremap: permit mremap() move of multiple VMAs": remap_move()).
+    mremap_multi_vma: bool = _since('6.17', '"mm/mremap: permit mremap() move of multiple VMAs"')
+    real_bits: Mapping[VM, int] = _accumulated('6.12', 'v6.12 include/linux/mm.h')
     # -- ksmd (mm/ksm.c); the seed has none ------------------------------------------------
     #: Writable files of /sys/kernel/mm/ksm with their boot values, in ksm_attrs[] order.
     #: None stands for "totalram_pages / 4" (2.6.32 max_kernel_pages).
-    ksm_knobs: Mapping[str, int | str | None] = _read(
+    ksm_knobs: Mapping[str, int | str | None] = _accumulated(
         '6.18', 'v2.6.32 and v6.18 mm/ksm.c ksm_attrs[]')
     #: Read-only files of /sys/kernel/mm/ksm (the counters), in ksm_attrs[] order.
-    ksm_counters: tuple[str, ...] = _read('6.18', 'v2.6.32 and v6.18 mm/ksm.c ksm_attrs[]')
-    #: How the *_store() functions parse numbers: "strict_strtoul" (2.6.32: digits and one
-    #: trailing newline) or "kstrtox" (kstrtouint() & co: an optional "+", ERANGE on overflow).
-    ksm_number_parser: KsmNumberParser = _read(
-        '6.12', 'v2.6.32 mm/ksm.c *_store() strict_strtoul(), v6.12 kstrtouint()')
-    #: calc_checksum(): jhash2(seed 17) in 2.6.32, xxhash(seed 0) truncated to 32 bits later.
-    ksm_checksum: KsmChecksum = _read('6.12', 'v2.6.32 and v6.12 mm/ksm.c calc_checksum()')
-    #: sizeof(struct ksm_rmap_item), the cost that general_profit subtracts per item.
-    rmap_item_size: int = _read(
-        '6.12', 'v6.12 mm/ksm.c struct ksm_rmap_item, general_profit_show()')
+    ksm_counters: tuple[str, ...] = _accumulated(
+        '6.18', 'v2.6.32 and v6.18 mm/ksm.c ksm_attrs[]')
+    #: How the *_store() functions parse numbers: strict_strtoul() (2.6.32: digits and one
+    #: trailing newline) or the kstrto*() functions (an optional "+", ERANGE on overflow), which
+    #: strict_strtoul() itself became (2.6.39, "kstrto*: converting strings to integers done
+    #: (hopefully) right", 33ee3b2e2eb9; 6.12 calls kstrtouint() and kstrtoul()).
+    ksm_number_parser: KsmNumberParser = _since('2.6.39', '33ee3b2e2eb9')
+    #: calc_checksum(): jhash2(seed 17) in 2.6.32, xxhash(seed 0) truncated to 32 bits from 5.0
+    #: ("ksm: replace jhash2 with xxhash").
+    ksm_checksum: KsmChecksum = _since('5.0', '"ksm: replace jhash2 with xxhash"')
     #: cmp_and_merge_page() computes the checksum of a non-KSM page *before* searching the
     #: stable tree (6.11, "mm/ksm: don't waste time searching stable tree for fast changing
     #: page"; 6.1 and 2.6.32 searched the stable tree first).
@@ -317,13 +332,18 @@ class Profile:
     #: allocating", 80e148226028); 2.6.32 copies it into a newly allocated kernel page, limited
     #: by max_kernel_pages.
     ksm_page_in_place: bool = _since('2.6.33', '80e148226028')
+    #: try_to_merge_two_pages() merges nothing more once pages_shared reaches the
+    #: max_kernel_pages knob (0: no limit; boots as totalram_pages / 4). Removed, knob and
+    #: all, in 2.6.33 ("ksm: remove unswappable max_kernel_pages").
+    max_kernel_pages: bool = _since('2.6.33', '"ksm: remove unswappable max_kernel_pages"')
     #: ksm_do_scan() rule of 2.6.32: a KSM page whose item is in the stable tree and that is
     #: mapped only once is broken back into a normal page. Later kernels keep it a KSM page.
     break_unshared_ksm_page: bool = _read('6.12', 'v2.6.32 and v6.12 mm/ksm.c cmp_and_merge_page()')
-    #: get_next_rmap_item() unlinks a reused item from the unstable tree (2.6.32); later kernels
-    #: leave that to cmp_and_merge_page() or should_skip_rmap_item().
-    unlink_unstable_on_revisit: bool = _read(
-        '6.12', 'v2.6.32 mm/ksm.c get_next_rmap_item(), v6.12 should_skip_rmap_item()')
+    #: get_next_rmap_item() unlinks a reused item from the unstable tree (2.6.32); from 2.6.33
+    #: ("ksm: three remove_rmap_item_from_tree cleanups") cmp_and_merge_page() does it (and
+    #: later should_skip_rmap_item()).
+    unlink_unstable_on_revisit: bool = _since(
+        '2.6.33', '"ksm: three remove_rmap_item_from_tree cleanups"')
     #: prctl(PR_SET_MEMORY_MERGE / PR_GET_MEMORY_MERGE) exist (6.4, "mm: add new api to enable
     #: ksm per process", d7597f59d1d3).
     prctl_memory_merge: bool = _since('6.4', 'd7597f59d1d3')
@@ -369,22 +389,23 @@ class Profile:
     thp: bool = _since('2.6.38', '71e3aac0724f')
     # -- features that used to be told by a proxy (a knob's presence, a renamed function) -
     #: madvise flags are computed in madvise_vma_behavior() and applied in
-    #: madvise_update_vma(); 2.6.32 does both in madvise_behavior().
-    madvise_update_vma: bool = _read(
-        '6.12', 'v6.12 mm/madvise.c madvise_vma_behavior(), madvise_update_vma()')
+    #: madvise_update_vma() (5.17, "mm: rearrange madvise code to allow for reuse",
+    #: ac1e9acc5acf); 2.6.32 does both in madvise_behavior().
+    madvise_update_vma: bool = _since('5.17', 'ac1e9acc5acf')
     #: MADV_GUARD_INSTALL marks the whole VMA VM_MAYBE_GUARD (6.19, in the 6.18 modelled).
     guard_marks_vma: bool = _since(
         '6.19', '"mm: introduce VM_MAYBE_GUARD and make visible in /proc/$pid/smaps"')
     #: ksmd's smart_scan: skip pages that did not merge, more often the older they are
-    #: (/sys/kernel/mm/ksm/smart_scan).
-    smart_scan: bool = _since('6.7', '"mm/ksm: add "smart" page scanning mode"')
+    #: (/sys/kernel/mm/ksm/smart_scan; 6.7, "mm/ksm: add "smart" page scanning mode",
+    #: 5e924ff54d08).
+    smart_scan: bool = _since('6.7', '5e924ff54d08')
     #: ksmd can map the shared zero page for an all-zero page
-    #: (/sys/kernel/mm/ksm/use_zero_pages).
-    use_zero_pages: bool = _read(
-        '6.12', 'v6.12 mm/ksm.c try_to_merge_with_zero_page(), use_zero_pages_store()')
-    #: ksmd's scan-time advisor sets pages_to_scan (/sys/kernel/mm/ksm/advisor_*).
-    scan_time_advisor: bool = _read(
-        '6.12', 'v6.12 mm/ksm.c scan_time_advisor(), advisor_mode_store()')
+    #: (/sys/kernel/mm/ksm/use_zero_pages; 4.11, "mm/ksm: improve deduplication of zero pages
+    #: with colouring", e86c59b1b12d).
+    use_zero_pages: bool = _since('4.11', 'e86c59b1b12d')
+    #: ksmd's scan-time advisor sets pages_to_scan (/sys/kernel/mm/ksm/advisor_*; 6.8,
+    #: "mm/ksm: add ksm advisor", 4e5fa4f5eff6).
+    scan_time_advisor: bool = _since('6.8', '4e5fa4f5eff6')
     #: The profile of the kernel this machine runs (Linux 6.18): a live replay's results and
     #: VmFlags codes can match this profile's exactly, not only its VMA bounds.
     checkable_live: bool = _identity()
@@ -485,10 +506,10 @@ _SEED = Profile(
     # The seed has no ksmd; its ksmd fields are those of the 2.6.32 release.
     ksm_number_parser=KsmNumberParser.STRICT_STRTOUL,
     ksm_checksum=KsmChecksum.JHASH2,
-    rmap_item_size=64,
     checksum_before_stable_search=False,
     stable_node_objects=False,
     ksm_page_in_place=False,
+    max_kernel_pages=True,
     break_unshared_ksm_page=True,
     unlink_unstable_on_revisit=True,
     prctl_memory_merge=False,
@@ -515,6 +536,7 @@ _KSM_2632: dict[str, Any] = {
     "checksum_before_stable_search": False,
     "stable_node_objects": False,
     "ksm_page_in_place": False,
+    "max_kernel_pages": True,
     "break_unshared_ksm_page": True,
     "unlink_unstable_on_revisit": True,
     "ksm_madvise_enter_eagain": False,
@@ -603,10 +625,10 @@ _MODERN = Profile(
                   "stable_node_chains", "stable_node_dups", "general_profit"),
     ksm_number_parser=KsmNumberParser.KSTRTOX,
     ksm_checksum=KsmChecksum.XXHASH,
-    rmap_item_size=64,
     checksum_before_stable_search=True,
     stable_node_objects=True,
     ksm_page_in_place=True,
+    max_kernel_pages=False,
     break_unshared_ksm_page=False,
     unlink_unstable_on_revisit=False,
     prctl_memory_merge=True,

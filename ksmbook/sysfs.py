@@ -264,7 +264,9 @@ class KsmSysfs(Mapping[str, int | str]):
                 raise _Refused(-err if err != -512 else errno.EINTR)
 
     def _store_max_kernel_pages(self, text: str) -> None:
-        """max_kernel_pages_store() (2.6.32): 0 means no limit."""
+        """max_kernel_pages_store(): 0 means no limit. The file exists where
+        `Profile.max_kernel_pages` holds (2.6.32; gone in 2.6.33, "ksm: remove unswappable
+        max_kernel_pages")."""
         self.ks.knobs["max_kernel_pages"] = self._ulong_or_einval(text)
 
     def _needs_no_ksm_pages(self, name: str, value: int) -> None:

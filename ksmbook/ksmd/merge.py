@@ -124,6 +124,15 @@ class Merge(Trees):
                                tree_page: Page) -> Page | None:
         """try_to_merge_two_pages(): make one KSM page of two identical pages."""
         ks = self.ks
+        if self.profile.max_kernel_pages:
+            # 2.6.32: "The number of nodes in the stable tree is the number of kernel pages that
+            # we hold"; gone in 2.6.33 ("ksm: remove unswappable max_kernel_pages").
+            limit = int(ks.knobs["max_kernel_pages"])
+            if limit and limit <= ks.pages_shared:
+                if self._tr is not None:
+                    self._note(1, "try_to_merge_two_pages",
+                               "max_kernel_pages {} reached: no merge", limit)
+                return None
         thp = self.kernel.thp
         # ksmd holds a reference to tree_page too: if it is a subpage of the same huge page as
         # `page`, the split for `page` fails (ksmbook.thp).
@@ -137,13 +146,7 @@ class Merge(Trees):
                 self._pinned_huge = None
             kpage = page
         else:
-            # 2.6.32 copies the page into a new kernel page, at most max_kernel_pages of them.
-            limit = int(ks.knobs.get("max_kernel_pages", 0))
-            if limit and limit <= ks.pages_shared:
-                if self._tr is not None:
-                    self._note(1, "try_to_merge_two_pages",
-                               "max_kernel_pages {} reached: no merge", limit)
-                return None
+            # 2.6.32 copies the page into a newly allocated kernel page.
             kpage = Page(page.content, mapcount=0, anon=True)
             kpage.ksm = PENDING
             err = self.try_to_merge_with_ksm_page(item, page, kpage)

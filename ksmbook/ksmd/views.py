@@ -14,6 +14,10 @@ from .trees import Trees
 if TYPE_CHECKING:
     from ..kernel import Process
 
+#: sizeof(struct ksm_rmap_item) on x86_64, what general_profit subtracts per item: 64 bytes in
+#: 2.6.32 (struct rmap_item) and 6.12 alike, so no profile field.
+RMAP_ITEM_SIZE = 64
+
 
 @dataclass(frozen=True)
 class Sharer:
@@ -166,7 +170,7 @@ class Views(Trees):
             "stable_node_chains": ks.stable_node_chains,
             "stable_node_dups": ks.stable_node_dups,
             "general_profit": ((ks.pages_sharing + ks.ksm_zero_pages) * PAGE_SIZE
-                               - ks.rmap_items * self.profile.rmap_item_size),
+                               - ks.rmap_items * RMAP_ITEM_SIZE),
         }
         return {name: every[name] for name in self.profile.ksm_counters}
 
@@ -187,7 +191,7 @@ class Views(Trees):
             "ksm_zero_pages": zero,
             "ksm_merging_pages": merging,
             "ksm_process_profit": (merging + zero) * PAGE_SIZE
-            - items * self.profile.rmap_item_size,
+            - items * RMAP_ITEM_SIZE,
             "ksm_merge_any": "yes" if mm.flags & MMF.MMF_VM_MERGE_ANY else "no",
             "ksm_mergeable": "yes" if any(v.flags & VM.VM_MERGEABLE for v in mm.vmas)
             else "no",
