@@ -144,7 +144,7 @@ def test_fork_order_of_ksm_fork_and_the_copy(proc: Process) -> None:
     steps = proc.kernel.log[-1].steps
     ksm_at = next(i for i, s in enumerate(steps) if s.function == "ksm_fork")
     copied_at = next(i for i, s in enumerate(steps) if "VMAs copied" in s.message)
-    assert (ksm_at < copied_at) == (proc.kernel.profile.name != "modern")
+    assert (ksm_at < copied_at) == proc.kernel.profile.ksm_fork_first
 
 
 def test_child_whose_mergeable_vmas_were_dontcopy_is_still_registered(proc: Process) -> None:

@@ -532,7 +532,7 @@ def test_injected_unmerge_failures_need_ksm_pages(profile: str) -> None:
 def test_willneed_on_anonymous_memory(proc: Process) -> None:
     """2.6.32 madvise_willneed(): EBADF without a file; 6.x reads swap ahead (0)."""
     mapfix(proc, A, 2 * P)
-    want = 0 if proc.kernel.profile.name == "modern" else E.EBADF
+    want = E.EBADF if proc.kernel.profile.willneed_anon_ebadf else 0
     assert errno_of(lambda: proc.madvise(A, 2 * P, kb.MADV_WILLNEED)) == want
     f = proc.kernel.create_file("data.bin", 4 * P)
     mapfix(proc, A + 4 * P, 2 * P, prot=kb.PROT_READ, flags=kb.MAP_PRIVATE, file=f)
@@ -570,7 +570,6 @@ def test_dontneed_on_pfnmap_is_einval(proc: Process) -> None:
 def test_remove_errnos(proc: Process) -> None:
     """madvise_remove(): no file EINVAL, not shared-writable EACCES, 2.6.32 ext4 ENOSYS."""
     k = proc.kernel
-    modern = k.profile.name == "modern"
     mapfix(proc, A, 2 * P)
     assert errno_of(lambda: proc.madvise(A, 2 * P, kb.MADV_REMOVE)) == E.EINVAL
     ext4 = k.create_file("data.bin", 4 * P)
@@ -579,10 +578,10 @@ def test_remove_errnos(proc: Process) -> None:
     assert errno_of(lambda: proc.madvise(A + 4 * P, 2 * P, kb.MADV_REMOVE)) == E.EACCES
     # shared but mapped read-only: 2.6.32 wants VM_WRITE, 6.x only VM_MAYWRITE
     mapfix(proc, A + 8 * P, 2 * P, prot=kb.PROT_READ, flags=kb.MAP_SHARED, file=shm)
-    want = 0 if modern else E.EACCES
+    want = E.EACCES if k.profile.remove_needs_write else 0
     assert errno_of(lambda: proc.madvise(A + 8 * P, 2 * P, kb.MADV_REMOVE)) == want
     mapfix(proc, A + 12 * P, 2 * P, flags=kb.MAP_SHARED, file=ext4)
-    want = 0 if modern else E.ENOSYS  # 2.6.32: only tmpfs had truncate_range
+    want = 0 if "ext4" in k.profile.remove_filesystems else E.ENOSYS  # 2.6.32: only tmpfs
     assert errno_of(lambda: proc.madvise(A + 12 * P, 2 * P, kb.MADV_REMOVE)) == want
     mapfix(proc, A + 16 * P, 2 * P, flags=kb.MAP_SHARED, file=shm)
     proc.write_pages(A + 16 * P, [4, 5])

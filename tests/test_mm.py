@@ -20,10 +20,6 @@ FIXED = kb.MAP_FIXED
 NONE = kb.PROT.PROT_NONE
 
 
-def modern(p: Process) -> bool:
-    return p.kernel.profile.name == "modern"
-
-
 # -- mmap --------------------------------------------------------------------------------------
 
 def test_placement_is_top_down_below_mmap_base(proc: Process) -> None:
@@ -90,7 +86,7 @@ def test_map_fixed_noreplace(proc: Process) -> None:
     mapfix(proc, A, 4 * P)
     before = state(proc)
     call = lambda: proc.mmap(P, RW, ANON | kb.MAP_FIXED_NOREPLACE, addr=A + P)  # noqa: E731
-    if modern(proc):
+    if proc.kernel.profile.fixed_noreplace:
         assert errno_of(call) == E.EEXIST
         assert state(proc) == before
         assert proc.mmap(P, RW, ANON | kb.MAP_FIXED_NOREPLACE, addr=A + 8 * P) == A + 8 * P
@@ -175,7 +171,7 @@ def test_growsdown_on_shared_or_file_mappings(proc: Process) -> None:
     refuses it for files only (in mmap_region())."""
     f = proc.kernel.create_file("data.bin", 4 * P)
     shared = kb.MAP_SHARED | kb.MAP_ANONYMOUS | kb.MAP_GROWSDOWN
-    want = E.EINVAL if modern(proc) else 0
+    want = E.EINVAL if proc.kernel.profile.growsdown_private_anon_only else 0
     assert errno_of(lambda: proc.mmap(P, RW, shared | FIXED, addr=A)) == want
     for flags in (kb.MAP_PRIVATE, kb.MAP_SHARED):
         call = lambda fl=flags: proc.mmap(  # noqa: E731
@@ -332,7 +328,7 @@ def test_mprotect_making_private_memory_writable_charges_it(proc: Process) -> No
     proc.mprotect(A, 2 * P, RW)
     assert proc.vmas[0].flags & kb.VM_ACCOUNT
     proc.mprotect(A, 2 * P, R)  # touched or not, the charge is kept... except below
-    assert bool(proc.vmas[0].flags & kb.VM_ACCOUNT) == (not modern(proc))
+    assert bool(proc.vmas[0].flags & kb.VM_ACCOUNT) == (not proc.kernel.profile.mprotect_unaccounts)
 
 
 def test_mprotect_read_only_drops_vm_account_of_untouched_anon_memory_on_modern(
@@ -344,7 +340,7 @@ def test_mprotect_read_only_drops_vm_account_of_untouched_anon_memory_on_modern(
     proc.mprotect(A + 4 * P, 2 * P, R)
     untouched, touched = (bool(v.flags & kb.VM_ACCOUNT) for v in proc.vmas)
     assert touched
-    assert untouched == (not modern(proc))
+    assert untouched == (not proc.kernel.profile.mprotect_unaccounts)
 
 
 def test_mprotect_back_to_writable_merges_only_if_vm_account_agrees(proc: Process) -> None:
@@ -400,7 +396,7 @@ def test_anon_vma_after_fork(proc: Process) -> None:
     proc.write_pages(A, [1])
     child = proc.fork()
     parent_vma, child_vma = proc.vmas[0], child.vmas[0]
-    if modern(proc):
+    if proc.kernel.profile.anon_vma_chain:
         assert child_vma.anon_vma is not parent_vma.anon_vma
         assert child_vma.chain == (parent_vma.anon_vma, child_vma.anon_vma)
     else:
@@ -423,7 +419,7 @@ def test_fork_when_ksm_enter_fails(proc: Process) -> None:
     proc.madvise(A, 2 * P, kb.MADV_MERGEABLE)
     count = len(k.processes)
     k.inject("__ksm_enter")
-    if modern(proc):
+    if not k.profile.ksm_fork_first:
         child = proc.fork()
         assert not child.mm_flags & kb.MMF_VM_MERGEABLE
         assert child.vmas[0].flags & kb.VM_MERGEABLE
