@@ -265,7 +265,8 @@ class Profile:
         '6.12', 'v2.6.32 mm/mlock.c mlock_vma_pages_range(), v6.12 mm/vma.c __mmap_region()')
     #: MAP_HUGETLB is handled inside do_mmap_pgoff() after the length and map_count checks and
     #: refuses any file with EINVAL (2.6.32); 6.x ksys_mmap_pgoff() handles it before do_mmap()
-    #: and accepts a hugetlbfs file.
+    #: and accepts a hugetlbfs file. Two changes: 2.6.33 moved the handling into
+    #: sys_mmap_pgoff(), still refusing every file; accepting hugetlbfs files came later.
     hugetlb_in_do_mmap: bool = _read(
         '6.12', 'v2.6.32 mm/mmap.c do_mmap_pgoff(), v6.12 mm/mmap.c ksys_mmap_pgoff()')
     #: do_mmap_pgoff() itself returns ENOMEM for len > TASK_SIZE (2.6.32); 6.x leaves that to
@@ -292,9 +293,11 @@ class Profile:
     #: vma_lookup(addr) (EFAULT even for a shrink, 5.16), hugetlb ranges aligned to 2 MiB and
     #: moved rather than refused, old_len 0 of a private mapping EINVAL, and the checks of the
     #: source before the destination is unmapped. 2.6.32 unmaps the destination first and
-    #: looks the VMA up only to grow or move.
+    #: looks the VMA up only to grow or move. Several commits between the two; 6.15 gathered
+    #: the checks into check_mremap_params() ("mm/mremap: refactor mremap() system call
+    #: implementation").
     mremap_checks_first: bool = _read(
-        '6.12', 'v6.12 mm/mremap.c do_mremap(), check_mremap_params()')
+        '6.18', 'v6.18 mm/mremap.c do_mremap(), check_mremap_params()')
     #: Growing in place merges with a compatible next VMA (6.0, "mm: add merging after mremap
     #: resize"; 6.18 vma_merge_extend()); 2.6.32's vma_adjust() only moves vm_end.
     mremap_expand_merges: bool = _since('6.0', '"mm: add merging after mremap resize"')
