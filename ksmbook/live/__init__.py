@@ -38,9 +38,7 @@ from .harness import (
 )
 from .replay import LiveRunner, replay
 
-__all__ = [
-    "DEFAULT_ARENA_BASE", "DEFAULT_ARENA_SIZE", "SIM_MMAP_TOP", "FORBIDDEN_ADVICE", "Arena",
-    "KsmShared", "LiveFile", "LiveKernel", "LiveRunner", "LiveTask", "LiveVMA", "Worker",
-    "LiveSession", "LiveError", "LiveRefused", "WorkerDied", "WorkerTimeout", "available",
-    "parse_smaps", "read_ksm_sysfs", "replay",
-]
+__all__ = ["DEFAULT_ARENA_BASE", "DEFAULT_ARENA_SIZE", "SIM_MMAP_TOP", "FORBIDDEN_ADVICE", "Arena",
+           "KsmShared", "LiveFile", "LiveKernel", "LiveRunner", "LiveTask", "LiveVMA", "Worker",
+           "LiveSession", "LiveError", "LiveRefused", "WorkerDied", "WorkerTimeout", "available",
+           "parse_smaps", "read_ksm_sysfs", "replay"]

@@ -96,30 +96,10 @@ from .worker import (
     _recv_msg,
 )
 
-__all__ = [
-    "DEFAULT_ARENA_BASE",
-    "DEFAULT_ARENA_SIZE",
-    "SIM_MMAP_TOP",
-    "FORBIDDEN_ADVICE",
-    "Arena",
-    "KsmShared",
-    "LiveFile",
-    "LiveKernel",
-    "LiveTask",
-    "LiveVMA",
-    "Worker",
-    "LiveSession",
-    "LiveError",
-    "LiveRefused",
-    "WorkerDied",
-    "WorkerTimeout",
-    "available",
-    "parse_smaps",
-    "ksm_stat",
-    "parse_ksm_stat",
-    "LiveKsmdBackend",
-    "read_ksm_sysfs",
-]
+__all__ = ["DEFAULT_ARENA_BASE", "DEFAULT_ARENA_SIZE", "SIM_MMAP_TOP", "FORBIDDEN_ADVICE", "Arena",
+           "KsmShared", "LiveFile", "LiveKernel", "LiveTask", "LiveVMA", "Worker", "LiveSession",
+           "LiveError", "LiveRefused", "WorkerDied", "WorkerTimeout", "available", "parse_smaps",
+           "ksm_stat", "parse_ksm_stat", "LiveKsmdBackend", "read_ksm_sysfs"]
 
 #: Default arena: far below mmap_base and below the legacy TASK_UNMAPPED_BASE (see docstring).
 DEFAULT_ARENA_BASE = 0x2000_0000_0000
@@ -533,17 +513,13 @@ class LiveSession:
             self._tmpdirs[fs] = tempfile.mkdtemp(prefix="ksmbook-live-", dir=root)
         return self._tmpdirs[fs]
 
-    def create_file(self, name: str, size: int, fs: str = "shm", fill: bytes = b"") -> str:
-        """Create a scratch file of ``size`` bytes (zeros, or ``fill`` repeated); return its
-        path."""
+    def create_file(self, name: str, size: int, fs: str = "shm") -> str:
+        """Create a scratch file of ``size`` zero bytes; return its path."""
         if os.sep in name or name in ("", ".", ".."):
             raise ValueError(f"bad file name {name!r}")
         path = os.path.join(self.scratch_dir(fs), name)
         with open(path, "wb") as f:
-            if fill:
-                f.write((fill * (-(-size // len(fill))))[:size])
-            else:
-                f.truncate(size)
+            f.truncate(size)
         return path
 
     def close(self) -> None:
@@ -892,7 +868,3 @@ def available() -> tuple[bool, str]:
         return False, "no /proc/self/ksm_stat: kernel built without CONFIG_KSM (or older than 6.1)"
     return True, "ok"
 
-
-if __name__ == "__main__":
-    ok, why = available()
-    print("live replay available" if ok else f"live replay unavailable: {why}")

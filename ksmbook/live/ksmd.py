@@ -256,7 +256,6 @@ class KsmKnobs:
 
     def __init__(self) -> None:
         self.saved: dict[str, str] = {}
-        self._ctx: contextlib.ExitStack | None = None
 
     # snapshot / restore
     @staticmethod
@@ -274,9 +273,8 @@ class KsmKnobs:
         return {n: _knob_value(n, _read(n)) for n in KsmKnobs.writable()}
 
     def __enter__(self) -> KsmKnobs:
-        stack = contextlib.ExitStack()
-        stack.enter_context(_global_lock())
-        self._ctx = stack
+        self._lock = _global_lock()
+        self._lock.__enter__()
         self.saved = self.snapshot()
         return self
 
@@ -284,9 +282,7 @@ class KsmKnobs:
         try:
             self.restore()
         finally:
-            if self._ctx is not None:
-                self._ctx.close()
-                self._ctx = None
+            self._lock.__exit__(None, None, None)
 
     def restore(self) -> None:
         """Put every knob back to the snapshot; raise the first error after trying them all."""

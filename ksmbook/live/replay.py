@@ -106,7 +106,6 @@ def replay(scenario: Scenario | str, session: LiveSession | None = None, *,
         return [runner.step(op) for op in scenario.ops]
 
 
-
 def _ksmd_backend(stack: contextlib.ExitStack) -> LiveKsmd:
     """A stepped live ksmd for ``replay(..., ksmd=True)``, with the boot values of the knobs
     of the profile this machine's kernel is checked against, ended (and every knob restored)
