@@ -36,6 +36,7 @@ from typing import Any
 import nbformat
 
 from ..exercises import CHAPTERS, Problem
+from .course import write_atomic
 from .student import PROBLEMS_FILE
 from .variants import (
     Plan,
@@ -321,9 +322,7 @@ def write_assignment(chapter: int, course: str | Path, *, name: str | None = Non
             (target.parent / PROBLEMS_FILE).unlink(missing_ok=True)
         plan.students = roster if variants else []
         save_plan(course, plan)
-        tmp = target.with_name(f".{target.name}.tmp")
-        nbformat.write(nb, tmp)
-        tmp.replace(target)
+        write_atomic(target, nbformat.writes(nb) + "\n")
         _course_config(course)
     except VariantError as e:
         raise AssignmentError(str(e)) from None

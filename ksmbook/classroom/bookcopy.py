@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .course import write_atomic
+
 __all__ = ["MANIFEST", "NOTICE", "COPY", "Synced", "fingerprint", "sync_book", "prepare",
            "main"]
 
@@ -105,9 +107,7 @@ def _note(dest: Path, rel_new: str) -> None:
                    "its place."),
     })
     nb["cells"] = cells
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    tmp.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
-    os.replace(tmp, dest)
+    write_atomic(dest, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
 def sync_book(book: Path, copy: Path) -> Synced:

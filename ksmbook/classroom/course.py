@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["CourseError", "Course", "RosterEntry", "LatePolicy", "read_roster",
-           "import_roster", "parse_due", "set_due", "DUE_CELL_ID"]
+           "import_roster", "parse_due", "set_due", "write_atomic", "DUE_CELL_ID"]
 
 #: The role (metadata ksmbook.role) of the read-only cell that shows the due date.
 DUE_CELL_ID = "due_date"
@@ -442,7 +442,8 @@ def _replace_policy_block(config_text: str, block: str) -> str:
     return config_text.rstrip("\n") + "\n" + block
 
 
-def _write_atomic(path: Path, data: str) -> None:
+def write_atomic(path: Path, data: str) -> None:
+    """Replace `path` whole (a temporary file beside it, renamed over it), or not at all."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(data, encoding="utf-8")
     tmp.replace(path)
@@ -493,9 +494,9 @@ def set_due(course: Course, assignment: str, due: datetime,
         with course.gradebook(create=True) as gb:
             gb.update_or_create_assignment(assignment, duedate=utc)
         for path, nb in notebooks:
-            _write_atomic(path, nbformat.writes(nb) + "\n")
+            write_atomic(path, nbformat.writes(nb) + "\n")
         if new_config is not None:
-            _write_atomic(course.config_file, new_config)
+            write_atomic(course.config_file, new_config)
     except OSError as e:
         raise CourseError(f"cannot write the course folder {course.root}: "
                           f"{e.strerror or e}") from None

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..exercises import Problem, generate
-from .course import Course, CourseError
+from .course import Course, CourseError, write_atomic
 from .export import GRADED, NEEDS_MANUAL, NOT_AUTOGRADED, NOT_SUBMITTED, Submission, collect
 from .variants import load_plan, problems_of
 
@@ -66,21 +66,13 @@ class QuestionReport:
     def success_rate(self) -> float | None:
         return self.count("correct") / len(self.answers) if self.answers else None
 
-    def misconceptions(self) -> list[tuple[str, int, str]]:
-        """(misconception, how many answers, one example answer), most frequent first."""
+    def misconceptions(self, status: str = "incorrect") -> list[tuple[str, int, str]]:
+        """(misconception, how many answers, one example answer) of the answers with `status`
+        (incorrect, or unreadable), most frequent first."""
         counts: Counter[str] = Counter()
         example: dict[str, str] = {}
         for a in self.answers:
-            if a.status == "incorrect":
-                counts[a.misconception] += 1
-                example.setdefault(a.misconception, a.source)
-        return [(m, n, example[m]) for m, n in counts.most_common()]
-
-    def unreadable(self) -> list[tuple[str, int, str]]:
-        counts: Counter[str] = Counter()
-        example: dict[str, str] = {}
-        for a in self.answers:
-            if a.status == "unreadable":
+            if a.status == status:
                 counts[a.misconception] += 1
                 example.setdefault(a.misconception, a.source)
         return [(m, n, example[m]) for m, n in counts.most_common()]
@@ -428,7 +420,7 @@ def render_html(rep: ClassReport) -> str:
             out.append("</table>")
         elif q.answers:
             out.append("<p>No wrong answers.</p>")
-        unreadable = q.unreadable()
+        unreadable = q.misconceptions("unreadable")
         if unreadable:
             out.append("<table><tr><th>answers that could not be read</th><th>answers</th>"
                        "<th>for example</th></tr>")
@@ -451,9 +443,7 @@ def write_report(rep: ClassReport, path: Path) -> Path:
         raise CourseError(f"--out {path}: a folder (give the HTML file's name)")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(page, encoding="utf-8")
-        tmp.replace(path)
+        write_atomic(path, page)
     except OSError as err:
         raise CourseError(f"cannot write {path}: {err.strerror or err}") from None
     return path

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..exercises import CHAPTER_SETS, Problem, generate, generator
+from .course import write_atomic
 
 __all__ = ["STATE_DIR", "VariantError", "Plan", "state_dir", "load_secret", "plan_path",
            "save_plan", "load_plan", "make_plan", "problems_for", "problems_of", "student_key"]
@@ -124,9 +125,7 @@ def save_plan(course: str | Path, plan: Plan) -> Path:
     path = plan_path(course, plan.name)
     try:
         _private_dir(path.parent)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(plan.to_json())
-        tmp.replace(path)
+        write_atomic(path, plan.to_json())
     except OSError as e:
         raise VariantError(f"cannot write {path}: {e.strerror or e}") from None
     return path
