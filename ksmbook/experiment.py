@@ -30,7 +30,6 @@ __all__ = ["READ", "scan_scenario", "scan_results", "predict", "measure"]
 READ = "read"
 
 
-
 def _plan(contents: Sequence[Any] | None, processes: int | list[list[Any]]) -> list[list[Any]]:
     """The pages of each process: `processes` as a list of lists, `contents` as one, or
     `contents` (one list) in each of `processes` processes."""

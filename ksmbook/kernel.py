@@ -66,7 +66,6 @@ DRIVER_STYLES: dict[str, Callable[[Profile], VM]] = {
 
 #: The types of an advice that need no _check_ints(): an int, or a MADV member.
 _ADVICE_TYPES = (int, MADV)
-_SYSCTL_DEFAULTS = {"max_map_count": 65530, "nr_hugepages": 0}
 FAULT_POINTS = ("__ksm_enter", "split_vma", "signal_pending", "break_ksm",
                 "write_protect_page", "alloc_rmap_item")
 

@@ -236,22 +236,20 @@ class Session:
 
     def undo(self) -> str:
         """Go back one change of history; returns what it was (ValueError: nothing to undo)."""
-        if not self._undo:
-            raise ValueError("nothing to undo")
-        state = self._undo.pop()
-        old = self.history
-        self._build(dataclasses.replace(state, change=""))
-        self._redo.append(dataclasses.replace(old, change=state.change))
-        return state.change
+        return self._swap(self._undo, self._redo, "nothing to undo")
 
     def redo(self) -> str:
         """Do again the change last undone; returns what it was."""
-        if not self._redo:
-            raise ValueError("nothing to redo")
-        state = self._redo.pop()
+        return self._swap(self._redo, self._undo, "nothing to redo")
+
+    def _swap(self, take: list[History], give: list[History], empty: str) -> str:
+        """Rebuild the history on top of `take`, keeping the current one on `give`."""
+        if not take:
+            raise ValueError(empty)
+        state = take.pop()
         old = self.history
         self._build(dataclasses.replace(state, change=""))
-        self._undo.append(dataclasses.replace(old, change=state.change))
+        give.append(dataclasses.replace(old, change=state.change))
         return state.change
 
     def reset(self) -> None:

@@ -162,15 +162,21 @@ class WriteTiming:
     latency_us: float
 
 
+def _runner(process: Process) -> Runner[Process]:
+    """A Runner on the process's kernel, where the statements naming the process reach it."""
+    runner = Runner(process.kernel, maps=False)
+    if runner.procs.get(process.name) is not process:
+        raise ValueError(f"another process is named {process.name!r}: the statements name "
+                         "the process")
+    return runner
+
+
 def timed_write(process: Process, addr: int, content: int,
                 rng: random.Random | None = None) -> WriteTiming:
     """Write one page with `content` on the simulator (a ``write`` statement run by the
     scenario Runner) and return the fault its trace recorded, with a modelled latency for it
     (a seeded `rng` adds noise). A write that would raise SIGSEGV raises OSError(EFAULT)."""
-    runner = Runner(process.kernel, maps=False)
-    if runner.procs.get(process.name) is not process:
-        raise ValueError(f"another process is named {process.name!r}")
-    result = runner.step(Write(process.name, Addr(None, addr), (content,)))
+    result = _runner(process).step(Write(process.name, Addr(None, addr), (content,)))
     if result.result < 0:
         why = result.trace.steps[-1].message if result.trace is not None else ""
         raise OSError(-result.result, why or os.strerror(-result.result))
@@ -260,10 +266,7 @@ def probe(attacker: Process, guesses: Sequence[int], *, scans: int = 2,
     if int(kernel.sysfs["run"]) != 1:  # (a kernel without ksmd raises KsmdUnavailable)
         raise KsmdIdle(f"ksmd is not running (run={kernel.sysfs['run']}): write 1 to "
                        "/sys/kernel/mm/ksm/run before the probe")
-    runner = Runner(kernel, maps=False)
-    if runner.procs.get(attacker.name) is not attacker:
-        raise ValueError(f"another process is named {attacker.name!r}: the probe's statements "
-                         "name the attacker")
+    runner = _runner(attacker)
     n = len(guesses)
     for op in statements[:-n]:
         runner.step(op)
