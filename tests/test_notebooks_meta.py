@@ -29,8 +29,9 @@ IGNORE_TAGS = {"nbval-ignore-output", "nbval-skip"}
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 #: Calls of ksmbook.render that draw a figure.
 DIAGRAM_CALL = re.compile(r"\bkr\.(show|show_change|address_space|before_after|processes)\(")
-#: A text twin: a maps-style range (as /proc/PID/maps prints it) or a changes_text summary.
-TWIN = re.compile(r"\b[0-9a-f]{8,}-[0-9a-f]{8,}\b|^VMAs: ", re.M)
+#: A text twin: a maps-style range (as /proc/PID/maps prints it), a changes_text summary or
+#: the mm_slot list (render.slot_list_text).
+TWIN = re.compile(r"\b[0-9a-f]{8,}-[0-9a-f]{8,}\b|^VMAs: |^ksmd's mm_slot list, ", re.M)
 #: A kernel source file, as the chapters cite them: mm/madvise.c, include/linux/ksm.h, ...
 KERNEL_FILE = re.compile(r"\b(?:mm|kernel|include|fs|arch)/[\w/.-]+\.[ch]\b")
 
@@ -258,8 +259,9 @@ def test_chapter_7_batches_per_pass() -> None:
     skipped: 11 for 1000 pages, the eleventh of 1050 pages scanning 50) is what the simulated
     ksmd does."""
     text = chapter_text(7)
-    assert "a pass that processes `P` pages takes `P // pages_to_scan + 1` batches" in text
-    assert "pages `smart_scan` skips do not count in `P`" in text
+    assert (r"a pass that processes all of its $P$ pages takes "
+            r"$\lfloor P / \mathit{pages\_to\_scan} \rfloor + 1$ batches") in text
+    assert r"takes $\lfloor (P - S) / \mathit{pages\_to\_scan} \rfloor + 1$ batches" in text
     assert "for 1000 pages at 100 a batch, ten full batches and an eleventh" in text
     assert "about 11 x 20 ms per pass" in text
     for pages in (1000, 1050, 999):
