@@ -34,7 +34,8 @@ LIVE_FIXTURES = frozenset({"live_kernel", "live_ksmd", "ksm_to_ourselves"})
 #: Modules marked by kind (fnmatch patterns on the file name).
 MODULE_MARKS = {
     "browser": ("test_browser.py", "test_html_book.py"),
-    "nbgrader": ("test_classroom_nbgrader.py", "test_classroom_course.py", "test_grading_*.py"),
+    "nbgrader": ("test_classroom_nbgrader.py", "test_classroom_course.py",
+                 "test_classroom_readme.py", "test_grading_*.py"),
     "hub": ("test_classroom_hub.py", "test_hub_*.py"),
 }
 

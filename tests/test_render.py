@@ -412,6 +412,7 @@ def _book_figures(notebook: Path) -> list[Any]:
 BOOK = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]-*.ipynb"))
 
 
+@pytest.mark.slow  # runs every chapter's code cells
 @pytest.mark.parametrize("notebook", BOOK, ids=[p.name[:2] for p in BOOK])
 def test_every_figure_of_the_book_is_legible(notebook: Path) -> None:
     """No text under 10 px on screen (PNG at 100 dpi, shown at its size in JupyterLab and in
