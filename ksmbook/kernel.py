@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import enum
 import errno
+import itertools
 import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
@@ -88,6 +89,10 @@ class Kernel:
         self.files: dict[str, File] = {}
         #: The most recent system calls' traces, oldest first.
         self.log: collections.deque[Trace] = collections.deque(maxlen=10_000)
+        #: The ids of the pages and anon_vmas this kernel allocates, from 1 at each boot, so
+        #: that a page is numbered alike in every trace and view of the same scenario.
+        self.page_ids = itertools.count(1)
+        self.anon_vma_ids = itertools.count(1)
         self.ksm = KsmState(self)
         #: Transparent huge pages: /sys/kernel/mm/transparent_hugepage/enabled and the PMD
         #: mappings (ksmbook.thp; kernels with Profile.thp only).
@@ -151,7 +156,7 @@ class Kernel:
         kind = "shmem" if fs == "tmpfs" else "regular"
         f = File(path, size, kind=kind, fs=fs, writable=writable, ino=self.next_ino())
         for i, c in enumerate(contents or ()):
-            f.pages[i] = Page(int(c), mapcount=0, anon=False)
+            f.pages[i] = Page(int(c), mapcount=0, anon=False, id=next(self.page_ids))
         self.files[path] = f
         return f
 
@@ -253,7 +258,7 @@ class Kernel:
             elif vma.file is not None and vma.flags & VM.VM_READ and vma.file.kind != "device":
                 for a in range(addr, stop, PAGE_SIZE):
                     if a >> PAGE_SHIFT not in mm.ptes:
-                        page = file_page(vma.file, vma.pgoff_at(a))
+                        page = file_page(mm, vma.file, vma.pgoff_at(a))
                         page.mapcount += 1
                         mm.ptes[a >> PAGE_SHIFT] = page
             addr = stop
@@ -280,11 +285,11 @@ class Kernel:
         return ksm_vma_flags(mm, file, vm_flags, tr)
 
 
-def file_page(f: File, pgoff: int) -> Page:
+def file_page(mm: MM, f: File, pgoff: int) -> Page:
     """find_or_create_page(): the page-cache page of `f` at pgoff (a hole reads as zeros)."""
     page = f.pages.get(pgoff)
     if page is None:
-        page = f.pages[pgoff] = Page(0, mapcount=0, anon=False)
+        page = f.pages[pgoff] = Page(0, mapcount=0, anon=False, id=next(mm.kernel.page_ids))
     return page
 
 
@@ -312,7 +317,7 @@ def handle_write_fault(mm: MM, vma: VMA, addr: int, content: int | None,
     """
     vpn = addr >> PAGE_SHIFT
     if vma.flags & VM.VM_SHARED and vma.file is not None:
-        page = file_page(vma.file, vma.pgoff_at(addr))
+        page = file_page(mm, vma.file, vma.pgoff_at(addr))
         if content is not None:
             page.content = content
         if vpn in mm.ptes:
@@ -326,15 +331,17 @@ def handle_write_fault(mm: MM, vma: VMA, addr: int, content: int | None,
         old = mm.ptes.get(vpn)
         if old is None:
             if vma.file is not None:
-                base, fault = file_page(vma.file, vma.pgoff_at(addr)).content, Fault.FILE_COW
-                mm.ptes[vpn] = Page(base if content is None else content)
+                base, fault = file_page(mm, vma.file, vma.pgoff_at(addr)).content, Fault.FILE_COW
+                mm.ptes[vpn] = Page(base if content is None else content,
+                                    id=next(mm.kernel.page_ids))
             elif mm.kernel.thp.allowable(mm, vma, addr):  # ksmbook.thp (2.6.38 and later)
                 sub = mm.kernel.thp.do_huge_pmd_anonymous_page(mm, vma, addr)
                 sub.content = 0 if content is None else content
                 fault = Fault.HUGE_NEW
             else:
                 fault = Fault.ANON_NEW
-                mm.ptes[vpn] = Page(0 if content is None else content)
+                mm.ptes[vpn] = Page(0 if content is None else content,
+                                    id=next(mm.kernel.page_ids))
         elif old.anon and old.mapcount == 1 and old.ksm is None:
             if content is not None:
                 old.content = content
@@ -350,7 +357,8 @@ def handle_write_fault(mm: MM, vma: VMA, addr: int, content: int | None,
             else:
                 fault = Fault.COW_COPY
             old.mapcount -= 1
-            mm.ptes[vpn] = Page(old.content if content is None else content)
+            mm.ptes[vpn] = Page(old.content if content is None else content,
+                                id=next(mm.kernel.page_ids))
             mm.kernel.page_unmapped(mm, vpn, old)
     if tr is not None:
         _trace_fault(tr, mm.profile, addr, fault, "write")
@@ -592,7 +600,7 @@ class Process:
                 # 2.6.34 "mm: change anon_vma linking to fix multi-process server scalability
                 # issue" (5beb49305251): anon_vma_fork() gives the child its own anon_vma.
                 if p.anon_vma_chain:
-                    own = AnonVma()
+                    own = AnonVma(next(k.anon_vma_ids))
                     new.anon_vma, new.chain = own, vma.chain + (own,)
                 else:
                     new.anon_vma, new.chain = vma.anon_vma, vma.chain

@@ -225,8 +225,9 @@ class KsmState:
         self.knobs: dict[str, int | str] = {
             name: (TOTALRAM_PAGES // 4 if value is None else value)
             for name, value in p.ksm_knobs.items()}
-        #: The shared zero page, as mapped by KSM's use_zero_pages (a special, dirty pte).
-        self.zero_page = Page(0, mapcount=0, anon=False)
+        #: The shared zero page (ZERO_PAGE(0), #0 in the views), as mapped by KSM's
+        #: use_zero_pages (a special, dirty pte).
+        self.zero_page = Page(0, mapcount=0, anon=False, id=0)
         #: Simulated time (milliseconds since boot) and the scan-time advisor's context.
         self.clock_ms = 0.0
         self.advisor_start = 0.0
@@ -487,7 +488,7 @@ def break_ksm(mm: MM, vma: VMA, vpn: int, tr: Trace | None) -> int:
             tr.note("break_ksm", "{:#x}: VM_FAULT_OOM: ENOMEM", vpn << PAGE_SHIFT)
         return -errno.ENOMEM
     page.mapcount -= 1
-    mm.ptes[vpn] = Page(page.content)
+    mm.ptes[vpn] = Page(page.content, id=next(k.page_ids))
     k.page_unmapped(mm, vpn, page)
     if tr is not None:
         what = "KSM zero page" if page is k.ksm.zero_page else "KSM page"

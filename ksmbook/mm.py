@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import errno
 import functools
-import itertools
 from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -42,7 +41,6 @@ if TYPE_CHECKING:
 
 __all__ = ["AnonVma", "File", "Page", "VMA", "MM", "calc_vm_prot_bits", "page_align"]
 
-_ids = itertools.count(1)
 # Flags tested on every split and merge, as plain ints (an IntFlag operation costs ten times
 # an int one).
 _VM_HUGETLB = int(VM.VM_HUGETLB)
@@ -67,9 +65,10 @@ def calc_vm_prot_bits(prot: int) -> VM:
 
 @dataclass(eq=False)
 class AnonVma:
-    """struct anon_vma: links the anonymous pages of a VMA (and its fork relatives)."""
+    """struct anon_vma: links the anonymous pages of a VMA (and its fork relatives); `id`
+    comes from its kernel's `Kernel.anon_vma_ids`."""
 
-    id: int = field(default_factory=lambda: next(_ids))
+    id: int
 
     def __repr__(self) -> str:
         return f"anon_vma#{self.id}"
@@ -107,7 +106,11 @@ class File:
 
 @dataclass(eq=False)
 class Page:
-    """A physical page: its content (an int; 0 = all zeros) and how many PTEs map it."""
+    """A physical page: its content (an int; 0 = all zeros) and how many PTEs map it.
+
+    `id` names the page in every trace and view of its kernel: the next number of
+    `Kernel.page_ids` (#1 for the first page a boot allocates), 0 for the shared zero page.
+    """
 
     content: int
     mapcount: int = 1
@@ -121,7 +124,7 @@ class Page:
     #: private anonymous page in both mms (copy_present_pte()), so the next write takes
     #: do_wp_page() even once the page is mapped only once again (then wp_page_reuse()).
     wrprotect: bool = False
-    id: int = field(default_factory=lambda: next(_ids))
+    id: int = field(kw_only=True)
 
 
 @dataclass(eq=False, slots=True)
@@ -448,7 +451,8 @@ class MM:
         """anon_vma_prepare(): give the VMA an anon_vma (at its first anonymous page, or when
         guard markers go in), shared with a neighbour it could later merge with."""
         if vma.anon_vma is None:
-            vma.anon_vma = self.find_mergeable_anon_vma(vma) or AnonVma()
+            vma.anon_vma = (self.find_mergeable_anon_vma(vma)
+                            or AnonVma(next(self.kernel.anon_vma_ids)))
             vma.chain = (vma.anon_vma,)
 
     def find_mergeable_anon_vma(self, vma: VMA) -> AnonVma | None:

@@ -80,8 +80,9 @@ class Thp:
         #: Every subpage of a huge page not split yet (mapped by a PMD or, after a PMD split
         #: by munmap, mprotect, a COW fault, by ptes), by Page.id: folio_test_large().
         self.large: dict[int, HugePage] = {}
-        #: The shared zero page a split maps in place of an all-zero subpage (6.12).
-        self.zero_page = Page(0, mapcount=0, anon=False)
+        #: The shared zero page (#0, as KSM's) a split maps in place of an all-zero subpage
+        #: (6.12).
+        self.zero_page = Page(0, mapcount=0, anon=False, id=0)
         self.splits = 0            # thp_split_page in /proc/vmstat
         self.faults = 0            # thp_fault_alloc in /proc/vmstat
 
@@ -124,7 +125,8 @@ class Thp:
         subpage at `addr`."""
         hpn = addr >> HPAGE_PMD_SHIFT
         first = hpn << _SUB
-        pages = [Page(0) for _ in range(HPAGE_PMD_NR)]
+        ids = self.kernel.page_ids
+        pages = [Page(0, id=next(ids)) for _ in range(HPAGE_PMD_NR)]
         hp = HugePage(hpn, pages)
         for i, page in enumerate(pages):
             mm.ptes[first + i] = page

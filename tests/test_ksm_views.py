@@ -72,11 +72,13 @@ def test_state_agrees_with_ksmd() -> None:
         [(v.content, len(v.sharers)) for v in k.ksmd.stable_tree()]
     assert [(u.content, u.address) for u in state.unstable] == \
         [(u.content, u.address) for u in k.ksmd.unstable_tree()]
-    # Pages are renumbered in order of appearance; equal numbers are one physical page.
+    # A page is shown by its id (Page.id): equal numbers are one physical page.
     rows = {(r.process, r.address): r.page for r in state.rows}
-    assert rows[("p1", a1)] == rows[("p2", a2)] == 1
-    assert rows[("p1", a1 + 2 * P)] == rows[("p2", a2 + P)] == 2
-    assert state.stable[0].page == 1
+    assert rows == {(p.name, vpn * P): page.id
+                    for p in (p1, p2) for vpn, page in p.mm.ptes.items()}
+    stable = {n.content: n.page for n in state.stable}
+    assert rows[("p1", a1)] == rows[("p2", a2)] == stable[1]
+    assert rows[("p1", a1 + 2 * P)] == rows[("p2", a2 + P)] == stable[2] != stable[1]
 
 
 def test_untouched_not_mergeable_stale_and_zero_pages() -> None:

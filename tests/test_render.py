@@ -463,30 +463,6 @@ def test_a_fork_child_shows_its_dontfork_hole() -> None:
     assert [t.get_text() for t in texts(fig)].count("no VMA here") == 1
 
 
-def test_every_view_of_one_kernel_numbers_a_page_alike() -> None:
-    """Page tables, trees and ksmd's traces (through renumber) of one kernel give a page one
-    number, #1, #2, ... in the order pages first appear, whatever other kernels allocated."""
-    from ksmbook.render import ksm_pages as kp
-
-    rw, anon = kb.PROT_READ | kb.PROT_WRITE, kb.MAP_PRIVATE | kb.MAP_ANONYMOUS
-    kb.Kernel(profile="modern").spawn().mmap(4 * kb.PAGE_SIZE, rw, anon)  # other pages first
-    k = kb.Kernel(profile="modern")
-    p = k.spawn("p")
-    a = p.mmap(2 * kb.PAGE_SIZE, rw, anon)
-    p.write_pages(a, [1, 1])
-    p.madvise(a, 2 * kb.PAGE_SIZE, kb.MADV_MERGEABLE)
-    k.sysfs["run"] = 1
-    first = kp.page_state(k)
-    k.ksmd.full_scans(2)
-    trace = kp.renumber(k, k.ksmd.last_trace)
-    second = kp.page_state(k)
-    assert [r.page for area in first.areas for r in area.rows] == [1, 2]
-    ksm = {r.page for area in second.areas for r in area.rows}
-    assert len(ksm) == 1 and f"KSM page #{ksm.pop()}" in trace
-
-
-# -- ksmd's mm_slot list and scan cursor ------------------------------------------------------
-
 def _advised(k: kb.Kernel, name: str, contents: list[int]) -> kb.Process:
     p = k.spawn(name)
     a = p.mmap(len(contents) * P, RW, ANON)

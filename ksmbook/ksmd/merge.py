@@ -147,7 +147,7 @@ class Merge(Trees):
             kpage = page
         else:
             # 2.6.32 copies the page into a newly allocated kernel page.
-            kpage = Page(page.content, mapcount=0, anon=True)
+            kpage = Page(page.content, mapcount=0, anon=True, id=next(self.kernel.page_ids))
             kpage.ksm = PENDING
             err = self.try_to_merge_with_ksm_page(item, page, kpage)
         if not err:

@@ -27,9 +27,7 @@ against.
 from __future__ import annotations
 
 import io
-import re
 import textwrap
-import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -91,7 +89,7 @@ class PageRow:
     pid: int
     address: int
     content: int | None
-    page: int | None        # physical page, numbered #1, #2, ... (page_number)
+    page: int | None        # physical page: its id (Page.id), as ksmd's traces name it
     state: str              # one of STATES ("KSM page" also carries `sharers`)
     sharers: int            # page-table entries mapping the page (0 when untouched)
 
@@ -175,42 +173,18 @@ def _process_name(proc: Any) -> str:
     return str(getattr(proc, "name", "") or f"p{proc.pid}")
 
 
-#: The number each view gives a physical page of a kernel: #1, #2, ... in the order the pages
-#: first appear in any view of that kernel (page tables, trees, ksmd traces through `renumber`),
-#: so that every figure, table and trace of one example names a page alike.
-_NUMBERS: weakref.WeakKeyDictionary[Any, dict[int, int]] = weakref.WeakKeyDictionary()
-_PAGE_REF = re.compile(r"(page )#(\d+)")
-
-
-def page_number(kernel: Kernel, page_id: int) -> int:
-    """The number the views of `kernel` give the page whose simulator id is `page_id`."""
-    numbers = _NUMBERS.setdefault(kernel, {})
-    return numbers.setdefault(page_id, len(numbers) + 1)
-
-
-def renumber(kernel: Kernel, trace: object) -> str:
-    """A ksmd trace of `kernel` as text, its pages ("KSM page #5287", the simulator's ids)
-    named by the numbers the page views give them."""
-    return _PAGE_REF.sub(lambda m: f"{m[1]}#{page_number(kernel, int(m[2]))}", str(trace))
-
-
 def page_state(kernel: Kernel, processes: Sequence[Process] | None = None, *,
                names: Mapping[int, str] | None = None, mergeable_only: bool = False,
-               max_pages: int = MAX_PAGES, kernel_ids: bool = False) -> PageState:
+               max_pages: int = MAX_PAGES) -> PageState:
     """Freeze the pages of `processes` (default: every live process) and ksmd's view of them.
 
     Areas shown: every VMA with VM_MERGEABLE, and (unless `mergeable_only`) every private
-    anonymous one; at most `max_pages` pages of each are listed. Pages are numbered in order
-    of first appearance in any view of this kernel (`page_number`; a page keeps its number
-    from one state to the next, and `renumber` gives ksmd's traces the same numbers), or with
-    `kernel_ids` by the simulator's page id.
+    anonymous one; at most `max_pages` pages of each are listed. A page is shown by its id
+    (`Page.id`), the number ksmd's traces give it too.
     """
     procs = list(processes) if processes is not None else list(kernel.processes)
     has_ksmd = kernel.profile.has_ksmd and kernel.config_ksm
     ksmd = kernel.ksmd if has_ksmd else None
-    def number(page_id: int) -> int:
-        return page_id if kernel_ids else page_number(kernel, page_id)
-
     pid_names = {p.pid: _process_name(p) for p in kernel.processes}
     pid_names.update({p.pid: _process_name(p) for p in procs})
     areas = []
@@ -233,7 +207,7 @@ def page_state(kernel: Kernel, processes: Sequence[Process] | None = None, *,
             for addr in range(vma.start, min(vma.end, vma.start + max_pages * PAGE_SIZE),
                               PAGE_SIZE):
                 rows.append(_row(name, proc.pid, addr, pages.get(addr), items.get(addr),
-                                 mergeable, number))
+                                 mergeable))
             areas.append(AreaView(name, proc.pid, vma.start, vma.end, region.perms, mergeable,
                                   tuple(rows), max(0, vma.pages - max_pages)))
     stable: list[KsmNode] = []
@@ -242,7 +216,7 @@ def page_state(kernel: Kernel, processes: Sequence[Process] | None = None, *,
     cursor: tuple[str | None, int] = (None, 0)
     if ksmd is not None:
         for node in ksmd.stable_tree():
-            stable.append(KsmNode(node.content, number(node.page),
+            stable.append(KsmNode(node.content, node.page,
                                   tuple((pid_names.get(s.pid or 0, f"pid {s.pid}"), s.address)
                                         for s in node.sharers),
                                   node.mapcount, node.chain_dups))
@@ -255,8 +229,8 @@ def page_state(kernel: Kernel, processes: Sequence[Process] | None = None, *,
                      counters, cursor, dict(names or {}), has_ksmd)
 
 
-def _row(process: str, pid: int, addr: int, page: Any, item: str | None, mergeable: bool,
-         number: Any) -> PageRow:
+def _row(process: str, pid: int, addr: int, page: Any, item: str | None,
+         mergeable: bool) -> PageRow:
     if page is None:
         return PageRow(process, pid, addr, None, None, "untouched", 0)
     if hasattr(page, "kind"):  # a PageView from ksmd
@@ -274,7 +248,7 @@ def _row(process: str, pid: int, addr: int, page: Any, item: str | None, mergeab
         state = "unscanned"
     else:
         state = {"unstable": "unstable", "stable": "stale"}.get(item, "volatile")
-    return PageRow(process, pid, addr, content, number(page_id), state, mapcount)
+    return PageRow(process, pid, addr, content, page_id, state, mapcount)
 
 
 # -- text twins -----------------------------------------------------------------------------

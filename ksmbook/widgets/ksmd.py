@@ -31,7 +31,6 @@ from ..render.ksm_pages import (
     counters_table,
     page_state,
     pages_text,
-    renumber,
 )
 from ..render.text import addr_text
 from ..scenario import (
@@ -351,7 +350,7 @@ class KsmdStepper(StepperControls):
         if not self.traces:
             self.trace_box.value = pre("(no ksmd step yet)")
         else:
-            lines = "\n".join(renumber(k, t) for t in self.traces).splitlines()
+            lines = "\n".join(map(str, self.traces)).splitlines()
             more = len(lines) - _TRACE_LINES
             self.trace_box.value = pre("\n".join(lines[:_TRACE_LINES])
                                         + (f"\n... {more} more lines" if more > 0 else ""))
