@@ -32,7 +32,7 @@ from ksmbook.classroom.assignment import _solution_code, wrong_answers  # noqa: 
 from ksmbook.classroom.grading import verdict  # noqa: E402
 from ksmbook.classroom.student import ANSWER_MIME, show_problem  # noqa: E402
 from ksmbook.classroom.variants import load_plan, load_secret, problems_for  # noqa: E402
-from ksmbook.exercises import CHAPTERS  # noqa: E402
+from ksmbook.exercises import CHAPTERS, chapter_exercises  # noqa: E402
 
 BIN = str(Path(sys.executable).parent)
 ENV = {**os.environ, "PATH": BIN + os.pathsep + os.environ.get("PATH", "")}
@@ -327,10 +327,31 @@ def test_every_chapter_grades_its_own_solution(chapter: int, tmp_path: Path) -> 
             assert "hint()" not in text and "solution()" not in text
 
 
+def test_an_assignment_of_chapter_9_asks_its_huge_page_problems(tmp_path: Path) -> None:
+    """Chapter 9's exercises are in the chapter sets, so a class can be set them: with --seed 0
+    the book's own (each problem's steps, and its answer as the simulator gives it on the
+    modern kernel with THP mode madvise), without a seed others of the same kind."""
+    r = _ksmbook("assignment", "--chapter", "9", "--course", str(tmp_path), "--name", "book",
+                 "--seed", "0")
+    assert r.returncode == 0, r.stderr
+    cells = _by_id(nbformat.read(tmp_path / "source" / "book" / "book.ipynb", as_version=4))
+    book = chapter_exercises(9)
+    assert len([g for g in cells if g.startswith("test_")]) == len(book)
+    for n, ex in enumerate(book, 1):
+        problem = cells[f"problem_{n}"].source  # type: ignore[attr-defined]
+        assert all(line in problem for line in ex.setting()), n
+        assert f"answer_{n} = {ex.answer_text()}" in cells[f"answer_{n}"].source  # type: ignore[attr-defined]
+    assert _ksmbook("assignment", "--chapter", "9", "--course", str(tmp_path)).returncode == 0
+    cells = _by_id(nbformat.read(tmp_path / "source" / "chapter09" / "chapter09.ipynb",
+                                 as_version=4))
+    for n in range(1, len(book) + 1):
+        assert "2 MiB at a 2 MiB boundary" in cells[f"problem_{n}"].source  # type: ignore[attr-defined]
+
+
 def test_bad_input_exits_2_and_writes_nothing(tmp_path: Path) -> None:
     course = tmp_path / "course"
     for args, says in [
-        (("--chapter", "9"), "no chapter 9"),
+        (("--chapter", str(max(CHAPTERS) + 1)), f"no chapter {max(CHAPTERS) + 1}"),
         (("--chapter", "2", "--count", "99"), "has 6 exercises"),
         (("--chapter", "2", "--variants"), "--variants needs the students"),
         (("--chapter", "2", "--variants", "--seed", "3", "--students", "a"), "do not go"),

@@ -7,6 +7,7 @@ import errno
 import io
 import random
 import re
+from pathlib import Path
 
 import pytest
 
@@ -234,14 +235,19 @@ def test_ksm_off_einval_comes_before_len_zero() -> None:
 # -- chapter sets ---------------------------------------------------------------------------
 
 def test_every_chapter_has_a_set() -> None:
-    assert sorted(CHAPTER_SETS) == sorted(CHAPTERS) == list(range(9))
-    for chapter in range(9):
+    """Every chapter notebook (notebooks/NN-*.ipynb) has its exercises in the registry's sets,
+    and prints them from chapter_exercises(NN)."""
+    notebooks = sorted(Path(__file__).resolve().parent.parent.glob("notebooks/[0-9][0-9]-*.ipynb"))
+    chapters = [int(nb.name[:2]) for nb in notebooks]
+    assert sorted(CHAPTER_SETS) == sorted(CHAPTERS) == chapters
+    for chapter, nb in zip(chapters, notebooks, strict=True):
         exercises = chapter_exercises(chapter)
         assert exercises, chapter
         assert [e.title for e in exercises] == [
             f"Exercise {chapter}.{n}" for n in range(1, len(exercises) + 1)]
-    with pytest.raises(ValueError, match="no chapter 9"):
-        chapter_exercises(9)
+        assert f"chapter_exercises({chapter})" in nb.read_text(encoding="utf-8"), nb.name
+    with pytest.raises(ValueError, match=f"no chapter {len(chapters)}"):
+        chapter_exercises(len(chapters))
 
 
 def test_chapter_sets_are_deterministic_and_reseedable() -> None:

@@ -1,7 +1,8 @@
-"""The exercises of chapters 7 and 8 (ksmbook.exercises.ksmd): published problems never change,
-every answer is what the simulator computes (checked here against an independent path through
-the model), the steps are scenario statements that `python -m ksmbook run` replays, and
-check/hint/solution behave as in the other chapters."""
+"""The exercises of chapters 7, 8 and 9 (ksmbook.exercises.ksmd and .thp): published problems
+never change, every answer is what the simulator computes (checked here against an independent
+path through the model, and for chapter 9 against the live kernel), the steps are scenario
+statements that `python -m ksmbook run` replays, and check/hint/solution behave as in the other
+chapters."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ from ksmbook.exercises import (
 from ksmbook.experiment import predict
 from ksmbook.scenario import KsmdScans, Madvise, Map, Prctl, SysfsWrite, Write, parse
 
+#: The first step of a chapter 9 problem, up to its advice.
+HUGE = "p1: mmap 2 MiB at a 2 MiB boundary (512 pages), "
 #: The published problems (seed 0 sets): their steps and answers. Never edit: a changed
 #: generator gets a new version.
 GOLDEN = {
@@ -79,6 +82,21 @@ GOLDEN = {
                                    "attacker: probe [A B C]: mmap, write the guesses, madvise, "
                                    "ksmd makes some full scans, then time a write to each"], "3"),
     ],
+    9: [
+        ("ksmd-thp/v1 seed 13", [HUGE + "madvise(MADV_HUGEPAGE), madvise(MADV_MERGEABLE); write A "
+                                 "to page 39, A to page 296", "ksmd: 1 full scan"],
+         "(0, 0, 0, 512)"),
+        ("ksmd-thp/v1 seed 22", [HUGE + "madvise(MADV_HUGEPAGE), madvise(MADV_MERGEABLE); write A "
+                                 "to page 296, A to page 443", "ksmd: 3 full scans"],
+         "(1, 1, 0, 0)"),
+        ("ksmd-thp/v1 seed 1", [HUGE + "madvise(MADV_HUGEPAGE), madvise(MADV_MERGEABLE); write A "
+                                "to page 118, A to page 317, A to page 409", "ksmd: 2 full scans"],
+         "(0, 0, 1, 4)"),
+        ("ksmd-thp/v1 seed 5", [HUGE + "madvise(MADV_NOHUGEPAGE), madvise(MADV_MERGEABLE); write A "
+                                "to page 61, A to page 247, A to page 353, A to page 451",
+                                "p2: mmap 2 pages, write [A A], madvise(MADV_MERGEABLE)",
+                                "ksmd: 1 full scan"], "(0, 0, 0, 6)"),
+    ],
 }
 
 
@@ -100,7 +118,7 @@ def shown_steps(ex: KsmdProblem) -> list[str]:
 KSMD = sorted(n for n, g in GENERATORS.items() if set(g.chapters) & {7, 8} and g.kernel != "seed")
 
 
-@pytest.mark.parametrize("chapter", [7, 8])
+@pytest.mark.parametrize("chapter", [7, 8, 9])
 def test_published_problems_never_change(chapter: int) -> None:
     exercises = chapter_exercises(chapter)
     got = [(e.ident, shown_steps(e), e.answer_text()) for e in exercises]
@@ -235,7 +253,7 @@ def test_the_exercise_kernel_is_the_book_kernel() -> None:
     assert isinstance(ex.run.kernel, kb.Kernel) and ex.run.kernel.profile.name == "modern"
 
 
-@pytest.mark.parametrize("chapter", [7, 8])
+@pytest.mark.parametrize("chapter", [7, 8, 9])
 def test_the_solution_replays_through_the_scenario_runner(
         chapter: int, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -257,3 +275,48 @@ def test_the_solution_replays_through_the_scenario_runner(
                         if any(isinstance(op, KsmdScans) for op in step.statements))
         counters = ex.run.after[last_scan]
         assert printed == (str(counters["pages_shared"]), str(counters["pages_sharing"]))
+
+
+def test_huge_page_problems_need_thp() -> None:
+    with pytest.raises(ValueError, match="ksmd-thp needs transparent huge pages, which the "
+                                         "2.6.32 kernel does not have"):
+        generate("ksmd-thp", 0, "2.6.32")
+    with pytest.raises(ValueError, match="transparent huge pages"):
+        chapter_exercises(9, profile="2.6.32")
+
+
+def test_huge_page_first_pass_counts_every_subpage() -> None:
+    """After one full scan every present page is volatile: all 512 subpages of a huge page (a
+    MADV_HUGEPAGE range in THP mode madvise), only the written pages of a range without it."""
+    seen = set()
+    for seed in range(40):
+        ex = generate("ksmd-thp", seed)
+        if statements(ex, KsmdScans)[0].count != 1:
+            continue
+        huge = any(op.advice == kb.MADV_HUGEPAGE for op in statements(ex, Madvise))
+        p2 = sum(len(w.values) for w in statements(ex, Write) if w.proc == "p2")
+        p1 = 512 if huge else len([w for w in statements(ex, Write) if w.proc == "p1"])
+        assert ex.answer == (0, 0, 0, p1 + p2), seed
+        seen.add(huge)
+    assert seen == {True, False}
+
+
+@pytest.mark.live
+@pytest.mark.usefixtures("ksm_to_ourselves")
+def test_huge_page_answers_are_the_live_kernels() -> None:
+    """Chapter 9's problems and those of 24 more seeds, replayed on this machine's kernel (THP
+    mode madvise, ksmd stepped batch by batch): the counters after the last scan are the
+    answer. A run during which khugepaged collapsed pages is skipped, not compared."""
+    from test_thp import _collapsed, _host_thp_mode
+
+    from ksmbook.live.replay import replay
+
+    if _host_thp_mode() != "madvise":
+        pytest.skip("the problems are written for THP mode madvise (this machine's)")
+    collapsed = _collapsed()
+    for ex in [*chapter_exercises(9), *(generate("ksmd-thp", s) for s in range(100, 124))]:
+        live = [r.counters for r in replay(ex.scenario, ksmd=True, maps=False)
+                if r.counters is not None][-1]
+        assert tuple(live[f] for f in ex.fields) == ex.answer, ex.ident
+    if _collapsed() != collapsed:
+        pytest.skip("khugepaged collapsed pages during the check (pid-agnostic counter)")

@@ -16,6 +16,7 @@ Every problem is a `Problem`: one class per kind of question (`ResultProblem`, `
 """
 
 from . import generators as _generators  # noqa: F401  (registers chapters 0-6)
+from . import thp as _thp  # noqa: F401  (registers chapter 9)
 from .answers import AnswerError, LayoutEntry, parse_layout, parse_result
 from .ksmd import (
     ChoiceProblem,

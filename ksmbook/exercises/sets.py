@@ -30,6 +30,7 @@ CHAPTERS = {
     6: "Then and now",
     7: "What ksmd does with the advice",
     8: "Security: the deduplication side channel",
+    9: "KSM and huge pages",
 }
 
 #: Each chapter's exercises: (generator, seed, profile or None for the generator's own kernel).
@@ -54,6 +55,8 @@ CHAPTER_SETS: dict[int, tuple[tuple[str, int, str | None], ...]] = {
         ("ksmd-profit", 0, "modern"), ("ksmd-smart-scan", 1, "modern")),
     8: (("slow-writes", 0, "modern"), ("probe-guess", 7, "modern"),
         ("probe-guess", 1, "modern"), ("probe-guess", 0, "modern"), ("probe-scans", 0, "modern")),
+    9: (("ksmd-thp", 13, "modern"), ("ksmd-thp", 22, "modern"), ("ksmd-thp", 1, "modern"),
+        ("ksmd-thp", 5, "modern")),
 }
 
 #: The generators a quiz draws from, by quiz version (as "name/vN"). Never edit a published
@@ -76,7 +79,7 @@ QUIZ_VERSION = max(QUIZ_POOLS)
 
 def chapter_exercises(chapter: int, *, seed: int = 0, profile: str | None = None
                       ) -> list[Problem]:
-    """The exercises that end `chapter` (0-8), titled "Exercise C.N".
+    """The exercises that end `chapter` (0-9), titled "Exercise C.N".
 
     seed 0 gives the book's published problems; another seed gives other problems of the same
     kinds. `profile` runs them all on that kernel instead of each one's own.
