@@ -125,7 +125,6 @@ def account_problem(name: str, *, reserved: frozenset[str] = RESERVED,
     return None
 
 
-
 def ensure_os_user(name: str, homes: Path) -> pwd.struct_passwd:
     """The OS user `name` (created, with a private home below `homes`, if missing).
 

@@ -65,7 +65,6 @@ class WorkerTimeout(LiveError):
     """The worker did not answer in time; it has been killed."""
 
 
-
 # --------------------------------------------------------------------------------------------
 # Wire protocol: 4-byte length + JSON, bytes as {"b64": ...}
 # --------------------------------------------------------------------------------------------
@@ -100,7 +99,6 @@ def _recv_exact(sock: socket.socket, n: int, fds: list[int] | None = None) -> by
 def _recv_msg(sock: socket.socket, fds: list[int] | None = None) -> Any:
     (n,) = struct.unpack("!I", _recv_exact(sock, 4, fds))
     return json.loads(_recv_exact(sock, n))
-
 
 
 # --------------------------------------------------------------------------------------------
@@ -267,22 +265,23 @@ class _Server:
     def _write(self, addr: int, raw: bytes) -> int:
         self._range(addr, len(raw), "write")
         buf = ctypes.create_string_buffer(raw, len(raw))
-        local = _IOVec(ctypes.addressof(buf), len(raw))
-        remote = _IOVec(addr, len(raw))
-        n = _check(self.c.vm_writev(os.getpid(), local, 1, remote, 1, 0), "process_vm_writev")
-        if n != len(raw):
-            raise OSError(_EFAULT, f"process_vm_writev: wrote {n} of {len(raw)} bytes, then EFAULT")
-        return n
+        return self._vm_rw(self.c.vm_writev, "process_vm_writev", addr, buf, len(raw))
 
     def op_read(self, addr: int, length: int) -> Any:
         self._range(addr, length, "read")
         buf = ctypes.create_string_buffer(length)
-        local = _IOVec(ctypes.addressof(buf), length)
-        remote = _IOVec(addr, length)
-        n = _check(self.c.vm_readv(os.getpid(), local, 1, remote, 1, 0), "process_vm_readv")
+        self._vm_rw(self.c.vm_readv, "process_vm_readv", addr, buf, length)
+        return buf.raw
+
+    @staticmethod
+    def _vm_rw(call: Any, what: str, addr: int, buf: Any, length: int) -> int:
+        """Move `length` bytes between `buf` and `addr` of this process with `call`
+        (process_vm_writev or process_vm_readv): EFAULT where a page is missing, no SIGSEGV."""
+        local, remote = _IOVec(ctypes.addressof(buf), length), _IOVec(addr, length)
+        n = _check(call(os.getpid(), local, 1, remote, 1, 0), what)
         if n != length:
-            raise OSError(_EFAULT, f"process_vm_readv: read {n} of {length} bytes, then EFAULT")
-        return buf.raw[:n]
+            raise OSError(_EFAULT, f"{what}: moved {n} of {length} bytes, then EFAULT")
+        return n
 
     def op_fill(self, addr: int, contents: list[Any]) -> int:
         """Give consecutive pages from ``addr`` their contents: an int is written with
@@ -452,7 +451,6 @@ def _worker_main(argv: Sequence[str]) -> None:
         os._exit(1)
     sock.sendall(_encode({"ok": os.getpid()}))
     server.serve()
-
 
 
 if __name__ == "__main__":
