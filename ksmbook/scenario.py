@@ -131,41 +131,44 @@ def _on(proc: str, body: str) -> str:
 
 
 # -- the statements -----------------------------------------------------------------------
-# Each prints as its canonical line; `line` is where it was parsed (not part of equality).
+# Each prints as its canonical line.
 
 @dataclass(frozen=True)
-class Boot:
+class _Located:
+    #: The line a statement was parsed from (0: made in code); not part of equality.
+    line: int = field(default=0, compare=False, kw_only=True)
+
+
+@dataclass(frozen=True)
+class Boot(_Located):
     """``kernel PROFILE ksm=y|n``: the kernel the scenario runs on."""
 
     profile: str = "seed"
     ksm: bool = True
-    line: int = field(default=0, compare=False)
 
     def __str__(self) -> str:
         return f"kernel {self.profile} ksm={'y' if self.ksm else 'n'}"
 
 
 @dataclass(frozen=True)
-class Sysctl:
+class Sysctl(_Located):
     """``sysctl NAME=VALUE``: /proc/sys/vm/NAME."""
 
     name: str
     value: int
-    line: int = field(default=0, compare=False)
 
     def __str__(self) -> str:
         return f"sysctl {self.name}={self.value}"
 
 
 @dataclass(frozen=True)
-class CreateFile:
+class CreateFile(_Located):
     """``file NAME SIZE [tmpfs|ext4] [ro]``: a file to map (fs None: ext4)."""
 
     name: str
     size: int
     fs: str | None = None
     ro: bool = False
-    line: int = field(default=0, compare=False)
 
     def __str__(self) -> str:
         return (f"file {self.name} {_length_text(self.size)}" + (f" {self.fs}" if self.fs else "")
@@ -173,53 +176,48 @@ class CreateFile:
 
 
 @dataclass(frozen=True)
-class CreateDevice:
+class CreateDevice(_Located):
     """``device NAME STYLE``: a character device whose driver maps memory in STYLE."""
 
     name: str
     style: str
-    line: int = field(default=0, compare=False)
 
     def __str__(self) -> str:
         return f"device {self.name} {self.style}"
 
 
 @dataclass(frozen=True)
-class Inject:
+class Inject(_Located):
     """``inject POINT [TIMES]``: the next TIMES passes through a fault point fail."""
 
     point: str
     times: int = 1
-    line: int = field(default=0, compare=False)
 
     def __str__(self) -> str:
         return f"inject {self.point}" + (f" {self.times}" if self.times != 1 else "")
 
 
 @dataclass(frozen=True)
-class Reclaim:
+class Reclaim(_Located):
     """``reclaim``: memory pressure; reclaim frees the pages MADV_FREE left clean (the result
     is how many page table entries went)."""
-
-    line: int = field(default=0, compare=False)
 
     def __str__(self) -> str:
         return "reclaim"
 
 
 @dataclass(frozen=True)
-class Spawn:
+class Spawn(_Located):
     """``spawn NAME``: a new process with an empty address space."""
 
     proc: str
-    line: int = field(default=0, compare=False)
 
     def __str__(self) -> str:
         return f"spawn {self.proc}"
 
 
 @dataclass(frozen=True)
-class Map:
+class Map(_Located):
     """``map LABEL LEN PROT private|shared BACKING [options]``: mmap(2). `backing` is anon,
     hugetlb, file or device; `source` names the file or device."""
 
@@ -237,7 +235,6 @@ class Map:
     locked: bool = False
     growsdown: bool = False
     offset: int = 0
-    line: int = field(default=0, compare=False)
 
     def __str__(self) -> str:
         backing = self.backing if self.source is None else f"{self.backing}={self.source}"
@@ -252,20 +249,19 @@ class Map:
 
 
 @dataclass(frozen=True)
-class Munmap:
+class Munmap(_Located):
     """``munmap ADDR LEN``: munmap(2)."""
 
     proc: str
     addr: Addr
     length: int
-    line: int = field(default=0, compare=False)
 
     def __str__(self) -> str:
         return _on(self.proc, f"munmap {self.addr} {_length_text(self.length)}")
 
 
 @dataclass(frozen=True)
-class Mremap:
+class Mremap(_Located):
     """``mremap ADDR OLD_LEN NEW_LEN [maymove] [fixed] [at ADDR] [dontunmap] [flags=N]``:
     mremap(2). `flags` holds the MREMAP_* bits (flags=N adds raw ones); `new_addr` is the
     ``at`` address (MREMAP_FIXED's target, or MREMAP_DONTUNMAP's hint)."""
@@ -276,7 +272,6 @@ class Mremap:
     new_size: int
     flags: int = 0
     new_addr: Addr | None = None
-    line: int = field(default=0, compare=False)
 
     def __str__(self) -> str:
         words = [f"mremap {self.addr} {_length_text(self.old_size)} "
@@ -294,14 +289,13 @@ class Mremap:
 
 
 @dataclass(frozen=True)
-class Mprotect:
+class Mprotect(_Located):
     """``mprotect ADDR LEN PROT``: mprotect(2)."""
 
     proc: str
     addr: Addr
     length: int
     prot: int
-    line: int = field(default=0, compare=False)
 
     def __str__(self) -> str:
         return _on(self.proc, f"mprotect {self.addr} {_length_text(self.length)} "
@@ -309,14 +303,13 @@ class Mprotect:
 
 
 @dataclass(frozen=True)
-class Madvise:
+class Madvise(_Located):
     """``madvise ADDR LEN ADVICE``: madvise(2)."""
 
     proc: str
     addr: Addr
     length: int
     advice: int
-    line: int = field(default=0, compare=False)
 
     def __str__(self) -> str:
         try:
@@ -327,55 +320,51 @@ class Madvise:
 
 
 @dataclass(frozen=True)
-class Write:
+class Write(_Located):
     """``write ADDR V...``: the process writes one page per value (0: an all-zero page)."""
 
     proc: str
     addr: Addr
     values: tuple[int, ...]
-    line: int = field(default=0, compare=False)
 
     def __str__(self) -> str:
         return _on(self.proc, f"write {self.addr} " + " ".join(str(v) for v in self.values))
 
 
 @dataclass(frozen=True)
-class Read:
+class Read(_Located):
     """``read ADDR``: the process reads one page; the result is its content."""
 
     proc: str
     addr: Addr
-    line: int = field(default=0, compare=False)
 
     def __str__(self) -> str:
         return _on(self.proc, f"read {self.addr}")
 
 
 @dataclass(frozen=True)
-class Fork:
+class Fork(_Located):
     """``fork CHILD``: fork(2); the child gets the name CHILD."""
 
     proc: str
     child: str
-    line: int = field(default=0, compare=False)
 
     def __str__(self) -> str:
         return _on(self.proc, f"fork {self.child}")
 
 
 @dataclass(frozen=True)
-class Exit:
+class Exit(_Located):
     """``exit``: the process exits."""
 
     proc: str
-    line: int = field(default=0, compare=False)
 
     def __str__(self) -> str:
         return _on(self.proc, "exit")
 
 
 @dataclass(frozen=True)
-class Prctl:
+class Prctl(_Located):
     """``prctl OPTION [ARG2 ...]``: prctl(2), PR_SET_MEMORY_MERGE or PR_GET_MEMORY_MERGE."""
 
     proc: str
@@ -384,7 +373,6 @@ class Prctl:
     arg3: int = 0
     arg4: int = 0
     arg5: int = 0
-    line: int = field(default=0, compare=False)
 
     def __str__(self) -> str:
         name = next(n for n, v in _PRCTLS.items() if v == self.option)
@@ -395,45 +383,41 @@ class Prctl:
 
 
 @dataclass(frozen=True)
-class KsmdBatch:
+class KsmdBatch(_Located):
     """``ksmd batch [N]``: N wake-ups of ksmd (ksm_do_scan(pages_to_scan), then sleep)."""
 
     count: int = 1
-    line: int = field(default=0, compare=False)
 
     def __str__(self) -> str:
         return "ksmd batch" + (f" {self.count}" if self.count != 1 else "")
 
 
 @dataclass(frozen=True)
-class KsmdScans:
+class KsmdScans(_Located):
     """``ksmd scan N``: ksmd runs until N more full scans have ended."""
 
     count: int
-    line: int = field(default=0, compare=False)
 
     def __str__(self) -> str:
         return f"ksmd scan {self.count}"
 
 
 @dataclass(frozen=True)
-class KsmdRun:
+class KsmdRun(_Located):
     """``ksmd run MS``: the thread runs for MS milliseconds of simulated time."""
 
     ms: int
-    line: int = field(default=0, compare=False)
 
     def __str__(self) -> str:
         return f"ksmd run {self.ms}"
 
 
 @dataclass(frozen=True)
-class SysfsWrite:
+class SysfsWrite(_Located):
     """``sysfs NAME=VALUE``: echo VALUE > /sys/kernel/mm/ksm/NAME (the text as written)."""
 
     name: str
     value: str
-    line: int = field(default=0, compare=False)
 
     def __str__(self) -> str:
         return f"sysfs {self.name}={self.value}"
