@@ -36,7 +36,6 @@ from typing import Any
 import nbformat
 
 from ..exercises import CHAPTERS, Problem
-from .course import write_atomic
 from .student import PROBLEMS_FILE
 from .variants import (
     Plan,
@@ -46,6 +45,7 @@ from .variants import (
     problems_for,
     save_plan,
     student_key,
+    write_atomic,
 )
 
 __all__ = ["AssignmentError", "assignment_notebook", "write_assignment", "solution_lines",

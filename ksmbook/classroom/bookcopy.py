@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .course import write_atomic
+from .variants import write_atomic
 
 __all__ = ["MANIFEST", "NOTICE", "COPY", "Synced", "fingerprint", "sync_book", "prepare",
            "main"]

@@ -31,8 +31,10 @@ from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
+from .variants import write_atomic
+
 __all__ = ["CourseError", "Course", "RosterEntry", "LatePolicy", "read_roster",
-           "import_roster", "parse_due", "set_due", "write_atomic", "DUE_CELL_ID"]
+           "import_roster", "parse_due", "set_due", "DUE_CELL_ID"]
 
 #: The role (metadata ksmbook.role) of the read-only cell that shows the due date.
 DUE_CELL_ID = "due_date"
@@ -440,13 +442,6 @@ def _replace_policy_block(config_text: str, block: str) -> str:
     if pattern.search(config_text):
         return pattern.sub(lambda _m: block, config_text, count=1)
     return config_text.rstrip("\n") + "\n" + block
-
-
-def write_atomic(path: Path, data: str) -> None:
-    """Replace `path` whole (a temporary file beside it, renamed over it), or not at all."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(data, encoding="utf-8")
-    tmp.replace(path)
 
 
 @dataclass(frozen=True)

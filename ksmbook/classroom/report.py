@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from ..exercises import Problem, generate
-from .course import Course, CourseError, write_atomic
+from .course import Course, CourseError
 from .export import GRADED, NEEDS_MANUAL, NOT_AUTOGRADED, NOT_SUBMITTED, Submission, collect
-from .variants import load_plan, problems_of
+from .variants import load_plan, problems_of, write_atomic
 
 __all__ = ["Answer", "QuestionReport", "ClassReport", "build_report", "render_html",
            "write_report", "read_answer"]

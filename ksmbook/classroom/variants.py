@@ -30,10 +30,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..exercises import CHAPTER_SETS, Problem, generate, generator
-from .course import write_atomic
 
 __all__ = ["STATE_DIR", "VariantError", "Plan", "state_dir", "load_secret", "plan_path",
-           "save_plan", "load_plan", "make_plan", "problems_for", "problems_of", "student_key"]
+           "save_plan", "load_plan", "make_plan", "problems_for", "problems_of", "student_key",
+           "write_atomic"]
 
 #: The teacher's folder in a course (its name starts with a dot: never released, and no
 #: folder named ``ksmbook`` hides the package from commands run in the course folder).
@@ -119,6 +119,13 @@ def plan_path(course: str | Path, name: str) -> Path:
     if not _NAME.match(name):
         raise VariantError(f"assignment name {name!r}: use letters, digits, - and _")
     return state_dir(course) / "assignments" / f"{name}.json"
+
+
+def write_atomic(path: Path, data: str) -> None:
+    """Replace `path` whole (a temporary file beside it, renamed over it), or not at all."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(data, encoding="utf-8")
+    tmp.replace(path)
 
 
 def save_plan(course: str | Path, plan: Plan) -> Path:
