@@ -112,3 +112,26 @@ def test_a_raw_ksmd_trace_names_the_pages_of_the_page_view(profile: str) -> None
     assert all(f"#{n}" in text for n in shown)
     copies = profile == "2.6.32"  # 2.6.32's KSM pages are pages #6 and #7, after the 5 written
     assert (shown == {6, 7}) == copies
+
+
+@pytest.mark.parametrize("profile", ["2.6.32", "modern"])
+def test_an_exercise_solution_and_its_replay_name_the_same_ksm_pages(
+        profile: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pages a ksmd exercise's solution shows are those its replay's ``run --trace``
+    merges into: both boot a kernel and run the same statements."""
+    from ksmbook.exercises.registry import generate
+
+    for seed in range(20):
+        text = generate("ksmd-mix", seed, profile).solution_text()
+        stable = {int(n) for n in re.findall(r"^  \S+ +#(\d+) +\d+ rmap_items", text, re.M)}
+        if stable:
+            break
+    assert stable, "no ksmd-mix exercise merges"
+    m = re.search(r"^    python -m ksmbook run - <<'EOF'\n(.*?)^    EOF$", text, re.M | re.S)
+    assert m is not None, text
+    script = "".join(line.removeprefix("    ") + "\n" for line in m[1].splitlines())
+    monkeypatch.setattr(sys, "stdin", io.StringIO(script))
+    assert main(["run", "-", "--trace"]) == 0
+    traced = {int(n) for n in re.findall(r"KSM page #(\d+)", capsys.readouterr().out)}
+    assert stable <= traced
