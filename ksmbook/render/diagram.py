@@ -31,8 +31,7 @@ from .snapshot import KINDS, Region, Snapshot
 from .text import Changes, addr_text, changes, outcome_text, size_text
 
 __all__ = ["KIND_COLORS", "KIND_LABELS", "LANES", "LABEL_LIMIT", "RASTER_LIMIT", "Lane",
-           "SpaceFigure",
-           "view_of"]
+           "SpaceFigure", "view_of"]
 
 #: Okabe-Ito colours, one per kind of VMA (safe for the common colour-vision deficiencies).
 KIND_COLORS = {
@@ -82,7 +81,6 @@ LANES = (
 _TITLE, _BAR, _LANE, _LANE_MARK, _ROW_GAP, _BAND = 0.27, 0.46, 0.14, 0.09, 0.14, 0.40
 _LEFT, _RIGHT, _WIDTH = 1.45, 0.45, 6.8
 _CHAR_IN = 7.5 * 0.6 / 72  # width of one 7.5 pt character, in inches
-_ADDR_CHAR_IN = 7.5 * 0.6 / 72
 _TRACE_PT = 7.5
 _NBSP = "\u00a0"
 
@@ -459,7 +457,7 @@ class SpaceFigure:
         least = min(gaps) if gaps else 10.0
         y -= 0.05
         for texts, pre in ((full, ""), ([t[len(prefix):] for t in full], prefix)):
-            need = (max(len(t) for t in texts) + 1) * _ADDR_CHAR_IN
+            need = (max(len(t) for t in texts) + 1) * _CHAR_IN
             if least >= need / 2:
                 stagger = least < need
                 if pre:

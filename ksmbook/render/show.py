@@ -35,10 +35,8 @@ def before_after(before: Snapshot, after: Snapshot, trace: Trace | None = None, 
                  title: str | None = None, trace_panel: bool = True) -> Figure:
     """One call: the VMAs before and after, what was split, merged or re-flagged, the
     result or errno, and (with `trace_panel`) the kernel trace beside it."""
-    if not trace_panel:
-        return SpaceFigure().show_change(before, after, trace, title=title)
-    return SpaceFigure(trace_panel=True, width=11.0).show_change(before, after, trace,
-                                                                  title=title)
+    fig = SpaceFigure(trace_panel=True, width=11.0) if trace_panel else SpaceFigure()
+    return fig.show_change(before, after, trace, title=title)
 
 
 def processes(kernel_or_list: Kernel | Iterable[Process | Snapshot], *,

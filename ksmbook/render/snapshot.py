@@ -110,25 +110,19 @@ def snapshot(process: Process, cache: dict[tuple, Any] | None = None) -> Snapsho
     """
     mm = process.mm
     profile = mm.profile
-    regions: tuple[Region, ...] = ()
-    if process.alive:
-        if cache is None:
-            regions = tuple(_region(map_entry(v, profile), v.kind, v.flags) for v in mm.vmas)
-        else:
-            out = []
-            for v in mm.vmas:
-                f = v.file
-                key = (profile.name, v.start, v.end, int(v.flags), v.pgoff,
-                       (f.path, f.ino, f.kind) if f is not None else None)
-                r = cache.get(key)
-                if r is None:
-                    r = cache[key] = _region(map_entry(v, profile), v.kind, v.flags)
-                out.append(r)
-            regions = tuple(out)
+    cache = {} if cache is None else cache
+    out = []
+    for v in mm.vmas if process.alive else ():
+        f = v.file
+        key = (profile.name, v.start, v.end, int(v.flags), v.pgoff,
+               (f.path, f.ino, f.kind) if f is not None else None)
+        r = cache.get(key)
+        if r is None:
+            r = cache[key] = _region(map_entry(v, profile), v.kind, v.flags)
+        out.append(r)
+    regions = tuple(out)
     snap = Snapshot(process.name, process.pid, regions, MMF(mm.flags), profile.name,
                     process.kernel.config_ksm, process.alive)
-    if cache is None:
-        return snap
     # The cached Snapshot holds its Regions, so their ids in the key stay theirs.
     same = ("snapshot", snap.name, snap.pid, int(mm.flags), snap.profile, snap.config_ksm,
             snap.alive, tuple(map(id, regions)))

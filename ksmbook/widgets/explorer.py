@@ -37,7 +37,7 @@ from ..trace import Trace, errno_name
 from .common import InputError, guarded, pre
 from .explorer_calls import ExplorerCalls
 from .explorer_controls import MAP_KINDS, PROTS, advice_label
-from .ranges import RangePicker, addr_words
+from .ranges import RangePicker
 
 __all__ = ["Explorer", "MAP_KINDS", "PROTS"]
 
@@ -340,6 +340,3 @@ class Explorer(ExplorerCalls):
         self.outcome.value = (
             f'<div class="ksmbook-outcome" style="font-size:15px"><code>{html.escape(t.call)}'
             f'</code> <b style="color:{color}">{html.escape(t.outcome())}</b>{why}</div>')
-
-    def _addr_words(self, addr: int) -> str:
-        return addr_words(self.session, addr)

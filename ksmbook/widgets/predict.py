@@ -45,6 +45,7 @@ from ..scenario import Madvise, Mprotect, Munmap, ScenarioError, Statement, form
 from ..session import sentence
 from .common import InputError, guarded
 from .explorer import Explorer
+from .ranges import addr_words
 
 __all__ = ["PredictExplorer", "Prediction", "PageRegion", "format_pages", "parse_pages",
            "region_of", "split_candidates", "split_pages", "MPROTECT_CODES"]
@@ -245,7 +246,7 @@ class PredictExplorer(Explorer):
             f"<code>{html.escape(format_op(op))}</code><br>"
             f"Pages 0-{region.pages} of {html.escape(name)} (page 0 = "
             f"<code>{addr_text(region.start)}</code>, "
-            f"<code>{html.escape(self._addr_words(region.start))}</code>) are now: "
+            f"<code>{html.escape(addr_words(self.session, region.start))}</code>) are now: "
             f"<code>{html.escape(format_pages(now, codes))}</code><br>"
             f"<span style='color:#444'>Type each VMA after the call as first-end page (end "
             f"exclusive) with its flags, in the form <code>{PAGES_EXAMPLE}</code>; leave "
