@@ -180,7 +180,7 @@ class Session:
         kernel = (self._factory() if self._factory is not None
                   else Kernel(history.kernel.profile, history.kernel.ksm))
         runner = Runner(kernel, maps=self._maps)
-        actions = history.actions or tuple((op,) for op in history.setup)
+        actions = tuple((op,) for op in history.setup) + history.actions
         steps: list[StepResult] = []
         before = None
         for i, action in enumerate(actions):

@@ -10,7 +10,7 @@ import pytest
 import ksmbook as kb
 import ksmbook.render as kr
 from ksmbook.scenario import format_scenario, parse
-from ksmbook.widgets import MAP_KINDS, Explorer
+from ksmbook.widgets import MAP_KINDS, Explorer, KsmdStepper
 
 P = kb.PAGE_SIZE
 
@@ -564,6 +564,53 @@ def test_stepper_explains_ebusy_and_keeps_one_series_per_reset_of_full_scans() -
     rows = counters_table(w.history).splitlines()[1:]
     assert len(rows) == len(set(rows)) == 3
     assert "run=2" in w.counters_box.value and not w.errors
+
+
+def _stepper_views(w: KsmdStepper) -> tuple[object, ...]:
+    """What the stepper shows and holds: counters, pages, every view, the knobs, the script."""
+    return (dict(w.kernel.ksmd.counters()), w.pages_text, w.diagram.value, w.table.value,
+            w.counters_diagram.value, w.counters_box.value, w.trace_box.value,
+            w.script_box.value, w.history, w.earlier, w.last_write, w.pages_to_scan.value,
+            w.run.value, [p.name for p in w.kernel.processes])
+
+
+def test_stepper_undo_and_redo_redraw_every_view_from_the_session() -> None:
+    """Undo puts counters, pages and every view back exactly as they were before the step;
+    Redo does the step again; a new step after Undo drops what Redo would have done. The
+    buttons are disabled when there is nothing to undo or redo."""
+    w = KsmdStepper()
+    assert w.undo_button.disabled and w.redo_button.disabled
+    start = _stepper_views(w)
+    w.scan_button.click()
+    w.scan_button.click()
+    assert w.history[-1]["pages_sharing"] > 0 and not w.undo_button.disabled
+    merged = _stepper_views(w)
+    w.pages_to_scan.value = "3"
+    w.process.value = "p2"
+    w.page.value = w.page.options[0][1]
+    w.content.value = "Q"
+    w.write_button.click()
+    w.scan_button.click()
+    later = _stepper_views(w)
+    assert later != merged and w.last_write is not None
+    for _ in range(3):                                # the scan, the write, the knob
+        w.undo_button.click()
+    assert w.message == "Undone: sysfs pages_to_scan=3."
+    assert _stepper_views(w) == merged and not w.redo_button.disabled
+    for _ in range(3):
+        w.redo_button.click()
+    assert _stepper_views(w) == later and w.redo_button.disabled
+    w.reset_button.click()
+    assert _stepper_views(w) == start
+    w.undo_button.click()                             # Undo takes the reset back too
+    assert _stepper_views(w) == later
+    for _ in range(5):
+        w.undo_button.click()
+    assert _stepper_views(w) == start and w.undo_button.disabled
+    w.redo_button.click()
+    w.batch_button.click()                            # a new step: nothing left to redo
+    assert w.redo_button.disabled and not w.session.can_redo
+    assert w.script.endswith("ksmd scan 1\nksmd batch\n") and not w.errors
 
 
 def test_stepper_copies_its_session_out_and_models_no_timing() -> None:

@@ -7,9 +7,11 @@ Nothing here knows how ksmd behaves: every action is a statement of the scenario
 comes back with its errno, shown as a message that says which check refused it); the
 fault a write took is the one its trace records, and the pictures and tables come from
 ``ksmbook.render.ksm_pages``. The set-up and every action form `script`, which
-``python -m ksmbook run`` replays to the same counters. Typed contents are parsed (a name or a
-number), never evaluated; an error in a callback becomes a message in the widget, never a
-traceback. The controls are built in `ksmd_controls`.
+``python -m ksmbook run`` replays to the same counters. Undo, Redo and Reset change the
+session's history, and every view (the counters over scans, ksmd's last trace, the last write's
+fault) is drawn again from the session's statements and their results. Typed contents are
+parsed (a name or a number), never evaluated; an error in a callback becomes a message in the
+widget, never a traceback. The controls are built in `ksmd_controls`.
 """
 
 from __future__ import annotations
@@ -109,7 +111,7 @@ class KsmdStepper(StepperControls):
     and every action since, as scenario text), `history` (counters after each full scan since
     the last reset of full_scans), `earlier` (the series before it: run=2 sets full_scans back
     to 0), `state`, `pages_text`, `view`, `message`, `last_write` (the fault kind of the last
-    write), `traces` (ksmd's traces of the last step).
+    write), `traces` (ksmd's traces of its last step).
     """
 
     def __init__(self, setup: str | Callable[[], Kernel] | None = None, *,
@@ -117,20 +119,22 @@ class KsmdStepper(StepperControls):
         super().__init__()
         setup = demo_script() if setup is None else setup
         self.names = dict(DEMO_NAMES if names is None else names)
-        self.last_write: Fault | None = None
-        self.traces: list[Trace] = []
         self.state: PageState | None = None
         self.view = PageFigure()
         if isinstance(setup, str):
             self.session = Session(setup)
         else:
             self.session = Session(factory=setup)
+        #: The counters after the set-up (every rebuild of the session runs the same set-up).
+        self.setup_counters = dict(self.kernel.ksmd.counters())
         self._wire()
         self._start()
 
     def _wire(self) -> None:
         self.batch_button.on_click(self._on_batch)
         self.scan_button.on_click(self._on_scan)
+        self.undo_button.on_click(self._on_undo)
+        self.redo_button.on_click(self._on_redo)
         self.reset_button.on_click(self._on_reset)
         self.write_button.on_click(self._on_write)
         for knob in KNOBS:
@@ -152,6 +156,40 @@ class KsmdStepper(StepperControls):
         """The set-up and every statement run since, as `python -m ksmbook run` reads it."""
         return self.session.script()
 
+    def _actions(self) -> list[StepResult]:
+        """The results of the statements run since the set-up."""
+        return self.session.steps[len(self.session.history.setup):]
+
+    def series(self) -> list[list[dict[str, int]]]:
+        """The counters after the set-up and after each full scan since, one series per reset
+        of full_scans to 0 (run=2)."""
+        out = [[self.setup_counters]]
+        for step in self._actions():
+            c, last = step.counters, out[-1][-1]["full_scans"]
+            if c is not None and c["full_scans"] != last:
+                if c["full_scans"] < last:
+                    out.append([])
+                out[-1].append(c)
+        return out
+
+    @property
+    def history(self) -> list[dict[str, int]]:
+        return self.series()[-1]
+
+    @property
+    def earlier(self) -> list[list[dict[str, int]]]:
+        return self.series()[:-1]
+
+    @property
+    def traces(self) -> list[Trace]:
+        return next((list(s.traces) for s in reversed(self._actions())
+                     if isinstance(s.op, (KsmdBatch, KsmdScans))), [])
+
+    @property
+    def last_write(self) -> Fault | None:
+        return next((fault_of(s.trace) for s in reversed(self._actions())
+                     if isinstance(s.op, Write)), None)
+
     def _ipython_display_(self) -> None:
         """The live widget, with a picture of it for where it cannot run (`snapshot`)."""
         from .snapshot import display_widget
@@ -162,12 +200,7 @@ class KsmdStepper(StepperControls):
     # -- actions ----------------------------------------------------------------------
 
     def _start(self) -> None:
-        kernel = self.kernel
-        self.history: list[dict[str, int]] = [dict(kernel.ksmd.counters())]
-        self.earlier: list[list[dict[str, int]]] = []
-        self.last_write = None
-        self.traces = []
-        modern = "smart_scan" in kernel.sysfs
+        modern = "smart_scan" in self.kernel.sysfs
         for name in ("smart_scan", "use_zero_pages", "max_page_sharing"):
             getattr(self, name).layout.display = None if modern else "none"
         self._refresh()
@@ -182,30 +215,24 @@ class KsmdStepper(StepperControls):
             (result,) = self.session.do((op,))
         except ScenarioError as e:
             raise InputError(e.message) from None
-        counters = result.counters
-        if counters is not None and counters["full_scans"] != self.history[-1]["full_scans"]:
-            if counters["full_scans"] < self.history[-1]["full_scans"]:
-                self.earlier.append(self.history)  # full_scans went back to 0 (run=2)
-                self.history = []
-            self.history.append(counters)
         return result
 
     @guarded
     def _on_batch(self, _: object = None) -> None:
         ksmd = self.kernel.ksmd
         ran = ksmd.ksmd_should_run()
-        before = self.history[-1]["full_scans"]
-        skipped = ksmd.counters()["pages_skipped"]
+        before = ksmd.counters()
         result = self._step(KsmdBatch(1))
-        self.traces = list(result.traces)
         if not ran:
             self._say("ksmd waited: ksmd_should_run() is false (run is not 1, or no mm is "
                       "registered with KSM).")
         else:
             assert result.counters is not None
-            end = " and ended a full scan" if result.counters["full_scans"] != before else ""
+            end = (" and ended a full scan"
+                   if result.counters["full_scans"] != before["full_scans"] else "")
             self._say(f"One batch: {result.result} pages scanned, "
-                      f"{result.counters['pages_skipped'] - skipped} skipped{end}.")
+                      f"{result.counters['pages_skipped'] - before['pages_skipped']} "
+                      f"skipped{end}.")
         self._refresh()
 
     @guarded
@@ -215,7 +242,6 @@ class KsmdStepper(StepperControls):
         except InputError as e:
             self._refresh()
             raise InputError(f"ksmd does not scan: {e}") from None
-        self.traces = list(result.traces)
         assert result.counters is not None
         self._say(f"Full scan {result.counters['full_scans']} done.")
         self._refresh()
@@ -224,7 +250,21 @@ class KsmdStepper(StepperControls):
     def _on_reset(self, _: object = None) -> None:
         self.session.reset()
         self._start()
-        self._say("Back to the start.")
+        self._say("Back to the start (Undo goes back to where you were).")
+
+    @guarded
+    def _on_undo(self, _: object = None) -> None:
+        if not self.session.can_undo:
+            raise InputError("Nothing to undo.")
+        self._say(f"Undone: {self.session.undo()}.")
+        self._refresh()
+
+    @guarded
+    def _on_redo(self, _: object = None) -> None:
+        if not self.session.can_redo:
+            raise InputError("Nothing to redo.")
+        self._say(f"Redone: {self.session.redo()}.")
+        self._refresh()
 
     @guarded
     def _on_knob(self, change: dict[str, Any]) -> None:
@@ -288,7 +328,7 @@ class KsmdStepper(StepperControls):
         result = self._step(Write(p.name, Addr(None, addr), (content,)))
         if result.result < 0:
             raise InputError(f"The write failed with {errno_name(result.result)}.")
-        kind = self.last_write = fault_of(result.trace)
+        kind = fault_of(result.trace)
         name = self.names.get(content, str(content))
         cost = f" ({COST.format(us=LATENCY_US[kind])})" if kind in LATENCY_US else ""
         self._say(f"{p.name} wrote {name} at {addr_text(addr)}: {kind.text}{cost}. ksmd's "
@@ -341,16 +381,19 @@ class KsmdStepper(StepperControls):
         self.diagram.value = to_svg(self.view.update(
             self.state, title=f"{k.profile.title}: after {scans}"))
         self.table.value = pre(pages_text(self.state), "ksmbook-text")
-        self.counters_diagram.value = to_svg(counters_plot(self.history))
-        series = [*self.earlier, self.history]
+        series = self.series()
+        self.counters_diagram.value = to_svg(counters_plot(series[-1]))
         self.counters_box.value = pre(
             "\n-- run=2: every page unmerged, full_scans back to 0 --\n".join(
                 counters_table(h) for h in series))
         self.script_box.value = self.session.script(outcomes=True)
-        if not self.traces:
+        self.undo_button.disabled = not self.session.can_undo
+        self.redo_button.disabled = not self.session.can_redo
+        traces = self.traces
+        if not traces:
             self.trace_box.value = pre("(no ksmd step yet)")
         else:
-            lines = "\n".join(map(str, self.traces)).splitlines()
+            lines = "\n".join(map(str, traces)).splitlines()
             more = len(lines) - _TRACE_LINES
             self.trace_box.value = pre("\n".join(lines[:_TRACE_LINES])
                                         + (f"\n... {more} more lines" if more > 0 else ""))

@@ -1,5 +1,6 @@
-"""The ksmd stepper's controls: the step buttons, the /sys/kernel/mm/ksm knobs, the write row,
-the pictures and the tabs (pages as text, counters over scans, ksmd's trace, the script).
+"""The ksmd stepper's controls: the step, undo, redo and reset buttons, the /sys/kernel/mm/ksm
+knobs, the write row, the pictures and the tabs (pages as text, counters over scans, ksmd's
+trace, the script).
 
 `StepperControls` only builds the widgets (CSS classes ``ksmd-<name>``);
 `ksmbook.widgets.ksmd.KsmdStepper` wires them to its session.
@@ -31,7 +32,9 @@ class StepperControls(Widget):
                                      layout=small)
         self.scan_button = w.Button(description="one full scan", icon="fast-forward",
                                     button_style="primary", layout=small)
-        self.reset_button = w.Button(description="Reset", icon="undo", layout=small)
+        self.undo_button = w.Button(description="Undo", icon="undo", layout=small)
+        self.redo_button = w.Button(description="Redo", icon="redo", layout=small)
+        self.reset_button = w.Button(description="Reset", icon="trash", layout=small)
         self.run = w.Dropdown(options=[("0 (stop)", 0), ("1 (merge)", 1),
                                        ("2 (unmerge all)", 2)], description="run",
                               style=style, layout=w.Layout(width="170px"))
@@ -57,7 +60,8 @@ class StepperControls(Widget):
         self.trace_box = w.HTML("")
         self.script_box = w.Textarea(value="", layout=w.Layout(width="100%", height="180px"))
         self.script_box.add_class("ksmbook-script")
-        for name in ("batch_button", "scan_button", "reset_button", "run", "pages_to_scan",
+        for name in ("batch_button", "scan_button", "undo_button", "redo_button",
+                     "reset_button", "run", "pages_to_scan",
                      "smart_scan", "use_zero_pages", "max_page_sharing", "process", "page",
                      "content", "write_button"):
             getattr(self, name).add_class("ksmd-" + name.replace("_", "-"))
@@ -73,7 +77,8 @@ class StepperControls(Widget):
         self.knob_row = w.HBox([getattr(self, knob) for knob in KNOBS])
         self.widget = w.VBox([
             stale_note("ksmd stepper"),
-            w.HBox([self.batch_button, self.scan_button, self.reset_button]),
+            w.HBox([self.batch_button, self.scan_button, self.undo_button, self.redo_button,
+                    self.reset_button]),
             self.knob_row,
             w.HBox([self.process, self.page, self.content, self.write_button]),
             self.message_box, self.diagram, tabs])
