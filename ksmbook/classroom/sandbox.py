@@ -238,12 +238,34 @@ def _needed(cmd: list[str], hide: list[str]) -> list[str]:
     package = os.path.dirname(spec.origin) if spec and spec.origin else sys.prefix
     paths = [cmd[0], sys.executable, sys.prefix, sys.base_prefix, os.path.dirname(package)]
     paths += [p for p in sys.path[1:] if p]
-    out = []
-    for p in map(os.path.realpath, paths):
-        if os.path.exists(p) and not any(
-                p == h or p.startswith(h.rstrip(os.sep) + os.sep) for h in hide):
-            out.append(p)
+    out = [p for p in map(os.path.realpath, paths)
+           if os.path.exists(p) and not any(_within(p, h) for h in hide)]
     return sorted(set(out))
+
+
+def _within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _own_connection_file(cmd: list[str], home: str) -> list[str]:
+    """`cmd` with its connection file (``-f FILE``) copied into `home` (mode 0600: it holds
+    the kernel's key), if it has one."""
+    if "-f" not in cmd:
+        return cmd
+    i = cmd.index("-f") + 1
+    conn = os.path.join(home, "kernel.json")
+    shutil.copyfile(cmd[i], conn)
+    os.chmod(conn, 0o600)
+    return [*cmd[:i], conn, *cmd[i + 1:]]
+
+
+def _kernel_env(home: str, **more: str) -> dict[str, str]:
+    """The kernel's environment: without the hub's and ksmbook's variables, at home in `home`."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("JUPYTERHUB_", "JPY_API", "KSMBOOK_"))}
+    env.update(HOME=home, TMPDIR=home, IPYTHONDIR=os.path.join(home, ".ipython"),
+               MPLCONFIGDIR=os.path.join(home, ".matplotlib"), **more)
+    return env
 
 
 def _launch(cmd: list[str], hide: list[str], folder: str | None, uid: int | None) -> None:
@@ -257,20 +279,12 @@ def _launch(cmd: list[str], hide: list[str], folder: str | None, uid: int | None
     os.mkdir(home, 0o700)
     os.mkdir(stage, 0o700)
     _private_mounts(user, _needed(cmd, hide), hide, stage)
+    cmd = _own_connection_file(cmd, home)
     if "-f" in cmd:
-        i = cmd.index("-f") + 1
-        conn = os.path.join(home, "kernel.json")
-        shutil.copyfile(cmd[i], conn)
-        os.chown(conn, user.uid, user.gid)
-        os.chmod(conn, 0o600)
-        cmd = [*cmd[:i], conn, *cmd[i + 1:]]
+        os.chown(cmd[cmd.index("-f") + 1], user.uid, user.gid)
     os.chown(home, user.uid, user.gid)
     os.chmod(home, 0o700)
-    env: dict[str, Any] = {k: v for k, v in os.environ.items()
-                           if not k.startswith(("JUPYTERHUB_", "JPY_API", "KSMBOOK_"))}
-    env.update(HOME=home, USER=user.name, LOGNAME=user.name, TMPDIR=home,
-               IPYTHONDIR=os.path.join(home, ".ipython"),
-               MPLCONFIGDIR=os.path.join(home, ".matplotlib"))
+    env = _kernel_env(home, USER=user.name, LOGNAME=user.name)
     os.chdir(home)
     if user.throwaway:  # a uid of its own: bound its processes (a fork bomb stops here)
         import resource
@@ -291,19 +305,11 @@ def _launch_unprivileged(cmd: list[str], hide: list[str], folder: str) -> NoRetu
     locked. Where user namespaces are refused, it runs unsandboxed (a warning says so)."""
     home = os.path.join(folder, "home")
     os.makedirs(home, mode=0o700, exist_ok=True)
-    if "-f" in cmd:
-        i = cmd.index("-f") + 1
-        conn = os.path.join(home, "kernel.json")
-        shutil.copyfile(cmd[i], conn)
-        cmd = [*cmd[:i], conn, *cmd[i + 1:]]
+    cmd = _own_connection_file(cmd, home)
     needed = _needed(cmd, [])
-    hide = [h for h in hide if os.path.isdir(h) and not any(
-        p == h or p.startswith(h.rstrip(os.sep) + os.sep) for p in needed)
-        and not (home == h or home.startswith(h.rstrip(os.sep) + os.sep))]
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("JUPYTERHUB_", "JPY_API", "KSMBOOK_"))}
-    env.update(HOME=home, TMPDIR=home, IPYTHONDIR=os.path.join(home, ".ipython"),
-               MPLCONFIGDIR=os.path.join(home, ".matplotlib"))
+    hide = [h for h in hide if os.path.isdir(h) and not _within(home, h)
+            and not any(_within(p, h) for p in needed)]
+    env = _kernel_env(home)
     os.umask(0o077)
     helper = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_userns.py")
     os.execvpe(sys.executable, [sys.executable, "-I", helper, home, *hide, "--", *cmd], env)
