@@ -24,12 +24,6 @@ __all__ = ["sys_madvise", "madvise_vma", "madvise_behavior", "ADVICE_FLAGS", "ad
 
 # Advice sets as plain ints: sys_madvise() turns the advice into a plain int, and an int
 # finds an int in a set faster than it compares equal to an IntEnum member.
-_FLAG_ADVICES = frozenset(int(a) for a in (
-    MADV.MADV_NORMAL, MADV.MADV_RANDOM, MADV.MADV_SEQUENTIAL, MADV.MADV_DONTFORK,
-    MADV.MADV_DOFORK, MADV.MADV_MERGEABLE, MADV.MADV_UNMERGEABLE, MADV.MADV_HUGEPAGE,
-    MADV.MADV_NOHUGEPAGE, MADV.MADV_DONTDUMP, MADV.MADV_DODUMP, MADV.MADV_WIPEONFORK,
-    MADV.MADV_KEEPONFORK,
-))
 _KSM_ADVICES = frozenset((int(MADV.MADV_MERGEABLE), int(MADV.MADV_UNMERGEABLE)))
 _POPULATE_ADVICES = frozenset((int(MADV.MADV_POPULATE_READ), int(MADV.MADV_POPULATE_WRITE)))
 _U64 = 2**64 - 1
@@ -51,6 +45,8 @@ ADVICE_FLAGS: Mapping[MADV, tuple[VM, VM]] = MappingProxyType({
     MADV.MADV_WIPEONFORK: (VM.VM_WIPEONFORK, VM(0)),
     MADV.MADV_KEEPONFORK: (VM(0), VM.VM_WIPEONFORK),
 })
+#: The advices that change vm_flags.
+_FLAG_ADVICES = frozenset(map(int, ADVICE_FLAGS)) | _KSM_ADVICES
 
 
 def advice_codes(profile: Profile, config_ksm: bool = True) -> tuple[str, ...]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable
-from typing import Any
 
 from ..kernel import Process
 from ..render import Snapshot, SpaceFigure, from_entries, maps_text, to_svg
@@ -22,10 +21,6 @@ CONFIRM = (
     "in a child process started for it, inside an address range reserved for it, so that "
     "nothing else of this machine is touched; the child exits at the end. Then each result "
     "and each process's maps are shown beside the simulator's. Run it?")
-
-
-def _outcome(step: StepResult) -> str:
-    return "" if isinstance(step.op, SETUP) else step.outcome()
 
 
 def run_live(session: Session, snapshot: Callable[[Process], Snapshot]) -> str:
@@ -45,14 +40,15 @@ def run_live(session: Session, snapshot: Callable[[Process], Snapshot]) -> str:
     return compare(session, snapshot, results)
 
 
-def compare(session: Session, snapshot: Callable[[Process], Snapshot], results: list[Any]) -> str:
+def compare(session: Session, snapshot: Callable[[Process], Snapshot],
+            results: list[StepResult]) -> str:
     """Side by side: each statement's result here and on the real kernel, then the final maps
     of each process from both, and a diagram with both as rows."""
     lines = [f"{'statement':<44} {'simulator':>16} {'live kernel':>16}"]
     differ = 0
     live_steps = [r for r in results if not isinstance(r.op, Boot)]
     for s, r in zip(session.steps, live_steps, strict=False):
-        ours = _outcome(s)
+        ours = "" if isinstance(s.op, SETUP) else s.outcome()
         live_out = r.outcome() if ours else ""
         mark = "" if live_out == ours else "  <- differs"
         differ += bool(mark)
