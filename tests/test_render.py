@@ -512,7 +512,8 @@ def test_slot_list_shows_ksmd_order_and_cursor_after_a_partial_scan(profile: str
     slot_lines = [line for line in text if line.startswith("  ") and ". mm_slot of " in line]
     assert [line.split("mm_slot of ")[1].split(" ")[0] for line in slot_lines] == order
     cursor_line = slot_lines[under]
-    assert cursor_line.endswith(f"<- cursor: next address {kr.addr_text(address)}")
+    assert text[text.index(cursor_line) + 1] == f"     cursor: next address {kr.addr_text(address)}"
+    assert [line for line in text if "cursor: " in line] == [text[text.index(cursor_line) + 1]]
     codes = cursor_line.split(": ", 1)[1].split("  ")[1].split()
     assert codes.index("|") == sum(passed)
 

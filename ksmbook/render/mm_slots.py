@@ -114,7 +114,8 @@ def _cursor_text(state: SlotList) -> str:
 
 
 def slot_list_text(state: SlotList) -> str:
-    """The text twin of `slot_list_diagram`: the list from its head, in scan order."""
+    """The text twin of `slot_list_diagram`: the list from its head, in scan order, each slot
+    with its rmap_items' codes and, under the slot the cursor is in, the cursor's address."""
     out = ["ksmd's mm_slot list, in scan order:"]
     out.append("  list head" + ("  <- " + _cursor_text(state) if state.cursor is None else ""))
     for i, row in enumerate(state.slots):
@@ -122,16 +123,16 @@ def slot_list_text(state: SlotList) -> str:
         codes = _items_text(state, i)
         if codes:
             line += f"  {codes}"
-        if i == state.cursor:
-            line += "  <- " + _cursor_text(state)
         out.append(line)
+        if i == state.cursor:
+            out.append(f"     {_cursor_text(state)}")
     if state.slots:
         out.append(f"  back to the list head: the pass ends (full_scans {state.full_scans}"
                    f" -> {state.full_scans + 1})")
     else:
         out.append("  (no mm registered: ksmd has nothing to scan)")
-    out.append("rmap_items: K in the stable tree, U in the unstable tree, V in neither "
-               "(volatile); | the cursor")
+    out.append("K: in the stable tree, U: in the unstable tree, V: in neither (volatile)")
+    out.append("|: the scan cursor, before the next rmap_item it looks at")
     return "\n".join(out)
 
 
