@@ -1,18 +1,26 @@
 """Helpers the test modules share (imported as ``from helpers import ...``): page and protection
-shorthands, MAP_FIXED mappings, layouts, errnos and the state a failed call must leave alone."""
+shorthands, MAP_FIXED mappings, layouts, errnos and the state a failed call must leave alone;
+the folder a test's class hub runs in."""
 
 from __future__ import annotations
 
+import contextlib
 import errno as E  # E.EINVAL, E.ENOMEM, ... for the tests
-from collections.abc import Callable
+import os
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
 
 import ksmbook as kb
 from ksmbook.kernel import Process
 from ksmbook.procfs import format_maps
 from ksmbook.scenario import StepResult, format_op
 
-__all__ = ["A", "ANON", "E", "P", "RW", "VALID", "bounds", "errno_of", "layout", "mapfix",
-           "mismatch", "state"]
+__all__ = ["A", "ANON", "E", "P", "HUB_PROXY", "RW", "VALID", "bounds", "errno_of", "hub_root",
+           "layout", "mapfix", "mismatch", "state"]
 
 P = kb.PAGE_SIZE
 RW = kb.PROT_READ | kb.PROT_WRITE
@@ -59,6 +67,32 @@ def state(p: Process) -> tuple:
     the mm flags and the page table."""
     return (tuple((v.start, v.end, v.flags, v.pgoff, v.file, v.anon_vma) for v in p.vmas),
             p.mm_flags, tuple(p.mm.ptes.items()))
+
+
+#: The class hub's proxy, as npm installs it.
+HUB_PROXY = Path(__file__).resolve().parent.parent / "node_modules" / ".bin" / \
+    "configurable-http-proxy"
+
+
+@contextlib.contextmanager
+def hub_root(prefix: str) -> Iterator[Path]:
+    """A new folder for a class hub's state, homes and exchange (run_test_hub), reachable by
+    the students whose homes are below it; on exit the OS users the hub made for those homes
+    go (as root), then the folder, unless KSMBOOK_KEEP_HUB_ROOT is set. Skips without the
+    hub's proxy (npm ci)."""
+    from ksmbook.classroom.hubclient import remove_hub_users
+
+    if not HUB_PROXY.exists():
+        pytest.skip("configurable-http-proxy is not installed (npm ci)")
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        if os.geteuid() == 0:
+            remove_hub_users(path)
+        if not os.environ.get("KSMBOOK_KEEP_HUB_ROOT"):
+            subprocess.run(["rm", "-rf", str(path)], check=False)
 
 
 #: A Python program that runs pytest with the given arguments under an audit hook

@@ -18,7 +18,6 @@ import os
 import re
 import secrets
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import HUB_PROXY, hub_root
 
 pytest.importorskip("jupyterhub", reason="the classroom extra is not installed")
 
@@ -38,12 +38,10 @@ from ksmbook.classroom.hubclient import (  # noqa: E402
     Kernel,
     Student,
     hub_env,
-    remove_hub_users,
     run_test_hub,
 )
 
 REPO = Path(__file__).resolve().parent.parent
-PROXY = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
 TAG = secrets.token_hex(2)
 TEACHER = f"kbt{TAG}"
 ADA, GRACE, LINUS = (f"{n}-{TAG}" for n in ("ada", "grace", "linus"))
@@ -94,16 +92,8 @@ def _procs_under(root: Path) -> list[int]:
 
 @pytest.fixture(scope="module")
 def root() -> Iterator[Path]:
-    if not PROXY.exists():
-        pytest.skip("configurable-http-proxy is not installed (npm ci)")
-    path = Path(tempfile.mkdtemp(prefix="ksmbook-test-hub-"))
-    path.chmod(0o755)  # students reach their homes below it
-    try:
+    with hub_root("ksmbook-test-hub-") as path:
         yield path
-    finally:
-        if os.geteuid() == 0:
-            remove_hub_users(path)
-        subprocess.run(["rm", "-rf", str(path)], check=False)
 
 
 @dataclass
@@ -553,7 +543,7 @@ def test_class_mode_configuration(monkeypatch: pytest.MonkeyPatch, root: Path) -
     assert course.owner() == admin and (conf / "homes" / admin).owner() == admin
     assert (conf / "state").stat().st_mode & 0o777 == 0o700
     assert cfg.Spawner.default_url == "/lab"
-    assert Path(cfg.ConfigurableHTTPProxy.command[0]) == PROXY
+    assert Path(cfg.ConfigurableHTTPProxy.command[0]) == HUB_PROXY
 
 
 def test_hub_mode_errors(monkeypatch: pytest.MonkeyPatch) -> None:

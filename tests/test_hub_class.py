@@ -16,12 +16,12 @@ import secrets
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import hub_root
 
 pytest.importorskip("jupyterhub", reason="the classroom extra is not installed")
 pytest.importorskip("nativeauthenticator", reason="the classroom extra is not installed")
@@ -32,12 +32,10 @@ from ksmbook.classroom.hubclient import (  # noqa: E402
     Hub,
     _message,
     hub_env,
-    remove_hub_users,
     run_test_hub,
 )
 
 REPO = Path(__file__).resolve().parent.parent
-PROXY = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
 TAG = secrets.token_hex(2)
 TEACHER = f"kbt{TAG}"
 TEACHER_PASSWORD = "a long teacher passphrase"
@@ -47,8 +45,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(os.geteuid() != 0, reason="class mode runs as root (it creates an OS "
                                                    "user per student)"),
-    pytest.mark.skipif(not PROXY.exists(), reason="configurable-http-proxy is not installed "
-                                                  "(npm ci)"),
 ]
 
 
@@ -60,14 +56,8 @@ def _run(*args: str, env: dict[str, str], input: str | None = None
 
 @pytest.fixture(scope="module")
 def root() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="ksmbook-class-hub-"))
-    path.chmod(0o755)  # students reach their homes below it
-    try:
+    with hub_root("ksmbook-class-hub-") as path:
         yield path
-    finally:
-        remove_hub_users(path)
-        if not os.environ.get("KSMBOOK_KEEP_HUB_ROOT"):
-            subprocess.run(["rm", "-rf", str(path)], check=False)
 
 
 @pytest.fixture(scope="module")
