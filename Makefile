@@ -61,8 +61,8 @@ NODE_STAMP := node_modules/.package-lock.json
 $(NODE_STAMP): package.json package-lock.json | system-deps
 	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 
-# JupyterLab's setting that saves widget state with a notebook (pyproject.toml's data-files,
-# which an editable install leaves out): see jupyter-config/.
+# JupyterLab's widget-state setting, off for the book (pyproject.toml's data-files, which an
+# editable install leaves out): see jupyter-config/ and ksmbook/widgets/snapshot.py.
 LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.d
 
 $(STAMP): pyproject.toml jupyter-config/ksmbook-widget-state.json | $(PY)

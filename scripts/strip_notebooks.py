@@ -3,8 +3,9 @@
 
 Removed:
 - notebook ``metadata.signature``, and the saved ipywidgets state: ``metadata.widgets`` becomes
-  the empty state that JupyterLab itself writes on saving a notebook with no live widget (the book
-  turns widget-state saving on, ``jupyter-config/``), so opening and saving changes nothing;
+  the empty state that JupyterLab writes on saving a notebook with no live widget when
+  widget-state saving is on (the book turns it off, ``jupyter-config/``, and JupyterLab then
+  keeps what the file holds), so opening and saving changes nothing either way;
 - per-cell execution timing (``metadata.execution`` from JupyterLab, ``metadata.ExecuteTime``)
   and view-only cell metadata (``collapsed``, ``scrolled``);
 - widget views (``application/vnd.jupyter.widget-view+json``) from outputs: their models are

@@ -1,10 +1,11 @@
 """What a widget leaves in a notebook: a picture of it, and the live view.
 
-A widget's view needs a running kernel, or the widget state JupyterLab saved with the notebook
-(jupyter-config/ksmbook-widget-state.json turns that on). A notebook opened as stored (the
-committed chapters, a static viewer, the HTML book), or saved again before its widgets were
-re-run (JupyterLab then saves no state), has neither, and the view alone would say
-"Error displaying widget: model not found". So a widget displays two outputs:
+A widget's view needs a running kernel: JupyterLab saves no widget state with the book's
+notebooks (jupyter-config/ksmbook-widget-state.json; with state saved, a reopened notebook is
+marked changed and autosave rewrites it without the state). A notebook opened as stored (the
+committed chapters, a static viewer, the HTML book), or reopened after a run, has no kernel
+behind its widgets, and the view alone would say "Error displaying widget: model not found".
+So a widget displays two outputs:
 
 1. its picture (``text/html``: a note that this is the widget as it was when the cell ran and
    that running the cell makes it live, the diagram as a PNG image, which survives the HTML
@@ -14,7 +15,7 @@ re-run (JupyterLab then saves no state), has neither, and the view alone would s
    ``text/plain`` for front ends without widgets.
 
 In JupyterLab the picture's style sheet hides the picture while the widget is drawn in the
-same cell (live, or from saved state), and hides the widget's output while it cannot be drawn
+same cell, and hides the widget's output while it cannot be drawn
 (the picture then stands in for it). ``scripts/strip_notebooks.py`` drops the view output
 from committed notebooks (its model is not stored), which leaves the picture.
 """
