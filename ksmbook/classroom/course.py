@@ -31,7 +31,7 @@ from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
-from .variants import write_atomic
+from .variants import ASSIGNMENT_NAME, write_atomic
 
 __all__ = ["CourseError", "Course", "RosterEntry", "LatePolicy", "read_roster",
            "import_roster", "parse_due", "set_due", "DUE_CELL_ID"]
@@ -39,7 +39,6 @@ __all__ = ["CourseError", "Course", "RosterEntry", "LatePolicy", "read_roster",
 #: The role (metadata ksmbook.role) of the read-only cell that shows the due date.
 DUE_CELL_ID = "due_date"
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*\Z")
 # A student id is an OS or hub user name: nbgrader files submissions under it.
 _STUDENT_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._@-]{0,63}\Z")
 _EMAIL = re.compile(r"[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+\Z")
@@ -122,7 +121,7 @@ class Course:
         if not source.is_dir():
             return []
         return sorted(p.name for p in source.iterdir()
-                      if p.is_dir() and _NAME.match(p.name) and any(p.glob("*.ipynb")))
+                      if p.is_dir() and ASSIGNMENT_NAME.match(p.name) and any(p.glob("*.ipynb")))
 
     def check_assignment(self, name: str) -> str:
         """`name` if the course has that assignment, else CourseError naming those it has."""

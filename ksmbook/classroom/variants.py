@@ -31,15 +31,16 @@ from pathlib import Path
 
 from ..exercises import CHAPTER_SETS, Problem, generate, generator
 
-__all__ = ["STATE_DIR", "VariantError", "Plan", "state_dir", "load_secret", "plan_path",
-           "save_plan", "load_plan", "make_plan", "problems_for", "problems_of", "student_key",
-           "write_atomic"]
+__all__ = ["STATE_DIR", "ASSIGNMENT_NAME", "VariantError", "Plan", "state_dir", "load_secret",
+           "plan_path", "save_plan", "load_plan", "make_plan", "problems_for", "problems_of",
+           "student_key", "write_atomic"]
 
 #: The teacher's folder in a course (its name starts with a dot: never released, and no
 #: folder named ``ksmbook`` hides the package from commands run in the course folder).
 STATE_DIR = ".ksmbook"
 MODES = ("variants", "secret", "seed")
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*\Z")
+#: An assignment's name (its folder under source/, and its plan's file name).
+ASSIGNMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*\Z")
 
 
 class VariantError(Exception):
@@ -116,7 +117,7 @@ def load_secret(course: str | Path, *, create: bool = False) -> bytes:
 
 
 def plan_path(course: str | Path, name: str) -> Path:
-    if not _NAME.match(name):
+    if not ASSIGNMENT_NAME.match(name):
         raise VariantError(f"assignment name {name!r}: use letters, digits, - and _")
     return state_dir(course) / "assignments" / f"{name}.json"
 

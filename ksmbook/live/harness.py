@@ -74,6 +74,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn, Protocol
 
 from ..backend import FileBackend, KsmdBackend, SysfsBackend
+from ..constants import HPAGE_SIZE, MAP, MMAP_MIN_ADDR
 from ..procfs import MapEntry
 from ..trace import Trace
 from .worker import (
@@ -543,9 +544,6 @@ class LiveSession:
 # The simulator's Kernel/Process API on live workers
 # --------------------------------------------------------------------------------------------
 _STACK_GUARD_GAP = 256 * _PAGE  # mm/mmap.c stack_guard_gap default (256 pages)
-_HPAGE = 2 << 20
-_MAP_HUGETLB = 0x40000
-_MMAP_MIN_ADDR = 0x10000  # /proc/sys/vm/mmap_min_addr default, as the simulator
 
 
 @dataclasses.dataclass(frozen=True)
@@ -622,7 +620,8 @@ class LiveTask:
             raise OSError(errno.EBADF, f"mmap: {file!r} is not a file of the live kernel")
         live = self._live(addr) if addr else 0
         if not flags & (_MAP_FIXED | _MAP_FIXED_NOREPLACE):
-            found = self._unmapped_area(length, live, _HPAGE if flags & _MAP_HUGETLB else _PAGE)
+            align = HPAGE_SIZE if flags & MAP.MAP_HUGETLB else _PAGE
+            found = self._unmapped_area(length, live, align)
             if found is None:  # no room below the translated mmap_base
                 raise OSError(_ENOMEM, "mmap: no room in the arena below mmap_base")
             live = found
@@ -644,7 +643,7 @@ class LiveTask:
         top = SIM_MMAP_TOP + arena.offset
         if not arena.base < top <= arena.end:
             top = arena.end
-        floor = max(arena.base, _MMAP_MIN_ADDR + arena.offset)
+        floor = max(arena.base, MMAP_MIN_ADDR + arena.offset)
         if rounded == 0 or rounded >= _U64:
             return top - _PAGE
         vmas = self.worker.layout(floor, arena.end)
@@ -707,7 +706,7 @@ class LiveTask:
                    None)
         if vma is None or addr + old_len > vma.end:
             return 0
-        align = _HPAGE if "ht" in vma.vmflags else _PAGE
+        align = HPAGE_SIZE if "ht" in vma.vmflags else _PAGE
         if flags & _MREMAP_DONTUNMAP:
             overlaps = addr < hint + new_len and hint < addr + old_len
             return align if old_len == new_len and not hint % _PAGE and not overlaps else 0

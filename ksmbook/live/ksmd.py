@@ -66,6 +66,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from ..constants import MADV, MAP, PROT
 from ..ksmd import BatchReport, KsmdIdle
 from ..pages import PAGE_SIZE
 from ..trace import Trace
@@ -108,8 +109,6 @@ _NEEDS_UNMERGE = ("max_page_sharing", "merge_across_nodes")
 PARK_MS = 3_600_000
 #: Budget per batch while stepping whole passes: far above any page count used here.
 _BIG_BUDGET = 10_000_000
-_MADV_MERGEABLE = 12
-_PROT_RW, _MAP_ANON_PRIVATE = 3, 0x22
 
 _LOCK_PATH = os.path.join("/run/lock" if os.path.isdir("/run/lock") else "/tmp",
                           "ksmbook-live-ksmd.lock")
@@ -560,10 +559,10 @@ def map_pages(task: LiveTask, contents: Sequence[int | str | None], *,
     (``ksmbook.pages.page_bytes``), READ (read-touched: maps the shared zero page, never a KSM
     candidate) or None (never touched)."""
     length = len(contents) * PAGE_SIZE
-    addr = task.mmap(length, _PROT_RW, _MAP_ANON_PRIVATE)
+    addr = task.mmap(length, PROT.PROT_READ | PROT.PROT_WRITE, MAP.MAP_PRIVATE | MAP.MAP_ANONYMOUS)
     task.fill(addr, contents)
     if madvise:
-        task.madvise(addr, length, _MADV_MERGEABLE)
+        task.madvise(addr, length, MADV.MADV_MERGEABLE)
     return addr
 
 
