@@ -190,6 +190,20 @@ def test_undo_redo_reset() -> None:
     assert ex.message == "Nothing to undo." and not ex.errors
 
 
+def test_undo_after_two_actions_replays_the_cells_starting_script() -> None:
+    """A history is rebuilt from the cell's script and then the actions: undo of the second
+    of two actions leaves the first, on the mapping the script made."""
+    ex = Explorer(script="map A 16p rw private anon")
+    madvise(ex, "A+4p", "8p", int(kb.MADV_MERGEABLE))
+    after_one = vmas(ex)
+    madvise(ex, "A", "2p", int(kb.MADV_MERGEABLE))
+    ex.undo_button.click()
+    assert vmas(ex) == after_one and ex.message == "Undone: madvise A 2p MERGEABLE"
+    assert ex.script_text.startswith("kernel seed ksm=y\nmap A 16p rw private anon\n")
+    ex.redo_button.click()
+    assert len(vmas(ex)) == 4 and not ex.errors
+
+
 def test_undo_undoes_the_kernel_switch() -> None:
     ex = mapped()
     ex.config_ksm.value = False
