@@ -12,9 +12,14 @@ import itertools
 import re
 
 import pytest
+from figure_check import problems
+from test_ksmd_live import BIG, mapped, prelude, scans
+from test_thp import ZERO_PAGES
 
 import ksmbook as kb
 from ksmbook.render import ksm_pages as kp
+from ksmbook.render.text import addr_text
+from ksmbook.scenario import Runner, boot, parse
 from ksmbook.sidechannel import probe
 from ksmbook.trace import Fault
 from ksmbook.widgets.ksmd import KsmdStepper, demo_kernel
@@ -93,7 +98,7 @@ def test_untouched_not_mergeable_stale_and_zero_pages() -> None:
     k.sysfs["run"] = 1
     k.ksmd.full_scans(2)
     s = states(kp.page_state(k))
-    assert s[("p", a)] == "KSM zero page"
+    assert s[("p", a)] == kp.ZERO_LABELS["KSM zero page"]
     assert s[("p", a + P)] == "KSM page shared by 2"
     assert s[("p", a + 2 * P)] == "untouched"
     assert s[("p", a + 3 * P)] == "not mergeable"
@@ -137,6 +142,81 @@ def test_long_areas_are_cut_and_kernels_without_ksmd_are_shown() -> None:
     offer(seed, [1, 1], "p")
     text = kp.pages_text(kp.page_state(seed))
     assert "no ksmd" in text and "unscanned" in text
+
+
+# -- the shared zero page -------------------------------------------------------------------
+
+def run_sim(text: str) -> Runner[kb.Process]:
+    """A scenario run on the simulator."""
+    scenario = parse(text)
+    runner = Runner(boot(scenario))
+    for op in scenario.ops:
+        runner.step(op)
+    return runner
+
+
+def check_zero_pages(k: kb.Kernel, procs: dict[str, kb.Process]) -> kp.PageState:
+    """Every address mapping the shared zero page shows as a zero page, never as a page
+    shared N times, in no tree, in the table and the figure alike; the KSM-placed ones are
+    what ksm_zero_pages and each process's ksm_stat count."""
+    state = kp.page_state(k, max_pages=1024)
+    zero = {(p.name, vpn * P) for p in procs.values() if p.alive
+            for vpn, page in p.mm.ptes.items() if page.id == 0}
+    assert zero and {(r.process, r.address) for r in state.rows if r.zero} == zero
+    ksm_zero = [r for r in state.rows if r.state == "KSM zero page"]
+    assert len(ksm_zero) == state.counters["ksm_zero_pages"]
+    for name, p in procs.items():
+        if p.alive:
+            assert sum(r.process == name for r in ksm_zero) == \
+                k.ksmd.ksm_stat(p)["ksm_zero_pages"]
+    assert all(r.page == 0 and r.sharers == 0 for r in state.rows if r.zero)
+    assert 0 not in {n.page for n in state.stable}
+    lines = kp.pages_text(state).splitlines()
+    assert not [line for line in lines if "#0 " in line]
+    assert [line for line in lines if " zero  zero page" in line] == \
+        [f"  {addr_text(r.address)}  {state.name(r.content):<6} zero  {r.label}"
+         for r in state.rows if r.zero]
+    view = kp.view_of(kp.page_diagram(state))
+    for r in state.rows:
+        if r.zero:
+            assert view.cell_texts[(r.process, r.address)] == ("zero", kp.STATE_CODES[r.state])
+    assert not [link for link in view.links if (link[1], link[2]) in zero]
+    assert "the shared zero page" in "".join(t.get_text() for t in view.ax.texts)
+    assert not problems(view.figure)
+    return state
+
+
+def test_zero_pages_ksmd_mapped_are_shown_as_the_zero_page() -> None:
+    """use_zero_pages=1 on the modern kernel: ksmd maps the zero page for four zero-filled
+    pages; fork() copies those ptes, and a write to one takes a new page (do_wp_page() ->
+    wp_page_copy()). The statements are those of test_ksmd_live's
+    test_zero_pages_fork_and_write, which compares the counters and ksm_stat after each with
+    this machine's kernel."""
+    lines = [*prelude(BIG, use_zero_pages=1), *mapped("p1", "A", [0, 0, 0, 0, 1, 1]),
+             *scans(3), "p1: fork c"]
+    r = run_sim("\n".join(lines) + "\n")
+    a = r.labels["A"]
+    state = check_zero_pages(r.k, r.procs)
+    assert {(row.process, row.state) for row in state.rows if row.zero} == \
+        {("p1", "KSM zero page"), ("c", "KSM zero page")}
+    r.procs["c"].write_pages(a, [5])
+    fault = r.procs["c"].last_trace.events[0].detail  # type: ignore[union-attr]
+    assert fault is Fault.KSM_ZERO_COPY
+    state = check_zero_pages(r.k, r.procs)
+    row = next(x for x in state.rows if (x.process, x.address) == ("c", a))
+    assert not row.zero and row.page not in (None, 0) and row.content == 5
+
+
+def test_thp_split_zero_subpages_are_shown_as_the_zero_page() -> None:
+    """ksmd's split of a huge page maps the zero page for its all-zero subpages (6.12): zero
+    pages in no KSM counter, beside another process's zero page that ksmd mapped. The
+    scenario is test_thp's ZERO_PAGES, which test_live_thp_and_ksmd_step_by_step runs on this
+    machine's kernel too (counters and ksm_zero_pages compared after each statement)."""
+    r = run_sim(ZERO_PAGES)
+    state = check_zero_pages(r.k, r.procs)
+    assert {(row.process, row.state) for row in state.rows if row.zero} == \
+        {("p1", "zero page"), ("p2", "KSM zero page")}
+    assert not problems(kp.page_diagram(kp.page_state(r.k)))
 
 
 # -- figures ---------------------------------------------------------------------------------

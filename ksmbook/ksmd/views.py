@@ -73,7 +73,7 @@ class PageView:
     content: int
     page: int           # identity of the physical page (equal ids: one shared page)
     mapcount: int
-    kind: str           # "ksm", "ksm-zero" (use_zero_pages), "anon" or "file"
+    kind: str           # "ksm", "ksm-zero" (use_zero_pages), "zero" (THP split), "anon", "file"
 
 
 @dataclass(frozen=True)
@@ -138,8 +138,8 @@ class Views(Trees):
         zero = self.ks.zero_page
         out = []
         for vpn, page in process.mm.ptes.items():
-            kind = ("ksm-zero" if page is zero else "ksm" if page.ksm is not None
-                    else "anon" if page.anon else "file")
+            kind = ("ksm-zero" if page is zero else "zero" if page.id == 0
+                    else "ksm" if page.ksm is not None else "anon" if page.anon else "file")
             out.append(PageView(vpn << PAGE_SHIFT, page.content, page.id, page.mapcount, kind))
         return out
 

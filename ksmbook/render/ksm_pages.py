@@ -15,7 +15,15 @@ kernel. A page is in one of these states (mm/ksm.c):
   KSM page (it was written since: ksmd notices at its next visit);
 * ``unstable``: its rmap_item is a node of this pass's unstable tree;
 * ``KSM page shared by N``: the address maps a KSM page that N page-table entries map;
-* ``KSM zero page``: use_zero_pages replaced it by the shared zero page.
+* ``KSM zero page``: use_zero_pages mapped the shared zero page in its place (a KSM zero pte,
+  counted in ksm_zero_pages and in the process's ksm_stat);
+* ``zero page``: a THP split mapped the shared zero page for an all-zero subpage (6.12,
+  remap_page() -> try_to_map_unused_to_zeropage(); in no KSM counter).
+
+The shared zero page (id 0) is no KSM page: it is in neither tree, has no mapcount (its ptes
+are special: vm_normal_page() returns NULL), and a write to it takes a new zeroed page
+(do_wp_page() -> wp_page_copy()). The views name it "zero page" and draw it apart from the
+pages, never as one page shared N times.
 
 Colours are the Okabe-Ito palette (safe for the common colour-vision deficiencies), and every
 cell also carries its content's name and a state code, so no information is in colour alone.
@@ -47,7 +55,7 @@ __all__ = ["PageRow", "AreaView", "KsmNode", "UnstableNode", "PageState", "page_
            "pages_text", "counters_text", "counters_table", "page_diagram", "counters_plot",
            "PageFigure", "view_of", "show_pages", "show_counters", "use_png", "png_bytes",
            "probe_plot", "show_probe",
-           "STATES", "STATE_CODES", "CONTENT_COLORS", "COUNTER_STYLES"]
+           "STATES", "STATE_CODES", "ZERO_LABELS", "CONTENT_COLORS", "COUNTER_STYLES"]
 
 #: The states of a page, in legend order, and the code printed under each cell.
 STATE_CODES = {
@@ -58,14 +66,21 @@ STATE_CODES = {
     "unstable": "U",
     "stale": "S",
     "KSM page": "K",
-    "KSM zero page": "Z0",
+    "KSM zero page": "Z",
+    "zero page": "Zs",
+}
+#: What the two zero-page states say in the table.
+ZERO_LABELS = {
+    "KSM zero page": "zero page, mapped by ksmd (use_zero_pages): one of ksm_zero_pages",
+    "zero page": "zero page, mapped by a THP split: in no KSM counter",
 }
 STATES = tuple(STATE_CODES)
 #: Okabe-Ito colours for page contents (black left out: it carries the text), in order of
-#: first appearance; zero pages are light grey. Beyond 7 contents the colours repeat with a
-#: hatch.
+#: first appearance; zero-filled pages are light grey. Beyond 7 contents the colours repeat
+#: with a hatch. The shared zero page is none of these: a white cell in a thick frame.
 CONTENT_COLORS = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7")
 _ZERO_COLOR = "#DDDDDD"
+_ZERO_PAGE_FACE = "white"
 _HATCHES = ("", "///", "...", "xxx", "\\\\\\")
 _DARK_TEXT = {"#0072B2", "#D55E00", "#009E73", "#CC79A7"}
 _INK, _GREY, _STABLE, _UNSTABLE = "#222222", "#777777", "#0072B2", "#D55E00"
@@ -91,11 +106,18 @@ class PageRow:
     content: int | None
     page: int | None        # physical page: its id (Page.id), as ksmd's traces name it
     state: str              # one of STATES ("KSM page" also carries `sharers`)
-    sharers: int            # page-table entries mapping the page (0 when untouched)
+    sharers: int            # page-table entries mapping the page (0: untouched, zero page)
+
+    @property
+    def zero(self) -> bool:
+        """The address maps the shared zero page."""
+        return self.state in ZERO_LABELS
 
     @property
     def label(self) -> str:
         """The state as the table prints it."""
+        if self.zero:
+            return ZERO_LABELS[self.state]
         if self.state == "KSM page":
             return f"KSM page shared by {self.sharers}"
         label = self.state
@@ -236,11 +258,13 @@ def _row(process: str, pid: int, addr: int, page: Any, item: str | None,
     if hasattr(page, "kind"):  # a PageView from ksmd
         kind, page_id = page.kind, page.page
     else:  # a page-table entry of a kernel without ksmd
-        kind, page_id = ("anon" if page.anon else "file"), page.id
+        kind, page_id = ("zero" if page.id == 0 else "anon" if page.anon else "file"), page.id
     content, mapcount = page.content, page.mapcount
-    if kind == "ksm-zero":
-        state = "KSM zero page"
-    elif kind == "ksm":
+    if kind in ("ksm-zero", "zero"):
+        # The zero page's ptes are special: no mapcount, no sharing to count.
+        return PageRow(process, pid, addr, content, page_id,
+                       "KSM zero page" if kind == "ksm-zero" else "zero page", 0)
+    if kind == "ksm":
         state = "KSM page"
     elif not mergeable:
         state = "not mergeable"
@@ -265,7 +289,7 @@ def pages_text(state: PageState) -> str:
     for area in state.areas:
         out.append(area.header)
         for r in area.rows:
-            page = f"#{r.page}" if r.page is not None else "-"
+            page = "zero" if r.zero else f"#{r.page}" if r.page is not None else "-"
             out.append(f"  {addr_text(r.address)}  {state.name(r.content):<6} {page:<5} {r.label}")
         if area.hidden:
             out.append(f"  ... {area.hidden} more pages")
@@ -326,10 +350,10 @@ class PageFigure:
     """The figure of one `PageState`: pages as cells, the stable and unstable trees as boxes
     linked to the pages that use them. `update()` redraws the same figure for a new state.
 
-    Tests read `cells` (address -> (x, y)), `cell_colors`, `links` (("stable" | "unstable",
-    address, content) per drawn link), `routes` (the points of each link's line, in the order
-    of `links`), `node_boxes` ((x0, y0, x1, y1) of each tree node), `nodes` and `notes`, not
-    pixels.
+    Tests read `cells` (address -> (x, y)), `cell_colors`, `cell_texts` (the text in and
+    under each cell), `links` (("stable" | "unstable", address, content) per drawn link),
+    `routes` (the points of each link's line, in the order of `links`), `node_boxes` ((x0, y0,
+    x1, y1) of each tree node), `nodes` and `notes`, not pixels.
     """
 
     def __init__(self, width: float = 6.8) -> None:
@@ -339,6 +363,7 @@ class PageFigure:
         self.ax = self.figure.add_axes((0, 0, 1, 1))
         self.cells: dict[tuple[str, int], tuple[float, float]] = {}
         self.cell_colors: dict[tuple[str, int], str] = {}
+        self.cell_texts: dict[tuple[str, int], tuple[str, str]] = {}
         self.links: list[tuple[str, str, int, int]] = []
         self.routes: list[list[tuple[float, float]]] = []
         self.node_boxes: list[tuple[float, float, float, float]] = []
@@ -370,12 +395,16 @@ class PageFigure:
         ax.clear()
         ax.set_axis_off()
         self.state = state
-        self.cells, self.cell_colors, self.links, self.nodes, self.notes = {}, {}, [], [], []
+        self.cells, self.cell_colors, self.cell_texts = {}, {}, {}
+        self.links, self.nodes, self.notes = [], [], []
         self.routes, self.node_boxes = [], []
         colors = self._colors(state)
         ncols = max([len(a.rows) for a in state.areas] + [1])
         nodes = max(len(state.stable), len(state.unstable)) if state.has_ksmd else 0
-        width = max(self.width, _LEFT + ncols * (_CELL + _GAP) + _RIGHT,
+        # Room on the right for the "+N" of pages not drawn (8 pt digits: 0.075 in each).
+        right = max([_RIGHT] + [0.075 * len(f"+{a.hidden}") + 0.1 for a in state.areas
+                                if a.hidden])
+        width = max(self.width, _LEFT + ncols * (_CELL + _GAP) + right,
                     _LEFT + min(nodes, _MAX_NODES) * (_NODE_W + 0.25) + _RIGHT)
         trees = state.has_ksmd
         height = _TOP + len(state.areas) * _ROW + (2 * _TREE_ROW + 0.6 if trees else 0.55)
@@ -388,6 +417,7 @@ class PageFigure:
         by_hatch: dict[str, list[list[tuple[float, float]]]] = {}
         faces: dict[str, list[str]] = {}
         empty: list[list[tuple[float, float]]] = []
+        zero: list[list[tuple[float, float]]] = []
         y = _TOP
         cursor_proc, cursor_addr = state.cursor
         for area in state.areas:
@@ -399,9 +429,16 @@ class PageFigure:
                 box = [(x, y), (x + _CELL, y), (x + _CELL, y + _CELL), (x, y + _CELL)]
                 key = (r.process, r.address)
                 self.cells[key] = (x + _CELL / 2, y + _CELL / 2)
+                label = ""
                 if r.content is None:
                     empty.append(box)
                     self.cell_colors[key] = "none"
+                elif r.zero:
+                    zero.append(box)
+                    self.cell_colors[key] = _ZERO_PAGE_FACE
+                    label = "zero"
+                    ax.text(x + _CELL / 2, y + _CELL / 2, label, ha="center", va="center",
+                            fontsize=8, color=_INK)
                 else:
                     color, hatch = colors[r.content]
                     by_hatch.setdefault(hatch, []).append(box)
@@ -416,6 +453,7 @@ class PageFigure:
                     code = f"K{r.sharers}"
                 elif r.sharers > 1:
                     code += f" x{r.sharers}"
+                self.cell_texts[key] = (label, code)
                 if code:
                     ax.text(x + _CELL / 2, y + _CELL + 0.1, code, ha="center", va="center",
                             fontsize=8, color=_INK)
@@ -435,6 +473,9 @@ class PageFigure:
         if empty:
             ax.add_collection(PolyCollection(empty, facecolors="white", edgecolors=_GREY,
                                              linewidths=0.6, linestyles="--", zorder=2))
+        if zero:
+            ax.add_collection(PolyCollection(zero, facecolors=_ZERO_PAGE_FACE, edgecolors=_INK,
+                                             linewidths=2.0, zorder=2))
         if trees:
             self._draw_trees(state, colors, y + 0.15)
         self._legend(state, height, hatched=any(h for _, h in colors.values()))
@@ -453,6 +494,9 @@ class PageFigure:
             ("unstable tree", state.unstable, y + _TREE_ROW, _UNSTABLE))
         # The stable tree's boxes (x0, x1), which links to the unstable tree go round.
         stable_boxes: list[tuple[float, float]] = []
+        # The zero page is in no tree: an rmap_item left in the unstable tree for an address
+        # that maps it now gets no link (the tree's next search drops the item).
+        zero = {(r.process, r.address) for r in state.rows if r.zero}
         for label, nodes, yy, color in tree_rows:
             ax.text(_LEFT - 0.1, yy + _NODE_H / 2, label, ha="right", va="center", fontsize=8,
                     color=color, weight="bold")
@@ -494,7 +538,7 @@ class PageFigure:
                         color="white" if face in _DARK_TEXT else _INK)
                 for proc, addr in targets:
                     cell = self.cells.get((proc, addr))
-                    if cell is None:
+                    if cell is None or (proc, addr) in zero:
                         continue
                     n = len(segs["stable"]) + len(segs["unstable"])
                     route = self._route(cell, (x + w / 2, yy), y, stable_boxes, n)
@@ -543,18 +587,25 @@ class PageFigure:
                 (nx, lane2), (nx, ny)]
 
     def _legend(self, state: PageState, height: float, *, hatched: bool) -> None:
-        codes = ",  ".join(f"{c} {s}" for s, c in STATE_CODES.items() if c and s != "KSM page")
+        codes = ",  ".join(f"{c} {s}" for s, c in STATE_CODES.items()
+                           if c and s != "KSM page" and s not in ZERO_LABELS)
         text = (f"under each page: {codes}\n"
                 "KN = KSM page mapped N times,  xN: mapped N times,  dashed box: untouched,  "
                 "grey: zero-filled" + (",  hatched: a colour used again for another content"
                                        if hatched else ""))
+        base = 2
         if state.has_ksmd:
             text += ("\nsolid blue line: merged into that KSM page (stable tree);  "
                      "dashed orange line: in the unstable tree")
+            base += 1
+        if any(r.zero for r in state.rows):
+            text += ("\nzero (thick frame): the shared zero page (not a KSM page, in no tree),  "
+                     f"{STATE_CODES['KSM zero page']}: mapped by ksmd (counted in "
+                     f"ksm_zero_pages),  {STATE_CODES['zero page']}: by a THP split")
         columns = int((self.figure.get_figwidth() - 0.2) / (8 * 0.56 / 72))
         lines = [w for line in text.split("\n")
                  for w in textwrap.wrap(line, columns, break_on_hyphens=False)]
-        extra = 0.14 * max(0, len(lines) - text.count("\n") - 1)
+        extra = 0.14 * max(0, len(lines) - base)
         if extra:
             height += extra
             self.figure.set_size_inches(self.figure.get_figwidth(), height)
