@@ -39,7 +39,11 @@ PYTEST_ARGS  ?=
 # make test-fast: the tests a contributor runs while working, in about a minute on a quiet
 # 2-core machine: tests/ without the live, browser, nbgrader, hub and slow ones (markers in
 # pyproject.toml; tests/conftest.py marks the browser, nbgrader and hub modules) and without
-# the notebooks. make test runs everything.
+# the notebooks, with a quarter of each property test's hypothesis examples
+# (KSMBOOK_FAST_EXAMPLES, tests/helpers.py). make test runs everything, in full. test-fast keeps
+# pytest's rewritten test modules and the package's bytecode in __pycache__ even where
+# PYTHONDONTWRITEBYTECODE is set, so that a second run does not rewrite every test module again
+# (about 5 s of CPU for each worker).
 FAST_MARKERS := not (live or browser or nbgrader or hub or slow)
 
 .PHONY: all install system-deps lab test test-fast lint typecheck pytest html bench strip check-env clean
@@ -88,7 +92,7 @@ test: $(STAMP) $(NODE_STAMP) system-deps
 	exit $$status
 
 test-fast: $(STAMP)
-	$(PY) -m pytest tests -m "$(FAST_MARKERS)" $(XDIST_FLAGS) $(PYTEST_ARGS)
+	KSMBOOK_FAST_EXAMPLES=1 PYTHONDONTWRITEBYTECODE= $(PY) -m pytest tests -m "$(FAST_MARKERS)" $(XDIST_FLAGS) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check ksmbook tests

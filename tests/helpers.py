@@ -19,8 +19,8 @@ from ksmbook.kernel import Process
 from ksmbook.procfs import format_maps
 from ksmbook.scenario import StepResult, format_op
 
-__all__ = ["A", "ANON", "E", "P", "HUB_PROXY", "RW", "VALID", "bounds", "errno_of", "hub_root",
-           "layout", "mapfix", "mismatch", "state"]
+__all__ = ["A", "ANON", "E", "P", "HUB_PROXY", "RW", "VALID", "bounds", "errno_of", "examples",
+           "hub_root", "layout", "mapfix", "mismatch", "state"]
 
 P = kb.PAGE_SIZE
 RW = kb.PROT_READ | kb.PROT_WRITE
@@ -32,6 +32,12 @@ A = 0x10000000
 VALID = {"seed": frozenset({0, 1, 2, 3, 4, 9, 10, 11}),
          "2.6.32": frozenset({0, 1, 2, 3, 4, 9, 10, 11}),
          "modern": frozenset({0, 1, 2, 3, 4, 8, 9, 10, 11, *range(14, 26), 102, 103})}
+
+
+def examples(n: int) -> int:
+    """How many examples a property test draws: `n`, or a quarter of it (at least 10) where
+    KSMBOOK_FAST_EXAMPLES is set (make test-fast)."""
+    return max(10, n // 4) if os.environ.get("KSMBOOK_FAST_EXAMPLES") else n
 
 
 def mapfix(p: Process, start: int, length: int, prot: int = RW, flags: int = ANON,

@@ -10,6 +10,7 @@ import errno
 import random
 
 import pytest
+from helpers import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -729,7 +730,7 @@ def test_a_search_meeting_a_vanished_unstable_node_gives_up() -> None:
 
 
 @given(st.lists(st.tuples(st.booleans(), st.integers(0, 40)), max_size=120))
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 def test_rbtree_keeps_order_and_balance(ops: list[tuple[bool, int]]) -> None:
     """lib/rbtree.c's invariants after any inserts and erasures: in order, a black root, no
     red node with a red child, the same number of black nodes on every path."""
@@ -847,7 +848,7 @@ def test_trace_names_ksmd_functions() -> None:
 
 
 @given(st.lists(st.integers(0, 2**64 - 1), min_size=2, max_size=8))
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=examples(50), deadline=None)
 def test_memcmp_key_orders_pages_as_memcmp(contents: list[int]) -> None:
     assert sorted(contents, key=memcmp_key) == sorted(contents, key=page_bytes)
 
@@ -1100,14 +1101,14 @@ def _program(draw: _Draws, profile: str, tracing: bool, steps: int,
 
 
 @pytest.mark.parametrize("profile", KSMD_PROFILES)
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_merging_never_changes_what_a_process_reads(profile: str, data: st.DataObject) -> None:
     _program(_Draws(data), profile, tracing=False, steps=40)
 
 
 @pytest.mark.parametrize("profile", KSMD_PROFILES)
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(seed=st.integers(0, 2**32 - 1))
 def test_tracing_never_changes_a_decision(profile: str, seed: int) -> None:
     """The same state after every step, traced or not."""
@@ -1117,7 +1118,7 @@ def test_tracing_never_changes_a_decision(profile: str, seed: int) -> None:
 
 
 @pytest.mark.parametrize("profile", KSMD_PROFILES)
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(seed=st.integers(0, 2**32 - 1))
 def test_every_change_that_matters_to_the_unstable_tree_is_noticed(profile: str,
                                                                     seed: int) -> None:

@@ -26,7 +26,7 @@ import errno
 import re
 from collections.abc import Callable
 
-from helpers import ANON, VALID, A, P, state
+from helpers import ANON, VALID, A, P, examples, state
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -37,7 +37,7 @@ from ksmbook.kernel import Process
 
 U64 = 2**64
 SLOTS = 12
-FAST = settings(max_examples=150, deadline=None,
+FAST = settings(max_examples=examples(150), deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 ADVICES = [int(a) for a in kb.MADV if a not in (kb.MADV_HWPOISON, kb.MADV_SOFT_OFFLINE)]
@@ -354,7 +354,7 @@ def statement(draw: st.DrawFn) -> str:
         str(draw(st.integers(1, 9))) if draw(st.booleans()) else "")
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(lines=st.lists(statement(), max_size=12), comments=st.booleans())
 def test_scenario_round_trip(lines: list[str], comments: bool) -> None:
     text = "\n".join(f"{ln}   # note" if comments else ln for ln in lines)
@@ -365,7 +365,7 @@ def test_scenario_round_trip(lines: list[str], comments: bool) -> None:
     assert len(s.ops) == len(lines)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(text=st.text(alphabet=st.sampled_from(list("map A 4p rw:+-#\nx0123456789fixed")),
                     max_size=60))
 def test_parser_reports_errors_and_never_crashes(text: str) -> None:
