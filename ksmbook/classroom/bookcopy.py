@@ -28,8 +28,8 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from .export import cell_source, read_notebook
 from .variants import write_atomic
 
 __all__ = ["MANIFEST", "NOTICE", "COPY", "Synced", "fingerprint", "sync_book", "prepare",
@@ -54,28 +54,14 @@ class Synced:
     placed: tuple[str, ...] = ()  # those of `kept` whose newer version this sync put there
 
 
-def _cells(path: Path) -> list[Any] | None:
-    try:
-        nb = json.loads(path.read_text())
-        cells = nb["cells"]
-        return cells if isinstance(cells, list) else None
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
 def fingerprint(path: Path) -> str:
     """What counts as the content of `path`: for a notebook, its cells' types and sources
     (not outputs, execution counts or metadata; not the update note); else its bytes."""
-    cells = _cells(path) if path.suffix == ".ipynb" else None
-    if cells is None:
+    nb = read_notebook(path)[0] if path.suffix == ".ipynb" else None
+    if nb is None:
         return hashlib.sha256(path.read_bytes()).hexdigest()
-    parts = []
-    for cell in cells:
-        if not isinstance(cell, dict) or cell.get("metadata", {}).get(_NOTE_KEY):
-            continue
-        source = cell.get("source", "")
-        parts.append([cell.get("cell_type"), "".join(source) if isinstance(source, list)
-                      else source])
+    parts = [[cell.get("cell_type"), cell_source(cell)] for cell in nb["cells"]
+             if isinstance(cell, dict) and not cell.get("metadata", {}).get(_NOTE_KEY)]
     return "cells:" + hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 

@@ -85,13 +85,14 @@ class Submission:
         return bool(self.flags)
 
 
-def _grade_id(cell: Any) -> str | None:
+def grade_id(cell: Any) -> str | None:
+    """The cell's nbgrader grade_id (None: not an nbgrader cell)."""
     meta = cell.get("metadata", {}).get("nbgrader", {})
     gid = meta.get("grade_id")
     return gid if isinstance(gid, str) else None
 
 
-def _read_notebook(path: Path) -> tuple[Any | None, str]:
+def read_notebook(path: Path) -> tuple[Any | None, str]:
     """The notebook at `path` as plain JSON, or None and why it cannot be read."""
     try:
         nb = json.loads(path.read_text(encoding="utf-8"))
@@ -104,7 +105,13 @@ def _read_notebook(path: Path) -> tuple[Any | None, str]:
     return nb, ""
 
 
-def _source(cell: dict[str, Any]) -> str:
+def notebook_cells(path: Path) -> list[dict[str, Any]]:
+    """The cells of the notebook at `path` ([] if it cannot be read)."""
+    nb = read_notebook(path)[0]
+    return [c for c in nb["cells"] if isinstance(c, dict)] if nb is not None else []
+
+
+def cell_source(cell: dict[str, Any]) -> str:
     src = cell.get("source", "")
     return "".join(src) if isinstance(src, list) else str(src)
 
@@ -114,12 +121,12 @@ def _tampering(released: dict[str, Any], submitted: dict[str, Any]) -> list[str]
     changed (answer cells are the student's to change)."""
     got: dict[str, list[dict[str, Any]]] = {}
     for cell in submitted["cells"]:
-        gid = _grade_id(cell)
+        gid = grade_id(cell)
         if gid is not None:
             got.setdefault(gid, []).append(cell)
     flags = []
     for cell in released["cells"]:
-        gid = _grade_id(cell)
+        gid = grade_id(cell)
         if gid is None:
             continue
         meta = cell["metadata"]["nbgrader"]
@@ -131,7 +138,7 @@ def _tampering(released: dict[str, Any], submitted: dict[str, Any]) -> list[str]
         elif len(mine) > 1:
             flags.append(f"{kind} {gid} duplicated")
         elif (meta.get("locked") or kind == "test cell") and \
-                _source(mine[0]).strip() != _source(cell).strip():
+                cell_source(mine[0]).strip() != cell_source(cell).strip():
             flags.append(f"{kind} {gid} edited")
     return flags
 
@@ -144,7 +151,7 @@ def _cell_message(cell: dict[str, Any]) -> str:
             ename, evalue = out.get("ename", ""), out.get("evalue", "")
             texts.append(evalue if ename == "AssertionError" else f"{ename}: {evalue}")
         elif out.get("output_type") == "stream":
-            texts.append(_source({"source": out.get("text", "")}))
+            texts.append(cell_source({"source": out.get("text", "")}))
     text = " ".join(" ".join(texts).split())
     return text[:500]
 
@@ -160,10 +167,10 @@ def _natural(name: str) -> tuple[Any, ...]:
 
 
 def _cell_order(path: Path) -> dict[str, int]:
-    nb = _read_notebook(path)[0]
+    nb = read_notebook(path)[0]
     if nb is None:
         return {}
-    ids = [_grade_id(c) for c in nb["cells"]]
+    ids = [grade_id(c) for c in nb["cells"]]
     return {gid: i for i, gid in enumerate(ids) if gid is not None}
 
 
@@ -200,7 +207,7 @@ def collect(course: Course, assignment: str | None = None) -> list[Submission]:
                     cells[nb.name] = sorted(
                         nb.grade_cells,
                         key=lambda c, o=order: (o.get(c.name, len(o)), _natural(c.name)))  # type: ignore[misc]
-            released = {n: _read_notebook(course.root / "release" / name / f"{n}.ipynb")[0]
+            released = {n: read_notebook(course.root / "release" / name / f"{n}.ipynb")[0]
                         for n in notebooks}
             ids = sorted(set(students) | {s for s in on_disk
                                           if (submitted_root / s / name).is_dir()})
@@ -239,7 +246,7 @@ def _fill(course: Course, sub: Submission, notebooks: list[str], cells: dict[str
         sub.penalty = float(gsub.late_submission_penalty or 0.0)
     readable: dict[str, Any] = {}
     for nb_name in notebooks:
-        nb, why = _read_notebook(sdir / f"{nb_name}.ipynb")
+        nb, why = read_notebook(sdir / f"{nb_name}.ipynb")
         if nb is None:
             sub.flags.append(f"notebook {nb_name}.ipynb {why}")
             continue
@@ -254,7 +261,7 @@ def _fill(course: Course, sub: Submission, notebooks: list[str], cells: dict[str
             sub.flags.append("not autograded yet (run nbgrader autograde "
                              f"{sub.assignment})")
     else:
-        autograded = {n: _read_notebook(adir / f"{n}.ipynb")[0] for n in notebooks}
+        autograded = {n: read_notebook(adir / f"{n}.ipynb")[0] for n in notebooks}
         failed = [n for n in readable if autograded.get(n) is None]
         if failed:
             sub.status = AUTOGRADE_FAILED
@@ -271,10 +278,10 @@ def _fill(course: Course, sub: Submission, notebooks: list[str], cells: dict[str
         grades = {g.name: g for g in gsubnbs[nb_name].grades} if nb_name in gsubnbs else {}
         ag = None
         if sub.status in (GRADED, NEEDS_MANUAL):
-            ag = _read_notebook(adir / f"{nb_name}.ipynb")[0]
+            ag = read_notebook(adir / f"{nb_name}.ipynb")[0]
         ag_cells = {}
         if ag is not None:
-            ag_cells = {_grade_id(c): c for c in ag["cells"] if _grade_id(c) is not None}
+            ag_cells = {grade_id(c): c for c in ag["cells"] if grade_id(c) is not None}
         for gc in cells.get(nb_name, []):
             q = QuestionGrade(nb_name, gc.name, 0.0, float(gc.max_score), NOT_AUTOGRADED)
             g = grades.get(gc.name)

@@ -21,7 +21,6 @@ import ast
 import base64
 import html
 import io
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -30,7 +29,17 @@ from typing import Any
 
 from ..exercises import Problem, generate
 from .course import Course, CourseError
-from .export import GRADED, NEEDS_MANUAL, NOT_AUTOGRADED, NOT_SUBMITTED, Submission, collect
+from .export import (
+    GRADED,
+    NEEDS_MANUAL,
+    NOT_AUTOGRADED,
+    NOT_SUBMITTED,
+    Submission,
+    cell_source,
+    collect,
+    grade_id,
+    notebook_cells,
+)
 from .variants import load_plan, problems_of, write_atomic
 
 __all__ = ["Answer", "QuestionReport", "ClassReport", "build_report", "render_html",
@@ -119,34 +128,16 @@ def read_answer(source: str, name: str) -> tuple[str, object, str]:
     return text, value, "ok"
 
 
-def _cells(path: Path) -> list[dict[str, Any]]:
-    try:
-        nb = json.loads(path.read_text(encoding="utf-8"))
-        cells = nb["cells"]
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
-        return []
-    return [c for c in cells if isinstance(c, dict)]
-
-
-def _src(cell: dict[str, Any]) -> str:
-    s = cell.get("source", "")
-    return "".join(s) if isinstance(s, list) else str(s)
-
-
-def _gid(cell: dict[str, Any]) -> str:
-    return str(cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", ""))
-
-
 def _problem_refs(source_nb: Path) -> dict[int, tuple[str, int, int, str]]:
     """Question number -> (generator, version, seed, profile), read from the hidden test
     cells of the source notebook (the call that grades the answer names them)."""
     refs = {}
-    for cell in _cells(source_nb):
-        m = _TEST_ID.match(_gid(cell))
+    for cell in notebook_cells(source_nb):
+        m = _TEST_ID.match(grade_id(cell) or "")
         if m is None:
             continue
         try:
-            tree = ast.parse(_src(cell))
+            tree = ast.parse(cell_source(cell))
         except SyntaxError:
             continue
         for node in ast.walk(tree):
@@ -209,8 +200,8 @@ def _key(text: str) -> str:
 
 
 def _answers_of(path: Path) -> dict[int, str]:
-    return {int(m.group(1)): _src(c) for c in _cells(path)
-            if (m := _ANSWER_ID.match(_gid(c))) is not None}
+    return {int(m.group(1)): cell_source(c) for c in notebook_cells(path)
+            if (m := _ANSWER_ID.match(grade_id(c) or "")) is not None}
 
 
 def _recorded_of(path: Path) -> dict[int, str]:
@@ -219,8 +210,8 @@ def _recorded_of(path: Path) -> dict[int, str]:
     from .student import ANSWER_MIME
 
     out = {}
-    for c in _cells(path):
-        if _TEST_ID.match(_gid(c)) is None:
+    for c in notebook_cells(path):
+        if _TEST_ID.match(grade_id(c) or "") is None:
             continue
         for o in c.get("outputs", []):
             rec = o.get("data", {}).get(ANSWER_MIME) if isinstance(o, dict) else None
