@@ -66,8 +66,8 @@ STATE_CODES = {
     "unstable": "U",
     "stale": "S",
     "KSM page": "K",
-    "KSM zero page": "Z",
-    "zero page": "Zs",
+    "KSM zero page": "ksmd",
+    "zero page": "split",
 }
 #: What the two zero-page states say in the table.
 ZERO_LABELS = {
@@ -599,9 +599,10 @@ class PageFigure:
                      "dashed orange line: in the unstable tree")
             base += 1
         if any(r.zero for r in state.rows):
-            text += ("\nzero (thick frame): the shared zero page (not a KSM page, in no tree),  "
-                     f"{STATE_CODES['KSM zero page']}: mapped by ksmd (counted in "
-                     f"ksm_zero_pages),  {STATE_CODES['zero page']}: by a THP split")
+            text += ("\nzero (thick frame): the shared zero page (not a KSM page, in no tree), "
+                     f"under it {STATE_CODES['KSM zero page']}: mapped by ksmd (use_zero_pages, "
+                     f"counted in ksm_zero_pages),  {STATE_CODES['zero page']}: mapped by a "
+                     "THP split")
         columns = int((self.figure.get_figwidth() - 0.2) / (8 * 0.56 / 72))
         lines = [w for line in text.split("\n")
                  for w in textwrap.wrap(line, columns, break_on_hyphens=False)]
