@@ -51,6 +51,7 @@ __all__ = ["AUTOGRADE_PREPROCESSORS", "GradeAnswers", "SandboxExecute", "verdict
 #: The longest recorded answer read (a layout answer is a few hundred characters).
 MAX_ANSWER = 20_000
 
+
 def verdict(problem: Problem, n: int, recorded: str | None) -> tuple[bool, str]:
     """(correct, feedback text) for the answer to problem `n` recorded as `recorded` (the
     repr the test cell showed; None if it recorded nothing)."""
@@ -68,9 +69,7 @@ def verdict(problem: Problem, n: int, recorded: str | None) -> tuple[bool, str]:
         fb = problem.grade(value)
     except Exception:  # noqa: BLE001
         return False, f"Problem {n}: cannot read that answer: 0 points."
-    if fb.correct:
-        return True, f"Problem {n}: {_plain(fb.message)}"
-    return False, f"Problem {n}: {_plain(fb.message)}"
+    return bool(fb.correct), f"Problem {n}: {_plain(fb.message)}"
 
 
 def _recorded(cell: NotebookNode, n: int) -> str | None:
