@@ -209,7 +209,8 @@ def test_zero_pages_ksmd_mapped_are_shown_as_the_zero_page() -> None:
 
 def test_thp_split_zero_subpages_are_shown_as_the_zero_page() -> None:
     """ksmd's split of a huge page maps the zero page for its all-zero subpages (6.12): zero
-    pages in no KSM counter, beside another process's zero page that ksmd mapped. The
+    pages in no KSM counter, beside another process's zero page that ksmd mapped; a write to
+    one takes a new page. The
     scenario is test_thp's ZERO_PAGES, which test_live_thp_and_ksmd_step_by_step runs on this
     machine's kernel too (counters and ksm_zero_pages compared after each statement)."""
     r = run_sim(ZERO_PAGES)
@@ -217,6 +218,12 @@ def test_thp_split_zero_subpages_are_shown_as_the_zero_page() -> None:
     assert {(row.process, row.state) for row in state.rows if row.zero} == \
         {("p1", "zero page"), ("p2", "KSM zero page")}
     assert not problems(kp.page_diagram(kp.page_state(r.k)))
+    # A write to one takes a new page; the others stay the zero page.
+    a = next(row.address for row in state.rows if row.state == "zero page")
+    r.procs["p1"].write_pages(a, [8])
+    state = check_zero_pages(r.k, r.procs)
+    row = next(x for x in state.rows if (x.process, x.address) == ("p1", a))
+    assert not row.zero and row.page not in (None, 0) and row.content == 8
 
 
 # -- figures ---------------------------------------------------------------------------------
