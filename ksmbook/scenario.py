@@ -511,6 +511,14 @@ def _number(text: str, line: _Line, col: int, what: str) -> int:
     return -value if m.group(1) else value
 
 
+def _u64(text: str, line: _Line, col: int, what: str) -> int:
+    """A number that must fit an unsigned 64-bit register (an address, flags, a value)."""
+    value = _number(text, line, col, what)
+    if not 0 <= value <= _U64:
+        raise line.fail(f"{what} {text!r} is not between 0 and 2**64-1", col)
+    return value
+
+
 def _count(line: _Line, what: str) -> int:
     text, col = line.take(what)
     value = _number(text, line, col, what.removeprefix("a ").removeprefix("an "))
@@ -540,10 +548,7 @@ def _addr(line: _Line) -> Addr:
             off = _number(m.group(3), line, col + len(m.group(1)) + 1, "offset")
             off = -off if m.group(2) == "-" else off
         return Addr(m.group(1), off)
-    value = _number(text, line, col, "address")
-    if not 0 <= value <= _U64:
-        raise line.fail(f"address {text!r} is out of range", col)
-    return Addr(None, value)
+    return Addr(None, _u64(text, line, col, "address"))
 
 
 def _prot(line: _Line) -> int:
@@ -748,10 +753,7 @@ def _p_mremap(line: _Line, proc: str) -> Mremap:
                 raise line.fail("'at' given twice", col)
             new_addr = _addr(line)
         elif tok.startswith("flags="):
-            value = _number(tok.partition("=")[2], line, col + 6, "flags")
-            if not 0 <= value <= _U64:
-                raise line.fail(f"flags {tok!r} out of range", col)
-            flags |= value
+            flags |= _u64(tok.partition("=")[2], line, col + 6, "flags")
         else:
             flags |= words[_choice(line, tok, col, (*words, "at", "flags="), "mremap option")]
     return Mremap(proc, addr, old_size, new_size, flags, new_addr, line=line.number)
@@ -770,10 +772,7 @@ def _p_write(line: _Line, proc: str) -> Write:
     values = []
     while line.more():
         text, c = line.take("a page content")
-        value = _number(text, line, c, "page content")
-        if not 0 <= value <= _U64:
-            raise line.fail(f"page content {text!r} is not between 0 and 2**64-1", c)
-        values.append(value)
+        values.append(_u64(text, line, c, "page content"))
     if not values:
         raise line.fail("write needs at least one page content")
     return Write(proc, addr, tuple(values), line=line.number)
@@ -803,10 +802,7 @@ def _p_prctl(line: _Line, proc: str) -> Prctl:
     args: list[int] = []
     while line.more() and len(args) < 4:
         text, c = line.take("an argument")
-        value = _number(text, line, c, "argument")
-        if not 0 <= value <= _U64:
-            raise line.fail(f"argument {text!r} is not between 0 and 2**64-1", c)
-        args.append(value)
+        args.append(_u64(text, line, c, "argument"))
     arg2, arg3, arg4, arg5 = args + [0] * (4 - len(args))
     return Prctl(proc, option, arg2, arg3, arg4, arg5, line=line.number)
 
