@@ -43,7 +43,7 @@ PYTEST_ARGS  ?=
 # (KSMBOOK_FAST_EXAMPLES, tests/helpers.py). make test runs everything, in full. test-fast keeps
 # pytest's rewritten test modules and the package's bytecode in __pycache__ even where
 # PYTHONDONTWRITEBYTECODE is set, so that a second run does not rewrite every test module again
-# (about 5 s of CPU for each worker).
+# (about 5 s of CPU for each worker), and does not load nbval's plugin (2 s), which it does not use.
 FAST_MARKERS := not (live or browser or nbgrader or hub or slow)
 
 .PHONY: all install system-deps lab test test-fast lint typecheck pytest html bench strip check-env clean
@@ -92,7 +92,7 @@ test: $(STAMP) $(NODE_STAMP) system-deps
 	exit $$status
 
 test-fast: $(STAMP)
-	KSMBOOK_FAST_EXAMPLES=1 PYTHONDONTWRITEBYTECODE= $(PY) -m pytest tests -m "$(FAST_MARKERS)" $(XDIST_FLAGS) $(PYTEST_ARGS)
+	KSMBOOK_FAST_EXAMPLES=1 PYTHONDONTWRITEBYTECODE= $(PY) -m pytest tests -p no:nbval -m "$(FAST_MARKERS)" $(XDIST_FLAGS) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check ksmbook tests
