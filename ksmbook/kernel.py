@@ -93,6 +93,9 @@ class Kernel:
         #: that a page is numbered alike in every trace and view of the same scenario.
         self.page_ids = itertools.count(1)
         self.anon_vma_ids = itertools.count(1)
+        #: The shared zero page (ZERO_PAGE(0), #0 in the views) as a read fault or a THP split
+        #: maps it: a special, clean pte (KSM's use_zero_pages maps `KsmState.zero_page`).
+        self.zero_page = Page(0, mapcount=0, anon=False, id=0)
         self.ksm = KsmState(self)
         #: Transparent huge pages: /sys/kernel/mm/transparent_hugepage/enabled and the PMD
         #: mappings (ksmbook.thp; kernels with Profile.thp only).
@@ -255,6 +258,9 @@ class Kernel:
             private_write = vma.flags & (VM.VM_WRITE | VM.VM_SHARED) == VM.VM_WRITE
             if private_write:
                 self.populate_write(mm, vma, addr, stop, tr)
+            elif vma.file is None and vma.flags & VM.VM_READ:
+                for a in range(addr, stop, PAGE_SIZE):
+                    handle_read_fault(mm, vma, a, tr)
             elif vma.file is not None and vma.flags & VM.VM_READ and vma.file.kind != "device":
                 for a in range(addr, stop, PAGE_SIZE):
                     if a >> PAGE_SHIFT not in mm.ptes:
@@ -312,8 +318,12 @@ def handle_write_fault(mm: MM, vma: VMA, addr: int, content: int | None,
     -> reuse_swap_page() and its ``reuse:`` label; else the copy at its ``gotten:`` label).
     A private anonymous page mapped once is written in place: without a fault (NONE), or,
     if fork() write-protected it (`Page.wrprotect`), after do_wp_page() -> wp_page_reuse()
-    (REUSE). The simulator does not write-protect a page elsewhere (mprotect(), ksmd's
-    write_protect_page() on a merge that then fails).
+    (REUSE). A write to the zero page that a read mapped gets a new zeroed page (ZERO_COPY):
+    6.x wp_page_copy() "if (is_zero_pfn(pte_pfn(vmf->orig_pte)))
+    vma_alloc_zeroed_movable_folio()"; v2.6.32 do_wp_page(): vm_normal_page() is NULL for the
+    special pte, so ``gotten:`` and alloc_zeroed_user_highpage_movable(). The simulator does
+    not write-protect a page elsewhere (mprotect(), ksmd's write_protect_page() on a merge
+    that then fails).
     """
     vpn = addr >> PAGE_SHIFT
     if vma.flags & VM.VM_SHARED and vma.file is not None:
@@ -349,9 +359,15 @@ def handle_write_fault(mm: MM, vma: VMA, addr: int, content: int | None,
             old.lazyfree = False  # the write dirties the pte: reclaim will keep the page
             fault = Fault.REUSE if old.wrprotect else Fault.NONE
             old.wrprotect = False
+        elif mm.kernel.thp.huge_zero_pmd(mm, vpn):  # ksmbook.thp
+            sub = mm.kernel.thp.do_huge_zero_wp_pmd(mm, vma, addr)
+            sub.content = 0 if content is None else content
+            fault = Fault.HUGE_ZERO_COPY
         else:
             if old is mm.kernel.ksm.zero_page:
                 fault = Fault.KSM_ZERO_COPY
+            elif old.id == 0:  # is_zero_pfn(): a read's (or a THP split's) zero page
+                fault = Fault.ZERO_COPY
             elif old.ksm is not None:
                 fault = Fault.KSM_COPY
             else:
@@ -368,20 +384,30 @@ def handle_write_fault(mm: MM, vma: VMA, addr: int, content: int | None,
 def handle_read_fault(mm: MM, vma: VMA, addr: int, tr: Trace | None = None) -> tuple[int, Fault]:
     """A read at `addr`: the content there and what the fault handler did (recorded in `tr`).
 
-    A present pte needs no fault. A missing one: 6.x handle_pte_fault() -> do_anonymous_page()
-    maps the shared zero page read-only ("if (!(vmf->flags & FAULT_FLAG_WRITE) &&
+    A present pte needs no fault. A missing one of a private anonymous VMA: 6.x
+    handle_pte_fault() -> do_anonymous_page() maps the shared zero page read-only, before any
+    anon_vma_prepare() ("if (!(vmf->flags & FAULT_FLAG_WRITE) &&
     !mm_forbids_zeropage(vma->vm_mm))"; v2.6.32 the same, "if (!(flags & FAULT_FLAG_WRITE))
-    { entry = pte_mkspecial(pfn_pte(my_zero_pfn(address), ...)"), and do_fault() ->
-    do_read_fault() (v2.6.32 do_linear_fault() -> __do_fault()) maps the page-cache page. The
-    simulator maps nothing on a read: the content is what those pages hold.
+    { entry = pte_mkspecial(pfn_pte(my_zero_pfn(address), ...)"): `Kernel.zero_page`. In a
+    THP-eligible range do_huge_pmd_anonymous_page() maps the huge zero page instead
+    (``ksmbook.thp``). do_fault() -> do_read_fault() (v2.6.32 do_linear_fault() ->
+    __do_fault()) maps the page-cache page; the simulator reads a file page without mapping it.
     """
-    page = mm.ptes.get(addr >> PAGE_SHIFT)
+    vpn = addr >> PAGE_SHIFT
+    page = mm.ptes.get(vpn)
     if page is not None:
         content, fault = page.content, Fault.NONE
     elif vma.file is not None:
         cached = vma.file.pages.get(vma.pgoff_at(addr))
         content, fault = (cached.content if cached is not None else 0), Fault.FILE_READ
+    elif mm.kernel.thp.allowable(mm, vma, addr):  # ksmbook.thp (2.6.38 and later)
+        anon_vma_prepare(mm, vma)  # vmf_anon_prepare() comes first in the huge fault
+        mm.kernel.thp.map_huge_zero_pmd(mm, addr)
+        content, fault = 0, Fault.HUGE_ZERO_MAP
     else:
+        zero = mm.kernel.zero_page
+        zero.mapcount += 1
+        mm.ptes[vpn] = zero
         content, fault = 0, Fault.ZERO_MAP
     if tr is not None:
         _trace_fault(tr, mm.profile, addr, fault, "read")
@@ -403,6 +429,13 @@ def _trace_fault(tr: Trace, p: Profile, addr: int, fault: Fault, access: str) ->
                     "one PMD (ksmbook.thp)")
         elif fault is Fault.ZERO_MAP:
             tr.note("do_anonymous_page", "a read: the shared zero page, mapped read-only")
+        elif fault is Fault.HUGE_ZERO_MAP:
+            tr.note("do_huge_pmd_anonymous_page", "a read: the huge zero page, mapped "
+                    "read-only by one PMD (ksmbook.thp)")
+        elif fault is Fault.HUGE_ZERO_COPY:
+            with tr.enter("do_huge_pmd_wp_page", "the huge zero page"):
+                tr.note("do_huge_zero_wp_pmd", "a new zeroed 2 MiB huge page, mapped by the "
+                        "PMD")
         elif fault in (Fault.FILE_COW, Fault.FILE_SHARED, Fault.FILE_READ):
             what = {Fault.FILE_COW: "a private write: copy the page-cache page into a new page",
                     Fault.FILE_SHARED: "a shared write: the page-cache page, mapped writable",
@@ -426,9 +459,12 @@ def _trace_fault(tr: Trace, p: Profile, addr: int, fault: Fault, access: str) ->
         else:
             why = {Fault.KSM_COPY: "a KSM page is never reused",
                    Fault.KSM_ZERO_COPY: "the zero page ksmd mapped (use_zero_pages)",
+                   Fault.ZERO_COPY: "the shared zero page (is_zero_pfn())",
                    Fault.COW_COPY: "not an anonymous page mapped once"}[fault]
-            what = ("a new zeroed page; ksm_might_unmap_zero_page(): ksm_zero_pages - 1"
-                    if fault is Fault.KSM_ZERO_COPY else "copy the page into a new page")
+            what = {Fault.KSM_ZERO_COPY: "a new zeroed page; ksm_might_unmap_zero_page(): "
+                                         "ksm_zero_pages - 1",
+                    Fault.ZERO_COPY: "a new zeroed page"}.get(fault, "copy the page into a new "
+                                                                 "page")
             if p.wp_page_split:  # 4.1, see Profile.wp_page_split
                 with tr.enter("do_wp_page", why):
                     tr.note("wp_page_copy", what)
@@ -618,7 +654,7 @@ class Process:
                 if cow and page.anon:
                     page.wrprotect = True
                 mm.ptes[vpn] = page
-        if k.thp.pmds:
+        if k.thp.pmds or k.thp.zero_pmds:
             k.thp.copy_huge_pmds(self.mm, mm)  # copy_huge_pmd() (ksmbook.thp)
         tr.note("dup_mmap", f"{mm.map_count} VMAs copied")
         if not p.ksm_fork_first:  # 6.12 "fork: only invoke khugepaged, ksm hooks if no error"

@@ -1,7 +1,8 @@
 """/proc/PID/maps and the VmFlags line of /proc/PID/smaps (fs/proc/task_mmu.c
 show_map_vma(), show_smap_vma_flags()), for the simulator and for the live kernel alike.
 
-`MapEntry` is the structure both sides produce, so that they can be printed side by side and
+`smaps_rss` gives the simulator's Rss and Anonymous lines. `MapEntry` is the structure both
+sides produce, so that they can be printed side by side and
 compared. 2.6.32 had no VmFlags line; for its profiles the codes are those later kernels
 print (see `ksmbook.profiles`).
 """
@@ -11,13 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .constants import PAGE_SHIFT, VM
+from .constants import PAGE_SHIFT, PAGE_SIZE, VM
 
 if TYPE_CHECKING:
     from .mm import MM, VMA
     from .profiles import Profile
 
-__all__ = ["MapEntry", "map_entry", "read_maps", "format_maps", "format_entry"]
+__all__ = ["MapEntry", "map_entry", "read_maps", "format_maps", "format_entry", "smaps_rss"]
 
 
 @dataclass(frozen=True)
@@ -75,3 +76,20 @@ def format_entry(e: MapEntry) -> str:
 def format_maps(entries: list[MapEntry]) -> str:
     """The maps table, one line per VMA ("(no mappings)" when empty)."""
     return "\n".join(format_entry(e) for e in entries) or "(no mappings)"
+
+
+def smaps_rss(mm: MM, vma: VMA | None = None) -> dict[str, int]:
+    """The Rss and Anonymous lines of /proc/PID/smaps for `vma` (of smaps_rollup for the
+    whole mm), in kB. smaps_pte_entry() counts only the pages vm_normal_page() returns: a
+    zero-page pte is special (a read's, a THP split's, KSM's use_zero_pages; the huge zero
+    PMD too) and counts in neither; Anonymous counts anonymous pages, KSM pages among them."""
+    vpns = (mm.ptes.irange(vma.start >> PAGE_SHIFT, (vma.end >> PAGE_SHIFT) - 1)
+            if vma is not None else mm.ptes)
+    rss = anon = 0
+    for vpn in vpns:
+        page = mm.ptes[vpn]
+        if page.id:
+            rss += 1
+            anon += page.anon
+    kb = PAGE_SIZE >> 10
+    return {"Rss": rss * kb, "Anonymous": anon * kb}

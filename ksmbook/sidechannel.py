@@ -35,7 +35,7 @@ which is the cost of the timing itself (a ctypes call) plus a write that needs n
     kind          median    p10    p90  - none    p99   what the write does
     none            0.86   0.73   1.03    0.00   2.79   private page mapped once: no fault
     first-touch     2.90   2.64   3.21    2.04  10.67   do_anonymous_page(): a zeroed page
-    read-zero       3.21   2.96   3.58    2.35  10.91   wp_page_copy() from the zero page
+    cow-zero        3.21   2.96   3.58    2.35  10.91   wp_page_copy() from the zero page
     reuse           2.31   2.10   2.56    1.45   3.06   wp_page_reuse(): fork()ed twin gone
     cow             3.58   3.33   4.14    2.72  11.01   wp_page_copy(): page shared by fork()
     cow-ksm         3.85   3.40   4.71    2.99  11.38   wp_page_copy(): a KSM page
@@ -47,8 +47,8 @@ and 11 us. A write to a merged page costs about 4.5 times a write to a private o
 more). It costs a little more than a copy after fork() (0.3 us), so the attacker's real signal
 is "fault or no fault": the attacker's own pages were written before, so any fault on them
 means ksmd merged them. With use_zero_pages=1, a zero page that ksmd replaced by the zero page
-costs what any zero page costs (cow-ksm-zero = read-zero): the write tells only that the page
-was all zeros and had been scanned.
+costs what any zero page costs (cow-ksm-zero = cow-zero, the write to a page only read
+before): the write tells only that the page was all zeros and had been scanned.
 
 The reuse row was measured later, by the same command on the same machine, busier then: in
 its two runs "none" took 1.05 us and the other medians 0.15-0.4 us more than in the table, so
@@ -99,18 +99,15 @@ __all__ = ["KINDS", "LATENCY_US", "SPREAD", "CALIBRATION", "fault_of", "model_la
 
 #: The faults a write can take that the calibration measured (their `Fault.text` says what
 #: each does, in the kernel's words).
-KINDS = (Fault.NONE, Fault.ANON_NEW, Fault.REUSE, Fault.COW_COPY, Fault.KSM_COPY,
-         Fault.KSM_ZERO_COPY)
+KINDS = (Fault.NONE, Fault.ANON_NEW, Fault.ZERO_COPY, Fault.REUSE, Fault.COW_COPY,
+         Fault.KSM_COPY, Fault.KSM_ZERO_COPY)
 
 #: The measured calibration (microseconds): kind -> (median, p10, p90), keyed by the `Fault`
 #: names of the table in the module docstring (see it for the command and the machine).
-#: "read-zero" is a write to a page only read before (do_wp_page() -> wp_page_copy() from the
-#: shared zero page), which the simulator never takes: it maps nothing on a read, so such a
-#: write is ANON_NEW ("first-touch").
-CALIBRATION: dict[str, tuple[float, float, float]] = {
+CALIBRATION: dict[Fault, tuple[float, float, float]] = {
     Fault.NONE: (0.86, 0.73, 1.03),
     Fault.ANON_NEW: (2.90, 2.64, 3.21),
-    "read-zero": (3.21, 2.96, 3.58),
+    Fault.ZERO_COPY: (3.21, 2.96, 3.58),
     Fault.REUSE: (2.31, 2.10, 2.56),
     Fault.COW_COPY: (3.58, 3.33, 4.14),
     Fault.KSM_COPY: (3.85, 3.40, 4.71),
@@ -338,7 +335,7 @@ def measure_write_latency(pages: int = 1024, *, seed: int = 0) -> dict[str, Any]
         Fault.KSM_COPY: ([tag * 2**32 + i // 2 for i in range(2 * pages)], True),
         Fault.NONE: ([tag * 2**32 + 2**20 + i for i in range(pages)], True),
         Fault.ANON_NEW: ([None] * pages, True),
-        "read-zero": (["read"] * pages, True),
+        Fault.ZERO_COPY: (["read"] * pages, True),
         Fault.COW_COPY: ([tag * 2**32 + 2**21 + i for i in range(pages)], False),
         Fault.KSM_ZERO_COPY: ([0] * pages, True),
         Fault.REUSE: ([tag * 2**32 + 2**22 + i for i in range(pages)], False),
@@ -367,7 +364,7 @@ def measure_write_latency(pages: int = 1024, *, seed: int = 0) -> dict[str, Any]
         if stat.get("ksm_merging_pages", 0) < 2 * pages or \
                 stat.get("ksm_zero_pages", 0) < pages:
             raise RuntimeError(f"ksmd did not merge the helper's pages: {stat}")
-        targets = [(kind, areas[kind] + i * PAGE_SIZE) for kind in _ORDER for i in range(pages)]
+        targets = [(kind, areas[kind] + i * PAGE_SIZE) for kind in KINDS for i in range(pages)]
         times = helper.time_writes([a for _, a in targets], seed=seed)
     ns: dict[str, list[int]] = {}
     for (kind, _), t in zip(targets, times, strict=True):
@@ -384,13 +381,11 @@ def measure_write_latency(pages: int = 1024, *, seed: int = 0) -> dict[str, Any]
     return result
 
 
-_ORDER = (Fault.NONE, Fault.ANON_NEW, "read-zero", Fault.REUSE, Fault.COW_COPY, Fault.KSM_COPY,
-          Fault.KSM_ZERO_COPY)
 
 
 def calibration_text(result: dict[str, Any] | None = None) -> str:
     """A table of latencies (us): `result` from measure_write_latency(), or the model's."""
-    def row(kind: str) -> tuple[float, float, float]:
+    def row(kind: Fault) -> tuple[float, float, float]:
         if result is None:
             return CALIBRATION[kind]
         r = result[kind]
@@ -399,7 +394,7 @@ def calibration_text(result: dict[str, Any] | None = None) -> str:
     base = row(Fault.NONE)[0]
     lines = [f"{'kind':<13} {'median':>7} {'p10':>7} {'p90':>7} {'- none':>7}"
              + ("     p99" if result is not None else "")]
-    for kind in _ORDER:
+    for kind in KINDS:
         med, p10, p90 = row(kind)
         lines.append(f"{kind:<13} {med:7.2f} {p10:7.2f} {p90:7.2f} {med - base:7.2f}"
                      + (f" {result[kind]['p99']:7.2f}" if result is not None else ""))

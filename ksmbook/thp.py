@@ -22,12 +22,20 @@ the seed have none, so only a kernel whose profile has ``thp`` gets huge pages h
 * ``AnonHugePages`` (smaps, ``anon_huge_pages_kb``) counts the huge pages still mapped by a
   PMD: 2048 kB each.
 
+* A read fault there maps the huge zero page read-only by one PMD (do_huge_pmd_anonymous_page()
+  with transparent_hugepage/use_zero_page = 1, the default; its anon_vma is prepared first):
+  ``Fault.HUGE_ZERO_MAP``. A write to it allocates a zeroed huge page in its place
+  (do_huge_pmd_wp_page() -> do_huge_zero_wp_pmd(), "mm: Allocate THP on hugezeropage
+  wp-fault"): ``Fault.HUGE_ZERO_COPY``. Once the PMD is split (munmap, MADV_DONTNEED or
+  mprotect of part of it: __split_huge_zero_page_pmd()), its ptes are zero-page ptes and a
+  write copies 4 KiB (``Fault.ZERO_COPY``). The huge zero page is in no Rss, no AnonHugePages
+  and no KSM counter.
+
 Not modelled (see notebooks/09-ksm-and-huge-pages.ipynb): khugepaged collapsing small pages
-into huge ones later; the huge zero page that a read fault maps (the simulator maps nothing on
-a read, and a later write allocates the huge page, as 6.12's do_huge_zero_wp_pmd() does);
-mTHP sizes; defrag and allocation failure (every huge page allocation succeeds); the deferred
-split queue (a huge page whose PMD was split stays one folio until ksmd splits it); mremap
-moving a huge page.
+into huge ones later; the use_zero_page knob (always 1); mTHP sizes; defrag and allocation
+failure (every huge page allocation succeeds); the deferred split queue (a huge page whose PMD
+was split stays one folio until ksmd splits it); mremap moving a huge page (or the huge zero
+PMD).
 """
 
 from __future__ import annotations
@@ -80,9 +88,10 @@ class Thp:
         #: Every subpage of a huge page not split yet (mapped by a PMD or, after a PMD split
         #: by munmap, mprotect, a COW fault, by ptes), by Page.id: folio_test_large().
         self.large: dict[int, HugePage] = {}
-        #: The shared zero page (#0, as KSM's) a split maps in place of an all-zero subpage
-        #: (6.12).
-        self.zero_page = Page(0, mapcount=0, anon=False, id=0)
+        #: The huge zero page (huge_zero_folio): its 512 subpages, #0 in the views.
+        self.huge_zero = [Page(0, mapcount=0, anon=False, id=0) for _ in range(HPAGE_PMD_NR)]
+        #: The PMDs that map the huge zero page, by mm: address >> 21 of each range.
+        self.zero_pmds: dict[MM, set[int]] = {}
         self.splits = 0            # thp_split_page in /proc/vmstat
         self.faults = 0            # thp_fault_alloc in /proc/vmstat
 
@@ -135,6 +144,42 @@ class Thp:
         self.faults += 1
         return pages[(addr >> PAGE_SHIFT) - first]
 
+    def map_huge_zero_pmd(self, mm: MM, addr: int) -> None:
+        """set_huge_zero_folio() from do_huge_pmd_anonymous_page() on a read: one PMD maps
+        the huge zero page."""
+        hpn = addr >> HPAGE_PMD_SHIFT
+        first = hpn << _SUB
+        for i, page in enumerate(self.huge_zero):
+            page.mapcount += 1
+            mm.ptes[first + i] = page
+        self.zero_pmds.setdefault(mm, set()).add(hpn)
+
+    def huge_zero_pmd(self, mm: MM, vpn: int) -> bool:
+        """is_huge_zero_pmd() for the PMD over `vpn` (a record whose range changed since, by
+        munmap, MADV_DONTNEED or a VMA split, is dropped: the kernel split that PMD into ptes
+        of the zero page then)."""
+        hpns = self.zero_pmds.get(mm)
+        hpn = vpn >> _SUB
+        if not hpns or hpn not in hpns:
+            return False
+        start = hpn << HPAGE_PMD_SHIFT
+        vma = mm.vma_at(start)
+        get = mm.ptes.get
+        if (vma is not None and vma.end >= start + HPAGE_PMD_SIZE and vma.start <= start
+                and all(get((hpn << _SUB) + i) is page for i, page in enumerate(self.huge_zero))):
+            return True
+        hpns.discard(hpn)
+        return False
+
+    def do_huge_zero_wp_pmd(self, mm: MM, vma: VMA, addr: int) -> Page:
+        """do_huge_zero_wp_pmd(): a write to the huge zero page maps a new zeroed huge page in
+        its place; returns the subpage at `addr`."""
+        hpn = addr >> HPAGE_PMD_SHIFT
+        self.zero_pmds[mm].discard(hpn)
+        for page in self.huge_zero:
+            page.mapcount -= 1
+        return self.do_huge_pmd_anonymous_page(mm, vma, addr)
+
     # -- what is PMD-mapped ------------------------------------------------------------------
 
     def folio_of(self, page: Page) -> HugePage | None:
@@ -173,10 +218,14 @@ class Thp:
 
     def copy_huge_pmds(self, old: MM, new: MM) -> None:
         """copy_huge_pmd() from dup_mmap(): the child's PMD maps the parent's huge page too
-        (write-protected in both; a later write splits the writer's PMD and copies 4 KiB)."""
+        (write-protected in both; a later write splits the writer's PMD and copies 4 KiB), or
+        the huge zero page."""
         for hp in self.huge_pages(old):
             if self._intact(new, hp):
                 self.pmds.setdefault(new, {})[hp.hpn] = hp
+        for hpn in sorted(self.zero_pmds.get(old, ())):
+            if self.huge_zero_pmd(old, hpn << _SUB):
+                self.zero_pmds.setdefault(new, set()).add(hpn)
 
     # -- ksmd's split --------------------------------------------------------------------------
 
@@ -205,7 +254,7 @@ class Thp:
         if vma is None or vma.flags & VM.VM_LOCKED or vma.anon_vma is None:
             return 0
         first = hp.hpn << _SUB
-        zero = self.zero_page
+        zero = self.kernel.zero_page
         ptes = mm.ptes
         zeroed = 0
         for i, page in enumerate(hp.pages):

@@ -110,7 +110,7 @@ class Fault(enum.StrEnum):
 
     Each member's `text` says what the kernel does, in its function names (6.x; 2.6.32 names
     in the docstrings of ``ksmbook.kernel.handle_write_fault`` and ``handle_read_fault``). A
-    read maps nothing in the simulator (ZERO_MAP, FILE_READ).
+    read of a file page maps nothing in the simulator (FILE_READ).
     """
 
     #: The pte allows the access: no fault (a shared page, or a private one mapped once that
@@ -136,9 +136,19 @@ class Fault(enum.StrEnum):
     #: do_wp_page() -> wp_page_copy(): the zero page that ksmd mapped (use_zero_pages) is
     #: replaced by a new zeroed page, and ksm_zero_pages goes down.
     KSM_ZERO_COPY = "cow-ksm-zero"
-    #: do_anonymous_page() for a read of an untouched anonymous page: the kernel maps the
-    #: shared zero page read-only; the simulator maps nothing and reads zeros.
+    #: do_anonymous_page() for a read of an untouched anonymous page: the shared zero page,
+    #: mapped read-only (a special pte: no mapcount, not in Rss, no KSM candidate).
     ZERO_MAP = "zero-map"
+    #: do_wp_page() -> wp_page_copy(): a write to the zero page that a read (or a THP split)
+    #: mapped gets a new zeroed page.
+    ZERO_COPY = "cow-zero"
+    #: do_huge_pmd_anonymous_page() for a read of an untouched page of a THP-eligible range:
+    #: the huge zero page, mapped read-only by one PMD (transparent_hugepage/use_zero_page).
+    HUGE_ZERO_MAP = "zero-map-huge"
+    #: do_huge_pmd_wp_page() -> do_huge_zero_wp_pmd() ("mm: Allocate THP on hugezeropage
+    #: wp-fault"; before it, a split and a 4 KiB copy): a write to the huge zero page replaces
+    #: it by a new zeroed 2 MiB huge page, mapped by the PMD.
+    HUGE_ZERO_COPY = "cow-huge-zero"
     #: do_read_fault() (2.6.32 __do_fault()): a read of an untouched file page; the kernel maps
     #: the page-cache page, the simulator reads it without mapping it.
     FILE_READ = "file-read"
@@ -161,7 +171,11 @@ _FAULT_TEXT = {
     Fault.COW_COPY: "do_wp_page() -> wp_page_copy(): copy a page mapped more than once",
     Fault.KSM_COPY: "do_wp_page() -> wp_page_copy(): copy a KSM page",
     Fault.KSM_ZERO_COPY: "do_wp_page() -> wp_page_copy(): a new page for a KSM-placed zero page",
-    Fault.ZERO_MAP: "do_anonymous_page(): a read of an untouched page reads the zero page",
+    Fault.ZERO_MAP: "do_anonymous_page(): a read maps the shared zero page read-only",
+    Fault.ZERO_COPY: "do_wp_page() -> wp_page_copy(): a new zeroed page for the zero page",
+    Fault.HUGE_ZERO_MAP: "do_huge_pmd_anonymous_page(): a read maps the huge zero page",
+    Fault.HUGE_ZERO_COPY: "do_huge_pmd_wp_page() -> do_huge_zero_wp_pmd(): a new zeroed 2 MiB "
+                          "huge page for the huge zero page",
     Fault.FILE_READ: "do_read_fault(): a read of the page-cache page",
     Fault.HUGE_NEW: "do_huge_pmd_anonymous_page(): a new zeroed 2 MiB huge page",
 }

@@ -201,7 +201,9 @@ def test_map_locked_faults_private_writable_pages_in(proc: Process) -> None:
     mapfix(proc, A + 4 * P, 2 * P, prot=R, flags=ANON | kb.MAP_LOCKED)
     locked, readonly = proc.vmas
     assert locked.flags & kb.VM_LOCKED and locked.anon_vma is not None
-    assert len(proc.mm.ptes) == 2  # the read-only one maps the zero page: nothing anonymous
+    # The read-only one read-faults in the zero page: nothing anonymous, no anon_vma.
+    zero = [proc.mm.ptes[v] for v in range(readonly.start >> 12, readonly.end >> 12)]
+    assert len(proc.mm.ptes) == 4 and zero == [proc.kernel.zero_page] * 2
     assert readonly.anon_vma is None
 
 

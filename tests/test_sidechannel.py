@@ -119,7 +119,7 @@ def test_the_fault_path_names_the_kernel_functions(profile: str) -> None:
     assert f.pages[1].content == 9 and f.pages[0].content == 5   # shared written, private copied
 
 
-def test_reads_are_traced_and_map_nothing() -> None:
+def test_reads_are_traced_and_an_anonymous_read_maps_the_zero_page() -> None:
     k = kb.Kernel(profile="modern")
     p = k.spawn()
     f = k.create_file("data.bin", P, contents=[5])
@@ -133,7 +133,14 @@ def test_reads_are_traced_and_map_nothing() -> None:
     assert got == [(0, [Fault.ZERO_MAP], f"read_page({a:#x})"),
                    (3, [Fault.NONE], f"read_page({a + P:#x})"),
                    (5, [Fault.FILE_READ], f"read_page({b:#x})")]
-    assert sorted(p.mm.ptes) == [(a + P) >> 12]
+    assert sorted(p.mm.ptes) == [a >> 12, (a + P) >> 12]     # the file page is not mapped
+    assert p.mm.ptes[a >> 12] is k.zero_page
+    p.write_pages(a, [4])
+    assert p.last_trace is not None and p.last_trace.faults() == [Fault.ZERO_COPY]
+    c = area(p, [None], advise=False)
+    p.read_page(c)
+    timing = sc.timed_write(p, c, 1)            # the calibration's "cow-zero" row
+    assert (timing.kind, timing.latency_us) == (Fault.ZERO_COPY, sc.LATENCY_US[Fault.ZERO_COPY])
 
 
 def test_madv_populate_write_records_its_faults() -> None:

@@ -17,8 +17,9 @@ kernel. A page is in one of these states (mm/ksm.c):
 * ``KSM page shared by N``: the address maps a KSM page that N page-table entries map;
 * ``KSM zero page``: use_zero_pages mapped the shared zero page in its place (a KSM zero pte,
   counted in ksm_zero_pages and in the process's ksm_stat);
-* ``zero page``: a THP split mapped the shared zero page for an all-zero subpage (6.12,
-  remap_page() -> try_to_map_unused_to_zeropage(); in no KSM counter).
+* ``zero page``: a read fault mapped the shared zero page (do_anonymous_page(), or the huge
+  zero page of a THP-eligible range), or a THP split did for an all-zero subpage (6.12,
+  remap_page() -> try_to_map_unused_to_zeropage()); a clean special pte, in no KSM counter.
 
 The shared zero page (id 0) is no KSM page: it is in neither tree, has no mapcount (its ptes
 are special: vm_normal_page() returns NULL), and a write to it takes a new zeroed page
@@ -67,12 +68,12 @@ STATE_CODES = {
     "stale": "S",
     "KSM page": "K",
     "KSM zero page": "ksmd",
-    "zero page": "split",
+    "zero page": "clean",
 }
 #: What the two zero-page states say in the table.
 ZERO_LABELS = {
     "KSM zero page": "zero page, mapped by ksmd (use_zero_pages): one of ksm_zero_pages",
-    "zero page": "zero page, mapped by a THP split: in no KSM counter",
+    "zero page": "zero page (a read, or a THP split): in no KSM counter",
 }
 STATES = tuple(STATE_CODES)
 #: Okabe-Ito colours for page contents (black left out: it carries the text), in order of
@@ -602,7 +603,7 @@ class PageFigure:
             text += ("\nzero (thick frame): the shared zero page (not a KSM page, in no tree), "
                      f"under it {STATE_CODES['KSM zero page']}: mapped by ksmd (use_zero_pages, "
                      f"counted in ksm_zero_pages),  {STATE_CODES['zero page']}: mapped by a "
-                     "THP split")
+                     "read or a THP split")
         columns = int((self.figure.get_figwidth() - 0.2) / (8 * 0.56 / 72))
         lines = [w for line in text.split("\n")
                  for w in textwrap.wrap(line, columns, break_on_hyphens=False)]
