@@ -98,8 +98,7 @@ def _assignment(args: argparse.Namespace) -> int:
                                 written_points=args.written_points, force=args.force,
                                 warn=warn)
     except (AssignmentError, ValueError) as e:
-        print(f"classroom assignment: {e}", file=sys.stderr)
-        return 2
+        return _error("assignment", e)
     print(path)
     return 0
 
@@ -111,8 +110,7 @@ def _solutions(args: argparse.Namespace) -> int:
         lines = solution_lines(args.course, args.assignment, args.student,
                                problems=args.problems)
     except AssignmentError as e:
-        print(f"classroom solutions: {e}", file=sys.stderr)
-        return 2
+        return _error("solutions", e)
     print("\n".join(lines))
     return 0
 
@@ -173,7 +171,8 @@ def _add_course_parsers(sub: Any) -> None:
     rp.set_defaults(func=_report)
 
 
-def _course_error(command: str, e: Exception) -> int:
+def _error(command: str, e: Exception) -> int:
+    """Say why `command` cannot be done; the exit status of a refused request."""
     print(f"classroom {command}: {e}", file=sys.stderr)
     return 2
 
@@ -186,7 +185,7 @@ def _roster(args: argparse.Namespace) -> int:
         course = Course.open(args.course, create=True)
         added, updated, others = import_roster(course, entries)
     except CourseError as e:
-        return _course_error("roster", e)
+        return _error("roster", e)
     print(f"{course.course_id}: {len(entries)} students in the roster ({added} added, "
           f"{updated} updated) in {course.db_url}")
     if others:
@@ -216,7 +215,7 @@ def _due(args: argparse.Namespace) -> int:
         due = parse_due(args.due)
         result = set_due(course, args.assignment, due, policy)
     except CourseError as e:
-        return _course_error("due", e)
+        return _error("due", e)
 
     utc = result.due.astimezone(UTC)
     print(f"{result.assignment}: due {result.due.isoformat(sep=' ', timespec='minutes')} "
@@ -244,7 +243,7 @@ def _export(args: argparse.Namespace) -> int:
         out = Path(args.out) if args.out else course.root
         grades, questions = write_csvs(subs, out)
     except CourseError as e:
-        return _course_error("export", e)
+        return _error("export", e)
     print(summary(subs))
     print(f"wrote {grades} and {questions}")
     return 0
@@ -263,7 +262,7 @@ def _report(args: argparse.Namespace) -> int:
             course.root / "reports" / f"{args.assignment}.html"
         path = write_report(rep, out)
     except CourseError as e:
-        return _course_error("report", e)
+        return _error("report", e)
     submitted = len(rep.scores)
     print(f"{rep.assignment}: {submitted} submissions of {len(rep.submissions)} students")
     for q in rep.questions:
