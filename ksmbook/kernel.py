@@ -248,6 +248,14 @@ class Kernel:
         for addr in range(start, end, PAGE_SIZE):
             handle_write_fault(mm, vma, addr, None, tr)
 
+    def populate_read(self, mm: MM, vma: VMA, start: int, end: int,
+                      tr: Trace | None = None) -> None:
+        """Read-fault every page of [start, end) of a private anonymous VMA (faultin_page()
+        -> handle_mm_fault() without FAULT_FLAG_WRITE): the zero page where nothing is mapped,
+        each fault recorded in `tr` if given."""
+        for addr in range(start, end, PAGE_SIZE):
+            handle_read_fault(mm, vma, addr, tr)
+
     def mm_populate(self, mm: MM, start: int, end: int, tr: Trace | None = None) -> None:
         """mm_populate() (2.6.32 make_pages_present()): fault in a MAP_LOCKED or MAP_POPULATE
         range; private writable VMAs take write faults (their pages become anonymous), each
@@ -259,8 +267,7 @@ class Kernel:
             if private_write:
                 self.populate_write(mm, vma, addr, stop, tr)
             elif vma.file is None and vma.flags & VM.VM_READ:
-                for a in range(addr, stop, PAGE_SIZE):
-                    handle_read_fault(mm, vma, a, tr)
+                self.populate_read(mm, vma, addr, stop, tr)
             elif vma.file is not None and vma.flags & VM.VM_READ and vma.file.kind != "device":
                 for a in range(addr, stop, PAGE_SIZE):
                     if a >> PAGE_SHIFT not in mm.ptes:

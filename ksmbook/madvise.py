@@ -343,6 +343,8 @@ def madvise_populate(mm: MM, start: int, end: int, advice: int, tr: Trace) -> in
             stop = min(end, vma.end)
             if write:
                 mm.kernel.populate_write(mm, vma, addr, stop, tr)
+            elif vma.file is None and not vma.flags & VM.VM_SHARED:
+                mm.kernel.populate_read(mm, vma, addr, stop, tr)
             tr.note("faultin_page_range", f"[{addr:#x}, {stop:#x}) faulted in")
             addr = stop
     return 0

@@ -61,14 +61,15 @@ ksmd scan 1
 c: munmap A 2p
 """
 
-#: Only read pages in a MERGEABLE VMA: no anon_vma, ksmd has nothing to scan; then
-#: use_zero_pages, and a write that gives the VMA its anon_vma.
+#: Only read (and MADV_POPULATE_READ) pages in a MERGEABLE VMA: no anon_vma, ksmd has nothing
+#: to scan; then use_zero_pages, and writes to zero ptes that give the VMA its anon_vma.
 READ_ONLY = """\
 kernel modern
 sysfs use_zero_pages=1
 map A 4p rw private anon
 read A
 read A+1p
+madvise A+3p 1p POPULATE_READ
 madvise A 4p MERGEABLE
 sysfs pages_to_scan=1000
 sysfs run=1
@@ -77,6 +78,8 @@ write A+2p 0
 ksmd scan 1
 ksmd scan 1
 write A 0
+write A+3p 0
+ksmd scan 1
 ksmd scan 1
 """
 
@@ -196,11 +199,18 @@ def test_ksmd_skips_read_only_zero_ptes(profile: str, use_zero_pages: int) -> No
 
 
 def test_populate_of_a_read_only_range_maps_the_zero_page() -> None:
+    """mm_populate() of a read-only private range and MADV_POPULATE_READ read-fault it."""
     k = kb.Kernel("modern")
     p = k.spawn()
     a = p.mmap(2 * P, kb.PROT_READ, ANON | kb.MAP_POPULATE)
     assert p.last_trace is not None and p.last_trace.faults() == [Fault.ZERO_MAP] * 2
     assert [p.mm.ptes[(a >> 12) + i] for i in range(2)] == [k.zero_page] * 2
+    b = p.mmap(3 * P, RW, ANON)
+    p.write_pages(b + P, [4])
+    p.madvise(b, 3 * P, kb.MADV_POPULATE_READ)
+    assert p.last_trace.faults() == [Fault.ZERO_MAP, Fault.NONE, Fault.ZERO_MAP]
+    p.write_pages(b, [1])
+    assert p.last_trace.faults() == [Fault.ZERO_COPY]
 
 
 def test_a_read_in_a_thp_range_maps_the_huge_zero_page() -> None:
