@@ -318,6 +318,7 @@ class MM:
             tr.note("split_vma", f"at {addr:#x}: {p.fn('kmem_cache_alloc')}() failed: ENOMEM")
             tr.event(Kind.FAIL, addr, addr, Fail.VM_AREA_DUP)
             return -errno.ENOMEM
+        self.kernel.thp.split_huge_pmd_address(self, addr)  # vma_adjust_trans_huge()
         new = VMA(vma.start, addr, vma.flags, vma.pgoff, vma.file, vma.anon_vma, vma.chain)
         if new_below:
             # The lower part keeps the old start key, `vma` moves up.

@@ -28,8 +28,9 @@ the seed have none, so only a kernel whose profile has ``thp`` gets huge pages h
   (do_huge_pmd_wp_page() -> do_huge_zero_wp_pmd(), "mm: Allocate THP on hugezeropage
   wp-fault"): ``Fault.HUGE_ZERO_COPY``. Once the PMD is split (munmap, MADV_DONTNEED or
   mprotect of part of it: __split_huge_zero_page_pmd()), its ptes are zero-page ptes and a
-  write copies 4 KiB (``Fault.ZERO_COPY``). The huge zero page is in no Rss, no AnonHugePages
-  and no KSM counter.
+  write copies 4 KiB (``Fault.ZERO_COPY``); a VMA cut inside a PMD's range splits it for good
+  (split_huge_pmd_address()). The huge zero page is in no Rss, no AnonHugePages and no KSM
+  counter.
 
 Not modelled (see notebooks/09-ksm-and-huge-pages.ipynb): khugepaged collapsing small pages
 into huge ones later; the use_zero_page knob (always 1); mTHP sizes; defrag and allocation
@@ -170,6 +171,15 @@ class Thp:
             return True
         hpns.discard(hpn)
         return False
+
+    def split_huge_pmd_address(self, mm: MM, addr: int) -> None:
+        """split_huge_pmd_address() from vma_adjust_trans_huge(): a VMA cut at `addr` inside
+        a PMD's range splits that PMD into ptes (of the huge page, or of the zero page), for
+        good: VMAs merged back later do not make it a PMD again."""
+        if addr & (HPAGE_PMD_SIZE - 1) and (self.pmds or self.zero_pmds):
+            hpn = addr >> HPAGE_PMD_SHIFT
+            self.pmds.get(mm, {}).pop(hpn, None)
+            self.zero_pmds.get(mm, set()).discard(hpn)
 
     def do_huge_zero_wp_pmd(self, mm: MM, vma: VMA, addr: int) -> Page:
         """do_huge_zero_wp_pmd(): a write to the huge zero page maps a new zeroed huge page in

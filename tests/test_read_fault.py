@@ -105,6 +105,22 @@ ksmd scan 1
 ksmd scan 1
 """
 
+#: mprotect() of one page cuts the VMA inside the huge zero PMD's range and splits it; the
+#: VMAs merge back, the PMD does not: the write copies 4 KiB (also for a huge page).
+HUGE_MPROTECT = """\
+kernel modern
+map A 1024p rw private anon at 0x7fffe0000000 fixed
+madvise A 1024p HUGEPAGE
+read A
+mprotect A+1p 1p r
+mprotect A+1p 1p rw
+write A+5p 3
+write A+512p 4
+mprotect A+513p 1p r
+mprotect A+513p 1p rw
+write A+514p 5
+"""
+
 
 def _memory(procs: dict[str, kb.Process]) -> dict[str, tuple[int, int, int]]:
     return {name: (*smaps_rss(p.mm).values(), anon_huge_pages_kb(p.mm))
@@ -230,6 +246,15 @@ def test_a_read_in_a_thp_range_maps_the_huge_zero_page() -> None:
     assert memory[11] == {"p1": (2052, 2052, 2048), "c": (4100, 4100, 4096)}
 
 
+def test_a_vma_cut_splits_the_pmd_for_good() -> None:
+    steps, memory = _sim(HUGE_MPROTECT)
+    assert [s.trace.faults() for s in steps[6:8]] == [  # type: ignore[union-attr]
+        [Fault.ZERO_COPY], [Fault.HUGE_NEW]]
+    assert memory[6]["p1"] == (4, 4, 0)
+    assert memory[7]["p1"] == (2052, 2052, 2048)
+    assert memory[10]["p1"] == (2052, 2052, 0)   # the huge page is mapped by ptes now
+
+
 def test_sidechannel_calibration_is_keyed_by_the_fault() -> None:
     from ksmbook import sidechannel
 
@@ -331,3 +356,4 @@ def test_live_huge_zero_page() -> None:
                     f"{use_zero_page}")
     assert HPAGE_PMD_SIZE == 512 * P
     _compare(HUGE)
+    _compare(HUGE_MPROTECT)
