@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import shlex
+import socket
 import subprocess
 import sys
 import time
@@ -87,8 +88,17 @@ def hub(root: Path, env: dict[str, str]) -> Iterator[Hub]:
     assert TEACHER in made.stdout
     start = next(c for c in commands if " jupyterhub " in c)
     assert start.endswith("jupyterhub -f classroom/jupyterhub_config.py")
-    with run_test_hub(root, REPO, timeout=90, env=env) as (client, _proc):
-        yield client
+    # Something else holds the port chosen for the hub's own API (the proxy's + 1): the hub
+    # dies at start, and run_test_hub starts it again on new ports.
+    taken = int(env["KSMBOOK_HUB_PORT"])
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", taken + 1))
+        squatter.listen()
+        with run_test_hub(root, REPO, timeout=90, env=env) as (client, _proc):
+            assert int(env["KSMBOOK_HUB_PORT"]) != taken
+            assert client.url == f"http://127.0.0.1:{env['KSMBOOK_HUB_PORT']}"
+            squatter.close()
+            yield client
 
 
 def _signup(hub: Hub, name: str, password: str, confirm: str | None = None) -> str:

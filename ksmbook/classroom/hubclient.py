@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import secrets
 import signal
 import socket
@@ -239,15 +240,16 @@ class Kernel:
 
 
 def _free_ports(n: int) -> int:
-    """A port p such that p .. p+n-1 are free on 127.0.0.1."""
+    """A port p such that p .. p+n-1 are free on 127.0.0.1, below the ephemeral range (where
+    the kernel picks the local ports of outgoing connections, which could take one of them
+    before the hub binds it)."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0]) \
+        if Path("/proc/sys/net/ipv4/ip_local_port_range").exists() else 32768
+    rng = random.Random()
     for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base: int = s.getsockname()[1]
-        if base + n > 65535:
-            continue
+        base = rng.randrange(10000, low - n)
         try:
-            for k in range(1, n):
+            for k in range(n):
                 with socket.socket() as s:
                     s.bind(("127.0.0.1", base + k))
         except OSError:
@@ -287,40 +289,58 @@ def run_test_hub(root: Path, repo: Path, timeout: float = 60, *,
                  ) -> Iterator[tuple[Hub, subprocess.Popen[bytes]]]:
     """Run `repo`'s class hub with its state and homes below `root` (in test mode, or as
     `env` from hub_env() says); stop it (and with it every student's server) on exit. The
-    log is root/hub.log (mode 0600)."""
+    log is root/hub.log (mode 0600). A hub that does not answer within `timeout` seconds (it
+    exited, or another process holds one of its ports) is stopped and started again, twice
+    at most, on new ports (env's KSMBOOK_HUB_PORT is updated, so a restart with `env` finds it)."""
     env = env or hub_env(root, repo)
-    port, token = int(env["KSMBOOK_HUB_PORT"]), env["KSMBOOK_HUB_API_TOKEN"]
     bin_dir = str(Path(sys.executable).parent)
     root.mkdir(parents=True, exist_ok=True)
-    with open(os.open(root / "hub.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
-              "wb") as log:
-        proc = subprocess.Popen(
-            [os.path.join(bin_dir, "jupyterhub"), "-f",
-             str(repo / "classroom" / "jupyterhub_config.py")],
-            cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    hub = Hub(f"http://127.0.0.1:{port}", token)
-
-    async def up() -> None:
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < timeout and proc.poll() is None:
-            try:
-                await hub.api("GET", "/")
-                return
-            except (HubError, OSError):
-                await asyncio.sleep(0.25)
-        tail = (root / "hub.log").read_text(errors="replace")[-3000:]
-        raise HubError(f"the hub did not start:\n{tail}")
+    for attempt in range(3):
+        if attempt:  # no answer, most likely a port taken meanwhile: new ports
+            env["KSMBOOK_HUB_PORT"] = str(_free_ports(3))
+        with open(os.open(root / "hub.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
+                  "wb") as log:
+            proc = subprocess.Popen(
+                [os.path.join(bin_dir, "jupyterhub"), "-f",
+                 str(repo / "classroom" / "jupyterhub_config.py")],
+                cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        hub = Hub(f"http://127.0.0.1:{env['KSMBOOK_HUB_PORT']}", env["KSMBOOK_HUB_API_TOKEN"])
+        if asyncio.run(_answers(hub, proc, timeout)):
+            break
+        _stop(proc)
+        if attempt == 2:
+            tail = (root / "hub.log").read_text(errors="replace")[-3000:]
+            raise HubError(f"the hub did not start:\n{tail}")
     try:
-        asyncio.run(up())
         yield hub, proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        _stop(proc)
+
+
+async def _answers(hub: Hub, proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Whether the hub answers its API within `timeout` seconds (False: it exited or not)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:  # each try bounded: a port held by another process may accept and never answer
+            await asyncio.wait_for(hub.api("GET", "/"), min(10, deadline - time.monotonic()))
+            return True
+        except (HubError, OSError):  # TimeoutError is an OSError
+            await asyncio.sleep(0.25)
+    return False
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a hub started by run_test_hub: SIGTERM (it stops the students' servers and its
+    proxy), then SIGKILL to what is left of its session (its proxy and idle culler, if it
+    died or hung), after at most 60 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(60)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def shared_python(dest: Path) -> Path | None:
