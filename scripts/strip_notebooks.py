@@ -13,6 +13,7 @@ Removed:
   picture of themselves as an output of its own (``text/html``, with a note that running the
   cell makes them live), which stays, and their view output (an empty ``text/plain``) goes.
   Any other output that was only a widget view (and its repr) becomes a note, never the repr;
+- where a stream was flushed: adjacent outputs of one stream become one;
 - execution-count noise: the counts of the code cells that ran are renumbered 1, 2, 3, ... in
   cell order (and their ``execute_result`` outputs with them), so re-running a cell by hand or
   restarting the kernel does not churn the diff. They are NOT nulled: nbval fails a cell whose
@@ -78,8 +79,24 @@ def strip_notebook(nb: dict[str, Any]) -> dict[str, Any]:
         for out in cell.get("outputs", []):
             if out.get("output_type") == "execute_result":
                 out["execution_count"] = count
-        cell["outputs"] = [out for out in cell.get("outputs", []) if strip_widget_view(out)]
+        cell["outputs"] = coalesce_streams(
+            [out for out in cell.get("outputs", []) if strip_widget_view(out)])
     return nb
+
+
+def coalesce_streams(outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Adjacent outputs of one stream (stdout, stderr) made one, as JupyterLab's output area
+    shows and saves them: where the kernel flushed a print is timing, not content."""
+    out: list[dict[str, Any]] = []
+    for o in outputs:
+        prev = out[-1] if out else None
+        if prev is not None and o.get("output_type") == "stream" == prev.get("output_type") \
+                and o.get("name") == prev.get("name"):
+            text = "".join(prev["text"]) + "".join(o["text"])
+            prev["text"] = text.splitlines(keepends=True)
+        else:
+            out.append(o)
+    return out
 
 
 def strip_widget_view(out: dict[str, Any]) -> bool:

@@ -103,3 +103,15 @@ def test_strip_replaces_a_bare_widget_view_with_a_note() -> None:
     nb = strip_notebook(notebook([{"output_type": "display_data", "metadata": {},
                                    "data": dict(bare)}]))
     assert nb["cells"][0]["outputs"][0]["data"] == {"text/plain": WIDGET_NOTE}
+
+
+def test_strip_joins_a_stream_flushed_in_pieces() -> None:
+    def stream(name: str, *lines: str) -> dict[str, Any]:
+        return {"output_type": "stream", "name": name, "text": list(lines)}
+
+    picture = {"output_type": "display_data", "metadata": {}, "data": {"text/plain": "p"}}
+    nb = strip_notebook(notebook([stream("stdout", "a\n", "b"), stream("stdout", "\n", "c\n"),
+                                  stream("stderr", "e\n"), picture, stream("stdout", "d\n")]))
+    assert nb["cells"][0]["outputs"] == [stream("stdout", "a\n", "b\n", "c\n"),
+                                         stream("stderr", "e\n"), picture,
+                                         stream("stdout", "d\n")]
