@@ -184,15 +184,13 @@ def test_fork_zap_mremap_and_exit_treat_the_zero_page_as_a_pte(profile: str) -> 
     assert zero.mapcount == 0     # every pte that mapped it is gone
 
 
-@pytest.mark.parametrize("profile", ["2.6.32", "modern"])
-@pytest.mark.parametrize("use_zero_pages", [0, 1])
+@pytest.mark.parametrize(("profile", "use_zero_pages"),
+                         [("2.6.32", 0), ("modern", 0), ("modern", 1)])  # use_zero_pages: 4.11
 def test_ksmd_skips_read_only_zero_ptes(profile: str, use_zero_pages: int) -> None:
     """scan_get_next_rmap_item(): follow_page() gives the zero page, which is not PageAnon
     (6.x folio_walk_start() without FW_ZEROPAGE gives nothing): no rmap_item, no counter;
     unmerging leaves the read's zero page alone (it is not KSM's)."""
     k = kb.Kernel(profile)
-    if use_zero_pages and not k.profile.use_zero_pages:
-        pytest.skip("2.6.32 has no use_zero_pages")
     if use_zero_pages:
         k.sysfs["use_zero_pages"] = 1
     k.sysfs["run"] = 1
