@@ -15,11 +15,13 @@ import functools
 __all__ = [
     "PAGE_SHIFT", "PAGE_SIZE", "HPAGE_SIZE", "TASK_SIZE", "MMAP_BASE", "MMAP_MIN_ADDR",
     "DEFAULT_MAX_MAP_COUNT", "PROT", "MAP", "MREMAP", "MADV", "VM", "MMF", "ERRNO_NAMES",
-    "ERESTARTSYS", "as_vm", "HZ", "msecs_to_jiffies",
+    "ERESTARTSYS", "as_vm", "HZ", "msecs_to_jiffies", "ULONG_MAX",
 ]
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
+#: ULONG_MAX of x86_64: lengths, addresses and sysfs numbers wrap above it, as in C.
+ULONG_MAX = (1 << 64) - 1
 #: CONFIG_HZ: the timer frequency, the x86 default in 2.6.32 and 6.x (kernel/Kconfig.hz
 #: "default HZ_250") and this machine's.
 HZ = 250
@@ -181,7 +183,7 @@ class VM(enum.IntFlag):
         return as_vm(~int(self) & _VM_ALL)
 
 
-_VM_ALL = (1 << 64) - 1
+_VM_ALL = ULONG_MAX
 
 
 @functools.cache

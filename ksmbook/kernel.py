@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from .constants import MADV, MAP, MMF, MREMAP, PAGE_SHIFT, PAGE_SIZE, PROT, VM
+from .constants import MADV, MAP, MMF, MREMAP, PAGE_SHIFT, PAGE_SIZE, PROT, ULONG_MAX, VM
 from .ksm import (
     PR_GET_MEMORY_MERGE,
     PR_SET_MEMORY_MERGE,
@@ -543,19 +543,19 @@ class Process:
         call = (f"mmap({addr:#x}, {length}, {_prot_text(prot)}, {_map_text(flags)}"
                 f"{', ' + file.path if file else ''}{f', {offset:#x}' if offset else ''})")
         return self._syscall(call, lambda tr: self.mm.do_mmap(
-            addr, length & 2**64 - 1, prot, flags, file, offset, tr))
+            addr, length & ULONG_MAX, prot, flags, file, offset, tr))
 
     def munmap(self, addr: int, length: int) -> int:
         """munmap(2)."""
         _check_ints(addr=addr, length=length)
         return self._syscall(f"munmap({addr:#x}, {length})",
-                             lambda tr: self.mm.do_munmap(addr, length & 2**64 - 1, tr))
+                             lambda tr: self.mm.do_munmap(addr, length & ULONG_MAX, tr))
 
     def mprotect(self, addr: int, length: int, prot: int) -> int:
         """mprotect(2)."""
         _check_ints(addr=addr, length=length, prot=prot)
         return self._syscall(f"mprotect({addr:#x}, {length}, {_prot_text(prot)})",
-                             lambda tr: self.mm.mprotect(addr, length & 2**64 - 1, prot, tr))
+                             lambda tr: self.mm.mprotect(addr, length & ULONG_MAX, prot, tr))
 
     def mremap(self, old_addr: int, old_size: int, new_size: int, flags: int = 0,
                new_addr: int | None = None) -> int:
@@ -567,17 +567,16 @@ class Process:
                     new_addr=target)
         call = (f"mremap({old_addr:#x}, {old_size}, {new_size}, {_mremap_text(flags)}"
                 f"{f', {target:#x}' if new_addr is not None else ''})")
-        u64 = 2**64 - 1
         return self._syscall(call, lambda tr: sys_mremap(
-            self.mm, old_addr & u64, old_size & u64, new_size & u64, flags & u64, target & u64,
-            tr))
+            self.mm, old_addr & ULONG_MAX, old_size & ULONG_MAX, new_size & ULONG_MAX,
+            flags & ULONG_MAX, target & ULONG_MAX, tr))
 
     def madvise(self, addr: int, length: int, advice: int) -> int:
         """madvise(2); raises OSError with the kernel's errno (after applying, for holes)."""
         if not (type(addr) is int and type(length) is int and type(advice) in _ADVICE_TYPES):
             _check_ints(addr=addr, length=length, advice=advice)
         return self._syscall("madvise({:#x}, {}, {})", lambda tr: sys_madvise(
-            self.mm, addr & 2**64 - 1, length & 2**64 - 1, advice, tr),
+            self.mm, addr & ULONG_MAX, length & ULONG_MAX, advice, tr),
             addr, length, advice_name(advice))
 
     def prctl(self, option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0,

@@ -14,7 +14,7 @@ import functools
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from .constants import ERESTARTSYS, MADV, PAGE_SHIFT, PAGE_SIZE, VM
+from .constants import ERESTARTSYS, MADV, PAGE_SHIFT, PAGE_SIZE, ULONG_MAX, VM
 from .ksm import ksm_madvise
 from .mm import MM, VMA, flag_names
 from .profiles import Profile
@@ -26,7 +26,6 @@ __all__ = ["sys_madvise", "madvise_vma", "madvise_behavior", "ADVICE_FLAGS", "ad
 # finds an int in a set faster than it compares equal to an IntEnum member.
 _KSM_ADVICES = frozenset((int(MADV.MADV_MERGEABLE), int(MADV.MADV_UNMERGEABLE)))
 _POPULATE_ADVICES = frozenset((int(MADV.MADV_POPULATE_READ), int(MADV.MADV_POPULATE_WRITE)))
-_U64 = 2**64 - 1
 
 
 #: What each advice that changes vm_flags sets and clears, besides MERGEABLE/UNMERGEABLE
@@ -94,13 +93,13 @@ def sys_madvise(mm: MM, start: int, len_in: int, advice: int, tr: Trace) -> int:
             tr.note(fn, f"start {start:#x} not page aligned: EINVAL")
             tr.event(Kind.FAIL, start, start, Fail.UNALIGNED)
             return -errno.EINVAL
-        length = (len_in + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1) & _U64
+        length = (len_in + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1) & ULONG_MAX
         if len_in and not length:
             tr.note(fn, "len rounds up past 2**64 to 0: EINVAL")
             tr.event(Kind.FAIL, start, start, Fail.LEN)
             return -errno.EINVAL
         end = start + length
-        if end > _U64:
+        if end > ULONG_MAX:
             tr.note(fn, "start + len wraps: EINVAL")
             tr.event(Kind.FAIL, start, start, Fail.WRAP)
             return -errno.EINVAL

@@ -30,6 +30,7 @@ from .constants import (
     PAGE_SIZE,
     PROT,
     TASK_SIZE,
+    ULONG_MAX,
     VM,
     as_vm,
 )
@@ -48,7 +49,7 @@ _VM_HUGETLB = int(VM.VM_HUGETLB)
 
 def page_align(n: int) -> int:
     """PAGE_ALIGN(): round up to a page boundary, wrapping at 2**64 as in C."""
-    return (n + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1) & (2**64 - 1)
+    return (n + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1) & ULONG_MAX
 
 
 def calc_vm_prot_bits(prot: int) -> VM:
@@ -182,7 +183,7 @@ class MM:
         self.profile: Profile = kernel.profile
         # vma_merge()'s flag tests as plain ints: VM_SPECIAL, and the bits that must agree.
         self._special = int(kernel.profile.vm_special)
-        self._merge_mask = ~int(kernel.profile.merge_ignore) & (2**64 - 1)
+        self._merge_mask = ~int(kernel.profile.merge_ignore) & ULONG_MAX
         self._sticky = int(kernel.profile.sticky_flags)
         #: The VMAs by start address (the kernel's maple tree); `vmas` is its live,
         #: address-ordered view of the VMAs (len, [i], iteration, reversed).
@@ -799,7 +800,7 @@ class MM:
             return 0
         length = page_align(length)
         end = start + length
-        if length == 0 or end > 2**64 - 1:
+        if length == 0 or end > ULONG_MAX:
             tr.note(fn, "range wraps: ENOMEM")
             return -errno.ENOMEM
         if prot & ~(PROT.PROT_READ | PROT.PROT_WRITE | PROT.PROT_EXEC | PROT.PROT_SEM):

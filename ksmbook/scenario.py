@@ -61,7 +61,7 @@ from functools import singledispatchmethod
 from typing import Generic, TypeVar
 
 from .backend import FileBackend, KernelBackend, ProcessBackend
-from .constants import MADV, MAP, MREMAP, PAGE_SIZE, PROT
+from .constants import MADV, MAP, MREMAP, PAGE_SIZE, PROT, ULONG_MAX
 from .kernel import DRIVER_STYLES, FAULT_POINTS, Kernel
 from .ksm import PR_GET_MEMORY_MERGE, PR_SET_MEMORY_MERGE
 from .ksmd import BatchReport, KsmdIdle, KsmdUnavailable
@@ -75,7 +75,6 @@ __all__ = ["Addr", "Statement", "Boot", "Sysctl", "CreateFile", "CreateDevice", 
            "ScenarioError", "StepResult", "SETUP", "process_of", "parse", "format_scenario",
            "format_op", "run", "boot"]
 
-_U64 = 2**64 - 1
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _UNITS = {"p": PAGE_SIZE, "k": 1024, "K": 1024, "M": 1 << 20, "G": 1 << 30}
 _SYSCTLS = ("max_map_count", "nr_hugepages")
@@ -113,8 +112,8 @@ class Addr:
 
 
 def _length_text(n: int) -> str:
-    if n > _U64 // 2:  # a negative length as written, wrapped as in C
-        return "-" + _length_text(_U64 + 1 - n)
+    if n > ULONG_MAX // 2:  # a negative length as written, wrapped as in C
+        return "-" + _length_text(ULONG_MAX + 1 - n)
     if n and n % PAGE_SIZE == 0:
         return f"{n // PAGE_SIZE}p"
     return str(n)
@@ -514,7 +513,7 @@ def _number(text: str, line: _Line, col: int, what: str) -> int:
 def _u64(text: str, line: _Line, col: int, what: str) -> int:
     """A number that must fit an unsigned 64-bit register (an address, flags, a value)."""
     value = _number(text, line, col, what)
-    if not 0 <= value <= _U64:
+    if not 0 <= value <= ULONG_MAX:
         raise line.fail(f"{what} {text!r} is not between 0 and 2**64-1", col)
     return value
 
@@ -533,8 +532,8 @@ def _length(line: _Line, what: str = "a length") -> int:
     if value < 0:
         if value < -(2**63):
             raise line.fail(f"length {text!r} is out of range", col)
-        value &= _U64
-    if value > _U64:
+        value &= ULONG_MAX
+    if value > ULONG_MAX:
         raise line.fail(f"length {text!r} does not fit in 64 bits", col)
     return value
 
@@ -880,7 +879,7 @@ class Runner(Generic[P]):
             return a.offset
         if a.label not in self.labels:
             raise self.fail(op, f"no mapping labelled {a.label!r} yet")
-        return (self.labels[a.label] + a.offset) & _U64
+        return (self.labels[a.label] + a.offset) & ULONG_MAX
 
     def step(self, op: Statement) -> StepResult:
         """Run one statement: a refused system call gives -errno, a statement naming what

@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
+from .constants import ULONG_MAX
 from .ksm import KSM_RUN_UNMERGE, KsmState
 from .profiles import KsmNumberParser
 from .trace import Trace
@@ -27,7 +28,6 @@ __all__ = ["KsmSysfs", "KSM_DIR"]
 
 KSM_DIR = "/sys/kernel/mm/ksm"
 _UINT_MAX = (1 << 32) - 1
-_ULONG_MAX = (1 << 64) - 1
 _INT_MAX = (1 << 31) - 1
 
 
@@ -42,7 +42,7 @@ def _parse_ull(s: str) -> int:
     if not digits or not digits.isascii() or not digits.isdigit():
         raise _Refused(errno.EINVAL)
     value = int(digits)
-    if value > _ULONG_MAX:
+    if value > ULONG_MAX:
         raise _Refused(errno.ERANGE)
     return value
 
@@ -93,7 +93,7 @@ def _strict_strtoul(text: str) -> int:
     digits = text[:-1] if text.endswith("\n") else text
     if not digits or not digits.isascii() or not digits.isdigit():
         raise _Refused(errno.EINVAL)
-    return int(digits) & _ULONG_MAX
+    return int(digits) & ULONG_MAX
 
 
 def _sysfs_streq(a: str, b: str) -> bool:

@@ -12,14 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..constants import PAGE_SHIFT, PAGE_SIZE
+from ..constants import PAGE_SHIFT, PAGE_SIZE, ULONG_MAX
 from ..procfs import MapEntry
 from ..scenario import Scenario, StepResult
 from .vma import LayoutProblem
 
 __all__ = ["PageRegion", "region_of", "RegionLayoutProblem"]
 
-_U64 = 2**64
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,7 @@ def region_of(entries: Sequence[MapEntry], start: int, end: int) -> PageRegion:
     """The range [start, end) widened to whole pages and to every run of contiguous VMAs it
     touches or borders: the VMAs a split_vma() or vma_merge() of the call can change."""
     lo = start & ~(PAGE_SIZE - 1)
-    hi = min(-(-end // PAGE_SIZE) * PAGE_SIZE, _U64)
+    hi = min(-(-end // PAGE_SIZE) * PAGE_SIZE, ULONG_MAX + 1)
     runs: list[list[int]] = []
     for e in sorted(entries, key=lambda e: e.start):
         if runs and runs[-1][1] == e.start:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..constants import ULONG_MAX
 from ..ksm import KsmState, MmSlot
 from ..mm import MM, VMA
 from ..profiles import KsmChecksum
@@ -17,7 +18,6 @@ if TYPE_CHECKING:
 #: The trace keeps the item; its pid and address never change.
 WHERE = "pid {0.slot.pid} {0.address:#x}"
 
-_MASK64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
 
 
@@ -30,9 +30,9 @@ def calc_checksum(content: int, algorithm: KsmChecksum = KsmChecksum.XXHASH) -> 
     contents almost never do; the zero page's checksum is not 0 (as measured live).
     """
     # The algorithm's seed, mixed: golden ratio * (seed + 1).
-    x = ((content ^ (content >> 64)) + _GOLDEN * (algorithm.value + 1)) & _MASK64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    x = ((content ^ (content >> 64)) + _GOLDEN * (algorithm.value + 1)) & ULONG_MAX
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & ULONG_MAX
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & ULONG_MAX
     return (x ^ (x >> 31)) & 0xFFFFFFFF
 
 
