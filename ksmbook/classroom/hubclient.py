@@ -243,8 +243,8 @@ def _free_ports(n: int) -> int:
     """A port p such that p .. p+n-1 are free on 127.0.0.1, below the ephemeral range (where
     the kernel picks the local ports of outgoing connections, which could take one of them
     before the hub binds it)."""
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0]) \
-        if Path("/proc/sys/net/ipv4/ip_local_port_range").exists() else 32768
+    ports = Path("/proc/sys/net/ipv4/ip_local_port_range")
+    low = int(ports.read_text().split()[0]) if ports.exists() else 32768
     rng = random.Random()
     for _ in range(50):
         base = rng.randrange(10000, low - n)

@@ -13,6 +13,7 @@ from .trees import Trees
 
 if TYPE_CHECKING:
     from ..kernel import Process
+    from ..mm import Page
 
 #: sizeof(struct ksm_rmap_item) on x86_64, what general_profit subtracts per item: 64 bytes in
 #: 2.6.32 (struct rmap_item) and 6.12 alike, so no profile field.
@@ -73,7 +74,18 @@ class PageView:
     content: int
     page: int           # identity of the physical page (equal ids: one shared page)
     mapcount: int
-    kind: str           # "ksm", "ksm-zero" (use_zero_pages), "zero" (THP split), "anon", "file"
+    kind: str           # see page_kind()
+
+
+def page_kind(page: Page, ksm_zero: Page | None = None) -> str:
+    """What a pte maps: "ksm-zero" (`ksm_zero`, the zero page ksmd placed with use_zero_pages:
+    is_ksm_zero_pte()), "zero" (the zero page a read or a THP split mapped: is_zero_pfn()),
+    "ksm" (a KSM page), "anon" or "file"."""
+    if page is ksm_zero:
+        return "ksm-zero"
+    if page.id == 0:
+        return "zero"
+    return "ksm" if page.ksm is not None else "anon" if page.anon else "file"
 
 
 @dataclass(frozen=True)
@@ -136,12 +148,9 @@ class Views(Trees):
     def pages(self, process: Process) -> list[PageView]:
         """The process's present pages in address order (untouched pages have none)."""
         zero = self.ks.zero_page
-        out = []
-        for vpn, page in process.mm.ptes.items():
-            kind = ("ksm-zero" if page is zero else "zero" if page.id == 0
-                    else "ksm" if page.ksm is not None else "anon" if page.anon else "file")
-            out.append(PageView(vpn << PAGE_SHIFT, page.content, page.id, page.mapcount, kind))
-        return out
+        return [PageView(vpn << PAGE_SHIFT, page.content, page.id, page.mapcount,
+                         page_kind(page, zero))
+                for vpn, page in process.mm.ptes.items()]
 
     def mm_slots(self) -> list[SlotView]:
         """The mm_slot list in scan order; ``under_cursor`` marks ksm_scan.mm_slot (none

@@ -45,6 +45,7 @@ from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.figure import Figure
 
 from ..constants import PAGE_SHIFT, PAGE_SIZE, VM
+from ..ksmd.views import page_kind
 from .snapshot import snapshot
 from .text import addr_text
 
@@ -259,7 +260,7 @@ def _row(process: str, pid: int, addr: int, page: Any, item: str | None,
     if hasattr(page, "kind"):  # a PageView from ksmd
         kind, page_id = page.kind, page.page
     else:  # a page-table entry of a kernel without ksmd
-        kind, page_id = ("zero" if page.id == 0 else "anon" if page.anon else "file"), page.id
+        kind, page_id = page_kind(page), page.id
     content, mapcount = page.content, page.mapcount
     if kind in ("ksm-zero", "zero"):
         # The zero page's ptes are special: no mapcount, no sharing to count.
