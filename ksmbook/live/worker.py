@@ -46,9 +46,7 @@ _EFAULT, _ENOMEM = 14, 12
 FORBIDDEN_ADVICE = frozenset({_MADV_HWPOISON, _MADV_SOFT_OFFLINE})
 
 
-# --------------------------------------------------------------------------------------------
 # Errors
-# --------------------------------------------------------------------------------------------
 class LiveError(RuntimeError):
     """Live replay failed for a reason other than a system call's errno."""
 
@@ -65,9 +63,7 @@ class WorkerTimeout(LiveError):
     """The worker did not answer in time; it has been killed."""
 
 
-# --------------------------------------------------------------------------------------------
 # Wire protocol: 4-byte length + JSON, bytes as {"b64": ...}
-# --------------------------------------------------------------------------------------------
 def _encode(obj: Any) -> bytes:
     def default(o: Any) -> Any:
         if isinstance(o, (bytes, bytearray, memoryview)):
@@ -101,37 +97,26 @@ def _recv_msg(sock: socket.socket, fds: list[int] | None = None) -> Any:
     return json.loads(_recv_exact(sock, n))
 
 
-# --------------------------------------------------------------------------------------------
 # The worker (runs as ``python3 -I -S worker.py FD BASE SIZE``)
-# --------------------------------------------------------------------------------------------
 class _IOVec(ctypes.Structure):
     _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
 
 
-class _Libc:
-    """The libc wrappers the worker calls, with errno kept."""
-
-    def __init__(self) -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        vp, sz, i, lg = ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_long
-        ul, ss = ctypes.c_ulong, ctypes.c_ssize_t
-        self.mmap = libc.mmap
-        self.mmap.restype, self.mmap.argtypes = vp, [vp, sz, i, i, i, lg]
-        self.munmap = libc.munmap
-        self.munmap.restype, self.munmap.argtypes = i, [vp, sz]
-        self.mprotect = libc.mprotect
-        self.mprotect.restype, self.mprotect.argtypes = i, [vp, sz, i]
-        self.madvise = libc.madvise
-        self.madvise.restype, self.madvise.argtypes = i, [vp, sz, i]
-        self.prctl = libc.prctl
-        self.prctl.restype, self.prctl.argtypes = i, [i, ul, ul, ul, ul]
-        iov = ctypes.POINTER(_IOVec)
-        self.vm_writev = libc.process_vm_writev
-        self.vm_writev.restype, self.vm_writev.argtypes = ss, [i, iov, ul, iov, ul, ul]
-        self.vm_readv = libc.process_vm_readv
-        self.vm_readv.restype, self.vm_readv.argtypes = ss, [i, iov, ul, iov, ul, ul]
-        self.syscall = libc.syscall
-        self.syscall.restype = lg
+def _libc() -> ctypes.CDLL:
+    """libc with the prototypes of the calls the worker makes, errno kept."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    vp, sz, i, ul = ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_ulong
+    iov = ctypes.POINTER(_IOVec)
+    for name, restype, argtypes in (
+            ("mmap", vp, [vp, sz, i, i, i, ctypes.c_long]), ("munmap", i, [vp, sz]),
+            ("mprotect", i, [vp, sz, i]), ("madvise", i, [vp, sz, i]),
+            ("prctl", i, [i, ul, ul, ul, ul]),
+            ("process_vm_writev", ctypes.c_ssize_t, [i, iov, ul, iov, ul, ul]),
+            ("process_vm_readv", ctypes.c_ssize_t, [i, iov, ul, iov, ul, ul])):
+        fn = getattr(libc, name)
+        fn.restype, fn.argtypes = restype, argtypes
+    libc.syscall.restype = ctypes.c_long
+    return libc
 
 
 def _check(ret: int, what: str) -> int:
@@ -159,7 +144,7 @@ class _Server:
 
     def __init__(self, sock: socket.socket, base: int, size: int) -> None:
         self.sock, self.base, self.end = sock, base, base + size
-        self.c = _Libc()
+        self.c = _libc()
         self.page_bytes = _load_page_bytes()
         #: One open file per (path, read-only): every mmap of a scenario file shares one
         #: struct file, as in a program that maps one fd several times. vma_merge() compares
@@ -265,22 +250,21 @@ class _Server:
     def _write(self, addr: int, raw: bytes) -> int:
         self._range(addr, len(raw), "write")
         buf = ctypes.create_string_buffer(raw, len(raw))
-        return self._vm_rw(self.c.vm_writev, "process_vm_writev", addr, buf, len(raw))
+        return self._vm_rw("process_vm_writev", addr, buf, len(raw))
 
     def op_read(self, addr: int, length: int) -> Any:
         self._range(addr, length, "read")
         buf = ctypes.create_string_buffer(length)
-        self._vm_rw(self.c.vm_readv, "process_vm_readv", addr, buf, length)
+        self._vm_rw("process_vm_readv", addr, buf, length)
         return buf.raw
 
-    @staticmethod
-    def _vm_rw(call: Any, what: str, addr: int, buf: Any, length: int) -> int:
+    def _vm_rw(self, call: str, addr: int, buf: Any, length: int) -> int:
         """Move `length` bytes between `buf` and `addr` of this process with `call`
         (process_vm_writev or process_vm_readv): EFAULT where a page is missing, no SIGSEGV."""
         local, remote = _IOVec(ctypes.addressof(buf), length), _IOVec(addr, length)
-        n = _check(call(os.getpid(), local, 1, remote, 1, 0), what)
+        n = _check(getattr(self.c, call)(os.getpid(), local, 1, remote, 1, 0), call)
         if n != length:
-            raise OSError(_EFAULT, f"{what}: moved {n} of {length} bytes, then EFAULT")
+            raise OSError(_EFAULT, f"{call}: moved {n} of {length} bytes, then EFAULT")
         return n
 
     def op_fill(self, addr: int, contents: list[Any]) -> int:
@@ -288,21 +272,18 @@ class _Server:
         ``page_bytes`` (process_vm_writev, one call per run of ints), "read" is read-faulted
         (an anonymous page maps the shared zero page), None is left untouched."""
         self._range(addr, len(contents) * _PAGE, "fill")
-        i = 0
-        while i < len(contents):
-            j = i
-            while j < len(contents) and isinstance(contents[j], int):
-                j += 1
-            if j > i:
-                self._write(addr + i * _PAGE, b"".join(self.page_bytes(c)
-                                                       for c in contents[i:j]))
-                i = j
+        run: list[int] = []  # consecutive ints, written in one call where the run ends
+        for i, c in enumerate([*contents, None]):
+            if isinstance(c, int):
+                run.append(c)
                 continue
-            if contents[i] == "read":
+            if run:
+                self._write(addr + (i - len(run)) * _PAGE, b"".join(map(self.page_bytes, run)))
+                run = []
+            if c == "read":
                 self.op_read(addr + i * _PAGE, 1)
-            elif contents[i] is not None:
-                raise LiveRefused(f"page content must be an int, 'read' or None: {contents[i]!r}")
-            i += 1
+            elif c is not None:
+                raise LiveRefused(f"page content must be an int, 'read' or None: {c!r}")
         return len(contents)
 
     def op_drain(self, addr: int) -> int:
@@ -377,14 +358,8 @@ class _Server:
         return out
 
     def op_smaps(self) -> str:
-        fd = os.open("/proc/self/smaps", os.O_RDONLY)
-        try:
-            chunks = []
-            while chunk := os.read(fd, 65536):
-                chunks.append(chunk)
-        finally:
-            os.close(fd)
-        return b"".join(chunks).decode()
+        with open("/proc/self/smaps", "rb") as f:
+            return f.read().decode()
 
     def op_allocate(self, nbytes: int) -> int:
         """Test hook: let Python allocate memory, to show it lands outside the arena."""
