@@ -34,8 +34,8 @@ from .harness import (
     WorkerTimeout,
     available,
     parse_smaps,
-    read_ksm_sysfs,
 )
+from .ksmd import read_ksm_sysfs
 from .replay import LiveRunner, replay
 
 __all__ = ["DEFAULT_ARENA_BASE", "DEFAULT_ARENA_SIZE", "SIM_MMAP_TOP", "FORBIDDEN_ADVICE", "Arena",

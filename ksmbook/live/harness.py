@@ -75,6 +75,7 @@ from typing import Any, NoReturn, Protocol
 
 from ..backend import FileBackend, KsmdBackend, SysfsBackend
 from ..constants import HPAGE_SIZE, MAP, MMAP_MIN_ADDR
+from ..pages import page_bytes
 from ..procfs import MapEntry
 from ..trace import Trace
 from .worker import (
@@ -100,7 +101,7 @@ from .worker import (
 __all__ = ["DEFAULT_ARENA_BASE", "DEFAULT_ARENA_SIZE", "SIM_MMAP_TOP", "FORBIDDEN_ADVICE", "Arena",
            "KsmShared", "LiveFile", "LiveKernel", "LiveTask", "LiveVMA", "Worker", "LiveSession",
            "LiveError", "LiveRefused", "WorkerDied", "WorkerTimeout", "available", "parse_smaps",
-           "ksm_stat", "parse_ksm_stat", "LiveKsmdBackend", "read_ksm_sysfs"]
+           "ksm_stat", "LiveKsmdBackend"]
 
 #: Default arena: far below mmap_base and below the legacy TASK_UNMAPPED_BASE (see docstring).
 DEFAULT_ARENA_BASE = 0x2000_0000_0000
@@ -113,9 +114,7 @@ _DEFAULT_TIMEOUT = 10.0
 _WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker.py")
 
 
-# --------------------------------------------------------------------------------------------
 # Arena and address translation
-# --------------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class Arena:
     """The live virtual range ``[base, base + size)`` and its translation from simulator addresses.
@@ -175,9 +174,7 @@ class Arena:
         return cls(base=base, size=size, sim_origin=mid_sim - size // 2)
 
 
-# --------------------------------------------------------------------------------------------
 # smaps parsing (controller side)
-# --------------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class LiveVMA(MapEntry):
     """One VMA as /proc/PID/smaps shows it: its maps line and VmFlags codes, and ``counters``,
@@ -216,22 +213,7 @@ def parse_smaps(text: str, lo: int = 0, hi: int = 1 << 64) -> list[LiveVMA]:
     return vmas
 
 
-def read_ksm_sysfs() -> dict[str, str]:
-    """The files of /sys/kernel/mm/ksm as strings (read only; this module never writes knobs)."""
-    out: dict[str, str] = {}
-    root = "/sys/kernel/mm/ksm"
-    for name in sorted(os.listdir(root)):
-        try:
-            with open(os.path.join(root, name)) as f:
-                out[name] = f.read().strip()
-        except OSError:
-            continue
-    return out
-
-
-# --------------------------------------------------------------------------------------------
 # Controller side
-# --------------------------------------------------------------------------------------------
 class Worker:
     """A handle on one worker process. Methods take and return raw ints (live addresses).
 
@@ -242,10 +224,9 @@ class Worker:
                  popen: subprocess.Popen[bytes] | None, parent: Worker | None) -> None:
         self.session, self.sock, self.pid = session, sock, pid
         self.popen, self.parent = popen, parent
-        self.pidfd: int | None = None
         self.exited = False
         try:
-            self.pidfd = os.pidfd_open(pid)
+            self.pidfd: int | None = os.pidfd_open(pid)
         except (AttributeError, OSError):
             self.pidfd = None
 
@@ -325,9 +306,7 @@ class Worker:
         return self._call("mprotect", addr=addr, length=length, prot=prot)
 
     def madvise(self, addr: int, length: int, advice: int) -> int:
-        """madvise(2); 0 or OSError. HWPOISON/SOFT_OFFLINE are refused here and in the worker."""
-        if advice in FORBIDDEN_ADVICE:
-            raise LiveRefused(f"madvise advice {advice} (HWPOISON/SOFT_OFFLINE) is never sent")
+        """madvise(2); 0 or OSError. The worker refuses HWPOISON/SOFT_OFFLINE."""
         return self._call("madvise", addr=addr, length=length, advice=advice)
 
     def mremap(self, addr: int, old_size: int, new_size: int, flags: int, new_addr: int) -> int:
@@ -507,18 +486,15 @@ class LiveSession:
             raise LiveError(f"worker could not start: {hello.get('error')}")
         return w
 
-    def scratch_dir(self, fs: str = "shm") -> str:
-        """A private directory on tmpfs (``fs="shm"``: /dev/shm) or /tmp (``fs="tmp"``)."""
+    def create_file(self, name: str, size: int, fs: str = "shm") -> str:
+        """Create a scratch file of ``size`` zero bytes in a private directory on tmpfs
+        (``fs="shm"``: /dev/shm) or /tmp (``fs="tmp"``); return its path."""
+        if os.sep in name or name in ("", ".", ".."):
+            raise ValueError(f"bad file name {name!r}")
         if fs not in self._tmpdirs:
             root = {"shm": "/dev/shm", "tmp": tempfile.gettempdir()}[fs]
             self._tmpdirs[fs] = tempfile.mkdtemp(prefix="ksmbook-live-", dir=root)
-        return self._tmpdirs[fs]
-
-    def create_file(self, name: str, size: int, fs: str = "shm") -> str:
-        """Create a scratch file of ``size`` zero bytes; return its path."""
-        if os.sep in name or name in ("", ".", ".."):
-            raise ValueError(f"bad file name {name!r}")
-        path = os.path.join(self.scratch_dir(fs), name)
+        path = os.path.join(self._tmpdirs[fs], name)
         with open(path, "wb") as f:
             f.truncate(size)
         return path
@@ -540,9 +516,7 @@ class LiveSession:
         return [w.pid for w in self._workers]
 
 
-# --------------------------------------------------------------------------------------------
 # The simulator's Kernel/Process API on live workers
-# --------------------------------------------------------------------------------------------
 _STACK_GUARD_GAP = 256 * _PAGE  # mm/mmap.c stack_guard_gap default (256 pages)
 
 
@@ -565,16 +539,13 @@ class LiveKsmdBackend(KsmdBackend, SysfsBackend, Protocol):
 
 
 def ksm_stat(pid: int) -> dict[str, Any]:
-    """/proc/PID/ksm_stat as a dict (ints where numeric); {} if unreadable."""
+    """/proc/PID/ksm_stat (``proc_pid_ksm_stat()``) as a dict, ints where numeric; {} if
+    unreadable."""
     try:
         with open(f"/proc/{pid}/ksm_stat") as f:
-            return parse_ksm_stat(f.read())
+            text = f.read()
     except OSError:
         return {}
-
-
-def parse_ksm_stat(text: str) -> dict[str, Any]:
-    """The text of /proc/PID/ksm_stat (``proc_pid_ksm_stat()``) as a dict."""
     out: dict[str, Any] = {}
     for line in text.splitlines():
         key, _, val = line.partition(" ")
@@ -760,8 +731,6 @@ class LiveTask:
 
     def read_page(self, addr: int) -> int:
         """The content of the page at addr: its bytes read back through ``page_bytes``."""
-        from ksmbook.pages import page_bytes
-
         data = self.worker.read(self._live(addr) // _PAGE * _PAGE, _PAGE)
         content = int.from_bytes(data[:8], "little")
         if data != page_bytes(content if any(data) else 0):

@@ -63,12 +63,13 @@ import contextlib
 import errno as _errno
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from ..constants import MADV, MAP, PROT
 from ..ksmd import BatchReport, KsmdIdle
 from ..pages import PAGE_SIZE
+from ..sysfs import KSM_DIR
 from ..trace import Trace
 from .harness import (
     LiveKernel,
@@ -77,16 +78,14 @@ from .harness import (
     LiveTask,
     available,
     ksm_stat,
-    read_ksm_sysfs,
 )
 
 __all__ = [
     "KSM_DIR", "COUNTERS", "KNOB_ORDER", "PARK_MS", "ksm_available", "read_counters",
     "KsmKnobs", "KsmdDriver", "KsmdIdle", "LiveKsmd", "session", "contamination",
-    "time_scans", "map_pages", "mergeable_mms", "ksm_stat",
+    "time_scans", "map_pages", "mergeable_mms", "ksm_stat", "read_ksm_sysfs",
 ]
 
-KSM_DIR = "/sys/kernel/mm/ksm"
 #: Read-only files of /sys/kernel/mm/ksm on Linux 6.18 (general_profit may be negative).
 COUNTERS = (
     "full_scans", "pages_shared", "pages_sharing", "pages_unshared", "pages_volatile",
@@ -136,12 +135,13 @@ def _write(name: str, value: object) -> None:
         os.close(fd)
 
 
-def _knob_value(name: str, text: str) -> str:
-    if name == "advisor_mode":  # "[none] scan-time" -> "none"
-        for word in text.split():
-            if word.startswith("["):
-                return word.strip("[]")
-    return text
+def read_ksm_sysfs() -> dict[str, str]:
+    """The readable files of /sys/kernel/mm/ksm as text."""
+    out: dict[str, str] = {}
+    for name in sorted(os.listdir(KSM_DIR)):
+        with contextlib.suppress(OSError):
+            out[name] = _read(name)
+    return out
 
 
 def read_counters() -> dict[str, int]:
@@ -256,7 +256,6 @@ class KsmKnobs:
     def __init__(self) -> None:
         self.saved: dict[str, str] = {}
 
-    # snapshot / restore
     @staticmethod
     def writable() -> list[str]:
         """Names of the writable files, in restore order (unknown future knobs before run)."""
@@ -267,9 +266,17 @@ class KsmKnobs:
         return known[:-1] + extra + known[-1:] if known and known[-1] == "run" else known + extra
 
     @staticmethod
+    def read(name: str) -> str:
+        """A knob's value as text, advisor_mode's the selected word ("[none] scan-time": none)."""
+        text = _read(name)
+        if name == "advisor_mode":
+            return next((w.strip("[]") for w in text.split() if w.startswith("[")), text)
+        return text
+
+    @staticmethod
     def snapshot() -> dict[str, str]:
         """Current value of every writable knob, as text (advisor_mode as "none"/"scan-time")."""
-        return {n: _knob_value(n, _read(n)) for n in KsmKnobs.writable()}
+        return {n: KsmKnobs.read(n) for n in KsmKnobs.writable()}
 
     def __enter__(self) -> KsmKnobs:
         self._lock = _global_lock()
@@ -287,35 +294,28 @@ class KsmKnobs:
         """Put every knob back to the snapshot; raise the first error after trying them all."""
         errors: list[BaseException] = []
 
-        def attempt(name: str, value: str) -> None:
+        def attempt(name: str, value: str, write: Callable[[str, str], None] = _write) -> None:
             try:
-                _write(name, value)
+                write(name, value)
             except OSError as e:
                 errors.append(OSError(e.errno, f"restoring {name}={value}: {e.strerror}"))
 
         saved = self.saved
         attempt("run", "0")
         for n in _NEEDS_UNMERGE:
-            if n in saved and _knob_value(n, _read(n)) != saved[n]:
-                try:
-                    _write_unmerged(n, saved[n])
-                except OSError as e:
-                    errors.append(OSError(e.errno, f"restoring {n}={saved[n]}: {e.strerror}"))
+            if n in saved and self.read(n) != saved[n]:
+                attempt(n, saved[n], _write_unmerged)
         for n in self.writable():
             if n in _NEEDS_UNMERGE or n == "run" or n not in saved:
                 continue
             if n == "pages_to_scan" and saved.get("advisor_mode", "none") != "none":
                 continue  # advisor-managed: writes give EINVAL
-            if _knob_value(n, _read(n)) != saved[n]:
+            if self.read(n) != saved[n]:
                 attempt(n, saved[n])
         if saved.get("run", "0") != "0":
             attempt("run", saved["run"])
         if errors:
             raise errors[0]
-
-    # use
-    def read(self, name: str) -> str:
-        return _knob_value(name, _read(name))
 
     def write(self, name: str, value: object) -> None:
         """One raw write; the kernel's refusal comes back as OSError."""
