@@ -41,8 +41,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from matplotlib.axes import Axes
 from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.figure import Figure
+from matplotlib.patches import FancyBboxPatch
 
 from ..constants import PAGE_SHIFT, PAGE_SIZE, VM
 from ..ksmd.views import page_kind
@@ -193,10 +195,6 @@ class PageState:
         return tuple(r for a in self.areas for r in a.rows)
 
 
-def _process_name(proc: Any) -> str:
-    return str(getattr(proc, "name", "") or f"p{proc.pid}")
-
-
 def page_state(kernel: Kernel, processes: Sequence[Process] | None = None, *,
                names: Mapping[int, str] | None = None, mergeable_only: bool = False,
                max_pages: int = MAX_PAGES) -> PageState:
@@ -209,31 +207,26 @@ def page_state(kernel: Kernel, processes: Sequence[Process] | None = None, *,
     procs = list(processes) if processes is not None else list(kernel.processes)
     has_ksmd = kernel.profile.has_ksmd and kernel.config_ksm
     ksmd = kernel.ksmd if has_ksmd else None
-    pid_names = {p.pid: _process_name(p) for p in kernel.processes}
-    pid_names.update({p.pid: _process_name(p) for p in procs})
+    pid_names = {p.pid: p.name for p in (*kernel.processes, *procs)}
     areas = []
     for proc in procs:
         if not proc.alive:
             continue
-        name = _process_name(proc)
-        pages = {}
-        items: dict[int, str] = {}
+        pages: dict[int, Any]
         if ksmd is not None:
             pages = {v.address: v for v in ksmd.pages(proc)}
             items = {i.address: i.state for i in ksmd.rmap_items(proc)}
         else:
-            pages = {vpn << PAGE_SHIFT: pg for vpn, pg in proc.mm.ptes.items()}
+            pages, items = {vpn << PAGE_SHIFT: pg for vpn, pg in proc.mm.ptes.items()}, {}
         for region, vma in zip(snapshot(proc).vmas, proc.vmas, strict=True):
             mergeable = bool(vma.flags & VM.VM_MERGEABLE)
             if not mergeable and (mergeable_only or region.kind != "anon"):
                 continue
-            rows = []
-            for addr in range(vma.start, min(vma.end, vma.start + max_pages * PAGE_SIZE),
-                              PAGE_SIZE):
-                rows.append(_row(name, proc.pid, addr, pages.get(addr), items.get(addr),
-                                 mergeable))
-            areas.append(AreaView(name, proc.pid, vma.start, vma.end, region.perms, mergeable,
-                                  tuple(rows), max(0, vma.pages - max_pages)))
+            end = min(vma.end, vma.start + max_pages * PAGE_SIZE)
+            rows = tuple(_row(proc.name, proc.pid, addr, pages.get(addr), items.get(addr),
+                              mergeable) for addr in range(vma.start, end, PAGE_SIZE))
+            areas.append(AreaView(proc.name, proc.pid, vma.start, vma.end, region.perms,
+                                  mergeable, rows, max(0, vma.pages - max_pages)))
     stable: list[KsmNode] = []
     unstable: list[UnstableNode] = []
     counters: dict[str, int] = {}
@@ -325,11 +318,10 @@ def counters_table(history: Sequence[Mapping[str, int]],
     keys = list(keys) if keys is not None else _plot_keys(history)
     cols = ["full_scans"] + [k for k in keys if k != "full_scans"]
     widths = [max(len(c), 6) for c in cols]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(cols, widths, strict=True))]
-    for h in history:
-        lines.append("  ".join(str(h.get(c, "")).rjust(w) for c, w in zip(cols, widths,
-                                                                           strict=True)))
-    return "\n".join(lines)
+    rows = [dict(zip(cols, cols, strict=True)), *history]
+    return "\n".join("  ".join(str(h.get(c, "")).rjust(w) for c, w in zip(cols, widths,
+                                                                           strict=True))
+                     for h in rows)
 
 
 def _plot_keys(history: Sequence[Mapping[str, int]]) -> list[str]:
@@ -348,30 +340,46 @@ _TREE_ROW, _NODE_W, _NODE_H = 0.85, 0.62, 0.36
 _MAX_NODES = 24
 
 
-class PageFigure:
-    """The figure of one `PageState`: pages as cells, the stable and unstable trees as boxes
-    linked to the pages that use them. `update()` redraws the same figure for a new state.
-
-    Tests read `cells` (address -> (x, y)), `cell_colors`, `cell_texts` (the text in and
-    under each cell), `links` (("stable" | "unstable", address, content) per drawn link),
-    `routes` (the points of each link's line, in the order of `links`), `node_boxes` ((x0, y0,
-    x1, y1) of each tree node), `nodes` and `notes`, not pixels.
-    """
+class Canvas:
+    """A figure measured in inches from its top left corner, drawn whole again by each update
+    (the page and mm_slot diagrams)."""
 
     def __init__(self, width: float = 6.8) -> None:
         self.width = width
         self.figure = Figure(figsize=(width, 3.0), dpi=100)
         self.figure._ksmbook_view = self  # type: ignore[attr-defined]
         self.ax = self.figure.add_axes((0, 0, 1, 1))
+
+    def _begin(self, width: float, height: float, title: str) -> Axes:
+        """Clear the figure, size it, and write its title."""
+        ax = self.ax
+        ax.clear()
+        ax.set_axis_off()
+        self.figure.set_size_inches(width, height)
+        ax.set_xlim(0, width)
+        ax.set_ylim(height, 0)
+        ax.text(0.1, 0.28, title, fontsize=10, weight="bold", color=_INK)
+        return ax
+
+
+class PageFigure(Canvas):
+    """The figure of one `PageState`: pages as cells, the stable and unstable trees as boxes
+    linked to the pages that use them. `update()` redraws the same figure for a new state.
+
+    Tests read `cells` (address -> (x, y)), `cell_colors`, `cell_texts` (the text in and
+    under each cell), `links` (("stable" | "unstable", address, content) per drawn link),
+    `routes` (the points of each link's line, in the order of `links`) and `node_boxes` ((x0,
+    y0, x1, y1) of each tree node), not pixels.
+    """
+
+    def __init__(self, width: float = 6.8) -> None:
+        super().__init__(width)
         self.cells: dict[tuple[str, int], tuple[float, float]] = {}
         self.cell_colors: dict[tuple[str, int], str] = {}
         self.cell_texts: dict[tuple[str, int], tuple[str, str]] = {}
         self.links: list[tuple[str, str, int, int]] = []
         self.routes: list[list[tuple[float, float]]] = []
         self.node_boxes: list[tuple[float, float, float, float]] = []
-        self.nodes: list[tuple[str, int]] = []
-        self.notes: list[str] = []
-        self.state: PageState | None = None
         #: Colour and hatch of each content drawn so far (a content keeps its colour).
         self._palette: dict[int, tuple[str, str]] = {}
 
@@ -393,13 +401,8 @@ class PageFigure:
 
     def update(self, state: PageState, title: str | None = None) -> Figure:
         """Draw `state` (replacing whatever was drawn)."""
-        ax = self.ax
-        ax.clear()
-        ax.set_axis_off()
-        self.state = state
         self.cells, self.cell_colors, self.cell_texts = {}, {}, {}
-        self.links, self.nodes, self.notes = [], [], []
-        self.routes, self.node_boxes = [], []
+        self.links, self.routes, self.node_boxes = [], [], []
         colors = self._colors(state)
         ncols = max([len(a.rows) for a in state.areas] + [1])
         nodes = max(len(state.stable), len(state.unstable)) if state.has_ksmd else 0
@@ -410,11 +413,7 @@ class PageFigure:
                     _LEFT + min(nodes, _MAX_NODES) * (_NODE_W + 0.25) + _RIGHT)
         trees = state.has_ksmd
         height = _TOP + len(state.areas) * _ROW + (2 * _TREE_ROW + 0.6 if trees else 0.55)
-        self.figure.set_size_inches(width, height)
-        ax.set_xlim(0, width)
-        ax.set_ylim(height, 0)
-        ax.text(0.1, 0.28, title or "Pages of the mergeable areas and ksmd's trees",
-                fontsize=10, weight="bold", color=_INK)
+        ax = self._begin(width, height, title or "Pages of the mergeable areas and ksmd's trees")
 
         by_hatch: dict[str, list[list[tuple[float, float]]]] = {}
         faces: dict[str, list[str]] = {}
@@ -446,9 +445,9 @@ class PageFigure:
                     by_hatch.setdefault(hatch, []).append(box)
                     faces.setdefault(hatch, []).append(color)
                     self.cell_colors[key] = color
-                    label, size = _cell_label(state.name(r.content))
+                    label = _cell_label(state.name(r.content))
                     ax.text(x + _CELL / 2, y + _CELL / 2, label, ha="center", va="center",
-                            fontsize=size, linespacing=0.9,
+                            fontsize=8, linespacing=0.9,
                             color="white" if color in _DARK_TEXT else _INK, weight="bold")
                 code = STATE_CODES[r.state]
                 if r.state == "KSM page":
@@ -462,12 +461,9 @@ class PageFigure:
                 if r.process == cursor_proc and r.address == cursor_addr - PAGE_SIZE:
                     ax.annotate("", (x + _CELL / 2, y - 0.02), (x + _CELL / 2, y - 0.2),
                                 arrowprops={"arrowstyle": "-|>", "color": _INK, "lw": 1})
-                    self.notes.append(f"cursor after {r.process} {addr_text(r.address)}")
             if area.hidden:
                 ax.text(_LEFT + len(area.rows) * (_CELL + _GAP), y + _CELL / 2,
                         f"+{area.hidden}", fontsize=8, va="center", color=_GREY)
-                self.notes.append(f"{area.hidden} pages of {area.process} "
-                                  f"{addr_text(area.start)} not drawn")
             y += _ROW
         for hatch, boxes in by_hatch.items():
             ax.add_collection(PolyCollection(boxes, facecolors=faces[hatch], edgecolors=_INK,
@@ -513,7 +509,6 @@ class PageFigure:
             if len(nodes) > _MAX_NODES:
                 ax.text(_LEFT + _MAX_NODES * step, yy + _NODE_H / 2,
                         f"+{len(nodes) - _MAX_NODES}", va="center", fontsize=8, color=_GREY)
-                self.notes.append(f"{len(nodes) - _MAX_NODES} {label} nodes not drawn")
             for i, node in enumerate(nodes[:_MAX_NODES]):
                 x = _LEFT + i * step
                 if label == "stable tree":
@@ -522,16 +517,14 @@ class PageFigure:
                 ax.add_patch(_box(x, yy, w, face, hatch, color))
                 self.node_boxes.append((x, yy, x + w, yy + _NODE_H))
                 if isinstance(node, KsmNode):
-                    text = f"{_cell_label(state.name(node.content))[0]} #{node.page}"
+                    text = f"{_cell_label(state.name(node.content))} #{node.page}"
                     if node.chain:
                         ax.text(x + 0.03, yy + _NODE_H + 0.12, f"dup of {node.chain}",
                                 fontsize=8, color=_INK)
-                    self.nodes.append(("stable", node.page))
                     targets = node.sharers
                     kind = "stable"
                 else:
                     text = state.name(node.content)
-                    self.nodes.append(("unstable", node.content))
                     targets = ((node.process, node.address),)
                     kind = "unstable"
                 ax.text(x + w / 2, yy + _NODE_H / 2, text,
@@ -547,13 +540,11 @@ class PageFigure:
                     segs[kind].append(route)
                     self.routes.append(route)
                     self.links.append((kind, proc, addr, node.content))
-        ax.add_collection(LineCollection(segs["stable"], colors=_STABLE, linewidths=0.8,
-                                         alpha=0.7, zorder=1))
-        ax.add_collection(LineCollection(segs["unstable"], colors=_UNSTABLE, linewidths=0.8,
-                                         linestyles="--", alpha=0.8, zorder=1))
-        # A dot where each link leaves its page.
-        for kind, color in (("stable", _STABLE), ("unstable", _UNSTABLE)):
-            if segs[kind]:
+        for kind, color, style, alpha in (("stable", _STABLE, "-", 0.7),
+                                          ("unstable", _UNSTABLE, "--", 0.8)):
+            ax.add_collection(LineCollection(segs[kind], colors=color, linewidths=0.8,
+                                             linestyles=style, alpha=alpha, zorder=1))
+            if segs[kind]:  # a dot where each link leaves its page
                 ax.scatter([s[0][0] for s in segs[kind]], [s[0][1] for s in segs[kind]],
                            s=9, color=color, zorder=3, linewidths=0)
 
@@ -617,18 +608,16 @@ class PageFigure:
                      va="bottom")
 
 
-def _cell_label(name: str) -> tuple[str, float]:
+def _cell_label(name: str) -> str:
     """A content's name as it fits in a cell: up to 4 characters as they are, longer names
-    broken at spaces (at most 2 lines of 5) in a smaller font."""
+    broken at a space, or after 5 characters, into at most 2 lines of 4."""
     if len(name) <= 4:
-        return name, 8
+        return name
     lines = name.split(" ", 1) if " " in name else [name[:5], name[5:10]]
-    return "\n".join(line[:4] for line in lines if line), 8
+    return "\n".join(line[:4] for line in lines if line)
 
 
-def _box(x: float, y: float, w: float, face: str, hatch: str, edge: str) -> Any:
-    from matplotlib.patches import FancyBboxPatch
-
+def _box(x: float, y: float, w: float, face: str, hatch: str, edge: str) -> FancyBboxPatch:
     return FancyBboxPatch((x, y), w, _NODE_H, boxstyle="round,pad=0.02,rounding_size=0.05",
                           facecolor=face, edgecolor=edge, linewidth=1.2, hatch=hatch or None,
                           zorder=2)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.figure import Figure
 
-from .ksm_pages import _display, _process_name
+from .ksm_pages import Canvas, _display
 from .text import addr_text
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ class SlotList:
 def slot_list(kernel: Kernel) -> SlotList:
     """Freeze ksmd's mm_slot list and cursor (``ksm_mm_head``, ``ksm_scan``)."""
     ksmd = kernel.ksmd
-    names = {p.pid: _process_name(p) for p in kernel.processes}
+    names = {p.pid: p.name for p in kernel.processes}
     items: dict[int | None, list[tuple[int, str]]] = {}
     for item in ksmd.rmap_items():
         items.setdefault(item.pid, []).append((item.address, item.state))
@@ -143,7 +143,7 @@ _X_ITEMS, _ITEM, _STEP = 2.9, 0.24, 0.3
 _X_RETURN, _TOP, _PITCH = 0.2, 0.5, 0.8
 
 
-class SlotListFigure:
+class SlotListFigure(Canvas):
     """The figure of one `SlotList`: the list head and one box per mm_slot, top to bottom in
     scan order, linked by arrows, the last back to the head; beside each slot its rmap_items as
     squares; the cursor as a bar between the items it has passed and the next, and a thicker
@@ -155,31 +155,19 @@ class SlotListFigure:
     """
 
     def __init__(self, width: float = 6.8) -> None:
-        self.width = width
-        self.figure = Figure(figsize=(width, 2.0), dpi=100)
-        self.figure._ksmbook_view = self  # type: ignore[attr-defined]
-        self.ax = self.figure.add_axes((0, 0, 1, 1))
+        super().__init__(width)
         self.slot_boxes: list[tuple[str, tuple[float, float, float, float]]] = []
         self.items: dict[tuple[str, int], tuple[float, float]] = {}
         self.cursor_at: tuple[float, float] | None = None
         self.guides = LineCollection([])
-        self.state: SlotList | None = None
 
     def update(self, state: SlotList, title: str | None = None) -> Figure:
         """Draw `state` (replacing whatever was drawn)."""
-        ax = self.ax
-        ax.clear()
-        ax.set_axis_off()
-        self.state = state
         self.slot_boxes, self.items, self.cursor_at = [], {}, None
         n = len(state.slots)
         bottom = _TOP + _H_HEAD + 0.3 + n * _PITCH
         height = bottom + (0.6 if n else 0.4)
-        self.figure.set_size_inches(self.width, height)
-        ax.set_xlim(0, self.width)
-        ax.set_ylim(height, 0)
-        ax.text(0.1, 0.28, title or "ksmd's mm_slot list and its scan cursor", fontsize=10,
-                weight="bold", color=_INK)
+        ax = self._begin(self.width, height, title or "ksmd's mm_slot list and its scan cursor")
 
         boxes: list[list[tuple[float, float]]] = []
         widths: list[float] = []

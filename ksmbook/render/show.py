@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 
 from ..trace import Trace
 from .diagram import SpaceFigure
-from .ksm_pages import use_png
+from .ksm_pages import _display, use_png
 from .snapshot import Snapshot, snapshot, snapshots
 from .text import changes_text, maps_text
 
@@ -51,12 +51,6 @@ def processes(kernel_or_list: Kernel | Iterable[Process | Snapshot], *,
 
 
 use_png()
-
-
-def _display(fig: Figure) -> None:
-    from IPython.display import display
-
-    display(fig)
 
 
 def show(process: Process | Snapshot, *, title: str | None = None) -> None:

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 from typing import Any
 
 from matplotlib.figure import Figure
+
+from ..render.ksm_pages import png_bytes
 
 __all__ = ["WIDGET_MIME", "LIVE_NOTE", "PICTURE_CSS", "picture_bundle", "view_bundle",
            "display_widget"]
@@ -50,12 +51,6 @@ PICTURE_CSS = (
     ":not(:has(.ksmbook-widget)):not(:has([data-mime-type])){display:none}")
 
 
-def _png(figure: Figure) -> str:
-    buf = io.BytesIO()
-    figure.savefig(buf, format="png", dpi=100, metadata={"Software": None})
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
 def picture_bundle(*, what: str, figure: Figure, text: str,
                    lines: tuple[str, ...] = ()) -> dict[str, Any]:
     """The mime bundle of a widget's picture: `figure` (its diagram), `lines` (short lines
@@ -64,11 +59,12 @@ def picture_bundle(*, what: str, figure: Figure, text: str,
     note = LIVE_NOTE.format(what=what)
     alt = text.splitlines()[0] if text else what
     shown = "".join(f"<div>{html.escape(line)}</div>" for line in lines if line)
+    png = base64.b64encode(png_bytes(figure)).decode("ascii")
     return {
         "text/html": (
             f'<div class="ksmbook-snapshot"><style>{PICTURE_CSS}</style>'
             f'<p style="font-style:italic;color:#555">{html.escape(note)}</p>{shown}'
-            f'<img src="data:image/png;base64,{_png(figure)}" alt="{html.escape(alt)}" '
+            f'<img src="data:image/png;base64,{png}" alt="{html.escape(alt)}" '
             f'style="max-width:100%">'
             f'<pre style="font-size:11px;line-height:1.3">{html.escape(text)}</pre></div>'),
         "text/plain": "\n".join([note, *(line for line in lines if line), text]),
