@@ -9,7 +9,8 @@ from contextlib import contextmanager
 from functools import wraps
 from typing import Any, TypeVar, cast
 
-__all__ = ["InputError", "Widget", "checkbox", "guarded", "message_html", "pre", "stale_note"]
+__all__ = ["InputError", "Widget", "button", "checkbox", "field", "guarded", "message_html",
+           "pre", "stale_note", "tag_controls"]
 
 #: Room a checkbox needs: the box and its gap, and the widest character of a 13 px label.
 CHECKBOX_PX, CHAR_PX = 32, 9
@@ -76,6 +77,32 @@ def checkbox(description: str, value: bool) -> Any:
 
     return w.Checkbox(value=value, description=description, indent=False,
                       layout=w.Layout(width=f"{CHECKBOX_PX + CHAR_PX * len(description)}px"))
+
+
+def button(description: str, **kw: Any) -> Any:
+    """A button as wide as its label."""
+    import ipywidgets as w
+
+    return w.Button(description=description, layout=w.Layout(width="auto"), **kw)
+
+
+def field(kind: Any, description: str, width: int, **kw: Any) -> Any:
+    """A control of `kind` (w.Text, w.Dropdown, ...) `width` px wide, its label as wide as the
+    label needs."""
+    import ipywidgets as w
+
+    return kind(description=description, style={"description_width": "initial"},
+                layout=w.Layout(width=f"{width}px"), **kw)
+
+
+def tag_controls(widget: object, prefix: str) -> None:
+    """Give each button, field, menu, checkbox and slider of `widget` the CSS class
+    ``<prefix>-<its attribute name>``, by which the browser tests find it."""
+    import ipywidgets as w
+
+    for name, control in vars(widget).items():
+        if isinstance(control, (w.Button, w.Checkbox, w.Dropdown, w.IntRangeSlider, w.Text)):
+            control.add_class(f"{prefix}-{name.replace('_', '-')}")
 
 
 def message_html(text: str, error: bool = False) -> str:

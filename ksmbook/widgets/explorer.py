@@ -239,12 +239,9 @@ class Explorer(ExplorerCalls):
         self._history_changed(f"Replayed the script: {n} statement{'' if n == 1 else 's'}.")
 
     def _sync_kernel_controls(self) -> None:
-        self._syncing = True
-        try:
+        with self._quiet():
             self.profile.value = self.session.kernel_op.profile
             self.config_ksm.value = self.session.kernel_op.ksm
-        finally:
-            self._syncing = False
         self.config_ksm.description = f"CONFIG_KSM={'y' if self.config_ksm.value else 'n'}"
 
     # -- the range controls and the process menu --------------------------------------------

@@ -354,27 +354,21 @@ class KsmdStepper(StepperControls):
         options = [(f"{addr_text(r.address)}  {state.name(r.content)}  {r.label}", r.address)
                    for r in rows]
         current = self.page.value
-        self._syncing = True
-        try:
+        with self._quiet():
             self.page.options = options
             values = [v for _, v in options]
             self.page.value = current if current in values else (values[0] if values else None)
-        finally:
-            self._syncing = False
 
     def _refresh(self) -> None:
         """Bring every view in line with the kernel."""
         k = self.kernel
         self.state = page_state(k, names=self.names)
-        self._syncing = True
-        try:
+        with self._quiet():
             self._sync_knobs()
             names = [p.name for p in k.processes if p.alive]
             self.process.options = names
             if self.process.value not in names:
                 self.process.value = names[0] if names else None
-        finally:
-            self._syncing = False
         self._sync_pages()
         full = k.ksmd.counters()["full_scans"]
         scans = "1 full scan" if full == 1 else f"{full} full scans"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipywidgets as w
 
-from .common import Widget, checkbox, stale_note
+from .common import Widget, button, checkbox, field, stale_note, tag_controls
 
 __all__ = ["StepperControls", "KNOBS"]
 
@@ -25,33 +25,25 @@ class StepperControls(Widget):
 
     def __init__(self) -> None:
         super().__init__()
-        small = w.Layout(width="auto")
-        style = {"description_width": "initial"}
-        self.batch_button = w.Button(description="one batch", icon="step-forward",
-                                     tooltip="ksm_do_scan(pages_to_scan), then sleep",
-                                     layout=small)
-        self.scan_button = w.Button(description="one full scan", icon="fast-forward",
-                                    button_style="primary", layout=small)
-        self.undo_button = w.Button(description="Undo", icon="undo", layout=small)
-        self.redo_button = w.Button(description="Redo", icon="redo", layout=small)
-        self.reset_button = w.Button(description="Reset", icon="trash", layout=small)
-        self.run = w.Dropdown(options=[("0 (stop)", 0), ("1 (merge)", 1),
-                                       ("2 (unmerge all)", 2)], description="run",
-                              style=style, layout=w.Layout(width="170px"))
-        self.pages_to_scan = w.Text(value="100", description="pages_to_scan", style=style,
-                                    continuous_update=False, layout=w.Layout(width="190px"))
+        self.batch_button = button("one batch", icon="step-forward",
+                                   tooltip="ksm_do_scan(pages_to_scan), then sleep")
+        self.scan_button = button("one full scan", icon="fast-forward", button_style="primary")
+        self.undo_button = button("Undo", icon="undo")
+        self.redo_button = button("Redo", icon="redo")
+        self.reset_button = button("Reset", icon="trash")
+        self.run = field(w.Dropdown, "run", 170, options=[("0 (stop)", 0), ("1 (merge)", 1),
+                                                          ("2 (unmerge all)", 2)])
+        self.pages_to_scan = field(w.Text, "pages_to_scan", 190, value="100",
+                                   continuous_update=False)
         self.smart_scan = checkbox("smart_scan", True)
         self.use_zero_pages = checkbox("use_zero_pages", False)
-        self.max_page_sharing = w.Text(value="256", description="max_page_sharing",
-                                       style=style, continuous_update=False,
-                                       layout=w.Layout(width="200px"))
-        self.process = w.Dropdown(description="write: process", style=style,
-                                  layout=w.Layout(width="190px"))
-        self.page = w.Dropdown(description="page", style=style, layout=w.Layout(width="420px"))
-        self.content = w.Text(value="W", description="new content", style=style,
-                              placeholder="a name or a number",
-                              layout=w.Layout(width="200px"))
-        self.write_button = w.Button(description="write", icon="pencil", layout=small)
+        self.max_page_sharing = field(w.Text, "max_page_sharing", 200, value="256",
+                                      continuous_update=False)
+        self.process = field(w.Dropdown, "write: process", 190)
+        self.page = field(w.Dropdown, "page", 420)
+        self.content = field(w.Text, "new content", 200, value="W",
+                             placeholder="a name or a number")
+        self.write_button = button("write", icon="pencil")
         self.diagram = w.HTML("")
         self.diagram.add_class("ksmbook-pages")
         self.table = w.HTML("")
@@ -60,20 +52,13 @@ class StepperControls(Widget):
         self.trace_box = w.HTML("")
         self.script_box = w.Textarea(value="", layout=w.Layout(width="100%", height="180px"))
         self.script_box.add_class("ksmbook-script")
-        for name in ("batch_button", "scan_button", "undo_button", "redo_button",
-                     "reset_button", "run", "pages_to_scan",
-                     "smart_scan", "use_zero_pages", "max_page_sharing", "process", "page",
-                     "content", "write_button"):
-            getattr(self, name).add_class("ksmd-" + name.replace("_", "-"))
-        tabs = w.Tab(children=[self.table, w.VBox([self.counters_diagram, self.counters_box]),
-                               self.trace_box,
-                               w.VBox([w.HTML("Copy this script out: <code>python -m ksmbook "
-                                              "run FILE</code> replays it to the same "
-                                              "counters."), self.script_box])])
-        for i, title in enumerate(("Pages (text)", "Counters over scans", "ksmd trace",
-                                   "Scenario script")):
-            tabs.set_title(i, title)
-        self.tabs = tabs
+        tag_controls(self, "ksmd")
+        copy = w.HTML("Copy this script out: <code>python -m ksmbook run FILE</code> replays it "
+                      "to the same counters.")
+        self.tabs = tabs = w.Tab(
+            children=[self.table, w.VBox([self.counters_diagram, self.counters_box]),
+                      self.trace_box, w.VBox([copy, self.script_box])],
+            titles=("Pages (text)", "Counters over scans", "ksmd trace", "Scenario script"))
         self.knob_row = w.HBox([getattr(self, knob) for knob in KNOBS])
         self.widget = w.VBox([
             stale_note("ksmd stepper"),

@@ -43,7 +43,7 @@ from ..profiles import get_profile
 from ..render import addr_text, snapshot
 from ..scenario import Madvise, Mprotect, Munmap, ScenarioError, Statement, format_op, process_of
 from ..session import sentence
-from .common import InputError, guarded
+from .common import InputError, button, checkbox, field, guarded
 from .explorer import Explorer
 from .ranges import addr_words
 
@@ -150,25 +150,15 @@ class PredictExplorer(Explorer):
                                                     "picture of the explorer in predict mode")
 
     def _build_predict_controls(self) -> None:
-        self.predict_first = w.Checkbox(value=True, description="predict before each call",
-                                        indent=False, layout=w.Layout(width="220px"))
+        self.predict_first = checkbox("predict before each call", True)
         self.question_box = w.HTML("")
-        self.predict_result = w.Dropdown(
-            options=[("(pick)", "")] + [(r, r) for r in _RESULTS], value="",
-            description="returns", style={"description_width": "initial"},
-            layout=w.Layout(width="170px"))
-        self.predict_layout = w.Text(value="", placeholder=f"e.g. {PAGES_EXAMPLE}",
-                                     description="VMAs after", style={"description_width":
-                                                                      "initial"},
-                                     layout=w.Layout(width="340px"))
-        self.submit_button = w.Button(description="Run and compare", icon="check",
-                                      button_style="success", layout=w.Layout(width="auto"))
-        self.skip_button = w.Button(description="Run without predicting",
-                                    layout=w.Layout(width="auto"))
+        self.predict_result = field(w.Dropdown, "returns", 170, value="",
+                                    options=[("(pick)", "")] + [(r, r) for r in _RESULTS])
+        self.predict_layout = field(w.Text, "VMAs after", 340, value="",
+                                    placeholder=f"e.g. {PAGES_EXAMPLE}")
+        self.submit_button = button("Run and compare", icon="check", button_style="success")
+        self.skip_button = button("Run without predicting")
         self.feedback_box = w.HTML("")
-        for name in ("predict_first", "predict_result", "predict_layout", "submit_button",
-                     "skip_button"):
-            getattr(self, name).add_class("ksm-" + name.replace("_", "-"))
         self.question_box.add_class("ksmbook-question")
         self.submit_button.on_click(self._on_submit)
         self.skip_button.on_click(self._on_skip)
@@ -178,8 +168,7 @@ class PredictExplorer(Explorer):
         self.ask_row = w.HBox([self.predict_result, self.predict_layout, self.submit_button,
                                self.skip_button], layout=w.Layout(display="none"))
         self.predict_panel = w.VBox([self.predict_first, self.question_box, self.split_row,
-                                     self.ask_row,
-                                     self.feedback_box])
+                                     self.ask_row, self.feedback_box])
 
     # -- the hook: a predicted call waits -----------------------------------------------------
 
@@ -257,9 +246,7 @@ class PredictExplorer(Explorer):
         self._question = question
         self.ask_row.layout.display = None if question is not None else "none"
         boxes = [] if question is None or len(question.splits) > _MAX_SPLITS else [
-            w.Checkbox(value=False, description=str(k), indent=False,
-                       layout=w.Layout(width=f"{32 + 9 * len(str(k))}px"))
-            for k in question.splits]
+            checkbox(str(k), False) for k in question.splits]
         for box in boxes:
             box.add_class("ksm-split-point")
             box.observe(self._on_split, "value")
