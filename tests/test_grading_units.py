@@ -181,3 +181,49 @@ def test_sandbox_without_root_hides_the_course() -> None:
         assert (hidden / "gradebook.db").read_text() == "grades"
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_namespace_constants_are_linux_values() -> None:
+    """The sandbox's CLONE_*, MS_* and MNT_* values (classroom/_userns.py, a standalone script
+    that keeps its own) are those of the Linux and glibc headers."""
+    from ksmbook.classroom import _userns
+
+    headers = {"linux/sched.h": ("CLONE_NEWNS", "CLONE_NEWUSER"),
+               "linux/mount.h": ("MS_BIND", "MS_REC", "MS_PRIVATE"),
+               "*/sys/mount.h": ("MNT_DETACH",)}
+    for header, names in headers.items():
+        path = next(Path("/usr/include").glob(header), None)
+        if path is None:
+            pytest.skip(f"no /usr/include/{header} (linux-libc-dev, libc6-dev)")
+        text = path.read_text()
+        for name in names:
+            m = re.search(rf"^\s*(?:#define\s+)?{name}\b\s*=?\s*\(?(0x[0-9a-fA-F]+|\d+)"
+                          r"(?:\s*<<\s*(\d+))?", text, re.M)
+            assert m is not None, (header, name)
+            value = int(m.group(1), 0) << int(m.group(2) or 0)
+            assert getattr(_userns, name) == value, (name, value)
+
+
+@pytest.mark.parametrize("sid, ok", [
+    ("bob", True), ("Bob.Smith@uni", True), ("7-of_9", True), ("a" * 64, True),
+    ("_bob", False), ("a+b", False), ("a" * 65, False), ("../etc", False), (".bob", False),
+    ("bob smith", False), ("bob/x", False)])
+def test_one_student_id_rule(tmp_path: Path, sid: str, ok: bool) -> None:
+    """The roster, the assignment's students and the answer key accept the same ids."""
+    from ksmbook.classroom.assignment import AssignmentError, solution_lines
+    from ksmbook.classroom.course import CourseError, read_roster
+
+    roster = tmp_path / "roster.csv"
+    roster.write_text(f"id\n{sid}\n")
+    try:
+        assert [e.id for e in read_roster(roster)] == [sid] and ok
+    except CourseError as e:
+        assert "is not a user name" in str(e) and not ok
+    with pytest.raises(AssignmentError) as refused:
+        solution_lines(tmp_path / "none", "hw", sid)
+    assert (f"student id {sid!r}" in str(refused.value)) != ok
+    try:
+        write_assignment(2, tmp_path / "course", count=1, variants=True, students=[sid])
+        assert load_plan(tmp_path / "course", "chapter02").students == [sid] and ok  # type: ignore[union-attr]
+    except AssignmentError as e:
+        assert f"student id {sid!r}" in str(e) and not ok

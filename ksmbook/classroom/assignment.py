@@ -38,6 +38,9 @@ import nbformat
 from ..exercises import CHAPTERS, Problem
 from .student import PROBLEMS_FILE
 from .variants import (
+    ASSIGNMENT_NAME,
+    STUDENT_ID,
+    STUDENT_ID_RULE,
     Plan,
     VariantError,
     load_secret,
@@ -60,7 +63,6 @@ def _plain(message: str) -> str:
     return _POINTERS.sub("", message).replace(" :", ":").strip()
 
 
-_STUDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]*\Z")
 SPECIMEN = "specimen"
 
 #: The lines of a course's nbgrader_config.py that make autograde grade with ksmbook.
@@ -229,8 +231,8 @@ def _roster(course: Path, students: list[str]) -> list[str]:
         except Exception as e:  # noqa: BLE001
             raise AssignmentError(f"cannot read the students of {db}: {e}") from None
     for s in out:
-        if not _STUDENT.match(s):
-            raise AssignmentError(f"student id {s!r}: use letters, digits and . _ @ + -")
+        if not STUDENT_ID.match(s):
+            raise AssignmentError(f"student id {s!r}: use {STUDENT_ID_RULE}")
     return sorted(set(out))
 
 
@@ -261,7 +263,7 @@ def write_assignment(chapter: int, course: str | Path, *, name: str | None = Non
         raise AssignmentError(f"no chapter {chapter}; chapters are "
                               f"{min(CHAPTERS)}-{max(CHAPTERS)}")
     name = name or f"chapter{chapter:02d}"
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name):
+    if not ASSIGNMENT_NAME.match(name):
         raise AssignmentError(f"assignment name {name!r}: use letters, digits, - and _")
     if variants and seed is not None:
         raise AssignmentError("--variants and --seed do not go together: variants come from "
@@ -338,8 +340,8 @@ def solution_lines(course: str | Path, assignment: str, student: str, *,
     (with `problems`, each problem's text above its answer, as # comment lines)."""
     from .variants import load_plan
 
-    if not _STUDENT.match(student):
-        raise AssignmentError(f"student id {student!r}: use letters, digits and . _ @ + -")
+    if not STUDENT_ID.match(student):
+        raise AssignmentError(f"student id {student!r}: use {STUDENT_ID_RULE}")
     course = Path(course)
     if not course.is_dir():
         raise AssignmentError(f"{course} is not a course folder")

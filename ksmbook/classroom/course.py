@@ -31,7 +31,7 @@ from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
-from .variants import ASSIGNMENT_NAME, write_atomic
+from .variants import ASSIGNMENT_NAME, STUDENT_ID, STUDENT_ID_RULE, write_atomic
 
 __all__ = ["CourseError", "Course", "RosterEntry", "LatePolicy", "read_roster",
            "import_roster", "parse_due", "set_due", "DUE_CELL_ID"]
@@ -39,8 +39,6 @@ __all__ = ["CourseError", "Course", "RosterEntry", "LatePolicy", "read_roster",
 #: The role (metadata ksmbook.role) of the read-only cell that shows the due date.
 DUE_CELL_ID = "due_date"
 
-# A student id is an OS or hub user name: nbgrader files submissions under it.
-_STUDENT_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._@-]{0,63}\Z")
 _EMAIL = re.compile(r"[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+\Z")
 
 _POLICY_BEGIN = "# BEGIN ksmbook late policy"
@@ -230,9 +228,9 @@ def read_roster(path: str | Path) -> list[RosterEntry]:
         sid = values["id"]
         if not sid:
             raise CourseError(f"{path}, line {line}: no student id")
-        if not _STUDENT_ID.match(sid):
+        if not STUDENT_ID.match(sid):
             raise CourseError(f"{path}, line {line}: student id {sid!r} is not a user name "
-                              "(letters, digits, . _ - @; nbgrader files submissions under it)")
+                              f"({STUDENT_ID_RULE}; nbgrader files submissions under it)")
         if sid in seen:
             raise CourseError(f"{path}, line {line}: student id {sid!r} again (first on line "
                               f"{seen[sid]})")

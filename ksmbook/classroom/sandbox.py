@@ -28,9 +28,11 @@ import secrets
 import shutil
 import sys
 import tempfile
-from typing import Any, NamedTuple, NoReturn
+from typing import NamedTuple, NoReturn
 
 from jupyter_client.manager import AsyncKernelManager
+
+from ._userns import CLONE_NEWNS, MNT_DETACH, MS_BIND, MS_PRIVATE, MS_REC, check, libc, mount
 
 __all__ = ["Identity", "SandboxKernelManager", "kill_uid", "sandbox_user"]
 
@@ -154,33 +156,6 @@ class SandboxKernelManager(AsyncKernelManager):
     cleanup_resources = _async_cleanup_resources
 
 
-_CLONE_NEWNS = 0x00020000
-_MS_BIND, _MS_REC, _MS_PRIVATE = 4096, 16384, 1 << 18
-_MNT_DETACH = 2
-
-
-def _libc() -> Any:
-    import ctypes
-    import ctypes.util
-
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    return libc
-
-
-def _check(rc: int, what: str) -> None:
-    if rc != 0:
-        import ctypes
-
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
-
-
-def _mount(libc: Any, source: str, target: str, fstype: str | None, flags: int,
-           data: str | None = None) -> None:
-    _check(libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None,
-                      flags, data.encode() if data else None), f"mount {target}")
-
-
 def _blocker(path: str, user: Identity) -> str | None:
     """The highest folder above `path` that `user` cannot enter (None if it can reach it)."""
     parts = os.path.realpath(path).split(os.sep)[1:]
@@ -199,12 +174,11 @@ def _private_mounts(user: Identity, needed: list[str], hide: list[str],
     """In a new mount namespace: cover each folder in `hide` with an empty tmpfs, and make
     each path in `needed` (the interpreter, the packages) reachable by `user`: a folder above
     it that `user` cannot enter is covered by a tmpfs holding only the needed entries."""
-    libc = _libc()
-    _check(libc.unshare(_CLONE_NEWNS), "unshare")
-    _mount(libc, "none", "/", None, _MS_REC | _MS_PRIVATE)
+    check(libc.unshare(CLONE_NEWNS), "unshare")
+    mount("none", "/", None, MS_REC | MS_PRIVATE)
     for folder in hide:
         if os.path.isdir(folder):
-            _mount(libc, "tmpfs", folder, "tmpfs", 0, "mode=000,size=4k")
+            mount("tmpfs", folder, "tmpfs", 0, "mode=000,size=4k")
     for _round in range(8):
         blocked: dict[str, set[str]] = {}
         for path in needed:
@@ -219,13 +193,13 @@ def _private_mounts(user: Identity, needed: list[str], hide: list[str],
             for m, entry in enumerate(sorted(entries)):
                 tmp = os.path.join(stage, f"{_round}-{n}-{m}")
                 os.mkdir(tmp)
-                _mount(libc, os.path.join(folder, entry), tmp, None, _MS_BIND | _MS_REC)
+                mount(os.path.join(folder, entry), tmp, None, MS_BIND | MS_REC)
                 staged.append((entry, tmp))
-            _mount(libc, "tmpfs", folder, "tmpfs", 0, "mode=755,size=64k")
+            mount("tmpfs", folder, "tmpfs", 0, "mode=755,size=64k")
             for entry, tmp in staged:
                 os.mkdir(os.path.join(folder, entry))
-                _mount(libc, tmp, os.path.join(folder, entry), None, _MS_BIND | _MS_REC)
-                _check(libc.umount2(tmp.encode(), _MNT_DETACH), f"umount {tmp}")
+                mount(tmp, os.path.join(folder, entry), None, MS_BIND | MS_REC)
+                check(libc.umount2(tmp.encode(), MNT_DETACH), f"umount {tmp}")
     raise OSError(f"cannot make {needed} reachable by {user.name}")
 
 

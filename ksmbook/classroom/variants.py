@@ -31,9 +31,9 @@ from pathlib import Path
 
 from ..exercises import CHAPTER_SETS, Problem, generate, generator
 
-__all__ = ["STATE_DIR", "ASSIGNMENT_NAME", "VariantError", "Plan", "state_dir", "load_secret",
-           "plan_path", "save_plan", "load_plan", "make_plan", "problems_for", "problems_of",
-           "student_key", "write_atomic"]
+__all__ = ["STATE_DIR", "ASSIGNMENT_NAME", "STUDENT_ID", "STUDENT_ID_RULE", "VariantError", "Plan",
+           "state_dir", "load_secret", "plan_path", "save_plan", "load_plan", "make_plan",
+           "problems_for", "problems_of", "student_key", "write_atomic"]
 
 #: The teacher's folder in a course (its name starts with a dot: never released, and no
 #: folder named ``ksmbook`` hides the package from commands run in the course folder).
@@ -41,6 +41,9 @@ STATE_DIR = ".ksmbook"
 MODES = ("variants", "secret", "seed")
 #: An assignment's name (its folder under source/, and its plan's file name).
 ASSIGNMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*\Z")
+#: A student's id: a user name, and the folder nbgrader files their submissions in.
+STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}\Z")
+STUDENT_ID_RULE = "1 to 64 letters, digits, . _ @ -, starting with a letter or digit"
 
 
 class VariantError(Exception):
