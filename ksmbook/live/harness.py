@@ -58,6 +58,7 @@ is killed and gives :class:`WorkerTimeout`). ``MAP_LOCKED`` needs RLIMIT_MEMLOCK
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import functools
@@ -215,15 +216,12 @@ def parse_smaps(text: str, lo: int = 0, hi: int = 1 << 64) -> list[LiveVMA]:
 
 # Controller side
 class Worker:
-    """A handle on one worker process. Methods take and return raw ints (live addresses).
-
-    ``pid`` is the real pid; ``parent`` is the Worker that forked this one (None if spawned).
-    """
+    """A handle on one worker process (``pid``, its real pid). Methods take and return raw
+    ints (live addresses)."""
 
     def __init__(self, session: LiveSession, sock: socket.socket, pid: int,
-                 popen: subprocess.Popen[bytes] | None, parent: Worker | None) -> None:
-        self.session, self.sock, self.pid = session, sock, pid
-        self.popen, self.parent = popen, parent
+                 popen: subprocess.Popen[bytes] | None) -> None:
+        self.session, self.sock, self.pid, self.popen = session, sock, pid, popen
         self.exited = False
         try:
             self.pidfd: int | None = os.pidfd_open(pid)
@@ -253,7 +251,14 @@ class Worker:
         except (BrokenPipeError, ConnectionError, EOFError) as e:
             self.exited = True
             raise WorkerDied(f"worker {self.pid} died during {op}{self._status()}") from e
-        return self._unwrap(op, reply)
+        if "ok" in reply:
+            return reply["ok"]
+        if "errno" in reply:
+            err = reply["errno"]
+            raise OSError(err, f"{reply.get('msg') or os.strerror(err)} (live {op})")
+        if "refused" in reply:
+            raise LiveRefused(reply["refused"])
+        raise LiveError(f"worker failed in {op}: {reply.get('error')}")
 
     def _recv(self) -> Any:
         self.sock.settimeout(self.session.timeout)
@@ -276,24 +281,11 @@ class Worker:
             return f" (exit status {rc})"
         return ""
 
-    @staticmethod
-    def _unwrap(op: str, reply: dict[str, Any]) -> Any:
-        if "ok" in reply:
-            return reply["ok"]
-        if "errno" in reply:
-            e = reply["errno"]
-            raise OSError(e, f"{reply.get('msg') or os.strerror(e)} (live {op})")
-        if "refused" in reply:
-            raise LiveRefused(reply["refused"])
-        raise LiveError(f"worker failed in {op}: {reply.get('error')}")
-
     # -- system calls -------------------------------------------------------------------------
     def mmap(self, addr: int, length: int, prot: int, flags: int, path: str | None = None,
              offset: int = 0, readonly: bool = False) -> int:
-        """mmap at ``addr`` (always explicit; without MAP_FIXED it is sent as MAP_FIXED_NOREPLACE).
-
-        With ``path``, the worker opens the file O_RDWR (O_RDONLY if ``readonly``) for the call.
-        """
+        """mmap at ``addr`` (without MAP_FIXED, sent as MAP_FIXED_NOREPLACE), of the file
+        ``path`` if given, opened O_RDWR (O_RDONLY if ``readonly``)."""
         return self._call("mmap", addr=addr, length=length, prot=prot, flags=flags,
                           path=path, offset=offset, readonly=readonly)
 
@@ -332,14 +324,14 @@ class Worker:
         return self._call("drain", addr=addr)
 
     def time_writes(self, addrs: Sequence[int], seed: int = 0) -> list[int]:
-        """Nanoseconds of a one-byte write to each address (shuffled order, timed in the
-        worker). The pages must be mapped writable, else the worker dies (WorkerDied)."""
+        """Nanoseconds of a one-byte write to each address, timed in the worker, which dies
+        (WorkerDied) where a page is not mapped writable."""
         return self._call("time_writes", addrs=list(addrs), seed=seed)
 
     def time_madvise(self, addr: int, length: int, advices: Sequence[int], repeat: int,
                      rounds: int = 1) -> list[float]:
-        """CPU seconds per repeat of the madvise calls (one per advice, in turn), timed in the
-        worker with time.process_time(), one figure per round (``Worker.time_madvise``)."""
+        """CPU seconds per repeat of the madvise calls, one figure per round (timed in the
+        worker)."""
         return self._call("time_madvise", addr=addr, length=length, advices=list(advices),
                           repeat=repeat, rounds=rounds)
 
@@ -354,7 +346,7 @@ class Worker:
             pid = self._call("fork", fds=[theirs.fileno()])
         finally:
             theirs.close()
-        child = Worker(self.session, ours, pid, None, self)
+        child = Worker(self.session, ours, pid, None)
         try:
             hello = child._recv()
         except EOFError:
@@ -401,33 +393,28 @@ class Worker:
     def kill(self) -> None:
         """SIGKILL the worker (via its pidfd, so a recycled pid is never hit)."""
         self.exited = True
-        try:
+        with contextlib.suppress(OSError):
             if self.popen is not None:
                 self.popen.kill()
             elif self.pidfd is not None:
                 signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
-        except (ProcessLookupError, OSError):
-            pass
         self._reap(timeout=5)
 
     def _reap(self, timeout: float) -> bool:
+        """Wait until the worker has ended; whether it has (True if it cannot be waited for)."""
         if self.popen is not None:
             try:
                 self.popen.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 return False
-        elif self.pidfd is not None:
-            if not select.select([self.pidfd], [], [], timeout)[0]:
-                return False
-        return True
+            return True
+        return self.pidfd is None or bool(select.select([self.pidfd], [], [], timeout)[0])
 
     def _close(self) -> None:
         if not self.exited:
-            try:
+            with contextlib.suppress(OSError):
                 self.sock.settimeout(1.0)
                 self.sock.sendall(_encode({"op": "exit", "args": {"status": 0}}))
-            except OSError:
-                pass
             self.exited = True
         self.sock.close()
         if not self._reap(timeout=2):
@@ -474,7 +461,7 @@ class LiveSession:
                                      close_fds=True)
         finally:
             theirs.close()
-        w = Worker(self, ours, popen.pid, popen, None)
+        w = Worker(self, ours, popen.pid, popen)
         self._workers.append(w)
         try:
             hello = w._recv()
@@ -719,14 +706,12 @@ class LiveTask:
         self.worker.drain(self._live(addr))
 
     def time_writes(self, addrs: Sequence[int], seed: int = 0) -> list[int]:
-        """Nanoseconds of a one-byte write to each address, timed in the worker
-        (``Worker.time_writes``)."""
+        """Nanoseconds of a one-byte write to each address (``Worker.time_writes``)."""
         return self.worker.time_writes([self._live(a) for a in addrs], seed=seed)
 
     def time_madvise(self, addr: int, length: int, advices: Sequence[int], repeat: int,
                      rounds: int = 1) -> list[float]:
-        """CPU seconds per repeat of the madvise calls, timed in the worker
-        (``Worker.time_madvise``)."""
+        """CPU seconds per repeat of the madvise calls (``Worker.time_madvise``)."""
         return self.worker.time_madvise(self._live(addr), length, advices, repeat, rounds)
 
     def read_page(self, addr: int) -> int:

@@ -493,31 +493,6 @@ class KsmdDriver:
                         lambda b, now: now[0] > b[0] or now[1] >= b[1] + n)
         return self.counters()
 
-    def run_free(self, scans: int, *, pages_to_scan: int, sleep_millisecs: int) -> list[float]:
-        """Let ksmd run freely (not parked between batches) at the given pages_to_scan and
-        sleep_millisecs until *scans* more full scans have ended, then stop it (run=0).
-        Returns the seconds from run=1 to each full_scans step."""
-        deadline = time.monotonic() + self.timeout
-        _write("pages_to_scan", pages_to_scan)
-        self._budget = pages_to_scan
-        start = _progress()[0]
-        ends: list[float] = []
-        t0 = time.monotonic()
-        _write("sleep_millisecs", sleep_millisecs)  # also ends a parked (timed) sleep
-        _write("run", 1)
-        try:
-            while len(ends) < scans:
-                done = _progress()[0] - start
-                if done > len(ends):
-                    ends.extend([time.monotonic() - t0] * (min(done, scans) - len(ends)))
-                    continue
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{scans} full scans took more than {self.timeout} s")
-                time.sleep(0.0005)
-        finally:
-            _write("run", 0)
-        return ends
-
     def stop(self) -> None:
         """run=0 (ksmd stays asleep; counters keep their values)."""
         _write("run", 0)
@@ -678,17 +653,13 @@ def contamination(counters: dict[str, Any], stats: Sequence[dict[str, Any]]) -> 
     """"" when the global counters (relative to the reset) are exactly the sums over the
     processes' /proc/PID/ksm_stat, else what differs: pages of another process (or of one that
     exited and ksmd has not cleaned up yet) are being counted."""
-    mine = {
-        "rmap_items": sum(s.get("ksm_rmap_items", 0) for s in stats),
-        "merging_pages": sum(s.get("ksm_merging_pages", 0) for s in stats),
-        "zero_pages": sum(s.get("ksm_zero_pages", 0) for s in stats),
-    }
     glob = {
         "rmap_items": counters["pages_shared"] + counters["pages_sharing"]
         + counters["pages_unshared"] + counters["pages_volatile"],
         "merging_pages": counters["pages_shared"] + counters["pages_sharing"],
         "zero_pages": counters.get("ksm_zero_pages", 0),
     }
+    mine = {k: sum(s.get(f"ksm_{k}", 0) for s in stats) for k in glob}
     return "; ".join(f"{k}: global {glob[k]} != the processes' {mine[k]}"
                      for k in mine if mine[k] != glob[k])
 
@@ -710,12 +681,25 @@ def _relative(counters: dict[str, int], base: dict[str, int]) -> dict[str, Any]:
 def time_scans(contents: Sequence[Any], *, scans: int = 3, pages_to_scan: int = 100_000,
                sleep_millisecs: int = 0, smart_scan: int | None = None,
                timeout: float = 600.0) -> dict[str, Any]:
-    """Wall time of *scans* full scans of *contents* (one worker) with ksmd running freely at
-    the given pages_to_scan / sleep_millisecs, in a ``session`` (the lock, every knob
-    restored, ksmd reset first): ``KsmdDriver.run_free``.
-    Returns {"elapsed", "scan_ends" (seconds at each full_scans step), "pages"}."""
+    """Wall time of *scans* full scans of *contents* (one worker) with ksmd running freely (not
+    parked between batches) at the given pages_to_scan / sleep_millisecs, in a ``session``
+    (the lock, every knob restored, ksmd reset first, run=0 at its end). Returns {"elapsed",
+    "scan_ends" (seconds from run=1 to each full_scans step), "pages"}."""
     with session(timeout=timeout, advisor_mode="none", smart_scan=smart_scan) as ksmd:
         ksmd.spawn(list(contents))
-        ends = ksmd.run_free(scans, pages_to_scan=pages_to_scan,
-                             sleep_millisecs=sleep_millisecs)
+        deadline = time.monotonic() + timeout
+        _write("pages_to_scan", pages_to_scan)
+        start = _progress()[0]
+        ends: list[float] = []
+        t0 = time.monotonic()
+        _write("sleep_millisecs", sleep_millisecs)  # also ends a parked (timed) sleep
+        _write("run", 1)
+        while len(ends) < scans:
+            done = _progress()[0] - start
+            if done > len(ends):
+                ends.extend([time.monotonic() - t0] * (min(done, scans) - len(ends)))
+                continue
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{scans} full scans took more than {timeout} s")
+            time.sleep(0.0005)
     return {"elapsed": ends[-1], "scan_ends": ends, "pages": len(contents)}
