@@ -56,9 +56,9 @@ import difflib
 import errno
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import singledispatchmethod
-from typing import Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 from .backend import FileBackend, KernelBackend, ProcessBackend
 from .constants import MADV, MAP, MREMAP, PAGE_SIZE, PROT, ULONG_MAX
@@ -125,17 +125,52 @@ def _prot_text(prot: int) -> str:
     return letters or "none"
 
 
+def _advice_text(advice: int) -> str:
+    try:
+        return (MADV(advice).name or "").removeprefix("MADV_")
+    except ValueError:
+        return str(advice)
+
+
+#: How a plain statement prints its int fields, by field name (the others: str()).
+_TEXT: dict[str, Callable[[int], str]] = {
+    "length": _length_text, "prot": _prot_text, "advice": _advice_text}
+
+
 def _on(proc: str, body: str) -> str:
     return body if proc == "p1" else f"{proc}: {body}"
 
 
 # -- the statements -----------------------------------------------------------------------
-# Each prints as its canonical line.
+# Each prints as its canonical line: its keyword and its fields in order, each as its name says
+# (`_TEXT`; str() for the others), unless the statement says otherwise.
 
 @dataclass(frozen=True)
 class _Located:
+    keyword: ClassVar[str]
+    not_args: ClassVar[tuple[str, ...]] = ("line",)
     #: The line a statement was parsed from (0: made in code); not part of equality.
     line: int = field(default=0, compare=False, kw_only=True)
+
+    @classmethod
+    def arg_names(cls) -> list[str]:
+        return [f.name for f in fields(cls) if f.name not in cls.not_args]
+
+    def __str__(self) -> str:
+        return " ".join([self.keyword, *(_TEXT.get(name, str)(getattr(self, name))
+                                         for name in self.arg_names())])
+
+
+@dataclass(frozen=True)
+class _Call(_Located):
+    """A statement that process `proc` runs: ``[PROC:] KEYWORD ARG...``. A plain one parses
+    its fields in order, each as its name says (`_READ`)."""
+
+    not_args = ("line", "proc")
+    proc: str
+
+    def __str__(self) -> str:
+        return _on(self.proc, super().__str__())
 
 
 @dataclass(frozen=True)
@@ -178,11 +213,9 @@ class CreateFile(_Located):
 class CreateDevice(_Located):
     """``device NAME STYLE``: a character device whose driver maps memory in STYLE."""
 
+    keyword = "device"
     name: str
     style: str
-
-    def __str__(self) -> str:
-        return f"device {self.name} {self.style}"
 
 
 @dataclass(frozen=True)
@@ -201,26 +234,22 @@ class Reclaim(_Located):
     """``reclaim``: memory pressure; reclaim frees the pages MADV_FREE left clean (the result
     is how many page table entries went)."""
 
-    def __str__(self) -> str:
-        return "reclaim"
+    keyword = "reclaim"
 
 
 @dataclass(frozen=True)
 class Spawn(_Located):
     """``spawn NAME``: a new process with an empty address space."""
 
+    keyword = "spawn"
     proc: str
-
-    def __str__(self) -> str:
-        return f"spawn {self.proc}"
 
 
 @dataclass(frozen=True)
-class Map(_Located):
+class Map(_Call):
     """``map LABEL LEN PROT private|shared BACKING [options]``: mmap(2). `backing` is anon,
     hugetlb, file or device; `source` names the file or device."""
 
-    proc: str
     name: str
     length: int
     prot: int
@@ -248,24 +277,20 @@ class Map(_Located):
 
 
 @dataclass(frozen=True)
-class Munmap(_Located):
+class Munmap(_Call):
     """``munmap ADDR LEN``: munmap(2)."""
 
-    proc: str
+    keyword = "munmap"
     addr: Addr
     length: int
 
-    def __str__(self) -> str:
-        return _on(self.proc, f"munmap {self.addr} {_length_text(self.length)}")
-
 
 @dataclass(frozen=True)
-class Mremap(_Located):
+class Mremap(_Call):
     """``mremap ADDR OLD_LEN NEW_LEN [maymove] [fixed] [at ADDR] [dontunmap] [flags=N]``:
     mremap(2). `flags` holds the MREMAP_* bits (flags=N adds raw ones); `new_addr` is the
     ``at`` address (MREMAP_FIXED's target, or MREMAP_DONTUNMAP's hint)."""
 
-    proc: str
     addr: Addr
     old_size: int
     new_size: int
@@ -288,41 +313,29 @@ class Mremap(_Located):
 
 
 @dataclass(frozen=True)
-class Mprotect(_Located):
+class Mprotect(_Call):
     """``mprotect ADDR LEN PROT``: mprotect(2)."""
 
-    proc: str
+    keyword = "mprotect"
     addr: Addr
     length: int
     prot: int
 
-    def __str__(self) -> str:
-        return _on(self.proc, f"mprotect {self.addr} {_length_text(self.length)} "
-                              f"{_prot_text(self.prot)}")
-
 
 @dataclass(frozen=True)
-class Madvise(_Located):
+class Madvise(_Call):
     """``madvise ADDR LEN ADVICE``: madvise(2)."""
 
-    proc: str
+    keyword = "madvise"
     addr: Addr
     length: int
     advice: int
 
-    def __str__(self) -> str:
-        try:
-            name = (MADV(self.advice).name or "").removeprefix("MADV_")
-        except ValueError:
-            name = str(self.advice)
-        return _on(self.proc, f"madvise {self.addr} {_length_text(self.length)} {name}")
-
 
 @dataclass(frozen=True)
-class Write(_Located):
+class Write(_Call):
     """``write ADDR V...``: the process writes one page per value (0: an all-zero page)."""
 
-    proc: str
     addr: Addr
     values: tuple[int, ...]
 
@@ -331,42 +344,32 @@ class Write(_Located):
 
 
 @dataclass(frozen=True)
-class Read(_Located):
+class Read(_Call):
     """``read ADDR``: the process reads one page; the result is its content."""
 
-    proc: str
+    keyword = "read"
     addr: Addr
 
-    def __str__(self) -> str:
-        return _on(self.proc, f"read {self.addr}")
-
 
 @dataclass(frozen=True)
-class Fork(_Located):
+class Fork(_Call):
     """``fork CHILD``: fork(2); the child gets the name CHILD."""
 
-    proc: str
+    keyword = "fork"
     child: str
 
-    def __str__(self) -> str:
-        return _on(self.proc, f"fork {self.child}")
-
 
 @dataclass(frozen=True)
-class Exit(_Located):
+class Exit(_Call):
     """``exit``: the process exits."""
 
-    proc: str
-
-    def __str__(self) -> str:
-        return _on(self.proc, "exit")
+    keyword = "exit"
 
 
 @dataclass(frozen=True)
-class Prctl(_Located):
+class Prctl(_Call):
     """``prctl OPTION [ARG2 ...]``: prctl(2), PR_SET_MEMORY_MERGE or PR_GET_MEMORY_MERGE."""
 
-    proc: str
     option: int
     arg2: int = 0
     arg3: int = 0
@@ -395,20 +398,16 @@ class KsmdBatch(_Located):
 class KsmdScans(_Located):
     """``ksmd scan N``: ksmd runs until N more full scans have ended."""
 
+    keyword = "ksmd scan"
     count: int
-
-    def __str__(self) -> str:
-        return f"ksmd scan {self.count}"
 
 
 @dataclass(frozen=True)
 class KsmdRun(_Located):
     """``ksmd run MS``: the thread runs for MS milliseconds of simulated time."""
 
+    keyword = "ksmd run"
     ms: int
-
-    def __str__(self) -> str:
-        return f"ksmd run {self.ms}"
 
 
 @dataclass(frozen=True)
@@ -734,10 +733,6 @@ def _p_map(line: _Line, proc: str) -> Map:
                line=line.number, **options)
 
 
-def _p_munmap(line: _Line, proc: str) -> Munmap:
-    return Munmap(proc, _addr(line), _length(line), line=line.number)
-
-
 def _p_mremap(line: _Line, proc: str) -> Mremap:
     addr = _addr(line)
     old_size = _length(line, "the old length")
@@ -758,14 +753,6 @@ def _p_mremap(line: _Line, proc: str) -> Mremap:
     return Mremap(proc, addr, old_size, new_size, flags, new_addr, line=line.number)
 
 
-def _p_mprotect(line: _Line, proc: str) -> Mprotect:
-    return Mprotect(proc, _addr(line), _length(line), _prot(line), line=line.number)
-
-
-def _p_madvise(line: _Line, proc: str) -> Madvise:
-    return Madvise(proc, _addr(line), _length(line), _advice(line), line=line.number)
-
-
 def _p_write(line: _Line, proc: str) -> Write:
     addr = _addr(line)
     values = []
@@ -775,18 +762,6 @@ def _p_write(line: _Line, proc: str) -> Write:
     if not values:
         raise line.fail("write needs at least one page content")
     return Write(proc, addr, tuple(values), line=line.number)
-
-
-def _p_read(line: _Line, proc: str) -> Read:
-    return Read(proc, _addr(line), line=line.number)
-
-
-def _p_fork(line: _Line, proc: str) -> Fork:
-    return Fork(proc, _label(line, "the child's name"), line=line.number)
-
-
-def _p_exit(line: _Line, proc: str) -> Exit:
-    return Exit(proc, line=line.number)
 
 
 def _p_prctl(line: _Line, proc: str) -> Prctl:
@@ -806,15 +781,29 @@ def _p_prctl(line: _Line, proc: str) -> Prctl:
     return Prctl(proc, option, arg2, arg3, arg4, arg5, line=line.number)
 
 
+#: How a plain statement's fields are read, by field name.
+_READ: dict[str, Callable[[_Line], object]] = {
+    "addr": _addr, "length": _length, "prot": _prot, "advice": _advice,
+    "child": lambda line: _label(line, "the child's name")}
+C = TypeVar("C", bound=_Call)
+
+
+def _plain(cls: type[C]) -> Callable[[_Line, str], C]:
+    """The parser of a plain statement: its fields in order, as `_READ` reads them."""
+    def parse_fields(line: _Line, proc: str) -> C:
+        return cls(proc, *(_READ[name](line) for name in cls.arg_names()), line=line.number)
+    return parse_fields
+
+
 #: Statement keywords: set-up and ksmd statements, and those a process runs ("p2: exit").
 _STATEMENTS: dict[str, Callable[[_Line], Statement]] = {
     "kernel": _p_kernel, "sysctl": _p_sysctl, "file": _p_file, "device": _p_device,
     "inject": _p_inject, "reclaim": _p_reclaim, "spawn": _p_spawn, "ksmd": _p_ksmd,
     "sysfs": _p_sysfs}
 _PROC_STATEMENTS: dict[str, Callable[[_Line, str], Statement]] = {
-    "map": _p_map, "munmap": _p_munmap, "mremap": _p_mremap, "mprotect": _p_mprotect,
-    "madvise": _p_madvise, "write": _p_write, "read": _p_read, "fork": _p_fork,
-    "exit": _p_exit, "prctl": _p_prctl}
+    "map": _p_map, "munmap": _plain(Munmap), "mremap": _p_mremap, "mprotect": _plain(Mprotect),
+    "madvise": _plain(Madvise), "write": _p_write, "read": _plain(Read), "fork": _plain(Fork),
+    "exit": _plain(Exit), "prctl": _p_prctl}
 
 
 # -- printing ---------------------------------------------------------------------------
