@@ -438,6 +438,11 @@ def process_of(op: Statement) -> str | None:
 class Scenario:
     ops: tuple[Statement, ...]
 
+    @property
+    def kernel(self) -> Boot:
+        """The kernel it runs on: its last ``kernel`` statement (the seed's if none)."""
+        return next((op for op in reversed(self.ops) if isinstance(op, Boot)), Boot())
+
     def __str__(self) -> str:
         return format_scenario(self)
 
@@ -823,11 +828,8 @@ def format_scenario(scenario: Scenario) -> str:
 def boot(scenario: Scenario, profile: str | None = None,
          config_ksm: bool | None = None) -> Kernel:
     """A kernel as the scenario's `kernel` statement (or the arguments) asks."""
-    first = Boot()
-    for op in scenario.ops:
-        if isinstance(op, Boot):
-            first = op
-    return Kernel(profile or first.profile, first.ksm if config_ksm is None else config_ksm)
+    kernel = scenario.kernel
+    return Kernel(profile or kernel.profile, kernel.ksm if config_ksm is None else config_ksm)
 
 
 P = TypeVar("P", bound=ProcessBackend)

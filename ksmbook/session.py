@@ -103,12 +103,11 @@ class Session:
                  kernel: Boot | None = None, before: BeforeHook | None = None,
                  maps: bool = False, factory: Callable[[], Kernel] | None = None) -> None:
         ops = statements(setup)
-        boots = [op for op in ops if isinstance(op, Boot)]
         self._factory = factory
         if factory is not None and kernel is None:
             k = factory()
             kernel = Boot(k.profile.name, k.config_ksm)
-        kernel_op = kernel or (boots[-1] if boots else Boot())
+        kernel_op = kernel or Scenario(ops).kernel
         self._before_hook = before
         self._maps = maps
         self.before: Any = None

@@ -97,11 +97,6 @@ __all__ = ["KINDS", "LATENCY_US", "SPREAD", "CALIBRATION", "fault_of", "model_la
            "probe_live", "threshold_us",
            "measure_write_latency", "calibration_text", "main"]
 
-#: The faults a write can take that the calibration measured (their `Fault.text` says what
-#: each does, in the kernel's words).
-KINDS = (Fault.NONE, Fault.ANON_NEW, Fault.ZERO_COPY, Fault.REUSE, Fault.COW_COPY,
-         Fault.KSM_COPY, Fault.KSM_ZERO_COPY)
-
 #: The measured calibration (microseconds): kind -> (median, p10, p90), keyed by the `Fault`
 #: names of the table in the module docstring (see it for the command and the machine).
 CALIBRATION: dict[Fault, tuple[float, float, float]] = {
@@ -113,6 +108,9 @@ CALIBRATION: dict[Fault, tuple[float, float, float]] = {
     Fault.KSM_COPY: (3.85, 3.40, 4.71),
     Fault.KSM_ZERO_COPY: (3.21, 2.96, 3.62),
 }
+#: The faults a write can take that the calibration measured (their `Fault.text` says what
+#: each does, in the kernel's words).
+KINDS = tuple(CALIBRATION)
 #: Modelled typical latency of each kind of write fault (the measured medians), microseconds.
 LATENCY_US: dict[Fault, float] = {kind: CALIBRATION[kind][0] for kind in KINDS}
 #: The spread of each kind: sigma of a log-normal fitted to the measured median and p90.

@@ -12,20 +12,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from ..constants import ERRNO_NAMES, MADV, PAGE_SHIFT, VM
-from ..profiles import Profile
+from ..profiles import PROFILES, Profile
 from ..scenario import Madvise, ScenarioError, parse
 
 __all__ = ["AnswerError", "Layout", "LayoutEntry", "parse_result", "parse_count", "parse_yesno",
            "parse_advice", "parse_layout", "parse_pages", "format_pages", "format_layout",
            "layout_of", "errno_text", "ALL_CODES", "PAGES_EXAMPLE"]
 
-#: Every smaps VmFlags code a layout answer may use.
-ALL_CODES = frozenset({
-    "rd", "wr", "ex", "sh", "mr", "mw", "me", "ms", "gd", "pf", "lo", "io", "sr", "rr", "dc",
-    "de", "ac", "nr", "ht", "mm", "mg", "lf", "sf", "wf", "dd", "sd", "hg", "nh", "dp", "dw",
-    "nl", "gu", "executable", "reserved", "mapped_copy", "insertpage", "alwaysdump",
-    "can_nonlinear", "sao", "pfn_at_mmap",
-})
+#: Every smaps VmFlags code a layout answer may use: those of every kernel.
+ALL_CODES = frozenset(c for p in PROFILES.values() for c in p.smaps_codes.values())
 
 _ERRNOS = {name: num for num, name in ERRNO_NAMES.items()}
 _STRERROR = {os.strerror(num).lower(): num for num in ERRNO_NAMES}

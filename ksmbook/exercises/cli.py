@@ -111,7 +111,7 @@ def _replay(args: argparse.Namespace) -> list[Problem]:
 
 def _counters(sc: Scenario, args: argparse.Namespace) -> Problem:
     """ksmd's four counters after a scenario's statements (ksmd running, run=1)."""
-    kernel = next((op for op in sc.ops if isinstance(op, Boot)), Boot())
+    kernel = sc.kernel
     if not kernel.ksm:
         raise ValueError("a kernel built with CONFIG_KSM=n has no ksmd")
     steps = [ProblemStep(format_op(op), (op,)) for op in sc.ops if not isinstance(op, Boot)]

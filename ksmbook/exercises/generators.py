@@ -430,26 +430,24 @@ def _fork_count(rng: random.Random, profile: str) -> ScenarioProblem:
 
 # -- chapter 6: then and now (the same problem on two kernels) --------------------------------
 
-@register("then-now-willneed", chapters=(6,))
-def _then_now_willneed(rng: random.Random, profile: str) -> ScenarioProblem:
-    n = rng.randrange(2, 8)
-    i, j = _range(rng, n)
-    sc = [_kernel(profile), _first("A", n), f"madvise {_at('A', i)} {j}p WILLNEED"]
-    return ResultProblem("\n".join(sc), f"On the {profile} kernel, what does "
-                    "MADV_WILLNEED on anonymous memory return?",
-                    hints=("2.6.32's madvise_willneed() only knew file read-ahead; later "
-                           "kernels read anonymous memory back from swap.",))
+def _then_now(advice: str, question: str, hint: str) -> None:
+    """Register then-now-ADVICE: what `advice` on part of an anonymous mapping returns."""
+
+    @register(f"then-now-{advice.lower()}", chapters=(6,))
+    def make(rng: random.Random, profile: str) -> ScenarioProblem:
+        n = rng.randrange(2, 8)
+        i, j = _range(rng, n)
+        sc = [_kernel(profile), _first("A", n), f"madvise {_at('A', i)} {j}p {advice}"]
+        return ResultProblem("\n".join(sc), f"On the {profile} kernel, {question}",
+                             hints=(hint,))
 
 
-@register("then-now-free", chapters=(6,))
-def _then_now_free(rng: random.Random, profile: str) -> ScenarioProblem:
-    n = rng.randrange(2, 8)
-    i, j = _range(rng, n)
-    sc = [_kernel(profile), _first("A", n), f"madvise {_at('A', i)} {j}p FREE"]
-    return ResultProblem("\n".join(sc), f"On the {profile} kernel, what does "
-                    "madvise(MADV_FREE) return?",
-                    hints=("Each kernel accepts only the advices it knows "
-                           "(madvise_behavior_valid()); MADV_FREE came in Linux 4.5.",))
+_then_now("WILLNEED", "what does MADV_WILLNEED on anonymous memory return?",
+          "2.6.32's madvise_willneed() only knew file read-ahead; later kernels read "
+          "anonymous memory back from swap.")
+_then_now("FREE", "what does madvise(MADV_FREE) return?",
+          "Each kernel accepts only the advices it knows (madvise_behavior_valid()); "
+          "MADV_FREE came in Linux 4.5.")
 
 
 @register("then-now-account", chapters=(6,))

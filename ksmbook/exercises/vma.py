@@ -122,10 +122,10 @@ def _indent(text: str, by: str = "    ") -> str:
     return "\n".join(by + line if line else line for line in text.splitlines())
 
 
-def _layout(entries: list[MapEntry], base: int, codes: Iterable[str]) -> Layout:
-    """The layout of `entries` with only `codes` kept."""
+def _only(layout: Layout, codes: Iterable[str]) -> Layout:
+    """`layout` with only `codes` kept."""
     keep = frozenset(codes)
-    return tuple(LayoutEntry(e.start, e.end, e.codes & keep) for e in layout_of(entries, base))
+    return tuple(LayoutEntry(e.start, e.end, e.codes & keep) for e in layout)
 
 
 def _event_text(e: Event) -> str:
@@ -154,13 +154,9 @@ class ScenarioProblem(Problem):
             raise ValueError("an exercise asks about the scenario's last operation: "
                              "the scenario must end with one")
         self.check_last(ops[-1])
-        prof, ksm = "seed", True
-        for op in sc.ops:
-            if isinstance(op, Boot):
-                prof, ksm = op.profile, op.ksm
-        super().__init__(question, profile=profile or prof, intro=intro, hints=tuple(hints),
-                         title=title, ident=ident)
-        self.config_ksm = ksm if config_ksm is None else bool(config_ksm)
+        super().__init__(question, profile=profile or sc.kernel.profile, intro=intro,
+                         hints=tuple(hints), title=title, ident=ident)
+        self.config_ksm = sc.kernel.ksm if config_ksm is None else bool(config_ksm)
         kernel_op = Boot(self.profile, self.config_ksm)
         #: The whole scenario, starting with its kernel line; replayable with
         #: `python -m ksmbook run`.
@@ -405,7 +401,7 @@ class LayoutProblem(ScenarioProblem):
 
     @property
     def answer(self) -> Layout:
-        return _layout(self.maps_of(self.last), self.base, self.codes)
+        return _only(layout_of(self.maps_of(self.last), self.base), self.codes)
 
     def answer_text(self) -> str:
         return format_layout(self.answer)
@@ -421,9 +417,7 @@ class LayoutProblem(ScenarioProblem):
         return f"answer = [(0, 2, {outer!r}), (2, 6, {inner!r}), (6, 8, {outer!r})]"
 
     def parse(self, answer: object) -> Layout:
-        layout = parse_layout(answer, self.base, get_profile(self.profile))
-        keep = frozenset(self.codes)
-        return tuple(LayoutEntry(e.start, e.end, e.codes & keep) for e in layout)
+        return _only(parse_layout(answer, self.base, get_profile(self.profile)), self.codes)
 
     def misconception(self, given: Layout) -> str:
         return _layout_feedback(given, self.answer, self.facts, self.proc)
@@ -502,8 +496,8 @@ class AdviceProblem(ScenarioProblem):
             return (f"`{name}` returns {errno_text(got.result)}, but the call returned "
                     f"{errno_text(self.last.result)}.")
         return (f"`{name}` returns the same, but leaves {self.proc}'s maps as "
-                f"{format_layout(_layout(self.maps_of(got), self.base, self.codes))}, with "
-                "different flags or boundaries (compare the VmFlags codes: mg = "
+                f"{format_layout(_only(layout_of(self.maps_of(got), self.base), self.codes))}, "
+                "with different flags or boundaries (compare the VmFlags codes: mg = "
                 "VM_MERGEABLE, dc = VM_DONTCOPY, rr/sr = random/sequential read).")
 
 
