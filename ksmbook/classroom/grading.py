@@ -43,7 +43,7 @@ from nbgrader.preprocessors import (  # type: ignore[import-untyped]
 
 from ..exercises import Problem
 from .assignment import _plain
-from .student import ANSWER_MIME
+from .student import recorded_answers
 from .variants import VariantError, load_plan, load_secret, problems_for
 
 __all__ = ["AUTOGRADE_PREPROCESSORS", "GradeAnswers", "SandboxExecute", "verdict"]
@@ -70,17 +70,6 @@ def verdict(problem: Problem, n: int, recorded: str | None) -> tuple[bool, str]:
     except Exception:  # noqa: BLE001
         return False, f"Problem {n}: cannot read that answer: 0 points."
     return bool(fb.correct), f"Problem {n}: {_plain(fb.message)}"
-
-
-def _recorded(cell: NotebookNode, n: int) -> str | None:
-    found = None
-    for out in cell.get("outputs", []):
-        data = out.get("data", {}) if out.get("output_type") in (
-            "display_data", "execute_result") else {}
-        rec = data.get(ANSWER_MIME)
-        if isinstance(rec, dict) and rec.get("answer") == n and isinstance(rec.get("repr"), str):
-            found = rec["repr"]
-    return found
 
 
 def _stream(name: str, text: str) -> NotebookNode:
@@ -133,7 +122,8 @@ class GradeAnswers(NbGraderPreprocessor):
                 correct, text = False, (f"Problem {n}: the cell that records answer_{n} was "
                                         "deleted from this notebook: 0 points.")
             else:
-                correct, text = verdict(problem, n, _recorded(cell, n))
+                recorded = recorded_answers(cell.get("outputs", [])).get(n)
+                correct, text = verdict(problem, n, recorded)
             score += correct
             cell.outputs = [_stream("stdout" if correct else "stderr", text)]
         _plain_errors(nb)

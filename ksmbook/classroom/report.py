@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..exercises import Problem, generate
+from ..exercises import Problem
 from .course import Course, CourseError
 from .export import (
     GRADED,
@@ -40,6 +40,7 @@ from .export import (
     grade_id,
     notebook_cells,
 )
+from .student import recorded_answers
 from .variants import load_plan, problems_of, write_atomic
 
 __all__ = ["Answer", "QuestionReport", "ClassReport", "build_report", "render_html",
@@ -128,68 +129,24 @@ def read_answer(source: str, name: str) -> tuple[str, object, str]:
     return text, value, "ok"
 
 
-def _problem_refs(source_nb: Path) -> dict[int, tuple[str, int, int, str]]:
-    """Question number -> (generator, version, seed, profile), read from the hidden test
-    cells of the source notebook (the call that grades the answer names them)."""
-    refs = {}
-    for cell in notebook_cells(source_nb):
-        m = _TEST_ID.match(grade_id(cell) or "")
-        if m is None:
-            continue
-        try:
-            tree = ast.parse(cell_source(cell))
-        except SyntaxError:
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Call) and len(node.args) >= 4:
-                try:
-                    args = [ast.literal_eval(a) for a in node.args[:4]]
-                except ValueError:
-                    continue
-                if isinstance(args[0], str) and isinstance(args[1], int) and \
-                        isinstance(args[2], int) and isinstance(args[3], str):
-                    refs[int(m.group(1))] = (args[0], args[1], args[2], args[3])
-                    break
-    return refs
-
-
 class _Problems:
-    """The problems of an assignment, per student (the same for every student unless the
-    assignment is made per student)."""
+    """The problems of an assignment made by ``classroom assignment``, per student (the same
+    for every student unless it is a variants assignment)."""
 
     def __init__(self, course: Course, assignment: str) -> None:
         self.course, self.assignment = course, assignment
-        nbs = sorted((course.root / "source" / assignment).glob("*.ipynb"))
-        self.refs: dict[int, tuple[str, int, int, str]] = {}
-        for nb in nbs:
-            self.refs.update(_problem_refs(nb))
-        self._cache: dict[tuple[str, int, int, str], Problem] = {}
-        plan = load_plan(course.root, assignment)
-        self.planned, self.variants = plan is not None, plan is not None and plan.mode == "variants"
-        if plan is not None:
-            self.refs = {n: (ident, 0, 0, profile)
-                         for n, (ident, profile, _s) in enumerate(plan.problems, 1)}
-        self._planned: dict[str | None, list[Problem]] = {}
+        self.plan = load_plan(course.root, assignment)
+        self._of: dict[str | None, list[Problem]] = {}
 
     def numbers(self) -> list[int]:
-        return sorted(self.refs)
+        return list(range(1, len(self.plan.problems) + 1)) if self.plan else []
 
     def get(self, number: int, student: str | None = None) -> Problem | None:
-        if self.planned:  # made by ksmbook's classroom assignment (ksmbook.classroom.variants)
-            key = student if self.variants else None
-            if key not in self._planned:
-                self._planned[key] = problems_of(self.course.root, self.assignment, key) or []
-            mine = self._planned[key]
-            return mine[number - 1] if 1 <= number <= len(mine) else None
-        ref = self.refs.get(number)
-        if ref is None:
-            return None
-        if ref not in self._cache:
-            try:
-                self._cache[ref] = generate(f"{ref[0]}/v{ref[1]}", ref[2], ref[3])
-            except ValueError:
-                return None
-        return self._cache[ref]
+        key = student if self.plan and self.plan.mode == "variants" else None
+        if key not in self._of:
+            self._of[key] = problems_of(self.course.root, self.assignment, key) or []
+        mine = self._of[key]
+        return mine[number - 1] if 1 <= number <= len(mine) else None
 
 
 def _key(text: str) -> str:
@@ -207,17 +164,10 @@ def _answers_of(path: Path) -> dict[int, str]:
 def _recorded_of(path: Path) -> dict[int, str]:
     """Question number -> the answer the student's own run recorded (``record_answer``'s
     data in the test cell's output, as the student submitted it)."""
-    from .student import ANSWER_MIME
-
     out = {}
     for c in notebook_cells(path):
-        if _TEST_ID.match(grade_id(c) or "") is None:
-            continue
-        for o in c.get("outputs", []):
-            rec = o.get("data", {}).get(ANSWER_MIME) if isinstance(o, dict) else None
-            if isinstance(rec, dict) and isinstance(rec.get("answer"), int) \
-                    and isinstance(rec.get("repr"), str):
-                out[rec["answer"]] = rec["repr"]
+        if _TEST_ID.match(grade_id(c) or "") is not None:
+            out.update(recorded_answers(c.get("outputs", [])))
     return out
 
 
@@ -401,24 +351,17 @@ def render_html(rep: ClassReport) -> str:
                    f"({q.max_points:g} point{'s' if q.max_points != 1 else ''}; "
                    + (f"{100 * rate:.0f}% right" if rate is not None else "no answers")
                    + ")</p>")
-        wrong = q.misconceptions()
-        if wrong:
-            out.append("<table><tr><th>what the wrong answers overlooked</th><th>answers</th>"
-                       "<th>for example</th></tr>")
-            for text, n, example in wrong:
-                out.append(f"<tr><td>{e(text)}</td><td class=n>{n}</td>"
-                           f"<td><code>{e(example)}</code></td></tr>")
-            out.append("</table>")
-        elif q.answers:
+        if q.answers and not q.misconceptions():
             out.append("<p>No wrong answers.</p>")
-        unreadable = q.misconceptions("unreadable")
-        if unreadable:
-            out.append("<table><tr><th>answers that could not be read</th><th>answers</th>"
-                       "<th>for example</th></tr>")
-            for text, n, example in unreadable:
-                out.append(f"<tr><td>{e(text)}</td><td class=n>{n}</td>"
-                           f"<td><code>{e(example)}</code></td></tr>")
-            out.append("</table>")
+        for status, heading in (("incorrect", "what the wrong answers overlooked"),
+                                ("unreadable", "answers that could not be read")):
+            rows = q.misconceptions(status)
+            if rows:
+                out.append(f"<table><tr><th>{heading}</th><th>answers</th>"
+                           "<th>for example</th></tr>")
+                out += [f"<tr><td>{e(text)}</td><td class=n>{n}</td>"
+                        f"<td><code>{e(example)}</code></td></tr>" for text, n, example in rows]
+                out.append("</table>")
         if q.autograde_disagrees:
             out.append("<p class=\"warn\">The autograder passed a wrong answer here (check "
                        "these submissions by hand): " + e(", ".join(q.autograde_disagrees))

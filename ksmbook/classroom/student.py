@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ANSWER_MIME", "NotAnswered", "record_answer", "show_problem", "student_id"]
+__all__ = ["ANSWER_MIME", "NotAnswered", "record_answer", "recorded_answers", "show_problem",
+           "student_id"]
 
 #: The MIME type of a recorded answer: {"answer": N, "repr": repr(answer_N)}.
 ANSWER_MIME = "application/vnd.ksmbook.answer+json"
@@ -56,6 +57,19 @@ def record_answer(n: int, value: object = _UNSET) -> None:
         # Fail closed: if the course's nbgrader_config.py lacks ksmbook's grading step, which
         # replaces this cell's output, nbgrader scores a cell that wrote to stderr 0.
         print("(to be graded by ksmbook's autograde step)", file=sys.stderr)
+
+
+def recorded_answers(outputs: list[Any]) -> dict[int, str]:
+    """Problem number -> the answer's repr, as ``record_answer`` attached it to `outputs` (a
+    cell's outputs, read as data; the last record of a number counts)."""
+    out = {}
+    for o in outputs:
+        shown = isinstance(o, dict) and o.get("output_type") in ("display_data", "execute_result")
+        rec = o.get("data", {}).get(ANSWER_MIME) if shown else None
+        if isinstance(rec, dict) and isinstance(rec.get("answer"), int) \
+                and isinstance(rec.get("repr"), str):
+            out[rec["answer"]] = rec["repr"]
+    return out
 
 
 def show_problem(n: int, folder: str | Path = ".") -> None:
