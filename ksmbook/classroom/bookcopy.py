@@ -77,11 +77,10 @@ def _newer(dest: Path) -> Path:
 
 def _note(dest: Path, rel_new: str) -> None:
     """Put (or refresh) the update note as the first cell of the edited notebook `dest`."""
-    try:
-        nb = json.loads(dest.read_text())
-    except (OSError, ValueError):
+    nb = read_notebook(dest)[0]
+    if nb is None:
         return
-    cells = [c for c in nb.get("cells", []) if not c.get("metadata", {}).get(_NOTE_KEY)]
+    cells = [c for c in nb["cells"] if not c.get("metadata", {}).get(_NOTE_KEY)]
     name = Path(rel_new).name
     cells.insert(0, {
         "cell_type": "markdown", "id": "ksmbook-update-note",

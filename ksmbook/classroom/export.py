@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .course import Course, CourseError
+from .variants import write_atomic
 
 __all__ = ["Submission", "QuestionGrade", "collect", "write_csvs", "summary",
            "GRADE_COLUMNS", "QUESTION_COLUMNS"]
@@ -167,10 +168,7 @@ def _natural(name: str) -> tuple[Any, ...]:
 
 
 def _cell_order(path: Path) -> dict[str, int]:
-    nb = read_notebook(path)[0]
-    if nb is None:
-        return {}
-    ids = [grade_id(c) for c in nb["cells"]]
+    ids = [grade_id(c) for c in notebook_cells(path)]
     return {gid: i for i, gid in enumerate(ids) if gid is not None}
 
 
@@ -257,9 +255,7 @@ def _fill(course: Course, sub: Submission, notebooks: list[str], cells: dict[str
         sub.status = NO_NOTEBOOK
     elif gsub is None:
         sub.status = NOT_AUTOGRADED
-        if readable:
-            sub.flags.append("not autograded yet (run nbgrader autograde "
-                             f"{sub.assignment})")
+        sub.flags.append(f"not autograded yet (run nbgrader autograde {sub.assignment})")
     else:
         autograded = {n: read_notebook(adir / f"{n}.ipynb")[0] for n in notebooks}
         failed = [n for n in readable if autograded.get(n) is None]
@@ -271,17 +267,13 @@ def _fill(course: Course, sub: Submission, notebooks: list[str], cells: dict[str
             sub.status = NEEDS_MANUAL if gsub.needs_manual_grade else GRADED
     own_cell = re.compile(r"(?:test|answer|locked) cell (\S+) |(\S+): not graded")
     whole = [f for f in sub.flags if not own_cell.match(f)]
-    gsubnbs = {}
-    if gsub is not None:
-        gsubnbs = {nb.name: nb for nb in gsub.notebooks}
+    gsubnbs = {nb.name: nb for nb in gsub.notebooks} if gsub is not None else {}
     for nb_name in notebooks:
         grades = {g.name: g for g in gsubnbs[nb_name].grades} if nb_name in gsubnbs else {}
-        ag = None
-        if sub.status in (GRADED, NEEDS_MANUAL):
-            ag = read_notebook(adir / f"{nb_name}.ipynb")[0]
         ag_cells = {}
-        if ag is not None:
-            ag_cells = {grade_id(c): c for c in ag["cells"] if grade_id(c) is not None}
+        if sub.status in (GRADED, NEEDS_MANUAL):
+            ag_cells = {grade_id(c): c for c in notebook_cells(adir / f"{nb_name}.ipynb")
+                        if grade_id(c) is not None}
         for gc in cells.get(nb_name, []):
             q = QuestionGrade(nb_name, gc.name, 0.0, float(gc.max_score), NOT_AUTOGRADED)
             g = grades.get(gc.name)
@@ -320,50 +312,40 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def grades_csv(subs: list[Submission]) -> str:
+def _csv(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
-    w.writerow(GRADE_COLUMNS)
-    for s in subs:
-        w.writerow([_fmt(v) for v in (
-            s.assignment, s.duedate, s.timestamp, s.student_id, s.last_name, s.first_name,
-            s.email, s.raw_score, s.penalty, s.score, s.max_score, round(s.seconds_late),
-            s.status, "yes" if s.flagged else "", "; ".join(s.flags))])
+    w.writerow(columns)
+    w.writerows([_fmt(v) for v in row] for row in rows)
     return out.getvalue()
+
+
+def grades_csv(subs: list[Submission]) -> str:
+    return _csv(GRADE_COLUMNS, [(
+        s.assignment, s.duedate, s.timestamp, s.student_id, s.last_name, s.first_name,
+        s.email, s.raw_score, s.penalty, s.score, s.max_score, round(s.seconds_late),
+        s.status, "yes" if s.flagged else "", "; ".join(s.flags)) for s in subs])
 
 
 def questions_csv(subs: list[Submission]) -> str:
-    out = io.StringIO()
-    w = csv.writer(out, lineterminator="\n")
-    w.writerow(QUESTION_COLUMNS)
-    for s in subs:
-        for q in s.questions:
-            w.writerow([_fmt(v) for v in (
-                s.assignment, s.student_id, s.last_name, s.first_name, s.email, q.notebook,
-                q.question, q.points, q.max_points, q.status,
-                "yes" if (q.flags or s.flagged) else "", "; ".join(q.flags),
-                q.message)])
-    return out.getvalue()
+    return _csv(QUESTION_COLUMNS, [(
+        s.assignment, s.student_id, s.last_name, s.first_name, s.email, q.notebook,
+        q.question, q.points, q.max_points, q.status, "yes" if (q.flags or s.flagged) else "",
+        "; ".join(q.flags), q.message) for s in subs for q in s.questions])
 
 
 def write_csvs(subs: list[Submission], out_dir: Path) -> tuple[Path, Path]:
     """Write grades.csv and questions.csv into `out_dir` (each replaced whole, or not at all)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise CourseError(f"--out {out_dir}: not a folder")
-    files = [(out_dir / "grades.csv", grades_csv(subs)),
-             (out_dir / "questions.csv", questions_csv(subs))]
+    grades, questions = out_dir / "grades.csv", out_dir / "questions.csv"
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        tmps = []
-        for path, text in files:
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_text(text, encoding="utf-8")
-            tmps.append((tmp, path))
-        for tmp, path in tmps:
-            tmp.replace(path)
+        write_atomic(grades, grades_csv(subs))
+        write_atomic(questions, questions_csv(subs))
     except OSError as e:
         raise CourseError(f"cannot write {out_dir}: {e.strerror or e}") from None
-    return files[0][0], files[1][0]
+    return grades, questions
 
 
 def _duration(seconds: float) -> str:

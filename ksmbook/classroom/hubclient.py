@@ -377,22 +377,7 @@ def shared_python(dest: Path) -> Path | None:
                     out = venv / "bin" / script.name
                     out.write_text(f"#!{python}\n" + text.split("\n", 1)[1])
                     out.chmod(0o755)
-    for d in [dest, *dest.parents]:
-        if d == Path("/"):
-            break
-        if not d.stat().st_mode & 0o001:
-            return None
-    return python
-
-
-def _pids_of(uid: int) -> list[int]:
-    pids = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            with contextlib.suppress(OSError):
-                if d.stat().st_uid == uid:
-                    pids.append(int(d.name))
-    return pids
+    return python if reachable_by_all(dest) else None
 
 
 def remove_hub_users(homes: Path) -> list[str]:
@@ -401,13 +386,12 @@ def remove_hub_users(homes: Path) -> list[str]:
     import pwd
 
     from .hub import USER_MARK, remove_os_user
+    from .sandbox import kill_uid
 
     removed = []
     for entry in pwd.getpwall():
         if entry.pw_gecos == USER_MARK and Path(entry.pw_dir).is_relative_to(homes):
-            for pid in _pids_of(entry.pw_uid):
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
+            kill_uid(entry.pw_uid)
             remove_os_user(entry.pw_name)
             removed.append(entry.pw_name)
     return removed

@@ -79,7 +79,7 @@ def sandbox_user(uid: int | None = None) -> Identity | None:
 
 
 def kill_uid(uid: int) -> int:
-    """SIGKILL every live process of `uid` (a throwaway uid: what a kernel left running);
+    """SIGKILL every live process of `uid` (what a student's kernel or server left running);
     returns how many."""
     import signal
     import time
