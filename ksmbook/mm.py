@@ -587,7 +587,8 @@ class MM:
             return -errno.EBADF
         if not p.hugetlb_in_do_mmap and flags & MAP.MAP_HUGETLB:
             # 6.12 mm/mmap.c ksys_mmap_pgoff(): before do_mmap(), a file must be on hugetlbfs.
-            if file is not None and file.kind != "hugetlb":
+            if file is not None and not (p.map_hugetlb_hugetlbfs_files
+                                         and file.kind == "hugetlb"):
                 tr.note("ksys_mmap_pgoff", "MAP_HUGETLB with a file not on hugetlbfs: EINVAL")
                 return -errno.EINVAL
             if file is None:

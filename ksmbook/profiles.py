@@ -263,12 +263,17 @@ class Profile:
     #: the mapping is set up.
     mlock_refused: VM = _accumulated(
         '6.12', 'v2.6.32 mm/mlock.c mlock_vma_pages_range(), v6.12 mm/vma.c __mmap_region()')
-    #: MAP_HUGETLB is handled inside do_mmap_pgoff() after the length and map_count checks and
-    #: refuses any file with EINVAL (2.6.32); 6.x ksys_mmap_pgoff() handles it before do_mmap()
-    #: and accepts a hugetlbfs file. Two changes: 2.6.33 moved the handling into
-    #: sys_mmap_pgoff(), still refusing every file; accepting hugetlbfs files came later.
+    #: MAP_HUGETLB is handled inside do_mmap_pgoff() after the length and map_count checks
+    #: and refuses any file with EINVAL (v2.6.32); from 2.6.33 sys_mmap_pgoff() (6.x
+    #: ksys_mmap_pgoff()) handles it before do_mmap_pgoff(). Read in v2.6.32 and v2.6.33.3
+    #: mm/mmap.c; 2.6.33-rc2 already had it in mm/util.c sys_mmap_pgoff() (Hugh Dickins, "mm:
+    #: move sys_mmap_pgoff from util.c", linux-mm, 30 Dec 2009). The moving commit is not found.
     hugetlb_in_do_mmap: bool = _read(
-        '6.12', 'v2.6.32 mm/mmap.c do_mmap_pgoff(), v6.12 mm/mmap.c ksys_mmap_pgoff()')
+        '2.6.33', 'v2.6.32 mm/mmap.c do_mmap_pgoff(), v2.6.33.3 mm/mmap.c sys_mmap_pgoff()')
+    #: sys_mmap_pgoff() maps a hugetlbfs file given with MAP_HUGETLB, where it refused every
+    #: file (3.11, "mmap: allow MAP_HUGETLB for hugetlbfs files v2", 493af578040e: hash and
+    #: subject paired in a CentOS 7 backport list; the patch on linux-mm, 19 Jun 2013).
+    map_hugetlb_hugetlbfs_files: bool = _since('3.11', '493af578040e')
     #: do_mmap_pgoff() itself returns ENOMEM for len > TASK_SIZE (2.6.32); 6.x leaves that to
     #: __get_unmapped_area().
     mmap_len_checked_in_do_mmap: bool = _read(
@@ -484,6 +489,7 @@ _SEED = Profile(
     # v2.6.32 mm/mmap.c do_mmap_pgoff(): "if (flags & MAP_HUGETLB) { ... if (file) return
     # -EINVAL;" after "if (!len || len > TASK_SIZE) return -ENOMEM;".
     hugetlb_in_do_mmap=True,
+    map_hugetlb_hugetlbfs_files=False,
     mmap_len_checked_in_do_mmap=True,
     # v2.6.32 mm/filemap.c generic_file_mmap(), fs/ext4/file.c ext4_file_mmap(),
     # mm/shmem.c shmem_mmap(): vma->vm_flags |= VM_CAN_NONLINEAR.
@@ -595,6 +601,7 @@ _MODERN = Profile(
     # is_vm_hugetlb_page(vma) || ...) vm_flags_clear(vma, VM_LOCKED_MASK);".
     mlock_refused=V.VM_IO | V.VM_DONTEXPAND | V.VM_PFNMAP | V.VM_MIXEDMAP | V.VM_HUGETLB,
     hugetlb_in_do_mmap=False,
+    map_hugetlb_hugetlbfs_files=True,
     mmap_len_checked_in_do_mmap=False,
     file_mmap_flags=V(0),
     remap_pfn_pgoff_always=False,

@@ -4,10 +4,15 @@ and has a value in every profile; features are fields, not proxies."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
+import subprocess
+import sys
 
 import pytest
+from helpers import RW, E, errno_of
 
+import ksmbook as kb
 from ksmbook.constants import MADV
 from ksmbook.madvise import advice_codes
 from ksmbook.profiles import PROFILES, Profile
@@ -102,3 +107,58 @@ def test_the_advice_codes_come_from_the_profile(profile: Profile) -> None:
     assert set(codes) <= set(profile.smaps_codes.values())
     assert "mg" in codes and ("gu" in codes) == profile.guard_marks_vma
     assert ("hg" in codes) == (MADV.MADV_HUGEPAGE in profile.all_advices(True))
+
+
+# -- fields traced to a commit, each one honoured -------------------------------------------
+# The expected results are written out per profile, not read from the profile, so that a
+# wrong value fails as surely as a simulator that ignores the field.
+
+def _hugetlbfs_file() -> kb.File:
+    """A hugetlbfs file of one huge page, as memfd_create(MFD_HUGETLB) makes one."""
+    return kb.File("/memfd:huge (deleted)", kb.HPAGE_SIZE, kind="hugetlb", fs="hugetlbfs",
+                   deleted=True)
+
+
+HUGETLBFS_WITH_MAP_HUGETLB = {"seed": E.EINVAL, "2.6.32": E.EINVAL, "modern": 0}
+HUGE_SHARED = kb.MAP_SHARED | kb.MAP_HUGETLB | kb.MAP_NORESERVE
+
+
+def test_map_hugetlb_maps_a_hugetlbfs_file(profile: str) -> None:
+    """map_hugetlb_hugetlbfs_files: v2.6.32 do_mmap_pgoff() refuses MAP_HUGETLB with any
+    file; 3.11's sys_mmap_pgoff() maps a hugetlbfs one (MAP_NORESERVE: nothing reserved)."""
+    p = kb.Kernel(profile).spawn()
+    got = errno_of(lambda: p.mmap(kb.HPAGE_SIZE, RW, HUGE_SHARED, file=_hugetlbfs_file()))
+    assert got == HUGETLBFS_WITH_MAP_HUGETLB[profile]
+    assert [bool(v.flags & kb.VM_HUGETLB) for v in p.vmas] == ([] if got else [True])
+
+
+LIVE_CHILD = r"""
+import ctypes, json, os
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+def sc(n, *a):
+    r = libc.syscall(n, *[ctypes.c_ulong(x % 2**64) for x in a])
+    return -ctypes.get_errno() if r == -1 else r
+MMAP, MUNMAP, MEMFD_CREATE, MFD_HUGETLB = 9, 11, 319, 4
+H = 2 << 20
+out = {}
+name = ctypes.create_string_buffer(b"huge")
+fd = sc(MEMFD_CREATE, ctypes.addressof(name), MFD_HUGETLB)
+os.ftruncate(fd, H)
+a = sc(MMAP, 0, H, 3, 0x01 | 0x40000 | 0x4000, fd, 0)
+out["hugetlbfs_with_map_hugetlb"] = min(a, 0)
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.live
+def test_traced_fields_match_this_kernel(live_kernel: None) -> None:
+    """The modern values of the fields above, against this machine's kernel (one child
+    process, raw syscalls; memfd_create(MFD_HUGETLB) makes the hugetlbfs file)."""
+    done = subprocess.run([sys.executable, "-c", LIVE_CHILD], capture_output=True, text=True,
+                          timeout=60, check=True)
+    live = json.loads(done.stdout)
+    p = kb.Kernel("modern").spawn()
+    sim = {"hugetlbfs_with_map_hugetlb":
+           -errno_of(lambda: p.mmap(kb.HPAGE_SIZE, RW, HUGE_SHARED, file=_hugetlbfs_file()))}
+    assert sim == live == {"hugetlbfs_with_map_hugetlb": -HUGETLBFS_WITH_MAP_HUGETLB["modern"]}
