@@ -274,10 +274,13 @@ class Profile:
     #: file (3.11, "mmap: allow MAP_HUGETLB for hugetlbfs files v2", 493af578040e: hash and
     #: subject paired in a CentOS 7 backport list; the patch on linux-mm, 19 Jun 2013).
     map_hugetlb_hugetlbfs_files: bool = _since('3.11', '493af578040e')
-    #: do_mmap_pgoff() itself returns ENOMEM for len > TASK_SIZE (2.6.32); 6.x leaves that to
-    #: __get_unmapped_area().
-    mmap_len_checked_in_do_mmap: bool = _read(
-        '6.12', 'v2.6.32 mm/mmap.c do_mmap_pgoff(), v6.12 mm/mmap.c do_mmap()')
+    #: do_mmap_pgoff() itself returns ENOMEM for len > TASK_SIZE (v2.6.32); from 2.6.33
+    #: get_unmapped_area() does, beside arch_mmap_check(), which moved there with it (v2.6.32
+    #: and v2.6.33.3 mm/mmap.c read). The commit is the 2.6.33 one of that name in the
+    #: CVE-2010-0291 series, its subject as RHEL 5's changelog gives it (Oracle
+    #: ELSA-2011-0017); its diff was not seen.
+    mmap_len_checked_in_do_mmap: bool = _since(
+        '2.6.33', '"take arch_mmap_check into get_unmapped_area"')
     #: Flags generic_file_mmap()/ext4_file_mmap()/shmem_mmap() set on a file VMA (2.6.32:
     #: VM_CAN_NONLINEAR; gone in 3.7, "mm: kill vma flag VM_CAN_NONLINEAR").
     file_mmap_flags: VM = _since('3.7', '"mm: kill vma flag VM_CAN_NONLINEAR"')

@@ -10,10 +10,10 @@ import subprocess
 import sys
 
 import pytest
-from helpers import RW, E, errno_of
+from helpers import RW, E, P, errno_of
 
 import ksmbook as kb
-from ksmbook.constants import MADV
+from ksmbook.constants import MADV, TASK_SIZE
 from ksmbook.madvise import advice_codes
 from ksmbook.profiles import PROFILES, Profile
 
@@ -31,8 +31,8 @@ COLLECTIONS = {"frozenset", "VM", "tuple"}
 #: Behaviours whose introducing commit has not been traced (what was tried is in the notes of
 #: issue 18): the only scalar fields that may cite the source read instead of a commit.
 UNTRACED = {
-    "growsdown_private_anon_only", "hugetlb_in_do_mmap", "mmap_len_checked_in_do_mmap",
-    "mremap_checks_first", "break_unshared_ksm_page",
+    "growsdown_private_anon_only", "hugetlb_in_do_mmap", "mremap_checks_first",
+    "break_unshared_ksm_page",
 }
 
 
@@ -132,6 +132,19 @@ def test_map_hugetlb_maps_a_hugetlbfs_file(profile: str) -> None:
     assert [bool(v.flags & kb.VM_HUGETLB) for v in p.vmas] == ([] if got else [True])
 
 
+LEN_CHECKED_BY = {"seed": "do_mmap_pgoff", "2.6.32": "do_mmap_pgoff",
+                  "modern": "get_unmapped_area"}
+
+
+def test_len_beyond_task_size_is_enomem_where_the_kernel_checks_it(profile: str) -> None:
+    """mmap_len_checked_in_do_mmap: the ENOMEM for len > TASK_SIZE comes from v2.6.32
+    do_mmap_pgoff(), and from 2.6.33 get_unmapped_area()."""
+    p = kb.Kernel(profile).spawn()
+    got = errno_of(lambda: p.mmap(TASK_SIZE + P, RW, kb.MAP_PRIVATE | kb.MAP_ANONYMOUS))
+    assert got == E.ENOMEM
+    assert p.last_trace.steps[-1].function == LEN_CHECKED_BY[profile]  # type: ignore[union-attr]
+
+
 LIVE_CHILD = r"""
 import ctypes, json, os
 libc = ctypes.CDLL(None, use_errno=True)
@@ -147,6 +160,7 @@ fd = sc(MEMFD_CREATE, ctypes.addressof(name), MFD_HUGETLB)
 os.ftruncate(fd, H)
 a = sc(MMAP, 0, H, 3, 0x01 | 0x40000 | 0x4000, fd, 0)
 out["hugetlbfs_with_map_hugetlb"] = min(a, 0)
+out["len_beyond_task_size"] = sc(MMAP, 0, 1 << 47, 3, 0x22, -1, 0)     # TASK_SIZE + 4096
 print(json.dumps(out))
 """
 
@@ -160,5 +174,8 @@ def test_traced_fields_match_this_kernel(live_kernel: None) -> None:
     live = json.loads(done.stdout)
     p = kb.Kernel("modern").spawn()
     sim = {"hugetlbfs_with_map_hugetlb":
-           -errno_of(lambda: p.mmap(kb.HPAGE_SIZE, RW, HUGE_SHARED, file=_hugetlbfs_file()))}
-    assert sim == live == {"hugetlbfs_with_map_hugetlb": -HUGETLBFS_WITH_MAP_HUGETLB["modern"]}
+           -errno_of(lambda: p.mmap(kb.HPAGE_SIZE, RW, HUGE_SHARED, file=_hugetlbfs_file())),
+           "len_beyond_task_size":
+           -errno_of(lambda: p.mmap(TASK_SIZE + P, RW, kb.MAP_PRIVATE | kb.MAP_ANONYMOUS))}
+    assert sim == live == {"hugetlbfs_with_map_hugetlb": -HUGETLBFS_WITH_MAP_HUGETLB["modern"],
+                           "len_beyond_task_size": -E.ENOMEM}
