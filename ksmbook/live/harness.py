@@ -38,16 +38,11 @@ How it stays out of harm's way:
   the worker's own pid: an unmapped, PROT_NONE or read-only page gives EFAULT instead of SIGSEGV.
   (The kernel pins pages with FOLL_WRITE but without FOLL_FORCE, so a read-only page is refused.)
 
-Two levels of use. :class:`LiveSession` / :class:`Worker` are the raw calls on live addresses
-(``w.mmap(addr, length, prot, flags)``, ``w.madvise(...)``, ``w.fill(addr, contents)``,
-``w.layout()``, ``w.fork()``). :class:`LiveKernel` and :class:`LiveTask` put this machine's
-kernel behind the simulator's ``Kernel``/``Process`` API, in simulator addresses (translated by
-a constant :class:`Arena` offset): a live process is a ``LiveTask``, whether the scenario
-replay, ``ksmbook.live.ksmd`` or the side-channel probe drives it. ``ksmbook.live.replay`` runs a
-:mod:`ksmbook.scenario` through the scenario's own ``Runner`` on a ``LiveKernel`` and returns
-what ``ksmbook.scenario.run`` returns, so each step can be compared with the ``modern`` profile.
-Page contents are written as ``ksmbook.pages.page_bytes`` gives them, the one rule the
-simulator uses too.
+Two levels of use. :class:`LiveSession` / :class:`Worker` make the raw calls on live addresses.
+:class:`LiveKernel` and :class:`LiveTask` put this machine's kernel behind the simulator's
+``Kernel``/``Process`` API, in simulator addresses (a constant :class:`Arena` offset), whoever
+drives it: the scenario replay, ``ksmbook.live.ksmd`` or the side-channel probe. Page contents
+are written as ``ksmbook.pages.page_bytes`` gives them, the one rule the simulator uses too.
 
 What can go wrong: the platform is not Linux/x86_64 or has no KSM (:func:`available` says which);
 the arena is already in use (a sanitizer, a huge heap) and the worker refuses to start; a worker
@@ -370,15 +365,11 @@ class Worker:
             self._reap(timeout=self.session.timeout)
 
     # -- inspection ---------------------------------------------------------------------------
-    def smaps(self) -> str:
-        """The worker's whole /proc/self/smaps text."""
-        return self._call("smaps")
-
     def layout(self, lo: int | None = None, hi: int | None = None) -> list[LiveVMA]:
         """The worker's VMAs intersecting ``[lo, hi)`` (default: the arena), from smaps."""
         lo = self.arena.base if lo is None else lo
         hi = self.arena.end if hi is None else hi
-        return parse_smaps(self.smaps(), lo, hi)
+        return parse_smaps(self._call("smaps"), lo, hi)
 
     # -- cleanup ------------------------------------------------------------------------------
     @property

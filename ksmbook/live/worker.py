@@ -10,6 +10,7 @@ is checked against the arena before any system call (see ``ksmbook.live``).
 from __future__ import annotations
 
 import base64
+import contextlib
 import ctypes
 import json
 import os
@@ -108,7 +109,7 @@ def _libc() -> ctypes.CDLL:
     vp, sz, i, ul = ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_ulong
     iov = ctypes.POINTER(_IOVec)
     for name, restype, argtypes in (
-            ("mmap", vp, [vp, sz, i, i, i, ctypes.c_long]), ("munmap", i, [vp, sz]),
+            ("mmap", ctypes.c_long, [vp, sz, i, i, i, ctypes.c_long]), ("munmap", i, [vp, sz]),
             ("mprotect", i, [vp, sz, i]), ("madvise", i, [vp, sz, i]),
             ("prctl", i, [i, ul, ul, ul, ul]),
             ("process_vm_writev", ctypes.c_ssize_t, [i, iov, ul, iov, ul, ul]),
@@ -158,7 +159,7 @@ class _Server:
         lo, hi = self.base - 2 * _PAGE, self.end + 2 * _PAGE
         flags = _MAP_PRIVATE | _MAP_ANONYMOUS | _MAP_NORESERVE | _MAP_FIXED_NOREPLACE
         got = self.c.mmap(lo, hi - lo, _PROT_NONE, flags, -1, 0)
-        if got is None or got == 2**64 - 1:
+        if got == -1:
             e = ctypes.get_errno()
             raise LiveError(f"arena [{lo:#x}, {hi:#x}) is not free: {os.strerror(e)}")
         if got != lo:  # a kernel without MAP_FIXED_NOREPLACE treats the address as a hint
@@ -194,10 +195,7 @@ class _Server:
             if fd < 0:
                 fd = self.files[(path, readonly)] = os.open(
                     path, os.O_RDONLY if readonly else os.O_RDWR)
-        got = self.c.mmap(addr, length, prot, flags, fd, offset)
-        err = ctypes.get_errno()
-        if got is None or got == 2**64 - 1:
-            raise OSError(err, f"mmap: {os.strerror(err)}")
+        got = _check(self.c.mmap(addr, length, prot, flags, fd, offset), "mmap")
         if got != addr:
             self.c.munmap(got, length)
             raise LiveError(f"mmap placed {got:#x} instead of {addr:#x}; unmapped it")
@@ -226,12 +224,8 @@ class _Server:
         if flags & (_MREMAP_FIXED | _MREMAP_DONTUNMAP):
             self._range(new_addr, new_size, "mremap")
         ul = ctypes.c_ulong
-        got = self.c.syscall(_NR_MREMAP, ul(addr), ul(old_size), ul(new_size), ul(flags),
-                             ul(new_addr))
-        if got == -1:
-            err = ctypes.get_errno()
-            raise OSError(err, f"mremap: {os.strerror(err)}")
-        got %= _U64
+        got = _check(self.c.syscall(_NR_MREMAP, ul(addr), ul(old_size), ul(new_size), ul(flags),
+                                    ul(new_addr)), "mremap") % _U64
         if not self.base <= got < self.end:
             self.c.munmap(got, new_size)
             raise LiveError(f"mremap placed {got:#x}, outside the arena; unmapped it")
@@ -376,10 +370,8 @@ class _Server:
                 os._exit(0)
             op, args = req["op"], req.get("args", {})
             if op == "exit":
-                try:
+                with contextlib.suppress(OSError):  # the controller may not wait for the answer
                     self.sock.sendall(_encode({"ok": 0}))
-                except OSError:
-                    pass  # the controller may close without waiting for the answer
                 os._exit(int(args.get("status", 0)))
             if op == "fork":
                 self._fork(fds)
