@@ -11,9 +11,10 @@ n)`` costs one tuple, and the message is formatted only when someone reads it (`
 strings), so a step reads the same whenever it is formatted. A template without arguments is
 the message as it stands (braces in it are not special).
 
-Code that records many steps (ksmd's per-page work) adds them to ``Trace.records`` as a flat
-run of plain values, ``records += (depth, function, template, len(args), *args)``: no object
-per step is kept, so nothing new is left for the cyclic garbage collector to sweep, and
+Code that records many steps of a few kinds (ksmd's per-page work) declares each kind once,
+as a `StepForm` (depth, function, template, number of arguments), and adds a step to
+``Trace.records`` as that form followed by its arguments: ``records += (FORM, *args)``. No
+object per step is kept, so nothing new is left for the cyclic garbage collector to sweep, and
 `Trace.steps` makes them `Step`s when it is read.
 """
 
@@ -25,7 +26,7 @@ from typing import Any, NamedTuple
 
 from .constants import ERRNO_NAMES
 
-__all__ = ["Step", "Event", "Kind", "Fail", "Fault", "Trace", "errno_name"]
+__all__ = ["Step", "StepForm", "Event", "Kind", "Fail", "Fault", "Trace", "errno_name"]
 
 
 def errno_name(err: int) -> str:
@@ -50,6 +51,16 @@ class Step(NamedTuple):
         text = f"{'  ' * self.depth}{self.function}"
         message = self.message
         return f"{text}: {message}" if message else text
+
+
+class StepForm(NamedTuple):
+    """A kind of step recorded many times: in ``Trace.records`` it is followed by its `nargs`
+    arguments, and makes a `Step` with them."""
+
+    depth: int
+    function: str
+    template: str
+    nargs: int = 0
 
 
 class Kind(enum.StrEnum):
@@ -202,7 +213,7 @@ class Trace:
 
     call_format: str
     pid: int = 0
-    #: The steps as recorded: `Step`s, and flat runs depth, function, template, n, n args.
+    #: The steps as recorded: `Step`s, and `StepForm`s each followed by its arguments.
     records: list[Any] = field(default_factory=list, repr=False)
     events: list[Event] = field(default_factory=list)
     result: int | None = None
@@ -228,10 +239,10 @@ class Trace:
                     steps.append(r)
                     i += 1
                 else:
-                    n = records[i + 3]
-                    steps.append(Step(r, records[i + 1], records[i + 2],
-                                      tuple(records[i + 4:i + 4 + n])))
-                    i += 4 + n
+                    i += 1
+                    n = r.nargs
+                    steps.append(Step(r.depth, r.function, r.template, tuple(records[i:i + n])))
+                    i += n
             records[self._formed:] = steps
             self._formed = len(records)
         return records

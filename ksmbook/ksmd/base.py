@@ -9,7 +9,7 @@ from ..constants import ULONG_MAX
 from ..ksm import KsmState, MmSlot
 from ..mm import MM, VMA
 from ..profiles import KsmChecksum
-from ..trace import Trace
+from ..trace import Step, Trace
 
 if TYPE_CHECKING:
     from ..kernel import Kernel
@@ -55,7 +55,7 @@ class KsmdBase:
     def _note(self, depth: int, function: str, template: str, *args: Any) -> None:
         """Record a step of the current batch's trace (the caller checks that there is one)."""
         assert self._tr is not None
-        self._tr.records += (depth, function, template, len(args), *args)
+        self._tr.records.append(Step(depth, function, template, args))
 
     def _pid(self, slot: MmSlot) -> int | None:
         if slot.pid is None:

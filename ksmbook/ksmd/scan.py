@@ -22,14 +22,16 @@ from ..ksm import (
     unmerge_ksm_pages,
 )
 from ..mm import Page
-from ..trace import Trace
+from ..trace import StepForm, Trace
 from .base import WHERE, calc_checksum
 from .merge import Merge
 
-_VOLATILE = "{:#010x} != oldchecksum {:#010x}: volatile, remembered"
-_KSM_PAGE = " (KSM page)"
-_LINKED = "KSM page already linked from this item: nothing"
-_CMP = WHERE + ": content {1}{2}"
+_CMP = StepForm(0, "cmp_and_merge_page", WHERE + ": content {1}", 2)
+_CMP_KSM = StepForm(0, "cmp_and_merge_page", WHERE + ": content {1} (KSM page)", 2)
+_LINKED = StepForm(1, "cmp_and_merge_page", "KSM page already linked from this item: nothing")
+_VOLATILE = StepForm(1, "calc_checksum", "{:#010x} != oldchecksum {:#010x}: volatile, remembered",
+                     2)
+_UNCHANGED = StepForm(1, "calc_checksum", "{:#010x} unchanged", 1)
 
 
 def _skip_age(age: int) -> int:
@@ -78,8 +80,7 @@ class Scan(Merge):
                 for item, page in itertools.chain((got,), walk):
                     scanned += 1
                     if records is not None:
-                        records += (0, "cmp_and_merge_page", _CMP, 3, item, page.content,
-                                    _KSM_PAGE if page.ksm is not None else "")
+                        records += (_CMP if page.ksm is None else _CMP_KSM, item, page.content)
                     if unshare and page.ksm is not None and item.flags == STABLE_FLAG:
                         if page.mapcount == 1:
                             if tr is not None:
@@ -347,7 +348,7 @@ class Scan(Merge):
             # is a KSM page already linked from this rmap_item.
             if stable_node is not None and item.head is stable_node:
                 if tr is not None:
-                    tr.records += (1, "cmp_and_merge_page", _LINKED, 0)
+                    tr.records.append(_LINKED)
                 return
         elif item.flags == STABLE_FLAG:
             self.remove_rmap_item_from_tree(item)
@@ -422,10 +423,10 @@ class Scan(Merge):
         if old != checksum:
             item.oldchecksum = checksum
             if tr is not None:
-                tr.records += (1, "calc_checksum", _VOLATILE, 2, checksum, old)
+                tr.records += (_VOLATILE, checksum, old)
             return False
         if tr is not None:
-            tr.records += (1, "calc_checksum", "{:#010x} unchanged", 1, checksum)
+            tr.records += (_UNCHANGED, checksum)
         if (checksum == self.zero_checksum and self.profile.use_zero_pages
                 and self.ks.knobs["use_zero_pages"]
                 and not self.try_to_merge_with_zero_page(item, page)):

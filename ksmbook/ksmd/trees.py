@@ -15,6 +15,7 @@ from ..ksm import SEQNR_MASK, STABLE_FLAG, UNSTABLE_FLAG, RmapItem, StableChain,
 from ..mm import MM, VMA, Page
 from ..pages import CONTENT_LIMIT, memcmp_key
 from ..rbtree import RbRoot, rb_erase, rb_inorder, rb_insert_color, rb_link_node, rb_replace_node
+from ..trace import StepForm
 from .base import WHERE, KsmdBase
 
 _MERGEABLE = int(VM.VM_MERGEABLE)
@@ -28,11 +29,17 @@ def _order(content: int) -> int:
     return content - 1 if content < 0 else content + CONTENT_LIMIT
 
 
-_JOINS = WHERE + " joins KSM page #{1}: {2}+1"
-_LEAVES_UNSTABLE = WHERE + " leaves the unstable tree: pages_unshared-1"
+_JOINS = StepForm(1, "stable_tree_append", WHERE + " joins KSM page #{1}: {2}+1", 3)
+#: By depth (see `Trees.remove_rmap_item_from_tree`).
+_LEAVES_UNSTABLE = tuple(StepForm(depth, "remove_rmap_item_from_tree",
+                                  WHERE + " leaves the unstable tree: pages_unshared-1", 1)
+                         for depth in (0, 1))
+_NO_KSM_PAGE = StepForm(1, "stable_tree_search", "no KSM page of this content")
+_FOUND = StepForm(1, "stable_tree_search", "found KSM page #{} ({} sharers)", 2)
 _FORKED = WHERE + " maps the same physical page (forked): give up"
 _IDENTICAL = "identical page at " + WHERE
-_INSERTED = "no identical page: inserted, pages_unshared+1"
+_INSERTED = StepForm(1, "unstable_tree_search_insert", "no identical page: inserted, "
+                     "pages_unshared+1")
 
 
 class Trees(KsmdBase):
@@ -115,8 +122,7 @@ class Trees(KsmdBase):
             ks.pages_unshared -= 1
             item.flags = 0
             if self._tr is not None:
-                self._tr.records += (depth, "remove_rmap_item_from_tree", _LEAVES_UNSTABLE, 1,
-                                     item)
+                self._tr.records += (_LEAVES_UNSTABLE[depth], item)
 
     def remove_node_from_stable_tree(self, node: StableNode) -> None:
         """remove_node_from_stable_tree(): drop a stable node and all its items."""
@@ -302,7 +308,7 @@ class Trees(KsmdBase):
                 node = self._lookup_stable(page.content, True)
         if node is None:
             if tr is not None:
-                tr.records += (1, "stable_tree_search", "no KSM page of this content", 0)
+                tr.records.append(_NO_KSM_PAGE)
             return None
         n = len(node.items)
         if not n or n >= int(ks.knobs["max_page_sharing"]):  # !__is_page_sharing_candidate()
@@ -312,8 +318,7 @@ class Trees(KsmdBase):
                            len(node.items), self.ks.knobs["max_page_sharing"])
             return None
         if tr is not None:
-            tr.records += (1, "stable_tree_search", "found KSM page #{} ({} sharers)", 2,
-                           node.kpage.id, len(node.items))
+            tr.records += (_FOUND, node.kpage.id, n)
         return node.kpage
 
     def _node_kpage_rmap_item(self, node: StableNode) -> Page | None:
@@ -360,7 +365,7 @@ class Trees(KsmdBase):
             _, kpage = self._walk_rmap_items(page.content)
             if tr is not None:
                 if kpage is None:
-                    self._note(1, "stable_tree_search", "no KSM page of this content")
+                    tr.records.append(_NO_KSM_PAGE)
                 else:
                     self._note(1, "stable_tree_search", "found KSM page #{}", kpage.id)
             return kpage
@@ -368,7 +373,7 @@ class Trees(KsmdBase):
             node = ks.stable.get(page.content)
             if node is None:
                 if tr is not None:
-                    self._note(1, "stable_tree_search", "no KSM page of this content")
+                    tr.records.append(_NO_KSM_PAGE)
                 return None
             assert isinstance(node, StableNode) and node.node_item is not None
             first = node.node_item
@@ -457,7 +462,7 @@ class Trees(KsmdBase):
         item.slot.merging_pages += 1
         tr = self._tr
         if tr is not None:
-            tr.records += (1, "stable_tree_append", _JOINS, 3, item, node.kpage.id, counter)
+            tr.records += (_JOINS, item, node.kpage.id, counter)
 
     # -- the unstable tree -----------------------------------------------------------------
     #
@@ -537,7 +542,7 @@ class Trees(KsmdBase):
         ks.unstable_log.append(item)
         ks.pages_unshared += 1
         if tr is not None:
-            tr.records += (1, "unstable_tree_search_insert", _INSERTED, 0)
+            tr.records.append(_INSERTED)
         return None
 
     def _unstable_walk(self, item: RmapItem, page: Page) -> tuple[RmapItem, Page] | None:
@@ -572,7 +577,7 @@ class Trees(KsmdBase):
         rb_insert_color(item, root)
         ks.pages_unshared += 1
         if tr is not None:
-            tr.records += (1, "unstable_tree_search_insert", _INSERTED, 0)
+            tr.records.append(_INSERTED)
         return None
 
     def _unstable_erase(self, item: RmapItem) -> None:
