@@ -99,10 +99,10 @@ def test_mergeable_in_the_middle_splits_and_flags() -> None:
     p.madvise(a + 4 * P, 8 * P, kb.MADV_MERGEABLE)
     ch = kr.changes(before, kr.snapshot(p), p.last_trace)
     assert (ch.before, ch.after) == (1, 3)
-    assert [(c.start, c.end) for c in ch.split] == [(a, a + 16 * P)]
-    assert ch.split[0].detail == f"at {a + 4 * P:08x}, {a + 12 * P:08x}"
-    assert [(c.start, c.end, c.detail) for c in ch.flags] == [(a + 4 * P, a + 12 * P, "+mg")]
-    assert ch.merged == [] and ch.mm_flags == "+MMF_VM_MERGEABLE"
+    assert [(c.start, c.end) for c in ch.of("split")] == [(a, a + 16 * P)]
+    assert ch.of("split")[0].detail == f"at {a + 4 * P:08x}, {a + 12 * P:08x}"
+    assert [(c.start, c.end, c.detail) for c in ch.of("flags")] == [(a + 4 * P, a + 12 * P, "+mg")]
+    assert ch.of("merged") == [] and ch.mm_flags == "+MMF_VM_MERGEABLE"
     text = kr.changes_text(before, kr.snapshot(p), p.last_trace)
     assert text.splitlines() == [
         f"madvise({a + 4 * P:#x}, {8 * P}, MADV_MERGEABLE) = 0",
@@ -119,8 +119,8 @@ def test_unmergeable_merges_back() -> None:
     before = kr.snapshot(p)
     p.madvise(a + 4 * P, 8 * P, kb.MADV_UNMERGEABLE)
     ch = kr.changes(before, kr.snapshot(p), p.last_trace)
-    assert [(c.start, c.end, c.detail) for c in ch.merged] == [(a, a + 16 * P, "from 3 VMAs")]
-    assert [c.detail for c in ch.flags] == ["-mg"] and ch.split == []
+    assert [(c.start, c.end, c.detail) for c in ch.of("merged")] == [(a, a + 16 * P, "from 3 VMAs")]
+    assert [c.detail for c in ch.of("flags")] == ["-mg"] and ch.of("split") == []
 
 
 def test_boundary_moved_by_a_merge_with_next() -> None:
@@ -136,13 +136,13 @@ def test_boundary_moved_by_a_merge_with_next() -> None:
     ch = kr.changes(before, kr.snapshot(p), p.last_trace)
     assert (ch.before, ch.after) == (2, 2)
     # No split_vma() ran: the twin says the boundary moved, not that V was split.
-    assert ch.split == [] and "split_vma" not in str(p.last_trace)
+    assert ch.of("split") == [] and "split_vma" not in str(p.last_trace)
     assert [(c.start, c.detail) for c in ch.of("moved")] == [
         (0x10000, "boundary to 00012000 (vma_merge(), no split_vma())")]
-    assert [(c.start, c.end) for c in ch.merged] == [(0x12000, 0x18000)]
+    assert [(c.start, c.end) for c in ch.of("merged")] == [(0x12000, 0x18000)]
     # Without the trace the snapshots alone cannot tell: the cut reads as a split.
-    assert [c.start for c in kr.changes(before, kr.snapshot(p)).split] == [0x10000]
-    assert [(c.start, c.end, c.detail) for c in ch.flags] == [(0x12000, 0x14000, "+mg")]
+    assert [c.start for c in kr.changes(before, kr.snapshot(p)).of("split")] == [0x10000]
+    assert [(c.start, c.end, c.detail) for c in ch.of("flags")] == [(0x12000, 0x14000, "+mg")]
 
 
 def test_munmap_in_the_middle_and_a_merging_mmap() -> None:
@@ -150,14 +150,14 @@ def test_munmap_in_the_middle_and_a_merging_mmap() -> None:
     before = kr.snapshot(p)
     p.munmap(a + 4 * P, 2 * P)
     ch = kr.changes(before, kr.snapshot(p), p.last_trace)
-    assert ch.split[0].detail == f"at {a + 4 * P:08x}, {a + 6 * P:08x}"
-    assert [(c.start, c.end) for c in ch.unmapped] == [(a + 4 * P, a + 6 * P)]
+    assert ch.of("split")[0].detail == f"at {a + 4 * P:08x}, {a + 6 * P:08x}"
+    assert [(c.start, c.end) for c in ch.of("unmapped")] == [(a + 4 * P, a + 6 * P)]
     before = kr.snapshot(p)
     b = p.mmap(4 * P, RW, ANON)  # lands just below, merges with the lowest VMA
     ch = kr.changes(before, kr.snapshot(p), p.last_trace)
     assert b + 4 * P == a
-    assert [(c.start, c.end) for c in ch.mapped] == [(b, a)]
-    assert ch.merged[0].detail == "from 1 VMA and the new mapping"
+    assert [(c.start, c.end) for c in ch.of("mapped")] == [(b, a)]
+    assert ch.of("merged")[0].detail == "from 1 VMA and the new mapping"
 
 
 def test_failed_call_changes_nothing_and_says_why() -> None:

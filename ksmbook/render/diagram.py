@@ -280,7 +280,7 @@ class SpaceFigure:
             width = int((self.diagram_width - 0.2) / (7.5 * 0.55 / 72))
             lines = textwrap.wrap("Note: " + "; ".join(self.notes) + ".", width)
             self._text(self.ax, -_LEFT * upi + 0.05 * upi, y - 0.04, "\n".join(lines),
-                       fontsize=7.5, color=_GREY, va="top", style="italic")
+                       color=_GREY, va="top", style="italic")
             y -= 0.1 + 0.145 * len(lines)
         height = -y + 0.08
         trace_lines = self._trace_lines(trace) if self.trace_ax is not None else []
@@ -340,8 +340,8 @@ class SpaceFigure:
             was = "" if was_mergeable in (None, on) else (" (was clear)" if on else " (was set)")
             self._text(self.ax, -_LEFT * upi + 0.05 * upi + (len(title) * 0.085 + 0.25) * upi,
                        y - 0.045, "MMF_VM_MERGEABLE " + ("set" if on else "clear") + was,
-                       fontsize=7.5, va="top", color=_OK if on else _GREY,
-                       weight="bold" if on else "normal", family="monospace")
+                       va="top", color=_OK if on else _GREY, weight="bold" if on else "normal",
+                       family="monospace")
         y -= _TITLE
         bar_top, bar_bot = y, y - _BAR
         if not snap.vmas:
@@ -382,8 +382,7 @@ class SpaceFigure:
             lane_verts.append(_rects(xs0[marked], xs1[marked], y, y + _LANE_MARK))
             lane_colors += [lane.color] * int(marked.sum())
             self._text(self.ax, -0.08 * upi, y + _LANE_MARK / 2, f"{lane.label}  {lane.name}",
-                       fontsize=7.5, ha="right", va="center",
-                       color=lane.color if lane.name == "mg" else _GREY)
+                       ha="right", va="center", color=lane.color if lane.name == "mg" else _GREY)
         y = self._addresses(snap, labelled, y, upi)
         return y - _ROW_GAP, 0 if labelled else 1
 
@@ -411,8 +410,7 @@ class SpaceFigure:
                        [(x1, bot), (x0, bot)], [(x0, bot), (x0, top)]]
             if (x1 - x0) / upi >= 7 * _CHAR_IN:
                 self._text(self.ax, (x0 + x1) / 2, (top + bot) / 2, "no VMA here",
-                           ha="center", va="center", fontsize=7.5, color=_GREY,
-                           style="italic")
+                           ha="center", va="center", color=_GREY, style="italic")
 
     def _bar_label(self, r: Region, x0: float, x1: float, top: float, bot: float,
                    upi: float) -> None:
@@ -423,10 +421,10 @@ class SpaceFigure:
         if width_in >= (len(size) + 1) * _CHAR_IN and width_in >= 4 * _CHAR_IN:
             two = width_in >= 5 * _CHAR_IN
             self._text(self.ax, mid, (top + bot) / 2 + (0.07 if two else 0), size,
-                       ha="center", va="center", color=color, fontsize=7.5, weight="bold")
+                       ha="center", va="center", color=color, weight="bold")
             if two:
                 self._text(self.ax, mid, (top + bot) / 2 - 0.09, r.perms, ha="center",
-                           va="center", color=color, fontsize=7.5, family="monospace")
+                           va="center", color=color, family="monospace")
 
     def _gap_mark(self, x0: float, x1: float, size: int, shortened: bool, top: float,
                   bot: float, upi: float, breaks: list) -> None:
@@ -438,7 +436,7 @@ class SpaceFigure:
         text = size_text(size)
         if (x1 - x0) / upi >= len(text) * _CHAR_IN * 0.9 or shortened:
             self._text(self.ax, mid, bot + 0.06, text, ha="center", va="bottom",
-                       fontsize=7.5, color=_GREY, style="italic")
+                       color=_GREY, style="italic")
 
     def _addresses(self, snap: Snapshot, labelled: bool, y: float, upi: float) -> float:
         """Boundary addresses under the row: level, staggered or upright as room allows."""
@@ -456,27 +454,28 @@ class SpaceFigure:
         prefix = _common_prefix(full)
         least = min(gaps) if gaps else 10.0
         y -= 0.05
-        for texts, pre in ((full, ""), ([t[len(prefix):] for t in full], prefix)):
-            need = (max(len(t) for t in texts) + 1) * _CHAR_IN
-            if least >= need / 2:
-                stagger = least < need
-                if pre:
-                    self._text(self.ax, -0.08 * upi, y, f"{pre}…", ha="right", va="top",
-                               fontsize=7.5, family="monospace", color=_GREY)
-                for i, (t, x) in enumerate(zip(texts, xs, strict=True)):
-                    self._text(self.ax, x, y - 0.14 * (i % 2 if stagger else 0), t,
-                               ha="center", va="top", fontsize=7.5, family="monospace")
-                return y - (0.30 if stagger else 0.16)
-        if prefix:
-            self._text(self.ax, -0.08 * upi, y, f"{prefix}…", ha="right", va="top",
-                       fontsize=7.5, family="monospace", color=_GREY)
+
+        def need(texts: list[str]) -> float:
+            return (max(len(t) for t in texts) + 1) * _CHAR_IN
+
+        # In full if they fit level or staggered; else after their common prefix.
+        texts, pre = (full, "") if least >= need(full) / 2 else (
+            [t[len(prefix):] for t in full], prefix)
+        if pre:
+            self._text(self.ax, -0.08 * upi, y, f"{pre}…", ha="right", va="top",
+                       family="monospace", color=_GREY)
+        if least >= need(texts) / 2:
+            stagger = least < need(texts)
+            for i, (t, x) in enumerate(zip(texts, xs, strict=True)):
+                self._text(self.ax, x, y - 0.14 * (i % 2 if stagger else 0), t, ha="center",
+                           va="top", family="monospace")
+            return y - (0.30 if stagger else 0.16)
         last = None
         for t, x in zip(texts, xs, strict=True):
             if last is not None and (x - last) / upi < 0.12:
                 continue
             last = x
-            self._text(self.ax, x, y, t, ha="center", va="top", fontsize=7.5, rotation=90,
-                       family="monospace")
+            self._text(self.ax, x, y, t, ha="center", va="top", rotation=90, family="monospace")
         return y - 0.1 - 0.075 * max(len(t) for t in texts)
 
     def _draw_band(self, before: Snapshot, after: Snapshot, ch: Changes, y: float, upi: float,
@@ -493,9 +492,10 @@ class SpaceFigure:
         pad = 0.04 * upi
 
         marks = [(c.kind, cut, _ERR if c.kind == "split" else _OK)
-                 for c in ch.split + ch.of("moved") for cut in sorted(after_bounds)
+                 for kind in ("split", "moved") for c in ch.of(kind)
+                 for cut in sorted(after_bounds)
                  if c.start < cut < c.end and cut not in before_bounds]
-        marks += [("merged", gone, _OK) for c in ch.merged for gone in sorted(before_bounds)
+        marks += [("merged", gone, _OK) for c in ch.of("merged") for gone in sorted(before_bounds)
                   if c.start < gone < c.end and gone not in after_bounds]
         cut_xs = [layout.x(addr) for _, addr, _ in marks]
 
@@ -536,12 +536,11 @@ class SpaceFigure:
                        [(x, title_top - _TITLE), (x, bar_bot)]]
             guide_colors += [color, color]
             self.annotations.append((what, addr))
-            if not label([what], x, band_top - 0.02, None, va="top", fontsize=7.5,
-                         color=color, weight="bold"):
+            if not label([what], x, band_top - 0.02, None, va="top", color=color, weight="bold"):
                 unlabelled += 1
         yb = band_bot + 0.08
         tick = 0.05
-        for c in ch.flags + ch.mapped + ch.unmapped + ch.of("replaced"):
+        for c in [c for kind in ("flags", "mapped", "unmapped", "replaced") for c in ch.of(kind)]:
             x0, x1 = layout.x(c.start), layout.x(c.end)
             guides += [[(x0, yb), (x1, yb)], [(x0, yb - tick), (x0, yb + tick)],
                        [(x1, yb - tick), (x1, yb + tick)]]
@@ -551,9 +550,8 @@ class SpaceFigure:
             # A flags change reads "rw-p->r--p -wr"; its last word alone ("-wr") where the
             # whole does not fit.
             forms = [text] + ([text.split()[-1]] if c.kind == "flags" and " " in text else [])
-            if not label(forms, (x0 + x1) / 2, yb + 0.04, (x0, x1), va="bottom",
-                         fontsize=7.5, weight="bold", family="monospace",
-                         color=_OK if "+mg" in text else _INK):
+            if not label(forms, (x0 + x1) / 2, yb + 0.04, (x0, x1), va="bottom", weight="bold",
+                         family="monospace", color=_OK if "+mg" in text else _INK):
                 unlabelled += 1
         if unlabelled:
             self.notes.append(f"{unlabelled} more changes are marked without a label "

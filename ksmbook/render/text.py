@@ -89,26 +89,6 @@ class Changes:
         return [c for c in self.items if c.kind == kind]
 
     @property
-    def split(self) -> list[Change]:
-        return self.of("split")
-
-    @property
-    def merged(self) -> list[Change]:
-        return self.of("merged")
-
-    @property
-    def flags(self) -> list[Change]:
-        return self.of("flags")
-
-    @property
-    def mapped(self) -> list[Change]:
-        return self.of("mapped")
-
-    @property
-    def unmapped(self) -> list[Change]:
-        return self.of("unmapped")
-
-    @property
     def empty(self) -> bool:
         return not self.items and not self.mm_flags and not self.exited
 

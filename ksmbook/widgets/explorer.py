@@ -131,6 +131,11 @@ class Explorer(ExplorerCalls):
             return Snapshot(self.process_name, 0, ())
         return snapshot(proc, self._cache)
 
+    def _twin(self, after: Snapshot) -> str:
+        """The text under the diagram: the last call's changes, if any, then `after`'s maps."""
+        twin = self.changes_text if self.trace is not None else ""
+        return (twin + "\n\n" if twin else "") + f"[{after.label}]\n" + maps_text(after)
+
     def picture_lines(self) -> tuple[str, ...]:
         """Short lines shown above the stored picture (the message)."""
         return (self.message,)
@@ -140,12 +145,9 @@ class Explorer(ExplorerCalls):
         from .snapshot import display_widget
 
         after = self.after if self.after is not None else self.current_snapshot()
-        twin = self.changes_text if self.trace is not None else ""
         trace = f"\n\nkernel trace:\n{self.trace}" if self.trace is not None else ""
-        display_widget(
-            self.widget, what=self.what, figure=self.view.figure, lines=self.picture_lines(),
-            text=(twin + "\n\n" if twin else "") + f"[{after.label}]\n" + maps_text(after)
-            + trace)
+        display_widget(self.widget, what=self.what, figure=self.view.figure,
+                       lines=self.picture_lines(), text=self._twin(after) + trace)
 
     what = "explorer"
 
@@ -291,10 +293,7 @@ class Explorer(ExplorerCalls):
             self.view.show_change(before, after, self.trace)
         self.diagram.value = to_svg(self.view.figure)
         self._show_outcome()
-        twin = self.changes_text if self.trace is not None else ""
-        self.text_twin.value = pre(
-            (twin + "\n\n" if twin else "") + f"[{after.label}]\n" + maps_text(after),
-            "ksmbook-maps")
+        self.text_twin.value = pre(self._twin(after), "ksmbook-maps")
         self.trace_box.value = pre(str(self.trace) if self.trace else "(no call yet)")
         rows = [snapshot(p, self._cache) for n in s.live_names()
                 if (p := s.process(n)) is not None]

@@ -282,12 +282,12 @@ class KsmdStepper(StepperControls):
                       f"({os.strerror(-result.result)}): echo {value} > "
                       f"/sys/kernel/mm/ksm/{name}" + (f". {why}." if why else "."),
                       error=True)
+        elif name == "run" and value == "2":
+            self._say("echo 2 > /sys/kernel/mm/ksm/run: every KSM page is unmerged, and "
+                      "full_scans starts again from 0 (unmerge_and_remove_all_rmap_items() "
+                      "resets the scan's sequence number); the chart starts a new series.")
         else:
             self._say(f"echo {value} > /sys/kernel/mm/ksm/{name}")
-            if name == "run" and value == "2":
-                self._say("echo 2 > /sys/kernel/mm/ksm/run: every KSM page is unmerged, and "
-                          "full_scans starts again from 0 (unmerge_and_remove_all_rmap_items() "
-                          "resets the scan's sequence number); the chart starts a new series.")
         self._refresh()
 
     @guarded

@@ -10,6 +10,8 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable
+from itertools import count
+from string import ascii_uppercase
 
 from ..constants import PAGE_SIZE
 from ..render import Snapshot, addr_text, size_text
@@ -54,32 +56,22 @@ def statements(text: str) -> tuple[Statement, ...]:
 
 def fresh_label(taken: set[str]) -> str:
     """A, B, ..., Z, then A2, B2, ...: the first label not taken."""
-    n = 1
-    while True:
-        for letter in "ABCDEFGHIJKLMNOPQRSTUVWXYZ":
-            name = letter if n == 1 else f"{letter}{n}"
-            if name not in taken:
-                return name
-        n += 1
+    names = (f"{letter}{n if n > 1 else ''}" for n in count(1) for letter in ascii_uppercase)
+    return next(name for name in names if name not in taken)
 
 
 def fresh_name(stem: str, taken: set[str]) -> str:
     """stem1, stem2, ...: the first name not taken."""
-    n = 1
-    while f"{stem}{n}" in taken:
-        n += 1
-    return f"{stem}{n}"
+    return next(f"{stem}{n}" for n in count(1) if f"{stem}{n}" not in taken)
 
 
 def addr_words(session: Session, addr: int) -> str:
     """addr as the script writes it: the nearest label at or below it, plus pages."""
-    best = None
-    for name, base in session.labels.items():
-        if base <= addr and (best is None or base > best[1]):
-            best = (name, base)
-    if best is None:
+    below = [(name, base) for name, base in session.labels.items() if base <= addr]
+    if not below:
         return f"{addr:#x}"
-    return str(Addr(best[0], addr - best[1]))
+    name, base = max(below, key=lambda nb: nb[1])
+    return str(Addr(name, addr - base))
 
 
 class RangePicker:
