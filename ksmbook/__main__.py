@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from .procfs import format_maps
 from .profiles import PROFILES
-from .scenario import ScenarioError, boot, format_op, parse, run
+from .scenario import ScenarioError, boot, parse, run
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -31,7 +31,7 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     print(f"# {kernel.profile.title}, CONFIG_KSM={'y' if kernel.config_ksm else 'n'}")
     for r in results:
-        print(f"{format_op(r.op):<50} = {r.outcome()}")
+        print(f"{r.op!s:<50} = {r.outcome()}")
         if r.counters is not None:
             print("    " + " ".join(f"{name}={value}" for name, value in r.counters.items()))
         if args.trace and r.trace is not None:

@@ -33,7 +33,6 @@ from .scenario import (
     ScenarioError,
     Statement,
     StepResult,
-    format_op,
     parse,
     process_of,
 )
@@ -225,7 +224,7 @@ class Session:
         self.steps += steps
         self.history = dataclasses.replace(old, actions=(*old.actions, action))
         self._undo.append(dataclasses.replace(
-            old, change=change or "; ".join(format_op(op) for op in action)))
+            old, change=change or "; ".join(map(str, action))))
         self._redo.clear()
         return steps
 
@@ -261,7 +260,7 @@ class Session:
         old_steps = self.steps
         self._change(dataclasses.replace(self.history, kernel=kernel),
                      f"{self.history.kernel} -> {kernel}")
-        return [Failure(format_op(new.op), _errno_of(old), _errno_of(new))
+        return [Failure(str(new.op), _errno_of(old), _errno_of(new))
                 for old, new in zip(old_steps, self.steps, strict=True)
                 if not isinstance(new.op, SETUP) and new.errno is not None
                 and _errno_of(old) != _errno_of(new)]
@@ -281,12 +280,12 @@ class Session:
         """The session as scenario text that ``python -m ksmbook run`` replays to the same
         state: the kernel line, the set-up, every action. With `outcomes`, each system call's
         result follows as a comment (``# = 0x...``)."""
-        lines = [format_op(self.history.kernel)]
+        lines = [str(self.history.kernel)]
         if self._factory is not None:
             name = getattr(self._factory, "__name__", "a function")
             lines.append(f"# set up by {name}(), which this script cannot replay")
         for step in self.steps:
-            text = format_op(step.op)
+            text = str(step.op)
             out = "" if isinstance(step.op, SETUP) or not outcomes else step.outcome()
             lines.append(f"{text:<44} # = {out}" if out else text)
         return "\n".join(lines) + "\n"

@@ -313,15 +313,9 @@ def measure_write_latency(pages: int = 1024, *, seed: int = 0) -> dict[str, Any]
     """Time one write to each of `pages` pages of every kind on the live kernel (root, KSM
     built in): private pages, untouched ones, read-only-touched ones (the zero page), pages
     whose fork()ed twin is gone, pages shared after fork(), KSM pages, and zero pages that
-    ksmd replaced by the zero page.
-
-    A ``ksmbook.live`` worker maps and fills the pages, advises them MADV_MERGEABLE and forks
-    a child that keeps the fork-shared pages; the live ksmd (``ksmbook.live.ksmd.session``: knobs
-    saved, everything unmerged, use_zero_pages=1, smart_scan=0) makes two full scans and is
-    stopped; then the worker times its writes. The merges are checked with /proc/PID/ksm_stat
-    before the timing. Every knob is restored afterwards. Returns {kind: {"median", "p10",
-    "p90", "mean", "n"} in us, ..., "ksm_stat": ..., "machine": ...}.
-    """
+    ksmd replaced by the zero page, as the module docstring's calibration says. Returns
+    {kind: {"median", "p10", "p90", "p99", "mean", "n"} in us, ..., "ksm_stat": ...,
+    "machine": ...}."""
     from .live import ksmd as live_ksmd
 
     ok, why = live_ksmd.ksm_available()
@@ -377,8 +371,6 @@ def measure_write_latency(pages: int = 1024, *, seed: int = 0) -> dict[str, Any]
     result["machine"] = f"{os.uname().sysname} {os.uname().release} {os.uname().machine}, " \
                         f"{os.cpu_count()} CPUs"
     return result
-
-
 
 
 def calibration_text(result: dict[str, Any] | None = None) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from ..constants import ERRNO_NAMES, MADV, PAGE_SHIFT, VM
+from ..procfs import MapEntry
 from ..profiles import PROFILES, Profile
 from ..scenario import Madvise, ScenarioError, parse
 
@@ -271,14 +272,10 @@ def _check_layout(layout: Layout) -> Layout:
     return ordered
 
 
-def layout_of(entries: Iterable[object], base: int) -> Layout:
-    """The layout of a list of `ksmbook.procfs.MapEntry` (pages counted from `base`)."""
-    out = []
-    for e in entries:
-        start, end, codes = e.start, e.end, e.vmflags  # type: ignore[attr-defined]
-        out.append(LayoutEntry((start - base) >> PAGE_SHIFT, (end - base) >> PAGE_SHIFT,
-                               frozenset(codes)))
-    return tuple(out)
+def layout_of(entries: Iterable[MapEntry], base: int) -> Layout:
+    """The layout of maps entries (pages counted from `base`)."""
+    return tuple(LayoutEntry((e.start - base) >> PAGE_SHIFT, (e.end - base) >> PAGE_SHIFT,
+                             frozenset(e.vmflags)) for e in entries)
 
 
 def format_layout(layout: Layout, codes: Iterable[str] | None = None) -> str:

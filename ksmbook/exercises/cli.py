@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from ..profiles import PROFILES
-from ..scenario import Boot, Scenario, ScenarioError, boot, format_op, parse, run
+from ..scenario import Boot, Scenario, ScenarioError, boot, parse, run
 from .ksmd import CountersProblem, ProblemStep
 from .problem import Problem
 from .sets import CHAPTERS, QUIZ_POOLS, QUIZ_VERSION, problem_set, student_seed
@@ -114,7 +114,7 @@ def _counters(sc: Scenario, args: argparse.Namespace) -> Problem:
     kernel = sc.kernel
     if not kernel.ksm:
         raise ValueError("a kernel built with CONFIG_KSM=n has no ksmd")
-    steps = [ProblemStep(format_op(op), (op,)) for op in sc.ops if not isinstance(op, Boot)]
+    steps = [ProblemStep(str(op), (op,)) for op in sc.ops if not isinstance(op, Boot)]
     return CountersProblem(steps, "What are pages_shared, pages_sharing, pages_unshared and "
                            "pages_volatile at the end?", profile=args.profile or kernel.profile,
                            legend="Steps (the scenario's statements; page contents are "

@@ -40,7 +40,6 @@ from ..scenario import (
     SysfsWrite,
     Write,
     boot,
-    format_op,
 )
 from ..sidechannel import fault_of, probe_statements
 from ..trace import Fault
@@ -104,10 +103,9 @@ def _fill(proc: str, contents: Sequence[int | None]) -> list[Write]:
     return out
 
 
-def _mapping(proc: str, pages: int) -> list[Statement]:
-    spawn: list[Statement] = [] if proc == "p1" else [Spawn(proc)]
-    return [*spawn, Map(proc, _area(proc), pages * PAGE_SIZE,
-                        PROT.PROT_READ | PROT.PROT_WRITE)]
+def _spawn(proc: str) -> tuple[Statement, ...]:
+    """``spawn`` `proc`, unless it is p1 (which starts by itself)."""
+    return () if proc == "p1" else (Spawn(proc),)
 
 
 def map_step(proc: str, contents: Sequence[int | None], advise: bool) -> ProblemStep:
@@ -119,7 +117,9 @@ def map_step(proc: str, contents: Sequence[int | None], advise: bool) -> Problem
     advice: list[Statement] = [Madvise(proc, Addr(_area(proc), 0), n * PAGE_SIZE,
                                        MADV.MADV_MERGEABLE)] if advise else []
     return ProblemStep(f"{proc}: mmap {n} page{'s' if n != 1 else ''}, write [{names}]{how}",
-                (*_mapping(proc, n), *_fill(proc, contents), *advice))
+                (*_spawn(proc), Map(proc, _area(proc), n * PAGE_SIZE,
+                                    PROT.PROT_READ | PROT.PROT_WRITE),
+                 *_fill(proc, contents), *advice))
 
 
 def write_step(proc: str, index: int, content: int, label: str = "",
@@ -152,8 +152,7 @@ def probe_step(proc: str, guesses: Sequence[int], scans: int, shown: str = "") -
     ``sidechannel.probe`` runs): `proc` maps one page per guess, writes the guesses, advises
     them, lets ksmd make `scans` full scans, then writes each page once; the writes are
     labelled with the guesses' names."""
-    spawn: tuple[Statement, ...] = () if proc == "p1" else (Spawn(proc),)
-    statements = (*spawn, *probe_statements(proc, guesses, scans, label=_area(proc)))
+    statements = (*_spawn(proc), *probe_statements(proc, guesses, scans, label=_area(proc)))
     names = [content_name(g) for g in guesses]
     return ProblemStep(f"{proc}: probe [{' '.join(names)}]: mmap, write the guesses, madvise, ksmd "
                 f"makes {shown or scans} full scans, then time a write to each",
@@ -294,7 +293,7 @@ class KsmdProblem(Problem):
                 *(f"    {op}" for op in _setup(self.profile))]
         for step in self.run_steps():
             labels = step.labels or ("",) * len(step.statements)
-            out += [f"    {format_op(op)}" + (f"   # ({label})" if label else "")
+            out += [f"    {op}" + (f"   # ({label})" if label else "")
                     for op, label in zip(step.statements, labels, strict=True)]
         return [*out, "    EOF"]
 

@@ -20,7 +20,6 @@ from .vma import LayoutProblem
 __all__ = ["PageRegion", "region_of", "RegionLayoutProblem"]
 
 
-
 @dataclass(frozen=True)
 class PageRegion:
     """The pages a layout question is about: [start, end), page 0 at `start`."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import textwrap
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +32,6 @@ from ..scenario import (
     Statement,
     StepResult,
     boot,
-    format_op,
     format_scenario,
     parse,
     process_of,
@@ -118,10 +118,6 @@ def _picture(maps: dict[str, list[MapEntry]]) -> dict[str, list[tuple[object, ..
             for name, entries in maps.items()}
 
 
-def _indent(text: str, by: str = "    ") -> str:
-    return "\n".join(by + line if line else line for line in text.splitlines())
-
-
 def _only(layout: Layout, codes: Iterable[str]) -> Layout:
     """`layout` with only `codes` kept."""
     keep = frozenset(codes)
@@ -197,7 +193,7 @@ class ScenarioProblem(Problem):
     # -- the question ---------------------------------------------------------------------
 
     def scenario_lines(self) -> list[str]:
-        return [format_op(op) for op in self.scenario.ops]
+        return [str(op) for op in self.scenario.ops]
 
     def kernel_line(self) -> str:
         return (f"Kernel: {get_profile(self.profile).title}, "
@@ -209,7 +205,7 @@ class ScenarioProblem(Problem):
         before = self.results[-2].maps.get(self.proc) if len(self.results) > 1 else None
         if self.show_before and before is not None:
             out += ["", f"{self.proc}'s maps before the last operation:",
-                    _indent(self.maps_text(before))]
+                    textwrap.indent(self.maps_text(before), "    ")]
         return out
 
     @functools.cached_property
@@ -263,14 +259,14 @@ class ScenarioProblem(Problem):
         for i, r in enumerate(self.results):
             if isinstance(r.op, Boot):
                 continue
-            out.append(f"  {format_op(r.op):<44} = {r.outcome()}")
+            out.append(f"  {r.op!s:<44} = {r.outcome()}")
             if r.trace is not None and i == len(self.results) - 1:
                 out += [f"      {s}" for s in r.trace.steps]
             if isinstance(r.op, SETUP):
                 continue
             for name, entries in r.maps.items():
                 out.append(f"    [{name}]")
-                out.append(_indent(self.maps_text(entries), "      "))
+                out.append(textwrap.indent(self.maps_text(entries), "      "))
         return out
 
 
@@ -458,7 +454,8 @@ class AdviceProblem(ScenarioProblem):
     def setting(self) -> list[str]:
         return super().setting() + [
             "", f"The last operation returned {errno_text(self.last.result)}; "
-            f"{self.proc}'s maps after it:", _indent(self.maps_text(self.maps_of(self.last)))]
+            f"{self.proc}'s maps after it:",
+            textwrap.indent(self.maps_text(self.maps_of(self.last)), "    ")]
 
     def parse(self, answer: object) -> int | Madvise:
         return parse_advice(answer)
@@ -485,13 +482,13 @@ class AdviceProblem(ScenarioProblem):
             op = self.call(given)
             same = "" if op.advice == self.answer else (
                 f" (the scenario used {self.answer_text()}, which has the same effect here)")
-            return Feedback("correct", f"Correct: {format_op(op)} gives exactly this "
+            return Feedback("correct", f"Correct: {op} gives exactly this "
                             f"picture{same}.")
         return Feedback("incorrect", f"Not quite: {self.misconception(given)} "
                         "(hint() tells more.)")
 
     def misconception(self, given: int | Madvise) -> str:
-        got, name = self.replay(given), format_op(self.call(given))
+        got, name = self.replay(given), str(self.call(given))
         if got.result != self.last.result:
             return (f"`{name}` returns {errno_text(got.result)}, but the call returned "
                     f"{errno_text(self.last.result)}.")
