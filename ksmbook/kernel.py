@@ -89,10 +89,11 @@ class Kernel:
         self.files: dict[str, File] = {}
         #: The most recent system calls' traces, oldest first.
         self.log: collections.deque[Trace] = collections.deque(maxlen=10_000)
-        #: The ids of the pages and anon_vmas this kernel allocates, from 1 at each boot, so
+        #: The ids of the pages, anon_vmas and processes this kernel makes, from 1 at each boot, so
         #: that a page is numbered alike in every trace and view of the same scenario.
         self.page_ids = itertools.count(1)
         self.anon_vma_ids = itertools.count(1)
+        self.pids = itertools.count(1)
         #: The shared zero page (ZERO_PAGE(0), #0 in the views) as a read fault or a THP split
         #: maps it: a special, clean pte (KSM's use_zero_pages maps `KsmState.zero_page`).
         self.zero_page = Page(0, mapcount=0, anon=False, id=0)
@@ -101,7 +102,6 @@ class Kernel:
         #: mappings (ksmbook.thp; kernels with Profile.thp only).
         self.thp = Thp(self)
         self._faults: dict[str, int] = {}
-        self._next_pid = 1
         self._ino = 0
 
     def __repr__(self) -> str:
@@ -485,8 +485,7 @@ class Process:
     def __init__(self, kernel: Kernel, mm: MM, name: str = "") -> None:
         self.kernel = kernel
         self.mm = mm
-        self.pid = kernel._next_pid
-        kernel._next_pid += 1
+        self.pid = next(kernel.pids)
         self.name = name or f"p{self.pid}"
         self.alive = True
         self.last_trace: Trace | None = None
@@ -676,7 +675,7 @@ class Process:
                     for vma in list(self.mm.vmas):
                         self.mm.zap_range(vma.start, vma.end)
                         self.mm.remove(vma)
-                        self.mm._release_file(vma)
+                        self.mm.release_file(vma)
                 self.mm.mm_users = 0
             return 0
         self._syscall("exit()", body)

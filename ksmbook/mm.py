@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import errno
 import functools
-from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -203,68 +202,45 @@ class MM:
 
     # -- lookup -----------------------------------------------------------------------
 
-    def _below(self, addr: int) -> VMA | None:
-        """The VMA with the greatest start <= addr."""
-        return self._around(addr)[0]
-
-    def _above(self, addr: int) -> VMA | None:
-        """The VMA with the least start > addr."""
-        return self._around(addr)[1]
-
-    def _around(self, addr: int) -> tuple[VMA | None, VMA | None]:
-        """(the VMA with the greatest start <= addr, the VMA with the least start > addr).
-
-        Reads (never edits) the SortedList of start addresses through its block layout,
-        `_maxes` (each block's last key) and `_lists` (the blocks): two C bisects. Its public
-        irange() slices a whole block and the list of blocks for every lookup, which makes the
-        madvise pair at 60,000 VMAs 9.1x the kernel instead of at most 8x
-        (benchmarks/madvise_pair.py)."""
-        starts = self._by_start._list  # the SortedList of the start addresses
-        maxes, blocks = starts._maxes, starts._lists
-        if not maxes:
-            return None, None
+    def _down(self, addr: int) -> Iterator[VMA]:
+        """The VMAs that start at or below addr, the highest first."""
         by_start = self._by_start
-        pos = bisect_right(maxes, addr)
-        if pos == len(maxes):
-            return by_start[maxes[-1]], None
-        block = blocks[pos]
-        idx = bisect_right(block, addr)
-        if idx:
-            below = by_start[block[idx - 1]]
-        elif pos:
-            below = by_start[blocks[pos - 1][-1]]
-        else:
-            below = None
-        return below, by_start[block[idx]]
+        return map(by_start.__getitem__, by_start.irange(maximum=addr, reverse=True))
+
+    def _up(self, addr: int) -> Iterator[VMA]:
+        """The VMAs that start above addr, the lowest first."""
+        by_start = self._by_start
+        return map(by_start.__getitem__, by_start.irange(minimum=addr, inclusive=(False, True)))
 
     def find_vma(self, addr: int) -> VMA | None:
         """find_vma(): the first VMA with end > addr."""
-        below = self._below(addr)
+        below = next(self._down(addr), None)
         if below is not None and below.end > addr:
             return below
-        return self._above(addr)
+        return next(self._up(addr), None)
 
     def find_vma_prev(self, addr: int) -> tuple[VMA | None, VMA | None]:
         """find_vma_prev(): find_vma() and the VMA before it."""
-        below = self._below(addr)
+        down = self._down(addr)
+        below = next(down, None)
         if below is None or below.end <= addr:
-            return self._above(addr), below  # None above: below is the last VMA, if any
-        return below, self.prev_vma(below)
+            return next(self._up(addr), None), below
+        return below, next(down, None)
 
     def prev_vma(self, vma: VMA) -> VMA | None:
-        return self._below(vma.start - 1)
+        return next(self._down(vma.start - 1), None)
 
     def next_vma(self, vma: VMA) -> VMA | None:
-        return self._above(vma.start)
+        return next(self._up(vma.start), None)
 
     def vmas_from(self, vma: VMA) -> Iterator[VMA]:
         """`vma` and the VMAs above it, in address order."""
-        for start in self._by_start.irange(vma.start):
-            yield self._by_start[start]
+        by_start = self._by_start
+        return map(by_start.__getitem__, by_start.irange(vma.start))
 
     def vma_at(self, addr: int) -> VMA | None:
         """The VMA that contains addr, if any."""
-        below = self._below(addr)
+        below = next(self._down(addr), None)
         return below if below is not None and below.end > addr else None
 
     # -- structure changes (the only code that edits VMA bounds) ------------------------
@@ -315,7 +291,7 @@ class MM:
                     "EINVAL", addr)
             tr.event(Kind.FAIL, addr, addr, Fail.HUGETLB_ALIGN)
             return -errno.EINVAL
-        if self.kernel._faults and self.kernel.should_fail("split_vma"):
+        if self.kernel.should_fail("split_vma"):
             tr.note("split_vma", f"at {addr:#x}: {p.fn('kmem_cache_alloc')}() failed: ENOMEM")
             tr.event(Kind.FAIL, addr, addr, Fail.VM_AREA_DUP)
             return -errno.ENOMEM
@@ -384,11 +360,7 @@ class MM:
                 and self._mergeable(prev, iflags, file, modern)
                 and self._anon_compatible(middle, anon_vma, prev)
                 and prev.pgoff + ((prev.end - prev.start) >> PAGE_SHIFT) == pgoff)
-        nxt = None
-        if middle is None or middle.end == end:
-            nxt = self._below(end)
-            if nxt is not None and nxt.start != end:
-                nxt = None
+        nxt = self._by_start.get(end) if middle is None or middle.end == end else None
         right = (nxt is not None
                  and self._mergeable(nxt, iflags, file, modern)
                  and self._anon_compatible(middle, anon_vma, nxt)
@@ -560,12 +532,13 @@ class MM:
                 self.guards.difference_update(range(vma.start >> PAGE_SHIFT,
                                                     vma.end >> PAGE_SHIFT))
                 self.remove(vma)
-                self._release_file(vma)
+                self.release_file(vma)
                 tr.note("unmap_region", f"removed {vma.start:#x}-{vma.end:#x}")
                 tr.event(Kind.UNMAP, vma.start, vma.end)
         return 0
 
-    def _release_file(self, vma: VMA) -> None:
+    def release_file(self, vma: VMA) -> None:
+        """Give back a hugetlbfs file's reserved huge pages once no VMA maps it."""
         f = vma.file
         if f is not None and f.huge_reserved and not self.kernel.file_mapped(f):
             self.kernel.hugepages_reserved -= f.huge_reserved
