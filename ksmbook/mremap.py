@@ -86,7 +86,7 @@ def _do_mremap_unmaps_first(mm: MM, addr: int, old_len: int, new_len: int, flags
     vma = mm.find_vma(addr)
     if vma is None or vma.start > addr:
         return _fail(tr, "find_vma", f"nothing mapped at {addr:#x}", -errno.EFAULT)
-    if vma.flags & VM.VM_HUGETLB:
+    if vma.flags & VM.VM_HUGETLB and not mm.profile.mremap_hugetlb:
         return _fail(tr, fn, "hugetlb VMA", -errno.EINVAL)
     if old_len > vma.end - addr:
         return _fail(tr, fn, "old range crosses the end of its VMA", -errno.EFAULT)
@@ -141,6 +141,8 @@ def _do_mremap_checks_first(mm: MM, addr: int, old_len: int, new_len: int, flags
     if vma is None:
         return _fail(tr, "vma_lookup", f"nothing mapped at {addr:#x}", -errno.EFAULT)
     if vma.flags & VM.VM_HUGETLB:
+        if not mm.profile.mremap_hugetlb:
+            return _fail(tr, "do_mremap", "hugetlb VMA", -errno.EINVAL)
         old_len = -(-old_len // HPAGE_SIZE) * HPAGE_SIZE
         new_len = -(-new_len // HPAGE_SIZE) * HPAGE_SIZE
         if addr % HPAGE_SIZE or new_addr % HPAGE_SIZE or new_len > old_len:

@@ -145,6 +145,31 @@ def test_len_beyond_task_size_is_enomem_where_the_kernel_checks_it(profile: str)
     assert p.last_trace.steps[-1].function == LEN_CHECKED_BY[profile]  # type: ignore[union-attr]
 
 
+HUGETLB_MREMAP = {"seed": (E.EINVAL, E.EINVAL), "2.6.32": (E.EINVAL, E.EINVAL),
+                  "modern": (E.EINVAL, 0)}
+HUGE_PRIVATE = kb.MAP_PRIVATE | kb.MAP_ANONYMOUS | kb.MAP_HUGETLB | kb.MAP_NORESERVE
+#: A huge-page aligned address with nothing mapped near it.
+HUGE_DEST = 0x40000000
+
+
+def _hugetlb_mremap(p: kb.Process) -> tuple[int, int]:
+    """mremap() of a one-page hugetlb mapping: grown in place, then moved (old_len one small
+    page, which 5.16 rounds up to the huge page)."""
+    h = p.mmap(kb.HPAGE_SIZE, RW, HUGE_PRIVATE)
+    grow = errno_of(lambda: p.mremap(h, kb.HPAGE_SIZE, 2 * kb.HPAGE_SIZE, kb.MREMAP_MAYMOVE))
+    move = errno_of(lambda: p.mremap(h, P, P, kb.MREMAP_MAYMOVE | kb.MREMAP_FIXED, HUGE_DEST))
+    return grow, move
+
+
+def test_mremap_moves_a_hugetlb_vma_from_5_16(profile: str) -> None:
+    """mremap_hugetlb: v2.6.32 do_mremap() refuses a hugetlb VMA; 5.16 moves it, the lengths
+    rounded to 2 MiB, but never grows it."""
+    p = kb.Kernel(profile).spawn()
+    assert _hugetlb_mremap(p) == HUGETLB_MREMAP[profile]
+    starts = [v.start for v in p.vmas if v.flags & kb.VM_HUGETLB]
+    assert len(starts) == 1 and (starts[0] == HUGE_DEST) == (HUGETLB_MREMAP[profile][1] == 0)
+
+
 LIVE_CHILD = r"""
 import ctypes, json, os
 libc = ctypes.CDLL(None, use_errno=True)
@@ -152,7 +177,7 @@ libc.syscall.restype = ctypes.c_long
 def sc(n, *a):
     r = libc.syscall(n, *[ctypes.c_ulong(x % 2**64) for x in a])
     return -ctypes.get_errno() if r == -1 else r
-MMAP, MUNMAP, MEMFD_CREATE, MFD_HUGETLB = 9, 11, 319, 4
+MMAP, MUNMAP, MREMAP, MEMFD_CREATE, MFD_HUGETLB = 9, 11, 25, 319, 4
 H = 2 << 20
 out = {}
 name = ctypes.create_string_buffer(b"huge")
@@ -161,6 +186,13 @@ os.ftruncate(fd, H)
 a = sc(MMAP, 0, H, 3, 0x01 | 0x40000 | 0x4000, fd, 0)
 out["hugetlbfs_with_map_hugetlb"] = min(a, 0)
 out["len_beyond_task_size"] = sc(MMAP, 0, 1 << 47, 3, 0x22, -1, 0)     # TASK_SIZE + 4096
+h = sc(MMAP, 0, H, 3, 0x22 | 0x40000 | 0x4000, -1, 0)
+free = sc(MMAP, 0, 4 * H, 0, 0x22, -1, 0)       # a huge-page aligned destination, unmapped
+dest = (free + H - 1) // H * H
+sc(MUNMAP, free, 4 * H)
+grow = sc(MREMAP, h, H, 2 * H, 1, 0)
+move = sc(MREMAP, h, 4096, 4096, 3, dest)
+out["hugetlb_mremap"] = [min(grow, 0), min(move, 0)]
 print(json.dumps(out))
 """
 
@@ -176,6 +208,8 @@ def test_traced_fields_match_this_kernel(live_kernel: None) -> None:
     sim = {"hugetlbfs_with_map_hugetlb":
            -errno_of(lambda: p.mmap(kb.HPAGE_SIZE, RW, HUGE_SHARED, file=_hugetlbfs_file())),
            "len_beyond_task_size":
-           -errno_of(lambda: p.mmap(TASK_SIZE + P, RW, kb.MAP_PRIVATE | kb.MAP_ANONYMOUS))}
+           -errno_of(lambda: p.mmap(TASK_SIZE + P, RW, kb.MAP_PRIVATE | kb.MAP_ANONYMOUS)),
+           "hugetlb_mremap": [-e for e in _hugetlb_mremap(p)]}
     assert sim == live == {"hugetlbfs_with_map_hugetlb": -HUGETLBFS_WITH_MAP_HUGETLB["modern"],
-                           "len_beyond_task_size": -E.ENOMEM}
+                           "len_beyond_task_size": -E.ENOMEM,
+                           "hugetlb_mremap": [-e for e in HUGETLB_MREMAP["modern"]]}
