@@ -6,8 +6,8 @@ Three layers, each importing only those before it:
   ``Worker``) and the simulator's ``Kernel``/``Process`` API on them (``LiveKernel``,
   ``LiveTask``), in simulator addresses;
 * ``ksmbook.live.ksmd``: this machine's ksmd, driven one full scan or batch at a time under
-  the project's lock with every knob restored (``session``, ``KsmKnobs``, ``KsmdDriver``), and
-  behind the simulated ksmd's API (``LiveKsmd``);
+  the project's lock with every knob restored (``session``, ``KsmKnobs``), behind the
+  simulated ksmd's API (``LiveKsmd``);
 * ``ksmbook.live.replay``: a scenario run by the scenario's own Runner on a ``LiveKernel``
   (``replay``).
 

@@ -11,7 +11,7 @@ counter of /sys/kernel/mm/ksm and every worker's /proc/PID/ksm_stat.
 Nothing here runs in the caller's process: no test runner or notebook kernel gets VM_MERGEABLE
 areas, KSM pages or an mm_slot of its own.
 
-The protocol that gives reproducible counters (see ``KsmdDriver`` and
+The protocol that gives reproducible counters (see ``LiveKsmd`` and
 ``ksmbook.experiment.measure``):
 
 1. Stop ksmd (run=0), then unmerge everything (run=2). run=2 frees every rmap_item, breaks every
@@ -30,7 +30,7 @@ The protocol that gives reproducible counters (see ``KsmdDriver`` and
    (state S, wchan ksm_scan_thread) before reading counters. Waking ksmd only when it is parked
    avoids the one race: a new sleep value written after the batch ended but before ksmd read
    the old one would be lost and ksmd would sleep an hour.
-5. Stepping batches while the world changes (``KsmdDriver.stepping``): one *keeper* worker holds an
+5. Stepping batches while the world changes (``LiveKsmd.stepping``): one *keeper* worker holds an
    untouched mergeable page, so ksmd's mm list never empties (ksmd_should_run() stays true and
    an exit or munmap does not idle it), and before each batch a move_pages() call on one of the
    keeper's own pages drains every CPU's LRU caches: a page just copied on write still holds a
@@ -50,7 +50,7 @@ What can go wrong:
   that write /sys/kernel/mm/ksm do not.
 - max_page_sharing and merge_across_nodes give EBUSY while a KSM page exists, even briefly
   after run=2 if a process is exiting right then; writes of them unmerge first and retry.
-- If no mm is registered, ksmd does not run and full_scans never moves: ``KsmdDriver.scan`` raises
+- If no mm is registered, ksmd does not run and full_scans never moves: ``LiveKsmd.scan`` raises
   ``KsmdIdle`` instead of waiting.
 
 Linux versions: written against Linux 6.18 (x86-64). KsmKnobs reads whatever writable files the
@@ -82,7 +82,7 @@ from .harness import (
 
 __all__ = [
     "KSM_DIR", "COUNTERS", "KNOB_ORDER", "PARK_MS", "ksm_available", "read_counters",
-    "KsmKnobs", "KsmdDriver", "KsmdIdle", "LiveKsmd", "session", "contamination",
+    "KsmKnobs", "KsmdIdle", "LiveKsmd", "session", "contamination",
     "time_scans", "map_pages", "mergeable_mms", "ksm_stat", "read_ksm_sysfs",
 ]
 
@@ -133,6 +133,13 @@ def _write(name: str, value: object) -> None:
         os.write(fd, f"{value}\n".encode())
     finally:
         os.close(fd)
+
+
+def _uint(name: str, text: str) -> int:
+    """The value of a knob written as text, or EINVAL as kstrtouint() gives."""
+    if not text.isdigit():
+        raise OSError(_errno.EINVAL, f"writing {text!r} to {KSM_DIR}/{name}: Invalid argument")
+    return int(text)
 
 
 def read_ksm_sysfs() -> dict[str, str]:
@@ -382,12 +389,19 @@ def _progress() -> tuple[int, int]:
     return int(_read("full_scans")), int(_read("pages_scanned"))
 
 
-class KsmdDriver:
-    """Drive the live ksmd one full scan (``scan``) or one batch (``batch``) at a time, over
-    the pages of worker processes (see the module docstring).
+class LiveKsmd:
+    """The live ksmd, driven one full scan or one batch at a time over the pages of worker
+    processes (see the module docstring), behind the simulated ksmd and sysfs API that
+    ``ksmbook.scenario.Runner`` calls (``batch()``, ``full_scans(n)``, ``counters()``,
+    ``write(name, value)`` as sysfs).
 
     Use through ``session()``: ``ksmd.spawn(contents)`` registers a worker's pages, then
-    ``scan(n)`` or, after ``stepping(n)``, ``batch()``.
+    ``scan(n)``; or, after ``stepping(n)``, the statements ``ksmd batch``, ``ksmd scan N`` and
+    ``sysfs`` (``ksmbook.live.replay(..., ksmd=True)``). For them ``run`` is kept here, as the
+    simulated kernel keeps it, and ksmd is only woken by a statement: ``run=1`` makes the next
+    batch run, ``run=0`` keeps ksmd parked, ``run=2`` unmerges everything. sleep_millisecs is
+    checked but never written (ksmd stays parked between statements); every other knob is
+    written as the statement says (the session restores them all).
     """
 
     def __init__(self, knobs: KsmKnobs, *, timeout: float = 120.0) -> None:
@@ -401,6 +415,11 @@ class KsmdDriver:
         self._drain_at = 0
         self._budget = _BIG_BUDGET
         self._park = PARK_MS
+        self.tracing = False
+        self.batches = 0
+        #: No traces: the real ksmd does not say what it did.
+        self.log: list[Trace] = []
+        self.run = 0
 
     def reset(self) -> None:
         """run 0 -> 2 -> 0: unmerge all, free every rmap_item, full_scans 0, cursor at head;
@@ -482,16 +501,62 @@ class KsmdDriver:
                 _write("pages_to_scan", self._budget)
         return self.counters()
 
-    def batch(self) -> dict[str, Any]:
-        """Let ksmd run exactly one batch of ksm_do_scan(pages_to_scan) (``stepping(n)`` set
-        the budget): over when pages_scanned grew by N or full_scans grew (a pass end ends a
-        batch early). Every CPU's LRU caches are drained first. Returns the counters after it,
-        relative to ``base``."""
-        n = self._budget
+    def batch(self) -> BatchReport:
+        """One wake-up: if run is 1, exactly one batch of ksm_do_scan(pages_to_scan)
+        (``stepping(n)`` set the budget), over when pages_scanned grew by N or full_scans grew
+        (a pass end ends a batch early); every CPU's LRU caches are drained first."""
+        self.batches += 1
+        if self.run != 1:
+            return BatchReport(self.batches, False, 0, 0, False, 0.0, None)
+        before, n = self.counters(), self._budget
         self.drain()
         self._one_batch(time.monotonic() + self.timeout,
                         lambda b, now: now[0] > b[0] or now[1] >= b[1] + n)
-        return self.counters()
+        after = self.counters()
+        return BatchReport(self.batches, True, after["pages_scanned"] - before["pages_scanned"],
+                           after["pages_skipped"] - before["pages_skipped"],
+                           after["full_scans"] > before["full_scans"], 0.0, None)
+
+    def full_scans(self, n: int = 1) -> dict[str, Any]:
+        """n more full scans (the rest of the current pass counts as one), for a statement."""
+        if self.run != 1:
+            raise KsmdIdle("run is not 1: ksmd only waits and no full scan ends")
+        self.batches += n
+        return self.scan(n)
+
+    def run_for(self, ms: float) -> list[BatchReport]:
+        raise LiveRefused(f"ksmd run {ms}: the live ksmd is stepped by batches and full scans, "
+                          "not by time")
+
+    def write(self, name: str, value: int | str) -> int:
+        """echo VALUE > /sys/kernel/mm/ksm/NAME, as the simulated sysfs takes it."""
+        text = str(value).strip()
+        if name == "run":
+            if text not in ("0", "1", "2"):
+                raise OSError(_errno.EINVAL, f"writing {text!r} to {KSM_DIR}/run")
+            if text == "2" and self.run != 2:
+                _write("run", 0)
+                _write("run", 2)
+            elif text != "2" and self.run == 2:
+                _write("run", 0)
+            self.run = int(text)
+        elif name == "pages_to_scan":
+            self.set_budget(_uint(name, text))
+        elif name == "sleep_millisecs":
+            _uint(name, text)
+        else:
+            _write(name, text)
+        return len(text)
+
+    @property
+    def pages_scanned(self) -> int:
+        """pages_scanned of /sys/kernel/mm/ksm, relative to the reset."""
+        return self.counters()["pages_scanned"]
+
+    def foreign_mms(self, own: Sequence[int]) -> list[int]:
+        """PIDs registered with KSM now other than `own` and this session's workers: ksmd
+        scans their pages too, and the global counters count them."""
+        return mergeable_mms(exclude=[*own, *(p.worker.pid for p in self.live_processes())])
 
     def stop(self) -> None:
         """run=0 (ksmd stays asleep; counters keep their values)."""
@@ -541,105 +606,19 @@ def map_pages(task: LiveTask, contents: Sequence[int | str | None], *,
     return addr
 
 
-# --------------------------------------------------------------------------- the scenario's ksmd
-
-def _uint(name: str, text: str) -> int:
-    """The value of a knob written as text, or EINVAL as kstrtouint() gives."""
-    if not text.isdigit():
-        raise OSError(_errno.EINVAL, f"writing {text!r} to {KSM_DIR}/{name}: Invalid argument")
-    return int(text)
-
-
-class LiveKsmd:
-    """This machine's ksmd behind the simulated ksmd and sysfs API that
-    ``ksmbook.scenario.Runner`` calls (``batch()``, ``full_scans(n)``, ``counters()``,
-    ``write(name, value)`` as sysfs), so that ``ksmd batch``, ``ksmd scan N`` and ``sysfs``
-    statements run on the live kernel too (``ksmbook.live.replay(..., ksmd=True)``).
-
-    It steps a ``KsmdDriver`` prepared with ``stepping()``. ``run`` is kept here, as the
-    simulated kernel keeps it, and ksmd is only woken by a statement: ``run=1`` makes the next batch
-    run, ``run=0`` keeps ksmd parked, ``run=2`` unmerges everything. sleep_millisecs is
-    checked but never written (ksmd stays parked between statements); every other knob is
-    written as the statement says (the session restores them all).
-    """
-
-    def __init__(self, driver: KsmdDriver) -> None:
-        self.driver = driver
-        self.tracing = False
-        self.batches = 0
-        #: No traces: the real ksmd does not say what it did.
-        self.log: list[Trace] = []
-        self.run = 0
-
-    def counters(self) -> dict[str, int]:
-        return self.driver.counters()
-
-    @property
-    def pages_scanned(self) -> int:
-        """pages_scanned of /sys/kernel/mm/ksm, relative to the reset."""
-        return self.driver.counters()["pages_scanned"]
-
-    def foreign_mms(self, own: Sequence[int]) -> list[int]:
-        """PIDs registered with KSM now other than `own` and this driver's workers: ksmd
-        scans their pages too, and the global counters count them."""
-        return mergeable_mms(exclude=[*own, *(p.worker.pid for p in self.driver.live_processes())])
-
-    def batch(self) -> BatchReport:
-        """One wake-up: one batch of ksm_do_scan(pages_to_scan) if run is 1."""
-        self.batches += 1
-        if self.run != 1:
-            return BatchReport(self.batches, False, 0, 0, False, 0.0, None)
-        before = self.counters()
-        after = self.driver.batch()
-        return BatchReport(self.batches, True, after["pages_scanned"] - before["pages_scanned"],
-                           after["pages_skipped"] - before["pages_skipped"],
-                           after["full_scans"] > before["full_scans"], 0.0, None)
-
-    def full_scans(self, n: int = 1) -> dict[str, Any]:
-        """n more full scans (the rest of the current pass counts as one)."""
-        if self.run != 1:
-            raise KsmdIdle("run is not 1: ksmd only waits and no full scan ends")
-        self.batches += n
-        return self.driver.scan(n)
-
-    def run_for(self, ms: float) -> list[BatchReport]:
-        raise LiveRefused(f"ksmd run {ms}: the live ksmd is stepped by batches and full scans, "
-                          "not by time")
-
-    def write(self, name: str, value: int | str) -> int:
-        """echo VALUE > /sys/kernel/mm/ksm/NAME, as the simulated sysfs takes it."""
-        text = str(value).strip()
-        if name == "run":
-            if text not in ("0", "1", "2"):
-                raise OSError(_errno.EINVAL, f"writing {text!r} to {KSM_DIR}/run")
-            if text == "2" and self.run != 2:
-                _write("run", 0)
-                _write("run", 2)
-            elif text != "2" and self.run == 2:
-                _write("run", 0)
-            self.run = int(text)
-        elif name == "pages_to_scan":
-            self.driver.set_budget(_uint(name, text))
-        elif name == "sleep_millisecs":
-            _uint(name, text)
-        else:
-            _write(name, text)
-        return len(text)
-
-
 # --------------------------------------------------------------------------- experiments
 
 @contextlib.contextmanager
-def session(*, timeout: float = 300.0, **knobs: object) -> Iterator[KsmdDriver]:
+def session(*, timeout: float = 300.0, **knobs: object) -> Iterator[LiveKsmd]:
     """A clean live-ksmd experiment: knobs snapshotted (``KsmKnobs``), ksmd reset (run 0 -> 2
-    -> 0), the given knobs set (None = leave), then yield a ``KsmdDriver``; create workers with
+    -> 0), the given knobs set (None = leave), then yield a ``LiveKsmd``; create workers with
     ``ksmd.spawn(contents)`` and step with ``ksmd.scan(n)``. On exit the workers exit, a final
     run=2 leaves no KSM state behind, and every knob is restored, also after an exception.
 
     ``with session(smart_scan=0) as ksmd: p = ksmd.spawn([1, 1, 2]); c = ksmd.scan(2)``
     """
     with KsmKnobs() as k:
-        ksmd = KsmdDriver(k, timeout=timeout)
+        ksmd = LiveKsmd(k, timeout=timeout)
         try:
             ksmd.reset()
             k.set(**knobs)

@@ -2,7 +2,7 @@
 scenario's own ``Runner``, and what the replay needs to place it (``ksmbook.live.harness``)
 and to drive ksmd (``ksmbook.live.ksmd``).
 
-The top layer of ``ksmbook.live``: it imports the harness and the ksmd driver, never the other
+The top layer of ``ksmbook.live``: it imports the harness and the live ksmd, never the other
 way round.
 """
 
@@ -117,6 +117,6 @@ def _ksmd_backend(stack: contextlib.ExitStack) -> LiveKsmd:
     defaults = {name: int(knobs[name] or 0) for name in (
         "use_zero_pages", "smart_scan", "max_page_sharing", "merge_across_nodes",
         "stable_node_chains_prune_millisecs")}
-    driver = stack.enter_context(session(**defaults))
-    driver.stepping(int(knobs["pages_to_scan"] or 0))
-    return LiveKsmd(driver)
+    ksmd = stack.enter_context(session(**defaults))
+    ksmd.stepping(int(knobs["pages_to_scan"] or 0))
+    return ksmd
