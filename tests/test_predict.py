@@ -95,14 +95,14 @@ def test_the_call_waits_and_the_diagram_is_withheld_until_the_prediction() -> No
 def test_wrong_predictions_get_the_exercises_feedback() -> None:
     ex = mapped()
     ask(ex, "A+2p", "4p")
-    history = ex.history
+    history = ex.session.scenario
     predict(ex, "ENOMEM", "0-2 2-6 dc 6-8")
     assert not ex.errors
     (p,) = ex.predictions
     assert not p.result_feedback.correct and not p.layout_feedback.correct
     assert (p.result, p.kernel_result) == (-errno.ENOMEM, 0)
     # The exercise of the same call gives the same misconception text.
-    problem = ResultProblem(Scenario(history.ops + (ex.steps[-1].op,)), "?")
+    problem = ResultProblem(Scenario(history.ops + (ex.session.steps[-1].op,)), "?")
     assert p.result_feedback.message == "Not quite: " + problem.misconception(-errno.ENOMEM)
     assert "part of the range is not mapped" in p.result_feedback.message
     assert "pages 2-6" in p.layout_feedback.message and "mg" in p.layout_feedback.message

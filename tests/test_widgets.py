@@ -82,7 +82,7 @@ def test_config_ksm_off_reboots_replays_and_gives_einval() -> None:
     assert ex.script_text.startswith("kernel seed ksm=n\n")
     # The same history on a kernel without KSM: the madvise fails, nothing is split.
     assert len(ex.kernel.processes[0].vmas) == 1
-    assert ex.steps[-1].result == -22
+    assert ex.session.steps[-1].result == -22
     assert "CONFIG_KSM=n" in ex.message and ex.config_ksm.description == "CONFIG_KSM=n"
     assert "Enable KSM for page merging" in ex.kconfig.value
     label = dict((v, k) for k, v in ex.advice.options)[int(kb.MADV_MERGEABLE)]
@@ -93,7 +93,7 @@ def test_config_ksm_off_reboots_replays_and_gives_einval() -> None:
     assert ex.kernel.processes[0].maps() == before
     assert "EINVAL" in ex.outcome.value and "EINVAL" in ex.changes_text
     ex.config_ksm.value = True
-    assert len(ex.kernel.processes[0].vmas) == 3 and ex.steps[-1].result == 0
+    assert len(ex.kernel.processes[0].vmas) == 3 and ex.session.steps[-1].result == 0
 
 
 @pytest.mark.parametrize("profile", kb.PROFILES)
@@ -106,8 +106,8 @@ def test_every_advice_of_the_profile(profile: str) -> None:
         madvise(ex, f"A+{i % 60}p", "2p", advice)
         assert not ex.errors, ex.errors
         assert ex.trace is not None and ex.trace.call.startswith("madvise(")
-        assert ex.steps[-1].result in (0, -9, -13, -22, -38, -12, -11)
-    assert len(ex.steps) == 1 + len(offered)
+        assert ex.session.steps[-1].result in (0, -9, -13, -22, -38, -12, -11)
+    assert len(ex.session.steps) == 1 + len(offered)
 
 
 def test_profile_selector_replays_on_another_kernel() -> None:
@@ -134,7 +134,7 @@ def test_every_kind_of_mapping(kind: str) -> None:
     assert v.kind == expected
     if expected == "hugetlb":
         assert "sysctl nr_hugepages=1" in ex.script_text and "huge pages" in ex.message
-    assert parse(ex.script_text) == ex.history
+    assert parse(ex.script_text) == ex.session.scenario
 
 
 def test_driver_style_missing_from_a_kernel_is_a_message() -> None:
@@ -226,11 +226,11 @@ def test_the_script_round_trips_and_replays() -> None:
     ex.fork_button.click()
     shown = ex.script.value
     assert "# = -1" not in shown and "# = 0" in shown
-    assert parse(shown) == ex.history
+    assert parse(shown) == ex.session.scenario
     other = Explorer()
     other.script.value = shown
     other.replay_button.click()
-    assert format_scenario(other.history) == ex.script_text
+    assert format_scenario(other.session.scenario) == ex.script_text
     assert [p.maps() for p in other.kernel.processes] == [p.maps() for p in ex.kernel.processes]
     assert list(other.process.options) == ["p1", "c1"]
     # Pasting a script sets the kernel controls from its kernel line.
@@ -319,7 +319,7 @@ def test_nothing_typed_is_evaluated(tmp_path: Path) -> None:
         madvise(ex, text, "4p", int(kb.MADV_MERGEABLE))
         madvise(ex, "A", text, int(kb.MADV_MERGEABLE))
     assert not marker.exists()
-    assert len(ex.steps) == 1
+    assert len(ex.session.steps) == 1
 
 
 def test_a_callback_error_is_shown_and_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -335,7 +335,7 @@ def test_a_callback_error_is_shown_and_changes_nothing(monkeypatch: pytest.Monke
     assert ex.script_text == text and ex.kernel.processes[0].maps() == maps
     assert len(ex.errors) == 1
     madvise(ex, "A+4p", "8p", int(kb.MADV_MERGEABLE))  # the rebuilt kernel works
-    assert ex.steps[-1].result == 0
+    assert ex.session.steps[-1].result == 0
 
 
 def test_explorer_starts_from_a_script() -> None:
@@ -475,7 +475,7 @@ def test_a_failed_call_does_not_use_up_a_label() -> None:
     ex = Explorer()
     ex.map_length.value = "0"
     ex.map_button.click()
-    assert ex.steps[-1].errno == 22 and "map A 0 rw private anon" in ex.script_text
+    assert ex.session.steps[-1].errno == 22 and "map A 0 rw private anon" in ex.script_text
     ex.map_length.value = "4p"
     ex.map_button.click()
     assert ex.script_text.endswith("map A 4p rw private anon\n")

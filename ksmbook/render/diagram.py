@@ -10,6 +10,7 @@ not pyplot: no global state, and a figure shown as a cell's value appears once.
 
 from __future__ import annotations
 
+import os
 import textwrap
 from bisect import bisect_right
 from collections.abc import Sequence
@@ -298,12 +299,10 @@ class SpaceFigure:
                      upi: float, top: float) -> None:
         x0 = -_LEFT * upi + 0.05 * upi
         if ch is not None and trace is not None:
-            self._text(self.ax, x0, -0.1, trace.call, fontsize=9, family="monospace",
-                       va="top")
-            failed = trace.errno is not None
-            self._text(self.ax, x0, -0.36, trace.outcome() + (
-                f"  ({outcome_text(trace).rsplit('(', 1)[-1]}" if failed else ""),
-                fontsize=14, weight="bold", color=_ERR if failed else _OK, va="top")
+            self._text(self.ax, x0, -0.1, trace.call, fontsize=9, family="monospace", va="top")
+            why = f"  ({os.strerror(trace.errno)})" if trace.errno is not None else ""
+            self._text(self.ax, x0, -0.36, trace.outcome() + why, fontsize=14, weight="bold",
+                       color=_ERR if why else _OK, va="top")
         elif self.header:
             self._text(self.ax, x0, -0.1, self.header, fontsize=10, weight="bold", va="top")
         handles = [Patch(facecolor=KIND_COLORS[k], label=KIND_LABELS[k])

@@ -361,6 +361,10 @@ class Canvas:
         ax.text(0.1, 0.28, title, fontsize=10, weight="bold", color=_INK)
         return ax
 
+    def _text(self, x: float, y: float, s: str, **kw: Any) -> None:
+        """A label, 8 pt in ink and centred on y unless `kw` says otherwise."""
+        self.ax.text(x, y, s, **{"fontsize": 8, "color": _INK, "va": "center", **kw})
+
 
 class PageFigure(Canvas):
     """The figure of one `PageState`: pages as cells, the stable and unstable trees as boxes
@@ -422,12 +426,11 @@ class PageFigure(Canvas):
         y = _TOP
         cursor_proc, cursor_addr = state.cursor
         for area in state.areas:
-            ax.text(_LEFT - 0.1, y + _CELL / 2, f"{area.process}\n{addr_text(area.start)}"
-                    + (" mg" if area.mergeable else ""), ha="right", va="center",
-                    fontsize=8, family="monospace", color=_INK)
+            self._text(_LEFT - 0.1, y + _CELL / 2, f"{area.process}\n{addr_text(area.start)}"
+                       + (" mg" if area.mergeable else ""), ha="right", family="monospace")
             for i, r in enumerate(area.rows):
                 x = _LEFT + i * (_CELL + _GAP)
-                box = [(x, y), (x + _CELL, y), (x + _CELL, y + _CELL), (x, y + _CELL)]
+                box = _rect(x, y, _CELL, _CELL)
                 key = (r.process, r.address)
                 self.cells[key] = (x + _CELL / 2, y + _CELL / 2)
                 label = ""
@@ -438,17 +441,15 @@ class PageFigure(Canvas):
                     zero.append(box)
                     self.cell_colors[key] = _ZERO_PAGE_FACE
                     label = "zero"
-                    ax.text(x + _CELL / 2, y + _CELL / 2, label, ha="center", va="center",
-                            fontsize=8, color=_INK)
+                    self._text(x + _CELL / 2, y + _CELL / 2, label, ha="center")
                 else:
                     color, hatch = colors[r.content]
                     by_hatch.setdefault(hatch, []).append(box)
                     faces.setdefault(hatch, []).append(color)
                     self.cell_colors[key] = color
                     label = _cell_label(state.name(r.content))
-                    ax.text(x + _CELL / 2, y + _CELL / 2, label, ha="center", va="center",
-                            fontsize=8, linespacing=0.9,
-                            color="white" if color in _DARK_TEXT else _INK, weight="bold")
+                    self._text(x + _CELL / 2, y + _CELL / 2, label, ha="center", linespacing=0.9,
+                               color="white" if color in _DARK_TEXT else _INK, weight="bold")
                 code = STATE_CODES[r.state]
                 if r.state == "KSM page":
                     code = f"K{r.sharers}"
@@ -456,14 +457,13 @@ class PageFigure(Canvas):
                     code += f" x{r.sharers}"
                 self.cell_texts[key] = (label, code)
                 if code:
-                    ax.text(x + _CELL / 2, y + _CELL + 0.1, code, ha="center", va="center",
-                            fontsize=8, color=_INK)
+                    self._text(x + _CELL / 2, y + _CELL + 0.1, code, ha="center")
                 if r.process == cursor_proc and r.address == cursor_addr - PAGE_SIZE:
                     ax.annotate("", (x + _CELL / 2, y - 0.02), (x + _CELL / 2, y - 0.2),
                                 arrowprops={"arrowstyle": "-|>", "color": _INK, "lw": 1})
             if area.hidden:
-                ax.text(_LEFT + len(area.rows) * (_CELL + _GAP), y + _CELL / 2,
-                        f"+{area.hidden}", fontsize=8, va="center", color=_GREY)
+                self._text(_LEFT + len(area.rows) * (_CELL + _GAP), y + _CELL / 2,
+                           f"+{area.hidden}", color=_GREY)
             y += _ROW
         for hatch, boxes in by_hatch.items():
             ax.add_collection(PolyCollection(boxes, facecolors=faces[hatch], edgecolors=_INK,
@@ -496,19 +496,18 @@ class PageFigure(Canvas):
         # that maps it now gets no link (the tree's next search drops the item).
         zero = {(r.process, r.address) for r in state.rows if r.zero}
         for label, nodes, yy, color in tree_rows:
-            ax.text(_LEFT - 0.1, yy + _NODE_H / 2, label, ha="right", va="center", fontsize=8,
-                    color=color, weight="bold")
+            self._text(_LEFT - 0.1, yy + _NODE_H / 2, label, ha="right", color=color,
+                       weight="bold")
             if not nodes:
-                ax.text(_LEFT, yy + _NODE_H / 2, "(empty)", va="center", fontsize=8,
-                        color=_GREY)
+                self._text(_LEFT, yy + _NODE_H / 2, "(empty)", color=_GREY)
                 if label == "stable tree":
                     stable_boxes.append((_LEFT, _LEFT + 0.5))  # the "(empty)"
                 continue
             step = min(_NODE_W + 0.25, span / max(min(len(nodes), _MAX_NODES), 1))
             w = min(_NODE_W, step - 0.05)
             if len(nodes) > _MAX_NODES:
-                ax.text(_LEFT + _MAX_NODES * step, yy + _NODE_H / 2,
-                        f"+{len(nodes) - _MAX_NODES}", va="center", fontsize=8, color=_GREY)
+                self._text(_LEFT + _MAX_NODES * step, yy + _NODE_H / 2,
+                           f"+{len(nodes) - _MAX_NODES}", color=_GREY)
             for i, node in enumerate(nodes[:_MAX_NODES]):
                 x = _LEFT + i * step
                 if label == "stable tree":
@@ -519,18 +518,16 @@ class PageFigure(Canvas):
                 if isinstance(node, KsmNode):
                     text = f"{_cell_label(state.name(node.content))} #{node.page}"
                     if node.chain:
-                        ax.text(x + 0.03, yy + _NODE_H + 0.12, f"dup of {node.chain}",
-                                fontsize=8, color=_INK)
+                        self._text(x + 0.03, yy + _NODE_H + 0.12, f"dup of {node.chain}",
+                                   va="baseline")
                     targets = node.sharers
                     kind = "stable"
                 else:
                     text = state.name(node.content)
                     targets = ((node.process, node.address),)
                     kind = "unstable"
-                ax.text(x + w / 2, yy + _NODE_H / 2, text,
-                        ha="center", va="center", fontsize=8,
-                        linespacing=0.9, weight="bold",
-                        color="white" if face in _DARK_TEXT else _INK)
+                self._text(x + w / 2, yy + _NODE_H / 2, text, ha="center", linespacing=0.9,
+                           weight="bold", color="white" if face in _DARK_TEXT else _INK)
                 for proc, addr in targets:
                     cell = self.cells.get((proc, addr))
                     if cell is None or (proc, addr) in zero:
@@ -604,8 +601,7 @@ class PageFigure(Canvas):
             height += extra
             self.figure.set_size_inches(self.figure.get_figwidth(), height)
             self.ax.set_ylim(height, 0)
-        self.ax.text(0.1, height - 0.1, "\n".join(lines), fontsize=8, color=_GREY,
-                     va="bottom")
+        self._text(0.1, height - 0.1, "\n".join(lines), color=_GREY, va="bottom")
 
 
 def _cell_label(name: str) -> str:
@@ -615,6 +611,11 @@ def _cell_label(name: str) -> str:
         return name
     lines = name.split(" ", 1) if " " in name else [name[:5], name[5:10]]
     return "\n".join(line[:4] for line in lines if line)
+
+
+def _rect(x: float, y: float, w: float, h: float) -> list[tuple[float, float]]:
+    """The corners of a w by h rectangle whose top left corner is (x, y)."""
+    return [(x, y), (x + w, y), (x + w, y + h), (x, y + h)]
 
 
 def _box(x: float, y: float, w: float, face: str, hatch: str, edge: str) -> FancyBboxPatch:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.figure import Figure
 
-from .ksm_pages import Canvas, _display
+from .ksm_pages import Canvas, _display, _rect
 from .text import addr_text
 
 if TYPE_CHECKING:
@@ -178,8 +178,7 @@ class SlotListFigure(Canvas):
         y = _TOP
         boxes.append(_rect(_X_BOX, y, _W_BOX, _H_HEAD))
         widths.append(2.0 if state.cursor is None else 1.0)
-        ax.text(mid, y + _H_HEAD / 2, "list head (ksm_mm_head)", ha="center", va="center",
-                fontsize=9, color=_INK)
+        self._text(mid, y + _H_HEAD / 2, "list head (ksm_mm_head)", ha="center", fontsize=9)
         if state.cursor is None:
             self._cursor_label(_X_ITEMS - 0.2, y + _H_HEAD / 2, "<- " + _cursor_text(state))
         previous = y + _H_HEAD
@@ -191,25 +190,22 @@ class SlotListFigure(Canvas):
             boxes.append(_rect(_X_BOX, y, _W_BOX, _H_BOX))
             widths.append(2.0 if i == state.cursor else 1.0)
             self.slot_boxes.append((row.process, (_X_BOX, y, _X_BOX + _W_BOX, y + _H_BOX)))
-            ax.text(mid, y + 0.17, _slot_title(row)[:28], ha="center", va="center", fontsize=9,
-                    color=_INK, weight="bold")
-            ax.text(mid, y + 0.36, _slot_detail(row), ha="center", va="center", fontsize=8,
-                    color=_INK)
+            self._text(mid, y + 0.17, _slot_title(row)[:28], ha="center", fontsize=9,
+                       weight="bold")
+            self._text(mid, y + 0.36, _slot_detail(row), ha="center")
             top = y + 0.04
             for j, (address, item_state) in enumerate(row.items[:MAX_ITEMS]):
                 x = _X_ITEMS + j * _STEP
                 squares[item_state].append(_rect(x, top, _ITEM, _ITEM))
                 self.items[(row.process, address)] = (x + _ITEM / 2, top + _ITEM / 2)
-                ax.text(x + _ITEM / 2, top + _ITEM / 2, ITEM_CODES[item_state], ha="center",
-                        va="center", fontsize=8, weight="bold",
-                        color=_INK if item_state == "volatile" else "white")
+                self._text(x + _ITEM / 2, top + _ITEM / 2, ITEM_CODES[item_state], ha="center",
+                           weight="bold", color=_INK if item_state == "volatile" else "white")
             hidden = len(row.items) - MAX_ITEMS
             if hidden > 0:
-                ax.text(_X_ITEMS + MAX_ITEMS * _STEP, top + _ITEM / 2, f"+{hidden}",
-                        va="center", fontsize=8, color=_GREY)
+                self._text(_X_ITEMS + MAX_ITEMS * _STEP, top + _ITEM / 2, f"+{hidden}",
+                           color=_GREY)
             if not row.items:
-                ax.text(_X_ITEMS, top + _ITEM / 2, "(no rmap_items yet)", va="center",
-                        fontsize=8, color=_GREY)
+                self._text(_X_ITEMS, top + _ITEM / 2, "(no rmap_items yet)", color=_GREY)
             passed = state.passed(i)
             if passed is not None:
                 x = _X_ITEMS + min(passed, MAX_ITEMS) * _STEP - (_STEP - _ITEM) / 2
@@ -231,12 +227,11 @@ class SlotListFigure(Canvas):
                 [[(mid, previous), (mid, turn), (_X_RETURN, turn), (_X_RETURN, head)]],
                 colors=_INK, linewidths=1))
             arrows.append(((_X_RETURN, head), (_X_BOX, head)))
-            ax.text(_X_RETURN + 0.15, turn + 0.17,
-                    f"back to the list head: the pass ends, full_scans {state.full_scans} -> "
-                    f"{state.full_scans + 1}", va="center", fontsize=8, color=_INK)
+            self._text(_X_RETURN + 0.15, turn + 0.17, "back to the list head: the pass ends, "
+                       f"full_scans {state.full_scans} -> {state.full_scans + 1}")
         else:
-            ax.text(_X_BOX, previous + 0.12, "no mm registered: ksmd has nothing to scan",
-                    va="center", fontsize=8, color=_GREY)
+            self._text(_X_BOX, previous + 0.12, "no mm registered: ksmd has nothing to scan",
+                       color=_GREY)
         for start, end in arrows:
             ax.annotate("", end, start, arrowprops={"arrowstyle": "-|>", "color": _INK,
                                                     "lw": 1, "shrinkA": 0, "shrinkB": 0})
@@ -247,21 +242,16 @@ class SlotListFigure(Canvas):
                 ax.add_collection(PolyCollection(polys, facecolors=_ITEM_COLORS[item_state],
                                                  edgecolors=_INK, linewidths=0.6))
         self.guides = LineCollection(lines, transform=ax.transData)
-        ax.text(0.1, height - 0.1, "rmap_items: K in the stable tree,  U in the unstable "
-                "tree,  V in neither (volatile)\nbar: the scan cursor (ksm_scan), before the "
-                "next rmap_item it looks at", fontsize=8, color=_GREY, va="bottom")
+        self._text(0.1, height - 0.1, "rmap_items: K in the stable tree,  U in the unstable "
+                   "tree,  V in neither (volatile)\nbar: the scan cursor (ksm_scan), before the "
+                   "next rmap_item it looks at", color=_GREY, va="bottom")
         return self.figure
 
     def _cursor_label(self, x: float, y: float, text: str) -> None:
         """The cursor's label at (x, y), kept inside the figure."""
         width = len(text) * 8 * 0.6 / 72
         ha = "left" if x + width < self.width - 0.1 else "right"
-        self.ax.text(x if ha == "left" else self.width - 0.1, y, text, ha=ha, va="center",
-                     fontsize=8, color=_INK, family="monospace")
-
-
-def _rect(x: float, y: float, w: float, h: float) -> list[tuple[float, float]]:
-    return [(x, y), (x + w, y), (x + w, y + h), (x, y + h)]
+        self._text(x if ha == "left" else self.width - 0.1, y, text, ha=ha, family="monospace")
 
 
 def slot_list_diagram(state: SlotList | Kernel, *, title: str | None = None) -> Figure:

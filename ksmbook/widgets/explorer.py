@@ -25,10 +25,8 @@ from ..profiles import get_profile
 from ..render import Snapshot, SpaceFigure, maps_text, snapshot, to_svg
 from ..scenario import (
     Boot,
-    Scenario,
     ScenarioError,
     Statement,
-    StepResult,
     parse,
     process_of,
 )
@@ -100,17 +98,8 @@ class Explorer(ExplorerCalls):
         return self.session.kernel
 
     @property
-    def history(self) -> Scenario:
-        """The kernel line, the starting script and every statement run, as a scenario."""
-        return self.session.scenario
-
-    @property
     def script_text(self) -> str:
         return self.session.script()
-
-    @property
-    def steps(self) -> list[StepResult]:
-        return list(self.session.steps)
 
     @property
     def changes_text(self) -> str:
