@@ -57,7 +57,6 @@ import errno
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from functools import singledispatchmethod
 from typing import ClassVar, Generic, TypeVar
 
 from .backend import FileBackend, KernelBackend, ProcessBackend
@@ -900,148 +899,108 @@ class Runner(Generic[P]):
         except FileNotFoundError:
             return None
 
-    @singledispatchmethod
     def _run(self, op: Statement) -> int:
-        raise TypeError(f"not a statement: {op!r}")
-
-    @_run.register
-    def _(self, op: Boot) -> int:
-        return 0
-
-    @_run.register
-    def _(self, op: Sysctl) -> int:
-        self.k.sysctl[op.name] = op.value
-        return 0
-
-    @_run.register
-    def _(self, op: CreateFile) -> int:
-        self.files[op.name] = self.k.create_file(op.name, op.size, fs=op.fs or "ext4",
-                                                 writable=not op.ro)
-        return 0
-
-    @_run.register
-    def _(self, op: CreateDevice) -> int:
-        try:
-            self.files[op.name] = self.k.create_device(op.name, op.style)
-        except ValueError as e:
-            raise self.fail(op, str(e)) from None
-        return 0
-
-    @_run.register
-    def _(self, op: Inject) -> int:
-        self.k.inject(op.point, op.times)
-        return 0
-
-    @_run.register
-    def _(self, op: Reclaim) -> int:
-        return self.k.reclaim()
-
-    @_run.register
-    def _(self, op: Spawn) -> int:
-        if op.proc in self.procs:
-            raise self.fail(op, f"a process named {op.proc!r} exists already")
-        p = self.procs[op.proc] = self.k.spawn(op.proc)
-        return p.pid
-
-    @_run.register
-    def _(self, op: Map) -> int:
-        p = self.proc(op, op.proc)
-        flags = MAP.MAP_SHARED if op.shared else MAP.MAP_PRIVATE
-        file = None
-        if op.backing in ("anon", "hugetlb"):
-            flags |= MAP.MAP_ANONYMOUS | (MAP.MAP_HUGETLB if op.backing == "hugetlb" else 0)
-        elif op.source in self.files:
-            file = self.files[op.source]
-        else:
-            raise self.fail(op, f"no {op.backing} named {op.source!r}: declare it first with a "
-                            "'file' or 'device' line")
-        for opt, bit in zip(_MAP_OPTIONS, (MAP.MAP_FIXED, MAP.MAP_FIXED_NOREPLACE,
-                                           MAP.MAP_NORESERVE, MAP.MAP_LOCKED,
-                                           MAP.MAP_GROWSDOWN), strict=True):
-            if getattr(op, opt):
-                flags |= bit
-        at = self.addr(op, op.at) if op.at is not None else 0
-        addr = p.mmap(op.length, op.prot, int(flags), addr=at, file=file, offset=op.offset)
-        self.labels[op.name] = addr
-        return addr
-
-    @_run.register
-    def _(self, op: Munmap) -> int:
-        return self.proc(op, op.proc).munmap(self.addr(op, op.addr), op.length)
-
-    @_run.register
-    def _(self, op: Mremap) -> int:
-        new_addr = self.addr(op, op.new_addr) if op.new_addr is not None else None
-        got = self.proc(op, op.proc).mremap(self.addr(op, op.addr), op.old_size, op.new_size,
-                                            op.flags, new_addr)
-        if op.addr.label is not None and op.addr.offset == 0:
-            self.labels[op.addr.label] = got
-        return got
-
-    @_run.register
-    def _(self, op: Mprotect) -> int:
-        return self.proc(op, op.proc).mprotect(self.addr(op, op.addr), op.length, op.prot)
-
-    @_run.register
-    def _(self, op: Madvise) -> int:
-        return self.proc(op, op.proc).madvise(self.addr(op, op.addr), op.length, op.advice)
-
-    @_run.register
-    def _(self, op: Write) -> int:
-        p = self.proc(op, op.proc)
-        addr = self.addr(op, op.addr)
-        if addr % PAGE_SIZE:
-            raise self.fail(op, f"write: address {addr:#x} is not page aligned")
-        p.write_pages(addr, op.values)
-        return 0
-
-    @_run.register
-    def _(self, op: Read) -> int:
-        return self.proc(op, op.proc).read_page(self.addr(op, op.addr))
-
-    @_run.register
-    def _(self, op: Fork) -> int:
-        p = self.proc(op, op.proc)
-        if op.child in self.procs:
-            raise self.fail(op, f"a process named {op.child!r} exists already")
-        child = self.procs[op.child] = p.fork(op.child)
-        return child.pid
-
-    @_run.register
-    def _(self, op: Exit) -> int:
-        self.proc(op, op.proc).exit()
-        return 0
-
-    @_run.register
-    def _(self, op: Prctl) -> int:
-        return self.proc(op, op.proc).prctl(op.option, op.arg2, op.arg3, op.arg4, op.arg5)
-
-    @_run.register
-    def _(self, op: KsmdBatch) -> int:
-        return self._reports([self.k.ksmd.batch() for _ in range(op.count)])
-
-    @_run.register
-    def _(self, op: KsmdScans) -> int:
-        ksmd = self.k.ksmd
-        first, scanned = ksmd.batches, ksmd.pages_scanned
-        ksmd.full_scans(op.count)
-        if ksmd.tracing and ksmd.batches > first:  # the log keeps the latest batches' traces
-            self._traces = list(ksmd.log)[-(ksmd.batches - first):]
-        return ksmd.pages_scanned - scanned
-
-    @_run.register
-    def _(self, op: KsmdRun) -> int:
-        return self._reports(self.k.ksmd.run_for(op.ms))
+        """What `op` does; its result."""
+        match op:
+            case Boot():
+                return 0
+            case Sysctl():
+                self.k.sysctl[op.name] = op.value
+                return 0
+            case CreateFile():
+                self.files[op.name] = self.k.create_file(op.name, op.size, fs=op.fs or "ext4",
+                                                         writable=not op.ro)
+                return 0
+            case CreateDevice():
+                try:
+                    self.files[op.name] = self.k.create_device(op.name, op.style)
+                except ValueError as e:
+                    raise self.fail(op, str(e)) from None
+                return 0
+            case Inject():
+                self.k.inject(op.point, op.times)
+                return 0
+            case Reclaim():
+                return self.k.reclaim()
+            case Spawn():
+                if op.proc in self.procs:
+                    raise self.fail(op, f"a process named {op.proc!r} exists already")
+                p = self.procs[op.proc] = self.k.spawn(op.proc)
+                return p.pid
+            case Map():
+                p = self.proc(op, op.proc)
+                flags = MAP.MAP_SHARED if op.shared else MAP.MAP_PRIVATE
+                file = None
+                if op.backing in ("anon", "hugetlb"):
+                    flags |= MAP.MAP_ANONYMOUS | (MAP.MAP_HUGETLB if op.backing == "hugetlb" else 0)
+                elif op.source in self.files:
+                    file = self.files[op.source]
+                else:
+                    raise self.fail(op, f"no {op.backing} named {op.source!r}: declare it first "
+                                    "with a 'file' or 'device' line")
+                for opt, bit in zip(_MAP_OPTIONS, (MAP.MAP_FIXED, MAP.MAP_FIXED_NOREPLACE,
+                                                   MAP.MAP_NORESERVE, MAP.MAP_LOCKED,
+                                                   MAP.MAP_GROWSDOWN), strict=True):
+                    if getattr(op, opt):
+                        flags |= bit
+                at = self.addr(op, op.at) if op.at is not None else 0
+                addr = p.mmap(op.length, op.prot, int(flags), addr=at, file=file, offset=op.offset)
+                self.labels[op.name] = addr
+                return addr
+            case Munmap():
+                return self.proc(op, op.proc).munmap(self.addr(op, op.addr), op.length)
+            case Mremap():
+                new_addr = self.addr(op, op.new_addr) if op.new_addr is not None else None
+                got = self.proc(op, op.proc).mremap(self.addr(op, op.addr), op.old_size,
+                                                    op.new_size, op.flags, new_addr)
+                if op.addr.label is not None and op.addr.offset == 0:
+                    self.labels[op.addr.label] = got
+                return got
+            case Mprotect():
+                return self.proc(op, op.proc).mprotect(self.addr(op, op.addr), op.length, op.prot)
+            case Madvise():
+                return self.proc(op, op.proc).madvise(self.addr(op, op.addr), op.length, op.advice)
+            case Write():
+                p = self.proc(op, op.proc)
+                addr = self.addr(op, op.addr)
+                if addr % PAGE_SIZE:
+                    raise self.fail(op, f"write: address {addr:#x} is not page aligned")
+                p.write_pages(addr, op.values)
+                return 0
+            case Read():
+                return self.proc(op, op.proc).read_page(self.addr(op, op.addr))
+            case Fork():
+                p = self.proc(op, op.proc)
+                if op.child in self.procs:
+                    raise self.fail(op, f"a process named {op.child!r} exists already")
+                child = self.procs[op.child] = p.fork(op.child)
+                return child.pid
+            case Exit():
+                self.proc(op, op.proc).exit()
+                return 0
+            case Prctl():
+                return self.proc(op, op.proc).prctl(op.option, op.arg2, op.arg3, op.arg4, op.arg5)
+            case KsmdBatch():
+                return self._reports([self.k.ksmd.batch() for _ in range(op.count)])
+            case KsmdScans():
+                ksmd = self.k.ksmd
+                first, scanned = ksmd.batches, ksmd.pages_scanned
+                ksmd.full_scans(op.count)
+                if ksmd.tracing and ksmd.batches > first:  # the log keeps the latest traces
+                    self._traces = list(ksmd.log)[-(ksmd.batches - first):]
+                return ksmd.pages_scanned - scanned
+            case KsmdRun():
+                return self._reports(self.k.ksmd.run_for(op.ms))
+            case SysfsWrite():
+                self.k.sysfs.write(op.name, op.value)
+                return 0
+            case _:
+                raise TypeError(f"not a statement: {op!r}")
 
     def _reports(self, reports: list[BatchReport]) -> int:
         """Keep the batches' traces; the result is the number of pages they scanned."""
         self._traces = [b.trace for b in reports if b.trace is not None]
         return sum(b.scanned for b in reports)
-
-    @_run.register
-    def _(self, op: SysfsWrite) -> int:
-        self.k.sysfs.write(op.name, op.value)
-        return 0
 
     def snapshot(self) -> dict[str, list[MapEntry]]:
         return {name: p.map_entries() for name, p in self.procs.items() if p.alive}
