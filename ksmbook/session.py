@@ -214,10 +214,8 @@ class Session:
             return []
         old = self.history
         self.before = self._observe(self.runner, action)
-        steps: list[StepResult] = []
         try:
-            for op in action:
-                steps.append(self.runner.step(op))
+            steps = [self.runner.step(op) for op in action]
         except BaseException:
             self._build(old)
             raise

@@ -243,10 +243,13 @@ def probe_statements(proc: str, guesses: Sequence[int], scans: int, *,
               for i, g in enumerate(guesses)))
 
 
-def _rows(guesses: Sequence[int], base: int, kinds: Sequence[Fault | None],
-          latencies: Sequence[float], line: float) -> tuple[ProbeRow, ...]:
-    return tuple(ProbeRow(g, base + i * PAGE_SIZE, kind, t, t > line)
+def _probe(guesses: Sequence[int], base: int, kinds: Sequence[Fault | None],
+           latencies: Sequence[float], scans: int) -> Probe:
+    """The probe of the guesses written from `base` on, judged by `threshold_us`."""
+    line = threshold_us()
+    rows = tuple(ProbeRow(g, base + i * PAGE_SIZE, kind, t, t > line)
                  for i, (g, kind, t) in enumerate(zip(guesses, kinds, latencies, strict=True)))
+    return Probe(rows, scans, line, (base, base + len(rows) * PAGE_SIZE))
 
 
 def probe(attacker: Process, guesses: Sequence[int], *, scans: int = 2,
@@ -267,9 +270,7 @@ def probe(attacker: Process, guesses: Sequence[int], *, scans: int = 2,
         runner.step(op)
     kinds = [fault_of(runner.step(op).trace) for op in statements[-n:]]
     base = runner.labels[attacker.name.upper()]
-    line = threshold_us()
-    rows = _rows(guesses, base, kinds, [model_latency(kind, rng) for kind in kinds], line)
-    return Probe(rows, scans, line, (base, base + n * PAGE_SIZE))
+    return _probe(guesses, base, kinds, [model_latency(kind, rng) for kind in kinds], scans)
 
 
 def probe_live(victim: Sequence[Statement], guesses: Sequence[int], *, scans: int = 2,
@@ -297,9 +298,7 @@ def probe_live(victim: Sequence[Statement], guesses: Sequence[int], *, scans: in
         live = session.arena.to_live(base)
         attacker = next(w for w in session.workers if w.layout(live, live + PAGE_SIZE))
         times = attacker.time_writes([live + i * PAGE_SIZE for i in range(n)], seed=seed)
-    line = threshold_us()
-    rows = _rows(guesses, base, [None] * n, [t / 1000 for t in times], line)
-    return Probe(rows, scans, line, (base, base + n * PAGE_SIZE))
+    return _probe(guesses, base, [None] * n, [t / 1000 for t in times], scans)
 
 
 # -- measuring the real thing ----------------------------------------------------------------

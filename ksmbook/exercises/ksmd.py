@@ -16,7 +16,7 @@ import functools
 import itertools
 import random
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +80,10 @@ class ProblemStep:
     text: str
     statements: tuple[Statement, ...]
     labels: tuple[str, ...] = ()
+
+    def labelled(self) -> Iterator[tuple[Statement, str]]:
+        """Each statement with its label ("" for none)."""
+        return zip(self.statements, self.labels or ("",) * len(self.statements), strict=True)
 
 
 def _area(proc: str) -> str:
@@ -189,8 +193,7 @@ def _execute(steps: Sequence[ProblemStep], profile: str) -> ProblemRun:
         runner.step(op)
     run = ProblemRun(kernel)
     for step in steps:
-        for op, label in zip(step.statements, step.labels or ("",) * len(step.statements),
-                             strict=True):
+        for op, label in step.labelled():
             result = runner.step(op)
             if label:
                 run.faults[label] = fault_of(result.trace)
@@ -292,9 +295,8 @@ class KsmdProblem(Problem):
                 "    python -m ksmbook run - <<'EOF'",
                 *(f"    {op}" for op in _setup(self.profile))]
         for step in self.run_steps():
-            labels = step.labels or ("",) * len(step.statements)
             out += [f"    {op}" + (f"   # ({label})" if label else "")
-                    for op, label in zip(step.statements, labels, strict=True)]
+                    for op, label in step.labelled()]
         return [*out, "    EOF"]
 
 
