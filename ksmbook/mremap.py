@@ -88,6 +88,9 @@ def _do_mremap_unmaps_first(mm: MM, addr: int, old_len: int, new_len: int, flags
         return _fail(tr, "find_vma", f"nothing mapped at {addr:#x}", -errno.EFAULT)
     if vma.flags & VM.VM_HUGETLB and not mm.profile.mremap_hugetlb:
         return _fail(tr, fn, "hugetlb VMA", -errno.EINVAL)
+    if (not old_len and mm.profile.mremap_refuses_private_dup
+            and not vma.flags & (VM.VM_SHARED | VM.VM_MAYSHARE)):
+        return _fail(tr, fn, "old_len 0 would duplicate a private mapping", -errno.EINVAL)
     if old_len > vma.end - addr:
         return _fail(tr, fn, "old range crosses the end of its VMA", -errno.EFAULT)
     if vma.flags & (VM.VM_DONTEXPAND | VM.VM_PFNMAP) and new_len > old_len:
@@ -237,7 +240,8 @@ def _check_prep_vma(mm: MM, vma: VMA, addr: int, old_len: int, new_len: int, fla
     """6.18 check_prep_vma() (6.16 remap_is_valid()): can [addr, addr + old_len) of `vma`
     become new_len bytes?"""
     fn = "check_prep_vma"
-    if not old_len and not vma.flags & (VM.VM_SHARED | VM.VM_MAYSHARE):
+    if (not old_len and mm.profile.mremap_refuses_private_dup
+            and not vma.flags & (VM.VM_SHARED | VM.VM_MAYSHARE)):
         return _fail(tr, fn, "old_len 0 would duplicate a private mapping", -errno.EINVAL)
     if flags & _DONTUNMAP and vma.flags & (VM.VM_DONTEXPAND | VM.VM_PFNMAP):
         return _fail(tr, fn, "MREMAP_DONTUNMAP of a VM_DONTEXPAND or VM_PFNMAP VMA",

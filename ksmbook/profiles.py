@@ -298,11 +298,11 @@ class Profile:
     mremap_dontunmap: bool = _since('5.7', 'e346b3813067')
     #: The 6.x do_mremap(): check_mremap_params() first (new_len > TASK_SIZE is EINVAL for
     #: every call; with MREMAP_FIXED/DONTUNMAP the map_count must leave 6 spare), then
-    #: vma_lookup(addr) (EFAULT even for a shrink; 5.16, with mremap_hugetlb), old_len 0 of a
-    #: private mapping EINVAL, and the checks of the source before the destination is
-    #: unmapped. 2.6.32 unmaps the destination first and looks the VMA up only to grow or
-    #: move. Several commits between the two; 6.15 gathered the checks into
-    #: check_mremap_params() ("mm/mremap: refactor mremap() system call implementation").
+    #: vma_lookup(addr) (EFAULT even for a shrink; 5.16, with mremap_hugetlb), and the checks
+    #: of the source before the destination is unmapped. 2.6.32 unmaps the destination first
+    #: and looks the VMA up only to grow or move. Several commits between the two; 6.15
+    #: gathered the checks into check_mremap_params() ("mm/mremap: refactor mremap() system
+    #: call implementation").
     mremap_checks_first: bool = _read(
         '6.18', 'v6.18 mm/mremap.c do_mremap(), check_mremap_params()')
     #: mremap() moves a hugetlb VMA, its lengths rounded up to whole huge pages (growing it is
@@ -310,6 +310,11 @@ class Profile:
     #: for hugepage backed vma", 550a7d60bd5e, "just merged in 5.16-rc1" in a linux-mm
     #: review). The same commit looks the VMA up before anything else (vma_lookup()).
     mremap_hugetlb: bool = _since('5.16', '550a7d60bd5e')
+    #: old_len 0 of a private mapping is EINVAL, where it made a fresh unrelated mapping (4.14,
+    #: "mm/mremap: fail map duplication attempts for private mappings", dba58d3b8c50:
+    #: committed 6 Sep 2017, after v4.13, in mmotm's since-4.13 shortlog; 6.18
+    #: check_prep_vma()).
+    mremap_refuses_private_dup: bool = _since('4.14', 'dba58d3b8c50')
     #: Growing in place merges with a compatible next VMA (6.0, "mm: add merging after mremap
     #: resize"; 6.18 vma_merge_extend()); 2.6.32's vma_adjust() only moves vm_end.
     mremap_expand_merges: bool = _since('6.0', '"mm: add merging after mremap resize"')
@@ -515,6 +520,7 @@ _SEED = Profile(
     mremap_dontunmap=False,
     mremap_checks_first=False,
     mremap_hugetlb=False,
+    mremap_refuses_private_dup=False,
     mremap_expand_merges=False,
     mremap_multi_vma=False,
     real_bits=MappingProxyType({}),
@@ -617,6 +623,7 @@ _MODERN = Profile(
     mremap_dontunmap=True,
     mremap_checks_first=True,
     mremap_hugetlb=True,
+    mremap_refuses_private_dup=True,
     mremap_expand_merges=True,
     mremap_multi_vma=True,
     renamed=MappingProxyType({

@@ -170,6 +170,20 @@ def test_mremap_moves_a_hugetlb_vma_from_5_16(profile: str) -> None:
     assert len(starts) == 1 and (starts[0] == HUGE_DEST) == (HUGETLB_MREMAP[profile][1] == 0)
 
 
+PRIVATE_DUP = {"seed": 0, "2.6.32": 0, "modern": E.EINVAL}
+
+
+def test_mremap_old_len_0_of_a_private_mapping(profile: str) -> None:
+    """mremap_refuses_private_dup: old_len 0 asks for a second mapping of the same pages;
+    of a private mapping, v2.6.32 makes a fresh, unrelated one, and 4.14 refuses (EINVAL)."""
+    p = kb.Kernel(profile).spawn()
+    a = p.mmap(2 * P, RW, kb.MAP_PRIVATE | kb.MAP_ANONYMOUS)
+    p.write_pages(a, [7])
+    got = errno_of(lambda: p.mremap(a, 0, 2 * P, kb.MREMAP_MAYMOVE))
+    assert got == PRIVATE_DUP[profile]
+    assert len(p.vmas) == (2 if got == 0 else 1)
+
+
 LIVE_CHILD = r"""
 import ctypes, json, os
 libc = ctypes.CDLL(None, use_errno=True)
@@ -193,6 +207,8 @@ sc(MUNMAP, free, 4 * H)
 grow = sc(MREMAP, h, H, 2 * H, 1, 0)
 move = sc(MREMAP, h, 4096, 4096, 3, dest)
 out["hugetlb_mremap"] = [min(grow, 0), min(move, 0)]
+b = sc(MMAP, 0, 2 * 4096, 3, 0x22, -1, 0)
+out["private_dup"] = min(sc(MREMAP, b, 0, 2 * 4096, 1, 0), 0)
 print(json.dumps(out))
 """
 
@@ -209,7 +225,11 @@ def test_traced_fields_match_this_kernel(live_kernel: None) -> None:
            -errno_of(lambda: p.mmap(kb.HPAGE_SIZE, RW, HUGE_SHARED, file=_hugetlbfs_file())),
            "len_beyond_task_size":
            -errno_of(lambda: p.mmap(TASK_SIZE + P, RW, kb.MAP_PRIVATE | kb.MAP_ANONYMOUS)),
-           "hugetlb_mremap": [-e for e in _hugetlb_mremap(p)]}
+           "hugetlb_mremap": [-e for e in _hugetlb_mremap(p)],
+           "private_dup": -errno_of(lambda: p.mremap(p.mmap(2 * P, RW, kb.MAP_PRIVATE
+                                                             | kb.MAP_ANONYMOUS),
+                                                      0, 2 * P, kb.MREMAP_MAYMOVE))}
     assert sim == live == {"hugetlbfs_with_map_hugetlb": -HUGETLBFS_WITH_MAP_HUGETLB["modern"],
                            "len_beyond_task_size": -E.ENOMEM,
-                           "hugetlb_mremap": [-e for e in HUGETLB_MREMAP["modern"]]}
+                           "hugetlb_mremap": [-e for e in HUGETLB_MREMAP["modern"]],
+                           "private_dup": -PRIVATE_DUP["modern"]}
