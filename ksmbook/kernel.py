@@ -241,20 +241,16 @@ class Kernel:
                     if not mm.ptes[vpn].anon:
                         mm.zap_range(vpn << PAGE_SHIFT, (vpn + 1) << PAGE_SHIFT)
 
-    def populate_write(self, mm: MM, vma: VMA, start: int, end: int,
-                       tr: Trace | None = None) -> None:
-        """Write-fault every page of [start, end) without changing its content (faultin_page()
-        -> handle_mm_fault() with FAULT_FLAG_WRITE), recording each fault in `tr` if given."""
+    def populate(self, mm: MM, vma: VMA, start: int, end: int, write: bool,
+                 tr: Trace | None = None) -> None:
+        """faultin_page() -> handle_mm_fault() for every page of [start, end), with
+        FAULT_FLAG_WRITE (the content stays) or without it (a private anonymous VMA: the zero
+        page where nothing is mapped), each fault recorded in `tr` if given."""
         for addr in range(start, end, PAGE_SIZE):
-            handle_write_fault(mm, vma, addr, None, tr)
-
-    def populate_read(self, mm: MM, vma: VMA, start: int, end: int,
-                      tr: Trace | None = None) -> None:
-        """Read-fault every page of [start, end) of a private anonymous VMA (faultin_page()
-        -> handle_mm_fault() without FAULT_FLAG_WRITE): the zero page where nothing is mapped,
-        each fault recorded in `tr` if given."""
-        for addr in range(start, end, PAGE_SIZE):
-            handle_read_fault(mm, vma, addr, tr)
+            if write:
+                handle_write_fault(mm, vma, addr, None, tr)
+            else:
+                handle_read_fault(mm, vma, addr, tr)
 
     def mm_populate(self, mm: MM, start: int, end: int, tr: Trace | None = None) -> None:
         """mm_populate() (2.6.32 make_pages_present()): fault in a MAP_LOCKED or MAP_POPULATE
@@ -264,10 +260,8 @@ class Kernel:
         while addr < end and (vma := mm.vma_at(addr)) is not None:
             stop = min(end, vma.end)
             private_write = vma.flags & (VM.VM_WRITE | VM.VM_SHARED) == VM.VM_WRITE
-            if private_write:
-                self.populate_write(mm, vma, addr, stop, tr)
-            elif vma.file is None and vma.flags & VM.VM_READ:
-                self.populate_read(mm, vma, addr, stop, tr)
+            if private_write or (vma.file is None and vma.flags & VM.VM_READ):
+                self.populate(mm, vma, addr, stop, bool(private_write), tr)
             elif vma.file is not None and vma.flags & VM.VM_READ and vma.file.kind != "device":
                 for a in range(addr, stop, PAGE_SIZE):
                     if a >> PAGE_SHIFT not in mm.ptes:
@@ -306,11 +300,6 @@ def file_page(mm: MM, f: File, pgoff: int) -> Page:
     return page
 
 
-def anon_vma_prepare(mm: MM, vma: VMA) -> None:
-    """anon_vma_prepare() at a VMA's first anonymous page (see MM.anon_vma_prepare)."""
-    mm.anon_vma_prepare(vma)
-
-
 def handle_write_fault(mm: MM, vma: VMA, addr: int, content: int | None,
                        tr: Trace | None = None) -> Fault:
     """handle_mm_fault() for a write at `addr`: store `content` (None keeps what is there),
@@ -344,7 +333,7 @@ def handle_write_fault(mm: MM, vma: VMA, addr: int, content: int | None,
             mm.ptes[vpn] = page
             fault = Fault.FILE_SHARED
     else:
-        anon_vma_prepare(mm, vma)
+        mm.anon_vma_prepare(vma)
         old = mm.ptes.get(vpn)
         if old is None:
             if vma.file is not None:
@@ -408,7 +397,7 @@ def handle_read_fault(mm: MM, vma: VMA, addr: int, tr: Trace | None = None) -> t
         cached = vma.file.pages.get(vma.pgoff_at(addr))
         content, fault = (cached.content if cached is not None else 0), Fault.FILE_READ
     elif mm.kernel.thp.allowable(mm, vma, addr):  # ksmbook.thp (2.6.38 and later)
-        anon_vma_prepare(mm, vma)  # vmf_anon_prepare() comes first in the huge fault
+        mm.anon_vma_prepare(vma)  # vmf_anon_prepare() comes first in the huge fault
         mm.kernel.thp.map_huge_zero_pmd(mm, addr)
         content, fault = 0, Fault.HUGE_ZERO_MAP
     else:
@@ -539,7 +528,7 @@ class Process:
         _check_ints(length=length, prot=prot, flags=flags, addr=addr, offset=offset)
         if file is not None and not isinstance(file, File):
             raise _oserror(errno.EBADF, f"mmap: {file!r} is not a file of this kernel")
-        call = (f"mmap({addr:#x}, {length}, {_prot_text(prot)}, {_map_text(flags)}"
+        call = (f"mmap({addr:#x}, {length}, {_prot_text(prot)}, {_flag_text(MAP, flags)}"
                 f"{', ' + file.path if file else ''}{f', {offset:#x}' if offset else ''})")
         return self._syscall(call, lambda tr: self.mm.do_mmap(
             addr, length & ULONG_MAX, prot, flags, file, offset, tr))
@@ -564,7 +553,7 @@ class Process:
         target = 0 if new_addr is None else new_addr
         _check_ints(old_addr=old_addr, old_size=old_size, new_size=new_size, flags=flags,
                     new_addr=target)
-        call = (f"mremap({old_addr:#x}, {old_size}, {new_size}, {_mremap_text(flags)}"
+        call = (f"mremap({old_addr:#x}, {old_size}, {new_size}, {_flag_text(MREMAP, flags, '0')}"
                 f"{f', {target:#x}' if new_addr is not None else ''})")
         return self._syscall(call, lambda tr: sys_mremap(
             self.mm, old_addr & ULONG_MAX, old_size & ULONG_MAX, new_size & ULONG_MAX,
@@ -593,30 +582,22 @@ class Process:
                              lambda tr: sys_prctl_memory_merge(self.mm, option, args, tr))
 
     def fork(self, name: str = "") -> Process:
-        """fork(2): a child with a copy of this address space (dup_mmap())."""
+        """fork(2): copy_process() -> copy_mm() -> dup_mm() -> dup_mmap() (kernel/fork.c):
+        copy the VMAs (not VM_DONTCOPY ones) and the page table, then give the child its pid."""
         child: list[Process] = []
 
         def body(tr: Trace) -> int:
-            err, proc = self._dup_mmap(tr, name)
-            if proc is not None:
-                child.append(proc)
-                return proc.pid
-            return err
+            with tr.enter("copy_process"):
+                with tr.enter("copy_mm"), tr.enter("dup_mm"), tr.enter("dup_mmap"):
+                    err, mm = self._copy_vmas(tr)
+                if mm is None:
+                    return err
+                child.append(Process(self.kernel, mm, name))
+                self.kernel.processes.append(child[0])
+                tr.note("copy_process", f"child pid {child[0].pid}")
+            return child[0].pid
         self._syscall("fork()", body)
         return child[0]
-
-    def _dup_mmap(self, tr: Trace, name: str) -> tuple[int, Process | None]:
-        """copy_process() -> copy_mm() -> dup_mm() -> dup_mmap() (kernel/fork.c): copy the
-        VMAs (not VM_DONTCOPY ones) and the page table, then give the child its pid."""
-        with tr.enter("copy_process"):
-            with tr.enter("copy_mm"), tr.enter("dup_mm"), tr.enter("dup_mmap"):
-                err, mm = self._copy_vmas(tr)
-            if mm is None:
-                return err, None
-            child = Process(self.kernel, mm, name)
-            self.kernel.processes.append(child)
-            tr.note("copy_process", f"child pid {child.pid}")
-        return 0, child
 
     def _copy_vmas(self, tr: Trace) -> tuple[int, MM | None]:
         """dup_mmap(): ksm_fork() (first in 2.6.32) and the VMA and page-table copy."""
@@ -767,11 +748,3 @@ def _flag_text(enum_: type[enum.IntFlag], value: int, zero: str | None = None) -
 
 def _prot_text(prot: int) -> str:
     return _flag_text(PROT, prot, "PROT_NONE")
-
-
-def _map_text(flags: int) -> str:
-    return _flag_text(MAP, flags)
-
-
-def _mremap_text(flags: int) -> str:
-    return _flag_text(MREMAP, flags, "0")

@@ -340,10 +340,8 @@ def madvise_populate(mm: MM, start: int, end: int, advice: int, tr: Trace) -> in
                 tr.note("check_vma_flags", "VM_IO/VM_PFNMAP or not permitted: EINVAL")
                 return -errno.EINVAL
             stop = min(end, vma.end)
-            if write:
-                mm.kernel.populate_write(mm, vma, addr, stop, tr)
-            elif vma.file is None and not vma.flags & VM.VM_SHARED:
-                mm.kernel.populate_read(mm, vma, addr, stop, tr)
+            if write or (vma.file is None and not vma.flags & VM.VM_SHARED):
+                mm.kernel.populate(mm, vma, addr, stop, write, tr)
             tr.note("faultin_page_range", f"[{addr:#x}, {stop:#x}) faulted in")
             addr = stop
     return 0

@@ -52,15 +52,9 @@ def page_align(n: int) -> int:
 
 
 def calc_vm_prot_bits(prot: int) -> VM:
-    """calc_vm_prot_bits() (include/linux/mman.h): PROT_* to VM_READ/WRITE/EXEC."""
-    flags = VM(0)
-    if prot & PROT.PROT_READ:
-        flags |= VM.VM_READ
-    if prot & PROT.PROT_WRITE:
-        flags |= VM.VM_WRITE
-    if prot & PROT.PROT_EXEC:
-        flags |= VM.VM_EXEC
-    return flags
+    """calc_vm_prot_bits() (include/linux/mman.h): PROT_* to VM_READ/WRITE/EXEC, which are
+    the same bits (so _calc_vm_trans() is a mask)."""
+    return VM(prot & (PROT.PROT_READ | PROT.PROT_WRITE | PROT.PROT_EXEC))
 
 
 @dataclass(eq=False)
@@ -177,7 +171,6 @@ class MM:
 
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
-        self._profile = kernel.profile
         #: The kernel's profile (read on every system call, so a plain attribute).
         self.profile: Profile = kernel.profile
         # vma_merge()'s flag tests as plain ints: VM_SPECIAL, and the bits that must agree.
@@ -194,7 +187,6 @@ class MM:
         #: Guard markers (MADV_GUARD_INSTALL): virtual page numbers that fault with SIGSEGV.
         self.guards: set[int] = set()
         self.mm_users = 1
-
 
     @property
     def map_count(self) -> int:
@@ -246,27 +238,19 @@ class MM:
     # -- structure changes (the only code that edits VMA bounds) ------------------------
 
     def insert(self, vma: VMA) -> None:
-        self._link(vma.start, vma)
+        self._by_start[vma.start] = vma
 
     def remove(self, vma: VMA) -> None:
-        self._unlink(vma.start)
+        del self._by_start[vma.start]
 
     def resize(self, vma: VMA, start: int, end: int) -> None:
         """vma_adjust(): move the bounds of `vma`, keeping pgoff right for its first page."""
         if start != vma.start:
-            self._unlink(vma.start)
+            del self._by_start[vma.start]
             vma.pgoff += (start - vma.start) >> PAGE_SHIFT
             vma.start = start
-            self._link(start, vma)
+            self._by_start[start] = vma
         vma.end = end
-
-    def _link(self, start: int, vma: VMA) -> None:
-        """Index `vma` under `start`, a start address not in the index."""
-        self._by_start[start] = vma
-
-    def _unlink(self, start: int) -> None:
-        """Drop `start` (a key of the index)."""
-        del self._by_start[start]
 
     # -- split and merge ----------------------------------------------------------------
 
@@ -274,9 +258,9 @@ class MM:
                   check_count: bool = True) -> int:
         """split_vma(): cut `vma` at addr; the new struct is the lower part if new_below.
         With check_count False it is __split_vma(), which leaves max_map_count to the caller."""
-        p = self._profile
+        p = self.profile
         huge_bad = int(vma.flags) & _VM_HUGETLB and addr % HPAGE_SIZE != 0
-        too_many = check_count and len(self._by_start) >= self.kernel.sysctl["max_map_count"]
+        too_many = check_count and self.map_count >= self.kernel.sysctl["max_map_count"]
         if huge_bad or too_many:
             # 2.6.32 checks the huge-page alignment first; 2.6.33 "mmap: don't return ENOMEM
             # when mapcount is temporarily exceeded in munmap()" made split_vma() check
@@ -296,23 +280,21 @@ class MM:
             tr.event(Kind.FAIL, addr, addr, Fail.VM_AREA_DUP)
             return -errno.ENOMEM
         self.kernel.thp.split_huge_pmd_address(self, addr)  # vma_adjust_trans_huge()
-        new = VMA(vma.start, addr, vma.flags, vma.pgoff, vma.file, vma.anon_vma, vma.chain)
+        lo, hi = vma.start, vma.end
+        new = VMA(lo, addr, vma.flags, vma.pgoff, vma.file, vma.anon_vma, vma.chain)
         if new_below:
             # The lower part keeps the old start key, `vma` moves up.
-            self._by_start[vma.start] = new
-            vma.pgoff += (addr - vma.start) >> PAGE_SHIFT
+            self._by_start[lo] = new
+            vma.pgoff += (addr - lo) >> PAGE_SHIFT
             vma.start = addr
-            self._link(addr, vma)
+            self._by_start[addr] = vma
         else:
-            new.start, new.end, new.pgoff = addr, vma.end, vma.pgoff_at(addr)
+            new.start, new.end, new.pgoff = addr, hi, vma.pgoff_at(addr)
             vma.end = addr
-            self._link(addr, new)
+            self._by_start[addr] = new
         tr.note("split_vma", "at {:#x}: new VMA {:#x}-{:#x} ({}), map_count {}", addr,
-                new.start, new.end, "below" if new_below else "above", len(self._by_start))
-        if new_below:
-            tr.event(Kind.SPLIT, new.start, vma.end, hex(addr))
-        else:
-            tr.event(Kind.SPLIT, vma.start, new.end, hex(addr))
+                new.start, new.end, "below" if new_below else "above", self.map_count)
+        tr.event(Kind.SPLIT, lo, hi, hex(addr))
         return 0
 
     def _anon_compatible(self, src: VMA | None, src_anon: AnonVma | None, tgt: VMA) -> bool:
@@ -415,9 +397,8 @@ class MM:
                    anon_vma: AnonVma | None = None) -> None:
         """Give the merged VMA an anon_vma if a part of it had one (dup_anon_vma())."""
         if target.anon_vma is None:
-            source = other if other is not None and other.anon_vma is not None else None
-            if source is not None:
-                target.anon_vma, target.chain = source.anon_vma, source.chain
+            if other is not None and other.anon_vma is not None:
+                target.anon_vma, target.chain = other.anon_vma, other.chain
             elif anon_vma is not None:
                 target.anon_vma, target.chain = anon_vma, (anon_vma,)
 
@@ -621,35 +602,28 @@ class MM:
         mtype = flags & 0xF
         shared = mtype == MAP.MAP_SHARED or (mtype == MAP.MAP_SHARED_VALIDATE
                                              and p.map_shared_validate)
-        if file is not None:
-            if shared:
-                if prot & PROT.PROT_WRITE and not file.writable:
-                    tr.note(fn, "MAP_SHARED, PROT_WRITE, file open read-only: EACCES")
-                    return -errno.EACCES
-                vm_flags |= VM.VM_SHARED | VM.VM_MAYSHARE
-                if not file.writable:
-                    vm_flags &= ~(VM.VM_MAYWRITE | VM.VM_SHARED)
-            elif mtype != MAP.MAP_PRIVATE:
-                tr.note(fn, "neither MAP_SHARED nor MAP_PRIVATE: EINVAL")
-                return -errno.EINVAL
-            # After the MAP_SHARED checks (EACCES first), as the MAP_PRIVATE case they fall into.
-            # 6.12 mm/mmap.c do_mmap(): "if (vm_flags & (VM_GROWSDOWN|VM_GROWSUP))".
-            if p.growsdown_private_anon_only and vm_flags & VM.VM_GROWSDOWN:
-                tr.note(fn, "MAP_GROWSDOWN on a file mapping: EINVAL")
-                return -errno.EINVAL
-        else:
-            # MAP_GROWSDOWN refused by 6.12 do_mmap(), as above.
-            if shared:
-                if p.growsdown_private_anon_only and vm_flags & VM.VM_GROWSDOWN:
-                    tr.note(fn, "MAP_GROWSDOWN on a shared anonymous mapping: EINVAL")
-                    return -errno.EINVAL
+        if not shared and mtype != MAP.MAP_PRIVATE:
+            tr.note(fn, "neither MAP_SHARED nor MAP_PRIVATE: EINVAL")
+            return -errno.EINVAL
+        if shared and file is not None and prot & PROT.PROT_WRITE and not file.writable:
+            tr.note(fn, "MAP_SHARED, PROT_WRITE, file open read-only: EACCES")
+            return -errno.EACCES
+        # After the MAP_SHARED checks (EACCES first), as the MAP_PRIVATE case they fall into.
+        # 6.12 mm/mmap.c do_mmap(): "if (vm_flags & (VM_GROWSDOWN|VM_GROWSUP))" for a file
+        # or shared anonymous mapping.
+        if (p.growsdown_private_anon_only and vm_flags & VM.VM_GROWSDOWN
+                and (file is not None or shared)):
+            what = "file" if file is not None else "shared anonymous"
+            tr.note(fn, f"MAP_GROWSDOWN on a {what} mapping: EINVAL")
+            return -errno.EINVAL
+        if shared:
+            vm_flags |= VM.VM_SHARED | VM.VM_MAYSHARE
+            if file is None:
                 pgoff = 0
-                vm_flags |= VM.VM_SHARED | VM.VM_MAYSHARE
-            elif mtype == MAP.MAP_PRIVATE:
-                pgoff = addr >> PAGE_SHIFT
-            else:
-                tr.note(fn, "neither MAP_SHARED nor MAP_PRIVATE: EINVAL")
-                return -errno.EINVAL
+            elif not file.writable:
+                vm_flags &= ~(VM.VM_MAYWRITE | VM.VM_SHARED)
+        elif file is None:
+            pgoff = addr >> PAGE_SHIFT
         got = self.mmap_region(file, addr, length, flags, vm_flags, pgoff, tr)
         if got >= 0 and (flags & MAP.MAP_LOCKED or (
                 flags & MAP.MAP_POPULATE and not flags & MAP.MAP_NONBLOCK)):
@@ -872,16 +846,12 @@ class MM:
 @functools.lru_cache(maxsize=4096)
 def _flags_change(before: int, after: int) -> str:
     """'-VM_READ +VM_MERGEABLE': the flags a change takes away and adds."""
-    return f"{_flag_names(before & ~after, '-')} {_flag_names(after & ~before, '+')}".strip()
-
-
-def flag_names(flags: VM, sign: str = "") -> str:
-    """'VM_SHARED|VM_MERGEABLE' (with a sign before each name if given)."""
-    return _flag_names(int(flags), sign)
+    return f"{flag_names(before & ~after, '-')} {flag_names(after & ~before, '+')}".strip()
 
 
 @functools.lru_cache(maxsize=4096)
-def _flag_names(flags: int, sign: str) -> str:
+def flag_names(flags: int, sign: str = "") -> str:
+    """'VM_SHARED|VM_MERGEABLE' (with a sign before each name if given)."""
     names = [f"{sign}{f.name}" for f in VM if f and flags & f and f.name]
     return "|".join(names) if not sign else " ".join(names)
 

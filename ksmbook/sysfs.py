@@ -31,6 +31,18 @@ _UINT_MAX = (1 << 32) - 1
 _INT_MAX = (1 << 31) - 1
 
 
+#: The knobs whose *_store() only parses the value and stores it, and how it parses:
+#: sleep_millisecs_store(), stable_node_chains_prune_millisecs_store(), max_kernel_pages_store()
+#: (0 means no limit; 2.6.32 only, gone in 2.6.33 "ksm: remove unswappable max_kernel_pages"),
+#: advisor_{min,max}_pages_to_scan_store(); use_zero_pages_store() and smart_scan_store() take
+#: kstrtobool(). Every other knob has its own _store_<name>() below.
+_PLAIN_STORES = {
+    "sleep_millisecs": "uint", "stable_node_chains_prune_millisecs": "uint",
+    "max_kernel_pages": "ulong", "advisor_min_pages_to_scan": "ulong",
+    "advisor_max_pages_to_scan": "ulong", "use_zero_pages": "bool", "smart_scan": "bool",
+}
+
+
 class _Refused(Exception):
     def __init__(self, err: int) -> None:
         self.err = err
@@ -135,20 +147,22 @@ class KsmSysfs(Mapping[str, int | str]):
             return int(value)
         raise KeyError(name)
 
-    def read(self, name: str) -> str:
-        """The text of the file, as cat prints it."""
+    def _file(self, name: str) -> str:
+        """`name` if the file exists, else FileNotFoundError as open() gives."""
         if name not in self._names:
             raise FileNotFoundError(errno.ENOENT, f"No such file or directory: {KSM_DIR}/{name}")
-        return f"{self[name]}\n"
+        return name
+
+    def read(self, name: str) -> str:
+        """The text of the file, as cat prints it."""
+        return f"{self[self._file(name)]}\n"
 
     def mode(self, name: str) -> int:
         """The file's permission bits: 0644 for a knob, 0444 for a counter, owned by root
         (v2.6.32 mm/ksm.c KSM_ATTR() "__ATTR(_name, 0644, ...)" and KSM_ATTR_RO(); 6.18 the
         same). Only root may write a knob; opening one for writing as any other user gives
         EACCES (generic_permission())."""
-        if name not in self._names:
-            raise FileNotFoundError(errno.ENOENT, f"No such file or directory: {KSM_DIR}/{name}")
-        return 0o444 if name in self._counters else 0o644
+        return 0o444 if self._file(name) in self._counters else 0o644
 
     def knobs(self) -> dict[str, int | str]:
         """The writable files and their values."""
@@ -176,8 +190,7 @@ class KsmSysfs(Mapping[str, int | str]):
         returns how many it kept; the value is parsed up to the first NUL byte. `uid` is the
         writer's: only root (0) may open a knob for writing (`mode`).
         """
-        if name not in self._names:
-            raise FileNotFoundError(errno.ENOENT, f"No such file or directory: {KSM_DIR}/{name}")
+        self._file(name)
         if uid != 0:
             raise PermissionError(errno.EACCES, f"{os.strerror(errno.EACCES)}: {KSM_DIR}/{name} "
                                   f"is mode {self.mode(name):04o}, owned by root")
@@ -202,7 +215,13 @@ class KsmSysfs(Mapping[str, int | str]):
         # of string), so "1\0junk" is read as "1".
         parsed = data[:count].split(b"\0", 1)[0].decode(errors="replace")
         try:
-            getattr(self, f"_store_{name}")(parsed)
+            kind = _PLAIN_STORES.get(name)
+            if kind is None:
+                getattr(self, f"_store_{name}")(parsed)
+            elif kind == "bool":
+                self.ks.knobs[name] = int(_kstrtobool(parsed))
+            else:
+                self.ks.knobs[name] = self._number_or_einval(parsed, kind)
         except _Refused as e:
             raise OSError(e.err, f"{os.strerror(e.err)}: writing {text!r} to "
                           f"{KSM_DIR}/{name}") from None
@@ -222,31 +241,21 @@ class KsmSysfs(Mapping[str, int | str]):
             return _kstrtoint(text)
         return _kstrtoull(text)
 
-    def _uint_or_einval(self, text: str) -> int:
+    def _number_or_einval(self, text: str, kind: str) -> int:
         try:
-            return self._number(text, "uint")
+            return self._number(text, kind)
         except _Refused:
             raise _Refused(errno.EINVAL) from None
-
-    def _ulong_or_einval(self, text: str) -> int:
-        try:
-            return self._number(text, "ulong")
-        except _Refused:
-            raise _Refused(errno.EINVAL) from None
-
-    def _store_sleep_millisecs(self, text: str) -> None:
-        """sleep_millisecs_store()."""
-        self.ks.knobs["sleep_millisecs"] = self._uint_or_einval(text)
 
     def _store_pages_to_scan(self, text: str) -> None:
         """pages_to_scan_store(): refused while the scan-time advisor sets it."""
         if self.kernel.profile.scan_time_advisor and self.ks.knobs["advisor_mode"] != "none":
             raise _Refused(errno.EINVAL)
-        self.ks.knobs["pages_to_scan"] = self._uint_or_einval(text)
+        self.ks.knobs["pages_to_scan"] = self._number_or_einval(text, "uint")
 
     def _store_run(self, text: str) -> None:
         """run_store(): 0 stop, 1 merge, 2 unmerge everything (only on a change of value)."""
-        flags = self._uint_or_einval(text)
+        flags = self._number_or_einval(text, "uint")
         if flags > KSM_RUN_UNMERGE:
             raise _Refused(errno.EINVAL)
         ks = self.ks
@@ -262,12 +271,6 @@ class KsmSysfs(Mapping[str, int | str]):
             if err:
                 ks.knobs["run"] = 0
                 raise _Refused(-err if err != -512 else errno.EINTR)
-
-    def _store_max_kernel_pages(self, text: str) -> None:
-        """max_kernel_pages_store(): 0 means no limit. The file exists where
-        `Profile.max_kernel_pages` holds (2.6.32; gone in 2.6.33, "ksm: remove unswappable
-        max_kernel_pages")."""
-        self.ks.knobs["max_kernel_pages"] = self._ulong_or_einval(text)
 
     def _needs_no_ksm_pages(self, name: str, value: int) -> None:
         """The EBUSY rule of max_page_sharing / merge_across_nodes: a change needs every
@@ -293,15 +296,6 @@ class KsmSysfs(Mapping[str, int | str]):
             raise _Refused(errno.EINVAL)
         self._needs_no_ksm_pages("max_page_sharing", knob)
 
-    def _store_stable_node_chains_prune_millisecs(self, text: str) -> None:
-        self.ks.knobs["stable_node_chains_prune_millisecs"] = self._uint_or_einval(text)
-
-    def _store_use_zero_pages(self, text: str) -> None:
-        self.ks.knobs["use_zero_pages"] = int(_kstrtobool(text))
-
-    def _store_smart_scan(self, text: str) -> None:
-        self.ks.knobs["smart_scan"] = int(_kstrtobool(text))
-
     def _store_advisor_mode(self, text: str) -> None:
         """advisor_mode_store(): "none" or "scan-time"; a change resets pages_to_scan
         (set_advisor_defaults())."""
@@ -325,16 +319,10 @@ class KsmSysfs(Mapping[str, int | str]):
             ks.knobs["pages_to_scan"] = int(ks.knobs["advisor_min_pages_to_scan"])
 
     def _store_advisor_max_cpu(self, text: str) -> None:
-        self.ks.knobs["advisor_max_cpu"] = self._ulong_or_einval(text) & _UINT_MAX
-
-    def _store_advisor_min_pages_to_scan(self, text: str) -> None:
-        self.ks.knobs["advisor_min_pages_to_scan"] = self._ulong_or_einval(text)
-
-    def _store_advisor_max_pages_to_scan(self, text: str) -> None:
-        self.ks.knobs["advisor_max_pages_to_scan"] = self._ulong_or_einval(text)
+        self.ks.knobs["advisor_max_cpu"] = self._number_or_einval(text, "ulong") & _UINT_MAX
 
     def _store_advisor_target_scan_time(self, text: str) -> None:
-        value = self._ulong_or_einval(text)
+        value = self._number_or_einval(text, "ulong")
         if value < 1:
             raise _Refused(errno.EINVAL)
         self.ks.knobs["advisor_target_scan_time"] = value
