@@ -570,23 +570,20 @@ class LiveTask:
         live = self._live(addr) if addr else 0
         if not flags & (_MAP_FIXED | _MAP_FIXED_NOREPLACE):
             align = HPAGE_SIZE if flags & MAP.MAP_HUGETLB else _PAGE
-            found = self._unmapped_area(length, live, align)
-            if found is None:  # no room below the translated mmap_base
-                raise OSError(_ENOMEM, "mmap: no room in the arena below mmap_base")
-            live = found
+            live = self._unmapped_area(length, live, align, "mmap")
         path = None if file is None else file.path
         readonly = file is not None and not file.writable
         got = self.worker.mmap(live, length, prot, flags, path=path, offset=offset,
                                readonly=readonly)
         return self.kernel.arena.to_sim(got)
 
-    def _unmapped_area(self, length: int, hint: int, align: int) -> int | None:
+    def _unmapped_area(self, length: int, hint: int, align: int, what: str) -> int:
         """arch_get_unmapped_area_topdown() inside the arena, below the translated mmap_base.
 
         A placement the real kernel cannot be asked for (it would place the mapping next to
         Python's own): the hint if it is free, else the highest gap that fits, keeping
-        stack_guard_gap below a MAP_GROWSDOWN mapping. Length 0 or a wrapping length is left
-        for the kernel to refuse."""
+        stack_guard_gap below a MAP_GROWSDOWN mapping; ENOMEM if none does. Length 0 or a
+        wrapping length is left for the kernel to refuse."""
         arena = self.kernel.arena
         rounded = -(-length // align) * align  # hugetlb lengths round up to 2 MiB
         top = SIM_MMAP_TOP + arena.offset
@@ -616,7 +613,9 @@ class LiveTask:
                     return addr
             high = min(high, gap_start(v))
         addr = (high - rounded) // align * align
-        return addr if addr >= floor else None
+        if addr < floor:
+            raise OSError(_ENOMEM, f"{what}: no room in the arena below mmap_base")
+        return addr
 
     def munmap(self, addr: int, length: int) -> int:
         return self.worker.munmap(self._live(addr), length)
@@ -634,10 +633,8 @@ class LiveTask:
         if not flags & _MREMAP_FIXED:
             align = self._kernel_places_move(live, old_size, new_size, flags, target)
             if align:
-                found = self._unmapped_area(new_size, target, align)
-                if found is None:
-                    raise OSError(_ENOMEM, "mremap: no room in the arena below mmap_base")
-                flags, target = flags | _MREMAP_FIXED, found
+                target = self._unmapped_area(new_size, target, align, "mremap")
+                flags |= _MREMAP_FIXED
         return self.kernel.arena.to_sim(
             self.worker.mremap(live, old_size, new_size, flags, target))
 

@@ -1,15 +1,11 @@
 """The live ksmd of this machine, driven one full scan or one batch at a time (mm/ksm.c,
-/sys/kernel/mm/ksm).
+/sys/kernel/mm/ksm): the oracle whose counters the simulated ksmd must give.
 
-The simulator's ksmd must give the same counters as the real one. This module is the oracle: it
-puts pages with chosen contents into worker processes of ``ksmbook.live`` (the one live harness:
-the same ``LiveTask`` processes, arena and page bytes, ``ksmbook.pages.page_bytes``, as the
-scenario replay),
-lets the real ksmd make an exact number of full scans or batches over them, and reads every
-counter of /sys/kernel/mm/ksm and every worker's /proc/PID/ksm_stat.
-
-Nothing here runs in the caller's process: no test runner or notebook kernel gets VM_MERGEABLE
-areas, KSM pages or an mm_slot of its own.
+It puts pages with chosen contents into workers of the one live harness (``ksmbook.live``: the
+same ``LiveTask`` processes, arena and page bytes as the scenario replay), lets the real ksmd
+make an exact number of full scans or batches over them, and reads every counter of
+/sys/kernel/mm/ksm and every worker's /proc/PID/ksm_stat. Nothing runs in the caller's process:
+no test runner or notebook kernel gets VM_MERGEABLE areas, KSM pages or an mm_slot of its own.
 
 The protocol that gives reproducible counters (see ``LiveKsmd`` and
 ``ksmbook.experiment.measure``):
