@@ -216,9 +216,14 @@ class Profile:
     #: Stack guard gap kept below a VM_GROWSDOWN VMA by placement (4.12, "mm: larger stack
     #: guard gap, between vmas", 1be7107fbe18: 256 pages; 0 before).
     stack_guard_gap: int = _since('4.12', '1be7107fbe18')
-    #: MAP_GROWSDOWN is refused (EINVAL) on shared and file mappings (6.12 mm/mmap.c
-    #: do_mmap(): "if (vm_flags & (VM_GROWSDOWN|VM_GROWSUP)) return -EINVAL;").
-    growsdown_private_anon_only: bool = _read('6.12', 'v6.12 mm/mmap.c do_mmap()')
+    #: MAP_GROWSDOWN is refused (EINVAL) on shared and file mappings before an address is
+    #: chosen (6.12 mm/mmap.c do_mmap(): "if (vm_flags & (VM_GROWSDOWN|VM_GROWSUP)) return
+    #: -EINVAL;"). v2.6.32 to v3.0.82 mmap_region() refuses only a file mapping, after
+    #: clearing the range; a shared anonymous one was refused there too by 3.3-rc6 (Hugh
+    #: Dickins, "mmap: EINVAL not ENOMEM when rejecting VM_GROWS", linux-mm, 6 Mar 2012);
+    #: a later do_mmap_pgoff() checks both before get_unmapped_area(). Neither commit is found.
+    growsdown_private_anon_only: bool = _read(
+        '6.12', 'v2.6.32, v3.0.82 mm/mmap.c mmap_region(), v6.12 mm/mmap.c do_mmap()')
     #: MADV_REMOVE needs VM_SHARED|VM_WRITE (2.6.32) rather than VM_SHARED|VM_MAYWRITE
     #: (vma_is_shared_maywrite(), 6.7, "mm: drop the assumption that VM_SHARED always implies
     #: writable"), and works only where the filesystem can punch holes: tmpfs (2.6.32
@@ -357,8 +362,13 @@ class Profile:
     #: all, in 2.6.33 ("ksm: remove unswappable max_kernel_pages").
     max_kernel_pages: bool = _since('2.6.33', '"ksm: remove unswappable max_kernel_pages"')
     #: ksm_do_scan() rule of 2.6.32: a KSM page whose item is in the stable tree and that is
-    #: mapped only once is broken back into a normal page. Later kernels keep it a KSM page.
-    break_unshared_ksm_page: bool = _read('6.12', 'v2.6.32 and v6.12 mm/ksm.c cmp_and_merge_page()')
+    #: mapped only once is broken back into a normal page. Later kernels keep it a KSM page:
+    #: gone by v2.6.33.3 (both read). Of Hugh Dickins' 2.6.33 KSM patches as posted to
+    #: linux-mm, "ksm: three remove_rmap_item_from_tree cleanups", "ksm: remove redundancies
+    #: when merging page", "ksm: stable_node point to page and back", "ksm: hold anon_vma in
+    #: rmap_item" and "ksm: share anon page without allocating" leave it; the commit is not
+    #: found.
+    break_unshared_ksm_page: bool = _read('2.6.33', 'v2.6.32 and v2.6.33.3 mm/ksm.c ksm_do_scan()')
     #: get_next_rmap_item() unlinks a reused item from the unstable tree (2.6.32); from 2.6.33
     #: ("ksm: three remove_rmap_item_from_tree cleanups") cmp_and_merge_page() does it (and
     #: later should_skip_rmap_item()).
