@@ -310,8 +310,8 @@ class Worker:
         return self._call("write", addr=addr, data=bytes(data))
 
     def fill(self, addr: int, contents: Sequence[int | str | None]) -> int:
-        """Give consecutive pages their contents (``ksmbook.pages.page_bytes`` for an int, a
-        read fault for "read", nothing for None); EFAULT, never SIGSEGV."""
+        """Give consecutive pages their contents (the worker's ``op_fill``); EFAULT, never
+        SIGSEGV."""
         return self._call("fill", addr=addr, contents=list(contents))
 
     def drain(self, addr: int) -> int:
@@ -684,9 +684,8 @@ class LiveTask:
         self.fill(addr, values)
 
     def fill(self, addr: int, contents: Sequence[int | str | None]) -> None:
-        """Give the pages from addr on their contents in one call (``Worker.fill``: an int is
-        written as ``page_bytes`` gives it, "read" is read-faulted, None is left untouched);
-        unchecked, so a page that cannot be written gives EFAULT part way."""
+        """Give the pages from addr on their contents in one call (``Worker.fill``), unchecked:
+        a page that cannot be written gives EFAULT part way."""
         self.worker.fill(self._live(addr), list(contents))
 
     def drain(self, addr: int) -> None:

@@ -589,11 +589,8 @@ class LiveKsmd:
 
 def map_pages(task: LiveTask, contents: Sequence[int | str | None], *,
               madvise: bool = True) -> int:
-    """mmap a private anonymous area in *task*, placed as the simulator places it, give each
-    page its content, then (by default) madvise(MADV_MERGEABLE); returns its address (the
-    simulator's, as every ``LiveTask`` call). ``contents`` items: an int
-    (``ksmbook.pages.page_bytes``), READ (read-touched: maps the shared zero page, never a KSM
-    candidate) or None (never touched)."""
+    """mmap a private anonymous area in *task*, give each page its content (``LiveTask.fill``:
+    an int, "read" or None), then (by default) madvise(MADV_MERGEABLE); returns its address."""
     length = len(contents) * PAGE_SIZE
     addr = task.mmap(length, PROT.PROT_READ | PROT.PROT_WRITE, MAP.MAP_PRIVATE | MAP.MAP_ANONYMOUS)
     task.fill(addr, contents)
