@@ -31,28 +31,34 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import ksmbook as kb  # noqa: E402
+from ksmbook.backend import ProcessBackend  # noqa: E402
 from ksmbook.live import ksmd as live_ksmd  # noqa: E402
 
 P = kb.PAGE_SIZE
 CHUNK = 4  # pages per VMA
 COUNTS = (64, 1024, 16384, 60000)
 
+def build(task: ProcessBackend, n: int) -> tuple[int, list[int]]:
+    """n VMAs of CHUNK pages in `task` (a simulated or a live process: one Process API), made
+    by alternating protections; returns the page the pair advises and the VMA counts after the
+    build, after MERGEABLE and after UNMERGEABLE on it."""
+    a = task.mmap(n * CHUNK * P, kb.PROT_READ | kb.PROT_WRITE,
+                  kb.MAP_PRIVATE | kb.MAP_ANONYMOUS | kb.MAP_NORESERVE)
+    for i in range(1, n, 2):
+        task.mprotect(a + i * CHUNK * P, CHUNK * P, kb.PROT_READ)
+    mid = a + (n // 2) * CHUNK * P + P
+    counts = [len(task.map_entries())]
+    for advice in (kb.MADV_MERGEABLE, kb.MADV_UNMERGEABLE):
+        task.madvise(mid, P, advice)
+        counts.append(len(task.map_entries()))
+    return mid, counts
+
+
 def sim_pair(profile: str, n: int, pairs: int, rounds: int,
              profiler: cProfile.Profile | None) -> dict:
     """Build n VMAs in a simulated process; the best of `rounds` timings of `pairs` pairs."""
-    k = kb.Kernel(profile)
-    p = k.spawn()
-    t = time.perf_counter()
-    a = p.mmap(n * CHUNK * P, kb.PROT_READ | kb.PROT_WRITE,
-               kb.MAP_PRIVATE | kb.MAP_ANONYMOUS | kb.MAP_NORESERVE)
-    for i in range(1, n, 2):
-        p.mprotect(a + i * CHUNK * P, CHUNK * P, kb.PROT_READ)
-    build = time.perf_counter() - t
-    mid = a + (n // 2) * CHUNK * P + P
-    p.madvise(mid, P, kb.MADV_MERGEABLE)
-    split = p.mm.map_count
-    p.madvise(mid, P, kb.MADV_UNMERGEABLE)
-    merged = p.mm.map_count
+    p = kb.Kernel(profile).spawn()
+    mid, counts = build(p, n)
     times = []
     for _ in range(rounds):
         if profiler is not None:
@@ -64,9 +70,7 @@ def sim_pair(profile: str, n: int, pairs: int, rounds: int,
         times.append((time.process_time() - t) / pairs)
         if profiler is not None:
             profiler.disable()
-    pair = min(times)
-    return {"vmas": n, "after_split": split, "after_merge": merged, "pair": pair,
-            "build": build}
+    return {"counts": counts, "pair": min(times)}
 
 
 def live_pair(n: int, pairs: int, rounds: int) -> dict:
@@ -81,23 +85,13 @@ def live_pair(n: int, pairs: int, rounds: int) -> dict:
         limit = 65530
     if n + 1000 > limit:
         return {"error": f"vm.max_map_count is {limit}: too low for {n} VMAs"}
-    mergeable, unmergeable = int(kb.MADV_MERGEABLE), int(kb.MADV_UNMERGEABLE)
+    advices = (int(kb.MADV_MERGEABLE), int(kb.MADV_UNMERGEABLE))
     with live_ksmd.session(timeout=600) as ksmd:
         task = ksmd.spawn()
-        a = task.mmap(n * CHUNK * P, kb.PROT_READ | kb.PROT_WRITE,
-                      kb.MAP_PRIVATE | kb.MAP_ANONYMOUS | kb.MAP_NORESERVE)
-        for i in range(1, n, 2):
-            task.mprotect(a + i * CHUNK * P, CHUNK * P, kb.PROT_READ)
-        built = len(task.map_entries())
-        mid = a + (n // 2) * CHUNK * P + P
-        task.madvise(mid, P, mergeable)
-        split = len(task.map_entries())
-        task.madvise(mid, P, unmergeable)
-        merged = len(task.map_entries())
-        pair = min(task.time_madvise(mid, P, (mergeable, unmergeable), pairs, rounds))
-        empty = min(task.time_madvise(mid, 0, (mergeable, unmergeable), pairs, rounds))
-    return {"vmas": built, "after_split": split, "after_merge": merged, "pair": pair,
-            "empty_pair": empty}
+        mid, counts = build(task, n)
+        pair = min(task.time_madvise(mid, P, advices, pairs, rounds))
+        empty = min(task.time_madvise(mid, 0, advices, pairs, rounds))
+    return {"counts": counts, "pair": pair, "empty_pair": empty}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,11 +126,11 @@ def main(argv: list[str] | None = None) -> int:
         live_us = live["pair"] * 1e6 if "pair" in live else None
         if first is None:
             first = (sim_us, live_us)
-        checks = [f"sim {sim['vmas']}->{sim['after_split']}->{sim['after_merge']}"]
+        checks = ["sim " + "->".join(map(str, sim["counts"]))]
         if live_us is not None:
             # The arena's VMAs only (the worker's own mappings lie outside it).
-            base = live["vmas"]
-            checks.append(f"live +{live['after_split'] - base}/+{live['after_merge'] - base}")
+            base, split, merged = live["counts"]
+            checks.append(f"live +{split - base}/+{merged - base}")
             ratio = sim_us / live_us
             worst_ratio = max(worst_ratio, ratio)
             live_col, ratio_col = f"{live_us:13.2f}", f"{ratio:6.1f}x"
@@ -148,10 +142,8 @@ def main(argv: list[str] | None = None) -> int:
             checks.append(f"live skipped: {live['error']}")
         print(f"{n:>7} {sim_us:12.2f} {live_col} {ratio_col} {sim_us / first[0]:12.2f}x "
               f"{live_growth} {floor}  {'; '.join(checks)}")
-        ok_sim = (sim["after_split"], sim["after_merge"]) == (n + 2, n)
-        ok_live = live_us is None or (live["after_split"] - live["vmas"],
-                                      live["after_merge"] - live["vmas"]) == (2, 0)
-        if not (ok_sim and ok_live):
+        if sim["counts"] != [n, n + 2, n] or (
+                live_us is not None and (split - base, merged - base) != (2, 0)):
             print("  !! the pair did not split into three and merge back")
             status = 1
     if live_us is not None:
