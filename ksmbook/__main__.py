@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from .procfs import format_maps
 from .profiles import PROFILES
@@ -14,11 +15,7 @@ from .scenario import ScenarioError, boot, parse, run
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        if args.file == "-":
-            text = sys.stdin.read()
-        else:
-            with open(args.file, encoding="utf-8") as f:
-                text = f.read()
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         print(f"{args.file}: cannot read the scenario: {e}", file=sys.stderr)
         return 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from ..profiles import PROFILES
@@ -100,7 +101,7 @@ def add_quiz_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _replay(args: argparse.Namespace) -> list[Problem]:
-    text = sys.stdin.read() if args.replay == "-" else open(args.replay, encoding="utf-8").read()
+    text = sys.stdin.read() if args.replay == "-" else Path(args.replay).read_text("utf-8")
     if args.ask == "counters":
         return [_counters(parse(text), args)]
     cls, options, question = _ASK[args.ask]
