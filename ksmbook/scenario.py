@@ -145,7 +145,9 @@ def _on(proc: str, body: str) -> str:
 # (`_TEXT`; str() for the others), unless the statement says otherwise.
 
 @dataclass(frozen=True)
-class _Located:
+class _Statement:
+    """What every statement has: its keyword and the line it was parsed from."""
+
     keyword: ClassVar[str]
     not_args: ClassVar[tuple[str, ...]] = ("line",)
     #: The line a statement was parsed from (0: made in code); not part of equality.
@@ -161,7 +163,7 @@ class _Located:
 
 
 @dataclass(frozen=True)
-class _Call(_Located):
+class _Call(_Statement):
     """A statement that process `proc` runs: ``[PROC:] KEYWORD ARG...``. A plain one parses
     its fields in order, each as its name says (`_READ`)."""
 
@@ -173,7 +175,7 @@ class _Call(_Located):
 
 
 @dataclass(frozen=True)
-class Boot(_Located):
+class Boot(_Statement):
     """``kernel PROFILE ksm=y|n``: the kernel the scenario runs on."""
 
     profile: str = "seed"
@@ -184,7 +186,7 @@ class Boot(_Located):
 
 
 @dataclass(frozen=True)
-class Sysctl(_Located):
+class Sysctl(_Statement):
     """``sysctl NAME=VALUE``: /proc/sys/vm/NAME."""
 
     name: str
@@ -195,7 +197,7 @@ class Sysctl(_Located):
 
 
 @dataclass(frozen=True)
-class CreateFile(_Located):
+class CreateFile(_Statement):
     """``file NAME SIZE [tmpfs|ext4] [ro]``: a file to map (fs None: ext4)."""
 
     name: str
@@ -209,7 +211,7 @@ class CreateFile(_Located):
 
 
 @dataclass(frozen=True)
-class CreateDevice(_Located):
+class CreateDevice(_Statement):
     """``device NAME STYLE``: a character device whose driver maps memory in STYLE."""
 
     keyword = "device"
@@ -218,7 +220,7 @@ class CreateDevice(_Located):
 
 
 @dataclass(frozen=True)
-class Inject(_Located):
+class Inject(_Statement):
     """``inject POINT [TIMES]``: the next TIMES passes through a fault point fail."""
 
     point: str
@@ -229,7 +231,7 @@ class Inject(_Located):
 
 
 @dataclass(frozen=True)
-class Reclaim(_Located):
+class Reclaim(_Statement):
     """``reclaim``: memory pressure; reclaim frees the pages MADV_FREE left clean (the result
     is how many page table entries went)."""
 
@@ -237,7 +239,7 @@ class Reclaim(_Located):
 
 
 @dataclass(frozen=True)
-class Spawn(_Located):
+class Spawn(_Statement):
     """``spawn NAME``: a new process with an empty address space."""
 
     keyword = "spawn"
@@ -384,7 +386,7 @@ class Prctl(_Call):
 
 
 @dataclass(frozen=True)
-class KsmdBatch(_Located):
+class KsmdBatch(_Statement):
     """``ksmd batch [N]``: N wake-ups of ksmd (ksm_do_scan(pages_to_scan), then sleep)."""
 
     count: int = 1
@@ -394,7 +396,7 @@ class KsmdBatch(_Located):
 
 
 @dataclass(frozen=True)
-class KsmdScans(_Located):
+class KsmdScans(_Statement):
     """``ksmd scan N``: ksmd runs until N more full scans have ended."""
 
     keyword = "ksmd scan"
@@ -402,7 +404,7 @@ class KsmdScans(_Located):
 
 
 @dataclass(frozen=True)
-class KsmdRun(_Located):
+class KsmdRun(_Statement):
     """``ksmd run MS``: the thread runs for MS milliseconds of simulated time."""
 
     keyword = "ksmd run"
@@ -410,7 +412,7 @@ class KsmdRun(_Located):
 
 
 @dataclass(frozen=True)
-class SysfsWrite(_Located):
+class SysfsWrite(_Statement):
     """``sysfs NAME=VALUE``: echo VALUE > /sys/kernel/mm/ksm/NAME (the text as written)."""
 
     name: str

@@ -119,10 +119,6 @@ class Session:
     # -- state ------------------------------------------------------------------------------
 
     @property
-    def kernel(self) -> Kernel:
-        return self._kernel
-
-    @property
     def kernel_op(self) -> Boot:
         return self.history.kernel
 
@@ -185,8 +181,7 @@ class Session:
             if i == len(actions) - 1:
                 before = self._observe(runner, action)
             steps += [runner.step(op) for op in action]
-        self.runner, self.history, self.steps = runner, history, steps
-        self._kernel = kernel
+        self.runner, self.history, self.steps, self.kernel = runner, history, steps, kernel
         self.before = before
 
     def _observe(self, runner: Runner, action: Sequence[Statement]) -> Any:

@@ -160,11 +160,7 @@ def quiz(args: argparse.Namespace) -> int:
         return 2
     print(header)
     for ex in problems:
-        print()
-        print("=" * 72)
-        print(ex.text())
+        print(f"\n{'=' * 72}\n{ex.text()}")
         if args.solve:
-            print()
-            print("Solution")
-            print(ex.solution_text())
+            print(f"\nSolution\n{ex.solution_text()}")
     return 0
