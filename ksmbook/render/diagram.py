@@ -19,6 +19,7 @@ from itertools import pairwise
 from typing import Any
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
@@ -27,7 +28,7 @@ from matplotlib.patches import Patch
 from matplotlib.text import Text
 
 from ..trace import Trace
-from .layout import Layout
+from .layout import Gap, Layout
 from .snapshot import KINDS, Region, Snapshot
 from .text import Changes, addr_text, changes, outcome_text, size_text
 
@@ -162,9 +163,11 @@ class SpaceFigure:
 
     # -- text helpers --------------------------------------------------------------------
 
-    def _text(self, ax: object, x: float, y: float, s: str, **kw: object) -> None:
-        """A label on `ax`: the next one of the last drawing's labels there, updated, or a
-        new one (making a Text, and measuring it, costs more than updating one)."""
+    def _text(self, x: float, y: float, s: str, *, ax: Axes | None = None, **kw: Any) -> None:
+        """A label on `ax` (the diagram's unless told): the next one of the last drawing's
+        labels there, updated, or a new one (making a Text, and measuring it, costs more than
+        updating one)."""
+        ax = self.ax if ax is None else ax
         props: dict[str, Any] = {**_TEXT_DEFAULTS, **kw}
         spare = self._spare.get(ax)
         if spare:
@@ -173,9 +176,8 @@ class SpaceFigure:
             text.set_text(s)
             text.update(props)
         else:
-            text = Text(x, y, s, transform=ax.transData,  # type: ignore[attr-defined]
-                        clip_on=False, **props)
-            ax.add_artist(text)  # type: ignore[attr-defined]
+            text = Text(x, y, s, transform=ax.transData, clip_on=False, **props)
+            ax.add_artist(text)
         self._texts.append(text)
 
     def _clear(self) -> None:
@@ -232,17 +234,14 @@ class SpaceFigure:
         guide_colors: list[str] = []
         y = -top
         kinds: set[str] = set()
-        aggregated = 0
         for i, (snap, name) in enumerate(zip(rows, names, strict=True)):
             if ch is not None and i == 1:
                 y = self._draw_band(rows[0], snap, ch, y, upi, guides, guide_colors)
             was = rows[0].mergeable if ch is not None and i == 1 else None
             verts.append([])
             colors.append([])
-            y, agg = self._draw_row(snap, name, y, lanes, upi, verts[-1], colors[-1],
-                                    lane_verts, lane_colors, breaks, was,
-                                    holes=ch is None and len(rows) > 1)
-            aggregated += agg
+            y = self._draw_row(snap, name, y, lanes, upi, verts[-1], colors[-1], lane_verts,
+                               lane_colors, breaks, was, holes=ch is None and len(rows) > 1)
             kinds |= {r.kind for r in snap.vmas}
         while len(self.row_bars) < len(rows):
             bars = PolyCollection([], edgecolors="white", zorder=2)
@@ -274,14 +273,14 @@ class SpaceFigure:
             self.notes.append("small VMAs are drawn wider than to scale")
         if layout.shortened:
             self.notes.append("long holes are shortened (marked //, with their real size)")
-        if aggregated:
+        if any(len(snap.vmas) > LABEL_LIMIT for snap in rows):
             self.notes.append(f"per-VMA labels left out in rows of more than {LABEL_LIMIT} "
                               "VMAs (the maps table lists every VMA)")
         if self.notes:
             width = int((self.diagram_width - 0.2) / (7.5 * 0.55 / 72))
             lines = textwrap.wrap("Note: " + "; ".join(self.notes) + ".", width)
-            self._text(self.ax, -_LEFT * upi + 0.05 * upi, y - 0.04, "\n".join(lines),
-                       color=_GREY, va="top", style="italic")
+            self._text(-_LEFT * upi + 0.05 * upi, y - 0.04, "\n".join(lines), color=_GREY,
+                       va="top", style="italic")
             y -= 0.1 + 0.145 * len(lines)
         height = -y + 0.08
         trace_lines = self._trace_lines(trace) if self.trace_ax is not None else []
@@ -299,12 +298,12 @@ class SpaceFigure:
                      upi: float, top: float) -> None:
         x0 = -_LEFT * upi + 0.05 * upi
         if ch is not None and trace is not None:
-            self._text(self.ax, x0, -0.1, trace.call, fontsize=9, family="monospace", va="top")
+            self._text(x0, -0.1, trace.call, fontsize=9, family="monospace", va="top")
             why = f"  ({os.strerror(trace.errno)})" if trace.errno is not None else ""
-            self._text(self.ax, x0, -0.36, trace.outcome() + why, fontsize=14, weight="bold",
+            self._text(x0, -0.36, trace.outcome() + why, fontsize=14, weight="bold",
                        color=_ERR if why else _OK, va="top")
         elif self.header:
-            self._text(self.ax, x0, -0.1, self.header, fontsize=10, weight="bold", va="top")
+            self._text(x0, -0.1, self.header, fontsize=10, weight="bold", va="top")
         handles = [Patch(facecolor=KIND_COLORS[k], label=KIND_LABELS[k])
                    for k in KINDS if k in kinds]
         # Below the header: beside a call it could run into the call's text.
@@ -327,24 +326,24 @@ class SpaceFigure:
     def _draw_row(self, snap: Snapshot, name: str, y: float, lanes: list[Lane], upi: float,
                   verts: list, colors: list, lane_verts: list, lane_colors: list[str],
                   breaks: list, was_mergeable: bool | None = None,
-                  holes: bool = False) -> tuple[float, int]:
+                  holes: bool = False) -> float:
         """One process: title, bars, lanes, addresses. Returns the y below it."""
         layout = self.layout
         n = len(snap.vmas)
         title = f"{name}: {n} VMA{'s' if n != 1 else ''}"
-        self._text(self.ax, -_LEFT * upi + 0.05 * upi, y - 0.04, title, fontsize=8.5,
-                   weight="bold", va="top")
+        self._text(-_LEFT * upi + 0.05 * upi, y - 0.04, title, fontsize=8.5, weight="bold",
+                   va="top")
         if snap.mergeable is not None:
             on = snap.mergeable
             was = "" if was_mergeable in (None, on) else (" (was clear)" if on else " (was set)")
-            self._text(self.ax, -_LEFT * upi + 0.05 * upi + (len(title) * 0.085 + 0.25) * upi,
+            self._text(-_LEFT * upi + 0.05 * upi + (len(title) * 0.085 + 0.25) * upi,
                        y - 0.045, "MMF_VM_MERGEABLE " + ("set" if on else "clear") + was,
                        va="top", color=_OK if on else _GREY, weight="bold" if on else "normal",
                        family="monospace")
         y -= _TITLE
         bar_top, bar_bot = y, y - _BAR
         if not snap.vmas:
-            self._text(self.ax, layout.total / 2, (bar_top + bar_bot) / 2,
+            self._text(layout.total / 2, (bar_top + bar_bot) / 2,
                        "(no mappings)" if snap.alive else "(exited)", ha="center",
                        va="center", color=_GREY, fontsize=8)
         xs0 = layout.xs_of(r.start for r in snap.vmas)
@@ -368,10 +367,8 @@ class SpaceFigure:
             self._row_holes(snap, bar_top, bar_bot, upi, breaks)
         lo, hi = (snap.vmas[0].start, snap.vmas[-1].end) if snap.vmas else (0, 0)
         for gap in layout.gaps:
-            if not lo <= gap.start < gap.end <= hi:
-                continue
-            self._gap_mark(gap.x0, gap.x1, gap.size, gap.shortened, bar_top, bar_bot, upi,
-                           breaks)
+            if lo <= gap.start < gap.end <= hi:
+                self._gap_mark(gap, bar_top, bar_bot, upi, breaks)
         y = bar_bot
         for lane in lanes:
             y -= _LANE
@@ -380,10 +377,10 @@ class SpaceFigure:
                                  dtype=bool, count=n)
             lane_verts.append(_rects(xs0[marked], xs1[marked], y, y + _LANE_MARK))
             lane_colors += [lane.color] * int(marked.sum())
-            self._text(self.ax, -0.08 * upi, y + _LANE_MARK / 2, f"{lane.label}  {lane.name}",
+            self._text(-0.08 * upi, y + _LANE_MARK / 2, f"{lane.label}  {lane.name}",
                        ha="right", va="center", color=lane.color if lane.name == "mg" else _GREY)
         y = self._addresses(snap, labelled, y, upi)
-        return y - _ROW_GAP, 0 if labelled else 1
+        return y - _ROW_GAP
 
     def _row_holes(self, snap: Snapshot, top: float, bot: float, upi: float,
                    breaks: list) -> None:
@@ -408,8 +405,8 @@ class SpaceFigure:
             breaks += [[(x0, top), (x1, top)], [(x1, top), (x1, bot)],
                        [(x1, bot), (x0, bot)], [(x0, bot), (x0, top)]]
             if (x1 - x0) / upi >= 7 * _CHAR_IN:
-                self._text(self.ax, (x0 + x1) / 2, (top + bot) / 2, "no VMA here",
-                           ha="center", va="center", color=_GREY, style="italic")
+                self._text((x0 + x1) / 2, (top + bot) / 2, "no VMA here", ha="center",
+                           va="center", color=_GREY, style="italic")
 
     def _bar_label(self, r: Region, x0: float, x1: float, top: float, bot: float,
                    upi: float) -> None:
@@ -419,23 +416,24 @@ class SpaceFigure:
         mid = (x0 + x1) / 2
         if width_in >= (len(size) + 1) * _CHAR_IN and width_in >= 4 * _CHAR_IN:
             two = width_in >= 5 * _CHAR_IN
-            self._text(self.ax, mid, (top + bot) / 2 + (0.07 if two else 0), size,
-                       ha="center", va="center", color=color, weight="bold")
+            self._text(mid, (top + bot) / 2 + (0.07 if two else 0), size, ha="center",
+                       va="center", color=color, weight="bold")
             if two:
-                self._text(self.ax, mid, (top + bot) / 2 - 0.09, r.perms, ha="center",
-                           va="center", color=color, family="monospace")
+                self._text(mid, (top + bot) / 2 - 0.09, r.perms, ha="center", va="center",
+                           color=color, family="monospace")
 
-    def _gap_mark(self, x0: float, x1: float, size: int, shortened: bool, top: float,
-                  bot: float, upi: float, breaks: list) -> None:
+    def _gap_mark(self, gap: Gap, top: float, bot: float, upi: float, breaks: list) -> None:
+        """A hole's size under the row, and a break mark on a hole drawn shortened."""
+        x0, x1, shortened = gap.x0, gap.x1, gap.shortened
         mid = (x0 + x1) / 2
         if shortened:
             d = 0.04 * upi
             for off in (-d, d):
                 breaks.append([(mid + off - d, top - 0.2), (mid + off + d, top - 0.02)])
-        text = size_text(size)
+        text = size_text(gap.size)
         if (x1 - x0) / upi >= len(text) * _CHAR_IN * 0.9 or shortened:
-            self._text(self.ax, mid, bot + 0.06, text, ha="center", va="bottom",
-                       color=_GREY, style="italic")
+            self._text(mid, bot + 0.06, text, ha="center", va="bottom", color=_GREY,
+                       style="italic")
 
     def _addresses(self, snap: Snapshot, labelled: bool, y: float, upi: float) -> float:
         """Boundary addresses under the row: level, staggered or upright as room allows."""
@@ -461,12 +459,12 @@ class SpaceFigure:
         texts, pre = (full, "") if least >= need(full) / 2 else (
             [t[len(prefix):] for t in full], prefix)
         if pre:
-            self._text(self.ax, -0.08 * upi, y, f"{pre}…", ha="right", va="top",
-                       family="monospace", color=_GREY)
+            self._text(-0.08 * upi, y, f"{pre}…", ha="right", va="top", family="monospace",
+                       color=_GREY)
         if least >= need(texts) / 2:
             stagger = least < need(texts)
             for i, (t, x) in enumerate(zip(texts, xs, strict=True)):
-                self._text(self.ax, x, y - 0.14 * (i % 2 if stagger else 0), t, ha="center",
+                self._text(x, y - 0.14 * (i % 2 if stagger else 0), t, ha="center",
                            va="top", family="monospace")
             return y - (0.30 if stagger else 0.16)
         last = None
@@ -474,7 +472,7 @@ class SpaceFigure:
             if last is not None and (x - last) / upi < 0.12:
                 continue
             last = x
-            self._text(self.ax, x, y, t, ha="center", va="top", rotation=90, family="monospace")
+            self._text(x, y, t, ha="center", va="top", rotation=90, family="monospace")
         return y - 0.1 - 0.075 * max(len(t) for t in texts)
 
     def _draw_band(self, before: Snapshot, after: Snapshot, ch: Changes, y: float, upi: float,
@@ -499,7 +497,7 @@ class SpaceFigure:
         cut_xs = [layout.x(addr) for _, addr, _ in marks]
 
         def label(texts: list[str], x: float, yy: float, span: tuple[float, float] | None,
-                  **kw: object) -> bool:
+                  **kw: Any) -> bool:
             """Draw the first of `texts` that fits: centred on x (inside `span`, a bracket,
             when it has one), else beside the bracket; never over another label, never across
             a guide line, never outside the figure."""
@@ -522,7 +520,7 @@ class SpaceFigure:
                     if span is not None and any(x0 < g < x1 for g in cut_xs):
                         continue
                     placed.append((x0, x1, yy))
-                    self._text(self.ax, at, yy, text, ha=ha, **kw)
+                    self._text(at, yy, text, ha=ha, **kw)
                     return True
             return False
 
@@ -556,7 +554,7 @@ class SpaceFigure:
             self.notes.append(f"{unlabelled} more changes are marked without a label "
                               "(see the changes text)")
         if ch.empty:
-            self._text(self.ax, layout.total / 2, (band_top + band_bot) / 2,
+            self._text(layout.total / 2, (band_top + band_bot) / 2,
                        "no change to the address space", ha="center", va="center",
                        fontsize=8, color=_GREY, style="italic")
         return band_bot
@@ -583,9 +581,8 @@ class SpaceFigure:
         limit = max(int((height - top - 0.25) / 0.134), 4)
         shown = lines if len(lines) <= limit else lines[:limit - 1] + [
             f"... {len(lines) - limit + 1} more lines"]
-        self._text(ax, 0.02, -top + 0.02, "kernel trace", fontsize=8, weight="bold",
-                   va="bottom")
-        self._text(ax, 0.02, -top - 0.08, "\n".join(shown), fontsize=_TRACE_PT,
+        self._text(0.02, -top + 0.02, "kernel trace", ax=ax, fontsize=8, weight="bold", va="bottom")
+        self._text(0.02, -top - 0.08, "\n".join(shown), ax=ax, fontsize=_TRACE_PT,
                    family="monospace", va="top", linespacing=1.25)
 
 
