@@ -96,6 +96,8 @@ COUNTER_STYLES = {
     "pages_volatile": ("pages_volatile", "#D55E00", ":", "v"),
     "ksm_zero_pages": ("ksm_zero_pages", "#CC79A7", (0, (5, 1, 1, 1)), "D"),
 }
+#: Where the text twins say the scan cursor is between passes.
+AT_HEAD = "cursor: at the list head (between passes)"
 #: Pages shown per area before the rest is summarised.
 MAX_PAGES = 32
 
@@ -227,23 +229,22 @@ def page_state(kernel: Kernel, processes: Sequence[Process] | None = None, *,
                               mergeable) for addr in range(vma.start, end, PAGE_SIZE))
             areas.append(AreaView(proc.name, proc.pid, vma.start, vma.end, region.perms,
                                   mergeable, rows, max(0, vma.pages - max_pages)))
-    stable: list[KsmNode] = []
-    unstable: list[UnstableNode] = []
-    counters: dict[str, int] = {}
-    cursor: tuple[str | None, int] = (None, 0)
-    if ksmd is not None:
-        for node in ksmd.stable_tree():
-            stable.append(KsmNode(node.content, node.page,
-                                  tuple((pid_names.get(s.pid or 0, f"pid {s.pid}"), s.address)
-                                        for s in node.sharers),
-                                  node.mapcount, node.chain_dups))
-        unstable = [UnstableNode(u.content, pid_names.get(u.pid or 0, f"pid {u.pid}"),
-                                 u.address) for u in ksmd.unstable_tree()]
-        counters = dict(ksmd.counters())
-        pid, address = ksmd.cursor()
-        cursor = (pid_names.get(pid, f"pid {pid}") if pid is not None else None, address)
-    return PageState(kernel.profile.name, tuple(areas), tuple(stable), tuple(unstable),
-                     counters, cursor, dict(names or {}), has_ksmd)
+    if ksmd is None:
+        return PageState(kernel.profile.name, tuple(areas), (), (), {}, (None, 0),
+                         dict(names or {}), has_ksmd)
+
+    def who(pid: int | None) -> str:
+        return pid_names.get(pid or 0, f"pid {pid}")
+
+    stable = tuple(KsmNode(node.content, node.page,
+                           tuple((who(s.pid), s.address) for s in node.sharers),
+                           node.mapcount, node.chain_dups) for node in ksmd.stable_tree())
+    unstable = tuple(UnstableNode(u.content, who(u.pid), u.address)
+                     for u in ksmd.unstable_tree())
+    pid, address = ksmd.cursor()
+    return PageState(kernel.profile.name, tuple(areas), stable, unstable, dict(ksmd.counters()),
+                     (who(pid) if pid is not None else None, address), dict(names or {}),
+                     has_ksmd)
 
 
 def _row(process: str, pid: int, addr: int, page: Any, item: str | None,
@@ -303,7 +304,7 @@ def pages_text(state: PageState) -> str:
     for u in state.unstable:
         out.append(f"  {state.name(u.content):<6} {u.process} {addr_text(u.address)}")
     proc, address = state.cursor
-    out.append("cursor: at the list head (between passes)" if proc is None
+    out.append(AT_HEAD if proc is None
                else f"cursor: in {proc}, next address {addr_text(address)}")
     out.append("counters:")
     out.append(counters_text(state.counters))

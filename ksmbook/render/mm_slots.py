@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.figure import Figure
 
-from .ksm_pages import Canvas, _display, _rect
+from .ksm_pages import AT_HEAD, Canvas, _display, _rect
 from .text import addr_text
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ def _slot_detail(row: SlotRow) -> str:
 
 def _cursor_text(state: SlotList) -> str:
     if state.cursor is None:
-        return "cursor: at the list head (between passes)"
+        return AT_HEAD
     return f"cursor: next address {addr_text(state.address)}"
 
 
