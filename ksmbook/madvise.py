@@ -185,46 +185,41 @@ def madvise_behavior(mm: MM, vma: VMA, prev: VMA | None, start: int, end: int, a
     """
     # 2.6.32 does all of this in madvise_behavior(); 6.x computes the flags in
     # madvise_vma_behavior() and applies them in madvise_update_vma().
-    if mm.profile.madvise_update_vma:
-        return _behavior(mm, vma, prev, start, end, advice, False, tr)
-    with tr.enter("madvise_behavior"):
-        return _behavior(mm, vma, prev, start, end, advice, True, tr)
-
-
-def _behavior(mm: MM, vma: VMA, prev: VMA | None, start: int, end: int, advice: int,
-              legacy: bool, tr: Trace) -> tuple[int, VMA | None]:
-    new = vma.flags
-    err = 0
-    if advice in _KSM_ADVICES:
-        err, new = ksm_madvise(mm, vma, start, end, advice, new, tr)
-    else:
-        if advice == MADV.MADV_DOFORK and vma.flags & VM.VM_IO:
-            tr.note("madvise_behavior", "MADV_DOFORK on a VM_IO VMA: EINVAL")
-            return -errno.EINVAL, prev
-        if (advice == MADV.MADV_DODUMP and not vma.flags & VM.VM_HUGETLB
-                and new & mm.profile.vm_special):
-            tr.note("madvise_vma_behavior", "MADV_DODUMP on a VM_SPECIAL VMA: EINVAL")
-            return -errno.EINVAL, prev
-        if advice == MADV.MADV_WIPEONFORK and (vma.file is not None or vma.flags & VM.VM_SHARED):
-            tr.note("madvise_vma_behavior", "MADV_WIPEONFORK needs private anonymous memory: "
-                    "EINVAL")
-            return -errno.EINVAL, prev
-        if advice == MADV.MADV_KEEPONFORK and vma.flags & VM.VM_DROPPABLE:
-            return -errno.EINVAL, prev
-        sets, clears = ADVICE_FLAGS[MADV(advice)]
-        new = (new & ~clears) | sets
-    fn = mm.profile.fn("madvise_behavior")
-    if not err:
-        if new == vma.flags:
-            tr.note(fn, "flags unchanged: no split, no merge")
-            tr.event(Kind.UNCHANGED, start, end)
-            return 0, vma
-        with contextlib.nullcontext() if legacy else tr.enter(fn):
-            err, prev = mm.modify_flags(vma, prev, start, end, new, tr)
-    if err == -errno.ENOMEM:
-        tr.note(fn, "ENOMEM becomes EAGAIN")
-        err = -errno.EAGAIN
-    return err, prev
+    legacy = not mm.profile.madvise_update_vma
+    with tr.enter("madvise_behavior") if legacy else contextlib.nullcontext():
+        new = vma.flags
+        err = 0
+        if advice in _KSM_ADVICES:
+            err, new = ksm_madvise(mm, vma, start, end, advice, new, tr)
+        else:
+            if advice == MADV.MADV_DOFORK and vma.flags & VM.VM_IO:
+                tr.note("madvise_behavior", "MADV_DOFORK on a VM_IO VMA: EINVAL")
+                return -errno.EINVAL, prev
+            if (advice == MADV.MADV_DODUMP and not vma.flags & VM.VM_HUGETLB
+                    and new & mm.profile.vm_special):
+                tr.note("madvise_vma_behavior", "MADV_DODUMP on a VM_SPECIAL VMA: EINVAL")
+                return -errno.EINVAL, prev
+            if advice == MADV.MADV_WIPEONFORK and (vma.file is not None
+                                                   or vma.flags & VM.VM_SHARED):
+                tr.note("madvise_vma_behavior", "MADV_WIPEONFORK needs private anonymous "
+                        "memory: EINVAL")
+                return -errno.EINVAL, prev
+            if advice == MADV.MADV_KEEPONFORK and vma.flags & VM.VM_DROPPABLE:
+                return -errno.EINVAL, prev
+            sets, clears = ADVICE_FLAGS[MADV(advice)]
+            new = (new & ~clears) | sets
+        fn = mm.profile.fn("madvise_behavior")
+        if not err:
+            if new == vma.flags:
+                tr.note(fn, "flags unchanged: no split, no merge")
+                tr.event(Kind.UNCHANGED, start, end)
+                return 0, vma
+            with contextlib.nullcontext() if legacy else tr.enter(fn):
+                err, prev = mm.modify_flags(vma, prev, start, end, new, tr)
+        if err == -errno.ENOMEM:
+            tr.note(fn, "ENOMEM becomes EAGAIN")
+            err = -errno.EAGAIN
+        return err, prev
 
 
 def madvise_willneed(mm: MM, vma: VMA, start: int, end: int,

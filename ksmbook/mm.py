@@ -813,8 +813,7 @@ class MM:
               and vma.anon_vma is None):
             newflags &= ~VM.VM_ACCOUNT
             tr.note("mprotect_fixup", "never-faulted anonymous VMA loses write: VM_ACCOUNT dropped")
-        err, vma2 = self.modify_flags(vma, prev, start, end, newflags, tr)
-        return err, vma2
+        return self.modify_flags(vma, prev, start, end, newflags, tr)
 
     def modify_flags(self, vma: VMA, prev: VMA | None, start: int, end: int, newflags: VM,
                      tr: Trace) -> tuple[int, VMA | None]:

@@ -163,11 +163,7 @@ class Thp:
         hpn = vpn >> _SUB
         if not hpns or hpn not in hpns:
             return False
-        start = hpn << HPAGE_PMD_SHIFT
-        vma = mm.vma_at(start)
-        get = mm.ptes.get
-        if (vma is not None and vma.end >= start + HPAGE_PMD_SIZE and vma.start <= start
-                and all(get((hpn << _SUB) + i) is page for i, page in enumerate(self.huge_zero))):
+        if self._pmd_maps(mm, hpn, self.huge_zero):
             return True
         hpns.discard(hpn)
         return False
@@ -200,26 +196,21 @@ class Thp:
         """The huge page that maps `vpn` in `mm` through a PMD, if any (a record whose range
         changed since, by munmap, a COW copy or a VMA split, is dropped: the kernel split that
         PMD then)."""
-        pmds = self.pmds.get(mm)
-        if not pmds:
-            return None
-        hpn = vpn >> _SUB
-        hp = pmds.get(hpn)
-        if hp is None:
-            return None
-        if not self._intact(mm, hp):
-            del pmds[hpn]
-            return None
-        return hp
+        pmds = self.pmds.get(mm, {})
+        hp = pmds.get(vpn >> _SUB)
+        if hp is None or self._pmd_maps(mm, hp.hpn, hp.pages):
+            return hp
+        del pmds[hp.hpn]
+        return None
 
-    def _intact(self, mm: MM, hp: HugePage) -> bool:
-        start = hp.start
+    def _pmd_maps(self, mm: MM, hpn: int, pages: list[Page]) -> bool:
+        """The 2 MiB range `hpn` lies in one VMA of `mm`, and its ptes still map `pages`."""
+        start = hpn << HPAGE_PMD_SHIFT
         vma = mm.vma_at(start)
-        if vma is None or vma.end < start + HPAGE_PMD_SIZE or vma.start > start:
+        if vma is None or vma.end < start + HPAGE_PMD_SIZE:
             return False
-        first = hp.hpn << _SUB
-        get = mm.ptes.get
-        return all(get(first + i) is page for i, page in enumerate(hp.pages))
+        get, first = mm.ptes.get, hpn << _SUB
+        return all(get(first + i) is page for i, page in enumerate(pages))
 
     def huge_pages(self, mm: MM) -> list[HugePage]:
         """The huge pages PMD-mapped in `mm`, in address order."""
@@ -231,7 +222,7 @@ class Thp:
         (write-protected in both; a later write splits the writer's PMD and copies 4 KiB), or
         the huge zero page."""
         for hp in self.huge_pages(old):
-            if self._intact(new, hp):
+            if self._pmd_maps(new, hp.hpn, hp.pages):
                 self.pmds.setdefault(new, {})[hp.hpn] = hp
         for hpn in sorted(self.zero_pmds.get(old, ())):
             if self.huge_zero_pmd(old, hpn << _SUB):
@@ -269,7 +260,7 @@ class Thp:
         zeroed = 0
         for i, page in enumerate(hp.pages):
             if page.content == 0 and ptes.get(first + i) is page:
-                dict.__setitem__(ptes, first + i, zero)  # the key is there already
+                ptes[first + i] = zero
                 page.mapcount -= 1
                 zero.mapcount += 1
                 zeroed += 1
