@@ -70,20 +70,11 @@ from collections.abc import Sequence
 from typing import Any, NoReturn, Protocol
 
 from ..backend import FileBackend, KsmdBackend, SysfsBackend
-from ..constants import HPAGE_SIZE, MAP, MMAP_MIN_ADDR
+from ..constants import HPAGE_SIZE, MAP, MMAP_MIN_ADDR, MREMAP, PAGE_SIZE, ULONG_MAX
 from ..pages import page_bytes
 from ..procfs import MapEntry
 from ..trace import Trace
 from .worker import (
-    _EFAULT,
-    _ENOMEM,
-    _MAP_FIXED,
-    _MAP_FIXED_NOREPLACE,
-    _MREMAP_DONTUNMAP,
-    _MREMAP_FIXED,
-    _MREMAP_MAYMOVE,
-    _PAGE,
-    _U64,
     FORBIDDEN_ADVICE,
     LiveError,
     LiveRefused,
@@ -128,7 +119,7 @@ class Arena:
             raise ValueError("Arena base and size must be positive multiples of 1 GiB")
         if (self.base - self.sim_origin) % _GIB:
             raise ValueError("Arena base - sim_origin must be a multiple of 1 GiB")
-        if self.base < 2 * _PAGE or self.end + 2 * _PAGE > 1 << 47:
+        if self.base < 2 * PAGE_SIZE or self.end + 2 * PAGE_SIZE > 1 << 47:
             raise ValueError("Arena must lie inside the 47-bit user address space")
 
     @property
@@ -330,7 +321,7 @@ class Worker:
         return self._call("time_madvise", addr=addr, length=length, advices=list(advices),
                           repeat=repeat, rounds=rounds)
 
-    def read(self, addr: int, length: int = _PAGE) -> bytes:
+    def read(self, addr: int, length: int = PAGE_SIZE) -> bytes:
         """Read ``length`` bytes at ``addr`` with process_vm_readv: EFAULT, never SIGSEGV."""
         return _decode_bytes(self._call("read", addr=addr, length=length))
 
@@ -495,7 +486,7 @@ class LiveSession:
 
 
 # The simulator's Kernel/Process API on live workers
-_STACK_GUARD_GAP = 256 * _PAGE  # mm/mmap.c stack_guard_gap default (256 pages)
+_STACK_GUARD_GAP = 256 * PAGE_SIZE  # mm/mmap.c stack_guard_gap default (256 pages)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -568,8 +559,8 @@ class LiveTask:
         if file is not None and not isinstance(file, LiveFile):
             raise OSError(errno.EBADF, f"mmap: {file!r} is not a file of the live kernel")
         live = self._live(addr) if addr else 0
-        if not flags & (_MAP_FIXED | _MAP_FIXED_NOREPLACE):
-            align = HPAGE_SIZE if flags & MAP.MAP_HUGETLB else _PAGE
+        if not flags & (MAP.MAP_FIXED | MAP.MAP_FIXED_NOREPLACE):
+            align = HPAGE_SIZE if flags & MAP.MAP_HUGETLB else PAGE_SIZE
             live = self._unmapped_area(length, live, align, "mmap")
         path = None if file is None else file.path
         readonly = file is not None and not file.writable
@@ -590,15 +581,15 @@ class LiveTask:
         if not arena.base < top <= arena.end:
             top = arena.end
         floor = max(arena.base, MMAP_MIN_ADDR + arena.offset)
-        if rounded == 0 or rounded >= _U64:
-            return top - _PAGE
+        if rounded == 0 or rounded > ULONG_MAX:
+            return top - PAGE_SIZE
         vmas = self.worker.layout(floor, arena.end)
 
         def gap_start(v: LiveVMA) -> int:
             return v.start - (_STACK_GUARD_GAP if "gd" in v.vmflags else 0)
 
         if hint:
-            hint = -(-hint // _PAGE) * _PAGE
+            hint = -(-hint // PAGE_SIZE) * PAGE_SIZE
             if hint % align == 0 and floor <= hint and hint + rounded <= arena.end and all(
                 v.end <= hint or gap_start(v) >= hint + rounded for v in vmas
             ):
@@ -614,7 +605,7 @@ class LiveTask:
             high = min(high, gap_start(v))
         addr = (high - rounded) // align * align
         if addr < floor:
-            raise OSError(_ENOMEM, f"{what}: no room in the arena below mmap_base")
+            raise OSError(errno.ENOMEM, f"{what}: no room in the arena below mmap_base")
         return addr
 
     def munmap(self, addr: int, length: int) -> int:
@@ -628,13 +619,13 @@ class LiveTask:
         would put it next to Python's own mappings."""
         live = self._live(old_addr)
         target = 0
-        if flags & (_MREMAP_FIXED | _MREMAP_DONTUNMAP) and new_addr is not None:
+        if flags & (MREMAP.MREMAP_FIXED | MREMAP.MREMAP_DONTUNMAP) and new_addr is not None:
             target = self._live(new_addr)
-        if not flags & _MREMAP_FIXED:
+        if not flags & MREMAP.MREMAP_FIXED:
             align = self._kernel_places_move(live, old_size, new_size, flags, target)
             if align:
                 target = self._unmapped_area(new_size, target, align, "mremap")
-                flags |= _MREMAP_FIXED
+                flags |= MREMAP.MREMAP_FIXED
         return self.kernel.arena.to_sim(
             self.worker.mremap(live, old_size, new_size, flags, target))
 
@@ -644,18 +635,18 @@ class LiveTask:
         place of the kernel's choosing, else 0 (6.x do_mremap(): a shrink or a grow that
         vma_expandable() allows stays; an invalid call fails before any placement, and
         check_mremap_params() checks MREMAP_DONTUNMAP's hint as it checks a fixed target)."""
-        if not flags & _MREMAP_MAYMOVE or addr % _PAGE:
+        if not flags & MREMAP.MREMAP_MAYMOVE or addr % PAGE_SIZE:
             return 0
-        old_len = -(-old_size // _PAGE) * _PAGE
-        new_len = -(-new_size // _PAGE) * _PAGE
+        old_len = -(-old_size // PAGE_SIZE) * PAGE_SIZE
+        new_len = -(-new_size // PAGE_SIZE) * PAGE_SIZE
         vma = next((v for v in self.worker.layout(addr, addr + 1) if v.start <= addr < v.end),
                    None)
         if vma is None or addr + old_len > vma.end:
             return 0
-        align = HPAGE_SIZE if "ht" in vma.vmflags else _PAGE
-        if flags & _MREMAP_DONTUNMAP:
+        align = HPAGE_SIZE if "ht" in vma.vmflags else PAGE_SIZE
+        if flags & MREMAP.MREMAP_DONTUNMAP:
             overlaps = addr < hint + new_len and hint < addr + old_len
-            return align if old_len == new_len and not hint % _PAGE and not overlaps else 0
+            return align if old_len == new_len and not hint % PAGE_SIZE and not overlaps else 0
         if new_len <= old_len:
             return 0
         if addr + old_len == vma.end and not self.worker.layout(vma.end, addr + new_len):
@@ -675,11 +666,11 @@ class LiveTask:
     def write_pages(self, addr: int, values: Sequence[int]) -> None:
         """Like the simulator: every page must be mapped writable, else EFAULT and no write."""
         start = self._live(addr)
-        end = start + len(values) * _PAGE
+        end = start + len(values) * PAGE_SIZE
         vmas = self.worker.layout(start, end)
-        for page in range(start, end, _PAGE):
+        for page in range(start, end, PAGE_SIZE):
             if not any(v.start <= page < v.end and "w" in v.perms for v in vmas):
-                raise OSError(_EFAULT, f"write: {self.kernel.arena.to_sim(page):#x} is not "
+                raise OSError(errno.EFAULT, f"write: {self.kernel.arena.to_sim(page):#x} is not "
                               "mapped writable")
         self.fill(addr, values)
 
@@ -703,7 +694,7 @@ class LiveTask:
 
     def read_page(self, addr: int) -> int:
         """The content of the page at addr: its bytes read back through ``page_bytes``."""
-        data = self.worker.read(self._live(addr) // _PAGE * _PAGE, _PAGE)
+        data = self.worker.read(self._live(addr) // PAGE_SIZE * PAGE_SIZE, PAGE_SIZE)
         content = int.from_bytes(data[:8], "little")
         if data != page_bytes(content if any(data) else 0):
             raise LiveError(f"page at {addr:#x} holds bytes that are no page content")
