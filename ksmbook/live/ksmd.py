@@ -62,9 +62,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from ..constants import MADV, MAP, PROT
+from ..constants import MADV, MAP, PAGE_SIZE, PROT
 from ..ksmd import BatchReport, KsmdIdle
-from ..pages import PAGE_SIZE
 from ..sysfs import KSM_DIR
 from ..trace import Trace
 from .harness import (
@@ -646,7 +645,7 @@ def _relative(counters: dict[str, int], base: dict[str, int]) -> dict[str, Any]:
         if name in counters:
             out[name] = counters[name] - base.get(name, 0)
     if "general_profit" in counters:
-        out["general_profit"] = counters["general_profit"] - base.get("ksm_zero_pages", 0) * 4096
+        out["general_profit"] -= base.get("ksm_zero_pages", 0) * PAGE_SIZE
     return out
 
 

@@ -30,20 +30,14 @@ __all__ = ["LiveRunner", "replay"]
 def _scenario_arena(scenario: Scenario) -> Arena:
     """The default arena if it holds every numeric address of the scenario, else one centred
     on them; refuse a scenario whose addresses cannot all be translated."""
-    nums: list[int] = []
-    topdown = False
-    for op in scenario.ops:
-        for key in ("at", "addr"):
-            addr = getattr(op, key, None)
-            if addr is not None and addr.label is None:
-                nums.append(int(addr.offset))
-        if isinstance(op, Map) and not (op.fixed or op.noreplace):
-            topdown = True
+    nums = [int(a.offset) for op in scenario.ops
+            for a in (getattr(op, "at", None), getattr(op, "addr", None))
+            if a is not None and a.label is None]
     default = Arena()
     if all(default.base <= n + default.offset <= default.end for n in nums):
         return default
-    if topdown:
-        nums.append(SIM_MMAP_TOP)
+    if any(isinstance(op, Map) and not (op.fixed or op.noreplace) for op in scenario.ops):
+        nums.append(SIM_MMAP_TOP)  # top-down maps start there
     lo, hi = min(nums), max(nums)
     try:
         return Arena.for_sim_range(lo, hi)
@@ -97,9 +91,7 @@ def replay(scenario: Scenario | str, session: LiveSession | None = None, *,
         if isinstance(op, Boot) and not op.ksm:
             raise LiveRefused("this machine's kernel has CONFIG_KSM=y: cannot replay ksm=n")
     with contextlib.ExitStack() as stack:
-        backend = None
-        if ksmd:
-            backend = _ksmd_backend(stack)
+        backend = _ksmd_backend(stack) if ksmd else None
         if session is None:
             session = stack.enter_context(LiveSession(arena=_scenario_arena(scenario)))
         runner = LiveRunner(LiveKernel(session, backend), maps=maps)
