@@ -123,11 +123,8 @@ def _read(name: str) -> str:
 
 def _write(name: str, value: object) -> None:
     """Write one knob; the kernel's errno comes back as OSError (EBUSY, EINVAL, ...)."""
-    fd = os.open(_path(name), os.O_WRONLY)
-    try:
-        os.write(fd, f"{value}\n".encode())
-    finally:
-        os.close(fd)
+    with open(_path(name), "wb", buffering=0) as f:  # one write(2)
+        f.write(f"{value}\n".encode())
 
 
 def _uint(name: str, text: str) -> int:
@@ -168,14 +165,9 @@ def ksm_available() -> tuple[bool, str]:
 
 def mergeable_mms(exclude: Sequence[int] = ()) -> list[int]:
     """PIDs (thread-group leaders) whose mm is registered with KSM, from /proc/PID/ksm_stat."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) in exclude:
-            continue
-        st = ksm_stat(int(entry))
-        if st.get("ksm_mergeable") == "yes" or st.get("ksm_rmap_items", 0):
-            pids.append(int(entry))
-    return pids
+    pids = [int(e) for e in os.listdir("/proc") if e.isdigit() and int(e) not in exclude]
+    return [pid for pid in pids if (st := ksm_stat(pid)).get("ksm_mergeable") == "yes"
+            or st.get("ksm_rmap_items", 0)]
 
 
 def _unmerge_all() -> None:
