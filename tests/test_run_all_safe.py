@@ -77,14 +77,7 @@ SITECUSTOMIZE = textwrap.dedent('''
 
 def ksm_files() -> dict[str, str]:
     """Every readable file of /sys/kernel/mm/ksm and its content ({} without KSM)."""
-    out: dict[str, str] = {}
-    if not os.path.isdir(live_ksmd.KSM_DIR):
-        return out
-    for name in sorted(os.listdir(live_ksmd.KSM_DIR)):
-        with contextlib.suppress(OSError):
-            with open(os.path.join(live_ksmd.KSM_DIR, name)) as f:
-                out[name] = f.read().strip()
-    return out
+    return live_ksmd.read_ksm_sysfs() if os.path.isdir(live_ksmd.KSM_DIR) else {}
 
 
 @contextlib.contextmanager
