@@ -72,6 +72,8 @@ def _do_mremap_unmaps_first(mm: MM, addr: int, old_len: int, new_len: int, flags
             return _fail(tr, fn, "new range beyond TASK_SIZE", -errno.EINVAL)
         if _overlaps(addr, old_len, new_addr, new_len):
             return _fail(tr, fn, "new range overlaps the old one", -errno.EINVAL)
+        if _map_count_too_close(mm):
+            return _fail(tr, fn, "map_count too close to max_map_count", -errno.ENOMEM)
         err = mm.do_munmap(new_addr, new_len, tr)
         if err:
             return err
@@ -116,7 +118,6 @@ def _do_mremap_checks_first(mm: MM, addr: int, old_len: int, new_len: int, flags
     """6.18 do_mremap(): check_mremap_params(), vma_lookup(), then mremap_to() (MREMAP_FIXED
     or MREMAP_DONTUNMAP) or mremap_at()."""
     fn = "check_mremap_params"
-    k = mm.kernel
     if flags & ~(_FIXED | _MAYMOVE | (_DONTUNMAP if mm.profile.mremap_dontunmap else 0)):
         return _fail(tr, fn, "unknown flags", -errno.EINVAL)
     if addr % (1 << PAGE_SHIFT):
@@ -138,7 +139,7 @@ def _do_mremap_checks_first(mm: MM, addr: int, old_len: int, new_len: int, flags
             return _fail(tr, fn, "MREMAP_DONTUNMAP cannot resize", -errno.EINVAL)
         if _overlaps(addr, old_len, new_addr, new_len):
             return _fail(tr, fn, "new range overlaps the old one", -errno.EINVAL)
-        if mm.map_count + 2 >= k.sysctl["max_map_count"] - 3:
+        if _map_count_too_close(mm):
             return _fail(tr, fn, "map_count too close to max_map_count", -errno.ENOMEM)
     vma = mm.vma_at(addr)
     if vma is None:
@@ -284,6 +285,13 @@ def _vma_expandable(mm: MM, vma: VMA, delta: int) -> bool:
     end = vma.end + delta
     nxt = mm.next_vma(vma)
     return end <= TASK_SIZE and (nxt is None or nxt.start >= end)
+
+
+def _map_count_too_close(mm: MM) -> bool:
+    """Before anything is unmapped, room for both ranges to be cut in three and move_vma()'s
+    4 spare maps (5.1 mremap_to(), `Profile.mremap_map_count_first`)."""
+    return (mm.profile.mremap_map_count_first
+            and mm.map_count + 2 >= mm.kernel.sysctl["max_map_count"] - 3)
 
 
 def _overlaps(addr: int, old_len: int, new_addr: int, new_len: int) -> bool:

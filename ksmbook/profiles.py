@@ -302,7 +302,7 @@ class Profile:
     #: e346b3813067).
     mremap_dontunmap: bool = _since('5.7', 'e346b3813067')
     #: The 6.x do_mremap(): check_mremap_params() first (new_len > TASK_SIZE is EINVAL for
-    #: every call; with MREMAP_FIXED/DONTUNMAP the map_count must leave 6 spare), then
+    #: every call), then
     #: vma_lookup(addr) (EFAULT even for a shrink; 5.16, with mremap_hugetlb), and the checks
     #: of the source before the destination is unmapped. 2.6.32 unmaps the destination first
     #: and looks the VMA up only to grow or move. Several commits between the two; 6.15
@@ -320,6 +320,12 @@ class Profile:
     #: committed 6 Sep 2017, after v4.13, in mmotm's since-4.13 shortlog; 6.18
     #: check_prep_vma()).
     mremap_refuses_private_dup: bool = _since('4.14', 'dba58d3b8c50')
+    #: A move to a new address is ENOMEM before anything is unmapped when map_count + 2 >=
+    #: max_map_count - 3 (5.1, "mm,mremap: bail out earlier in mremap_to under map
+    #: pressure", ea2c3f6f5545: the hash from a git blame of mm/mremap.c on the lines the
+    #: patch adds, Oscar Salvador 2019-03-05; the patch on linux-mm, 26 Feb 2019). Before,
+    #: only move_vma() checked, after the destination was unmapped.
+    mremap_map_count_first: bool = _since('5.1', 'ea2c3f6f5545')
     #: Growing in place merges with a compatible next VMA (6.0, "mm: add merging after mremap
     #: resize"; 6.18 vma_merge_extend()); 2.6.32's vma_adjust() only moves vm_end.
     mremap_expand_merges: bool = _since('6.0', '"mm: add merging after mremap resize"')
@@ -531,6 +537,7 @@ _SEED = Profile(
     mremap_checks_first=False,
     mremap_hugetlb=False,
     mremap_refuses_private_dup=False,
+    mremap_map_count_first=False,
     mremap_expand_merges=False,
     mremap_multi_vma=False,
     real_bits=MappingProxyType({}),
@@ -634,6 +641,7 @@ _MODERN = Profile(
     mremap_checks_first=True,
     mremap_hugetlb=True,
     mremap_refuses_private_dup=True,
+    mremap_map_count_first=True,
     mremap_expand_merges=True,
     mremap_multi_vma=True,
     renamed=MappingProxyType({

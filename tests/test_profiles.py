@@ -184,6 +184,23 @@ def test_mremap_old_len_0_of_a_private_mapping(profile: str) -> None:
     assert len(p.vmas) == (2 if got == 0 else 1)
 
 
+MAP_COUNT_FIRST = {"seed": 0, "2.6.32": 0, "modern": E.ENOMEM}
+
+
+def test_mremap_to_checks_map_count_before_unmapping(profile: str) -> None:
+    """mremap_map_count_first: with 3 maps and max_map_count 8, a move to a new address
+    passes v2.6.32's move_vma() test (3 < 8 - 3) and happens; 5.1's mremap_to() first asks
+    for room to cut both ranges in three (3 + 2 >= 8 - 3): ENOMEM, nothing touched."""
+    k = kb.Kernel(profile, max_map_count=8)
+    p = k.spawn()
+    for i in range(3):
+        p.mmap(P, RW, kb.MAP_PRIVATE | kb.MAP_ANONYMOUS | kb.MAP_FIXED, addr=0x10000000 + 2 * i * P)
+    got = errno_of(lambda: p.mremap(0x10000000, P, P, kb.MREMAP_MAYMOVE | kb.MREMAP_FIXED,
+                                    0x20000000))
+    assert got == MAP_COUNT_FIRST[profile]
+    assert (0x20000000 in [v.start for v in p.vmas]) == (got == 0)
+
+
 LIVE_CHILD = r"""
 import ctypes, json, os
 libc = ctypes.CDLL(None, use_errno=True)
