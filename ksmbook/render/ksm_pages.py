@@ -52,7 +52,7 @@ from .snapshot import snapshot
 from .text import addr_text
 
 if TYPE_CHECKING:
-    from ..kernel import Kernel, Process
+    from ..kernel import Kernel
     from ..sidechannel import Probe
 
 __all__ = ["PageRow", "AreaView", "KsmNode", "UnstableNode", "PageState", "page_state",
@@ -88,13 +88,13 @@ _ZERO_PAGE_FACE = "white"
 _HATCHES = ("", "///", "...", "xxx", "\\\\\\")
 _DARK_TEXT = {"#0072B2", "#D55E00", "#009E73", "#CC79A7"}
 _INK, _GREY, _STABLE, _UNSTABLE = "#222222", "#777777", "#0072B2", "#D55E00"
-#: How each counter is drawn by `counters_plot`: (label, colour, line style, marker).
+#: How each counter is drawn by `counters_plot`: (colour, line style, marker).
 COUNTER_STYLES = {
-    "pages_shared": ("pages_shared", "#0072B2", "-", "o"),
-    "pages_sharing": ("pages_sharing", "#009E73", "--", "s"),
-    "pages_unshared": ("pages_unshared", "#E69F00", "-.", "^"),
-    "pages_volatile": ("pages_volatile", "#D55E00", ":", "v"),
-    "ksm_zero_pages": ("ksm_zero_pages", "#CC79A7", (0, (5, 1, 1, 1)), "D"),
+    "pages_shared": ("#0072B2", "-", "o"),
+    "pages_sharing": ("#009E73", "--", "s"),
+    "pages_unshared": ("#E69F00", "-.", "^"),
+    "pages_volatile": ("#D55E00", ":", "v"),
+    "ksm_zero_pages": ("#CC79A7", (0, (5, 1, 1, 1)), "D"),
 }
 #: Where the text twins say the scan cursor is between passes.
 AT_HEAD = "cursor: at the list head (between passes)"
@@ -197,21 +197,19 @@ class PageState:
         return tuple(r for a in self.areas for r in a.rows)
 
 
-def page_state(kernel: Kernel, processes: Sequence[Process] | None = None, *,
-               names: Mapping[int, str] | None = None, mergeable_only: bool = False,
-               max_pages: int = MAX_PAGES) -> PageState:
-    """Freeze the pages of `processes` (default: every live process) and ksmd's view of them.
+def page_state(kernel: Kernel, *, names: Mapping[int, str] | None = None,
+               mergeable_only: bool = False, max_pages: int = MAX_PAGES) -> PageState:
+    """Freeze the pages of every live process and ksmd's view of them.
 
     Areas shown: every VMA with VM_MERGEABLE, and (unless `mergeable_only`) every private
     anonymous one; at most `max_pages` pages of each are listed. A page is shown by its id
     (`Page.id`), the number ksmd's traces give it too.
     """
-    procs = list(processes) if processes is not None else list(kernel.processes)
     has_ksmd = kernel.profile.has_ksmd and kernel.config_ksm
     ksmd = kernel.ksmd if has_ksmd else None
-    pid_names = {p.pid: p.name for p in (*kernel.processes, *procs)}
+    pid_names = {p.pid: p.name for p in kernel.processes}
     areas = []
-    for proc in procs:
+    for proc in kernel.processes:
         if not proc.alive:
             continue
         pages: dict[int, Any]
@@ -311,13 +309,11 @@ def pages_text(state: PageState) -> str:
     return "\n".join(out)
 
 
-def counters_table(history: Sequence[Mapping[str, int]],
-                   keys: Sequence[str] | None = None) -> str:
+def counters_table(history: Sequence[Mapping[str, int]]) -> str:
     """The text twin of `counters_plot`: one line per entry of `history`."""
     if not history:
         return "(no scans yet)"
-    keys = list(keys) if keys is not None else _plot_keys(history)
-    cols = ["full_scans"] + [k for k in keys if k != "full_scans"]
+    cols = ["full_scans", *_plot_keys(history)]
     widths = [max(len(c), 6) for c in cols]
     rows = [dict(zip(cols, cols, strict=True)), *history]
     return "\n".join("  ".join(str(h.get(c, "")).rjust(w) for c, w in zip(cols, widths,
@@ -345,9 +341,11 @@ class Canvas:
     """A figure measured in inches from its top left corner, drawn whole again by each update
     (the page and mm_slot diagrams)."""
 
-    def __init__(self, width: float = 6.8) -> None:
-        self.width = width
-        self.figure = Figure(figsize=(width, 3.0), dpi=100)
+    #: The width of the figure, in inches, unless what it shows needs more.
+    width = 6.8
+
+    def __init__(self) -> None:
+        self.figure = Figure(figsize=(self.width, 3.0), dpi=100)
         self.figure._ksmbook_view = self  # type: ignore[attr-defined]
         self.ax = self.figure.add_axes((0, 0, 1, 1))
 
@@ -377,8 +375,8 @@ class PageFigure(Canvas):
     y0, x1, y1) of each tree node), not pixels.
     """
 
-    def __init__(self, width: float = 6.8) -> None:
-        super().__init__(width)
+    def __init__(self) -> None:
+        super().__init__()
         self.cells: dict[tuple[str, int], tuple[float, float]] = {}
         self.cell_colors: dict[tuple[str, int], str] = {}
         self.cell_texts: dict[tuple[str, int], tuple[str, str]] = {}
@@ -633,27 +631,23 @@ def view_of(fig: Figure) -> PageFigure:
     return view
 
 
-def page_diagram(state: PageState | Kernel, *, title: str | None = None,
-                 names: Mapping[int, str] | None = None) -> Figure:
+def page_diagram(state: PageState | Kernel, *, title: str | None = None) -> Figure:
     """A new figure of the pages and ksmd's trees (a `PageState`, or a kernel to freeze)."""
     if not isinstance(state, PageState):
-        state = page_state(state, names=names)
+        state = page_state(state)
     return PageFigure().update(state, title)
 
 
-def counters_plot(history: Sequence[Mapping[str, int]], *, title: str | None = None,
-                  keys: Sequence[str] | None = None) -> Figure:
+def counters_plot(history: Sequence[Mapping[str, int]], *, title: str | None = None) -> Figure:
     """The counters after each entry of `history` (dicts of /sys/kernel/mm/ksm counters, one
     per full scan), against full_scans."""
-    keys = [k for k in (keys if keys is not None else _plot_keys(history))
-            if k in COUNTER_STYLES]
     fig = Figure(figsize=(6.4, 3.0), dpi=100)
     ax = fig.add_axes((0.11, 0.2, 0.58, 0.68))
     xs = [h.get("full_scans", i) for i, h in enumerate(history)]
-    for k in keys:
-        label, color, style, marker = COUNTER_STYLES[k]
+    for k in (k for k in _plot_keys(history) if k in COUNTER_STYLES):
+        color, style, marker = COUNTER_STYLES[k]
         ax.plot(xs, [h.get(k, 0) for h in history], color=color, linestyle=style,
-                marker=marker, label=label, linewidth=1.6, markersize=5)
+                marker=marker, label=k, linewidth=1.6, markersize=5)
     ax.set_xlabel("full_scans")
     ax.set_ylabel("pages")
     if xs:
@@ -694,10 +688,10 @@ def probe_plot(probe: Probe, *, names: Mapping[int, str] | None = None,
 
 # -- showing in a notebook ------------------------------------------------------------------
 
-def png_bytes(fig: Figure, dpi: int = 100) -> bytes:
+def png_bytes(fig: Figure) -> bytes:
     """The figure as PNG (no creation-software metadata, so the bytes depend only on it)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
     return buf.getvalue()
 
 
@@ -735,11 +729,11 @@ def show_pages(kernel: Kernel | PageState, *, title: str | None = None,
 
 
 def show_counters(history: Sequence[Mapping[str, int]], *, title: str | None = None,
-                  keys: Sequence[str] | None = None, kernel: Kernel | None = None) -> None:
+                  kernel: Kernel | None = None) -> None:
     """Display the counters plot (PNG) and print its table; with `kernel`, also the mergeable
     areas that the counters count."""
-    _display(counters_plot(history, title=title, keys=keys))
-    print(counters_table(history, keys))
+    _display(counters_plot(history, title=title))
+    print(counters_table(history))
     if kernel is not None:
         state = page_state(kernel, mergeable_only=True, max_pages=0)
         print("over the mergeable areas:")

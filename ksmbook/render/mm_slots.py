@@ -154,8 +154,8 @@ class SlotListFigure(Canvas):
     cursor bar's top, None when no bar is drawn) and `guides` (the vertical lines), not pixels.
     """
 
-    def __init__(self, width: float = 6.8) -> None:
-        super().__init__(width)
+    def __init__(self) -> None:
+        super().__init__()
         self.slot_boxes: list[tuple[str, tuple[float, float, float, float]]] = []
         self.items: dict[tuple[str, int], tuple[float, float]] = {}
         self.cursor_at: tuple[float, float] | None = None

@@ -56,8 +56,6 @@ class Snapshot:
     pid: int
     vmas: tuple[Region, ...]
     mm_flags: MMF | None = None
-    profile: str = ""
-    config_ksm: bool | None = None
     alive: bool = True
 
     def __len__(self) -> int:
@@ -121,11 +119,9 @@ def snapshot(process: Process, cache: dict[tuple, Any] | None = None) -> Snapsho
             r = cache[key] = _region(map_entry(v, profile), v.kind, v.flags)
         out.append(r)
     regions = tuple(out)
-    snap = Snapshot(process.name, process.pid, regions, MMF(mm.flags), profile.name,
-                    process.kernel.config_ksm, process.alive)
+    snap = Snapshot(process.name, process.pid, regions, MMF(mm.flags), process.alive)
     # The cached Snapshot holds its Regions, so their ids in the key stay theirs.
-    same = ("snapshot", snap.name, snap.pid, int(mm.flags), snap.profile, snap.config_ksm,
-            snap.alive, tuple(map(id, regions)))
+    same = ("snapshot", snap.name, snap.pid, int(mm.flags), snap.alive, tuple(map(id, regions)))
     return cache.setdefault(same, snap)
 
 
@@ -134,11 +130,11 @@ def snapshots(kernel: Kernel) -> list[Snapshot]:
     return [snapshot(p) for p in sorted(kernel.processes, key=lambda p: p.pid)]
 
 
-def from_entries(entries: Iterable[MapEntry], name: str = "", pid: int = 0, *,
-                 profile: str = "", config_ksm: bool | None = None) -> Snapshot:
-    """A snapshot from maps lines alone (live replay, `StepResult.maps`); no VM/MMF flags."""
+def from_entries(entries: Iterable[MapEntry], name: str = "") -> Snapshot:
+    """A snapshot from maps lines alone (live replay, `StepResult.maps`): no pid, no VM or MMF
+    flags."""
     regions = tuple(_region(e, kind_of(e), None) for e in sorted(entries, key=lambda e: e.start))
-    return Snapshot(name, pid, regions, None, profile, config_ksm)
+    return Snapshot(name, 0, regions)
 
 
 def _region(e: MapEntry, kind: str, flags: VM | None) -> Region:

@@ -112,15 +112,18 @@ def _covering(regions: tuple[Region, ...], starts: list[int], lo: int, hi: int) 
     return None
 
 
+def _names(sign: str, flags: VM | MMF) -> list[str]:
+    """'+VM_MERGEABLE' for each flag set in `flags`, in the enum's order."""
+    return [f"{sign}{f.name}" for f in type(flags) if f and flags & f and f.name]
+
+
 def _flag_delta(old: Region, new: Region) -> str:
     """'+mg', '-wr +ac', or the VM names when the codes say nothing (2.6.32-only flags)."""
     added = [c for c in new.vmflags if c not in old.vmflags]
     gone = [c for c in old.vmflags if c not in new.vmflags]
     parts = [f"-{c}" for c in gone] + [f"+{c}" for c in added]
     if not parts and old.flags is not None and new.flags is not None and old.flags != new.flags:
-        on, off = VM(new.flags & ~old.flags), VM(old.flags & ~new.flags)
-        parts = [f"-{f.name}" for f in VM if f and off & f and f.name]
-        parts += [f"+{f.name}" for f in VM if f and on & f and f.name]
+        parts = _names("-", VM(old.flags & ~new.flags)) + _names("+", VM(new.flags & ~old.flags))
     if old.perms != new.perms:
         parts.insert(0, f"{old.perms}->{new.perms}")
     return " ".join(parts)
@@ -194,10 +197,8 @@ def changes(before: Snapshot, after: Snapshot, trace: Trace | None = None) -> Ch
     items += runs
     mm_text = ""
     if before.mm_flags is not None and after.mm_flags is not None:
-        on = MMF(after.mm_flags & ~before.mm_flags)
-        off = MMF(before.mm_flags & ~after.mm_flags)
-        mm_text = " ".join([f"+{f.name}" for f in MMF if f and on & f and f.name]
-                           + [f"-{f.name}" for f in MMF if f and off & f and f.name])
+        mm_text = " ".join(_names("+", MMF(after.mm_flags & ~before.mm_flags))
+                           + _names("-", MMF(before.mm_flags & ~after.mm_flags)))
     exited = before.alive and not after.alive
     order = {"split": 0, "moved": 0, "merged": 1, "unmapped": 2, "mapped": 3, "replaced": 4,
              "flags": 5}
