@@ -63,6 +63,8 @@ def _do_mremap_unmaps_first(mm: MM, addr: int, old_len: int, new_len: int, flags
     old_len, new_len = page_align(old_len), page_align(new_len)
     if not new_len:
         return _fail(tr, fn, "new_len 0", -errno.EINVAL)
+    if mm.profile.mremap_new_len_checked_first and new_len > TASK_SIZE:
+        return _fail(tr, fn, "new_len beyond TASK_SIZE", -errno.EINVAL)
     if flags & _FIXED:
         if new_addr % (1 << PAGE_SHIFT):
             return _fail(tr, fn, "new_addr not page aligned", -errno.EINVAL)
@@ -124,7 +126,7 @@ def _do_mremap_checks_first(mm: MM, addr: int, old_len: int, new_len: int, flags
         return _fail(tr, fn, "addr not page aligned", -errno.EINVAL)
     if not page_align(new_len):
         return _fail(tr, fn, "new_len 0", -errno.EINVAL)
-    if new_len > TASK_SIZE:
+    if mm.profile.mremap_new_len_checked_first and new_len > TASK_SIZE:
         return _fail(tr, fn, "new_len beyond TASK_SIZE", -errno.EINVAL)
     to = bool(flags & (_FIXED | _DONTUNMAP))
     old_len, new_len = page_align(old_len), page_align(new_len)

@@ -301,13 +301,11 @@ class Profile:
     #: MREMAP_DONTUNMAP exists (5.7, "mm/mremap: add MREMAP_DONTUNMAP to mremap()",
     #: e346b3813067).
     mremap_dontunmap: bool = _since('5.7', 'e346b3813067')
-    #: The 6.x do_mremap(): check_mremap_params() first (new_len > TASK_SIZE is EINVAL for
-    #: every call), then
-    #: vma_lookup(addr) (EFAULT even for a shrink; 5.16, with mremap_hugetlb), and the checks
-    #: of the source before the destination is unmapped. 2.6.32 unmaps the destination first
-    #: and looks the VMA up only to grow or move. Several commits between the two; 6.15
-    #: gathered the checks into check_mremap_params() ("mm/mremap: refactor mremap() system
-    #: call implementation").
+    #: The 6.x do_mremap() order: check_mremap_params() first, then vma_lookup(addr) (EFAULT
+    #: even for a shrink; 5.16, 550a7d60bd5e, with mremap_hugetlb), and the checks of the
+    #: source before the destination is unmapped (6.17, "mm/mremap: check remap conditions
+    #: earlier"). 2.6.32 unmaps the destination first and looks the VMA up only to grow or
+    #: move. Two commits: a field each once the two do_mremap() paths become one.
     mremap_checks_first: bool = _read(
         '6.18', 'v6.18 mm/mremap.c do_mremap(), check_mremap_params()')
     #: mremap() moves a hugetlb VMA, its lengths rounded up to whole huge pages (growing it is
@@ -326,6 +324,11 @@ class Profile:
     #: patch adds, Oscar Salvador 2019-03-05; the patch on linux-mm, 26 Feb 2019). Before,
     #: only move_vma() checked, after the destination was unmapped.
     mremap_map_count_first: bool = _since('5.1', 'ea2c3f6f5545')
+    #: new_len > TASK_SIZE is EINVAL for every call, in check_mremap_params() (6.17,
+    #: "mm/mremap: refactor initial parameter sanity checks", 3215eaceca87: hash and subject
+    #: in the Fixes: tag of Carlos Llamas' fix, "from 6.17-rc1" in its review). Before, only
+    #: a move to a new address tested it; a grow past TASK_SIZE found no room (ENOMEM).
+    mremap_new_len_checked_first: bool = _since('6.17', '3215eaceca87')
     #: Growing in place merges with a compatible next VMA (6.0, "mm: add merging after mremap
     #: resize"; 6.18 vma_merge_extend()); 2.6.32's vma_adjust() only moves vm_end.
     mremap_expand_merges: bool = _since('6.0', '"mm: add merging after mremap resize"')
@@ -538,6 +541,7 @@ _SEED = Profile(
     mremap_hugetlb=False,
     mremap_refuses_private_dup=False,
     mremap_map_count_first=False,
+    mremap_new_len_checked_first=False,
     mremap_expand_merges=False,
     mremap_multi_vma=False,
     real_bits=MappingProxyType({}),
@@ -642,6 +646,7 @@ _MODERN = Profile(
     mremap_hugetlb=True,
     mremap_refuses_private_dup=True,
     mremap_map_count_first=True,
+    mremap_new_len_checked_first=True,
     mremap_expand_merges=True,
     mremap_multi_vma=True,
     renamed=MappingProxyType({

@@ -201,6 +201,18 @@ def test_mremap_to_checks_map_count_before_unmapping(profile: str) -> None:
     assert (0x20000000 in [v.start for v in p.vmas]) == (got == 0)
 
 
+NEW_LEN_BEYOND_TASK_SIZE = {"seed": E.ENOMEM, "2.6.32": E.ENOMEM, "modern": E.EINVAL}
+
+
+def test_mremap_new_len_beyond_task_size(profile: str) -> None:
+    """mremap_new_len_checked_first: growing past TASK_SIZE without a new address finds no
+    room in v2.6.32 (ENOMEM); 6.17's check_mremap_params() refuses it first (EINVAL)."""
+    p = kb.Kernel(profile).spawn()
+    a = p.mmap(P, RW, kb.MAP_PRIVATE | kb.MAP_ANONYMOUS)
+    got = errno_of(lambda: p.mremap(a, P, TASK_SIZE + P, kb.MREMAP_MAYMOVE))
+    assert got == NEW_LEN_BEYOND_TASK_SIZE[profile]
+
+
 LIVE_CHILD = r"""
 import ctypes, json, os
 libc = ctypes.CDLL(None, use_errno=True)
@@ -226,6 +238,7 @@ move = sc(MREMAP, h, 4096, 4096, 3, dest)
 out["hugetlb_mremap"] = [min(grow, 0), min(move, 0)]
 b = sc(MMAP, 0, 2 * 4096, 3, 0x22, -1, 0)
 out["private_dup"] = min(sc(MREMAP, b, 0, 2 * 4096, 1, 0), 0)
+out["new_len_beyond_task_size"] = min(sc(MREMAP, b, 4096, 1 << 47, 1, 0), 0)
 print(json.dumps(out))
 """
 
@@ -245,8 +258,12 @@ def test_traced_fields_match_this_kernel(live_kernel: None) -> None:
            "hugetlb_mremap": [-e for e in _hugetlb_mremap(p)],
            "private_dup": -errno_of(lambda: p.mremap(p.mmap(2 * P, RW, kb.MAP_PRIVATE
                                                              | kb.MAP_ANONYMOUS),
-                                                      0, 2 * P, kb.MREMAP_MAYMOVE))}
+                                                      0, 2 * P, kb.MREMAP_MAYMOVE)),
+           "new_len_beyond_task_size": -errno_of(lambda: p.mremap(
+               p.mmap(P, RW, kb.MAP_PRIVATE | kb.MAP_ANONYMOUS), P, TASK_SIZE + P,
+               kb.MREMAP_MAYMOVE))}
     assert sim == live == {"hugetlbfs_with_map_hugetlb": -HUGETLBFS_WITH_MAP_HUGETLB["modern"],
                            "len_beyond_task_size": -E.ENOMEM,
                            "hugetlb_mremap": [-e for e in HUGETLB_MREMAP["modern"]],
-                           "private_dup": -PRIVATE_DUP["modern"]}
+                           "private_dup": -PRIVATE_DUP["modern"],
+                           "new_len_beyond_task_size": -NEW_LEN_BEYOND_TASK_SIZE["modern"]}
