@@ -130,7 +130,6 @@ class SpaceFigure:
     def __init__(self, *, trace_panel: bool = False, width: float = _WIDTH) -> None:
         self.figure = Figure(figsize=(width, 2.0), dpi=100)
         self.figure._ksmbook_view = self  # type: ignore[attr-defined]
-        self.trace_panel = trace_panel
         self.width = width
         self.diagram_width = width * (0.64 if trace_panel else 1.0)
         self.ax = self.figure.add_axes((0, 0, self.diagram_width / width, 1))

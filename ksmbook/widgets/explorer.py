@@ -138,8 +138,6 @@ class Explorer(ExplorerCalls):
         display_widget(self.widget, what=self.what, figure=self.view.figure,
                        lines=self.picture_lines(), text=self._twin(after) + trace)
 
-    what = "explorer"
-
     # -- running and history --------------------------------------------------------------
 
     def _before(self, proc: Process | None, name: str) -> Snapshot:

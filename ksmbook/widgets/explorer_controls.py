@@ -40,6 +40,9 @@ class ExplorerControls(Widget):
     and message lines, the diagrams and the tabs (trace, all processes, script, CONFIG_KSM,
     live kernel)."""
 
+    #: What the widget's picture and its note call it.
+    what = "explorer"
+
     def __init__(self, profile: str, config_ksm: bool) -> None:
         super().__init__()
         self.profile = field(w.Dropdown, "kernel", 160, options=list(PROFILES), value=profile)
@@ -120,8 +123,7 @@ class ExplorerControls(Widget):
                       self.kconfig, w.VBox([self.live_button, self.live_ask, self.live_box])],
             titles=("Kernel trace", "All processes", "Scenario script", "CONFIG_KSM",
                     "Live kernel"))
-        self.stale = stale_note("explorer")
-        self.widget = w.VBox([self.stale, controls, self.outcome, self.message_box,
+        self.widget = w.VBox([stale_note(self.what), controls, self.outcome, self.message_box,
                               self.diagram, self.text_twin, self.procs_diagram, tabs])
         self.widget.add_class("ksmbook-explorer")
         self.widget.add_class("ksmbook-widget")

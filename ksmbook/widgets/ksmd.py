@@ -194,7 +194,7 @@ class KsmdStepper(StepperControls):
         """The live widget, with a picture of it for where it cannot run (`snapshot`)."""
         from .snapshot import display_widget
 
-        display_widget(self.widget, what="ksmd stepper", figure=self.view.figure,
+        display_widget(self.widget, what=self.what, figure=self.view.figure,
                        lines=(self.message,), text=self.pages_text)
 
     # -- actions ----------------------------------------------------------------------

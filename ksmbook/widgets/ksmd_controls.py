@@ -23,6 +23,9 @@ class StepperControls(Widget):
     typed is written to the simulated sysfs file as it is, which refuses what the kernel
     refuses."""
 
+    #: What the widget's picture and its note call it.
+    what = "ksmd stepper"
+
     def __init__(self) -> None:
         super().__init__()
         self.batch_button = button("one batch", icon="step-forward",
@@ -61,7 +64,7 @@ class StepperControls(Widget):
             titles=("Pages (text)", "Counters over scans", "ksmd trace", "Scenario script"))
         self.knob_row = w.HBox([getattr(self, knob) for knob in KNOBS])
         self.widget = w.VBox([
-            stale_note("ksmd stepper"),
+            stale_note(self.what),
             w.HBox([self.batch_button, self.scan_button, self.undo_button, self.redo_button,
                     self.reset_button]),
             self.knob_row,

@@ -146,8 +146,6 @@ class PredictExplorer(Explorer):
         children.insert(children.index(self.outcome), self.predict_panel)
         self.widget.children = tuple(children)
         self.widget.add_class("ksmbook-predict")
-        self.stale.value = self.stale.value.replace("picture of the explorer",
-                                                    "picture of the explorer in predict mode")
 
     def _build_predict_controls(self) -> None:
         self.predict_first = checkbox("predict before each call", True)
