@@ -450,7 +450,8 @@ class LiveKsmd:
         if _read("run") != "1":
             _write("run", 1)  # wakes the idle wait (ksm_thread_wait)
 
-    def _one_batch(self, deadline: float, done: Any) -> None:
+    def _one_batch(self, deadline: float,
+                   done: Callable[[tuple[int, int], tuple[int, int]], bool]) -> None:
         """Wake ksmd once and wait until ``done(before, now)`` holds and ksmd is parked."""
         self._wait_parked(deadline)
         before = _progress()
@@ -504,7 +505,7 @@ class LiveKsmd:
                            after["pages_skipped"] - before["pages_skipped"],
                            after["full_scans"] > before["full_scans"], 0.0, None)
 
-    def full_scans(self, n: int = 1) -> dict[str, Any]:
+    def full_scans(self, n: int = 1) -> dict[str, int]:
         """n more full scans (the rest of the current pass counts as one), for a statement."""
         if self.run != 1:
             raise KsmdIdle("run is not 1: ksmd only waits and no full scan ends")
@@ -549,7 +550,7 @@ class LiveKsmd:
         """run=0 (ksmd stays asleep; counters keep their values)."""
         _write("run", 0)
 
-    def counters(self) -> dict[str, Any]:
+    def counters(self) -> dict[str, int]:
         """Counters now, relative to ``base`` (the reset)."""
         return _relative(read_counters(), self.base)
 
@@ -627,12 +628,12 @@ def contamination(counters: dict[str, Any], stats: Sequence[dict[str, Any]]) -> 
                      for k in mine if mine[k] != glob[k])
 
 
-def _relative(counters: dict[str, int], base: dict[str, int]) -> dict[str, Any]:
+def _relative(counters: dict[str, int], base: dict[str, int]) -> dict[str, int]:
     """Counters with what the reset did not clear taken out: pages_scanned and pages_skipped
     are never reset, and ksm_zero_pages can carry KSM zero pages that no process owns (6.18's
     ksm_fork() counts a parent's zero pages in VM_DONTCOPY areas for the child too, and
     nothing takes them off again), which also shifts general_profit."""
-    out: dict[str, Any] = dict(counters)
+    out = dict(counters)
     for name in ("pages_scanned", "pages_skipped", "ksm_zero_pages"):
         if name in counters:
             out[name] = counters[name] - base.get(name, 0)
