@@ -7,7 +7,7 @@ counters after every full scan: pages_shared, pages_sharing, pages_unshared and 
 pages_scanned, pages_skipped, and every process's /proc/PID/ksm_stat. The other tests are
 scenarios, full scans (``ksmd scan``) or single batches (``ksmd batch``) with writes, munmap,
 mprotect, madvise, fork and exit between them, run by the scenario Runner on the simulator and
-by ``live.replay(..., ksmd=True)`` on this machine (``Ksmd.stepping``: a keeper process keeps
+by ``live.replay(..., ksmd=True)`` on this machine (``LiveKsmd.stepping``: a keeper process keeps
 ksmd's list non-empty, LRU caches are drained before each batch), and compared after every
 statement: results, maps, every counter and every process's ksm_stat. The live side snapshots
 and restores every knob of /sys/kernel/mm/ksm and leaves no KSM state behind.
@@ -178,7 +178,7 @@ def prelude(pages_to_scan: int, **knobs: int) -> list[str]:
     """A scenario's first lines: the modern kernel, its knobs, run=1, and a keeper process
     (forked from p1 while p1's address space is empty) with one untouched mergeable page. So
     ksmd's list never empties (an mm left without VM_MERGEABLE areas leaves it), on either
-    side: the live one keeps such a keeper too (``Ksmd.stepping``)."""
+    side: the live one keeps such a keeper too (``LiveKsmd.stepping``)."""
     return ["kernel modern", f"sysfs pages_to_scan={pages_to_scan}",
             *(f"sysfs {name}={value}" for name, value in knobs.items()), "sysfs run=1",
             "p1: fork keeper", "keeper: map K 1p rw private anon",

@@ -395,7 +395,7 @@ class LiveKsmd:
         self.knobs = knobs
         self.timeout = timeout
         self.live = LiveSession(timeout=timeout)
-        #: The workers as processes (``ksmbook.LiveTask``: the simulator's Process API).
+        #: The workers as processes (``ksmbook.live.LiveTask``: the simulator's Process API).
         self.kernel = LiveKernel(self.live)
         self.base: dict[str, int] = {}
         self.keeper: LiveTask | None = None
