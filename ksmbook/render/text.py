@@ -35,12 +35,9 @@ def size_text(size: int) -> str:
     pages = size // PAGE_SIZE
     if pages < 256:
         return f"{pages}p"
-    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if size >= 1 << shift:
-            value = size / (1 << shift)
-            return f"{value:.0f} {unit}" if value == int(value) or value >= 100 else \
-                f"{value:.1f} {unit}"
-    return f"{pages}p"
+    unit, shift = next((u, s) for u, s in (("TiB", 40), ("GiB", 30), ("MiB", 20)) if size >= 1 << s)
+    value = size / (1 << shift)
+    return f"{value:.0f} {unit}" if value == int(value) or value >= 100 else f"{value:.1f} {unit}"
 
 
 def maps_text(snap: Snapshot) -> str:

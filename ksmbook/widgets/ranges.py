@@ -120,7 +120,7 @@ class RangePicker:
         """Write a range into the text fields."""
         self.c.range_start.value = addr_words(self._session(), start)
         size = end - start
-        self.c.range_length.value = size_text(size).replace(" ", "") \
+        self.c.range_length.value = size_text(size) \
             if size % PAGE_SIZE == 0 and size < 256 * PAGE_SIZE else str(size)
 
     def from_slider(self, pages: tuple[int, int]) -> None:
