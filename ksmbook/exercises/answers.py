@@ -70,11 +70,9 @@ def parse_result(answer: object) -> int:
     allocate memory"), a negative number (-12) or a positive errno number (errno.ENOMEM); not
     -1 alone, which is the C return value of every error.
     """
-    if isinstance(answer, bool):
-        raise AnswerError("a result is 0 or an errno name such as 'ENOMEM', not True/False")
-    if not isinstance(answer, (int, str)):
-        raise AnswerError(f"a result is 0 or an errno name such as 'ENOMEM', not "
-                          f"{type(answer).__name__}")
+    if isinstance(answer, bool) or not isinstance(answer, (int, str)):
+        what = "True/False" if isinstance(answer, bool) else type(answer).__name__
+        raise AnswerError(f"a result is 0 or an errno name such as 'ENOMEM', not {what}")
     text = str(answer).strip()
     if text == "-1":
         raise AnswerError("-1 is what the C call returns for every error (and sets errno); "
