@@ -212,13 +212,9 @@ class ScenarioProblem(Problem):
     def _inodes(self) -> dict[int, int]:
         """Inode numbers renumbered 1, 2, ... in order of appearance, so that the text does
         not depend on what else this Python process simulated before."""
-        seen: dict[int, int] = {}
-        for r in self.results:
-            for entries in r.maps.values():
-                for e in entries:
-                    if e.inode and e.inode not in seen:
-                        seen[e.inode] = len(seen) + 1
-        return seen
+        seen = dict.fromkeys(e.inode for r in self.results for entries in r.maps.values()
+                             for e in entries if e.inode)
+        return {inode: n for n, inode in enumerate(seen, 1)}
 
     def maps_text(self, entries: list[MapEntry]) -> str:
         return format_maps([dataclasses.replace(e, inode=self._inodes.get(e.inode, e.inode))
