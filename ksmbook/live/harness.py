@@ -366,11 +366,9 @@ class Worker:
     @property
     def alive(self) -> bool:
         """Whether the worker process still exists."""
-        if self.popen is not None:
-            return self.popen.poll() is None
-        if self.pidfd is not None:
-            return not select.select([self.pidfd], [], [], 0)[0]
-        return not self.exited
+        if self.popen is None and self.pidfd is None:
+            return not self.exited
+        return not self._reap(timeout=0)
 
     def kill(self) -> None:
         """SIGKILL the worker (via its pidfd, so a recycled pid is never hit)."""
