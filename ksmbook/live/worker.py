@@ -39,9 +39,9 @@ _ALLOWED_PRCTL = frozenset({_PR_SET_MEMORY_MERGE, _PR_GET_MEMORY_MERGE})
 _U64 = 1 << 64
 _NR_MREMAP = 25  # arch/x86/entry/syscalls/syscall_64.tbl
 _NR_MOVE_PAGES = 279  # arch/x86/entry/syscalls/syscall_64.tbl
-_MREMAP_MAYMOVE, _MREMAP_FIXED, _MREMAP_DONTUNMAP = 1, 2, 4
+_MREMAP_FIXED, _MREMAP_DONTUNMAP = 2, 4
 _MPOL_MF_MOVE = 1 << 1
-_EFAULT, _ENOMEM = 14, 12
+_EFAULT = 14
 
 #: Advice values a worker refuses: they poison or offline *physical* pages.
 FORBIDDEN_ADVICE = frozenset({_MADV_HWPOISON, _MADV_SOFT_OFFLINE})
