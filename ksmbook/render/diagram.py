@@ -30,7 +30,7 @@ from matplotlib.text import Text
 from ..trace import Trace
 from .layout import Gap, Layout
 from .snapshot import KINDS, Region, Snapshot
-from .text import Changes, addr_text, changes, outcome_text, size_text
+from .text import Changes, addr_text, changes, outcome_text, plural, size_text
 
 __all__ = ["KIND_COLORS", "KIND_LABELS", "LANES", "LABEL_LIMIT", "RASTER_LIMIT", "Lane",
            "SpaceFigure", "view_of"]
@@ -329,7 +329,7 @@ class SpaceFigure:
         """One process: title, bars, lanes, addresses. Returns the y below it."""
         layout = self.layout
         n = len(snap.vmas)
-        title = f"{name}: {n} VMA{'s' if n != 1 else ''}"
+        title = f"{name}: {plural(n, 'VMA')}"
         self._text(-_LEFT * upi + 0.05 * upi, y - 0.04, title, fontsize=8.5, weight="bold",
                    va="top")
         if snap.mergeable is not None:

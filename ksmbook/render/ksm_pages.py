@@ -49,7 +49,7 @@ from matplotlib.patches import FancyBboxPatch
 from ..constants import PAGE_SHIFT, PAGE_SIZE, VM
 from ..ksmd.views import page_kind
 from .snapshot import snapshot
-from .text import addr_text
+from .text import addr_text, plural
 
 if TYPE_CHECKING:
     from ..kernel import Kernel
@@ -290,15 +290,13 @@ def pages_text(state: PageState) -> str:
     if not state.has_ksmd:
         out.append("(this kernel has no ksmd: nothing is ever merged)")
         return "\n".join(out)
-    n = len(state.stable)
-    out.append(f"stable tree: {n} KSM page{'s' if n != 1 else ''}")
+    out.append(f"stable tree: {plural(len(state.stable), 'KSM page')}")
     for node in state.stable:
         who = ", ".join(f"{p} {addr_text(a)}" for p, a in node.sharers)
         chain = f" (dup of a chain of {node.chain})" if node.chain else ""
         out.append(f"  {state.name(node.content):<6} #{node.page:<4} {len(node.sharers)} "
                    f"rmap_items{chain}: {who}")
-    n = len(state.unstable)
-    out.append(f"unstable tree: {n} item{'s' if n != 1 else ''}")
+    out.append(f"unstable tree: {plural(len(state.unstable), 'item')}")
     for u in state.unstable:
         out.append(f"  {state.name(u.content):<6} {u.process} {addr_text(u.address)}")
     proc, address = state.cursor

@@ -18,7 +18,7 @@ from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.figure import Figure
 
 from .ksm_pages import AT_HEAD, Canvas, _display, _rect
-from .text import addr_text
+from .text import addr_text, plural
 
 if TYPE_CHECKING:
     from ..kernel import Kernel
@@ -103,8 +103,7 @@ def _slot_title(row: SlotRow) -> str:
 
 
 def _slot_detail(row: SlotRow) -> str:
-    n = len(row.items)
-    return f"{n} rmap_item{'s' if n != 1 else ''}" + (", mm exiting" if row.exiting else "")
+    return plural(len(row.items), "rmap_item") + (", mm exiting" if row.exiting else "")
 
 
 def _cursor_text(state: SlotList) -> str:

@@ -20,12 +20,17 @@ from ..trace import Kind, Trace
 from .snapshot import Region, Snapshot
 
 __all__ = ["Change", "Changes", "maps_text", "changes", "changes_text", "size_text",
-           "addr_text", "outcome_text"]
+           "addr_text", "outcome_text", "plural"]
 
 
 def addr_text(addr: int) -> str:
     """An address as /proc/PID/maps prints it: bare hex, at least 8 digits."""
     return f"{addr:08x}"
+
+
+def plural(n: int, noun: str) -> str:
+    """'1 VMA', '3 VMAs'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def size_text(size: int) -> str:
@@ -165,8 +170,7 @@ def changes(before: Snapshot, after: Snapshot, trace: Trace | None = None) -> Ch
     for r in av:
         src = sources.get(id(r), set())
         if len(src) >= 2:
-            n = len(src - {0})
-            what = f"from {n} VMA{'s' if n != 1 else ''}"
+            what = f"from {plural(len(src - {0}), 'VMA')}"
             items.append(Change("merged", r.start, r.end,
                                 what + (" and the new mapping" if 0 in src else "")))
     # Pieces: flags changed, mapped, unmapped, replaced; adjacent equal changes are joined.

@@ -23,6 +23,7 @@ from ..constants import MADV
 from ..kernel import Kernel, Process
 from ..profiles import get_profile
 from ..render import Snapshot, SpaceFigure, maps_text, snapshot, to_svg
+from ..render.text import plural
 from ..scenario import (
     Boot,
     ScenarioError,
@@ -209,9 +210,8 @@ class Explorer(ExplorerCalls):
             self._sync_kernel_controls()
             raise InputError(f"The history does not run on that kernel: {e.message}.") from None
         k = self.kernel
-        n = len(self.session.history.actions)
         said = (f"Booted {k.profile.title} with CONFIG_KSM={'y' if k.config_ksm else 'n'} "
-                f"and replayed {n} action{'' if n == 1 else 's'}")
+                f"and replayed {plural(len(self.session.history.actions), 'action')}")
         if failures:
             count = len(failures)
             said += (f"; {count} call{' now fails' if count == 1 else 's now fail'}: "
@@ -224,8 +224,8 @@ class Explorer(ExplorerCalls):
             self.session.load(str(self.script.value))
         except ScenarioError as e:
             raise InputError(f"The script does not run: {e}.") from None
-        n = len(self.session.history.actions)
-        self._history_changed(f"Replayed the script: {n} statement{'' if n == 1 else 's'}.")
+        self._history_changed("Replayed the script: "
+                              f"{plural(len(self.session.history.actions), 'statement')}.")
 
     def _sync_kernel_controls(self) -> None:
         with self._quiet():

@@ -34,7 +34,7 @@ from ..render.ksm_pages import (
     page_state,
     pages_text,
 )
-from ..render.text import addr_text
+from ..render.text import addr_text, plural
 from ..scenario import (
     Addr,
     KsmdBatch,
@@ -370,8 +370,7 @@ class KsmdStepper(StepperControls):
             if self.process.value not in names:
                 self.process.value = names[0] if names else None
         self._sync_pages()
-        full = k.ksmd.counters()["full_scans"]
-        scans = "1 full scan" if full == 1 else f"{full} full scans"
+        scans = plural(k.ksmd.counters()["full_scans"], "full scan")
         self.diagram.value = to_svg(self.view.update(
             self.state, title=f"{k.profile.title}: after {scans}"))
         self.table.value = pre(pages_text(self.state), "ksmbook-text")
