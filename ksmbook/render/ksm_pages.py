@@ -553,25 +553,22 @@ class PageFigure(Canvas):
         cx, cy = cell
         shift = ((n % 3) - 1) * _GAP / 4
         x_gap = cx + _CELL / 2 + _GAP / 2 + shift
-        start = (cx + _CELL / 2, cy + _CELL / 4)
-        lane = stable_y - 0.1 - 0.025 * (n % 4)
+        head = [(cx + _CELL / 2, cy + _CELL / 4), (x_gap, cy + _CELL / 4)]
         nx, ny = node_top
-        if ny <= stable_y:
-            return [start, (x_gap, start[1]), (x_gap, lane), (nx, lane), (nx, ny)]
+        lane = stable_y - 0.1 - 0.025 * (n % 4)  # across, above the stable tree
+        lane2 = ny - 0.1 - 0.025 * (n % 4)  # across, above the node
 
         def clear(x: float) -> bool:
             return all(not x0 - 0.04 <= x <= x1 + 0.04 for x0, x1 in stable_boxes)
 
-        lane2 = ny - 0.1 - 0.025 * (n % 4)
-        if clear(x_gap):
-            return [start, (x_gap, start[1]), (x_gap, lane2), (nx, lane2), (nx, ny)]
-        if clear(nx):
-            return [start, (x_gap, start[1]), (x_gap, lane), (nx, lane), (nx, ny)]
+        if ny > stable_y and clear(x_gap):
+            return [*head, (x_gap, lane2), (nx, lane2), (nx, ny)]
+        if ny <= stable_y or clear(nx):
+            return [*head, (x_gap, lane), (nx, lane), (nx, ny)]
         sides = [x for x0, x1 in stable_boxes for x in (x0 - 0.1, x1 + 0.1)
                  if clear(x) and x > _LEFT]  # the tree's name sits left of _LEFT
         x_pass = min(sides, key=lambda x: abs(x - nx)) + shift
-        return [start, (x_gap, start[1]), (x_gap, lane), (x_pass, lane), (x_pass, lane2),
-                (nx, lane2), (nx, ny)]
+        return [*head, (x_gap, lane), (x_pass, lane), (x_pass, lane2), (nx, lane2), (nx, ny)]
 
     def _legend(self, state: PageState, height: float, *, hatched: bool) -> None:
         codes = ",  ".join(f"{c} {s}" for s, c in STATE_CODES.items()
