@@ -26,7 +26,7 @@ import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
@@ -130,15 +130,11 @@ class Course:
                               f"(assignments: {have})")
         return name
 
-    def has_gradebook(self) -> bool:
-        if self.db_url.startswith("sqlite:///"):
-            return Path(self.db_url[len("sqlite:///"):]).is_file()
-        return True
-
     @contextmanager
     def gradebook(self, *, create: bool = False) -> Iterator[Any]:
         """nbgrader's Gradebook of this course (CourseError if there is none and not `create`)."""
-        if not create and not self.has_gradebook():
+        sqlite = self.db_url.removeprefix("sqlite:///")
+        if not create and sqlite != self.db_url and not Path(sqlite).is_file():
             raise CourseError(f"{self.root} has no gradebook yet: run `nbgrader "
                               "generate_assignment NAME` in the course folder first")
         from nbgrader.api import Gradebook  # type: ignore[import-untyped]
@@ -297,9 +293,6 @@ class LatePolicy:
                          "it scores 0")
         return "; ".join(parts) + "."
 
-    def as_dict(self) -> dict[str, float | None]:
-        return {"percent_per_day": self.percent_per_day, "days": self.days}
-
 
 def _late_penalty_plugin() -> type:
     from nbgrader.plugins import LateSubmissionPlugin  # type: ignore[import-untyped]
@@ -349,25 +342,22 @@ def parse_due(text: str) -> datetime:
 
     raw = text.strip()
     zone: tzinfo | None = None
-    bad = CourseError(f"--due {text!r}: not a date and time (write e.g. '2026-12-14 17:00' "
-                      "or '2026-12-14 17:00 Europe/Paris')")
     try:
         when = datetime.fromisoformat(raw)
     except ValueError:
-        parts = raw.rsplit(" ", 1)
-        if len(parts) != 2:
-            raise bad from None
+        date, _, name = raw.rpartition(" ")
         try:
-            when = datetime.fromisoformat(parts[0])
+            when = datetime.fromisoformat(date)
         except ValueError:
-            raise bad from None
-        if parts[1].upper() in ("UTC", "Z", "GMT"):
+            raise CourseError(f"--due {text!r}: not a date and time (write e.g. '2026-12-14 "
+                              "17:00' or '2026-12-14 17:00 Europe/Paris')") from None
+        if name.upper() in ("UTC", "Z", "GMT"):
             zone = UTC
         else:
             try:
-                zone = ZoneInfo(parts[1])
+                zone = ZoneInfo(name)
             except (ZoneInfoNotFoundError, ValueError):
-                raise CourseError(f"--due {text!r}: unknown time zone {parts[1]!r} (e.g. UTC, "
+                raise CourseError(f"--due {text!r}: unknown time zone {name!r} (e.g. UTC, "
                                   "Europe/Paris, or an offset such as +01:00)") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=zone) if zone is not None else when.astimezone()
@@ -411,33 +401,25 @@ def _with_due_cell(nb: Any, text: str) -> Any:
     return nb
 
 
-def _policy_block(policies: dict[str, dict[str, float | None]]) -> str:
-    lines = [_POLICY_BEGIN + " (written by `python -m ksmbook classroom due`)",
-             'c.AssignLatePenalties.plugin_class = "ksmbook.classroom.course.LatePenalty"',
-             f"c.LatePenalty.policies = {policies!r}",
-             _POLICY_END]
-    return "\n".join(lines) + "\n"
-
-
-def _current_policies(config_text: str) -> dict[str, dict[str, float | None]]:
+def _with_policy(config_text: str, assignment: str, policy: LatePolicy) -> str:
+    """`config_text` with `assignment`'s late policy in ksmbook's block (made, or rewritten
+    keeping the other assignments' policies)."""
     import ast
 
     m = re.search(rf"^{re.escape(_POLICY_BEGIN)}.*?^c\.LatePenalty\.policies = (.*?)$",
                   config_text, re.M | re.S)
-    if m is None:
-        return {}
     try:
-        value = ast.literal_eval(m.group(1))
+        policies = ast.literal_eval(m.group(1)) if m else {}
     except (ValueError, SyntaxError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def _replace_policy_block(config_text: str, block: str) -> str:
-    pattern = re.compile(rf"^{re.escape(_POLICY_BEGIN)}.*?^{re.escape(_POLICY_END)}\n?",
-                         re.M | re.S)
-    if pattern.search(config_text):
-        return pattern.sub(lambda _m: block, config_text, count=1)
+        policies = {}
+    policies = {**(policies if isinstance(policies, dict) else {}), assignment: asdict(policy)}
+    block = "\n".join([
+        _POLICY_BEGIN + " (written by `python -m ksmbook classroom due`)",
+        'c.AssignLatePenalties.plugin_class = "ksmbook.classroom.course.LatePenalty"',
+        f"c.LatePenalty.policies = {policies!r}", _POLICY_END]) + "\n"
+    old = re.compile(rf"^{re.escape(_POLICY_BEGIN)}.*?^{re.escape(_POLICY_END)}\n?", re.M | re.S)
+    if old.search(config_text):
+        return old.sub(lambda _m: block, config_text, count=1)
     return config_text.rstrip("\n") + "\n" + block
 
 
@@ -476,11 +458,7 @@ def set_due(course: Course, assignment: str, due: datetime,
         config_text = course.config_file.read_text(encoding="utf-8")
     except OSError as e:
         raise CourseError(f"cannot read {course.config_file}: {e.strerror or e}") from None
-    new_config = None
-    if policy is not None:
-        policies = _current_policies(config_text)
-        policies[assignment] = policy.as_dict()
-        new_config = _replace_policy_block(config_text, _policy_block(policies))
+    new_config = _with_policy(config_text, assignment, policy) if policy is not None else None
     utc = due.astimezone(UTC).replace(tzinfo=None)
     try:
         with course.gradebook(create=True) as gb:
