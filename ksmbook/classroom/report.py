@@ -41,7 +41,7 @@ from .export import (
     notebook_cells,
 )
 from .student import recorded_answers
-from .variants import load_plan, problems_of, write_atomic
+from .variants import load_plan, load_secret, problems_for, write_atomic
 
 __all__ = ["Answer", "QuestionReport", "ClassReport", "build_report", "render_html",
            "write_report", "read_answer"]
@@ -129,26 +129,6 @@ def read_answer(source: str, name: str) -> tuple[str, object, str]:
     return text, value, "ok"
 
 
-class _Problems:
-    """The problems of an assignment made by ``classroom assignment``, per student (the same
-    for every student unless it is a variants assignment)."""
-
-    def __init__(self, course: Course, assignment: str) -> None:
-        self.course, self.assignment = course, assignment
-        self.plan = load_plan(course.root, assignment)
-        self._of: dict[str | None, list[Problem]] = {}
-
-    def numbers(self) -> list[int]:
-        return list(range(1, len(self.plan.problems) + 1)) if self.plan else []
-
-    def get(self, number: int, student: str | None = None) -> Problem | None:
-        key = student if self.plan and self.plan.mode == "variants" else None
-        if key not in self._of:
-            self._of[key] = problems_of(self.course.root, self.assignment, key) or []
-        mine = self._of[key]
-        return mine[number - 1] if 1 <= number <= len(mine) else None
-
-
 def _key(text: str) -> str:
     """A misconception with the student's own figures taken out, so that "2 splits is too
     many" and "3 splits is too many" count as one."""
@@ -175,23 +155,29 @@ def build_report(course: Course, assignment: str) -> ClassReport:
     """Read every submission of `assignment` and judge its answers."""
     course.check_assignment(assignment)
     subs = collect(course, assignment)
-    problems = _Problems(course, assignment)
-    numbers = problems.numbers()
-    if not numbers:
+    plan = load_plan(course.root, assignment)
+    if plan is None or not plan.problems:
         raise CourseError(f"{assignment}: no autograded ksmbook problems in "
                           f"{course.root / 'source' / assignment}")
+    numbers = range(1, len(plan.problems) + 1)
+    secret = None if plan.mode == "seed" else load_secret(course.root)
+    sets: dict[str | None, list[Problem]] = {}  # the class's, or each student's (variants)
+
+    def problem(n: int, student: str | None = None) -> Problem | None:
+        key = student if plan.mode == "variants" else None
+        if key not in sets:  # (in a variants assignment, nobody's set is the class's)
+            sets[key] = [] if plan.mode == "variants" and not key else \
+                problems_for(plan, secret, key)
+        return sets[key][n - 1] if sets[key] else None
+
     max_points: dict[int, float] = {}
     for s in subs:
         for grade in s.questions:
             m = _TEST_ID.match(grade.question)
             if m is not None:
                 max_points[int(m.group(1))] = grade.max_points
-    questions = []
-    for n in numbers:
-        p = problems.get(n)
-        questions.append(QuestionReport(n, f"Problem {n}",
-                                        p.question if p else "", max_points.get(n, 1.0)))
-    by_number = {q.number: q for q in questions}
+    questions = {n: QuestionReport(n, f"Problem {n}", p.question if (p := problem(n)) else "",
+                                   max_points.get(n, 1.0)) for n in numbers}
     scores: dict[str, float] = {}
     from_answers: list[str] = []
     for s in subs:
@@ -212,8 +198,8 @@ def build_report(course: Course, assignment: str) -> ClassReport:
                     autograded[int(m.group(1))] = grade.points >= grade.max_points > 0
         points = 0.0
         for n in numbers:
-            q = by_number[n]
-            problem = problems.get(n, s.student_id)
+            q = questions[n]
+            mine = problem(n, s.student_id)
             text, value, status = read_answer(answers.get(n, ""), f"answer_{n}")
             from_run = False
             if status == "unreadable" and n in recorded:
@@ -222,11 +208,11 @@ def build_report(course: Course, assignment: str) -> ClassReport:
                 if rstatus == "ok":
                     text, status, from_run = rtext, rstatus, True
             answer = Answer(s.student_id, text, status)
-            if problem is not None and status == "ok":
-                fb = problem.grade(value)
+            if mine is not None and status == "ok":
+                fb = mine.grade(value)
                 answer.status = fb.status
                 if fb.status == "incorrect":
-                    answer.misconception = _key(problem.misconception(problem.parse(value)))
+                    answer.misconception = _key(mine.misconception(mine.parse(value)))
                 elif fb.status == "unreadable":
                     answer.misconception = _key(str(fb).removeprefix("Cannot read that "
                                                                      "answer: "))
@@ -245,9 +231,9 @@ def build_report(course: Course, assignment: str) -> ClassReport:
         else:  # nbgrader's score: 0 for a failed autograde or a missing notebook
             scores[s.student_id] = s.score
     max_score = max((s.max_score for s in subs), default=0.0) or \
-        sum(q.max_points for q in questions)
+        sum(q.max_points for q in questions.values())
     return ClassReport(course.course_id, assignment, subs, scores, from_answers, max_score,
-                       questions)
+                       list(questions.values()))
 
 
 # -- the page ----------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from ..exercises import CHAPTER_SETS, Problem, generate, generator
 
 __all__ = ["STATE_DIR", "ASSIGNMENT_NAME", "STUDENT_ID", "STUDENT_ID_RULE", "VariantError", "Plan",
            "state_dir", "load_secret", "plan_path", "save_plan", "load_plan", "make_plan",
-           "problems_for", "problems_of", "student_key", "write_atomic"]
+           "problems_for", "student_key", "write_atomic"]
 
 #: The teacher's folder in a course (its name starts with a dot: never released, and no
 #: folder named ``ksmbook`` hides the package from commands run in the course folder).
@@ -192,16 +192,6 @@ def problems_for(plan: Plan, secret: bytes | None, student: str | None = None
         problem.title, problem.ident = f"Problem {n}", ""
         out.append(problem)
     return out
-
-
-def problems_of(course: str | Path, assignment: str, student: str | None = None
-                ) -> list[Problem] | None:
-    """The problems `student` had in `assignment` (None if ksmbook did not make it; in a
-    variants assignment, None for no student)."""
-    plan = load_plan(course, assignment)
-    if plan is None or (plan.mode == "variants" and not student):
-        return None
-    return problems_for(plan, None if plan.mode == "seed" else load_secret(course), student)
 
 
 def student_key(course_id: str, assignment: str, student: str) -> str:
