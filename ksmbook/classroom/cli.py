@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import UTC
+from pathlib import Path
 from typing import Any
 
 __all__ = ["add_classroom_parser"]
@@ -232,8 +233,6 @@ def _due(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from .course import Course, CourseError
     from .export import collect, summary, write_csvs
 
@@ -250,8 +249,6 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from .course import Course, CourseError
     from .report import build_report, write_report
 

@@ -18,6 +18,7 @@ Every check happens before anything is written: a bad roster or date changes not
 
 from __future__ import annotations
 
+import ast
 import csv
 import math
 import os
@@ -404,8 +405,6 @@ def _with_due_cell(nb: Any, text: str) -> Any:
 def _with_policy(config_text: str, assignment: str, policy: LatePolicy) -> str:
     """`config_text` with `assignment`'s late policy in ksmbook's block (made, or rewritten
     keeping the other assignments' policies)."""
-    import ast
-
     m = re.search(rf"^{re.escape(_POLICY_BEGIN)}.*?^c\.LatePenalty\.policies = (.*?)$",
                   config_text, re.M | re.S)
     try:

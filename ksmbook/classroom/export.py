@@ -191,10 +191,8 @@ def collect(course: Course, assignment: str | None = None) -> list[Submission]:
             sorted(set(known) | set(course.assignments()))
         students = {s.id: s for s in gb.students}
         submitted_root = course.root / "submitted"
-        if submitted_root.is_dir():
-            on_disk = {p.name for p in submitted_root.iterdir() if p.is_dir()}
-        else:
-            on_disk = set()
+        on_disk = {p.name for p in submitted_root.iterdir() if p.is_dir()} \
+            if submitted_root.is_dir() else set()
         for name in names:
             gb_a = known.get(name)
             notebooks = _notebook_names(course, name, gb_a)
