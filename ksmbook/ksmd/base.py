@@ -36,6 +36,19 @@ def calc_checksum(content: int, algorithm: KsmChecksum = KsmChecksum.XXHASH) -> 
     return (x ^ (x >> 31)) & 0xFFFFFFFF
 
 
+class Checksums(dict[int, int]):
+    """calc_checksum() of each content met, computed on first use: ``checksums[content]``
+    (a page's checksum depends on its content alone)."""
+
+    def __init__(self, algorithm: KsmChecksum) -> None:
+        super().__init__()
+        self.algorithm = algorithm
+
+    def __missing__(self, content: int) -> int:
+        checksum = self[content] = calc_checksum(content, self.algorithm)
+        return checksum
+
+
 class KsmdBase:
     """The state the scan, the trees and the views of one ksmd share."""
 
@@ -47,10 +60,10 @@ class KsmdBase:
         self._tr: Trace | None = None
         #: Last VMA found per mm, valid during one batch (VMAs only change between batches).
         self._vma_cache: dict[MM, VMA] = {}
-        self._checksums: dict[int, int] = {}
+        self.checksums = Checksums(self.profile.ksm_checksum)
         #: The unstable tree was checked in this batch (see `Trees.unstable_tree_search_insert`).
         self._unstable_checked = False
-        self.zero_checksum = calc_checksum(0, self.profile.ksm_checksum)
+        self.zero_checksum = self.checksums[0]
 
     def _note(self, depth: int, function: str, template: str, *args: Any) -> None:
         """Record a step of the current batch's trace (the caller checks that there is one)."""
@@ -61,9 +74,3 @@ class KsmdBase:
         if slot.pid is None:
             slot.pid = self.ks.pid_of(slot.mm)
         return slot.pid
-
-    def _checksum(self, content: int) -> int:
-        got = self._checksums.get(content)
-        if got is None:
-            got = self._checksums[content] = calc_checksum(content, self.profile.ksm_checksum)
-        return got

@@ -23,7 +23,7 @@ from ..ksm import (
 )
 from ..mm import Page
 from ..trace import StepForm, Trace
-from .base import WHERE, calc_checksum
+from .base import WHERE
 from .merge import Merge
 
 _CMP = StepForm(0, "cmp_and_merge_page", WHERE + ": content {1}", 2)
@@ -66,7 +66,7 @@ class Scan(Merge):
         self._vma_cache.clear()  # VMAs cannot change during a batch, only between batches
         self._unstable_checked = False
         cmp_and_merge_page = self.cmp_and_merge_page
-        scanned = 0
+        budget = scan_npages
         item = None  # the page of the walk under way (ksm_scan.address is past it), or None
         try:
             while scan_npages > 0:
@@ -78,7 +78,6 @@ class Scan(Merge):
                 walk = self._walk
                 assert walk is not None
                 for item, page in itertools.chain((got,), walk):
-                    scanned += 1
                     if records is not None:
                         records += (_CMP if page.ksm is None else _CMP_KSM, item, page.content)
                     if unshare and page.ksm is not None and item.flags == STABLE_FLAG:
@@ -88,7 +87,7 @@ class Scan(Merge):
                                            "break it back to a normal page")
                             self.break_cow(item)
                             self.remove_rmap_item_from_tree(item)
-                            item.oldchecksum = self._checksum(page.content)
+                            item.oldchecksum = self.checksums[page.content]
                         elif tr is not None:
                             self._note(1, "ksm_do_scan",
                                        "KSM page in the stable tree: nothing to do")
@@ -109,7 +108,7 @@ class Scan(Merge):
         finally:
             if item is not None:
                 ks.address = (item.vpn + 1) << PAGE_SHIFT
-            ks.pages_scanned += scanned
+            ks.pages_scanned += budget - scan_npages
             self._vma_cache.clear()
 
     # -- the cursor --------------------------------------------------------------------------
@@ -211,10 +210,7 @@ class Scan(Merge):
                 pos = slot.rest_pos
                 if pos >= nrest:
                     # get_next_rmap_item() past the end of the list: a new item.
-                    self._alloc_rmap_item()
-                    item = RmapItem(slot, vpn)
-                    ks.rmap_items += 1
-                    slot.nr_items += 1
+                    item = self.alloc_rmap_item(slot, vpn)
                     passed(item)
                 else:
                     item = rest[pos]
@@ -287,18 +283,19 @@ class Scan(Merge):
             self.remove_rmap_item_from_tree(item, 0)
             self._free_rmap_item(item)
         slot.rest_pos = pos
-        self._alloc_rmap_item()
-        item = RmapItem(slot, vpn)
-        self.ks.rmap_items += 1
-        slot.nr_items += 1
+        item = self.alloc_rmap_item(slot, vpn)
         slot.items.append(item)
         return item
 
-    def _alloc_rmap_item(self) -> None:
-        """alloc_rmap_item(): kmem_cache_zalloc() may fail (an injected fault)."""
+    def alloc_rmap_item(self, slot: MmSlot, vpn: int) -> RmapItem:
+        """alloc_rmap_item() (kmem_cache_zalloc() may fail: an injected fault) and the
+        mm's count of its items, for the address vpn."""
         k = self.kernel
         if k._faults and k.should_fail("alloc_rmap_item"):
             raise _NoRmapItem
+        self.ks.rmap_items += 1
+        slot.nr_items += 1
+        return RmapItem(slot, vpn)
 
     def remove_trailing_rmap_items(self, slot: MmSlot) -> None:
         """remove_trailing_rmap_items(): free the items from the cursor to the list end."""
@@ -413,11 +410,7 @@ class Scan(Merge):
         """calc_checksum() against item->oldchecksum, then, with use_zero_pages (4.5), the
         zero-page merge: True if the page goes on to the trees. A page whose content changed
         since the last visit is volatile: its new checksum is remembered."""
-        content = page.content
-        checksum = self._checksums.get(content)
-        if checksum is None:
-            checksum = self._checksums[content] = calc_checksum(content,
-                                                                self.profile.ksm_checksum)
+        checksum = self.checksums[page.content]
         old = item.oldchecksum
         tr = self._tr
         if old != checksum:
