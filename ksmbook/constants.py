@@ -180,17 +180,14 @@ class VM(enum.IntFlag):
     __rand__, __ror__, __rxor__ = __and__, __or__, __xor__
 
     def __invert__(self) -> VM:
-        return as_vm(~int(self) & _VM_ALL)
-
-
-_VM_ALL = ULONG_MAX
+        return as_vm(~int(self) & ULONG_MAX)
 
 
 @functools.cache
 def as_vm(value: int) -> VM:
     """The `VM` for plain-int flags (cached). Hot paths compute flags as ints, which costs a
     fraction of an IntFlag operation, and make a `VM` only to store it in a VMA."""
-    return VM(value & _VM_ALL)
+    return VM(value & ULONG_MAX)
 
 
 class MMF(enum.IntFlag):
@@ -199,23 +196,6 @@ class MMF(enum.IntFlag):
     MMF_NONE = 0
     MMF_VM_MERGEABLE = 1 << 16
     MMF_VM_MERGE_ANY = 1 << 30
-
-    # Cached results, as for VM (every madvise tests MMF_VM_MERGEABLE).
-    def __and__(self, other: object) -> MMF:
-        return _mmf(int(self) & int(other))  # type: ignore[call-overload]
-
-    def __or__(self, other: object) -> MMF:
-        return _mmf(int(self) | int(other))  # type: ignore[call-overload]
-
-    __rand__, __ror__ = __and__, __or__
-
-    def __invert__(self) -> MMF:
-        return _mmf(~int(self) & _VM_ALL)
-
-
-@functools.cache
-def _mmf(value: int) -> MMF:
-    return MMF(value & _VM_ALL)
 
 
 #: errno values of x86-64 Linux, with their names.
