@@ -57,8 +57,14 @@ def rb_link_node(node: Any, parent: Any, left: bool, root: RbRoot) -> None:
         parent.rb_right = node
 
 
+def _sides(parent: Any, child: Any) -> tuple[str, str]:
+    """The attribute names of `child`'s side of `parent` and of the other side. lib/rbtree.c
+    writes each rebalancing case twice, once per side; here one body serves both."""
+    return ("rb_right", "rb_left") if parent.rb_right is child else ("rb_left", "rb_right")
+
+
 def rb_insert_color(node: Any, root: RbRoot) -> None:
-    """rb_insert_color() (__rb_insert())."""
+    """rb_insert_color() (__rb_insert()); rotations named for parent == gparent->rb_left."""
     parent = node.rb_parent
     while True:
         if parent is None:
@@ -67,58 +73,30 @@ def rb_insert_color(node: Any, root: RbRoot) -> None:
         if not parent.rb_red:
             return
         gparent = parent.rb_parent
-        tmp = gparent.rb_right
-        if parent is not tmp:  # parent == gparent->rb_left
-            if tmp is not None and tmp.rb_red:  # Case 1: colour flips
-                tmp.rb_red = False
-                parent.rb_red = False
-                node = gparent
-                parent = node.rb_parent
-                node.rb_red = True
-                continue
-            tmp = parent.rb_right
-            if node is tmp:  # Case 2: left rotate at parent
-                tmp = node.rb_left
-                parent.rb_right = tmp
-                node.rb_left = parent
-                if tmp is not None:
-                    tmp.rb_parent = parent
-                    tmp.rb_red = False
-                parent.rb_parent = node
-                parent.rb_red = True
-                parent = node
-                tmp = node.rb_right
-            # Case 3: right rotate at gparent
-            gparent.rb_left = tmp
-            parent.rb_right = gparent
-            if tmp is not None:
-                tmp.rb_parent = gparent
-                tmp.rb_red = False
-            _rotate_set_parents(gparent, parent, root, True)
-            return
-        tmp = gparent.rb_left
-        if tmp is not None and tmp.rb_red:  # Case 1
+        near, far = _sides(gparent, parent)
+        tmp = getattr(gparent, far)
+        if tmp is not None and tmp.rb_red:  # Case 1: colour flips
             tmp.rb_red = False
             parent.rb_red = False
             node = gparent
             parent = node.rb_parent
             node.rb_red = True
             continue
-        tmp = parent.rb_left
-        if node is tmp:  # Case 2: right rotate at parent
-            tmp = node.rb_right
-            parent.rb_left = tmp
-            node.rb_right = parent
+        tmp = getattr(parent, far)
+        if node is tmp:  # Case 2: left rotate at parent
+            tmp = getattr(node, near)
+            setattr(parent, far, tmp)
+            setattr(node, near, parent)
             if tmp is not None:
                 tmp.rb_parent = parent
                 tmp.rb_red = False
             parent.rb_parent = node
             parent.rb_red = True
             parent = node
-            tmp = node.rb_left
-        # Case 3: left rotate at gparent
-        gparent.rb_right = tmp
-        parent.rb_left = gparent
+            tmp = getattr(node, far)
+        # Case 3: right rotate at gparent
+        setattr(gparent, near, tmp)
+        setattr(parent, far, gparent)
         if tmp is not None:
             tmp.rb_parent = gparent
             tmp.rb_red = False
@@ -182,65 +160,23 @@ def rb_erase(node: Any, root: RbRoot) -> None:
 
 
 def _erase_color(parent: Any, root: RbRoot) -> None:
-    """____rb_erase_color()."""
+    """____rb_erase_color(); rotations named for node == parent->rb_left."""
     node = None
     while True:
-        sibling = parent.rb_right
-        if node is not sibling:  # node == parent->rb_left
-            if sibling.rb_red:  # Case 1: left rotate at parent
-                tmp1 = sibling.rb_left
-                parent.rb_right = tmp1
-                sibling.rb_left = parent
-                tmp1.rb_parent = parent
-                tmp1.rb_red = False
-                _rotate_set_parents(parent, sibling, root, True)
-                sibling = tmp1
-            tmp1 = sibling.rb_right
-            if tmp1 is None or not tmp1.rb_red:
-                tmp2 = sibling.rb_left
-                if tmp2 is None or not tmp2.rb_red:  # Case 2: sibling colour flip
-                    sibling.rb_red = True
-                    if parent.rb_red:
-                        parent.rb_red = False
-                    else:
-                        node = parent
-                        parent = node.rb_parent
-                        if parent is not None:
-                            continue
-                    return
-                # Case 3: right rotate at sibling
-                tmp1 = tmp2.rb_right
-                sibling.rb_left = tmp1
-                tmp2.rb_right = sibling
-                parent.rb_right = tmp2
-                if tmp1 is not None:
-                    tmp1.rb_parent = sibling
-                    tmp1.rb_red = False
-                tmp1 = sibling
-                sibling = tmp2
-            # Case 4: left rotate at parent + colour flips
-            tmp2 = sibling.rb_left
-            parent.rb_right = tmp2
-            sibling.rb_left = parent
-            tmp1.rb_parent = sibling
-            tmp1.rb_red = False
-            if tmp2 is not None:
-                tmp2.rb_parent = parent
-            _rotate_set_parents(parent, sibling, root, False)
-            return
-        sibling = parent.rb_left
-        if sibling.rb_red:  # Case 1: right rotate at parent
-            tmp1 = sibling.rb_right
-            parent.rb_left = tmp1
-            sibling.rb_right = parent
+        near, far = _sides(parent, node)
+        sibling = getattr(parent, far)
+        if sibling.rb_red:  # Case 1: left rotate at parent
+            tmp1 = getattr(sibling, near)
+            setattr(parent, far, tmp1)
+            setattr(sibling, near, parent)
             tmp1.rb_parent = parent
             tmp1.rb_red = False
             _rotate_set_parents(parent, sibling, root, True)
             sibling = tmp1
-        tmp1 = sibling.rb_left
+        tmp1 = getattr(sibling, far)
         if tmp1 is None or not tmp1.rb_red:
-            tmp2 = sibling.rb_right
-            if tmp2 is None or not tmp2.rb_red:  # Case 2
+            tmp2 = getattr(sibling, near)
+            if tmp2 is None or not tmp2.rb_red:  # Case 2: sibling colour flip
                 sibling.rb_red = True
                 if parent.rb_red:
                     parent.rb_red = False
@@ -250,20 +186,20 @@ def _erase_color(parent: Any, root: RbRoot) -> None:
                     if parent is not None:
                         continue
                 return
-            # Case 3: left rotate at sibling
-            tmp1 = tmp2.rb_left
-            sibling.rb_right = tmp1
-            tmp2.rb_left = sibling
-            parent.rb_left = tmp2
+            # Case 3: right rotate at sibling
+            tmp1 = getattr(tmp2, far)
+            setattr(sibling, near, tmp1)
+            setattr(tmp2, far, sibling)
+            setattr(parent, far, tmp2)
             if tmp1 is not None:
                 tmp1.rb_parent = sibling
                 tmp1.rb_red = False
             tmp1 = sibling
             sibling = tmp2
-        # Case 4: right rotate at parent + colour flips
-        tmp2 = sibling.rb_right
-        parent.rb_left = tmp2
-        sibling.rb_right = parent
+        # Case 4: left rotate at parent + colour flips
+        tmp2 = getattr(sibling, near)
+        setattr(parent, far, tmp2)
+        setattr(sibling, near, parent)
         tmp1.rb_parent = sibling
         tmp1.rb_red = False
         if tmp2 is not None:
