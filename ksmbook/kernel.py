@@ -110,23 +110,17 @@ class Kernel:
 
     # -- ksmd and /sys/kernel/mm/ksm (2.6.32 and later) ---------------------------------
 
-    def _no_ksmd(self) -> KsmdUnavailable | None:
+    @property
+    def ksmd(self) -> Ksmd:
+        """The ksmd thread (step it with .batch(), .full_scans(n), .run_for(ms))."""
         if not self.profile.has_ksmd:
-            return KsmdUnavailable(
+            raise KsmdUnavailable(
                 f"the {self.profile.name} kernel ({self.profile.title}) has no ksmd and no "
                 "/sys/kernel/mm/ksm: its mm/ksm.c only records the advice; boot "
                 "Kernel(profile='2.6.32') or Kernel(profile='modern') to watch pages merge")
         if not self.config_ksm:
-            return KsmdUnavailable("CONFIG_KSM is not set: this kernel has no ksmd and no "
-                                   "/sys/kernel/mm/ksm")
-        return None
-
-    @property
-    def ksmd(self) -> Ksmd:
-        """The ksmd thread (step it with .batch(), .full_scans(n), .run_for(ms))."""
-        missing = self._no_ksmd()
-        if missing is not None:
-            raise missing
+            raise KsmdUnavailable("CONFIG_KSM is not set: this kernel has no ksmd and no "
+                                  "/sys/kernel/mm/ksm")
         if self.ksm.daemon is None:
             self.ksm.daemon = Ksmd(self)
         return self.ksm.daemon
@@ -444,26 +438,23 @@ def _trace_fault(tr: Trace, p: Profile, addr: int, fault: Fault, access: str) ->
             else:
                 with tr.enter("do_linear_fault"):
                     tr.note("__do_fault", what)
-        elif fault is Fault.REUSE:
-            why = "an anonymous page mapped once (its fork()ed twin is gone)"
-            if p.wp_page_split:  # 4.1, see Profile.wp_page_split
-                with tr.enter("do_wp_page", why):
-                    tr.note("wp_page_reuse", "the page is made writable again, no copy")
-            else:
-                tr.note("do_wp_page", "{}: reuse_swap_page(): reuse: made writable, no copy",
-                        why)
-        else:
-            why = {Fault.KSM_COPY: "a KSM page is never reused",
+        else:  # do_wp_page(): reuse the page or copy it
+            why = {Fault.REUSE: "an anonymous page mapped once (its fork()ed twin is gone)",
+                   Fault.KSM_COPY: "a KSM page is never reused",
                    Fault.KSM_ZERO_COPY: "the zero page ksmd mapped (use_zero_pages)",
                    Fault.ZERO_COPY: "the shared zero page (is_zero_pfn())",
                    Fault.COW_COPY: "not an anonymous page mapped once"}[fault]
-            what = {Fault.KSM_ZERO_COPY: "a new zeroed page; ksm_might_unmap_zero_page(): "
+            what = {Fault.REUSE: "the page is made writable again, no copy",
+                    Fault.KSM_ZERO_COPY: "a new zeroed page; ksm_might_unmap_zero_page(): "
                                          "ksm_zero_pages - 1",
                     Fault.ZERO_COPY: "a new zeroed page"}.get(fault, "copy the page into a new "
                                                                  "page")
             if p.wp_page_split:  # 4.1, see Profile.wp_page_split
                 with tr.enter("do_wp_page", why):
-                    tr.note("wp_page_copy", what)
+                    tr.note("wp_page_reuse" if fault is Fault.REUSE else "wp_page_copy", what)
+            elif fault is Fault.REUSE:
+                tr.note("do_wp_page", "{}: reuse_swap_page(): reuse: made writable, no copy",
+                        why)
             else:
                 tr.note("do_wp_page", "{}: gotten: {}", why, what)
 

@@ -48,12 +48,17 @@ class _Refused(Exception):
         self.err = err
 
 
-def _parse_ull(s: str) -> int:
-    """_kstrtoull(s, 10): decimal digits and one optional trailing newline."""
-    digits = s[:-1] if s.endswith("\n") else s
+def _digits(text: str) -> int:
+    """Decimal digits and at most one trailing newline, else EINVAL."""
+    digits = text[:-1] if text.endswith("\n") else text
     if not digits or not digits.isascii() or not digits.isdigit():
         raise _Refused(errno.EINVAL)
-    value = int(digits)
+    return int(digits)
+
+
+def _parse_ull(s: str) -> int:
+    """_kstrtoull(s, 10): decimal digits and one optional trailing newline."""
+    value = _digits(s)
     if value > ULONG_MAX:
         raise _Refused(errno.ERANGE)
     return value
@@ -102,10 +107,7 @@ def _kstrtobool(text: str) -> bool:
 def _strict_strtoul(text: str) -> int:
     """2.6.32 strict_strtoul(s, 10): decimal digits and at most one trailing newline (the
     value wraps at 2**64 as simple_strtoul() does)."""
-    digits = text[:-1] if text.endswith("\n") else text
-    if not digits or not digits.isascii() or not digits.isdigit():
-        raise _Refused(errno.EINVAL)
-    return int(digits) & ULONG_MAX
+    return _digits(text) & ULONG_MAX
 
 
 def _sysfs_streq(a: str, b: str) -> bool:
