@@ -20,7 +20,7 @@ import os
 from typing import Any
 
 from ..constants import MADV
-from ..kernel import Kernel, Process
+from ..kernel import Process
 from ..profiles import get_profile
 from ..render import Snapshot, SpaceFigure, maps_text, snapshot, to_svg
 from ..render.text import plural
@@ -67,7 +67,7 @@ class Explorer(ExplorerCalls):
         self.trace: Trace | None = None
         self.ranges = RangePicker(self, self.current_snapshot, lambda: self.session)
         try:
-            self.session = Session(setup, kernel=kernel, before=self._before)
+            self.session = Session(setup, kernel=kernel, before=self._snapshot)
         except ScenarioError as e:
             raise InputError(f"The script does not run: {e}.") from None
         self._show_last()
@@ -95,10 +95,6 @@ class Explorer(ExplorerCalls):
     # -- public state -----------------------------------------------------------------
 
     @property
-    def kernel(self) -> Kernel:
-        return self.session.kernel
-
-    @property
     def script_text(self) -> str:
         return self.session.script()
 
@@ -116,10 +112,7 @@ class Explorer(ExplorerCalls):
         return str(self.diagram.value)
 
     def current_snapshot(self) -> Snapshot:
-        proc = self.session.process(self.process_name)
-        if proc is None:
-            return Snapshot(self.process_name, 0, ())
-        return snapshot(proc, self._cache)
+        return self._snapshot(self.session.process(self.process_name), self.process_name)
 
     def _twin(self, after: Snapshot) -> str:
         """The text under the diagram: the last call's changes, if any, then `after`'s maps."""
@@ -141,8 +134,9 @@ class Explorer(ExplorerCalls):
 
     # -- running and history --------------------------------------------------------------
 
-    def _before(self, proc: Process | None, name: str) -> Snapshot:
-        """The picture of a process before an action runs (the session calls it)."""
+    def _snapshot(self, proc: Process | None, name: str) -> Snapshot:
+        """A process's VMAs now (none when there is no such process); the session calls it
+        for the picture before each action."""
         return snapshot(proc, self._cache) if proc is not None else Snapshot(name, 0, ())
 
     def _show_last(self) -> None:

@@ -33,8 +33,8 @@ class ExplorerCalls(ExplorerControls):
     _cache: dict
 
     @property
-    @abstractmethod
-    def kernel(self) -> Kernel: ...
+    def kernel(self) -> Kernel:
+        return self.session.kernel
 
     @property
     def process_name(self) -> str:
