@@ -14,7 +14,7 @@ import functools
 
 __all__ = [
     "PAGE_SHIFT", "PAGE_SIZE", "HPAGE_SIZE", "TASK_SIZE", "MMAP_BASE", "MMAP_MIN_ADDR",
-    "DEFAULT_MAX_MAP_COUNT", "PROT", "MAP", "MREMAP", "MADV", "VM", "MMF", "ERRNO_NAMES",
+    "PROT", "MAP", "MREMAP", "MADV", "VM", "MMF", "ERRNO_NAMES",
     "ERESTARTSYS", "as_vm", "HZ", "msecs_to_jiffies", "ULONG_MAX",
 ]
 
@@ -41,8 +41,6 @@ TASK_SIZE = 0x7FFFFFFFF000
 MMAP_BASE = 0x7FFFF7FFF000
 #: /proc/sys/vm/mmap_min_addr default.
 MMAP_MIN_ADDR = 0x10000
-#: DEFAULT_MAX_MAP_COUNT = USHRT_MAX - MAPCOUNT_ELF_CORE_MARGIN (include/linux/mm.h).
-DEFAULT_MAX_MAP_COUNT = 65530
 #: Kernel-internal "restart the system call" code (include/linux/errno.h); user space sees EINTR.
 ERESTARTSYS = 512
 

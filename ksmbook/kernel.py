@@ -77,7 +77,10 @@ def _oserror(err: int, what: str) -> OSError:
 
 
 class Kernel:
-    """A booted simulated kernel: a profile, CONFIG_KSM, sysctls, processes and KSM state."""
+    """A booted simulated kernel: a profile, CONFIG_KSM, sysctls, processes and KSM state.
+
+    max_map_count defaults to DEFAULT_MAX_MAP_COUNT, USHRT_MAX - MAPCOUNT_ELF_CORE_MARGIN
+    (include/linux/mm.h)."""
 
     def __init__(self, profile: str | Profile = "seed", config_ksm: bool = True, *,
                  max_map_count: int = 65530, nr_hugepages: int = 0) -> None:

@@ -14,7 +14,7 @@ import functools
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from .constants import ERESTARTSYS, MADV, PAGE_SHIFT, PAGE_SIZE, ULONG_MAX, VM
+from .constants import ERESTARTSYS, HPAGE_SIZE, MADV, PAGE_SHIFT, PAGE_SIZE, ULONG_MAX, VM
 from .ksm import ksm_madvise
 from .mm import MM, VMA, flag_names
 from .profiles import Profile
@@ -253,10 +253,10 @@ def madvise_dontneed_free(mm: MM, vma: VMA, start: int, end: int, advice: int,
             tr.note("madvise_dontneed_free_valid_vma", "VM_LOCKED: EINVAL")
             return -errno.EINVAL
         if vma.flags & VM.VM_HUGETLB:
-            if advice == MADV.MADV_FREE or start % (2 << 20):
+            if advice == MADV.MADV_FREE or start % HPAGE_SIZE:
                 tr.note("madvise_dontneed_free_valid_vma", "hugetlb: EINVAL")
                 return -errno.EINVAL
-            end = end // (2 << 20) * (2 << 20)
+            end = end // HPAGE_SIZE * HPAGE_SIZE
         elif vma.flags & VM.VM_PFNMAP:
             tr.note("madvise_dontneed_free_valid_vma", "VM_PFNMAP: EINVAL")
             return -errno.EINVAL
@@ -348,7 +348,7 @@ def madvise_collapse(mm: MM, vma: VMA, start: int, end: int, tr: Trace) -> int:
     thp_vma_allowable_order() first: the VMA must be able to hold an aligned huge page.
     A huge-page range that is not fully populated fails (madvise_collapse_errno(): EINVAL).
     """
-    huge = 2 << 20
+    huge = HPAGE_SIZE
     first_huge = (vma.start + huge - 1) // huge * huge
     if (vma.flags & (mm.profile.vm_special | VM.VM_HUGETLB | VM.VM_NOHUGEPAGE)
             or (vma.file is not None and vma.file.kind != "shmem")
@@ -357,8 +357,8 @@ def madvise_collapse(mm: MM, vma: VMA, start: int, end: int, tr: Trace) -> int:
         return -errno.EINVAL
     hstart, hend = (start + huge - 1) // huge * huge, end // huge * huge
     for h in range(hstart, hend, huge):
-        present = len(list(mm.ptes.irange(h >> 12, ((h + huge) >> 12) - 1)))
-        if present < huge >> 12:
+        present = len(list(mm.ptes.irange(h >> PAGE_SHIFT, ((h + huge) >> PAGE_SHIFT) - 1)))
+        if present < huge >> PAGE_SHIFT:
             tr.note("hpage_collapse_scan_pmd", f"{h:#x}: {present} of 512 pages present: EINVAL")
             return -errno.EINVAL
     tr.note("madvise_collapse", f"{(hend - hstart) // huge if hend > hstart else 0} huge pages")
@@ -374,7 +374,7 @@ def madvise_guard(mm: MM, vma: VMA, start: int, end: int, advice: int, tr: Trace
     if vma.flags & disallowed:
         tr.note("is_valid_guard_vma", "special, hugetlb or locked VMA: EINVAL")
         return -errno.EINVAL
-    vpns = range(start >> 12, end >> 12)
+    vpns = range(start >> PAGE_SHIFT, end >> PAGE_SHIFT)
     if advice == MADV.MADV_GUARD_INSTALL:
         if vma.file is None:  # vma_is_anonymous(): page tables need an anon_vma
             mm.anon_vma_prepare(vma)

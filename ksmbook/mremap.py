@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import errno
 
-from .constants import ERESTARTSYS, HPAGE_SIZE, MADV, MREMAP, PAGE_SHIFT, TASK_SIZE, VM
+from .constants import ERESTARTSYS, HPAGE_SIZE, MADV, MREMAP, PAGE_SHIFT, PAGE_SIZE, TASK_SIZE, VM
 from .ksm import ksm_madvise
 from .mm import MM, VMA, page_align
 from .trace import Kind, Trace, errno_name
@@ -58,7 +58,7 @@ def _do_mremap_unmaps_first(mm: MM, addr: int, old_len: int, new_len: int, flags
     fn = "do_mremap"
     if flags & ~(_FIXED | _MAYMOVE):
         return _fail(tr, fn, "unknown flags", -errno.EINVAL)
-    if addr % (1 << PAGE_SHIFT):
+    if addr % PAGE_SIZE:
         return _fail(tr, fn, "addr not page aligned", -errno.EINVAL)
     old_len, new_len = page_align(old_len), page_align(new_len)
     if not new_len:
@@ -66,7 +66,7 @@ def _do_mremap_unmaps_first(mm: MM, addr: int, old_len: int, new_len: int, flags
     if mm.profile.mremap_new_len_checked_first and new_len > TASK_SIZE:
         return _fail(tr, fn, "new_len beyond TASK_SIZE", -errno.EINVAL)
     if flags & _FIXED:
-        if new_addr % (1 << PAGE_SHIFT):
+        if new_addr % PAGE_SIZE:
             return _fail(tr, fn, "new_addr not page aligned", -errno.EINVAL)
         if not flags & _MAYMOVE:
             return _fail(tr, fn, "MREMAP_FIXED without MREMAP_MAYMOVE", -errno.EINVAL)
@@ -122,7 +122,7 @@ def _do_mremap_checks_first(mm: MM, addr: int, old_len: int, new_len: int, flags
     fn = "check_mremap_params"
     if flags & ~(_FIXED | _MAYMOVE | (_DONTUNMAP if mm.profile.mremap_dontunmap else 0)):
         return _fail(tr, fn, "unknown flags", -errno.EINVAL)
-    if addr % (1 << PAGE_SHIFT):
+    if addr % PAGE_SIZE:
         return _fail(tr, fn, "addr not page aligned", -errno.EINVAL)
     if not page_align(new_len):
         return _fail(tr, fn, "new_len 0", -errno.EINVAL)
@@ -133,7 +133,7 @@ def _do_mremap_checks_first(mm: MM, addr: int, old_len: int, new_len: int, flags
     if to:
         if new_addr > TASK_SIZE - new_len:
             return _fail(tr, fn, "new range beyond TASK_SIZE", -errno.EINVAL)
-        if new_addr % (1 << PAGE_SHIFT):
+        if new_addr % PAGE_SIZE:
             return _fail(tr, fn, "new_addr not page aligned", -errno.EINVAL)
         if not flags & _MAYMOVE:
             return _fail(tr, fn, "a new address without MREMAP_MAYMOVE", -errno.EINVAL)
@@ -303,7 +303,7 @@ def _overlaps(addr: int, old_len: int, new_addr: int, new_len: int) -> bool:
 
 def _get_unmapped_area(mm: MM, vma: VMA, hint: int, length: int, fixed: bool) -> int:
     """get_unmapped_area() for the new location (huge-page aligned for hugetlb)."""
-    align = HPAGE_SIZE if vma.flags & VM.VM_HUGETLB else 1 << PAGE_SHIFT
+    align = HPAGE_SIZE if vma.flags & VM.VM_HUGETLB else PAGE_SIZE
     return mm.get_unmapped_area(length, hint, fixed, align)
 
 
