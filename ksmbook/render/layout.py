@@ -101,9 +101,7 @@ class Layout:
         if exact is not None:
             return exact
         b = self.bounds
-        if not b:
-            return 0.0
-        if addr <= b[0]:
+        if not b or addr <= b[0]:
             return 0.0
         if addr >= b[-1]:
             return self.total
