@@ -65,11 +65,16 @@ class RmapItem:
 
     `flags` is 0, UNSTABLE_FLAG (a node of the unstable tree, under content `key`, inserted in
     the pass whose seqnr low byte is `seqnr`) or STABLE_FLAG (hanging off stable node `head`).
-    `age` and `remaining_skips` are smart_scan's (6.7).
+    `age` and `remaining_skips` are smart_scan's (6.7). The struct rb_node of the unstable tree
+    (``ksmbook.rbtree``) is set by rb_link_node() when the item is inserted.
     """
 
     __slots__ = ("slot", "vpn", "oldchecksum", "flags", "seqnr", "head", "key", "age",
                  "remaining_skips", "rb_left", "rb_right", "rb_parent", "rb_red")
+    rb_left: RmapItem | None
+    rb_right: RmapItem | None
+    rb_parent: RmapItem | None
+    rb_red: bool
 
     def __init__(self, slot: MmSlot, vpn: int) -> None:
         self.slot = slot
@@ -81,11 +86,6 @@ class RmapItem:
         self.key = 0
         self.age = 0
         self.remaining_skips = 0
-        # struct rb_node of the unstable tree (see ksmbook.rbtree)
-        self.rb_left: RmapItem | None = None
-        self.rb_right: RmapItem | None = None
-        self.rb_parent: RmapItem | None = None
-        self.rb_red = False
 
     @property
     def mm(self) -> MM:
@@ -105,11 +105,16 @@ class StableNode:
 
     `items` keeps insertion order (oldest first; the kernel's hlist is newest first). In
     2.6.32 there is no separate node object: the node *is* `node_item`, the first rmap_item.
-    `chain` is the stable_node chain this node is a dup of, if any.
+    `chain` is the stable_node chain this node is a dup of, if any. Its struct rb_node is set
+    when it is linked into the stable tree (rb_link_node(), rb_replace_node()).
     """
 
     __slots__ = ("content", "kpage", "items", "chain", "node_item", "rb_left", "rb_right",
                  "rb_parent", "rb_red")
+    rb_left: StableNode | StableChain | None
+    rb_right: StableNode | StableChain | None
+    rb_parent: StableNode | StableChain | None
+    rb_red: bool
 
     def __init__(self, content: int, kpage: Page) -> None:
         self.content = content
@@ -117,10 +122,6 @@ class StableNode:
         self.items: dict[RmapItem, None] = {}
         self.chain: StableChain | None = None
         self.node_item: RmapItem | None = None
-        self.rb_left: StableNode | StableChain | None = None
-        self.rb_right: StableNode | StableChain | None = None
-        self.rb_parent: StableNode | StableChain | None = None
-        self.rb_red = False
 
     def __repr__(self) -> str:
         return f"StableNode(content={self.content}, sharers={len(self.items)})"
@@ -128,18 +129,19 @@ class StableNode:
 
 class StableChain:
     """A stable_node chain (4.13): the KSM pages ("dups") of one content, when
-    max_page_sharing made more than one necessary. `dups` is in hlist order (head first)."""
+    max_page_sharing made more than one necessary. `dups` is in hlist order (head first). Its
+    struct rb_node is set when it takes its first dup's place (rb_replace_node())."""
 
     __slots__ = ("content", "dups", "prune_time", "rb_left", "rb_right", "rb_parent", "rb_red")
+    rb_left: StableNode | StableChain | None
+    rb_right: StableNode | StableChain | None
+    rb_parent: StableNode | StableChain | None
+    rb_red: bool
 
     def __init__(self, content: int, prune_time: float) -> None:
         self.content = content
         self.dups: list[StableNode] = []
         self.prune_time = prune_time
-        self.rb_left: StableNode | StableChain | None = None
-        self.rb_right: StableNode | StableChain | None = None
-        self.rb_parent: StableNode | StableChain | None = None
-        self.rb_red = False
 
     def __repr__(self) -> str:
         return f"StableChain(content={self.content}, dups={len(self.dups)})"

@@ -38,7 +38,8 @@ class Merge(Trees):
                 self._note(1, "write_protect_page", "page_address_in_vma(): a KSM page has "
                            "no anon_vma: -EFAULT, not merged")
             return -errno.EFAULT
-        thp = self.kernel.thp
+        k = self.kernel
+        thp = k.thp
         if thp.large:
             huge = thp.folio_of(page)
             if huge is not None:
@@ -50,7 +51,7 @@ class Merge(Trees):
                                    "to this huge page (the unstable tree's page)")
                     return -errno.EFAULT
                 self._note_split(huge.start, thp.split_huge_page(mm, huge))
-        if self.kernel._faults and self.kernel.should_fail("write_protect_page"):
+        if k._faults and k.should_fail("write_protect_page"):
             # write_protect_page(): "Check that no O_DIRECT or similar I/O is in progress on
             # the page": page_mapcount + 2 (+1 swapcache) != page_count (v2.6.32 mm/ksm.c
             # 645-652; 6.18 folio_mapcount() + 1 + swapped != folio_ref_count()).
@@ -67,7 +68,8 @@ class Merge(Trees):
             return 0
         if page.content != kpage.content:  # pages_identical()
             return -errno.EFAULT
-        return self.replace_page(mm, vpn, page, kpage)
+        self.replace_page(mm, vpn, page, kpage)
+        return 0
 
     def _note_split(self, start: int, zeroed: int) -> None:
         if self.ks.unstable and not self.ks.unstable_exact:
@@ -78,17 +80,15 @@ class Merge(Trees):
             self._note(1, "split_huge_page", "the huge page at {:#x} is split into 512 small "
                        "pages; its {} all-zero ones now map the zero page", start, zeroed)
 
-    def replace_page(self, mm: MM, vpn: int, page: Page, kpage: Page) -> int:
-        """replace_page(): repoint the pte from `page` to the KSM page (or the zero page)."""
+    def replace_page(self, mm: MM, vpn: int, page: Page, kpage: Page) -> None:
+        """replace_page(): repoint the pte from `page` to the KSM page (or the zero page). Its
+        pte_same() check cannot fail here: nothing runs since write_protect_page()'s."""
         ks = self.ks
-        if mm.ptes.get(vpn) is not page:
-            return -errno.EFAULT
-        dict.__setitem__(mm.ptes, vpn, kpage)  # the key is there: SortedDict's keys stay
+        mm.ptes[vpn] = kpage
         kpage.mapcount += 1
         if kpage is ks.zero_page:
             ks.map_zero_page(mm)
         page.mapcount -= 1
-        return 0
 
     def try_to_merge_with_ksm_page(self, item: RmapItem, page: Page,
                                    kpage: Page | None) -> int:

@@ -336,7 +336,6 @@ class Scan(Merge):
         into the unstable tree, else insert it there; a page whose checksum changed since the
         last visit is volatile and merges nowhere."""
         p = self.profile
-        tr = self._tr
         objects = p.stable_node_objects
         node = page.ksm
         stable_node = node if type(node) is StableNode else None
@@ -344,6 +343,7 @@ class Scan(Merge):
             # 2.6.33 "ksm: separate stable_node": page_stable_node() tells whether the page
             # is a KSM page already linked from this rmap_item.
             if stable_node is not None and item.head is stable_node:
+                tr = self._tr
                 if tr is not None:
                     tr.records.append(_LINKED)
                 return
@@ -366,7 +366,7 @@ class Scan(Merge):
         if kpage is not None:
             if kpage is page:
                 err = 0
-                if not objects and tr is not None:
+                if not objects and self._tr is not None:
                     self._note(1, "cmp_and_merge_page",
                                "the same physical page (a forked KSM page): just link it")
             else:
