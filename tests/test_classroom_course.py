@@ -251,6 +251,7 @@ def test_bad_input_exit_2_nothing_written(course: Path, tmp_path: Path) -> None:
     assert "new-course: 7 students in the roster (7 added, 0 updated)" in r.stdout
     assert "course_id = 'new-course'" in (tmp_path / "new-course" / "nbgrader_config.py"
                                           ).read_text()
+    assert (tmp_path / "new-course").stat().st_mode & 0o777 == 0o700  # the gradebook's folder
     roster.write_text("id\nAlice\nroot\nbob\n")
     r = ksmbook("roster", "--course", str(tmp_path / "other-course"), str(roster))
     assert r.returncode == 0 and "refuses these names at sign-up" in r.stderr

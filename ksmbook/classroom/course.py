@@ -103,7 +103,7 @@ class Course:
             raise CourseError(f"{root} is not empty and has no nbgrader_config.py: not a "
                               "course folder")
         try:
-            root.mkdir(exist_ok=True)
+            root.mkdir(mode=0o700, exist_ok=True)  # as `classroom assignment` makes one
             (root / "nbgrader_config.py").write_text(
                 COURSE_CONFIG.format(course_id=root.resolve().name), encoding="utf-8")
         except OSError as e:

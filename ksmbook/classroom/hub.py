@@ -22,6 +22,7 @@ Paths (both modes read them from the environment, so the hub and the command agr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import grp
 import os
 import pwd
@@ -91,14 +92,6 @@ def _passwd(name: str) -> pwd.struct_passwd | None:
         return None
 
 
-def _is_group(name: str) -> bool:
-    try:
-        grp.getgrnam(name)
-        return True
-    except KeyError:
-        return False
-
-
 def is_ours(name: str) -> bool:
     """True if `name` is an OS user this hub created (and not a privileged one)."""
     entry = _passwd(name)
@@ -120,7 +113,8 @@ def account_problem(name: str, *, reserved: frozenset[str] = RESERVED,
         return None
     if _passwd(name) is not None:
         return f"{name!r} is an account of this machine"
-    if _is_group(name):
+    with contextlib.suppress(KeyError):
+        grp.getgrnam(name)
         return f"{name!r} is a group of this machine"
     return None
 
@@ -149,7 +143,7 @@ def ensure_os_user(name: str, homes: Path) -> pwd.struct_passwd:
         if entry is None:
             raise AccountError(f"useradd {name} failed")
         home.chmod(0o700)
-    if entry.pw_gecos != USER_MARK or entry.pw_uid < 1000:
+    if not is_ours(name):
         raise AccountError(f"{name!r} is an account of this machine that this hub did not "
                            "create: no server runs as it")
     return entry
