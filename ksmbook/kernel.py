@@ -92,11 +92,12 @@ class Kernel:
         self.files: dict[str, File] = {}
         #: The most recent system calls' traces, oldest first.
         self.log: collections.deque[Trace] = collections.deque(maxlen=10_000)
-        #: The ids of the pages, anon_vmas and processes this kernel makes, from 1 at each boot, so
-        #: that a page is numbered alike in every trace and view of the same scenario.
+        #: The ids of the pages, anon_vmas, processes and inodes this kernel makes, from 1 at each
+        #: boot, so that each is numbered alike in every trace and view of the same scenario.
         self.page_ids = itertools.count(1)
         self.anon_vma_ids = itertools.count(1)
         self.pids = itertools.count(1)
+        self.inos = itertools.count(1)
         #: The shared zero page (ZERO_PAGE(0), #0 in the views) as a read fault or a THP split
         #: maps it: a special, clean pte (KSM's use_zero_pages maps `KsmState.zero_page`).
         self.zero_page = Page(0, mapcount=0, anon=False, id=0)
@@ -105,7 +106,6 @@ class Kernel:
         #: mappings (ksmbook.thp; kernels with Profile.thp only).
         self.thp = Thp(self)
         self._faults: dict[str, int] = {}
-        self._ino = 0
 
     def __repr__(self) -> str:
         return (f"Kernel(profile={self.profile.name!r}, config_ksm={self.config_ksm}, "
@@ -154,7 +154,7 @@ class Kernel:
             raise ValueError("size must not be negative")
         path = name if name.startswith("/") else f"/tmp/{name}"
         kind = "shmem" if fs == "tmpfs" else "regular"
-        f = File(path, size, kind=kind, fs=fs, writable=writable, ino=self.next_ino())
+        f = File(path, size, kind=kind, fs=fs, writable=writable, ino=next(self.inos))
         for i, c in enumerate(contents or ()):
             f.pages[i] = Page(int(c), mapcount=0, anon=False, id=next(self.page_ids))
         self.files[path] = f
@@ -175,17 +175,12 @@ class Kernel:
         if missing:
             raise ValueError(f"{flag_names(missing)} does not exist in the "
                              f"{self.profile.name} kernel")
-        ino = self.next_ino()
+        ino = next(self.inos)
         # Device memory of each device at its own physical frames, above 3.75 GiB.
         f = File(f"/dev/{name}", size, kind="device", fs="devtmpfs", vm_flags=flags, ino=ino,
                  remap_pfn=style == "remap_pfn_range", pfn=0xF0000 + (ino << 8))
         self.files[f.path] = f
         return f
-
-    def next_ino(self) -> int:
-        """A new inode number (each kernel counts its own, so equal histories print alike)."""
-        self._ino += 1
-        return self._ino
 
     def inject(self, point: str, times: int = 1) -> None:
         """Make the next `times` passes through a fault point fail: "__ksm_enter" and
@@ -206,11 +201,6 @@ class Kernel:
         return False
 
     # -- hooks used by the mm code --------------------------------------------------------
-
-    def page_unmapped(self, mm: MM, vpn: int, page: Page) -> None:
-        """A PTE mapping `page` went away. ksmd notices KSM pages lazily; only a KSM-placed
-        zero page is accounted at once (ksm_might_unmap_zero_page())."""
-        self.ksm.page_unmapped(mm, page)
 
     def file_mapped(self, f: File) -> bool:
         """Whether any VMA of any live process still maps `f`."""
@@ -277,10 +267,6 @@ class Kernel:
             for vpn in [v for v, page in mm.ptes.items() if page.lazyfree]:
                 dropped += mm.zap_range(vpn << PAGE_SHIFT, (vpn + 1) << PAGE_SHIFT)
         return dropped
-
-    def ksmd_exit_mm(self, mm: MM, tr: Trace) -> None:
-        """__ksm_exit() for a kernel with ksmd: free the mm's slot now or leave it to ksmd."""
-        self.ksm.exit_mm(mm, tr)
 
     def ksm_vma_flags(self, mm: MM, file: File | None, vm_flags: VM, tr: Trace) -> VM:
         """ksm_vma_flags(): a new mapping of an MMF_VM_MERGE_ANY mm is VM_MERGEABLE."""
@@ -368,7 +354,7 @@ def handle_write_fault(mm: MM, vma: VMA, addr: int, content: int | None,
             old.mapcount -= 1
             mm.ptes[vpn] = Page(old.content if content is None else content,
                                 id=next(mm.kernel.page_ids))
-            mm.kernel.page_unmapped(mm, vpn, old)
+            mm.kernel.ksm.page_unmapped(mm, old)
     if tr is not None:
         _trace_fault(tr, mm.profile, addr, fault, "write")
     return fault

@@ -412,7 +412,7 @@ def __ksm_exit(mm: MM, tr: Trace) -> None:
     k = mm.kernel
     with tr.enter("__ksm_exit"):
         if k.profile.has_ksmd:
-            k.ksmd_exit_mm(mm, tr)
+            k.ksm.exit_mm(mm, tr)
             return
         mm.flags &= ~MMF.MMF_VM_MERGEABLE
         tr.note("__ksm_exit", "clear MMF_VM_MERGEABLE")
@@ -491,7 +491,7 @@ def break_ksm(mm: MM, vma: VMA, vpn: int, tr: Trace | None) -> int:
         return -errno.ENOMEM
     page.mapcount -= 1
     mm.ptes[vpn] = Page(page.content, id=next(k.page_ids))
-    k.page_unmapped(mm, vpn, page)
+    k.ksm.page_unmapped(mm, page)
     if tr is not None:
         what = "KSM zero page" if page is k.ksm.zero_page else "KSM page"
         tr.note("break_ksm", "{:#x}: {} copied to a private page", vpn << PAGE_SHIFT, what)

@@ -438,7 +438,7 @@ class MM:
         for vpn in vpns:
             page = self.ptes.pop(vpn)
             page.mapcount -= 1
-            self.kernel.page_unmapped(self, vpn, page)
+            self.kernel.ksm.page_unmapped(self, page)
         return len(vpns)
 
     # -- mmap, munmap, mprotect -------------------------------------------------------------
@@ -639,7 +639,7 @@ class MM:
         rounded up to whole huge pages."""
         length = (length + HPAGE_SIZE - 1) // HPAGE_SIZE * HPAGE_SIZE
         file = File("/anon_hugepage", length, kind="hugetlb", fs="hugetlbfs", deleted=True,
-                    ino=self.kernel.next_ino())
+                    ino=next(self.kernel.inos))
         tr.note(fn, "MAP_HUGETLB: hugetlb_file_setup(), length rounded to 2 MiB")
         return length, file
 
@@ -678,7 +678,7 @@ class MM:
                 return -errno.EINVAL
             if shared_anon:
                 file = File("/dev/zero", length, kind="shmem", fs="tmpfs", deleted=True,
-                            ino=k.next_ino())
+                            ino=next(k.inos))
                 tr.note("shmem_zero_setup", "shared anonymous memory is a tmpfs file")
             elif file is not None and file.kind == "device":
                 vm_flags |= file.vm_flags
