@@ -107,12 +107,9 @@ def _do_mremap_unmaps_first(mm: MM, addr: int, old_len: int, new_len: int, flags
             return _expand_in_place(mm, vma, addr, old_len, new_len, tr)
     if not flags & _MAYMOVE:
         return _fail(tr, fn, "no room to grow in place and no MREMAP_MAYMOVE", -errno.ENOMEM)
-    if not flags & _FIXED:
-        got = _get_unmapped_area(mm, vma, 0, new_len, fixed=False)
-        if got < 0:
-            return _fail(tr, "get_unmapped_area", "no room", got)
-        new_addr = got
-    return move_vma(mm, vma, addr, old_len, new_len, new_addr, flags, tr)
+    if flags & _FIXED:
+        return move_vma(mm, vma, addr, old_len, new_len, new_addr, flags, tr)
+    return _move_to_free_area(mm, vma, addr, old_len, new_len, 0, False, flags, tr)
 
 
 def _do_mremap_checks_first(mm: MM, addr: int, old_len: int, new_len: int, flags: int,
@@ -173,10 +170,7 @@ def _do_mremap_checks_first(mm: MM, addr: int, old_len: int, new_len: int, flags
     if not flags & _MAYMOVE:
         return _fail(tr, "expand_vma", "no room to grow in place and no MREMAP_MAYMOVE",
                      -errno.ENOMEM)
-    got = _get_unmapped_area(mm, vma, 0, new_len, fixed=False)
-    if got < 0:
-        return _fail(tr, "get_unmapped_area", "no room", got)
-    return move_vma(mm, vma, addr, old_len, new_len, got, flags, tr)
+    return _move_to_free_area(mm, vma, addr, old_len, new_len, 0, False, flags, tr)
 
 
 def _mremap_to(mm: MM, vma: VMA, addr: int, old_len: int, new_len: int, flags: int,
@@ -202,11 +196,8 @@ def _mremap_to(mm: MM, vma: VMA, addr: int, old_len: int, new_len: int, flags: i
     found = mm.vma_at(addr)
     if found is None:
         return _fail(tr, "vma_lookup", f"nothing mapped at {addr:#x}", -errno.EFAULT)
-    vma = found
-    got = _get_unmapped_area(mm, vma, new_addr, new_len, fixed=bool(flags & _FIXED))
-    if got < 0:
-        return _fail(tr, "get_unmapped_area", "no room", got)
-    return move_vma(mm, vma, addr, old_len, new_len, got, flags, tr)
+    return _move_to_free_area(mm, found, addr, old_len, new_len, new_addr,
+                              bool(flags & _FIXED), flags, tr)
 
 
 def _remap_move(mm: MM, addr: int, length: int, new_addr: int, flags: int, tr: Trace) -> int:
@@ -301,10 +292,15 @@ def _overlaps(addr: int, old_len: int, new_addr: int, new_len: int) -> bool:
     return addr + old_len > new_addr and new_addr + new_len > addr
 
 
-def _get_unmapped_area(mm: MM, vma: VMA, hint: int, length: int, fixed: bool) -> int:
-    """get_unmapped_area() for the new location (huge-page aligned for hugetlb)."""
+def _move_to_free_area(mm: MM, vma: VMA, addr: int, old_len: int, new_len: int, hint: int,
+                       fixed: bool, flags: int, tr: Trace) -> int:
+    """get_unmapped_area() for the new location (huge-page aligned for hugetlb), then
+    move_vma() there."""
     align = HPAGE_SIZE if vma.flags & VM.VM_HUGETLB else PAGE_SIZE
-    return mm.get_unmapped_area(length, hint, fixed, align)
+    got = mm.get_unmapped_area(new_len, hint, fixed, align)
+    if got < 0:
+        return _fail(tr, "get_unmapped_area", "no room", got)
+    return move_vma(mm, vma, addr, old_len, new_len, got, flags, tr)
 
 
 def move_vma(mm: MM, vma: VMA, old_addr: int, old_len: int, new_len: int, new_addr: int,
