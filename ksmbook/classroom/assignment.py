@@ -35,7 +35,7 @@ from typing import Any
 
 import nbformat
 
-from ..exercises import CHAPTERS, Problem
+from ..exercises import CHAPTER_SETS, CHAPTERS, Problem
 from .student import PROBLEMS_FILE
 from .variants import (
     ASSIGNMENT_NAME,
@@ -52,7 +52,7 @@ from .variants import (
 )
 
 __all__ = ["AssignmentError", "assignment_notebook", "write_assignment", "solution_lines",
-           "COURSE_CONFIG", "GRADER_CONFIG", "wrong_answers"]
+           "COURSE_CONFIG", "GRADER_CONFIG", "wrong_answers", "write_course_config"]
 
 _POINTERS = re.compile(r"\s*\((?:[^()]|\(\))*\b(?:hint|solution)\(\)(?:[^()]|\(\))*\)")
 
@@ -236,10 +236,13 @@ def _roster(course: Path, students: list[str]) -> list[str]:
     return sorted(set(out))
 
 
-def _course_config(course: Path) -> None:
+def write_course_config(course: Path) -> None:
+    """``course/nbgrader_config.py``: made (course id: the folder's name), or given ksmbook's
+    grading lines if it lacks them."""
     config = course / "nbgrader_config.py"
     if not config.exists():
-        config.write_text(COURSE_CONFIG.format(course_id=course.resolve().name))
+        config.write_text(COURSE_CONFIG.format(course_id=course.resolve().name),
+                          encoding="utf-8")
     elif "ksmbook.classroom.grading" not in config.read_text():
         with config.open("a") as f:
             f.write("\n" + GRADER_CONFIG)
@@ -273,8 +276,6 @@ def write_assignment(chapter: int, course: str | Path, *, name: str | None = Non
     if not 0 <= points <= 100 or not 0 <= written_points <= 100:
         raise AssignmentError("points are whole numbers from 0 to 100")
     mode = "variants" if variants else "secret" if seed is None else "seed"
-    from ..exercises import CHAPTER_SETS
-
     total = len(CHAPTER_SETS[chapter])
     if count is not None and not 1 <= count <= total:
         raise AssignmentError(f"--count {count}: chapter {chapter} has {total} exercises")
@@ -325,7 +326,7 @@ def write_assignment(chapter: int, course: str | Path, *, name: str | None = Non
         plan.students = roster if variants else []
         save_plan(course, plan)
         write_atomic(target, nbformat.writes(nb) + "\n")
-        _course_config(course)
+        write_course_config(course)
     except VariantError as e:
         raise AssignmentError(str(e)) from None
     except OSError as e:

@@ -92,7 +92,7 @@ class Course:
 
     @staticmethod
     def _create(root: Path) -> None:
-        from .assignment import COURSE_CONFIG
+        from .assignment import write_course_config
 
         if root.exists() and not root.is_dir():
             raise CourseError(f"{root} is not a folder")
@@ -104,8 +104,7 @@ class Course:
                               "course folder")
         try:
             root.mkdir(mode=0o700, exist_ok=True)  # as `classroom assignment` makes one
-            (root / "nbgrader_config.py").write_text(
-                COURSE_CONFIG.format(course_id=root.resolve().name), encoding="utf-8")
+            write_course_config(root)
         except OSError as e:
             raise CourseError(f"cannot make the course folder {root}: {e.strerror or e}"
                               ) from None
