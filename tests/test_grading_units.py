@@ -227,3 +227,35 @@ def test_one_student_id_rule(tmp_path: Path, sid: str, ok: bool) -> None:
         assert load_plan(tmp_path / "course", "chapter02").students == [sid] and ok  # type: ignore[union-attr]
     except AssignmentError as e:
         assert f"student id {sid!r}" in str(e) and not ok
+
+
+def test_report_judges_each_student_on_their_own_problems(tmp_path: Path) -> None:
+    """In a --variants assignment the class report checks each answer against that student's
+    own problem: ada's answer key scores full marks for ada, not for bob."""
+    import nbformat
+
+    from ksmbook.classroom.course import Course
+    from ksmbook.classroom.report import build_report
+
+    course = tmp_path / "course"
+    (course / ".ksmbook").mkdir(mode=0o700, parents=True)
+    (course / ".ksmbook" / "secret").write_bytes(b"k" * 32)  # the same problems every run
+    write_assignment(2, course, name="hw", count=3, variants=True, students=["ada", "bob"])
+    roster = tmp_path / "roster.csv"
+    roster.write_text("id\nada\nbob\n")
+    assert _cli("roster", "--course", str(course), str(roster))[0] == 0
+    key = dict(line.split(" = ", 1) for line in
+               _cli("solutions", "--course", str(course), "--assignment", "hw",
+                    "--student", "ada")[1].splitlines())
+    for student in ("ada", "bob"):
+        nb = nbformat.read(course / "source" / "hw" / "hw.ipynb", as_version=4)
+        for cell in nb.cells:
+            gid = cell.metadata.get("nbgrader", {}).get("grade_id", "")
+            if gid in key:
+                cell.source = f"{gid} = {key[gid]}"
+        (course / "submitted" / student / "hw").mkdir(parents=True)
+        nbformat.write(nb, course / "submitted" / student / "hw" / "hw.ipynb")
+    rep = build_report(Course.open(course), "hw")
+    assert [[a.student_id for a in q.answers if a.status == "correct"] for q in rep.questions] \
+        == [["ada", "bob"], ["ada"], ["ada"]]  # bob's problem 1 has ada's answer, by chance
+    assert rep.scores == {"ada": 3.0, "bob": 1.0}
