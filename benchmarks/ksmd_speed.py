@@ -16,7 +16,6 @@ skipped (why)" where the live ksmd cannot be used; ``--sim-only`` leaves the hos
 from __future__ import annotations
 
 import argparse
-import random
 import statistics
 import sys
 import time
@@ -25,28 +24,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import ksmbook as kb  # noqa: E402
+from ksmbook.experiment import page_mix  # noqa: E402
 from ksmbook.live import ksmd as live_ksmd  # noqa: E402
 
 SIZES = (4096, 65536)
 SCANS = 3
 
-
-def mix(n: int, seed: int) -> list[int]:
-    """The page mix of the live measurements (ksmd-live notes, experiment e6)."""
-    rng = random.Random(seed)
-    pool = list(range(500_001, 500_301))
-    weights = [1.0 / (i + 1) for i in range(len(pool))]
-    uniq, out = 1_000_000, []
-    for _ in range(n):
-        x = rng.random()
-        if x < 0.2:
-            out.append(0)
-        elif x < 0.6:
-            out.append(rng.choices(pool, weights)[0])
-        else:
-            uniq += 1
-            out.append(uniq)
-    return out
 
 
 def simulated(contents: list[int]) -> tuple[float, float, dict[str, int]]:
@@ -76,7 +59,7 @@ def main() -> int:
           "   live runs (ms)")
     worst = None
     for n in SIZES:
-        contents = mix(n, seed=n)
+        contents = page_mix(n, seed=n)
         runs = [simulated(contents) for _ in range(args.repeat)]
         sims = [r[0] for r in runs]
         cpu = min(r[1] for r in runs)

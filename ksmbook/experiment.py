@@ -12,7 +12,9 @@ This module sits above the scenario language and the live package; nothing below
 
 from __future__ import annotations
 
+import itertools
 import os
+import random
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -23,11 +25,32 @@ from .live import KsmShared, replay
 from .live.ksmd import contamination
 from .profiles import get_profile
 
-__all__ = ["READ", "scan_scenario", "scan_results", "predict", "measure"]
+__all__ = ["READ", "page_mix", "scan_scenario", "scan_results", "predict", "measure"]
 
 #: Page marker besides ints and None (never touched): a page only read (it maps the shared
 #: zero page: no KSM candidate).
 READ = "read"
+
+
+def page_mix(n: int, seed: int, zero: float = 0.2, repeated: float = 0.4, patterns: int = 300,
+             first_unique: int = 1_000_001) -> list[int]:
+    """n page contents drawn from a seeded generator: a share `zero` of all-zero pages, a share
+    `repeated` of `patterns` contents (500,001 on, the i-th with weight 1/(i+1)), and the rest
+    unique (first_unique, first_unique + 1, ...)."""
+    rng = random.Random(seed)
+    pool = range(500_001, 500_001 + patterns)
+    weights = [1.0 / (i + 1) for i in range(patterns)]
+    unique = itertools.count(first_unique)
+    out = []
+    for _ in range(n):
+        x = rng.random()
+        if x < zero:
+            out.append(0)
+        elif x < zero + repeated:
+            out.append(rng.choices(pool, weights)[0])
+        else:
+            out.append(next(unique))
+    return out
 
 
 def _plan(contents: Sequence[Any] | None, processes: int | list[list[Any]]) -> list[list[Any]]:

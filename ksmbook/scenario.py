@@ -72,7 +72,7 @@ __all__ = ["Addr", "Statement", "Boot", "Sysctl", "CreateFile", "CreateDevice", 
            "Spawn", "Map", "Munmap", "Mremap", "Mprotect", "Madvise", "Write", "Read", "Fork",
            "Exit", "Prctl", "KsmdBatch", "KsmdScans", "KsmdRun", "SysfsWrite", "Runner", "Scenario",
            "ScenarioError", "StepResult", "SETUP", "process_of", "parse", "format_scenario",
-           "format_op", "run", "boot"]
+           "run", "boot"]
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _UNITS = {"p": PAGE_SIZE, "k": 1024, "K": 1024, "M": 1 << 20, "G": 1 << 30}
@@ -813,11 +813,6 @@ _PROC_STATEMENTS: dict[str, Callable[[_Line, str], Statement]] = {
 
 
 # -- printing ---------------------------------------------------------------------------
-
-def format_op(op: Statement) -> str:
-    """The canonical text of one statement."""
-    return str(op)
-
 
 def format_scenario(scenario: Scenario) -> str:
     """The canonical text of a scenario (one statement per line)."""

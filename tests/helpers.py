@@ -17,7 +17,7 @@ import pytest
 import ksmbook as kb
 from ksmbook.kernel import Process
 from ksmbook.procfs import format_maps
-from ksmbook.scenario import StepResult, format_op
+from ksmbook.scenario import StepResult
 
 __all__ = ["A", "ANON", "E", "P", "HUB_PROXY", "RW", "VALID", "bounds", "errno_of", "examples",
            "hub_root", "layout", "mapfix", "mismatch", "state"]
@@ -141,7 +141,7 @@ def mismatch(text: str, sim: list[StepResult], live: list[StepResult]) -> str | 
                                                 ("ksm_stat", s.ksm_stat, lv.ksm_stat)) if a != b]
         if s.result == lv.result and same_maps and not ksmd:
             continue
-        out = [f"step {step}: {format_op(s.op)}",
+        out = [f"step {step}: {s.op}",
                f"  simulator: {s.outcome()}   live: {lv.outcome()}"]
         for what, a, b in ksmd:
             out += [f"  {what} simulator: {a}", f"  {what} live:      {b}"]

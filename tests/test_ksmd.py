@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ksmbook as kb
-from ksmbook.experiment import predict
+from ksmbook.experiment import page_mix, predict
 from ksmbook.kernel import Process
 from ksmbook.ksm import STABLE_FLAG, UNSTABLE_FLAG, StableChain, StableNode
 from ksmbook.ksmd import KsmdIdle, KsmdUnavailable, calc_checksum
@@ -901,20 +901,7 @@ def test_views_of_the_trees() -> None:
 
 def test_predict_matches_the_measured_random_mix() -> None:
     """Measured (e6): the 4096-page mix of ksmd-experiments.py mix(4096, seed=4096)."""
-    import random
-    rng = random.Random(4096)
-    pool = list(range(500_001, 500_301))
-    weights = [1.0 / (i + 1) for i in range(len(pool))]
-    uniq, mix = 1_000_000, []
-    for _ in range(4096):
-        x = rng.random()
-        if x < 0.2:
-            mix.append(0)
-        elif x < 0.6:
-            mix.append(rng.choices(pool, weights)[0])
-        else:
-            uniq += 1
-            mix.append(uniq)
+    mix = page_mix(4096, seed=4096)
     keys = ("pages_shared", "pages_sharing", "pages_unshared", "pages_volatile",
             "ksm_zero_pages", "stable_node_chains", "stable_node_dups", "general_profit",
             "pages_scanned", "pages_skipped")

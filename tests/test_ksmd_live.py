@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 import ksmbook as kb
 from ksmbook import experiment, live
 from ksmbook import scenario as sc
-from ksmbook.experiment import READ, predict
+from ksmbook.experiment import READ, page_mix, predict
 from ksmbook.scenario import StepResult
 
 pytestmark = [pytest.mark.live, pytest.mark.usefixtures("live_ksmd")]
@@ -50,22 +50,8 @@ STAT = ("ksm_rmap_items", "ksm_zero_pages", "ksm_merging_pages", "ksm_process_pr
 
 def mix(n: int, seed: int, zero: float = 0.2, repeated: float = 0.4,
         patterns: int = 300) -> list[int]:
-    """n page contents: zero pages, repeated patterns (weights 1/(i+1)) and unique pages."""
-    rng = random.Random(seed)
-    pool = list(range(500_001, 500_001 + patterns))
-    weights = [1.0 / (i + 1) for i in range(len(pool))]
-    uniq = 1_000_000 + seed * 1_000_000
-    out = []
-    for _ in range(n):
-        x = rng.random()
-        if x < zero:
-            out.append(0)
-        elif x < zero + repeated:
-            out.append(rng.choices(pool, weights)[0])
-        else:
-            uniq += 1
-            out.append(uniq)
-    return out
+    """`page_mix`, its unique contents apart from those of every other seed."""
+    return page_mix(n, seed, zero, repeated, patterns, first_unique=(seed + 1) * 1_000_000 + 1)
 
 
 def _compared(counters: dict[str, Any]) -> dict[str, Any]:

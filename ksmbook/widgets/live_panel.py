@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from ..kernel import Process
 from ..render import Snapshot, SpaceFigure, from_entries, maps_text, to_svg
-from ..scenario import SETUP, Boot, StepResult, format_op
+from ..scenario import SETUP, Boot, StepResult
 from ..session import Session
 from .common import pre
 
@@ -52,7 +52,7 @@ def compare(session: Session, snapshot: Callable[[Process], Snapshot],
         live_out = r.outcome() if ours else ""
         mark = "" if live_out == ours else "  <- differs"
         differ += bool(mark)
-        lines.append(f"{format_op(s.op):<44} {ours:>16} {live_out:>16}{mark}")
+        lines.append(f"{s.op!s:<44} {ours:>16} {live_out:>16}{mark}")
     final = results[-1].maps if results else {}
     rows: list[Snapshot] = []
     blocks = []

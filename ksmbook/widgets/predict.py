@@ -41,7 +41,7 @@ from ..exercises.region import PageRegion, RegionLayoutProblem, region_of
 from ..madvise import advice_codes
 from ..profiles import get_profile
 from ..render import addr_text, snapshot
-from ..scenario import Madvise, Mprotect, Munmap, ScenarioError, Statement, format_op, process_of
+from ..scenario import Madvise, Mprotect, Munmap, ScenarioError, Statement, process_of
 from ..session import sentence
 from .common import InputError, button, checkbox, field, guarded
 from .explorer import Explorer
@@ -173,7 +173,7 @@ class PredictExplorer(Explorer):
     @property
     def pending(self) -> str | None:
         """The call waiting for a prediction, as the script writes it (None if none)."""
-        return None if self._question is None else format_op(self._question.ops[-1])
+        return None if self._question is None else str(self._question.ops[-1])
 
     def _do(self, ops: tuple[Statement, ...], note: str = "") -> None:
         if self.predict_first.value and isinstance(ops[-1], PREDICTED):
@@ -226,11 +226,11 @@ class PredictExplorer(Explorer):
         self._set_question(_Question(ops, name, region, splits, codes))
         flags = (f"flags compared: {' '.join(codes)}" if codes
                  else "only the boundaries are compared")
-        self._say(f"Predict first: what will {format_op(op)} return, and what VMAs will "
+        self._say(f"Predict first: what will {op} return, and what VMAs will "
                   f"pages 0-{region.pages} of {name} be?")
         self.question_box.value = (
             f"<div style='font-size:13px'><b>Predict, then run:</b> "
-            f"<code>{html.escape(format_op(op))}</code><br>"
+            f"<code>{html.escape(str(op))}</code><br>"
             f"Pages 0-{region.pages} of {html.escape(name)} (page 0 = "
             f"<code>{addr_text(region.start)}</code>, "
             f"<code>{html.escape(addr_words(self.session, region.start))}</code>) are now: "
@@ -299,7 +299,7 @@ class PredictExplorer(Explorer):
         super()._do(q.ops)
         s = self.session
         ran = (s.kernel, [*s.steps[:-1], s.with_maps(s.steps[-1])])
-        question = f"What does `{format_op(q.ops[-1])}` do?"
+        question = f"What does `{q.ops[-1]}` do?"
         result_problem = ResultProblem(s.scenario, question, ran=ran)
         layout_problem = RegionLayoutProblem(s.scenario, question, region=q.region,
                                              codes=q.codes, proc=q.proc, ran=ran)
@@ -311,7 +311,7 @@ class PredictExplorer(Explorer):
         else:
             layout_fb = _verdict(layout_problem, layout)
         prediction = Prediction(
-            format_op(q.ops[-1]), q.region, result, layout, result_problem.answer, expected,
+            str(q.ops[-1]), q.region, result, layout, result_problem.answer, expected,
             q.codes, _verdict(result_problem, result), layout_fb, boundaries_only)
         self.predictions.append(prediction)
         self._show_feedback(prediction)
