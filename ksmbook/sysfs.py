@@ -91,16 +91,12 @@ def _kstrtoint(text: str) -> int:
 def _kstrtobool(text: str) -> bool:
     """kstrtobool(): y/Y/t/T/1 and on -> true; n/N/f/F/0 and off -> false (first letters)."""
     first = text[:1]
+    if first in ("o", "O"):  # "on" or "off": the second letter decides
+        first = {"n": "1", "N": "1", "f": "0", "F": "0"}.get(text[1:2], "")
     if first in ("y", "Y", "t", "T", "1"):
         return True
     if first in ("n", "N", "f", "F", "0"):
         return False
-    if first in ("o", "O"):
-        second = text[1:2]
-        if second in ("n", "N"):
-            return True
-        if second in ("f", "F"):
-            return False
     raise _Refused(errno.EINVAL)
 
 
