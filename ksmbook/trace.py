@@ -275,6 +275,12 @@ class Trace:
         """The errno the call failed with, or None."""
         return -self.result if self.result is not None and self.result < 0 else None
 
+    @property
+    def reason(self) -> Step | None:
+        """The step that decided the errno of a failed call (every failing path records its
+        decision last), or None."""
+        return self.steps[-1] if self.errno is not None and self.records else None
+
     def functions(self) -> list[str]:
         """The kernel functions visited, in order."""
         return [s.function for s in self.steps]

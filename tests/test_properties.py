@@ -187,6 +187,10 @@ def apply(k: kb.Kernel, f: kb.File, op: tuple) -> None:
             assert not p.alive and p not in k.processes
     elif kind == "inject":
         k.inject(op[2])
+    t = p.last_trace
+    if t is not None and t.reason is not None:  # the step that decided the errno ends it
+        assert (kb.errno_name(t.errno or 0) in t.reason.message
+                or t.reason.function == "do_user_addr_fault"), (op, t.reason)
     for q in k.processes:
         if q.alive:
             check_structure(q)

@@ -210,6 +210,24 @@ def test_failed_syscalls_become_results_not_exceptions() -> None:
                                                    "-1 EFAULT"]
 
 
+def test_a_failed_call_ends_with_the_step_that_decided_its_errno() -> None:
+    """Trace.reason, which the Explorer shows beside the errno, is that step."""
+    results = sc.run(
+        "kernel modern\nmap A 4p rw private anon\nmadvise A+1 4p MERGEABLE\n"
+        "madvise A 8p MERGEABLE\nmadvise A 4p 99\nmunmap A 0\nmprotect A 8p r\n"
+        "mremap A 4p 8p at 0x1001 fixed maymove\nmap B 4p rw private anon at 0x10 fixed\n"
+        "write A+8p 1\nmadvise A 4p MERGEABLE\n")
+    failed = [r.trace for r in results if r.trace is not None and r.trace.errno]
+    assert [t.errno for t in failed] == [E.EINVAL, E.ENOMEM, E.EINVAL, E.EINVAL, E.ENOMEM,
+                                         E.EINVAL, E.EINVAL, E.EFAULT]
+    reasons = [(t.reason.function, t.reason.message) for t in failed if t.reason]
+    assert len(reasons) == len(failed)
+    for (function, message), t in zip(reasons[:-1], failed[:-1], strict=True):
+        assert kb.errno_name(t.errno or 0) in message, (t.call, function, message)
+    assert reasons[-1][0] == "do_user_addr_fault" and "SIGSEGV" in reasons[-1][1]
+    assert results[-1].trace is not None and results[-1].trace.reason is None
+
+
 def test_results_carry_maps_after_each_step_and_the_trace() -> None:
     results = sc.run("kernel modern\nmap A 4p rw private anon\nmadvise A+1p 2p MERGEABLE\n"
                      "fork c\nc: madvise A 4p UNMERGEABLE\n")

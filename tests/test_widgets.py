@@ -293,6 +293,8 @@ def test_unaligned_start_is_einval() -> None:
     madvise(ex, "A+100", "4p", int(kb.MADV_MERGEABLE))
     assert ex.trace is not None and ex.trace.errno == 22
     assert "EINVAL" in ex.outcome.value
+    assert "Invalid argument: " in ex.outcome.value
+    assert "not page aligned: EINVAL" in ex.outcome.value
 
 
 def test_map_input_errors() -> None:

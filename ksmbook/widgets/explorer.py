@@ -32,7 +32,7 @@ from ..scenario import (
     process_of,
 )
 from ..session import Session, sentence
-from ..trace import Trace, errno_name
+from ..trace import Trace
 from .common import InputError, guarded, pre
 from .explorer_calls import ExplorerCalls
 from .explorer_controls import MAP_KINDS, PROTS, advice_label
@@ -308,8 +308,7 @@ class Explorer(ExplorerCalls):
         color = "#D55E00" if failed else "#007a5a"
         why = ""
         if failed:
-            name = errno_name(t.errno or 0)
-            reason = next((s for s in reversed(t.steps) if name in s.message), None)
+            reason = t.reason
             text = os.strerror(t.errno or 0)
             if reason is not None:
                 text += f": {reason.function}: {reason.message}"
