@@ -182,7 +182,7 @@ def test_undo_redo_reset() -> None:
     ex.reset_button.click()
     assert ex.kernel.processes == [] and ex.script_text == "kernel seed ksm=y\n"
     ex.undo_button.click()                               # Reset is undone too
-    assert len(ex.kernel.processes[0].vmas) == 3 and ex.message == "Undone: reset"
+    assert len(ex.kernel.processes[0].vmas) == 3 and ex.message == "Undone: reset."
     ex.undo_button.click()
     ex.undo_button.click()
     assert ex.kernel.processes == [] and ex.undo_button.disabled
@@ -198,7 +198,7 @@ def test_undo_after_two_actions_replays_the_cells_starting_script() -> None:
     after_one = vmas(ex)
     madvise(ex, "A", "2p", int(kb.MADV_MERGEABLE))
     ex.undo_button.click()
-    assert vmas(ex) == after_one and ex.message == "Undone: madvise A 2p MERGEABLE"
+    assert vmas(ex) == after_one and ex.message == "Undone: madvise A 2p MERGEABLE."
     assert ex.script_text.startswith("kernel seed ksm=y\nmap A 16p rw private anon\n")
     ex.redo_button.click()
     assert len(vmas(ex)) == 4 and not ex.errors

@@ -181,13 +181,13 @@ class Explorer(ExplorerCalls):
     def _on_undo(self, _: object = None) -> None:
         if not self.session.can_undo:
             raise InputError("Nothing to undo.")
-        self._history_changed(f"Undone: {self.session.undo()}")
+        self._history_changed(f"Undone: {self.session.undo()}.")
 
     @guarded
     def _on_redo(self, _: object = None) -> None:
         if not self.session.can_redo:
             raise InputError("Nothing to redo.")
-        self._history_changed(f"Redone: {self.session.redo()}")
+        self._history_changed(f"Redone: {self.session.redo()}.")
 
     @guarded
     def _on_reset(self, _: object = None) -> None:
