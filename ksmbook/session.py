@@ -36,6 +36,7 @@ from .scenario import (
     parse,
     process_of,
 )
+from .trace import errno_text
 
 __all__ = ["Session", "History", "Failure", "statements", "sentence"]
 
@@ -82,10 +83,6 @@ class Failure:
     def __str__(self) -> str:
         was = "" if self.before == "0" else f" (was {self.before})"
         return f"{self.call} -> {self.after}{was}"
-
-
-def _errno_of(step: StepResult) -> str:
-    return "0" if step.errno is None else step.outcome().removeprefix("-1 ")
 
 
 class Session:
@@ -253,10 +250,10 @@ class Session:
         old_steps = self.steps
         self._change(dataclasses.replace(self.history, kernel=kernel),
                      f"{self.history.kernel} -> {kernel}")
-        return [Failure(str(new.op), _errno_of(old), _errno_of(new))
+        return [Failure(str(new.op), errno_text(old.result), errno_text(new.result))
                 for old, new in zip(old_steps, self.steps, strict=True)
                 if not isinstance(new.op, SETUP) and new.errno is not None
-                and _errno_of(old) != _errno_of(new)]
+                and errno_text(old.result) != errno_text(new.result)]
 
     def load(self, text: str) -> None:
         """Replace the history by a script (its ``kernel`` line, if any, chooses the kernel;

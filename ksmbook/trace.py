@@ -26,12 +26,18 @@ from typing import Any, NamedTuple
 
 from .constants import ERRNO_NAMES
 
-__all__ = ["Step", "StepForm", "Event", "Kind", "Fail", "Fault", "Trace", "errno_name"]
+__all__ = ["Step", "StepForm", "Event", "Kind", "Fail", "Fault", "Trace", "errno_name",
+           "errno_text"]
 
 
 def errno_name(err: int) -> str:
     """'EINVAL' for 22 (the sign is ignored)."""
     return ERRNO_NAMES.get(abs(err), f"errno {abs(err)}")
+
+
+def errno_text(result: int) -> str:
+    """'0' for a result that is no error, else the errno's name: 'ENOMEM' for -ENOMEM."""
+    return "0" if result >= 0 else errno_name(result)
 
 
 class Step(NamedTuple):

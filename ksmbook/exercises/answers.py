@@ -15,6 +15,7 @@ from ..constants import ERRNO_NAMES, MADV, PAGE_SHIFT, VM
 from ..procfs import MapEntry
 from ..profiles import PROFILES, Profile
 from ..scenario import Madvise, ScenarioError, parse
+from ..trace import errno_text
 
 __all__ = ["AnswerError", "Layout", "LayoutEntry", "parse_result", "parse_count", "parse_yesno",
            "parse_advice", "parse_layout", "parse_pages", "format_pages", "format_layout",
@@ -280,9 +281,3 @@ def format_layout(layout: Layout, codes: Iterable[str] | None = None) -> str:
     """'[(0, 2, ''), (2, 6, 'mg'), (6, 8, '')]', showing only `codes` if given."""
     keep = None if codes is None else frozenset(codes)
     return "[" + ", ".join(e.text(keep) for e in layout) + "]"
-
-
-def errno_text(result: int) -> str:
-    """'0' or 'ENOMEM' for a -errno result."""
-    return "0" if result >= 0 else ERRNO_NAMES.get(-result, f"errno {-result}")
-
