@@ -98,7 +98,7 @@ class File:
         return f"{self.name} (deleted)" if self.deleted else self.name
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Page:
     """A physical page: its content (an int; 0 = all zeros) and how many PTEs map it.
 
