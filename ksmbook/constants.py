@@ -164,8 +164,10 @@ class VM(enum.IntFlag):
     VM_SYNC = 1 << 39
     VM_MAYBE_GUARD = 1 << 41
 
-    # enum's own bit operators build each result through Enum.__call__, which dominates the
-    # cost of a madvise call; these look results up in a cache instead.
+    # The kernel's flag arithmetic is C's on an unsigned long: `~` complements all 64 bits.
+    # enum's own `~` keeps only the bits of members it can see (~(VM_READ|VM_WRITE|VM_EXEC|
+    # VM_CAN_NONLINEAR) loses VM_MERGEABLE), so these compute on ints as C does and look the
+    # result up in a cache (`as_vm`).
     def __and__(self, other: object) -> VM:
         return as_vm(int(self) & int(other))  # type: ignore[call-overload]
 

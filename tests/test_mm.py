@@ -22,6 +22,26 @@ NONE = kb.PROT.PROT_NONE
 
 # -- mmap --------------------------------------------------------------------------------------
 
+def test_vm_flag_arithmetic_is_c_unsigned_long() -> None:
+    """~ complements all 64 bits, as C's ~ on vm_flags does, whatever built the operand."""
+    access = kb.VM.VM_READ | kb.VM.VM_WRITE | kb.VM.VM_EXEC | kb.VM.VM_CAN_NONLINEAR
+    assert int(~access) == ~int(access) & (2**64 - 1)
+    assert (kb.VM.VM_MERGEABLE ^ kb.VM.VM_NONE) & ~access == kb.VM.VM_MERGEABLE
+    assert int(~kb.VM.VM_MERGEABLE) == 2**64 - 1 - 0x80000000
+
+
+def test_writes_after_the_advice_keep_the_seed_anon_vmas_apart() -> None:
+    """find_mergeable_anon_vma(): a neighbour whose flags differ in VM_MERGEABLE lends no
+    anon_vma, so after UNMERGEABLE the three VMAs cannot merge (chapter 2)."""
+    q = kb.Kernel(profile="seed").spawn()
+    b = q.mmap(8 * P, RW, ANON)
+    q.madvise(b + 2 * P, 4 * P, kb.MADV_MERGEABLE)
+    q.write_pages(b, [1] * 8)
+    assert len({v.anon_vma for v in q.vmas}) == 3
+    q.madvise(b, 8 * P, kb.MADV_UNMERGEABLE)
+    assert len(q.vmas) == 3
+
+
 def test_placement_is_top_down_below_mmap_base(proc: Process) -> None:
     a = proc.mmap(4 * P, RW, ANON)
     b = proc.mmap(2 * P, R, ANON)
