@@ -4,10 +4,10 @@
 and do_munmap() of the destination; a shrink is a do_munmap() of the tail; to grow or move,
 find_vma() (EFAULT), the hugetlb refusal (EINVAL), the VMA-boundary and VM_DONTEXPAND|VM_PFNMAP
 checks (EFAULT), growth in place when the next VMA leaves room, else with MREMAP_MAYMOVE
-get_unmapped_area() and move_vma(). 6.x (`Profile.mremap_checks_first`) checks every parameter
-first (check_mremap_params()), looks the VMA up before anything else (vma_lookup()), checks
-the source before it unmaps the destination, and since 6.17 moves a range spanning several
-VMAs (remap_move()).
+get_unmapped_area() and move_vma(). Since 5.16 the VMA is looked up before anything else
+(vma_lookup(), `Profile.mremap_vma_lookup_first`); since 6.17 every parameter is checked first
+(check_mremap_params()), the source before the destination is unmapped
+(`Profile.mremap_checks_source_first`), and a range spanning several VMAs moves (remap_move()).
 
 move_vma() first calls ksm_madvise(MADV_UNMERGEABLE) on the range (v2.6.32: "Advise KSM to
 break any KSM pages in the area to be moved: it would be confusing if they were to turn up at
@@ -34,14 +34,8 @@ _MAYMOVE, _FIXED, _DONTUNMAP = (int(f) for f in MREMAP)
 def sys_mremap(mm: MM, addr: int, old_len: int, new_len: int, flags: int, new_addr: int,
                tr: Trace) -> int:
     """sys_mremap() -> do_mremap(): returns the (new) address or -errno."""
-    p = mm.profile
     with tr.enter("do_mremap"):
-        # 6.18 mm/mremap.c do_mremap(): check_mremap_params() and vma_lookup() before anything
-        # is unmapped; v2.6.32 do_mremap() unmaps the destination first.
-        if p.mremap_checks_first:
-            ret = _do_mremap_checks_first(mm, addr, old_len, new_len, flags, new_addr, tr)
-        else:
-            ret = _do_mremap_unmaps_first(mm, addr, old_len, new_len, flags, new_addr, tr)
+        ret = _do_mremap(mm, addr, old_len, new_len, flags, new_addr, tr)
     if ret == -ERESTARTSYS:
         return -errno.EINTR
     return ret
@@ -52,152 +46,106 @@ def _fail(tr: Trace, fn: str, why: str, err: int) -> int:
     return err
 
 
-def _do_mremap_unmaps_first(mm: MM, addr: int, old_len: int, new_len: int, flags: int,
-                            new_addr: int, tr: Trace) -> int:
-    """v2.6.32 do_mremap(), check by check in its order."""
-    fn = "do_mremap"
-    if flags & ~(_FIXED | _MAYMOVE):
+def _do_mremap(mm: MM, addr: int, old_len: int, new_len: int, flags: int, new_addr: int,
+               tr: Trace) -> int:
+    """do_mremap() (v2.6.32; 6.18 with check_mremap_params(), mremap_to() and mremap_at()):
+    the parameters, a move's destination unmapped, a shrink, then the VMA looked up and
+    checked to grow in place or move. Where the lookup and the source's checks come is the
+    profile's (`Profile.mremap_vma_lookup_first`, `Profile.mremap_checks_source_first`)."""
+    p = mm.profile
+    fn = "check_mremap_params" if p.mremap_new_len_checked_first else "do_mremap"
+    if flags & ~(_FIXED | _MAYMOVE | (_DONTUNMAP if p.mremap_dontunmap else 0)):
         return _fail(tr, fn, "unknown flags", -errno.EINVAL)
     if addr % PAGE_SIZE:
         return _fail(tr, fn, "addr not page aligned", -errno.EINVAL)
     old_len, new_len = page_align(old_len), page_align(new_len)
     if not new_len:
         return _fail(tr, fn, "new_len 0", -errno.EINVAL)
-    if mm.profile.mremap_new_len_checked_first and new_len > TASK_SIZE:
-        return _fail(tr, fn, "new_len beyond TASK_SIZE", -errno.EINVAL)
-    if flags & _FIXED:
-        if new_addr % PAGE_SIZE:
-            return _fail(tr, fn, "new_addr not page aligned", -errno.EINVAL)
-        if not flags & _MAYMOVE:
-            return _fail(tr, fn, "MREMAP_FIXED without MREMAP_MAYMOVE", -errno.EINVAL)
-        if new_len > TASK_SIZE or new_addr > TASK_SIZE - new_len:
-            return _fail(tr, fn, "new range beyond TASK_SIZE", -errno.EINVAL)
-        if _overlaps(addr, old_len, new_addr, new_len):
-            return _fail(tr, fn, "new range overlaps the old one", -errno.EINVAL)
-        if _map_count_too_close(mm):
-            return _fail(tr, fn, "map_count too close to max_map_count", -errno.ENOMEM)
-        err = mm.do_munmap(new_addr, new_len, tr)
-        if err:
-            return err
-    if old_len >= new_len:
-        err = mm.do_munmap(addr + new_len, old_len - new_len, tr) if old_len > new_len else 0
-        if err and old_len != new_len:
-            return err
-        if not flags & _FIXED or new_addr == addr:
-            tr.note(fn, "shrunk in place" if old_len > new_len else "same size: nothing to do")
-            return addr
-        old_len = new_len
-    vma = mm.find_vma(addr)
-    if vma is None or vma.start > addr:
-        return _fail(tr, "find_vma", f"nothing mapped at {addr:#x}", -errno.EFAULT)
-    if vma.flags & VM.VM_HUGETLB and not mm.profile.mremap_hugetlb:
-        return _fail(tr, fn, "hugetlb VMA", -errno.EINVAL)
-    if (not old_len and mm.profile.mremap_refuses_private_dup
-            and not vma.flags & (VM.VM_SHARED | VM.VM_MAYSHARE)):
-        return _fail(tr, fn, "old_len 0 would duplicate a private mapping", -errno.EINVAL)
-    if old_len > vma.end - addr:
-        return _fail(tr, fn, "old range crosses the end of its VMA", -errno.EFAULT)
-    if vma.flags & (VM.VM_DONTEXPAND | VM.VM_PFNMAP) and new_len > old_len:
-        return _fail(tr, fn, "VM_DONTEXPAND or VM_PFNMAP VMA cannot grow", -errno.EFAULT)
-    if (old_len == vma.end - addr and not (flags & _FIXED and addr != new_addr)
-            and (old_len != new_len or not flags & _MAYMOVE)):
-        nxt = mm.next_vma(vma)
-        max_addr = nxt.start if nxt is not None else TASK_SIZE
-        if max_addr - addr >= new_len:
-            return _expand_in_place(mm, vma, addr, old_len, new_len, tr)
-    if not flags & _MAYMOVE:
-        return _fail(tr, fn, "no room to grow in place and no MREMAP_MAYMOVE", -errno.ENOMEM)
-    if flags & _FIXED:
-        return move_vma(mm, vma, addr, old_len, new_len, new_addr, flags, tr)
-    return _move_to_free_area(mm, vma, addr, old_len, new_len, 0, False, flags, tr)
-
-
-def _do_mremap_checks_first(mm: MM, addr: int, old_len: int, new_len: int, flags: int,
-                            new_addr: int, tr: Trace) -> int:
-    """6.18 do_mremap(): check_mremap_params(), vma_lookup(), then mremap_to() (MREMAP_FIXED
-    or MREMAP_DONTUNMAP) or mremap_at()."""
-    fn = "check_mremap_params"
-    if flags & ~(_FIXED | _MAYMOVE | (_DONTUNMAP if mm.profile.mremap_dontunmap else 0)):
-        return _fail(tr, fn, "unknown flags", -errno.EINVAL)
-    if addr % PAGE_SIZE:
-        return _fail(tr, fn, "addr not page aligned", -errno.EINVAL)
-    if not page_align(new_len):
-        return _fail(tr, fn, "new_len 0", -errno.EINVAL)
-    if mm.profile.mremap_new_len_checked_first and new_len > TASK_SIZE:
+    if p.mremap_new_len_checked_first and new_len > TASK_SIZE:
         return _fail(tr, fn, "new_len beyond TASK_SIZE", -errno.EINVAL)
     to = bool(flags & (_FIXED | _DONTUNMAP))
-    old_len, new_len = page_align(old_len), page_align(new_len)
     if to:
-        if new_addr > TASK_SIZE - new_len:
+        beyond = new_len > TASK_SIZE or new_addr > TASK_SIZE - new_len
+        if beyond and p.mremap_new_len_checked_first:  # 6.17: first; v2.6.32: third
             return _fail(tr, fn, "new range beyond TASK_SIZE", -errno.EINVAL)
         if new_addr % PAGE_SIZE:
             return _fail(tr, fn, "new_addr not page aligned", -errno.EINVAL)
         if not flags & _MAYMOVE:
             return _fail(tr, fn, "a new address without MREMAP_MAYMOVE", -errno.EINVAL)
+        if beyond:
+            return _fail(tr, fn, "new range beyond TASK_SIZE", -errno.EINVAL)
         if flags & _DONTUNMAP and old_len != new_len:
             return _fail(tr, fn, "MREMAP_DONTUNMAP cannot resize", -errno.EINVAL)
         if _overlaps(addr, old_len, new_addr, new_len):
             return _fail(tr, fn, "new range overlaps the old one", -errno.EINVAL)
         if _map_count_too_close(mm):
             return _fail(tr, fn, "map_count too close to max_map_count", -errno.ENOMEM)
+    lookup = "vma_lookup" if p.mremap_vma_lookup_first else "find_vma"
     vma = mm.vma_at(addr)
-    if vma is None:
-        return _fail(tr, "vma_lookup", f"nothing mapped at {addr:#x}", -errno.EFAULT)
-    if vma.flags & VM.VM_HUGETLB:
-        if not mm.profile.mremap_hugetlb:
-            return _fail(tr, "do_mremap", "hugetlb VMA", -errno.EINVAL)
-        old_len = -(-old_len // HPAGE_SIZE) * HPAGE_SIZE
-        new_len = -(-new_len // HPAGE_SIZE) * HPAGE_SIZE
-        if addr % HPAGE_SIZE or new_addr % HPAGE_SIZE or new_len > old_len:
-            return _fail(tr, "align_hugetlb", "unaligned or growing hugetlb range",
-                         -errno.EINVAL)
-    if to:
-        return _mremap_to(mm, vma, addr, old_len, new_len, flags, new_addr, tr)
-    if old_len == new_len:
-        tr.note("mremap_at", "same size: nothing to do")
-        return addr
-    if old_len > new_len:
-        err = mm.do_munmap(addr + new_len, old_len - new_len, tr)
+    if p.mremap_vma_lookup_first:
+        # 5.16 550a7d60bd5e: vma_lookup() before anything is unmapped, a shrink included.
+        if vma is None:
+            return _fail(tr, lookup, f"nothing mapped at {addr:#x}", -errno.EFAULT)
+        err, old_len, new_len = _hugetlb_lengths(mm, vma, addr, old_len, new_len, new_addr, tr)
         if err:
             return err
-        tr.note("mremap_at", "shrunk in place")
-        return addr
-    err = _check_prep_vma(mm, vma, addr, old_len, new_len, flags, tr)
-    if err:
-        return err
-    if vma.end - addr == old_len and _vma_expandable(mm, vma, new_len - old_len):
-        return _expand_in_place(mm, vma, addr, old_len, new_len, tr)
-    if not flags & _MAYMOVE:
-        return _fail(tr, "expand_vma", "no room to grow in place and no MREMAP_MAYMOVE",
-                     -errno.ENOMEM)
-    return _move_to_free_area(mm, vma, addr, old_len, new_len, 0, False, flags, tr)
-
-
-def _mremap_to(mm: MM, vma: VMA, addr: int, old_len: int, new_len: int, flags: int,
-               new_addr: int, tr: Trace) -> int:
-    """6.18 mremap_to() (the overlap is refused earlier, by check_mremap_params()), and
-    remap_move() for an unresized MREMAP_FIXED move, which may span several VMAs and the gaps
-    between them."""
-    if mm.profile.mremap_multi_vma and flags & _FIXED and old_len == new_len:
+    if p.mremap_multi_vma and flags & _FIXED and old_len == new_len:
         return _remap_move(mm, addr, old_len, new_addr, flags, tr)
-    # The checks see the range as it will be after a shrink, before anything is unmapped.
-    err = _check_prep_vma(mm, vma, addr, min(old_len, new_len), new_len, flags, tr)
-    if err:
-        return err
+    checked = False
+    if to and vma is not None and p.mremap_checks_source_first:
+        # 6.17 a85dc37186a5: the source is checked, as it will be after a shrink, before the
+        # destination is unmapped; before, a refused move had already unmapped it.
+        err = _check_prep_vma(mm, vma, addr, min(old_len, new_len), new_len, flags, tr)
+        if err:
+            return err
+        checked = True
     if flags & _FIXED:
         err = mm.do_munmap(new_addr, new_len, tr)
         if err:
             return err
-    if old_len > new_len:
-        err = mm.do_munmap(addr + new_len, old_len - new_len, tr)
+    if old_len >= new_len:
+        err = mm.do_munmap(addr + new_len, old_len - new_len, tr) if old_len > new_len else 0
         if err:
             return err
+        if not to:
+            tr.note("do_mremap", "shrunk in place" if old_len > new_len
+                    else "same size: nothing to do")
+            return addr
         old_len = new_len
-    found = mm.vma_at(addr)
-    if found is None:
-        return _fail(tr, "vma_lookup", f"nothing mapped at {addr:#x}", -errno.EFAULT)
-    return _move_to_free_area(mm, found, addr, old_len, new_len, new_addr,
+    vma = mm.vma_at(addr)
+    if vma is None:
+        return _fail(tr, lookup, f"nothing mapped at {addr:#x}", -errno.EFAULT)
+    if not p.mremap_vma_lookup_first:
+        err, old_len, new_len = _hugetlb_lengths(mm, vma, addr, old_len, new_len, new_addr, tr)
+        if err:
+            return err
+    if not checked:
+        err = _check_prep_vma(mm, vma, addr, old_len, new_len, flags, tr)
+        if err:
+            return err
+    if not to and vma.end - addr == old_len and _vma_expandable(mm, vma, new_len - old_len):
+        return _expand_in_place(mm, vma, addr, old_len, new_len, tr)
+    if not flags & _MAYMOVE:
+        return _fail(tr, "do_mremap", "no room to grow in place and no MREMAP_MAYMOVE",
+                     -errno.ENOMEM)
+    return _move_to_free_area(mm, vma, addr, old_len, new_len, new_addr if to else 0,
                               bool(flags & _FIXED), flags, tr)
+
+
+def _hugetlb_lengths(mm: MM, vma: VMA, addr: int, old_len: int, new_len: int, new_addr: int,
+                     tr: Trace) -> tuple[int, int, int]:
+    """(err, old_len, new_len) for a hugetlb VMA: v2.6.32 do_mremap() refuses it; 5.16
+    (`Profile.mremap_hugetlb`) rounds both lengths up to huge pages (6.18 align_hugetlb())."""
+    if not vma.flags & VM.VM_HUGETLB:
+        return 0, old_len, new_len
+    if not mm.profile.mremap_hugetlb:
+        return _fail(tr, "do_mremap", "hugetlb VMA", -errno.EINVAL), old_len, new_len
+    old_len = -(-old_len // HPAGE_SIZE) * HPAGE_SIZE
+    new_len = -(-new_len // HPAGE_SIZE) * HPAGE_SIZE
+    if addr % HPAGE_SIZE or new_addr % HPAGE_SIZE or new_len > old_len:
+        return (_fail(tr, "align_hugetlb", "unaligned or growing hugetlb range", -errno.EINVAL),
+                old_len, new_len)
+    return 0, old_len, new_len
 
 
 def _remap_move(mm: MM, addr: int, length: int, new_addr: int, flags: int, tr: Trace) -> int:
@@ -231,9 +179,9 @@ def _remap_move(mm: MM, addr: int, length: int, new_addr: int, flags: int, tr: T
 
 def _check_prep_vma(mm: MM, vma: VMA, addr: int, old_len: int, new_len: int, flags: int,
                     tr: Trace) -> int:
-    """6.18 check_prep_vma() (6.16 remap_is_valid()): can [addr, addr + old_len) of `vma`
-    become new_len bytes?"""
-    fn = "check_prep_vma"
+    """6.18 check_prep_vma() (6.16 remap_is_valid(); v2.6.32 inline in do_mremap()): can
+    [addr, addr + old_len) of `vma` become new_len bytes?"""
+    fn = "check_prep_vma" if mm.profile.mremap_checks_source_first else "do_mremap"
     if (not old_len and mm.profile.mremap_refuses_private_dup
             and not vma.flags & (VM.VM_SHARED | VM.VM_MAYSHARE)):
         return _fail(tr, fn, "old_len 0 would duplicate a private mapping", -errno.EINVAL)

@@ -301,13 +301,17 @@ class Profile:
     #: MREMAP_DONTUNMAP exists (5.7, "mm/mremap: add MREMAP_DONTUNMAP to mremap()",
     #: e346b3813067).
     mremap_dontunmap: bool = _since('5.7', 'e346b3813067')
-    #: The 6.x do_mremap() order: check_mremap_params() first, then vma_lookup(addr) (EFAULT
-    #: even for a shrink; 5.16, 550a7d60bd5e, with mremap_hugetlb), and the checks of the
-    #: source before the destination is unmapped (6.17, "mm/mremap: check remap conditions
-    #: earlier"). 2.6.32 unmaps the destination first and looks the VMA up only to grow or
-    #: move. Two commits: a field each once the two do_mremap() paths become one.
-    mremap_checks_first: bool = _read(
-        '6.18', 'v6.18 mm/mremap.c do_mremap(), check_mremap_params()')
+    #: do_mremap() looks the VMA up (vma_lookup()) before anything is unmapped: nothing
+    #: mapped at addr is EFAULT even for a shrink (5.16, 550a7d60bd5e, the commit of
+    #: mremap_hugetlb; Niels Dossche's EFAULT-sign fix shows the lookup). v2.6.32 looks it up
+    #: only to grow or move, after the destination and the shrunk tail are unmapped.
+    mremap_vma_lookup_first: bool = _since('5.16', '550a7d60bd5e')
+    #: A move to a new address checks the source (remap_is_valid() in check_prep_vma())
+    #: before it unmaps the destination, so a refused move leaves the destination mapped (6.17,
+    #: "mm/mremap: check remap conditions earlier", a85dc37186a5: hash in the mainline revlist
+    #: beside 3215eaceca87; the patch on linux-mm, 10 Jul 2025). Before, mremap_to() (v2.6.32
+    #: do_mremap()) checked after unmapping it.
+    mremap_checks_source_first: bool = _since('6.17', 'a85dc37186a5')
     #: mremap() moves a hugetlb VMA, its lengths rounded up to whole huge pages (growing it is
     #: EINVAL), where it refused one with EINVAL (5.16, "mm, hugepages: add mremap() support
     #: for hugepage backed vma", 550a7d60bd5e, "just merged in 5.16-rc1" in a linux-mm
@@ -537,7 +541,8 @@ _SEED = Profile(
     fault_handlers_split=False,
     wp_page_split=False,
     mremap_dontunmap=False,
-    mremap_checks_first=False,
+    mremap_vma_lookup_first=False,
+    mremap_checks_source_first=False,
     mremap_hugetlb=False,
     mremap_refuses_private_dup=False,
     mremap_map_count_first=False,
@@ -642,7 +647,8 @@ _MODERN = Profile(
     remap_pfn_pgoff_always=False,
     mremap_ksm_hook=True,
     mremap_dontunmap=True,
-    mremap_checks_first=True,
+    mremap_vma_lookup_first=True,
+    mremap_checks_source_first=True,
     mremap_hugetlb=True,
     mremap_refuses_private_dup=True,
     mremap_map_count_first=True,

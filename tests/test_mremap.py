@@ -19,7 +19,6 @@ from helpers import ANON, RW, E, P, errno_of, mapfix, mismatch, state
 import ksmbook as kb
 import ksmbook.scenario as sc
 from ksmbook import live
-from ksmbook.constants import TASK_SIZE
 from ksmbook.kernel import Process
 
 MAY, FIX, DONT = kb.MREMAP_MAYMOVE, kb.MREMAP_FIXED, kb.MREMAP_DONTUNMAP
@@ -79,21 +78,6 @@ def test_errnos(profile: str, call: tuple[int, ...], want: int) -> None:
     assert state(p) == before
 
 
-def test_order_differences_between_2632_and_modern(profile: str) -> None:
-    """2.6.32 looks the VMA up only to grow or move: shrinking or keeping an unmapped range
-    succeeds; 6.x vma_lookup() first: EFAULT. 6.x refuses new_len > TASK_SIZE with EINVAL for
-    every call (check_mremap_params()); 2.6.32 finds no room: ENOMEM."""
-    p = spawn(profile)
-    mapfix(p, A, 4 * P)
-    modern = p.kernel.profile.mremap_checks_first
-    assert errno_of(lambda: p.mremap(A + 0x100000, 4 * P, 2 * P)) == (E.EFAULT if modern else 0)
-    assert errno_of(lambda: p.mremap(A, 4 * P, TASK_SIZE + P, MAY)) == (
-        E.EINVAL if modern else E.ENOMEM)
-    # old_len 0 of a private mapping: 6.x EINVAL; 2.6.32 makes a second mapping of it.
-    got = errno_of(lambda: p.mremap(A, 0, 2 * P, MAY))
-    assert got == (E.EINVAL if modern else 0)
-
-
 def test_grow_in_place_merges_with_next_only_on_modern(profile: str) -> None:
     p = spawn(profile)
     mapfix(p, A, 4 * P)
@@ -122,7 +106,7 @@ def test_hugetlb(profile: str) -> None:
     assert errno_of(lambda: p.mremap(h, kb.HPAGE_SIZE, 2 * kb.HPAGE_SIZE, MAY)) == E.EINVAL
     dest = 0x40000000
     got = errno_of(lambda: p.mremap(h, kb.HPAGE_SIZE, kb.HPAGE_SIZE, MAY | FIX, dest))
-    assert got == (0 if p.kernel.profile.mremap_checks_first else E.EINVAL)
+    assert got == (0 if p.kernel.profile.mremap_hugetlb else E.EINVAL)
 
 
 def test_dontunmap_only_on_modern(profile: str) -> None:

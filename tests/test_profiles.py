@@ -31,8 +31,7 @@ COLLECTIONS = {"frozenset", "VM", "tuple"}
 #: Behaviours whose introducing commit has not been traced (what was tried is in the notes of
 #: issue 18): the only scalar fields that may cite the source read instead of a commit.
 UNTRACED = {
-    "growsdown_private_anon_only", "hugetlb_in_do_mmap", "mremap_checks_first",
-    "break_unshared_ksm_page",
+    "growsdown_private_anon_only", "hugetlb_in_do_mmap", "break_unshared_ksm_page",
 }
 
 
@@ -213,6 +212,40 @@ def test_mremap_new_len_beyond_task_size(profile: str) -> None:
     assert got == NEW_LEN_BEYOND_TASK_SIZE[profile]
 
 
+SHRINK_OF_NOTHING = {"seed": 0, "2.6.32": 0, "modern": E.EFAULT}
+
+
+def test_mremap_shrink_where_nothing_is_mapped(profile: str) -> None:
+    """mremap_vma_lookup_first: v2.6.32 do_mremap() shrinks by unmapping the tail, which
+    finds nothing and returns addr; 5.16's vma_lookup() first refuses it (EFAULT)."""
+    p = kb.Kernel(profile).spawn()
+    assert errno_of(lambda: p.mremap(HUGE_DEST, 2 * P, P, 0)) == SHRINK_OF_NOTHING[profile]
+
+
+#: A move whose old range crosses the end of its VMA: the errno, then mprotect() of the
+#: destination (ENOMEM once it is unmapped).
+BAD_SOURCE_MOVE = {"seed": (E.EFAULT, E.ENOMEM), "2.6.32": (E.EFAULT, E.ENOMEM),
+                   "modern": (E.EFAULT, 0)}
+
+
+def _bad_source_move(p: kb.Process) -> tuple[int, int]:
+    """mremap(MREMAP_FIXED) of 8 pages from a 4-page VMA, growing to 12 onto a mapped
+    destination; then whether the destination is still mapped."""
+    fixed = kb.MAP_PRIVATE | kb.MAP_ANONYMOUS | kb.MAP_FIXED
+    src = p.mmap(4 * P, RW, fixed, addr=0x10000000)
+    dest = p.mmap(12 * P, RW, fixed, addr=0x20000000)
+    got = errno_of(lambda: p.mremap(src, 8 * P, 12 * P, kb.MREMAP_MAYMOVE | kb.MREMAP_FIXED,
+                                    dest))
+    return got, errno_of(lambda: p.mprotect(dest, P, RW))
+
+
+def test_mremap_to_checks_the_source_before_unmapping(profile: str) -> None:
+    """mremap_checks_source_first: v2.6.32 do_mremap() unmaps the destination, then finds
+    the old range crosses its VMA's end (EFAULT), the destination gone; 6.17's
+    check_prep_vma() refuses the move first, the destination still mapped."""
+    assert _bad_source_move(kb.Kernel(profile).spawn()) == BAD_SOURCE_MOVE[profile]
+
+
 LIVE_CHILD = r"""
 import ctypes, json, os
 libc = ctypes.CDLL(None, use_errno=True)
@@ -220,7 +253,7 @@ libc.syscall.restype = ctypes.c_long
 def sc(n, *a):
     r = libc.syscall(n, *[ctypes.c_ulong(x % 2**64) for x in a])
     return -ctypes.get_errno() if r == -1 else r
-MMAP, MUNMAP, MREMAP, MEMFD_CREATE, MFD_HUGETLB = 9, 11, 25, 319, 4
+MMAP, MPROTECT, MUNMAP, MREMAP, MEMFD_CREATE, MFD_HUGETLB = 9, 10, 11, 25, 319, 4
 H = 2 << 20
 out = {}
 name = ctypes.create_string_buffer(b"huge")
@@ -236,9 +269,15 @@ sc(MUNMAP, free, 4 * H)
 grow = sc(MREMAP, h, H, 2 * H, 1, 0)
 move = sc(MREMAP, h, 4096, 4096, 3, dest)
 out["hugetlb_mremap"] = [min(grow, 0), min(move, 0)]
+out["shrink_of_nothing"] = min(sc(MREMAP, free + 3 * H, 2 * 4096, 4096, 0, 0), 0)
 b = sc(MMAP, 0, 2 * 4096, 3, 0x22, -1, 0)
 out["private_dup"] = min(sc(MREMAP, b, 0, 2 * 4096, 1, 0), 0)
 out["new_len_beyond_task_size"] = min(sc(MREMAP, b, 4096, 1 << 47, 1, 0), 0)
+src = sc(MMAP, 0, 8 * 4096, 3, 0x22, -1, 0)     # 4 pages, then a hole of 4
+sc(MUNMAP, src + 4 * 4096, 4 * 4096)
+dest = sc(MMAP, 0, 12 * 4096, 3, 0x22, -1, 0)
+bad = sc(MREMAP, src, 8 * 4096, 12 * 4096, 3, dest)
+out["bad_source_move"] = [min(bad, 0), min(sc(MPROTECT, dest, 4096, 3), 0)]
 print(json.dumps(out))
 """
 
@@ -261,9 +300,14 @@ def test_traced_fields_match_this_kernel(live_kernel: None) -> None:
                                                       0, 2 * P, kb.MREMAP_MAYMOVE)),
            "new_len_beyond_task_size": -errno_of(lambda: p.mremap(
                p.mmap(P, RW, kb.MAP_PRIVATE | kb.MAP_ANONYMOUS), P, TASK_SIZE + P,
-               kb.MREMAP_MAYMOVE))}
+               kb.MREMAP_MAYMOVE)),
+           "shrink_of_nothing": -errno_of(lambda: p.mremap(HUGE_DEST + 2 * kb.HPAGE_SIZE,
+                                                           2 * P, P, 0)),
+           "bad_source_move": [-e for e in _bad_source_move(p)]}
     assert sim == live == {"hugetlbfs_with_map_hugetlb": -HUGETLBFS_WITH_MAP_HUGETLB["modern"],
                            "len_beyond_task_size": -E.ENOMEM,
                            "hugetlb_mremap": [-e for e in HUGETLB_MREMAP["modern"]],
                            "private_dup": -PRIVATE_DUP["modern"],
-                           "new_len_beyond_task_size": -NEW_LEN_BEYOND_TASK_SIZE["modern"]}
+                           "new_len_beyond_task_size": -NEW_LEN_BEYOND_TASK_SIZE["modern"],
+                           "shrink_of_nothing": -SHRINK_OF_NOTHING["modern"],
+                           "bad_source_move": [-e for e in BAD_SOURCE_MOVE["modern"]]}
