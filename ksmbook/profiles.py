@@ -308,14 +308,14 @@ class Profile:
     mremap_vma_lookup_first: bool = _since('5.16', '550a7d60bd5e')
     #: A move to a new address checks the source (remap_is_valid() in check_prep_vma())
     #: before it unmaps the destination, so a refused move leaves the destination mapped (6.17,
-    #: "mm/mremap: check remap conditions earlier", a85dc37186a5: hash in the mainline revlist
-    #: beside 3215eaceca87; the patch on linux-mm, 10 Jul 2025). Before, mremap_to() (v2.6.32
-    #: do_mremap()) checked after unmapping it.
+    #: "mm/mremap: check remap conditions earlier", a85dc37186a5: hash in a push's revlist
+    #: beside 3215eaceca87; v2 of the patch, 10 Jul 2025, moves remap_is_valid() out of
+    #: mremap_to()). Before, mremap_to() (v2.6.32 do_mremap()) checked after unmapping it.
     mremap_checks_source_first: bool = _since('6.17', 'a85dc37186a5')
     #: mremap() moves a hugetlb VMA, its lengths rounded up to whole huge pages (growing it is
     #: EINVAL), where it refused one with EINVAL (5.16, "mm, hugepages: add mremap() support
     #: for hugepage backed vma", 550a7d60bd5e, "just merged in 5.16-rc1" in a linux-mm
-    #: review). The same commit looks the VMA up before anything else (vma_lookup()).
+    #: review). The same commit looks the VMA up first (mremap_vma_lookup_first).
     mremap_hugetlb: bool = _since('5.16', '550a7d60bd5e')
     #: old_len 0 of a private mapping is EINVAL, where it made a fresh unrelated mapping (4.14,
     #: "mm/mremap: fail map duplication attempts for private mappings", dba58d3b8c50:
