@@ -187,6 +187,14 @@ class KsmState:
     ksm_scan.seqnr (= full_scans).
     """
 
+    __slots__ = ("kernel", "slots", "by_mm", "cursor", "address", "seqnr", "stable",
+                 "stable_root", "stale_nodes", "unstable", "unstable_log", "unstable_root",
+                 "unstable_exact", "pages_changed", "pages_shared", "pages_sharing",
+                 "pages_unshared", "rmap_items", "stable_node_chains", "stable_node_dups",
+                 "pages_scanned", "pages_skipped", "ksm_zero_pages", "mm_zero_pages", "knobs",
+                 "zero_page", "clock_ms", "advisor_start", "advisor_scan_time", "advisor_change",
+                 "advisor_cpu_ms", "cpu_ms", "daemon", "sysfs")
+
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
         p = kernel.profile
