@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import errno
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from sortedcontainers import SortedDict
 
@@ -39,7 +39,8 @@ if TYPE_CHECKING:
     from .kernel import Kernel
     from .profiles import Profile
 
-__all__ = ["AnonVma", "File", "Page", "VMA", "MM", "calc_vm_prot_bits", "page_align"]
+__all__ = ["AnonVma", "File", "Page", "VMA", "MM", "arch_get_unmapped_area_topdown",
+           "calc_vm_prot_bits", "page_align"]
 
 # Flags tested on every split and merge, as plain ints (an IntFlag operation costs ten times
 # an int one).
@@ -49,6 +50,50 @@ _VM_HUGETLB = int(VM.VM_HUGETLB)
 def page_align(n: int) -> int:
     """PAGE_ALIGN(): round up to a page boundary, wrapping at 2**64 as in C."""
     return (n + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1) & ULONG_MAX
+
+
+class _Span(Protocol):
+    """A mapped area as placement reads it: a `VMA`, or a live process's from smaps."""
+
+    @property
+    def start(self) -> int: ...
+    @property
+    def end(self) -> int: ...
+
+
+_S = TypeVar("_S", bound=_Span)
+
+
+def arch_get_unmapped_area_topdown(length: int, hint: int, align: int,
+                                   down: Callable[[int], Iterable[_S]],
+                                   find_vma: Callable[[int], _S | None],
+                                   start_gap: Callable[[_S], int],
+                                   low: int, high: int, limit: int) -> int:
+    """arch_get_unmapped_area_topdown() (arch/x86/kernel/sys_x86_64.c): the page-aligned
+    hint if `length` bytes fit there, below `limit`, up to vm_start_gap() (`start_gap`) of
+    find_vma(hint); else vm_unmapped_area()'s top-down search (unmapped_area_topdown()): the
+    highest `align`-aligned address in [low, high) whose range ends at or below the
+    vm_start_gap() of the VMA above and starts at or above the end of the VMA below;
+    -ENOMEM if none. down(addr) gives the mapped areas starting at or below addr, the
+    highest first, and find_vma(addr) the first ending above it: the simulator's VMAs
+    (`MM.get_unmapped_area`) or a live process's in its arena (``ksmbook.live.harness``)."""
+    if length > TASK_SIZE:
+        return -errno.ENOMEM
+    if hint:
+        hint = page_align(hint)
+        nxt = find_vma(hint)
+        if (hint % align == 0 and hint <= limit - length
+                and (nxt is None or hint + length <= start_gap(nxt))):
+            return hint
+    gap_end = high
+    for vma in down(high - 1):
+        if vma.end <= gap_end:
+            addr = (gap_end - length) & ~(align - 1)
+            if addr >= vma.end and addr >= low:
+                return addr
+        gap_end = min(gap_end, start_gap(vma))
+    addr = (gap_end - length) & ~(align - 1)
+    return addr if addr >= low else -errno.ENOMEM
 
 
 def calc_vm_prot_bits(prot: int) -> VM:
@@ -444,31 +489,17 @@ class MM:
     # -- mmap, munmap, mprotect -------------------------------------------------------------
 
     def get_unmapped_area(self, length: int, hint: int, fixed: bool, align: int) -> int:
-        """arch_get_unmapped_area_topdown(): an address for `length` bytes, or -ENOMEM."""
-        if length > TASK_SIZE:
-            return -errno.ENOMEM
+        """get_unmapped_area(): a fixed address as it is, any other below MMAP_BASE by
+        arch_get_unmapped_area_topdown(); or -ENOMEM / -EINVAL."""
         if fixed:
             if hint > TASK_SIZE - length:
                 return -errno.ENOMEM
-            if hint % align:
-                return -errno.EINVAL
-            return hint
-        if hint:
-            hint = page_align(hint)
-            if hint % align == 0 and hint <= TASK_SIZE - length and self._free(hint, length):
-                return hint
+            return -errno.EINVAL if hint % align else hint
         gap = self.profile.stack_guard_gap  # 4.12 "mm: larger stack guard gap, between vmas"
-        high = MMAP_BASE
-        for vma in reversed(self.vmas):
-            if vma.start >= MMAP_BASE:
-                continue
-            if vma.end <= high:
-                addr = (high - length) & ~(align - 1)
-                if addr >= vma.end and addr >= MMAP_MIN_ADDR:
-                    return addr
-            high = min(high, vma.start - (gap if vma.flags & VM.VM_GROWSDOWN else 0))
-        addr = (high - length) & ~(align - 1)
-        return addr if addr >= MMAP_MIN_ADDR else -errno.ENOMEM
+        return arch_get_unmapped_area_topdown(
+            length, hint, align, self._down, self.find_vma,
+            lambda v: v.start - gap if v.flags & VM.VM_GROWSDOWN else v.start,
+            MMAP_MIN_ADDR, MMAP_BASE, TASK_SIZE)
 
     def _free(self, addr: int, length: int) -> bool:
         vma = self.find_vma(addr)

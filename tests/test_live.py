@@ -7,6 +7,7 @@ They touch no sysctl and no /sys/kernel/mm/ksm knob.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import time
 import pytest
 from helpers import WATCHED_PYTEST
 
+import ksmbook as kb
 from ksmbook import constants
 from ksmbook import live as lv
 from ksmbook.pages import page_bytes
@@ -79,6 +81,56 @@ def test_arena_translation_and_refusal():
         lv.Arena.for_sim_range(0x10000, top)
 
 
+_HINTS = """\
+import ctypes, json, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                      ctypes.c_long]
+out = []
+for addr, length, flags in json.loads(sys.argv[1]):
+    got = libc.mmap(addr, length, 3, flags, -1, 0)
+    out.append(-ctypes.get_errno() if got == ctypes.c_void_p(-1).value else got)
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.live
+def test_hint_placement_is_the_kernels(live_kernel):
+    """The kernel's own answer to a hint near MAP_GROWSDOWN VMAs (a throwaway process, no
+    arena: nothing else is placed) is the simulator's: refused within stack_guard_gap below
+    the stack, taken just below it, and taken when only another VMA's gap covers it."""
+    noreplace, gd = constants.MAP.MAP_FIXED_NOREPLACE, constants.MAP.MAP_GROWSDOWN
+    x, y = 0x3000_0000_0000, 0x3100_0000_0000
+    gap = 256 * P
+    calls = [(x, 4 * P, ANON | noreplace | gd), (y + 8 * P, P, ANON | noreplace),
+             (y + 16 * P, P, ANON | noreplace | gd),
+             (x - P, P, ANON), (x - gap - P, P, ANON), (y, P, ANON)]
+    out = subprocess.run([sys.executable, "-c", _HINTS, json.dumps(calls)], check=True,
+                         capture_output=True, text=True, timeout=30).stdout
+    kernel = json.loads(out)
+    sim = kb.Kernel("modern").spawn()
+    ours = [sim.mmap(n, constants.PROT.PROT_READ | constants.PROT.PROT_WRITE, f, addr=a)
+            for a, n, f in calls]
+    assert kernel[:3] == ours[:3] == [x, y + 8 * P, y + 16 * P]
+    assert kernel[3] != x - P and ours[3] != x - P
+    assert kernel[4:] == ours[4:] == [x - gap - P, y]
+
+
+@pytest.mark.live
+def test_live_placement_is_the_simulators(session):
+    """``LiveTask`` places a mapping as the simulator does (one
+    ``ksmbook.mm.arch_get_unmapped_area_topdown()``), stack guard gap included."""
+    rw = constants.PROT.PROT_READ | constants.PROT.PROT_WRITE
+    stack = lv.SIM_MMAP_TOP - 4 * P
+    calls = [(4 * P, ANON | constants.MAP.MAP_FIXED | constants.MAP.MAP_GROWSDOWN, stack),
+             (P, ANON, 0), (P, ANON, stack - P), (P, ANON, stack - 300 * P), (2 * P, ANON, 0)]
+    live, sim = lv.LiveKernel(session).spawn(), kb.Kernel("modern").spawn()
+    got = [live.mmap(n, rw, f, addr=a) for n, f, a in calls]
+    assert got == [sim.mmap(n, rw, f, addr=a) for n, f, a in calls]
+    assert got == [stack, stack - 257 * P, stack - 258 * P, stack - 300 * P, stack - 260 * P]
+
+
 def test_private_constants_agree_with_ksmbook_constants():
     w = lv.worker
     assert w._PAGE == constants.PAGE_SIZE
@@ -90,7 +142,6 @@ def test_private_constants_agree_with_ksmbook_constants():
     assert (w._MREMAP_FIXED, w._MREMAP_DONTUNMAP) == (
         constants.MREMAP.MREMAP_FIXED, constants.MREMAP.MREMAP_DONTUNMAP)
     assert lv.FORBIDDEN_ADVICE == {constants.MADV.MADV_HWPOISON, constants.MADV.MADV_SOFT_OFFLINE}
-    assert lv.SIM_MMAP_TOP == constants.MMAP_BASE
 
 
 def test_page_bytes_is_the_one_rule():

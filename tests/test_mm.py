@@ -128,6 +128,24 @@ def test_hint_is_used_when_free(proc: Process) -> None:
     assert proc.mmap(2 * P, RW, ANON, addr=A) != A  # taken now: placed elsewhere
 
 
+def test_placement_keeps_the_stack_guard_gap(proc: Process) -> None:
+    """From 4.12 neither the hint nor the top-down search comes within stack_guard_gap below
+    a MAP_GROWSDOWN VMA (vm_start_gap()); the hint is measured against find_vma(hint) alone,
+    as x86's arch_get_unmapped_area_topdown() does (tests/test_live.py asks the kernel)."""
+    gap = proc.kernel.profile.stack_guard_gap
+    stack = MMAP_BASE - 4 * P
+    mapfix(proc, stack, 4 * P, flags=ANON | kb.MAP_GROWSDOWN)
+    assert proc.mmap(P, RW, ANON) == stack - gap - P
+    stack = A + 2 * P
+    mapfix(proc, stack, P, flags=ANON | kb.MAP_GROWSDOWN)
+    assert proc.mmap(P, R, ANON, addr=stack - gap - P) == stack - gap - P
+    if gap:
+        assert proc.mmap(P, R, ANON, addr=stack - P) != stack - P  # inside the gap
+    mapfix(proc, A + 64 * P, P)  # between the hint and another stack's gap
+    mapfix(proc, A + 66 * P, P, flags=ANON | kb.MAP_GROWSDOWN)
+    assert proc.mmap(P, R, ANON, addr=A + 63 * P) == A + 63 * P
+
+
 def test_shared_writable_map_of_a_read_only_file_is_eacces(proc: Process) -> None:
     f = proc.kernel.create_file("ro.bin", 4 * P, writable=False)
     assert errno_of(lambda: proc.mmap(P, RW, kb.MAP_SHARED, file=f)) == E.EACCES

@@ -70,9 +70,20 @@ from collections.abc import Sequence
 from typing import Any, NoReturn, Protocol
 
 from ..backend import FileBackend, KsmdBackend, SysfsBackend
-from ..constants import HPAGE_SIZE, MAP, MMAP_MIN_ADDR, MREMAP, PAGE_SIZE, ULONG_MAX
+from ..constants import (
+    HPAGE_SIZE,
+    MAP,
+    MMAP_BASE,
+    MMAP_MIN_ADDR,
+    MREMAP,
+    PAGE_SIZE,
+    TASK_SIZE,
+    ULONG_MAX,
+)
+from ..mm import arch_get_unmapped_area_topdown
 from ..pages import page_bytes
 from ..procfs import MapEntry
+from ..profiles import get_profile
 from ..trace import Trace
 from .worker import (
     FORBIDDEN_ADVICE,
@@ -94,7 +105,7 @@ __all__ = ["DEFAULT_ARENA_BASE", "DEFAULT_ARENA_SIZE", "SIM_MMAP_TOP", "FORBIDDE
 DEFAULT_ARENA_BASE = 0x2000_0000_0000
 DEFAULT_ARENA_SIZE = 0x100_0000_0000  # 1 TiB
 #: Where the simulator's top-down placement starts (x86_64 mmap_base without ASLR).
-SIM_MMAP_TOP = 0x7FFF_F7FF_F000
+SIM_MMAP_TOP = MMAP_BASE
 _GIB = 1 << 30
 _DEFAULT_TIMEOUT = 10.0
 #: The worker program (run as a script, ``python3 -I -S worker.py FD BASE SIZE``).
@@ -484,7 +495,7 @@ class LiveSession:
 
 
 # The simulator's Kernel/Process API on live workers
-_STACK_GUARD_GAP = 256 * PAGE_SIZE  # mm/mmap.c stack_guard_gap default (256 pages)
+_STACK_GUARD_GAP = get_profile("modern").stack_guard_gap  # this kernel's default
 
 
 @dataclasses.dataclass(frozen=True)
@@ -567,42 +578,25 @@ class LiveTask:
         return self.kernel.arena.to_sim(got)
 
     def _unmapped_area(self, length: int, hint: int, align: int, what: str) -> int:
-        """arch_get_unmapped_area_topdown() inside the arena, below the translated mmap_base.
-
-        A placement the real kernel cannot be asked for (it would place the mapping next to
-        Python's own): the hint if it is free, else the highest gap that fits, keeping
-        stack_guard_gap below a MAP_GROWSDOWN mapping; ENOMEM if none does. Length 0 or a
+        """The simulator's placement (``ksmbook.mm.arch_get_unmapped_area_topdown()``) over
+        the worker's VMAs, inside the arena and below the translated mmap_base: the real kernel
+        cannot be asked (it would place the mapping next to Python's own). Length 0 or a
         wrapping length is left for the kernel to refuse."""
         arena = self.kernel.arena
         rounded = -(-length // align) * align  # hugetlb lengths round up to 2 MiB
-        top = SIM_MMAP_TOP + arena.offset
+        top = MMAP_BASE + arena.offset
         if not arena.base < top <= arena.end:
             top = arena.end
         floor = max(arena.base, MMAP_MIN_ADDR + arena.offset)
         if rounded == 0 or rounded > ULONG_MAX:
             return top - PAGE_SIZE
         vmas = self.worker.layout(floor, arena.end)
-
-        def gap_start(v: LiveVMA) -> int:
-            return v.start - (_STACK_GUARD_GAP if "gd" in v.vmflags else 0)
-
-        if hint:
-            hint = -(-hint // PAGE_SIZE) * PAGE_SIZE
-            if hint % align == 0 and floor <= hint and hint + rounded <= arena.end and all(
-                v.end <= hint or gap_start(v) >= hint + rounded for v in vmas
-            ):
-                return hint
-        high = top
-        for v in reversed(vmas):
-            if v.start >= top:
-                continue
-            if v.end <= high:
-                addr = (high - rounded) // align * align
-                if addr >= v.end and addr >= floor:
-                    return addr
-            high = min(high, gap_start(v))
-        addr = (high - rounded) // align * align
-        if addr < floor:
+        addr = arch_get_unmapped_area_topdown(
+            rounded, hint, align, lambda a: (v for v in reversed(vmas) if v.start <= a),
+            lambda a: next((v for v in vmas if v.end > a), None),
+            lambda v: v.start - (_STACK_GUARD_GAP if "gd" in v.vmflags else 0),
+            floor, top, min(arena.end, TASK_SIZE + arena.offset))
+        if addr < 0:
             raise OSError(errno.ENOMEM, f"{what}: no room in the arena below mmap_base")
         return addr
 
