@@ -65,12 +65,14 @@ class RmapItem:
 
     `flags` is 0, UNSTABLE_FLAG (a node of the unstable tree, under content `key`, inserted in
     the pass whose seqnr low byte is `seqnr`) or STABLE_FLAG (hanging off stable node `head`).
-    `age` and `remaining_skips` are smart_scan's (6.7). The struct rb_node of the unstable tree
-    (``ksmbook.rbtree``) is set by rb_link_node() when the item is inserted.
+    `age` and `remaining_skips` are smart_scan's (6.7). `key`, `seqnr` and the struct rb_node
+    of the unstable tree (``ksmbook.rbtree``) are set when the item is inserted there.
     """
 
     __slots__ = ("slot", "vpn", "oldchecksum", "flags", "seqnr", "head", "key", "age",
                  "remaining_skips", "rb_left", "rb_right", "rb_parent", "rb_red")
+    seqnr: int
+    key: int
     rb_left: RmapItem | None
     rb_right: RmapItem | None
     rb_parent: RmapItem | None
@@ -81,9 +83,7 @@ class RmapItem:
         self.vpn = vpn
         self.oldchecksum = 0  # kmem_cache_zalloc(): "oldchecksum starts at 0"
         self.flags = 0
-        self.seqnr = 0
         self.head: StableNode | None = None
-        self.key = 0
         self.age = 0
         self.remaining_skips = 0
 
