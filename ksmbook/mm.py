@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from .profiles import Profile
 
 __all__ = ["AnonVma", "File", "Page", "VMA", "MM", "arch_get_unmapped_area_topdown",
-           "calc_vm_prot_bits", "page_align"]
+           "calc_vm_prot_bits", "page_align", "round_hint_to_min"]
 
 # Flags tested on every split and merge, as plain ints (an IntFlag operation costs ten times
 # an int one).
@@ -50,6 +50,13 @@ _VM_HUGETLB = int(VM.VM_HUGETLB)
 def page_align(n: int) -> int:
     """PAGE_ALIGN(): round up to a page boundary, wrapping at 2**64 as in C."""
     return (n + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1) & ULONG_MAX
+
+
+def round_hint_to_min(hint: int) -> int:
+    """round_hint_to_min() (mm/mmap.c): a mmap hint rounded down to a page, then raised to
+    mmap_min_addr unless it is 0 (no hint)."""
+    hint &= ~(PAGE_SIZE - 1)
+    return MMAP_MIN_ADDR if 0 < hint < MMAP_MIN_ADDR else hint
 
 
 class _Span(Protocol):
@@ -604,8 +611,8 @@ class MM:
         fixed = bool(flags & MAP.MAP_FIXED)
         # 4.17 "mm: introduce MAP_FIXED_NOREPLACE" (a4ff8e8620d3).
         noreplace = bool(flags & MAP.MAP_FIXED_NOREPLACE) and p.fixed_noreplace
-        if not fixed and not noreplace and addr and addr < MMAP_MIN_ADDR:
-            addr = MMAP_MIN_ADDR  # round_hint_to_min()
+        if not fixed and not noreplace:
+            addr = round_hint_to_min(addr)
         huge = file is not None and file.kind == "hugetlb"
         align = HPAGE_SIZE if huge else PAGE_SIZE
         if huge and (fixed or noreplace) and addr % HPAGE_SIZE:

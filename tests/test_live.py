@@ -99,13 +99,15 @@ print(json.dumps(out))
 def test_hint_placement_is_the_kernels(live_kernel):
     """The kernel's own answer to a hint near MAP_GROWSDOWN VMAs (a throwaway process, no
     arena: nothing else is placed) is the simulator's: refused within stack_guard_gap below
-    the stack, taken just below it, and taken when only another VMA's gap covers it."""
+    the stack, taken just below it, and taken when only another VMA's gap covers it; a hint
+    rounds down to a page (round_hint_to_min())."""
     noreplace, gd = constants.MAP.MAP_FIXED_NOREPLACE, constants.MAP.MAP_GROWSDOWN
     x, y = 0x3000_0000_0000, 0x3100_0000_0000
     gap = 256 * P
     calls = [(x, 4 * P, ANON | noreplace | gd), (y + 8 * P, P, ANON | noreplace),
              (y + 16 * P, P, ANON | noreplace | gd),
-             (x - P, P, ANON), (x - gap - P, P, ANON), (y, P, ANON)]
+             (x - P, P, ANON), (x - gap - P, P, ANON), (y, P, ANON), (y - 2 * P + 1, P, ANON),
+             (1, P, ANON)]
     out = subprocess.run([sys.executable, "-c", _HINTS, json.dumps(calls)], check=True,
                          capture_output=True, text=True, timeout=30).stdout
     kernel = json.loads(out)
@@ -114,7 +116,8 @@ def test_hint_placement_is_the_kernels(live_kernel):
             for a, n, f in calls]
     assert kernel[:3] == ours[:3] == [x, y + 8 * P, y + 16 * P]
     assert kernel[3] != x - P and ours[3] != x - P
-    assert kernel[4:] == ours[4:] == [x - gap - P, y]
+    assert kernel[4:7] == ours[4:7] == [x - gap - P, y, y - 2 * P]  # a hint rounds down
+    assert constants.MMAP_MIN_ADDR not in (kernel[7], ours[7])  # below a page: no hint
 
 
 @pytest.mark.live
@@ -124,11 +127,13 @@ def test_live_placement_is_the_simulators(session):
     rw = constants.PROT.PROT_READ | constants.PROT.PROT_WRITE
     stack = lv.SIM_MMAP_TOP - 4 * P
     calls = [(4 * P, ANON | constants.MAP.MAP_FIXED | constants.MAP.MAP_GROWSDOWN, stack),
-             (P, ANON, 0), (P, ANON, stack - P), (P, ANON, stack - 300 * P), (2 * P, ANON, 0)]
+             (P, ANON, 0), (P, ANON, stack - P), (P, ANON, stack - 300 * P), (2 * P, ANON, 0),
+             (P, ANON, stack - 400 * P + 1)]
     live, sim = lv.LiveKernel(session).spawn(), kb.Kernel("modern").spawn()
     got = [live.mmap(n, rw, f, addr=a) for n, f, a in calls]
     assert got == [sim.mmap(n, rw, f, addr=a) for n, f, a in calls]
-    assert got == [stack, stack - 257 * P, stack - 258 * P, stack - 300 * P, stack - 260 * P]
+    assert got == [stack, stack - 257 * P, stack - 258 * P, stack - 300 * P, stack - 260 * P,
+                   stack - 400 * P]
 
 
 def test_private_constants_agree_with_ksmbook_constants():

@@ -124,8 +124,11 @@ def test_mmap_min_addr(proc: Process) -> None:
 
 
 def test_hint_is_used_when_free(proc: Process) -> None:
+    """round_hint_to_min() rounds the hint down to a page first: one below a page is none."""
     assert proc.mmap(2 * P, RW, ANON, addr=A) == A
     assert proc.mmap(2 * P, RW, ANON, addr=A) != A  # taken now: placed elsewhere
+    assert proc.mmap(P, RW, ANON, addr=A + 4 * P + 1) == A + 4 * P
+    assert proc.mmap(P, R, ANON, addr=1) == MMAP_BASE - 3 * P  # below the second map
 
 
 def test_placement_keeps_the_stack_guard_gap(proc: Process) -> None:

@@ -80,7 +80,7 @@ from ..constants import (
     TASK_SIZE,
     ULONG_MAX,
 )
-from ..mm import arch_get_unmapped_area_topdown
+from ..mm import arch_get_unmapped_area_topdown, round_hint_to_min
 from ..pages import page_bytes
 from ..procfs import MapEntry
 from ..profiles import get_profile
@@ -567,8 +567,11 @@ class LiveTask:
         this kernel's files (``LiveKernel.create_file``); any other object gives EBADF."""
         if file is not None and not isinstance(file, LiveFile):
             raise OSError(errno.EBADF, f"mmap: {file!r} is not a file of the live kernel")
+        placed = not flags & (MAP.MAP_FIXED | MAP.MAP_FIXED_NOREPLACE)
+        if placed:
+            addr = round_hint_to_min(addr)  # as do_mmap() does before placing
         live = self._live(addr) if addr else 0
-        if not flags & (MAP.MAP_FIXED | MAP.MAP_FIXED_NOREPLACE):
+        if placed:
             align = HPAGE_SIZE if flags & MAP.MAP_HUGETLB else PAGE_SIZE
             live = self._unmapped_area(length, live, align, "mmap")
         path = None if file is None else file.path
