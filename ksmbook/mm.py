@@ -77,13 +77,10 @@ def arch_get_unmapped_area_topdown(length: int, hint: int, align: int,
                                    start_gap: Callable[[_S], int],
                                    low: int, high: int, limit: int) -> int:
     """arch_get_unmapped_area_topdown() (arch/x86/kernel/sys_x86_64.c): the page-aligned
-    hint if `length` bytes fit there, below `limit`, up to vm_start_gap() (`start_gap`) of
-    find_vma(hint); else vm_unmapped_area()'s top-down search (unmapped_area_topdown()): the
-    highest `align`-aligned address in [low, high) whose range ends at or below the
-    vm_start_gap() of the VMA above and starts at or above the end of the VMA below;
-    -ENOMEM if none. down(addr) gives the mapped areas starting at or below addr, the
-    highest first, and find_vma(addr) the first ending above it: the simulator's VMAs
-    (`MM.get_unmapped_area`) or a live process's in its arena (``ksmbook.live.harness``)."""
+    hint if `length` bytes fit below `limit` and vm_start_gap() (`start_gap`) of
+    find_vma(hint); else unmapped_area_topdown() (vm_unmapped_area()): the highest
+    `align`-aligned fit in [low, high) between the areas down(high - 1) gives (those starting
+    at or below it, highest first); -ENOMEM if none. Over MM's VMAs or a live arena's."""
     if length > TASK_SIZE:
         return -errno.ENOMEM
     if hint:
