@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from .profiles import Profile
 
 __all__ = ["AnonVma", "File", "Page", "VMA", "MM", "arch_get_unmapped_area_topdown",
+           "thp_get_unmapped_area",
            "calc_vm_prot_bits", "page_align", "round_hint_to_min"]
 
 # Flags tested on every split and merge, as plain ints (an IntFlag operation costs ten times
@@ -98,6 +99,19 @@ def arch_get_unmapped_area_topdown(length: int, hint: int, align: int,
         gap_end = min(gap_end, start_gap(vma))
     addr = (gap_end - length) & ~(align - 1)
     return addr if addr >= low else -errno.ENOMEM
+
+
+def thp_get_unmapped_area(length: int, search: Callable[[int], int]) -> int:
+    """__thp_get_unmapped_area() (mm/huge_memory.c) for anonymous memory (pgoff 0, size
+    PMD_SIZE, top-down): `search` (the placement without a hint) for length + PMD_SIZE, then
+    ``off_sub = (off - ret) & (size - 1)``: ret + PMD_SIZE if off_sub is 0, else ret + off_sub.
+    If the padded length finds no room, thp_get_unmapped_area_vmflags() searches for
+    `length` itself. `length` is a multiple of PMD_SIZE (__get_unmapped_area())."""
+    ret = search(length + HPAGE_SIZE)
+    if ret < 0:
+        return search(length)
+    off_sub = -ret & (HPAGE_SIZE - 1)
+    return ret + (off_sub or HPAGE_SIZE)
 
 
 def calc_vm_prot_bits(prot: int) -> VM:
@@ -492,18 +506,27 @@ class MM:
 
     # -- mmap, munmap, mprotect -------------------------------------------------------------
 
-    def get_unmapped_area(self, length: int, hint: int, fixed: bool, align: int) -> int:
-        """get_unmapped_area(): a fixed address as it is, any other below MMAP_BASE by
-        arch_get_unmapped_area_topdown(); or -ENOMEM / -EINVAL."""
+    def get_unmapped_area(self, length: int, hint: int, fixed: bool, align: int,
+                          anon: bool = False) -> int:
+        """__get_unmapped_area(): a fixed address as it is, any other below MMAP_BASE by
+        arch_get_unmapped_area_topdown(); or -ENOMEM / -EINVAL. `anon`: a private anonymous
+        mapping (no file, not MAP_SHARED), which without a hint and with a length that is a
+        multiple of PMD_SIZE goes through thp_get_unmapped_area() (`Profile.thp_aligned_anon`)."""
         if fixed:
             if hint > TASK_SIZE - length:
                 return -errno.ENOMEM
             return -errno.EINVAL if hint % align else hint
         gap = self.profile.stack_guard_gap  # 4.12 "mm: larger stack guard gap, between vmas"
-        return arch_get_unmapped_area_topdown(
-            length, hint, align, self._down, self.find_vma,
-            lambda v: v.start - gap if v.flags & VM.VM_GROWSDOWN else v.start,
-            MMAP_MIN_ADDR, MMAP_BASE, TASK_SIZE)
+
+        def search(n: int, h: int) -> int:
+            return arch_get_unmapped_area_topdown(
+                n, h, align, self._down, self.find_vma,
+                lambda v: v.start - gap if v.flags & VM.VM_GROWSDOWN else v.start,
+                MMAP_MIN_ADDR, MMAP_BASE, TASK_SIZE)
+        if (anon and not hint and length % HPAGE_SIZE == 0 and length <= TASK_SIZE
+                and self.profile.thp_aligned_anon):
+            return thp_get_unmapped_area(length, lambda n: search(n, 0))
+        return search(length, hint)
 
     def _free(self, addr: int, length: int) -> bool:
         vma = self.find_vma(addr)
@@ -615,8 +638,10 @@ class MM:
         if huge and (fixed or noreplace) and addr % HPAGE_SIZE:
             tr.note("hugetlb_get_unmapped_area", "address not huge-page aligned: EINVAL")
             return -errno.EINVAL
+        # __get_unmapped_area(): "if (file) ... else if (flags & MAP_SHARED)" shmem's.
         got = self.get_unmapped_area(length, addr, fixed or noreplace,
-                                     PAGE_SIZE if fixed else align)
+                                     PAGE_SIZE if fixed else align,
+                                     file is None and not flags & MAP.MAP_SHARED)
         if got < 0:
             tr.note("get_unmapped_area", f"{errno_name(got)}")
             return got

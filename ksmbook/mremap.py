@@ -245,7 +245,9 @@ def _move_to_free_area(mm: MM, vma: VMA, addr: int, old_len: int, new_len: int, 
     """get_unmapped_area() for the new location (huge-page aligned for hugetlb), then
     move_vma() there."""
     align = HPAGE_SIZE if vma.flags & VM.VM_HUGETLB else PAGE_SIZE
-    got = mm.get_unmapped_area(new_len, hint, fixed, align)
+    # 6.18 vrm_set_new_addr(): get_unmapped_area(vma->vm_file, ..., MAP_SHARED if VM_MAYSHARE).
+    got = mm.get_unmapped_area(new_len, hint, fixed, align,
+                               vma.file is None and not vma.flags & VM.VM_MAYSHARE)
     if got < 0:
         return _fail(tr, "get_unmapped_area", "no room", got)
     return move_vma(mm, vma, addr, old_len, new_len, got, flags, tr)

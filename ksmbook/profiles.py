@@ -216,6 +216,14 @@ class Profile:
     #: Stack guard gap kept below a VM_GROWSDOWN VMA by placement (4.12, "mm: larger stack
     #: guard gap, between vmas", 1be7107fbe18: 256 pages; 0 before).
     stack_guard_gap: int = _since('4.12', '1be7107fbe18')
+    #: __get_unmapped_area() places a private anonymous mapping with no hint whose length is
+    #: a multiple of PMD_SIZE on a 2 MiB boundary (thp_get_unmapped_area_vmflags()). 6.7
+    #: efa7df3e3bb5 "mm: align larger anonymous mappings on THP boundaries" aligned every
+    #: private anonymous mapping of at least PMD_SIZE; 6.12 d4148aeab412 "mm, mmap: limit THP
+    #: alignment of anonymous mappings to PMD-aligned sizes" kept PMD-multiple lengths; 6.13
+    #: 249608ee4713 "mm: respect mmap hint address when aligning for THP" left out a call
+    #: with a hint, which made the 6.18 rule "!file && !addr && IS_ALIGNED(len, PMD_SIZE)".
+    thp_aligned_anon: bool = _since('6.13', '249608ee4713')
     #: MAP_GROWSDOWN is refused (EINVAL) on shared and file mappings before an address is
     #: chosen (6.12 mm/mmap.c do_mmap(): "if (vm_flags & (VM_GROWSDOWN|VM_GROWSUP)) return
     #: -EINVAL;"). v2.6.32 to v3.0.82 mmap_region() refuses only a file mapping, after
@@ -508,6 +516,7 @@ _SEED = Profile(
     map_shared_validate=False,
     munmap_split_checks_count=True,
     stack_guard_gap=0,
+    thp_aligned_anon=False,
     growsdown_private_anon_only=False,
     remove_needs_write=True,
     remove_filesystems=frozenset({"tmpfs"}),
@@ -629,6 +638,7 @@ _MODERN = Profile(
     map_shared_validate=True,
     munmap_split_checks_count=False,
     stack_guard_gap=256 << 12,
+    thp_aligned_anon=True,
     growsdown_private_anon_only=True,
     remove_needs_write=False,
     remove_filesystems=frozenset({"tmpfs", "ext4", "hugetlbfs"}),

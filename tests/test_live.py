@@ -136,6 +136,68 @@ def test_live_placement_is_the_simulators(session):
                    stack - 400 * P]
 
 
+_THP_PLACEMENT = """\
+import ctypes, json, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                      ctypes.c_long]
+out = []
+for addr, length, flags in json.loads(sys.argv[1]):
+    with open("/proc/self/maps") as f:
+        before = f.read()
+    got = libc.mmap(addr, length, 3, flags, -1, 0)
+    out.append([before, -ctypes.get_errno() if got == ctypes.c_void_p(-1).value else got])
+print(json.dumps(out))
+"""
+
+
+def _replay_layout(maps: str) -> kb.Process:
+    """A modern simulated task holding the VMAs of a /proc/PID/maps text ([stack] grows down)."""
+    task = kb.Kernel("modern").spawn()
+    fixed = ANON | constants.MAP.MAP_FIXED
+    for line in maps.splitlines():
+        span, *rest = line.split()
+        start, end = (int(x, 16) for x in span.split("-"))
+        if end <= constants.TASK_SIZE:
+            gd = constants.MAP.MAP_GROWSDOWN if rest[-1] == "[stack]" else 0
+            task.mmap(end - start, constants.PROT.PROT_NONE, fixed | gd, addr=start)
+    return task
+
+
+@pytest.mark.live
+def test_thp_aligned_placement_is_the_kernels(live_kernel):
+    """This kernel (without address randomization, so its mmap_base is the simulator's
+    MMAP_BASE) places each mapping where the modern simulator, given the same VMAs, does:
+    a private anonymous mapping without a hint whose length is a multiple of 2 MiB on a
+    2 MiB boundary (thp_get_unmapped_area_vmflags()), not 2 MiB + 4 KiB, not with a hint
+    (even one whose padded length does not fit), not MAP_SHARED (shmem_enabled never)."""
+    with open("/sys/kernel/mm/transparent_hugepage/shmem_enabled") as f:
+        shmem_never = "[never]" in f.read()
+    mib = 1 << 20
+    shared = constants.MAP.MAP_SHARED | constants.MAP.MAP_ANONYMOUS
+    hint = 0x3000_0000_0000 + P
+    calls = [(0, 2 * mib, ANON), (0, 4 * mib, ANON), (0, 2 * mib + P, ANON), (0, 6 * mib, ANON),
+             (hint, 2 * mib, ANON), (hint + 4 * mib, mib, ANON | constants.MAP.MAP_FIXED),
+             (hint + 2 * mib, 2 * mib, ANON), (0, 4 * mib, ANON)]
+    if shmem_never:
+        calls += [(0, 2 * mib, shared), (0, 4 * mib, shared), (0, 2 * mib + P, shared),
+                  (0, 6 * mib, shared)]
+    out = subprocess.run(["setarch", "-R", sys.executable, "-c", _THP_PLACEMENT,
+                          json.dumps(calls)], check=True, capture_output=True, text=True,
+                         timeout=60).stdout
+    rw = constants.PROT.PROT_READ | constants.PROT.PROT_WRITE
+    kernel, ours = [], []
+    for (addr, length, flags), (before, got) in zip(calls, json.loads(out), strict=True):
+        kernel.append(got)
+        ours.append(_replay_layout(before).mmap(length, rw, flags, addr=addr))
+    assert kernel == ours
+    huge = constants.HPAGE_SIZE
+    assert [a % huge == 0 for a in kernel[:4]] == [True, True, False, True]
+    assert kernel[4] == hint and kernel[6] == hint + 2 * mib  # a hint is taken as it is
+    assert kernel[7] % huge == 0
+
+
 def test_private_constants_agree_with_ksmbook_constants():
     w = lv.worker
     assert w._PAGE == constants.PAGE_SIZE

@@ -149,6 +149,34 @@ def test_placement_keeps_the_stack_guard_gap(proc: Process) -> None:
     assert proc.mmap(P, R, ANON, addr=A + 63 * P) == A + 63 * P
 
 
+def test_pmd_multiple_private_anonymous_mapping_is_thp_aligned(proc: Process) -> None:
+    """From 6.13 (`Profile.thp_aligned_anon`) a private anonymous mapping without a hint whose
+    length is a multiple of 2 MiB is placed by __thp_get_unmapped_area(): a search for
+    length + 2 MiB, rounded up to 2 MiB, or its top 2 MiB higher if already aligned. Not
+    2 MiB + 4 KiB, not with a hint, not MAP_SHARED, not a file; an mremap move too
+    (vrm_set_new_addr()). tests/test_live.py compares this kernel."""
+    H = kb.HPAGE_SIZE
+    thp = proc.kernel.profile.thp_aligned_anon
+    a = proc.mmap(2 * H, RW, ANON)
+    assert a == ((MMAP_BASE - 3 * H + H - 1) & -H if thp else MMAP_BASE - 2 * H)
+    b = proc.mmap(2 * H, RW, ANON)  # the padded fit is aligned: ret + PMD_SIZE, adjacent
+    assert b == a - 2 * H
+    c = proc.mmap(2 * H + P, RW, ANON)
+    assert c == b - 2 * H - P
+    shared = proc.mmap(2 * H, RW, kb.MAP_SHARED | kb.MAP_ANONYMOUS)
+    assert shared == c - 2 * H
+    f = proc.kernel.create_file("data.bin", 2 * H)
+    assert proc.mmap(2 * H, RW, kb.MAP_PRIVATE, file=f) == shared - 2 * H
+    assert proc.mmap(2 * H, RW, ANON, addr=A + P) == A + P  # a hint is taken as it is
+    d = proc.mmap(4 * H, RW, ANON)
+    assert d == (((shared - 7 * H) + H - 1) & -H if thp else shared - 6 * H)
+    e = d - P
+    mapfix(proc, e, P)
+    mapfix(proc, A + P + 2 * H, P)  # the hinted VMA cannot grow in place: it moves
+    moved = proc.mremap(A + P, 2 * H, 6 * H, kb.MREMAP_MAYMOVE)
+    assert moved == (d - 7 * H if thp else e - 6 * H)  # (e - 7 * H) rounded up
+
+
 def test_shared_writable_map_of_a_read_only_file_is_eacces(proc: Process) -> None:
     f = proc.kernel.create_file("ro.bin", 4 * P, writable=False)
     assert errno_of(lambda: proc.mmap(P, RW, kb.MAP_SHARED, file=f)) == E.EACCES

@@ -80,7 +80,7 @@ from ..constants import (
     TASK_SIZE,
     ULONG_MAX,
 )
-from ..mm import arch_get_unmapped_area_topdown, round_hint_to_min
+from ..mm import arch_get_unmapped_area_topdown, round_hint_to_min, thp_get_unmapped_area
 from ..pages import page_bytes
 from ..procfs import MapEntry
 from ..profiles import get_profile
@@ -496,6 +496,7 @@ class LiveSession:
 
 # The simulator's Kernel/Process API on live workers
 _STACK_GUARD_GAP = get_profile("modern").stack_guard_gap  # this kernel's default
+_THP_ALIGNED_ANON = get_profile("modern").thp_aligned_anon  # this kernel's (6.13 and later)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -573,18 +574,21 @@ class LiveTask:
         live = self._live(addr) if addr else 0
         if placed:
             align = HPAGE_SIZE if flags & MAP.MAP_HUGETLB else PAGE_SIZE
-            live = self._unmapped_area(length, live, align, "mmap")
+            anon = file is None and not flags & (MAP.MAP_SHARED | MAP.MAP_HUGETLB)
+            live = self._unmapped_area(length, live, align, "mmap", anon)
         path = None if file is None else file.path
         readonly = file is not None and not file.writable
         got = self.worker.mmap(live, length, prot, flags, path=path, offset=offset,
                                readonly=readonly)
         return self.kernel.arena.to_sim(got)
 
-    def _unmapped_area(self, length: int, hint: int, align: int, what: str) -> int:
-        """The simulator's placement (``ksmbook.mm.arch_get_unmapped_area_topdown()``) over
-        the worker's VMAs, inside the arena and below the translated mmap_base: the real kernel
-        cannot be asked (it would place the mapping next to Python's own). Length 0 or a
-        wrapping length is left for the kernel to refuse."""
+    def _unmapped_area(self, length: int, hint: int, align: int, what: str,
+                       anon: bool = False) -> int:
+        """The simulator's placement (``ksmbook.mm.arch_get_unmapped_area_topdown()``, and
+        ``thp_get_unmapped_area()`` for a private anonymous `anon` mapping as
+        ``MM.get_unmapped_area`` does) over the worker's VMAs, inside the arena and below the
+        translated mmap_base: the real kernel cannot be asked (it would place the mapping next
+        to Python's own). Length 0 or a wrapping length is left for the kernel to refuse."""
         arena = self.kernel.arena
         rounded = -(-length // align) * align  # hugetlb lengths round up to 2 MiB
         top = MMAP_BASE + arena.offset
@@ -594,11 +598,17 @@ class LiveTask:
         if rounded == 0 or rounded > ULONG_MAX:
             return top - PAGE_SIZE
         vmas = self.worker.layout(floor, arena.end)
-        addr = arch_get_unmapped_area_topdown(
-            rounded, hint, align, lambda a: (v for v in reversed(vmas) if v.start <= a),
-            lambda a: next((v for v in vmas if v.end > a), None),
-            lambda v: v.start - (_STACK_GUARD_GAP if "gd" in v.vmflags else 0),
-            floor, top, min(arena.end, TASK_SIZE + arena.offset))
+
+        def search(n: int, h: int) -> int:
+            return arch_get_unmapped_area_topdown(
+                n, h, align, lambda a: (v for v in reversed(vmas) if v.start <= a),
+                lambda a: next((v for v in vmas if v.end > a), None),
+                lambda v: v.start - (_STACK_GUARD_GAP if "gd" in v.vmflags else 0),
+                floor, top, min(arena.end, TASK_SIZE + arena.offset))
+        if anon and not hint and rounded % HPAGE_SIZE == 0 and _THP_ALIGNED_ANON:
+            addr = thp_get_unmapped_area(rounded, lambda n: search(n, 0))
+        else:
+            addr = search(rounded, hint)
         if addr < 0:
             raise OSError(errno.ENOMEM, f"{what}: no room in the arena below mmap_base")
         return addr
@@ -619,10 +629,18 @@ class LiveTask:
         if not flags & MREMAP.MREMAP_FIXED:
             align = self._kernel_places_move(live, old_size, new_size, flags, target)
             if align:
-                target = self._unmapped_area(new_size, target, align, "mremap")
+                target = self._unmapped_area(new_size, target, align, "mremap",
+                                             self._private_anon(live))
                 flags |= MREMAP.MREMAP_FIXED
         return self.kernel.arena.to_sim(
             self.worker.mremap(live, old_size, new_size, flags, target))
+
+    def _private_anon(self, addr: int) -> bool:
+        """Whether the VMA at `addr` is private anonymous (no file, not shared), as 6.18
+        vrm_set_new_addr() passes it to get_unmapped_area()."""
+        vma = next((v for v in self.worker.layout(addr, addr + 1) if v.start <= addr < v.end),
+                   None)
+        return vma is not None and vma.inode == 0 and "sh" not in vma.vmflags
 
     def _kernel_places_move(self, addr: int, old_size: int, new_size: int, flags: int,
                             hint: int) -> int:
