@@ -198,6 +198,24 @@ def test_thp_aligned_placement_is_the_kernels(live_kernel):
     assert kernel[7] % huge == 0
 
 
+@pytest.mark.live
+def test_live_thp_aligned_placement_is_the_simulators(session):
+    """``LiveTask`` (the arena, whose offset is a multiple of 1 GiB) places a PMD-multiple
+    private anonymous mapping and an mremap move of one as ``MM.get_unmapped_area`` does."""
+    rw = constants.PROT.PROT_READ | constants.PROT.PROT_WRITE
+    mib = 1 << 20
+    shared = constants.MAP.MAP_SHARED | constants.MAP.MAP_ANONYMOUS
+    calls = [(2 * mib + P, ANON), (4 * mib, ANON), (P, ANON), (2 * mib, ANON), (2 * mib, shared),
+             (6 * mib, ANON)]
+    live, sim = lv.LiveKernel(session).spawn(), kb.Kernel("modern").spawn()
+    got = [live.mmap(n, rw, f) for n, f in calls]
+    assert got == [sim.mmap(n, rw, f) for n, f in calls]
+    assert [a % constants.HPAGE_SIZE == 0 for a in got] == [False, True, False, True, True, True]
+    grow = constants.MREMAP.MREMAP_MAYMOVE
+    moved = live.mremap(got[2], P, 4 * mib, grow)
+    assert moved == sim.mremap(got[2], P, 4 * mib, grow) and moved % constants.HPAGE_SIZE == 0
+
+
 def test_private_constants_agree_with_ksmbook_constants():
     w = lv.worker
     assert w._PAGE == constants.PAGE_SIZE
