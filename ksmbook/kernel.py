@@ -105,7 +105,8 @@ class Kernel:
         #: Transparent huge pages: /sys/kernel/mm/transparent_hugepage/enabled and the PMD
         #: mappings (ksmbook.thp; kernels with Profile.thp only).
         self.thp = Thp(self)
-        self._faults: dict[str, int] = {}
+        #: Injected failures still to come, by fault point (`inject`).
+        self.injected: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return (f"Kernel(profile={self.profile.name!r}, config_ksm={self.config_ksm}, "
@@ -191,12 +192,12 @@ class Kernel:
         if point not in FAULT_POINTS:
             raise ValueError(f"unknown fault point {point!r}; choose one of "
                              f"{', '.join(FAULT_POINTS)}")
-        self._faults[point] = self._faults.get(point, 0) + times
+        self.injected[point] = self.injected.get(point, 0) + times
 
     def should_fail(self, point: str) -> bool:
         """True (once per injected failure) if the fault point is to fail now."""
-        if self._faults.get(point, 0) > 0:
-            self._faults[point] -= 1
+        if self.injected.get(point, 0) > 0:
+            self.injected[point] -= 1
             return True
         return False
 

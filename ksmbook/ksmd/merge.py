@@ -51,7 +51,7 @@ class Merge(Trees):
                                    "to this huge page (the unstable tree's page)")
                     return -errno.EFAULT
                 self._note_split(huge.start, thp.split_huge_page(mm, huge))
-        if k._faults and k.should_fail("write_protect_page"):
+        if k.injected and k.should_fail("write_protect_page"):
             # write_protect_page(): "Check that no O_DIRECT or similar I/O is in progress on
             # the page": page_mapcount + 2 (+1 swapcache) != page_count (v2.6.32 mm/ksm.c
             # 645-652; 6.18 folio_mapcount() + 1 + swapped != folio_ref_count()).

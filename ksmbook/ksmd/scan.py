@@ -291,7 +291,7 @@ class Scan(Merge):
         """alloc_rmap_item() (kmem_cache_zalloc() may fail: an injected fault) and the
         mm's count of its items, for the address vpn."""
         k = self.kernel
-        if k._faults and k.should_fail("alloc_rmap_item"):
+        if k.injected and k.should_fail("alloc_rmap_item"):
             raise _NoRmapItem
         self.ks.rmap_items += 1
         slot.nr_items += 1
