@@ -537,7 +537,8 @@ def save_notebook(page: Any, lab: tuple[str, str], name: str) -> str:
             json.loads(raw)
         except json.JSONDecodeError:
             return None  # JupyterLab is still writing it
-        return raw
+        # nbformat writes the JSON, then its final newline: the JSON can be whole before that
+        return raw if raw.endswith("\n") else None
 
     page.locator(".jp-Notebook").first.click(position={"x": 5, "y": 5})
     page.keyboard.press("Control+s")
