@@ -12,6 +12,7 @@ Three profiles:
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -134,7 +135,7 @@ def _identity() -> Any:
     return field(metadata={"identity": True})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Profile:
     """One kernel version's behaviour, as data."""
 
@@ -602,9 +603,9 @@ _KSM_2632: dict[str, Any] = {
     "sysfs_write_max": 4095,
 }
 
-_V2632 = Profile(**{**_SEED.__dict__, "name": "2.6.32",
-                    "title": "Linux 2.6.32 (mm/ksm.c with ksmd)", "mremap_ksm_hook": True,
-                    "unmerge_pages": True, "has_ksmd": True, **_KSM_2632})
+_V2632 = dataclasses.replace(_SEED, name="2.6.32", title="Linux 2.6.32 (mm/ksm.c with ksmd)",
+                             mremap_ksm_hook=True, unmerge_pages=True, has_ksmd=True,
+                             **_KSM_2632)
 
 _MODERN = Profile(
     name="modern",
