@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import contextlib
 import errno as E  # E.EINVAL, E.ENOMEM, ... for the tests
+import json
 import os
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -99,6 +102,28 @@ def hub_root(prefix: str) -> Iterator[Path]:
             remove_hub_users(path)
         if not os.environ.get("KSMBOOK_KEEP_HUB_ROOT"):
             subprocess.run(["rm", "-rf", str(path)], check=False)
+
+
+#: The start of a child program that makes raw system calls: sc(nr, *args) returns the result
+#: or -errno, and the program fills `out`, which is printed as JSON at its end.
+_RAW_SYSCALLS = r"""
+import ctypes, json, os, sys, tempfile
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+def sc(n, *a):
+    r = libc.syscall(n, *[ctypes.c_ulong(x % 2**64) for x in a])
+    return -ctypes.get_errno() if r == -1 else r
+out = {}
+"""
+
+
+def raw_syscalls(body: str) -> dict[str, Any]:
+    """`out` of a child process (this machine's kernel) that runs `body` after the prelude
+    above, for comparing a live answer with the simulator's."""
+    program = _RAW_SYSCALLS + body + "\nprint(json.dumps(out))\n"
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          timeout=60, check=True)
+    return dict(json.loads(done.stdout))
 
 
 #: A Python program that runs pytest with the given arguments under an audit hook

@@ -81,7 +81,7 @@ def test_arena_translation_and_refusal():
         lv.Arena.for_sim_range(0x10000, top)
 
 
-_HINTS = """\
+_MMAPS = """\
 import ctypes, json, sys
 libc = ctypes.CDLL(None, use_errno=True)
 libc.mmap.restype = ctypes.c_void_p
@@ -89,10 +89,21 @@ libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_i
                       ctypes.c_long]
 out = []
 for addr, length, flags in json.loads(sys.argv[1]):
+    with open("/proc/self/maps") as f:
+        before = f.read()
     got = libc.mmap(addr, length, 3, flags, -1, 0)
-    out.append(-ctypes.get_errno() if got == ctypes.c_void_p(-1).value else got)
+    out.append([before, -ctypes.get_errno() if got == ctypes.c_void_p(-1).value else got])
 print(json.dumps(out))
 """
+
+
+def _kernel_mmaps(calls: list[tuple[int, int, int]], *launch: str) -> list[tuple[str, int]]:
+    """This kernel's answer to each mmap(addr, length, PROT_READ|PROT_WRITE, flags) of
+    `calls`, made in turn by a throwaway process (run under `launch`), with its
+    /proc/self/maps just before the call."""
+    out = subprocess.run([*launch, sys.executable, "-c", _MMAPS, json.dumps(calls)], check=True,
+                         capture_output=True, text=True, timeout=60).stdout
+    return [(before, got) for before, got in json.loads(out)]
 
 
 @pytest.mark.live
@@ -108,9 +119,7 @@ def test_hint_placement_is_the_kernels(live_kernel):
              (y + 16 * P, P, ANON | noreplace | gd),
              (x - P, P, ANON), (x - gap - P, P, ANON), (y, P, ANON), (y - 2 * P + 1, P, ANON),
              (1, P, ANON)]
-    out = subprocess.run([sys.executable, "-c", _HINTS, json.dumps(calls)], check=True,
-                         capture_output=True, text=True, timeout=30).stdout
-    kernel = json.loads(out)
+    kernel = [got for _, got in _kernel_mmaps(calls)]
     sim = kb.Kernel("modern").spawn()
     ours = [sim.mmap(n, constants.PROT.PROT_READ | constants.PROT.PROT_WRITE, f, addr=a)
             for a, n, f in calls]
@@ -134,22 +143,6 @@ def test_live_placement_is_the_simulators(session):
     assert got == [sim.mmap(n, rw, f, addr=a) for n, f, a in calls]
     assert got == [stack, stack - 257 * P, stack - 258 * P, stack - 300 * P, stack - 260 * P,
                    stack - 400 * P]
-
-
-_THP_PLACEMENT = """\
-import ctypes, json, sys
-libc = ctypes.CDLL(None, use_errno=True)
-libc.mmap.restype = ctypes.c_void_p
-libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
-                      ctypes.c_long]
-out = []
-for addr, length, flags in json.loads(sys.argv[1]):
-    with open("/proc/self/maps") as f:
-        before = f.read()
-    got = libc.mmap(addr, length, 3, flags, -1, 0)
-    out.append([before, -ctypes.get_errno() if got == ctypes.c_void_p(-1).value else got])
-print(json.dumps(out))
-"""
 
 
 def _replay_layout(maps: str) -> kb.Process:
@@ -183,12 +176,10 @@ def test_thp_aligned_placement_is_the_kernels(live_kernel):
     if shmem_never:
         calls += [(0, 2 * mib, shared), (0, 4 * mib, shared), (0, 2 * mib + P, shared),
                   (0, 6 * mib, shared)]
-    out = subprocess.run(["setarch", "-R", sys.executable, "-c", _THP_PLACEMENT,
-                          json.dumps(calls)], check=True, capture_output=True, text=True,
-                         timeout=60).stdout
     rw = constants.PROT.PROT_READ | constants.PROT.PROT_WRITE
     kernel, ours = [], []
-    for (addr, length, flags), (before, got) in zip(calls, json.loads(out), strict=True):
+    for (addr, length, flags), (before, got) in zip(calls, _kernel_mmaps(calls, "setarch", "-R"),
+                                                    strict=True):
         kernel.append(got)
         ours.append(_replay_layout(before).mmap(length, rw, flags, addr=addr))
     assert kernel == ours

@@ -8,27 +8,16 @@ sysfs file is touched. The simulator runs the same steps on the modern profile.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
-from helpers import ANON, RW, E, P, errno_of
+from helpers import ANON, RW, E, P, errno_of, raw_syscalls
 
 import ksmbook as kb
 
 pytestmark = pytest.mark.live
 
 LIVE_CHILD = r"""
-import ctypes, json, os, sys, tempfile
-libc = ctypes.CDLL(None, use_errno=True)
-libc.syscall.restype = ctypes.c_long
-def sc(n, *a):
-    r = libc.syscall(n, *[ctypes.c_ulong(x % 2**64) for x in a])
-    return -ctypes.get_errno() if r == -1 else r
 MMAP, MADVISE = 9, 28
 P = 4096
-out = {}
 def flags(addr):
     lines = open("/proc/self/smaps").read().splitlines()
     for i, line in enumerate(lines):
@@ -65,7 +54,6 @@ for i in range(4):
 out["free"] = sc(MADVISE, b, 4 * P, 8)
 put(b, 0xBB)
 out["after_free"] = [get(b + i * P) for i in range(4)]
-print(json.dumps(out))
 """
 
 
@@ -99,9 +87,7 @@ def _simulate() -> dict:
 
 
 def test_source_reading_fixes_match_this_kernel(live_kernel: None) -> None:
-    done = subprocess.run([sys.executable, "-c", LIVE_CHILD], capture_output=True, text=True,
-                          timeout=60, check=True)
-    live = json.loads(done.stdout)
+    live = raw_syscalls(LIVE_CHILD)
     sim = _simulate()
     assert sim == live
     # What the comparison rests on, spelt out: the high bits are dropped, a regular file

@@ -4,13 +4,10 @@ and has a value in every profile; features are fields, not proxies."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
-import subprocess
-import sys
 
 import pytest
-from helpers import RW, E, P, errno_of
+from helpers import RW, E, P, errno_of, raw_syscalls
 
 import ksmbook as kb
 from ksmbook.constants import MADV, TASK_SIZE
@@ -247,15 +244,8 @@ def test_mremap_to_checks_the_source_before_unmapping(profile: str) -> None:
 
 
 LIVE_CHILD = r"""
-import ctypes, json, os
-libc = ctypes.CDLL(None, use_errno=True)
-libc.syscall.restype = ctypes.c_long
-def sc(n, *a):
-    r = libc.syscall(n, *[ctypes.c_ulong(x % 2**64) for x in a])
-    return -ctypes.get_errno() if r == -1 else r
 MMAP, MPROTECT, MUNMAP, MREMAP, MEMFD_CREATE, MFD_HUGETLB = 9, 10, 11, 25, 319, 4
 H = 2 << 20
-out = {}
 name = ctypes.create_string_buffer(b"huge")
 fd = sc(MEMFD_CREATE, ctypes.addressof(name), MFD_HUGETLB)
 os.ftruncate(fd, H)
@@ -278,7 +268,6 @@ sc(MUNMAP, src + 4 * 4096, 4 * 4096)
 dest = sc(MMAP, 0, 12 * 4096, 3, 0x22, -1, 0)
 bad = sc(MREMAP, src, 8 * 4096, 12 * 4096, 3, dest)
 out["bad_source_move"] = [min(bad, 0), min(sc(MPROTECT, dest, 4096, 3), 0)]
-print(json.dumps(out))
 """
 
 
@@ -286,9 +275,7 @@ print(json.dumps(out))
 def test_traced_fields_match_this_kernel(live_kernel: None) -> None:
     """The modern values of the fields above, against this machine's kernel (one child
     process, raw syscalls; memfd_create(MFD_HUGETLB) makes the hugetlbfs file)."""
-    done = subprocess.run([sys.executable, "-c", LIVE_CHILD], capture_output=True, text=True,
-                          timeout=60, check=True)
-    live = json.loads(done.stdout)
+    live = raw_syscalls(LIVE_CHILD)
     p = kb.Kernel("modern").spawn()
     sim = {"hugetlbfs_with_map_hugetlb":
            -errno_of(lambda: p.mmap(kb.HPAGE_SIZE, RW, HUGE_SHARED, file=_hugetlbfs_file())),
