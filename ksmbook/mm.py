@@ -101,15 +101,20 @@ def arch_get_unmapped_area_topdown(length: int, hint: int, align: int,
     return addr if addr >= low else -errno.ENOMEM
 
 
-def thp_get_unmapped_area(length: int, search: Callable[[int], int]) -> int:
-    """__thp_get_unmapped_area() (mm/huge_memory.c) for anonymous memory (pgoff 0, size
-    PMD_SIZE, top-down): `search` (the placement without a hint) for length + PMD_SIZE, then
-    ``off_sub = (off - ret) & (size - 1)``: ret + PMD_SIZE if off_sub is 0, else ret + off_sub.
-    If the padded length finds no room, thp_get_unmapped_area_vmflags() searches for
-    `length` itself. `length` is a multiple of PMD_SIZE (__get_unmapped_area())."""
-    ret = search(length + HPAGE_SIZE)
+def thp_get_unmapped_area(length: int, hint: int, thp_aligned: bool,
+                          search: Callable[[int, int], int]) -> int:
+    """The placement of a mapping without MAP_FIXED: `search(length, hint)`
+    (arch_get_unmapped_area_topdown()), unless __get_unmapped_area() gives a private anonymous
+    mapping (`thp_aligned`: on a kernel with Profile.thp_aligned_anon) with no hint and a
+    length that is a multiple of PMD_SIZE to thp_get_unmapped_area_vmflags(). That is
+    __thp_get_unmapped_area() (mm/huge_memory.c; pgoff 0, size PMD_SIZE, top-down): a search
+    for length + PMD_SIZE, then ``off_sub = (off - ret) & (size - 1)``: ret + PMD_SIZE if
+    off_sub is 0, else ret + off_sub; if the padded length finds no room, `length` itself."""
+    if not thp_aligned or hint or length % HPAGE_SIZE or length > TASK_SIZE:
+        return search(length, hint)
+    ret = search(length + HPAGE_SIZE, 0)
     if ret < 0:
-        return search(length)
+        return search(length, 0)
     off_sub = -ret & (HPAGE_SIZE - 1)
     return ret + (off_sub or HPAGE_SIZE)
 
@@ -509,9 +514,8 @@ class MM:
     def get_unmapped_area(self, length: int, hint: int, fixed: bool, align: int,
                           anon: bool = False) -> int:
         """__get_unmapped_area(): a fixed address as it is, any other below MMAP_BASE by
-        arch_get_unmapped_area_topdown(); or -ENOMEM / -EINVAL. `anon`: a private anonymous
-        mapping (no file, not MAP_SHARED), which without a hint and with a length that is a
-        multiple of PMD_SIZE goes through thp_get_unmapped_area() (`Profile.thp_aligned_anon`)."""
+        thp_get_unmapped_area(); or -ENOMEM / -EINVAL. `anon`: a private anonymous mapping (no
+        file, not MAP_SHARED)."""
         if fixed:
             if hint > TASK_SIZE - length:
                 return -errno.ENOMEM
@@ -523,10 +527,8 @@ class MM:
                 n, h, align, self._down, self.find_vma,
                 lambda v: v.start - gap if v.flags & VM.VM_GROWSDOWN else v.start,
                 MMAP_MIN_ADDR, MMAP_BASE, TASK_SIZE)
-        if (anon and not hint and length % HPAGE_SIZE == 0 and length <= TASK_SIZE
-                and self.profile.thp_aligned_anon):
-            return thp_get_unmapped_area(length, lambda n: search(n, 0))
-        return search(length, hint)
+        return thp_get_unmapped_area(length, hint, anon and self.profile.thp_aligned_anon,
+                                     search)
 
     def _free(self, addr: int, length: int) -> bool:
         vma = self.find_vma(addr)

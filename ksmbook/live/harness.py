@@ -584,11 +584,11 @@ class LiveTask:
 
     def _unmapped_area(self, length: int, hint: int, align: int, what: str,
                        anon: bool = False) -> int:
-        """The simulator's placement (``ksmbook.mm.arch_get_unmapped_area_topdown()``, and
-        ``thp_get_unmapped_area()`` for a private anonymous `anon` mapping as
-        ``MM.get_unmapped_area`` does) over the worker's VMAs, inside the arena and below the
-        translated mmap_base: the real kernel cannot be asked (it would place the mapping next
-        to Python's own). Length 0 or a wrapping length is left for the kernel to refuse."""
+        """The simulator's placement (``ksmbook.mm.thp_get_unmapped_area()``, as
+        ``MM.get_unmapped_area`` does; `anon`: a private anonymous mapping) over the worker's
+        VMAs, inside the arena and below the translated mmap_base: the real kernel cannot be
+        asked (it would place the mapping next to Python's own). Length 0 or a wrapping length
+        is left for the kernel to refuse."""
         arena = self.kernel.arena
         rounded = -(-length // align) * align  # hugetlb lengths round up to 2 MiB
         top = MMAP_BASE + arena.offset
@@ -605,10 +605,7 @@ class LiveTask:
                 lambda a: next((v for v in vmas if v.end > a), None),
                 lambda v: v.start - (_STACK_GUARD_GAP if "gd" in v.vmflags else 0),
                 floor, top, min(arena.end, TASK_SIZE + arena.offset))
-        if anon and not hint and rounded % HPAGE_SIZE == 0 and _THP_ALIGNED_ANON:
-            addr = thp_get_unmapped_area(rounded, lambda n: search(n, 0))
-        else:
-            addr = search(rounded, hint)
+        addr = thp_get_unmapped_area(rounded, hint, anon and _THP_ALIGNED_ANON, search)
         if addr < 0:
             raise OSError(errno.ENOMEM, f"{what}: no room in the arena below mmap_base")
         return addr
